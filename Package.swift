@@ -1,0 +1,90 @@
+// swift-tools-version:6.0
+import PackageDescription
+
+// airlock: a network sandbox for untrusted code. See docs/architecture.md.
+//
+// Swift 5 language mode keeps the NIO handlers readable (they are confined to their
+// event loops, which the Swift 6 checker cannot see); cross-thread state is Sendable
+// by hand and reviewed. See docs/architecture.md, "Concurrency".
+let swiftSettings: [SwiftSetting] = [
+    .swiftLanguageMode(.v5),
+]
+
+let package = Package(
+    name: "airlock",
+    platforms: [.macOS(.v13)],
+    products: [
+        .executable(name: "airlock", targets: ["airlock"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-nio.git", from: "2.101.2"),
+        .package(url: "https://github.com/apple/swift-nio-ssl.git", from: "2.37.6"),
+        .package(url: "https://github.com/apple/swift-argument-parser.git", from: "1.8.2"),
+        .package(url: "https://github.com/apple/swift-log.git", from: "1.16.2"),
+        .package(url: "https://github.com/swift-server/swift-service-lifecycle.git", from: "2.13.0"),
+        .package(url: "https://github.com/apple/swift-system.git", from: "1.8.1"),
+        .package(url: "https://github.com/apple/swift-crypto.git", from: "3.12.3"),
+    ],
+    targets: [
+        // The only C in the package: rtnetlink builders over libmnl, the async-signal-safe
+        // child setup between fork and exec, and libcap calls.
+        .target(
+            name: "CNetlink",
+            linkerSettings: [.linkedLibrary("mnl"), .linkedLibrary("cap")]
+        ),
+        // Namespaces, links, addresses, routes, the sandbox topology, spawning inside S.
+        // The only Swift module that imports CNetlink.
+        .target(
+            name: "Netns",
+            dependencies: [
+                "CNetlink",
+                .product(name: "SystemPackage", package: "swift-system"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+        // Policy, proxies, DNS, git gateway, sessions, audit, control socket.
+        .target(
+            name: "Gateway",
+            dependencies: [
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+                .product(name: "NIOSSL", package: "swift-nio-ssl"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                .product(name: "Crypto", package: "swift-crypto"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+        // The executable: argument parsing and wiring only.
+        .executableTarget(
+            name: "airlock",
+            dependencies: [
+                "Netns",
+                "Gateway",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+        .testTarget(name: "NetnsTests", dependencies: ["Netns", "CNetlink"], swiftSettings: swiftSettings),
+        .testTarget(name: "NetnsIntegrationTests", dependencies: ["Netns"], swiftSettings: swiftSettings),
+        .testTarget(
+            name: "GatewayTests",
+            dependencies: [
+                "Gateway",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOEmbedded", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+                .product(name: "NIOSSL", package: "swift-nio-ssl"),
+                .product(name: "NIOTestUtils", package: "swift-nio"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+        .testTarget(name: "EndToEndTests", dependencies: [], swiftSettings: swiftSettings),
+    ]
+)

@@ -1,0 +1,18 @@
+// CNetlink: the only C in airlock.
+//
+// What lives here, and why it is C:
+// - rtnetlink request builders over libmnl (cnl_netlink.h): nested attributes and
+//   macros such as MNL_SOCKET_BUFFER_SIZE that Swift cannot import cleanly;
+// - the child setup that runs between fork and exec (cnl_spawn.h): it must be
+//   async-signal-safe, which Swift code is not;
+// - libcap calls (cnl_caps.h).
+//
+// Conventions: every symbol is prefixed `cnl_`; functions return 0 or a value >= 0 on
+// success and -errno on failure; Swift turns that into one error type.
+#ifndef CNETLINK_H
+#define CNETLINK_H
+
+#include "cnl_netlink.h"
+#include "cnl_spawn.h"
+
+#endif

@@ -1,0 +1,4 @@
+#ifndef CNL_SPAWN_H
+#define CNL_SPAWN_H
+int cnl_placeholder_spawn(void);
+#endif

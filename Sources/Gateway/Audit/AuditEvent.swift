@@ -1,0 +1,221 @@
+/// One decision the gateway made, as it appears in the audit log.
+///
+/// Events are built from explicit fields only, never from a request's description, so a
+/// token, a credential or a body can never reach the log by accident. Absent fields are
+/// left out of the JSON line.
+package struct AuditEvent: Sendable, Equatable {
+    /// What was decided. The raw value is the `event` field of the JSON line.
+    package enum Kind: String, Sendable, Equatable {
+        case egressAllow = "egress_allow"
+        case egressDeny = "egress_deny"
+        case dnsDeny = "dns_deny"
+        case gitAllow = "git_allow"
+        case gitDeny = "git_deny"
+        case sessionCreate = "session_create"
+        case sessionRevoke = "session_revoke"
+        case sessionExpire = "session_expire"
+        case policyReload = "policy_reload"
+    }
+
+    /// The listener or path a decision was made on.
+    package enum Via: String, Sendable, Equatable {
+        /// The explicit proxy, `CONNECT`.
+        case connect
+        /// The explicit proxy, an absolute-form HTTP request.
+        case proxy
+        /// Transparent TLS on port 443, routed by SNI.
+        case sni
+        /// Transparent HTTP on port 80, routed by `Host`.
+        case http
+        case dns
+        case git
+        case control
+    }
+
+    package var kind: Kind
+    package var sandbox: String?
+    package var via: Via?
+    package var host: String?
+    package var port: Int?
+    /// The policy rule that allowed the decision, as written in the policy.
+    package var rule: String?
+    /// Why something was refused, one line.
+    package var reason: String?
+    package var bytesUp: UInt64?
+    package var bytesDown: UInt64?
+    package var ms: Int?
+    /// DNS: the query type, such as `A` or `TXT`.
+    package var qtype: String?
+    /// Git: `host/owner/repo`, canonical (lowercase, no `.git`).
+    package var repo: String?
+    /// Git: `git-upload-pack` or `git-receive-pack`.
+    package var service: String?
+    /// Git: the HTTP status sent to the sandbox.
+    package var status: Int?
+    /// Sessions: the session id, a prefix of the token's hash; never the token.
+    package var session: String?
+    /// Sessions: the scope entries, such as `github.com/owner/repo:rw`.
+    package var scope: [String]?
+    /// Policy reload: whether the new policy was taken.
+    package var ok: Bool?
+    /// Policy reload: the file that was read.
+    package var file: String?
+
+    package init(
+        _ kind: Kind, sandbox: String? = nil, via: Via? = nil, host: String? = nil, port: Int? = nil,
+        rule: String? = nil, reason: String? = nil, bytesUp: UInt64? = nil, bytesDown: UInt64? = nil,
+        ms: Int? = nil, qtype: String? = nil, repo: String? = nil, service: String? = nil,
+        status: Int? = nil, session: String? = nil, scope: [String]? = nil, ok: Bool? = nil,
+        file: String? = nil
+    ) {
+        self.kind = kind
+        self.sandbox = sandbox
+        self.via = via
+        self.host = host
+        self.port = port
+        self.rule = rule
+        self.reason = reason
+        self.bytesUp = bytesUp
+        self.bytesDown = bytesDown
+        self.ms = ms
+        self.qtype = qtype
+        self.repo = repo
+        self.service = service
+        self.status = status
+        self.session = session
+        self.scope = scope
+        self.ok = ok
+        self.file = file
+    }
+
+    /// The JSON line for this event, without the trailing newline. `ts` is UTC with
+    /// milliseconds. Field order is fixed so lines diff and grep well.
+    package func jsonLine(timestamp: AuditTimestamp = .now()) -> String {
+        var json = JSONLineWriter()
+        json.field("ts", timestamp.iso8601)
+        json.field("event", kind.rawValue)
+        json.field("sandbox", sandbox)
+        json.field("via", via?.rawValue)
+        json.field("host", host)
+        json.field("port", port)
+        json.field("qtype", qtype)
+        json.field("repo", repo)
+        json.field("service", service)
+        json.field("status", status)
+        json.field("session", session)
+        json.field("scope", scope)
+        json.field("rule", rule)
+        json.field("reason", reason)
+        json.field("ok", ok)
+        json.field("file", file)
+        json.field("bytes_up", bytesUp)
+        json.field("bytes_down", bytesDown)
+        json.field("ms", ms)
+        return json.finish()
+    }
+}
+
+/// A UTC wall-clock instant with millisecond precision.
+package struct AuditTimestamp: Sendable {
+    package var secondsSinceEpoch: Int
+    package var milliseconds: Int
+
+    package init(secondsSinceEpoch: Int, milliseconds: Int) {
+        self.secondsSinceEpoch = secondsSinceEpoch
+        self.milliseconds = milliseconds
+    }
+
+    package static func now() -> AuditTimestamp {
+        var ts = timespec()
+        clock_gettime(CLOCK_REALTIME, &ts)
+        return AuditTimestamp(secondsSinceEpoch: Int(ts.tv_sec), milliseconds: Int(ts.tv_nsec / 1_000_000))
+    }
+
+    /// `2026-11-29T08:15:00.123Z`
+    package var iso8601: String {
+        var t = time_t(secondsSinceEpoch)
+        var parts = tm()
+        gmtime_r(&t, &parts)
+        func pad(_ v: Int32, _ width: Int) -> String {
+            let s = String(v)
+            return String(repeating: "0", count: max(0, width - s.count)) + s
+        }
+        return "\(pad(parts.tm_year + 1900, 4))-\(pad(parts.tm_mon + 1, 2))-\(pad(parts.tm_mday, 2))T"
+            + "\(pad(parts.tm_hour, 2)):\(pad(parts.tm_min, 2)):\(pad(parts.tm_sec, 2)).\(pad(Int32(milliseconds), 3))Z"
+    }
+}
+
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+
+/// Builds one flat JSON object, field by field, escaping strings per RFC 8259.
+package struct JSONLineWriter {
+    private var out = "{"
+    private var first = true
+
+    package init() {}
+
+    private mutating func key(_ name: String) {
+        if !first { out += "," }
+        first = false
+        out += "\"\(name)\":"
+    }
+
+    package mutating func field(_ name: String, _ value: String?) {
+        guard let value else { return }
+        key(name)
+        out += Self.quote(value)
+    }
+
+    package mutating func field(_ name: String, _ value: Int?) {
+        guard let value else { return }
+        key(name)
+        out += String(value)
+    }
+
+    package mutating func field(_ name: String, _ value: UInt64?) {
+        guard let value else { return }
+        key(name)
+        out += String(value)
+    }
+
+    package mutating func field(_ name: String, _ value: Bool?) {
+        guard let value else { return }
+        key(name)
+        out += value ? "true" : "false"
+    }
+
+    package mutating func field(_ name: String, _ value: [String]?) {
+        guard let value else { return }
+        key(name)
+        out += "[" + value.map(Self.quote).joined(separator: ",") + "]"
+    }
+
+    package mutating func finish() -> String {
+        out + "}"
+    }
+
+    /// A JSON string literal for `s`, with control characters escaped.
+    package static func quote(_ s: String) -> String {
+        var r = "\""
+        r.reserveCapacity(s.utf8.count + 2)
+        for scalar in s.unicodeScalars {
+            switch scalar {
+            case "\"": r += "\\\""
+            case "\\": r += "\\\\"
+            case "\n": r += "\\n"
+            case "\r": r += "\\r"
+            case "\t": r += "\\t"
+            case _ where scalar.value < 0x20 || scalar.value == 0x7F || scalar.value == 0x2028 || scalar.value == 0x2029:
+                let hex = String(scalar.value, radix: 16)
+                r += "\\u" + String(repeating: "0", count: 4 - hex.count) + hex
+            default:
+                r.unicodeScalars.append(scalar)
+            }
+        }
+        return r + "\""
+    }
+}

@@ -1,0 +1,120 @@
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+import NIOConcurrencyHelpers
+
+/// Where audit lines go.
+package protocol AuditSink: Sendable {
+    /// Writes one complete line (with its newline). Must not throw: auditing never takes
+    /// the gateway down; a failed write is counted instead.
+    func write(line: String)
+}
+
+/// The audit log: one JSON line per decision, to stderr or a file.
+///
+/// Thread-safe; every line is written with a single `write(2)` so lines from different
+/// event loops never interleave.
+package final class AuditLog: Sendable {
+    private let sink: any AuditSink
+    private let sandbox: String?
+
+    /// - Parameters:
+    ///   - sink: where lines go.
+    ///   - sandbox: filled into events that do not name their sandbox.
+    package init(sink: any AuditSink, sandbox: String? = nil) {
+        self.sink = sink
+        self.sandbox = sandbox
+    }
+
+    /// Records one decision.
+    package func record(_ event: AuditEvent) {
+        var event = event
+        if event.sandbox == nil { event.sandbox = sandbox }
+        sink.write(line: event.jsonLine() + "\n")
+    }
+
+    /// An audit log for another sandbox that shares this log's sink.
+    package func forSandbox(_ name: String) -> AuditLog {
+        AuditLog(sink: sink, sandbox: name)
+    }
+}
+
+/// Writes audit lines to a file descriptor (stderr, or a file opened for appending).
+package final class FileDescriptorAuditSink: AuditSink {
+    private let fd: CInt
+    private let ownsDescriptor: Bool
+    private let lock = NIOLock()
+    private let failedWrites = NIOLockedValueBox(0)
+
+    /// Audit lines on standard error.
+    package static let standardError = FileDescriptorAuditSink(fd: 2, ownsDescriptor: false)
+
+    private init(fd: CInt, ownsDescriptor: Bool) {
+        self.fd = fd
+        self.ownsDescriptor = ownsDescriptor
+    }
+
+    /// Opens `path` for appending (created 0600 if missing).
+    /// - Throws: `AuditLogError.cannotOpen` with the path and the system's reason.
+    package convenience init(appendingTo path: String) throws {
+        let fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0o600)
+        guard fd >= 0 else {
+            throw AuditLogError.cannotOpen(path: path, reason: String(cString: strerror(errno)))
+        }
+        self.init(fd: fd, ownsDescriptor: true)
+    }
+
+    deinit {
+        if ownsDescriptor { close(fd) }
+    }
+
+    /// Lines that could not be written since start.
+    package var failures: Int { failedWrites.withLockedValue { $0 } }
+
+    package func write(line: String) {
+        lock.withLock {
+            var line = line
+            let ok = line.withUTF8 { buf -> Bool in
+                var offset = 0
+                while offset < buf.count {
+                    let n = Glibc.write(fd, buf.baseAddress! + offset, buf.count - offset)
+                    if n < 0 {
+                        if errno == EINTR { continue }
+                        return false
+                    }
+                    offset += n
+                }
+                return true
+            }
+            if !ok { failedWrites.withLockedValue { $0 += 1 } }
+        }
+    }
+}
+
+/// Keeps audit lines in memory; for tests and for `airlock run --json` summaries.
+package final class MemoryAuditSink: AuditSink {
+    private let storage = NIOLockedValueBox<[String]>([])
+
+    package init() {}
+
+    package func write(line: String) {
+        storage.withLockedValue { $0.append(line) }
+    }
+
+    /// Every line written so far, without newlines.
+    package var lines: [String] {
+        storage.withLockedValue { $0.map { String($0.dropLast()) } }
+    }
+}
+
+package enum AuditLogError: Error, CustomStringConvertible {
+    case cannotOpen(path: String, reason: String)
+
+    package var description: String {
+        switch self {
+        case let .cannotOpen(path, reason): "cannot open audit log \(path): \(reason)"
+        }
+    }
+}
