@@ -70,8 +70,11 @@ let package = Package(
             ],
             swiftSettings: swiftSettings
         ),
-        .testTarget(name: "NetnsTests", dependencies: ["Netns", "CNetlink"], swiftSettings: swiftSettings),
-        .testTarget(name: "NetnsIntegrationTests", dependencies: ["Netns"], swiftSettings: swiftSettings),
+        // Helpers shared by the test targets: the built binary, processes, fixture servers,
+        // and the guard that keeps root-tier tests inside a throwaway namespace.
+        .target(name: "TestSupport", path: "Tests/TestSupport", swiftSettings: swiftSettings),
+        .testTarget(name: "NetnsTests", dependencies: ["Netns", "CNetlink", "TestSupport"], swiftSettings: swiftSettings),
+        .testTarget(name: "NetnsIntegrationTests", dependencies: ["Netns", "TestSupport"], swiftSettings: swiftSettings),
         .testTarget(
             name: "GatewayTests",
             dependencies: [
@@ -82,9 +85,10 @@ let package = Package(
                 .product(name: "NIOHTTP1", package: "swift-nio"),
                 .product(name: "NIOSSL", package: "swift-nio-ssl"),
                 .product(name: "NIOTestUtils", package: "swift-nio"),
+                "TestSupport",
             ],
             swiftSettings: swiftSettings
         ),
-        .testTarget(name: "EndToEndTests", dependencies: [], swiftSettings: swiftSettings),
+        .testTarget(name: "EndToEndTests", dependencies: ["TestSupport"], swiftSettings: swiftSettings),
     ]
 )
