@@ -14,5 +14,6 @@
 
 #include "cnl_netlink.h"
 #include "cnl_spawn.h"
+#include "cnl_fdpass.h"
 
 #endif
