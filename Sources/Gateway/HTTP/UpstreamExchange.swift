@@ -1,0 +1,30 @@
+import NIOHTTP1
+
+/// One request/response exchange the forwarder streams to an upstream.
+package struct UpstreamExchange: Sendable {
+    /// Where to send the request.
+    package var target: UpstreamTarget
+    /// The request head sent upstream: origin-form URI and `Host` set by the router.
+    /// The forwarder strips hop-by-hop headers (`Connection` and the headers it names,
+    /// `Keep-Alive`, `Proxy-*`, `TE`, `Trailer`, `Upgrade`, `Expect`) and sets framing.
+    package var head: HTTPRequestHead
+    /// Called with the upstream's response head before anything reaches the client; a
+    /// non-nil answer replaces the upstream response (for example, an upstream `401`
+    /// mapped to a local refusal) and the upstream connection is closed.
+    package var interceptResponse: (@Sendable (HTTPResponseHead) -> LocalResponse?)?
+    /// Called once when the exchange ends, successfully or not; for audit.
+    package var completion: (@Sendable (ExchangeOutcome) -> Void)?
+
+    /// Creates an exchange.
+    package init(
+        target: UpstreamTarget,
+        head: HTTPRequestHead,
+        interceptResponse: (@Sendable (HTTPResponseHead) -> LocalResponse?)? = nil,
+        completion: (@Sendable (ExchangeOutcome) -> Void)? = nil
+    ) {
+        self.target = target
+        self.head = head
+        self.interceptResponse = interceptResponse
+        self.completion = completion
+    }
+}
