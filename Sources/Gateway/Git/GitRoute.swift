@@ -1,0 +1,156 @@
+/// One git Smart HTTP request under `/git/`, parsed and validated.
+///
+/// Accepted shapes (owner and repo matched case-insensitively, `.git` optional):
+/// - `GET  /git/HOST/OWNER/REPO[.git]/info/refs?service=git-upload-pack|git-receive-pack`
+/// - `POST /git/HOST/OWNER/REPO[.git]/git-upload-pack`
+/// - `POST /git/HOST/OWNER/REPO[.git]/git-receive-pack`
+///
+/// Everything else is refused with a status and a one-line reason: malformed or
+/// suspicious paths (percent escapes, `..`, `//`, backslashes, NUL, non-ASCII) 400,
+/// hosts that are not configured and dumb-protocol or unknown paths 404, the wrong method
+/// 405, `git-upload-archive` 403, Git LFS 501.
+package struct GitRoute: Sendable, Equatable {
+    /// What the request asks for.
+    package enum Endpoint: Sendable, Equatable {
+        /// `GET info/refs?service=…`: ref advertisement.
+        case advertisement
+        /// `POST git-upload-pack` or `POST git-receive-pack`.
+        case rpc
+    }
+
+    package let repository: GitRepository
+    package let service: GitService
+    package let endpoint: Endpoint
+    /// Owner as the client spelled it (validated), for the upstream path.
+    package let ownerAsSent: String
+    /// Repository name as the client spelled it, without `.git` (validated).
+    package let nameAsSent: String
+
+    /// The URI path prefix of every git route.
+    package static let prefix = "/git/"
+
+    /// The path and query for the upstream: `BASE/OWNER/REPO.git/info/refs?service=…` or
+    /// `BASE/OWNER/REPO.git/SERVICE`, where `basePath` is the upstream URL's path (may be empty).
+    package func upstreamURI(basePath: String) -> String {
+        let base = basePath.hasSuffix("/") ? String(basePath.dropLast()) : basePath
+        let repo = "\(base)/\(ownerAsSent)/\(nameAsSent).git"
+        switch endpoint {
+        case .advertisement: return "\(repo)/info/refs?service=\(service.rawValue)"
+        case .rpc: return "\(repo)/\(service.rawValue)"
+        }
+    }
+
+    /// A refusal: the HTTP status to answer with and one line saying why.
+    package struct Refusal: Error, Sendable, Equatable, CustomStringConvertible {
+        package let status: Int
+        package let reason: String
+        /// The service the request named, when it got that far (for the audit line).
+        package var service: String?
+        /// The repository when it was valid, for the audit line.
+        package var repository: GitRepository?
+
+        package init(status: Int, reason: String, service: String? = nil, repository: GitRepository? = nil) {
+            self.status = status
+            self.reason = reason
+            self.service = service
+            self.repository = repository
+        }
+
+        package var description: String { "\(status) \(reason)" }
+    }
+
+    /// The reason LFS requests get.
+    package static let lfsReason = "Git LFS is not supported by airlock yet"
+
+    /// Parses `method` and `uri` (origin form, as received).
+    /// - Parameter isConfiguredHost: whether a (lowercased) host is a configured git host.
+    /// - Throws: `Refusal` with the status and reason to answer.
+    package static func parse(method: String, uri: String, isConfiguredHost: (String) -> Bool) throws -> GitRoute {
+        let bytes = Array(uri.utf8)
+        // Control characters, spaces, NUL, backslashes and non-ASCII are never part of a git URL
+        // the gateway accepts, anywhere in the target.
+        for byte in bytes where byte < 0x21 || byte >= 0x7F || byte == UInt8(ascii: "\\") {
+            throw Refusal(status: 400, reason: "airlock: the request path contains a character git URLs never need (control, space, backslash or non-ASCII)")
+        }
+        let path: Substring
+        let query: Substring?
+        if let q = uri.firstIndex(of: "?") {
+            path = uri[..<q]
+            query = uri[uri.index(after: q)...]
+        } else {
+            path = Substring(uri)
+            query = nil
+        }
+        guard path.hasPrefix(prefix) else {
+            throw Refusal(status: 404, reason: "airlock: not a git path; git URLs look like http://airlock.internal/git/HOST/OWNER/REPO")
+        }
+        if path.contains("%") {
+            throw Refusal(status: 400, reason: "airlock: percent-encoded characters are not allowed in git paths")
+        }
+        if path.contains("//") {
+            throw Refusal(status: 400, reason: "airlock: empty path segments (`//`) are not allowed in git paths")
+        }
+        let segments = path.dropFirst(prefix.count).split(separator: "/", omittingEmptySubsequences: false).map(String.init)
+        if segments.contains(where: { $0 == "." || $0 == ".." }) {
+            throw Refusal(status: 400, reason: "airlock: `.` and `..` segments are not allowed in git paths")
+        }
+        guard segments.count >= 4 else {
+            throw Refusal(status: 404, reason: "airlock: not a git path; git URLs look like http://airlock.internal/git/HOST/OWNER/REPO")
+        }
+        let host = segments[0].lowercased()
+        do {
+            try GitRepository.checkHost(host)
+        } catch let error as GitRepository.Invalid {
+            throw Refusal(status: 400, reason: "airlock: \(error.description)")
+        }
+        guard isConfiguredHost(host) else {
+            throw Refusal(status: 404, reason: "airlock: \(host) is not a configured git host")
+        }
+        let repository: GitRepository
+        do {
+            repository = try GitRepository(host: host, owner: segments[1], name: segments[2])
+        } catch let error as GitRepository.Invalid {
+            throw Refusal(status: 400, reason: "airlock: \(error.description)")
+        }
+        var nameAsSent = segments[2]
+        if nameAsSent.utf8.count > 4, nameAsSent.lowercased().hasSuffix(".git") { nameAsSent = String(nameAsSent.dropLast(4)) }
+        let rest = segments[3...].joined(separator: "/")
+
+        if rest == "info/lfs" || rest.hasPrefix("info/lfs/") {
+            throw Refusal(status: 501, reason: "airlock: \(lfsReason)", repository: repository)
+        }
+        func make(_ service: GitService, _ endpoint: Endpoint) -> GitRoute {
+            GitRoute(repository: repository, service: service, endpoint: endpoint, ownerAsSent: segments[1], nameAsSent: nameAsSent)
+        }
+        switch rest {
+        case "info/refs":
+            guard method == "GET" || method == "HEAD" else {
+                throw Refusal(status: 405, reason: "airlock: info/refs takes GET, not \(method)", repository: repository)
+            }
+            guard let query, query.hasPrefix("service=") else {
+                throw Refusal(status: 404, reason: "airlock: only git smart HTTP is supported (info/refs needs ?service=git-upload-pack or git-receive-pack)", repository: repository)
+            }
+            let name = String(query.dropFirst("service=".count))
+            if name == "git-upload-archive" {
+                throw Refusal(status: 403, reason: "airlock: git-upload-archive is not offered", service: name, repository: repository)
+            }
+            guard let service = GitService(rawValue: name) else {
+                throw Refusal(status: 404, reason: "airlock: unknown git service; only git-upload-pack and git-receive-pack are offered", repository: repository)
+            }
+            return make(service, .advertisement)
+        case GitService.uploadPack.rawValue, GitService.receivePack.rawValue:
+            let service = GitService(rawValue: rest)!
+            guard method == "POST" else {
+                throw Refusal(status: 405, reason: "airlock: \(rest) takes POST, not \(method)", service: rest, repository: repository)
+            }
+            guard query == nil || query == "" else {
+                throw Refusal(status: 400, reason: "airlock: \(rest) takes no query string", service: rest, repository: repository)
+            }
+            return make(service, .rpc)
+        case "git-upload-archive":
+            throw Refusal(status: 403, reason: "airlock: git-upload-archive is not offered", service: rest, repository: repository)
+        default:
+            throw Refusal(status: 404, reason: "airlock: only git smart HTTP endpoints are served (info/refs, git-upload-pack, git-receive-pack)", repository: repository)
+        }
+    }
+}
