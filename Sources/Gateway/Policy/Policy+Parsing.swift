@@ -1,0 +1,253 @@
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+
+extension Policy {
+    /// The largest policy file read, so a wrong path (a device, a huge log) fails fast.
+    package static let maximumFileSize = 1 << 20
+
+    /// Parses policy text, one rule a line.
+    /// - Parameters:
+    ///   - text: the file's contents.
+    ///   - source: the file path, used in errors and decisions.
+    /// - Throws: `PolicyError` naming the file, the line and the problem.
+    package static func parse(_ text: String, source: String) throws -> Policy {
+        var policy = Policy(source: source)
+        var number = 0
+        for line in text.split(separator: "\n", omittingEmptySubsequences: false) {
+            number += 1
+            let origin = "line \(number)"
+            do {
+                try policy.addLine(line, origin: origin)
+            } catch let error as RuleProblem {
+                throw PolicyError(file: source, line: number, message: error.message)
+            }
+        }
+        return policy
+    }
+
+    /// Reads and parses the policy file at `path`.
+    /// - Throws: `PolicyError` when the file cannot be read or does not parse.
+    package static func load(path: String) throws -> Policy {
+        let fd = open(path, O_RDONLY | O_CLOEXEC)
+        guard fd >= 0 else {
+            throw PolicyError(file: path, line: 0, message: "cannot read: \(String(cString: strerror(errno)))")
+        }
+        defer { close(fd) }
+        var info = stat()
+        guard fstat(fd, &info) == 0 else {
+            throw PolicyError(file: path, line: 0, message: "cannot read: \(String(cString: strerror(errno)))")
+        }
+        guard (info.st_mode & S_IFMT) == S_IFREG else {
+            throw PolicyError(file: path, line: 0, message: "not a regular file")
+        }
+        var bytes: [UInt8] = []
+        var chunk = [UInt8](repeating: 0, count: 65536)
+        while true {
+            let n = chunk.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
+            if n < 0 {
+                if errno == EINTR { continue }
+                throw PolicyError(file: path, line: 0, message: "cannot read: \(String(cString: strerror(errno)))")
+            }
+            if n == 0 { break }
+            bytes.append(contentsOf: chunk[0..<n])
+            guard bytes.count <= maximumFileSize else {
+                throw PolicyError(file: path, line: 0, message: "larger than \(maximumFileSize) bytes; is this a policy file?")
+            }
+        }
+        guard let text = String(validatingUTF8: bytes.map { CChar(bitPattern: $0) } + [0]),
+              !bytes.contains(0) else {
+            throw PolicyError(file: path, line: 0, message: "not UTF-8 text")
+        }
+        return try parse(text, source: path)
+    }
+
+    /// Rules from command-line flags, validated like file lines.
+    /// - Parameters:
+    ///   - hosts: `--allow` values, each one rule (`pypi.org`, `@npm`, `!x.example`, `host:8443`).
+    ///   - allowPrivate: `--allow-private` ranges.
+    ///   - resolve: `--resolve HOST=ADDRESS[,ADDRESS]` values.
+    ///   - source: how the policy names itself, such as `--allow`.
+    /// - Throws: `PolicyError` whose file is the flag and whose message names the value.
+    package static func rules(allow hosts: [String], allowPrivate: [String], resolve: [String], source: String) throws -> Policy {
+        var policy = Policy(source: source)
+        func add(_ value: String, flag: String, line: String) throws {
+            do {
+                try policy.addLine(Substring(line), origin: flag, allowComment: false)
+            } catch let error as RuleProblem {
+                throw PolicyError(file: flag, line: 0, message: error.message)
+            }
+        }
+        for host in hosts {
+            if host.trimmingSpaces.split(separator: " ").count > 1 || host.trimmingSpaces.isEmpty {
+                throw PolicyError(file: "--allow", line: 0, message: "'\(host)' is not one host rule")
+            }
+            try add(host, flag: "--allow", line: host)
+        }
+        for range in allowPrivate {
+            try add(range, flag: "--allow-private", line: "allow-private " + range)
+        }
+        for pin in resolve {
+            try add(pin, flag: "--resolve", line: "resolve " + pin)
+        }
+        return policy
+    }
+
+    /// A problem with one rule, before the file and line are attached.
+    struct RuleProblem: Error {
+        var message: String
+    }
+
+    /// Parses one line and appends its rules.
+    /// - Throws: `RuleProblem`.
+    mutating func addLine(_ raw: Substring, origin: String, allowComment: Bool = true, preset: String? = nil) throws {
+        var line = raw
+        if allowComment, let hash = line.firstIndex(of: "#") { line = line[..<hash] }
+        if line.hasSuffix("\r") { line = line.dropLast() }
+        let text = line.trimmingSpaces
+        if text.isEmpty { return }
+        if text.unicodeScalars.contains(where: { !$0.isASCII }) {
+            throw RuleProblem(message: "'\(text)' contains non-ASCII characters; write international names as punycode (xn--…)")
+        }
+        if let control = text.unicodeScalars.first(where: { $0.value < 0x20 && $0 != "\t" || $0.value == 0x7F }) {
+            throw RuleProblem(message: "'\(text)' contains the control character \\x\(String(control.value, radix: 16))")
+        }
+        let words = text.split(whereSeparator: { $0 == " " || $0 == "\t" })
+        let shown = preset.map { "@\($0): \(text)" } ?? text
+        switch words.first {
+        case "cidr", "allow-private":
+            guard words.count == 2 else {
+                throw RuleProblem(message: "'\(text)': expected '\(words[0]) ADDRESS/LENGTH'")
+            }
+            let range: CIDR
+            do {
+                range = try CIDR.parse(String(words[1]))
+            } catch {
+                throw RuleProblem(message: "\(words[0]): \(error)")
+            }
+            let kind: Rule.Kind = words[0] == "cidr" ? .cidr(range) : .allowPrivate(range)
+            append(Rule(kind: kind, text: shown, origin: origin))
+        case "resolve":
+            guard words.count == 2 else {
+                throw RuleProblem(message: "'\(text)': expected 'resolve HOST=ADDRESS[,ADDRESS]'")
+            }
+            append(try Policy.resolveRule(words[1], text: shown, origin: origin))
+        default:
+            guard words.count == 1 else {
+                throw RuleProblem(message: "'\(text)' is not a rule (one host, @preset, cidr, allow-private or resolve a line)")
+            }
+            let word = words[0]
+            if word.hasPrefix("@") {
+                guard preset == nil else {
+                    throw RuleProblem(message: "presets cannot include presets ('\(word)')")
+                }
+                let name = String(word.dropFirst()).lowercased()
+                guard let lines = Presets.all[name] else {
+                    let known = Presets.all.keys.sorted().map { "@" + $0 }.joined(separator: ", ")
+                    throw RuleProblem(message: "unknown preset \(word) (known: \(known))")
+                }
+                for presetLine in lines {
+                    try addLine(Substring(presetLine), origin: origin, allowComment: false, preset: name)
+                }
+                notePreset(name)
+                return
+            }
+            append(try Policy.hostRule(word, text: shown, origin: origin))
+        }
+    }
+
+    /// `host`, `*.suffix`, `host:port`, `!host`, `!*.suffix`.
+    private static func hostRule(_ word: Substring, text: String, origin: String) throws -> Rule {
+        var pattern = word
+        let isDeny = pattern.hasPrefix("!")
+        if isDeny { pattern = pattern.dropFirst() }
+        if pattern.hasPrefix("[") || pattern.filter({ $0 == ":" }).count > 1 {
+            throw RuleProblem(message: "IP literal in host rule '\(word)'; use 'cidr ADDRESS/LENGTH' to allow literals")
+        }
+        var port: Int?
+        if let colon = pattern.lastIndex(of: ":") {
+            let digits = pattern[pattern.index(after: colon)...]
+            guard !digits.isEmpty, digits.count <= 5, digits.allSatisfy({ $0.isASCII && $0.isNumber }),
+                  let value = Int(digits), (1...65535).contains(value) else {
+                throw RuleProblem(message: "'\(word)' has an invalid port (1–65535)")
+            }
+            guard !isDeny else {
+                throw RuleProblem(message: "'\(word)': deny rules apply to every port; write '!\(pattern[..<colon])'")
+            }
+            port = value
+            pattern = pattern[..<colon]
+        }
+        var wildcard = false
+        if pattern.hasPrefix("*.") {
+            wildcard = true
+            pattern = pattern.dropFirst(2)
+        }
+        if pattern.contains("*") {
+            throw RuleProblem(message: "'\(word)': '*' is allowed only as a whole first label ('*.example.com')")
+        }
+        if HostLiteral.parse(String(pattern)) != nil {
+            throw RuleProblem(message: "IP literal in host rule '\(word)'; use 'cidr ADDRESS/LENGTH' to allow literals")
+        }
+        let host: String
+        do {
+            host = try HostName.normalise(String(pattern))
+        } catch let error as HostName.InvalidName {
+            throw RuleProblem(message: "'\(word)': \(error.problem)")
+        }
+        if pattern.hasSuffix(".") && pattern.dropLast().hasSuffix(".") {
+            throw RuleProblem(message: "'\(word)': empty label")
+        }
+        if host == HostName.gateway || host.hasSuffix("." + HostName.gateway) || (wildcard && HostName.gateway.hasSuffix("." + host)) || (wildcard && host == "internal") {
+            if !isDeny {
+                throw RuleProblem(message: "'\(word)' would cover \(HostName.gateway), the gateway itself, which is never egress")
+            }
+        }
+        if wildcard && !host.contains(".") && !isDeny {
+            throw RuleProblem(message: "'\(word)' would allow a whole top-level domain; name a registrable domain")
+        }
+        return Rule(kind: wildcard ? .subdomains(of: host) : .host(host), port: port, isDeny: isDeny, text: text, origin: origin)
+    }
+
+    /// `HOST=ADDRESS[,ADDRESS]`, addresses as strict literals.
+    private static func resolveRule(_ value: Substring, text: String, origin: String) throws -> Rule {
+        let parts = value.split(separator: "=", maxSplits: 1, omittingEmptySubsequences: false)
+        guard parts.count == 2, !parts[0].isEmpty, !parts[1].isEmpty else {
+            throw RuleProblem(message: "resolve '\(value)': expected HOST=ADDRESS[,ADDRESS]")
+        }
+        let host: String
+        do {
+            host = try HostName.normalise(String(parts[0]))
+        } catch let error as HostName.InvalidName {
+            throw RuleProblem(message: "resolve '\(value)': \(error.problem)")
+        }
+        if HostLiteral.parse(String(parts[0])) != nil {
+            throw RuleProblem(message: "resolve '\(value)': the name is an IP literal")
+        }
+        if host == HostName.gateway {
+            throw RuleProblem(message: "resolve '\(value)': \(HostName.gateway) is the gateway itself")
+        }
+        var addresses: [IPAddress] = []
+        for piece in parts[1].split(separator: ",", omittingEmptySubsequences: false) {
+            guard let address = IPAddress(String(piece)) else {
+                throw RuleProblem(message: "resolve '\(value)': '\(piece)' is not an address (write 127.0.0.1 or ::1)")
+            }
+            if !addresses.contains(address) { addresses.append(address) }
+        }
+        guard addresses.count <= 16 else {
+            throw RuleProblem(message: "resolve '\(value)': more than 16 addresses")
+        }
+        return Rule(kind: .resolve(host: host, addresses: addresses), text: text, origin: origin)
+    }
+}
+
+extension StringProtocol {
+    /// The text without leading and trailing spaces and tabs.
+    var trimmingSpaces: String {
+        var s = Substring(self)
+        while let c = s.first, c == " " || c == "\t" { s = s.dropFirst() }
+        while let c = s.last, c == " " || c == "\t" { s = s.dropLast() }
+        return String(s)
+    }
+}

@@ -1,0 +1,155 @@
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+import Dispatch
+import Logging
+
+/// Holds the current policy of one sandbox and replaces it when the file changes.
+///
+/// Readers take `current` (a lock and a copy of a value whose storage is shared). A reload
+/// parses the whole file first and swaps only when it parsed; a bad file keeps the old
+/// policy, so a typo never opens or closes the sandbox by accident. Every reload attempt
+/// is audited as `policy_reload` with `ok` and, on failure, the reason.
+package final class PolicyStore: @unchecked Sendable {
+    // @unchecked: `policy` and `fileStamp` are guarded by `lock`; the watch sources are
+    // touched only under `lock` too. Everything else is immutable.
+    private let lock = PolicyLock()
+    private var policy: Policy
+    private var fileStamp: FileStamp?
+    private var sources: [DispatchSourceProtocol] = []
+    private let path: String?
+    private let extra: Policy?
+    private let audit: AuditLog
+    private let logger: Logger?
+    private let pollInterval: Double
+    private let queue = DispatchQueue(label: "airlock.policy-store")
+
+    /// - Parameters:
+    ///   - initial: the policy in force now (already merged with `extra`).
+    ///   - path: the policy file to re-read on reload; nil when the policy came from flags only.
+    ///   - extra: rules from command-line flags, merged into every reloaded file.
+    ///   - audit: where `policy_reload` events go.
+    ///   - logger: where reload outcomes are logged, if anywhere.
+    ///   - pollInterval: seconds between checks of the file's identity and modification time.
+    package init(initial: Policy, path: String?, extra: Policy?, audit: AuditLog, logger: Logger? = nil, pollInterval: Double = 1) {
+        self.policy = initial
+        self.path = path
+        self.extra = extra
+        self.audit = audit
+        self.logger = logger
+        self.pollInterval = pollInterval
+        self.fileStamp = path.flatMap(FileStamp.init(path:))
+    }
+
+    deinit {
+        for source in sources { source.cancel() }
+    }
+
+    /// The policy in force.
+    package var current: Policy {
+        lock.withLock { policy }
+    }
+
+    /// Re-reads the file and swaps the policy if it parses. Without a path, does nothing
+    /// and returns true.
+    /// - Returns: whether the new policy was taken.
+    @discardableResult
+    package func reload() -> Bool {
+        guard let path else { return true }
+        let stamp = FileStamp(path: path)
+        do {
+            var fresh = try Policy.load(path: path)
+            if let extra { fresh = fresh.adding(rulesFrom: extra) }
+            lock.withLock {
+                policy = fresh
+                fileStamp = stamp
+            }
+            audit.record(AuditEvent(.policyReload, ok: true, file: path))
+            logger?.info("policy reloaded", metadata: ["file": "\(path)", "rules": "\(fresh.ruleCount)"])
+            return true
+        } catch {
+            lock.withLock { fileStamp = stamp }
+            let reason = "\(error); keeping the previous policy"
+            audit.record(AuditEvent(.policyReload, reason: reason, ok: false, file: path))
+            logger?.error("policy reload failed", metadata: ["file": "\(path)", "reason": "\(reason)"])
+            return false
+        }
+    }
+
+    /// Reloads on SIGHUP and when the file changes (checked every `pollInterval` seconds:
+    /// device, inode, size and modification time, so editors that replace the file are
+    /// seen too). Idempotent. SIGHUP's default action is replaced by "ignore" for the
+    /// process.
+    package func startWatching() {
+        lock.withLock {
+            guard sources.isEmpty else { return }
+            signal(SIGHUP, SIG_IGN)
+            let hangup = DispatchSource.makeSignalSource(signal: SIGHUP, queue: queue)
+            hangup.setEventHandler { [weak self] in self?.reload() }
+            hangup.resume()
+            sources.append(hangup)
+            guard path != nil else { return }
+            let timer = DispatchSource.makeTimerSource(queue: queue)
+            let interval = DispatchTimeInterval.milliseconds(max(10, Int(pollInterval * 1000)))
+            timer.schedule(deadline: .now() + interval, repeating: interval)
+            timer.setEventHandler { [weak self] in self?.reloadIfChanged() }
+            timer.resume()
+            sources.append(timer)
+        }
+    }
+
+    /// Stops watching for SIGHUP and file changes. Idempotent.
+    package func stopWatching() {
+        let stopped: [DispatchSourceProtocol] = lock.withLock {
+            defer { sources = [] }
+            return sources
+        }
+        for source in stopped { source.cancel() }
+    }
+
+    private func reloadIfChanged() {
+        guard let path else { return }
+        let now = FileStamp(path: path)
+        let changed = lock.withLock { now != fileStamp }
+        if changed { reload() }
+    }
+}
+
+/// What identifies one version of a file without reading it.
+private struct FileStamp: Equatable {
+    var device: UInt64
+    var inode: UInt64
+    var size: Int64
+    var modifiedSeconds: Int
+    var modifiedNanoseconds: Int
+    var changedSeconds: Int
+    var changedNanoseconds: Int
+
+    init?(path: String) {
+        var info = stat()
+        guard stat(path, &info) == 0 else { return nil }
+        device = UInt64(info.st_dev)
+        inode = UInt64(info.st_ino)
+        size = Int64(info.st_size)
+        modifiedSeconds = Int(info.st_mtim.tv_sec)
+        modifiedNanoseconds = Int(info.st_mtim.tv_nsec)
+        changedSeconds = Int(info.st_ctim.tv_sec)
+        changedNanoseconds = Int(info.st_ctim.tv_nsec)
+    }
+}
+
+/// A mutex for the store (the Policy folder stays free of NIO).
+private final class PolicyLock: @unchecked Sendable {
+    private var mutex = pthread_mutex_t()
+
+    init() { pthread_mutex_init(&mutex, nil) }
+    deinit { pthread_mutex_destroy(&mutex) }
+
+    func withLock<T>(_ body: () throws -> T) rethrows -> T {
+        pthread_mutex_lock(&mutex)
+        defer { pthread_mutex_unlock(&mutex) }
+        return try body()
+    }
+}
