@@ -1,0 +1,652 @@
+import NIOCore
+import NIOHTTP1
+
+/// Serves HTTP/1.1 requests from the sandbox: routes each request, then streams it to its
+/// upstream and the response back, one upstream exchange per request.
+///
+/// Sits after `HTTPResponseEncoder` (framing headers set by hand) and
+/// `HTTPRequestDecoder` (left-over bytes forwarded, for `CONNECT`). Reads from the client
+/// only while there is somewhere to put the bytes, and reads from the upstream only while
+/// the client is writable, so at most one read's worth of body is buffered each way.
+/// `Expect: 100-continue` is answered after the route is decided; a refusal goes out
+/// without `100` and the connection closes. An upstream failure before the response head
+/// is a `502`/`504`; after it, the client connection is closed without the final chunk.
+/// With a `TunnelRouter`, `CONNECT host:port` opens a spliced byte tunnel.
+package final class HTTPForwarder {
+    /// What the forwarder is doing with the current request.
+    private enum Phase {
+        case awaitingHead
+        case routing
+        case dialing
+        case forwarding
+        case discardingBody
+        case tunnelling
+        case closing
+    }
+
+    private let router: any HTTPRouter
+    private let tunnels: (any TunnelRouter)?
+    private let dialer: any UpstreamDialer
+    private let sandbox: String
+    private let via: AuditEvent.Via
+    private let headGuard: RequestHeadGuard?
+
+    private var phase = Phase.awaitingHead
+    private var context: ChannelHandlerContext?
+    private var inbox = CircularBuffer<HTTPServerRequestPart>()
+    private var pendingRead = false
+
+    // The current request.
+    private var request: HTTPRequestHead?
+    private var requestEnded = false
+    private var requestHasBody = false
+    private var requestChunked = false
+    private var keepAlive = true
+    private var exchange: UpstreamExchange?
+    private var upstream: (any Channel)?
+    private var upstreamHandler: UpstreamResponseHandler?
+    private var responseHeadSent = false
+    private var responseEnded = false
+    private var responseCloseDelimited = false
+    private var responseStatus: Int?
+    private var bytesUp: UInt64 = 0
+    private var bytesDown: UInt64 = 0
+    private var startedAt = NIODeadline.now()
+    private var generation = 0
+
+    /// - Parameters:
+    ///   - router: decides each request.
+    ///   - tunnels: decides `CONNECT`; `nil` answers `CONNECT` with `405`.
+    ///   - dialer: opens upstream connections.
+    ///   - sandbox: the sandbox this listener belongs to.
+    ///   - via: the listener, for the router's context.
+    ///   - headGuard: the guard ahead of the decoder, told when heads arrive.
+    package init(
+        router: any HTTPRouter, tunnels: (any TunnelRouter)? = nil, dialer: any UpstreamDialer,
+        sandbox: String, via: AuditEvent.Via, headGuard: RequestHeadGuard? = nil
+    ) {
+        self.router = router
+        self.tunnels = tunnels
+        self.dialer = dialer
+        self.sandbox = sandbox
+        self.via = via
+        self.headGuard = headGuard
+    }
+
+    // MARK: reading from the client
+
+    private var canReadClient: Bool {
+        switch phase {
+        case .awaitingHead: return inbox.isEmpty
+        case .discardingBody: return inbox.isEmpty
+        case .forwarding:
+            return !requestEnded && inbox.isEmpty && (upstream?.isWritable ?? false)
+        case .routing, .dialing, .tunnelling, .closing: return false
+        }
+    }
+
+    private func resumeReadingClient() {
+        guard pendingRead, canReadClient, let context else { return }
+        pendingRead = false
+        context.read()
+    }
+
+    /// Works through buffered request parts as far as the current phase allows.
+    private func drainInbox() {
+        while let part = inbox.first {
+            switch phase {
+            case .awaitingHead:
+                inbox.removeFirst()
+                guard case .head(let head) = part else {
+                    // Body without a head cannot happen after a clean exchange; refuse.
+                    close()
+                    return
+                }
+                startRequest(head)
+            case .forwarding:
+                if requestEnded { return }
+                inbox.removeFirst()
+                forwardRequestPart(part)
+            case .discardingBody:
+                inbox.removeFirst()
+                if case .end = part {
+                    requestEnded = true
+                    finishRequest()
+                }
+            case .routing, .dialing:
+                return
+            case .tunnelling, .closing:
+                inbox.removeAll()
+                return
+            }
+        }
+        resumeReadingClient()
+    }
+
+    // MARK: one request
+
+    private func startRequest(_ head: HTTPRequestHead) {
+        guard let context else { return }
+        headGuard?.headReceived()
+        generation += 1
+        request = head
+        requestEnded = false
+        exchange = nil
+        responseHeadSent = false
+        responseEnded = false
+        responseCloseDelimited = false
+        responseStatus = nil
+        bytesUp = 0
+        bytesDown = 0
+        startedAt = .now()
+        keepAlive = head.isKeepAlive
+        requestChunked = head.headers[canonicalForm: "transfer-encoding"].contains { $0.lowercased() == "chunked" }
+        let length = head.headers.first(name: "content-length").flatMap { Int($0) } ?? 0
+        requestHasBody = requestChunked || length > 0
+
+        if let problem = RequestValidation.problem(in: head) {
+            respondLocally(.refusal(.badRequest, reason: problem, closeConnection: true))
+            return
+        }
+        if head.method == .CONNECT {
+            startTunnel(head)
+            return
+        }
+        phase = .routing
+        let requestContext = RequestContext(
+            sandbox: sandbox, via: via, eventLoop: context.eventLoop, clientAddress: context.channel.remoteAddress)
+        let generation = self.generation
+        router.route(head, context: requestContext).hop(to: context.eventLoop).whenComplete { result in
+            guard self.generation == generation, self.phase == .routing else { return }
+            switch result {
+            case .success(.respond(let response)):
+                self.respondLocally(response)
+            case .success(.forward(let exchange)):
+                self.dial(exchange)
+            case .failure:
+                self.respondLocally(.refusal(.badGateway, reason: "airlock: the gateway could not route this request", closeConnection: true))
+            }
+        }
+    }
+
+    private func dial(_ exchange: UpstreamExchange) {
+        guard let context else { return }
+        self.exchange = exchange
+        phase = .dialing
+        let generation = self.generation
+        dialer.dial(exchange.target, on: context.eventLoop).hop(to: context.eventLoop).whenComplete { result in
+            guard self.generation == generation, self.phase == .dialing else {
+                if case .success(let channel) = result { channel.close(promise: nil) }
+                return
+            }
+            switch result {
+            case .success(let channel):
+                self.connected(to: channel)
+            case .failure(let error):
+                let refusal = Self.refusal(for: error, host: exchange.target.host, port: exchange.target.port)
+                self.respondLocally(refusal)
+                self.finishExchange(failure: refusal.body.trimmingNewline)
+            }
+        }
+    }
+
+    private func connected(to channel: any Channel) {
+        guard let exchange, let request else { return }
+        let handler = UpstreamResponseHandler(forwarder: self, generation: generation)
+        do {
+            try channel.pipeline.syncOperations.addHTTPClientHandlers(leftOverBytesStrategy: .dropBytes)
+            try channel.pipeline.syncOperations.addHandler(handler)
+        } catch {
+            channel.close(promise: nil)
+            respondLocally(.refusal(.badGateway, reason: "airlock: cannot set up the connection to \(exchange.target.host)", closeConnection: true))
+            finishExchange(failure: "pipeline setup failed")
+            return
+        }
+        upstream = channel
+        upstreamHandler = handler
+        channel.closeFuture.whenComplete { _ in self.upstreamClosed(generation: handler.generation) }
+
+        var head = exchange.head
+        var headers = HopByHopHeaders.stripped(head.headers)
+        headers.remove(name: "expect")
+        headers.remove(name: "content-length")
+        if requestChunked {
+            headers.add(name: "Transfer-Encoding", value: "chunked")
+        } else if let length = request.headers.first(name: "content-length") {
+            headers.add(name: "Content-Length", value: length)
+        }
+        headers.add(name: "Connection", value: "close")
+        head.headers = headers
+        head.version = .http1_1
+        channel.write(HTTPClientRequestPart.head(head), promise: nil)
+        if !requestHasBody {
+            // Nothing more will come for this request; its `.end` may already be queued.
+        }
+        channel.flush()
+
+        if expectsContinue(request) && !requestEnded {
+            var continueHead = HTTPResponseHead(version: request.version, status: .continue)
+            continueHead.headers = HTTPHeaders()
+            context?.writeAndFlush(NIOAny(HTTPServerResponsePart.head(continueHead)), promise: nil)
+        }
+        phase = .forwarding
+        drainInbox()
+        channel.read()
+    }
+
+    private func forwardRequestPart(_ part: HTTPServerRequestPart) {
+        guard let upstream else { return }
+        switch part {
+        case .head:
+            return
+        case .body(let buffer):
+            bytesUp += UInt64(buffer.readableBytes)
+            upstream.write(HTTPClientRequestPart.body(.byteBuffer(buffer)), promise: nil)
+        case .end(let trailers):
+            requestEnded = true
+            upstream.writeAndFlush(HTTPClientRequestPart.end(trailers), promise: nil)
+            if responseEnded { finishRequest() }
+        }
+    }
+
+    private func expectsContinue(_ head: HTTPRequestHead) -> Bool {
+        head.headers[canonicalForm: "expect"].contains { $0.lowercased() == "100-continue" }
+    }
+
+    // MARK: responses
+
+    /// Writes a gateway-made response; closes afterwards when asked to, when the client
+    /// asked to, or when the request's body has not been read (it is never forwarded).
+    private func respondLocally(_ response: LocalResponse) {
+        guard let context, let request else { return }
+        let unreadBody = requestHasBody && !requestEnded
+        let close = response.closeConnection || !keepAlive || unreadBody
+        var head = HTTPResponseHead(version: request.version.major == 1 && request.version.minor == 0 ? .http1_0 : .http1_1,
+                                    status: response.status)
+        var headers = response.headers
+        let body = context.channel.allocator.buffer(string: request.method == .HEAD ? "" : response.body)
+        headers.replaceOrAdd(name: "Content-Length", value: String(response.body.utf8.count))
+        headers.replaceOrAdd(name: "Connection", value: close ? "close" : "keep-alive")
+        head.headers = headers
+        responseStatus = Int(response.status.code)
+        responseHeadSent = true
+        responseEnded = true
+        context.write(NIOAny(HTTPServerResponsePart.head(head)), promise: nil)
+        if body.readableBytes > 0 {
+            context.write(NIOAny(HTTPServerResponsePart.body(.byteBuffer(body))), promise: nil)
+        }
+        let written = context.writeAndFlush(NIOAny(HTTPServerResponsePart.end(nil)))
+        if close {
+            phase = .closing
+            inbox.removeAll()
+            written.whenComplete { _ in self.context?.close(promise: nil) }
+            return
+        }
+        if requestEnded {
+            finishRequest()
+        } else {
+            phase = .discardingBody
+            drainInbox()
+        }
+    }
+
+    fileprivate func upstreamResponseHead(_ upstreamHead: HTTPResponseHead, generation: Int) {
+        guard generation == self.generation, phase == .forwarding, let request, let context else { return }
+        if let replacement = exchange?.interceptResponse?(upstreamHead) {
+            upstreamHandler?.detach()
+            upstream?.close(promise: nil)
+            upstream = nil
+            respondLocally(replacement)
+            finishExchange(failure: nil)
+            return
+        }
+        let noBody = request.method == .HEAD || upstreamHead.status == .noContent
+            || upstreamHead.status == .notModified || upstreamHead.status.code < 200
+        let upstreamChunked = upstreamHead.headers[canonicalForm: "transfer-encoding"].contains { $0.lowercased() == "chunked" }
+        let length = upstreamHead.headers.first(name: "content-length")
+        var headers = HopByHopHeaders.stripped(upstreamHead.headers)
+        headers.remove(name: "content-length")
+        let clientIsHTTP10 = request.version.major == 1 && request.version.minor == 0
+        if noBody {
+            if let length { headers.add(name: "Content-Length", value: length) }
+        } else if let length, !upstreamChunked {
+            headers.add(name: "Content-Length", value: length)
+        } else if clientIsHTTP10 {
+            responseCloseDelimited = true
+        } else {
+            headers.add(name: "Transfer-Encoding", value: "chunked")
+        }
+        if !requestEnded && requestHasBody {
+            // The upstream answered before the request body was done; the rest of the
+            // body cannot be skipped reliably, so this connection ends with the response.
+            keepAlive = false
+        }
+        if responseCloseDelimited { keepAlive = false }
+        headers.add(name: "Connection", value: keepAlive ? "keep-alive" : "close")
+        var head = HTTPResponseHead(version: clientIsHTTP10 ? .http1_0 : .http1_1, status: upstreamHead.status)
+        head.headers = headers
+        responseStatus = Int(upstreamHead.status.code)
+        responseHeadSent = true
+        context.write(NIOAny(HTTPServerResponsePart.head(head)), promise: nil)
+    }
+
+    fileprivate func upstreamResponseBody(_ buffer: ByteBuffer, generation: Int) {
+        guard generation == self.generation, phase == .forwarding, responseHeadSent, let context else { return }
+        bytesDown += UInt64(buffer.readableBytes)
+        context.write(NIOAny(HTTPServerResponsePart.body(.byteBuffer(buffer))), promise: nil)
+    }
+
+    fileprivate func upstreamReadComplete(generation: Int) {
+        guard generation == self.generation else { return }
+        context?.flush()
+    }
+
+    fileprivate func upstreamResponseEnd(_ trailers: HTTPHeaders?, generation: Int) {
+        guard generation == self.generation, phase == .forwarding, let context else { return }
+        responseEnded = true
+        upstreamHandler?.detach()
+        upstream?.close(promise: nil)
+        upstream = nil
+        finishExchange(failure: nil)
+        let written = context.writeAndFlush(NIOAny(HTTPServerResponsePart.end(responseCloseDelimited ? nil : trailers)))
+        if !keepAlive {
+            phase = .closing
+            inbox.removeAll()
+            written.whenComplete { _ in self.context?.close(promise: nil) }
+            return
+        }
+        if requestEnded { finishRequest() }
+    }
+
+    fileprivate var clientWritable: Bool {
+        context?.channel.isWritable ?? false
+    }
+
+    fileprivate func upstreamWritabilityChanged(generation: Int) {
+        guard generation == self.generation else { return }
+        resumeReadingClient()
+    }
+
+    private func upstreamClosed(generation: Int) {
+        guard generation == self.generation, phase == .forwarding, !responseEnded else { return }
+        upstream = nil
+        upstreamHandler = nil
+        let host = exchange?.target.host ?? "the upstream"
+        if responseHeadSent {
+            // Mid-stream: abort, so the client sees a truncated response, never a clean end.
+            finishExchange(failure: "upstream \(host) closed the connection mid-response")
+            phase = .closing
+            inbox.removeAll()
+            context?.close(promise: nil)
+        } else {
+            let reason = "airlock: upstream \(host) closed the connection before answering"
+            respondLocally(.refusal(.badGateway, reason: reason, closeConnection: true))
+            finishExchange(failure: String(reason.dropFirst(9)))
+        }
+    }
+
+    /// The request and its response are both complete; ready for the next request.
+    private func finishRequest() {
+        guard responseEnded, requestEnded, phase != .closing else { return }
+        phase = .awaitingHead
+        request = nil
+        headGuard?.awaitNextHead()
+        drainInbox()
+    }
+
+    private func finishExchange(failure: String?) {
+        guard let exchange else { return }
+        self.exchange = nil
+        let ms = Int((NIODeadline.now() - startedAt).nanoseconds / 1_000_000)
+        exchange.completion?(ExchangeOutcome(
+            status: responseHeadSent ? responseStatus : nil, bytesUp: bytesUp, bytesDown: bytesDown,
+            milliseconds: ms, failure: failure))
+    }
+
+    private func close() {
+        phase = .closing
+        inbox.removeAll()
+        context?.close(promise: nil)
+    }
+
+    /// The sandbox-facing answer for a failed dial.
+    package static func refusal(for error: Error, host: String, port: Int) -> LocalResponse {
+        if let error = error as? DialError {
+            return .refusal(error.status, reason: error.description, closeConnection: true)
+        }
+        return .refusal(.badGateway, reason: "airlock: cannot connect to \(host):\(port)", closeConnection: true)
+    }
+
+    // MARK: CONNECT
+
+    private func startTunnel(_ head: HTTPRequestHead) {
+        guard let context else { return }
+        guard let tunnels else {
+            respondLocally(.refusal(.methodNotAllowed, reason: "airlock: CONNECT is served only by the proxy on port 3128", closeConnection: true))
+            return
+        }
+        let authority: HostAndPort
+        switch HostAndPort.parseAuthority(head.uri) {
+        case .success(let parsed): authority = parsed
+        case .failure(let problem):
+            respondLocally(.refusal(.badRequest, reason: problem.description, closeConnection: true))
+            return
+        }
+        let requestContext = RequestContext(
+            sandbox: sandbox, via: via, eventLoop: context.eventLoop, clientAddress: context.channel.remoteAddress)
+        switch tunnels.routeTunnel(host: authority.host, port: authority.port, context: requestContext) {
+        case .refuse(let response):
+            var response = response
+            response.closeConnection = true
+            respondLocally(response)
+        case .open(let target, let completion):
+            phase = .dialing
+            let startedAt = NIODeadline.now()
+            let generation = self.generation
+            dialer.dial(target, on: context.eventLoop).hop(to: context.eventLoop).whenComplete { result in
+                guard self.generation == generation, self.phase == .dialing else {
+                    if case .success(let channel) = result { channel.close(promise: nil) }
+                    return
+                }
+                switch result {
+                case .success(let channel):
+                    self.openTunnel(to: channel, startedAt: startedAt, completion: completion)
+                case .failure(let error):
+                    let refusal = Self.refusal(for: error, host: target.host, port: target.port)
+                    self.respondLocally(refusal)
+                    let ms = Int((NIODeadline.now() - startedAt).nanoseconds / 1_000_000)
+                    completion(ExchangeOutcome(status: Int(refusal.status.code), bytesUp: 0, bytesDown: 0,
+                                               milliseconds: ms, failure: refusal.body.trimmingNewline))
+                }
+            }
+        }
+    }
+
+    private func openTunnel(to upstream: any Channel, startedAt: NIODeadline, completion: @escaping @Sendable (ExchangeOutcome) -> Void) {
+        guard let context, let request else {
+            upstream.close(promise: nil)
+            return
+        }
+        let (clientGlue, upstreamGlue) = GlueHandler.matchedPair()
+        do {
+            var head = HTTPResponseHead(version: request.version, status: .ok)
+            head.headers = HTTPHeaders()
+            context.write(NIOAny(HTTPServerResponsePart.head(head)), promise: nil)
+            context.writeAndFlush(NIOAny(HTTPServerResponsePart.end(nil)), promise: nil)
+            phase = .tunnelling
+            try upstream.pipeline.syncOperations.addHandler(upstreamGlue)
+            try context.pipeline.syncOperations.addHandler(clientGlue, position: .after(self))
+            let pipeline = context.pipeline
+            let decoder = try pipeline.syncOperations.handler(type: ByteToMessageHandler<HTTPRequestDecoder>.self)
+            let encoder = try pipeline.syncOperations.handler(type: HTTPResponseEncoder.self)
+            // Removing the decoder forwards any bytes it still holds (sent after the
+            // CONNECT head) through this handler to the glue.
+            pipeline.syncOperations.removeHandler(decoder, promise: nil)
+            pipeline.syncOperations.removeHandler(encoder, promise: nil)
+            if let headGuard { pipeline.syncOperations.removeHandler(headGuard, promise: nil) }
+            pipeline.syncOperations.removeHandler(context: context, promise: nil)
+        } catch {
+            upstream.close(promise: nil)
+            context.close(promise: nil)
+        }
+        let clientClosed = context.channel.closeFuture
+        let done = clientClosed.and(upstream.closeFuture)
+        done.whenComplete { _ in
+            let ms = Int((NIODeadline.now() - startedAt).nanoseconds / 1_000_000)
+            completion(ExchangeOutcome(status: 200, bytesUp: clientGlue.bytesRead, bytesDown: upstreamGlue.bytesRead, milliseconds: ms))
+        }
+        upstream.read()
+    }
+}
+
+extension HTTPForwarder: ChannelDuplexHandler, RemovableChannelHandler {
+    package typealias InboundIn = HTTPServerRequestPart
+    package typealias OutboundIn = HTTPServerResponsePart
+    package typealias OutboundOut = HTTPServerResponsePart
+
+    package func handlerAdded(context: ChannelHandlerContext) {
+        self.context = context
+    }
+
+    package func handlerRemoved(context: ChannelHandlerContext) {
+        self.context = nil
+    }
+
+    package func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        if phase == .tunnelling {
+            context.fireChannelRead(data)
+            return
+        }
+        if phase == .closing { return }
+        inbox.append(unwrapInboundIn(data))
+        drainInbox()
+    }
+
+    package func read(context: ChannelHandlerContext) {
+        if phase == .tunnelling {
+            context.read()
+            return
+        }
+        if canReadClient {
+            context.read()
+        } else {
+            pendingRead = true
+        }
+    }
+
+    package func channelWritabilityChanged(context: ChannelHandlerContext) {
+        if context.channel.isWritable { upstreamHandler?.resumeReading() }
+        context.fireChannelWritabilityChanged()
+    }
+
+    package func channelInactive(context: ChannelHandlerContext) {
+        if phase != .tunnelling {
+            if exchange != nil { finishExchange(failure: "the sandbox closed the connection") }
+            upstreamHandler?.detach()
+            upstream?.close(promise: nil)
+            upstream = nil
+            phase = .closing
+        }
+        context.fireChannelInactive()
+    }
+
+    package func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
+        if let event = event as? ChannelEvent, case .inputClosed = event, phase != .tunnelling {
+            // The client will send nothing more: finish the exchange in flight, then close.
+            keepAlive = false
+            if phase == .awaitingHead || phase == .discardingBody { close() }
+            return
+        }
+        context.fireUserInboundEventTriggered(event)
+    }
+
+    package func errorCaught(context: ChannelHandlerContext, error: Error) {
+        if phase == .tunnelling {
+            context.fireErrorCaught(error)
+            return
+        }
+        if error is HTTPParserError, phase == .awaitingHead {
+            // A malformed request: answer it as such, then close.
+            if request == nil {
+                request = HTTPRequestHead(version: .http1_1, method: .GET, uri: "/")
+                requestHasBody = false
+                requestEnded = true
+            }
+            respondLocally(.refusal(.badRequest, reason: "airlock: malformed HTTP request (\(RequestValidation.describe(error)))", closeConnection: true))
+            return
+        }
+        close()
+    }
+}
+
+/// Reads the upstream's response and hands it to the forwarder; reads only while the
+/// client can take more.
+private final class UpstreamResponseHandler: ChannelDuplexHandler {
+    typealias InboundIn = HTTPClientResponsePart
+    typealias OutboundIn = HTTPClientRequestPart
+    typealias OutboundOut = HTTPClientRequestPart
+
+    private var forwarder: HTTPForwarder?
+    let generation: Int
+    private var context: ChannelHandlerContext?
+    private var pendingRead = false
+
+    init(forwarder: HTTPForwarder, generation: Int) {
+        self.forwarder = forwarder
+        self.generation = generation
+    }
+
+    /// Stops delivering to the forwarder (the exchange is over).
+    func detach() {
+        forwarder = nil
+    }
+
+    func resumeReading() {
+        guard pendingRead, let context else { return }
+        pendingRead = false
+        context.read()
+    }
+
+    func handlerAdded(context: ChannelHandlerContext) {
+        self.context = context
+    }
+
+    func handlerRemoved(context: ChannelHandlerContext) {
+        self.context = nil
+    }
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        switch unwrapInboundIn(data) {
+        case .head(let head): forwarder?.upstreamResponseHead(head, generation: generation)
+        case .body(let buffer): forwarder?.upstreamResponseBody(buffer, generation: generation)
+        case .end(let trailers): forwarder?.upstreamResponseEnd(trailers, generation: generation)
+        }
+    }
+
+    func channelReadComplete(context: ChannelHandlerContext) {
+        forwarder?.upstreamReadComplete(generation: generation)
+    }
+
+    func read(context: ChannelHandlerContext) {
+        if forwarder?.clientWritable ?? true {
+            context.read()
+        } else {
+            pendingRead = true
+        }
+    }
+
+    func channelWritabilityChanged(context: ChannelHandlerContext) {
+        forwarder?.upstreamWritabilityChanged(generation: generation)
+    }
+
+    func errorCaught(context: ChannelHandlerContext, error: Error) {
+        context.close(promise: nil)
+    }
+}
+
+extension String {
+    /// The string without one trailing newline.
+    fileprivate var trimmingNewline: String {
+        hasSuffix("\n") ? String(dropLast()) : self
+    }
+}

@@ -1,0 +1,28 @@
+import Foundation
+import NIOHTTP1
+
+/// The headers that belong to one connection and must not cross the gateway.
+package enum HopByHopHeaders {
+    /// Headers always removed: RFC 9110 §7.6.1's list, the `Proxy-*` family, and the
+    /// framing headers, which the forwarder sets itself for each side.
+    package static let fixed: Set<String> = [
+        "connection", "keep-alive", "te", "trailer", "upgrade", "transfer-encoding",
+        "proxy-connection", "proxy-authorization", "proxy-authenticate",
+    ]
+
+    /// `headers` without hop-by-hop headers: the fixed list, anything starting with
+    /// `proxy-`, and every header named in `Connection`.
+    package static func stripped(_ headers: HTTPHeaders) -> HTTPHeaders {
+        var named = Set<String>()
+        for value in headers[canonicalForm: "connection"] {
+            named.insert(value.lowercased().trimmingCharacters(in: .whitespaces))
+        }
+        var out = HTTPHeaders()
+        for (name, value) in headers {
+            let lower = name.lowercased()
+            if fixed.contains(lower) || lower.hasPrefix("proxy-") || named.contains(lower) { continue }
+            out.add(name: name, value: value)
+        }
+        return out
+    }
+}
