@@ -1,0 +1,92 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import CNetlink
+import SystemPackage
+
+/// A network namespace held by an open file descriptor; closing it (or dropping the value)
+/// frees the namespace unless a pin or a process still holds it.
+///
+/// Move-only: the descriptor has exactly one owner and is closed exactly once.
+package struct NetworkNamespace: ~Copyable {
+    /// The open namespace file (nsfs).
+    package let descriptor: FileDescriptor
+
+    /// Takes ownership of an open namespace descriptor.
+    package init(adopting descriptor: FileDescriptor) { self.descriptor = descriptor }
+
+    deinit { try? descriptor.close() }
+
+    /// Closes the descriptor now.
+    /// - Throws: `Errno` from close(2).
+    package consuming func close() throws {
+        let descriptor = self.descriptor
+        discard self
+        try descriptor.close()
+    }
+
+    /// Gives up ownership: the caller closes the returned descriptor.
+    package consuming func release() -> FileDescriptor {
+        let descriptor = self.descriptor
+        discard self
+        return descriptor
+    }
+
+    /// Makes a new, unnamed network namespace with only a `lo` (down) in it.
+    ///
+    /// Done on a dedicated thread (`unshare(CLONE_NEWNET)`, open
+    /// `/proc/thread-self/ns/net`), so no other thread changes namespace. Nothing is left
+    /// behind: the namespace lives as long as the returned value (or a pin of it).
+    /// - Throws: `SystemCallError`.
+    /// - Requires: CAP_SYS_ADMIN.
+    package static func createUnnamed() throws -> NetworkNamespace {
+        let fd: Int32 = try DedicatedThread.run {
+            let unshared = cnl_unshare_net()
+            guard unshared == 0 else { throw SystemCallError("unshare(CLONE_NEWNET)", code: -unshared) }
+            let fd = Glibc.open("/proc/thread-self/ns/net", O_RDONLY | O_CLOEXEC)
+            guard fd >= 0 else { throw SystemCallError.last("open /proc/thread-self/ns/net") }
+            return fd
+        }
+        return NetworkNamespace(adopting: FileDescriptor(rawValue: fd))
+    }
+
+    /// Opens the namespace at `path` (a pin such as `/run/netns/NAME`, or `/proc/PID/ns/net`).
+    /// - Throws: `SystemCallError`; `EINVAL` if the file is not a network namespace.
+    package static func open(path: String) throws -> NetworkNamespace {
+        let fd = Glibc.open(path, O_RDONLY | O_CLOEXEC)
+        guard fd >= 0 else { throw SystemCallError.last("open \(path)") }
+        guard Pinning.isNamespaceFile(fd: fd) else {
+            Glibc.close(fd)
+            throw SystemCallError("open \(path): not a network namespace", code: EINVAL)
+        }
+        return NetworkNamespace(adopting: FileDescriptor(rawValue: fd))
+    }
+
+    /// Runs `body` on a dedicated thread that has entered this namespace.
+    /// - Throws: `SystemCallError` from setns, or what `body` throws.
+    /// - Requires: CAP_SYS_ADMIN.
+    package func withNamespace<R>(_ body: () throws -> R) throws -> R {
+        try Self.withNamespace(descriptor, body)
+    }
+
+    /// Runs `body` on a dedicated thread that has entered the namespace `descriptor`.
+    ///
+    /// The thread ends afterwards, so no thread is ever left in the namespace and the
+    /// caller's thread never changes namespace.
+    /// - Throws: `SystemCallError` from setns, or what `body` throws.
+    /// - Requires: CAP_SYS_ADMIN.
+    package static func withNamespace<R>(_ descriptor: FileDescriptor, _ body: () throws -> R) throws -> R {
+        try DedicatedThread.run {
+            let entered = cnl_setns_net(descriptor.rawValue)
+            guard entered == 0 else { throw SystemCallError("setns(CLONE_NEWNET)", code: -entered) }
+            return try body()
+        }
+    }
+
+    /// Pins the namespace at `path` (`/run/netns/NAME`) so it outlives this process.
+    /// - Throws: `SystemCallError`; `EEXIST` if `path` exists.
+    /// - Requires: CAP_SYS_ADMIN.
+    package func pin(at path: String) throws {
+        try Pinning.pin(descriptor, at: path)
+    }
+}

@@ -1,0 +1,24 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// A system call that failed, with what it was doing and its errno.
+///
+/// Prints like `mount /run/netns/sbx: Permission denied`.
+package struct SystemCallError: Error, CustomStringConvertible, Equatable {
+    /// What was attempted, e.g. `mount /run/netns/sbx`.
+    package var operation: String
+    /// The errno (positive).
+    package var code: Int32
+
+    /// The error for `operation` failing with `code`.
+    package init(_ operation: String, code: Int32) {
+        self.operation = operation
+        self.code = code
+    }
+
+    /// The error for `operation` with the errno of the call just made.
+    static func last(_ operation: String) -> SystemCallError { SystemCallError(operation, code: errno) }
+
+    package var description: String { "\(operation): \(String(cString: strerror(code)))" }
+}
