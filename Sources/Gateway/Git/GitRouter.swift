@@ -1,0 +1,161 @@
+import NIOConcurrencyHelpers
+import NIOCore
+import NIOHTTP1
+
+/// Checks session tokens; `SessionStore` is the real one, tests may pass a fake.
+package protocol SessionAuthority: Sendable {
+    /// Checks `token` for a request received on `sandbox`'s listener.
+    func check(token: String, sandbox: String) -> SessionCheck
+}
+
+extension SessionStore: SessionAuthority {}
+
+/// The git gateway's router: decides every request under `http://airlock.internal/git/`.
+///
+/// For each request it parses and validates the path (`GitRoute`), checks the session
+/// token (valid, unexpired, issued for the sandbox whose listener received the request),
+/// checks the scope (a push, including its `info/refs`, needs `rw`), and then hands the
+/// forwarder an exchange to the host's HTTPS upstream with the sandbox's `Authorization`
+/// and `Cookie` removed and the real credential added. An upstream `401`/`407` or a
+/// redirect is never passed through: the sandbox gets a `502` saying what happened.
+/// Every decision is audited (`git_allow`, `git_deny`); no token ever reaches a log line.
+package struct GitRouter: HTTPRouter {
+    package let upstreams: GitUpstreams
+    package let sessions: any SessionAuthority
+    package let audit: AuditLog
+
+    /// Headers from the sandbox that never go upstream (credentials and forwarding claims);
+    /// hop-by-hop headers are stripped by the forwarder.
+    package static let strippedRequestHeaders: Set<String> = [
+        "authorization", "proxy-authorization", "cookie", "host", "forwarded",
+        "x-forwarded-for", "x-forwarded-host", "x-forwarded-proto", "x-real-ip",
+    ]
+
+    /// The challenge sent with every `401`, so git knows to (not) ask for credentials.
+    package static let challenge = "Basic realm=\"airlock\""
+
+    package init(upstreams: GitUpstreams, sessions: any SessionAuthority, audit: AuditLog) {
+        self.upstreams = upstreams
+        self.sessions = sessions
+        self.audit = audit
+    }
+
+    package func route(_ head: HTTPRequestHead, context: RequestContext) -> EventLoopFuture<HTTPRoute> {
+        context.eventLoop.makeSucceededFuture(decide(head, sandbox: context.sandbox))
+    }
+
+    /// The decision for one request head received on `sandbox`'s listener.
+    package func decide(_ head: HTTPRequestHead, sandbox: String) -> HTTPRoute {
+        let route: GitRoute
+        do {
+            route = try GitRoute.parse(method: head.method.rawValue, uri: head.uri) { upstreams.upstream(for: $0) != nil }
+        } catch let refusal as GitRoute.Refusal {
+            return deny(refusal.status, refusal.reason, sandbox: sandbox, repository: refusal.repository, service: refusal.service)
+        } catch {
+            return deny(400, "airlock: invalid git request", sandbox: sandbox, repository: nil, service: nil)
+        }
+        let repo = route.repository
+        let service = route.service.rawValue
+
+        let tokens = HTTPAuthorization.presentedTokens(in: head.headers["Authorization"])
+        guard !tokens.isEmpty else {
+            return deny(401, "airlock: no session token; run git inside the sandbox made by airlock (it sets the token), or pass `Authorization: Bearer <session token>`",
+                        sandbox: sandbox, repository: repo, service: service, auditReason: "missing session token")
+        }
+        let token = tokens.first(where: SessionToken.isWellFormed) ?? tokens[0]
+        let check = sessions.check(token: token, sandbox: sandbox)
+        let grant: SessionGrant
+        switch check {
+        case let .valid(g):
+            grant = g
+        case let .otherSandbox(id, issuedFor):
+            return deny(401, "airlock: \(check.refusalReason!)", sandbox: sandbox, repository: repo, service: service,
+                        session: id, auditReason: "session issued for sandbox \(issuedFor) presented on \(sandbox)")
+        default:
+            return deny(401, "airlock: \(check.refusalReason!)", sandbox: sandbox, repository: repo, service: service,
+                        session: check.sessionID, auditReason: check.refusalReason!)
+        }
+        guard let granted = grant.scope.access(to: repo) else {
+            return deny(403, "airlock: this session does not cover \(repo); ask for a session with --repo \(repo)",
+                        sandbox: sandbox, repository: repo, service: service, session: grant.id, auditReason: "repository not in session scope")
+        }
+        guard granted >= route.service.requiredAccess else {
+            return deny(403, "airlock: this session has read-only access to \(repo); pushing needs --repo \(repo):rw",
+                        sandbox: sandbox, repository: repo, service: service, session: grant.id, auditReason: "push with a read-only session")
+        }
+        guard let upstream = upstreams.upstream(for: repo.host) else {
+            return deny(404, "airlock: \(repo.host) is not a configured git host", sandbox: sandbox, repository: repo, service: service)
+        }
+        return .forward(exchange(for: route, head: head, upstream: upstream, grant: grant, sandbox: sandbox))
+    }
+
+    private func exchange(for route: GitRoute, head: HTTPRequestHead, upstream: GitUpstreams.Upstream, grant: SessionGrant, sandbox: String) -> UpstreamExchange {
+        var headers = HTTPHeaders()
+        for (name, value) in head.headers where !Self.strippedRequestHeaders.contains(name.lowercased()) {
+            headers.add(name: name, value: value)
+        }
+        headers.add(name: "Host", value: upstream.hostHeader)
+        headers.add(name: "Authorization", value: HTTPAuthorization.upstreamCredential(grant.upstreamToken))
+        var upstreamHead = HTTPRequestHead(version: head.version, method: head.method, uri: route.upstreamURI(basePath: upstream.basePath))
+        upstreamHead.headers = headers
+
+        let repo = route.repository
+        let service = route.service.rawValue
+        let gitHost = upstream.gitHost
+        let intercepted = NIOLockedValueBox<String?>(nil)
+        let audit = self.audit
+        let sessionID = grant.id
+        return UpstreamExchange(
+            target: upstream.target,
+            head: upstreamHead,
+            interceptResponse: { response in
+                guard let reason = Self.refusalForUpstream(status: Int(response.status.code), gitHost: gitHost) else { return nil }
+                intercepted.withLockedValue { $0 = reason }
+                return .refusal(.badGateway, reason: reason, closeConnection: true)
+            },
+            completion: { outcome in
+                if let reason = intercepted.withLockedValue({ $0 }) {
+                    audit.record(AuditEvent(
+                        .gitDeny, sandbox: sandbox, via: .git, host: gitHost, reason: Self.auditText(reason), bytesUp: outcome.bytesUp,
+                        bytesDown: outcome.bytesDown, ms: outcome.milliseconds, repo: repo.description, service: service,
+                        status: outcome.status ?? 502, session: sessionID))
+                } else {
+                    audit.record(AuditEvent(
+                        .gitAllow, sandbox: sandbox, via: .git, host: gitHost, reason: outcome.failure, bytesUp: outcome.bytesUp,
+                        bytesDown: outcome.bytesDown, ms: outcome.milliseconds, repo: repo.description, service: service,
+                        status: outcome.status, session: sessionID))
+                }
+            })
+    }
+
+    /// The refusal that replaces an upstream response the sandbox must not see: `401`/`407`
+    /// (git would prompt or retry with the wrong credential) and `3xx` (never followed).
+    package static func refusalForUpstream(status: Int, gitHost: String) -> String? {
+        switch status {
+        case 401, 407:
+            "airlock: upstream rejected the gateway's credential for \(gitHost) (HTTP \(status)); the session's upstream token may be wrong or expired"
+        case 300..<400:
+            "airlock: \(gitHost) answered with a redirect (HTTP \(status)); airlock does not follow redirects (was the repository renamed or moved?)"
+        default:
+            nil
+        }
+    }
+
+    private func deny(
+        _ status: Int, _ reason: String, sandbox: String, repository: GitRepository?, service: String?,
+        session: String? = nil, auditReason: String? = nil
+    ) -> HTTPRoute {
+        audit.record(AuditEvent(
+            .gitDeny, sandbox: sandbox, via: .git, host: repository?.host, reason: auditReason ?? Self.auditText(reason),
+            repo: repository?.description, service: service, status: status, session: session))
+        var response = LocalResponse.refusal(HTTPResponseStatus(statusCode: status), reason: reason)
+        if status == 401 {
+            response.headers.add(name: "WWW-Authenticate", value: Self.challenge)
+        }
+        return .respond(response)
+    }
+
+    private static func auditText(_ reason: String) -> String {
+        reason.hasPrefix("airlock: ") ? String(reason.dropFirst(9)) : reason
+    }
+}
