@@ -1,0 +1,111 @@
+import NIOCore
+
+/// Serves DNS over TCP on one connection: length-framed messages in (decoded by
+/// `DNSFrameDecoder`), length-framed answers out.
+///
+/// Idle clients are cut: the connection closes after `idleTimeout` without a complete
+/// query, and after `maximumLifetime` in any case, so trickling bytes cannot hold it open.
+/// Reading pauses while the client does not read its answers.
+package final class DNSTCPHandler: ChannelDuplexHandler {
+    package typealias InboundIn = ByteBuffer
+    package typealias OutboundIn = ByteBuffer
+    package typealias OutboundOut = ByteBuffer
+
+    private let policy: PolicyStore
+    private let responder: DNSResponder
+    private let audit: AuditLog
+    private let idleTimeout: TimeAmount
+    private let maximumLifetime: TimeAmount
+    private var idleTimer: Scheduled<Void>?
+    private var lifetimeTimer: Scheduled<Void>?
+    private var readPending = false
+
+    /// - Parameters:
+    ///   - policy: the sandbox's policy; read on every query.
+    ///   - gatewayAddress: the address allowed names resolve to.
+    ///   - audit: where `dns_deny` events go.
+    ///   - idleTimeout: how long a connection may go without a complete query.
+    ///   - maximumLifetime: how long any connection may stay open.
+    package init(policy: PolicyStore, gatewayAddress: IPAddress, audit: AuditLog,
+                 idleTimeout: TimeAmount = .seconds(10), maximumLifetime: TimeAmount = .seconds(120)) {
+        self.policy = policy
+        self.responder = DNSResponder(gatewayAddress: gatewayAddress)
+        self.audit = audit
+        self.idleTimeout = idleTimeout
+        self.maximumLifetime = maximumLifetime
+    }
+
+    /// The handlers for one accepted connection, in pipeline order: the frame decoder,
+    /// then a `DNSTCPHandler`.
+    package static func handlers(policy: PolicyStore, gatewayAddress: IPAddress, audit: AuditLog) -> [ChannelHandler] {
+        [ByteToMessageHandler(DNSFrameDecoder()), DNSTCPHandler(policy: policy, gatewayAddress: gatewayAddress, audit: audit)]
+    }
+
+    package func handlerAdded(context: ChannelHandlerContext) {
+        if context.channel.isActive { startTimers(context: context) }
+    }
+
+    package func channelActive(context: ChannelHandlerContext) {
+        startTimers(context: context)
+        context.fireChannelActive()
+    }
+
+    package func handlerRemoved(context: ChannelHandlerContext) {
+        idleTimer?.cancel()
+        lifetimeTimer?.cancel()
+    }
+
+    private func startTimers(context: ChannelHandlerContext) {
+        guard lifetimeTimer == nil else { return }
+        let loopBound = NIOLoopBound(context, eventLoop: context.eventLoop)
+        lifetimeTimer = context.eventLoop.scheduleTask(in: maximumLifetime) {
+            loopBound.value.close(promise: nil)
+        }
+        restartIdleTimer(context: context)
+    }
+
+    private func restartIdleTimer(context: ChannelHandlerContext) {
+        idleTimer?.cancel()
+        let loopBound = NIOLoopBound(context, eventLoop: context.eventLoop)
+        idleTimer = context.eventLoop.scheduleTask(in: idleTimeout) {
+            loopBound.value.close(promise: nil)
+        }
+    }
+
+    package func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        let message = unwrapInboundIn(data)
+        restartIdleTimer(context: context)
+        let query = message.getBytes(at: message.readerIndex, length: message.readableBytes) ?? []
+        let outcome = responder.respond(to: query, policy: policy.current)
+        if let event = outcome.audit { audit.record(event) }
+        guard let response = outcome.response else {
+            // Unreadable on a stream: the framing can no longer be trusted.
+            context.close(promise: nil)
+            return
+        }
+        var buffer = context.channel.allocator.buffer(capacity: response.count + 2)
+        buffer.writeInteger(UInt16(response.count))
+        buffer.writeBytes(response)
+        context.writeAndFlush(wrapOutboundOut(buffer), promise: nil)
+    }
+
+    package func errorCaught(context: ChannelHandlerContext, error: Error) {
+        context.close(promise: nil)
+    }
+
+    package func read(context: ChannelHandlerContext) {
+        if context.channel.isWritable {
+            context.read()
+        } else {
+            readPending = true
+        }
+    }
+
+    package func channelWritabilityChanged(context: ChannelHandlerContext) {
+        if context.channel.isWritable && readPending {
+            readPending = false
+            context.read()
+        }
+        context.fireChannelWritabilityChanged()
+    }
+}
