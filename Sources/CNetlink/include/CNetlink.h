@@ -14,6 +14,7 @@
 
 #include "cnl_netlink.h"
 #include "cnl_spawn.h"
+#include "cnl_caps.h"
 #include "cnl_fdpass.h"
 
 #endif

@@ -1,0 +1,65 @@
+/// The environment of a sandboxed command: built from the caller's, not inherited wholesale.
+package enum SandboxEnvironment {
+    /// The proxy every HTTP client inside the sandbox is pointed at.
+    package static let proxyURL = "http://airlock.internal:3128"
+
+    /// Whether a variable name looks like it carries a credential.
+    ///
+    /// Matches `*TOKEN*`, `*SECRET*`, `*PASSWORD*`, `*PASSWD*`, `*CREDENTIAL*`, `*_AUTH*`,
+    /// `*APIKEY*`, `*API_KEY*`, `*PRIVATE_KEY*`, `*SESSION_ID*`, `*COOKIE*`, `*_KEY`, `*_KEY_*`,
+    /// `*_PAT`, `AWS_*`, `AZURE_*`, `VAULT_*`, and known names (`GH_TOKEN`, `GITHUB_TOKEN`,
+    /// `SSH_AUTH_SOCK`, `SSH_AGENT_PID`, `GPG_AGENT_INFO`, `NETRC`, `XAUTHORITY`, `KUBECONFIG`),
+    /// case-insensitively.
+    package static func isCredentialName(_ name: String) -> Bool {
+        let upper = name.uppercased()
+        let contains = ["TOKEN", "SECRET", "PASSWORD", "PASSWD", "CREDENTIAL", "_AUTH", "APIKEY", "API_KEY", "PRIVATE_KEY", "SESSION_ID", "COOKIE"]
+        if contains.contains(where: { upper.contains($0) }) { return true }
+        if upper.hasSuffix("_KEY") || upper.contains("_KEY_") || upper == "KEY" || upper.hasSuffix("_PAT") { return true }
+        let prefixes = ["AWS_", "AZURE_", "VAULT_"]
+        if prefixes.contains(where: { upper.hasPrefix($0) }) { return true }
+        let exact = ["SSH_AUTH_SOCK", "SSH_AGENT_PID", "GPG_AGENT_INFO", "NETRC", "GH_TOKEN", "GITHUB_TOKEN", "XAUTHORITY", "KUBECONFIG"]
+        return exact.contains(upper)
+    }
+
+    /// Names set by airlock itself; a caller's value is replaced.
+    package static let proxyNames = ["HTTP_PROXY", "HTTPS_PROXY", "http_proxy", "https_proxy", "NO_PROXY", "no_proxy", "ALL_PROXY", "all_proxy"]
+
+    /// Builds the command's environment from `inherited`: credential-looking variables are
+    /// dropped (their names returned, sorted, never their values), HOME/USER/LOGNAME set
+    /// for the target user, the proxy variables pointed at the gateway, and `extra` (the
+    /// caller's `--env`, later the git session configuration) merged last.
+    package static func build(
+        from inherited: [String: String], home: String, user: String, gateway: String,
+        extra: [String: String] = [:]
+    ) -> (environment: [String: String], droppedNames: [String]) {
+        var environment: [String: String] = [:]
+        var dropped: [String] = []
+        for (name, value) in inherited {
+            if proxyNames.contains(name) { continue }
+            if isCredentialName(name) {
+                dropped.append(name)
+                continue
+            }
+            environment[name] = value
+        }
+        environment["HOME"] = home
+        environment["USER"] = user
+        environment["LOGNAME"] = user
+        if environment["PATH"] == nil { environment["PATH"] = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin" }
+        for name in ["HTTP_PROXY", "HTTPS_PROXY", "http_proxy", "https_proxy"] {
+            environment[name] = proxyURL
+        }
+        let noProxy = "airlock.internal,\(gateway),localhost,127.0.0.1"
+        environment["NO_PROXY"] = noProxy
+        environment["no_proxy"] = noProxy
+        for (name, value) in extra {
+            environment[name] = value
+        }
+        return (environment, dropped.sorted())
+    }
+
+    /// `NAME=value` strings in name order, as execve takes them.
+    package static func entries(_ environment: [String: String]) -> [String] {
+        environment.keys.sorted().map { "\($0)=\(environment[$0]!)" }
+    }
+}

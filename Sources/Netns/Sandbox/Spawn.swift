@@ -1,0 +1,166 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import CNetlink
+
+/// A command running inside a sandbox, behind its own init (PID 1 of a new PID namespace).
+///
+/// The init joins the sandbox network namespace, makes a private mount namespace with a
+/// fresh `/run`, the sandbox's `/etc/resolv.conf` and `/etc/hosts`, the masks and a fresh
+/// `/proc`, drops to the user with no capabilities and `no_new_privs`, and starts the
+/// command. It forwards signals to the command and exits with its status. Nothing is
+/// left behind: the mount and PID namespaces end with the init, and the init is killed
+/// (`PR_SET_PDEATHSIG`) if the thread that spawned it ends, so spawn from a thread that
+/// outlives the sandbox (the main thread in the command line).
+package final class SandboxProcess {
+    /// Why a command could not be started.
+    package enum SpawnError: Error, Equatable, CustomStringConvertible {
+        /// The command line is empty.
+        case emptyCommand
+        /// An argument or environment entry holds a NUL byte.
+        case invalidString(String)
+        /// A step of the sandbox set-up failed.
+        case setup(SandboxSetupError)
+
+        package var description: String {
+            switch self {
+            case .emptyCommand: return "no command to run"
+            case .invalidString(let what): return "\(what) contains a NUL byte"
+            case .setup(let error): return error.description
+            }
+        }
+    }
+
+    /// The pid of the sandbox init, in the caller's PID namespace.
+    package let pid: pid_t
+    private var statusDescriptor: Int32
+    private var finished: ExitStatus?
+
+    private init(pid: pid_t, statusDescriptor: Int32) {
+        self.pid = pid
+        self.statusDescriptor = statusDescriptor
+    }
+
+    deinit {
+        if statusDescriptor >= 0 { close(statusDescriptor) }
+    }
+
+    /// Starts `spec.argv` in the sandbox; returns once the command has been exec'd (or its
+    /// exec failed, which it reports by exiting 127 or 126 like a shell).
+    /// - Throws: `SpawnError.setup` naming the step that failed.
+    /// - Requires: CAP_SYS_ADMIN (namespaces, mounts, setns), CAP_SETUID, CAP_SETGID, CAP_SETPCAP.
+    package static func spawn(_ spec: SandboxProcessSpec) throws -> SandboxProcess {
+        guard let command = spec.argv.first, !command.isEmpty else { throw SpawnError.emptyCommand }
+        let environment = spec.finalEnvironment
+        let entries = SandboxEnvironment.entries(environment)
+        if let bad = spec.argv.first(where: { $0.contains("\0") }) { throw SpawnError.invalidString("argument '\(bad.prefix(40))'") }
+        if let bad = environment.first(where: { $0.key.contains("\0") || $0.value.contains("\0") || $0.key.contains("=") }) {
+            throw SpawnError.invalidString("environment variable '\(bad.key.prefix(40))'")
+        }
+        let candidates = ExecutableSearch.candidates(for: command, path: environment["PATH"])
+        let files = SandboxEtcFiles(gateway: spec.gatewayAddress)
+        let lastCap = cnl_cap_last_cap()
+        guard lastCap >= 0 else { throw SpawnError.setup(SandboxSetupError(step: "read /proc/sys/kernel/cap_last_cap", code: -lastCap)) }
+        guard let emptyCaps = cnl_cap_new_empty() else { throw SpawnError.setup(SandboxSetupError(step: "prepare capabilities", code: errno)) }
+        defer { cnl_cap_free(emptyCaps) }
+
+        let strings = CStringArena()
+        let argv = strings.array(spec.argv)
+        let envp = strings.array(entries)
+        let paths = strings.array(candidates)
+        let maskPaths = spec.masks.map { strings.string($0.path) }
+        var masks = zip(spec.masks, maskPaths).map { mask, path in
+            cnl_spawn_mask(path: path, is_directory: mask.kind == .directory ? 1 : 0)
+        }
+        var groups = spec.user.groups
+        var varRunInfo = stat()
+        let varRunSeparate = lstat("/var/run", &varRunInfo) == 0 && (varRunInfo.st_mode & S_IFMT) == S_IFDIR
+
+        var failure = cnl_spawn_failure(step: 0, error: 0, index: -1)
+        var pid: pid_t = 0
+        var statusFD: Int32 = -1
+        let result = masks.withUnsafeMutableBufferPointer { maskBuffer in
+            groups.withUnsafeMutableBufferPointer { groupBuffer in
+                var c = cnl_spawn_spec(
+                    argv: argv, envp: envp, candidates: paths,
+                    command_name: strings.string(command),
+                    uid: spec.user.uid, gid: spec.user.gid,
+                    groups: groupBuffer.baseAddress, group_count: groupBuffer.count,
+                    netns_fd: spec.networkNamespace,
+                    resolv_conf: strings.string(files.resolvConf),
+                    resolv_conf_path: files.resolvConfTarget.map { strings.string($0) },
+                    hosts: strings.string(files.hosts),
+                    hosts_path: files.hostsTarget.map { strings.string($0) },
+                    mount_var_run: varRunSeparate ? 1 : 0,
+                    masks: maskBuffer.baseAddress.map { UnsafePointer($0) }, mask_count: maskBuffer.count,
+                    cwd: spec.workingDirectory.map { strings.string($0) },
+                    empty_caps: emptyCaps, cap_last_cap: lastCap,
+                    stdio: (spec.standardStreams.input, spec.standardStreams.output, spec.standardStreams.error))
+                return cnl_spawn(&c, &pid, &statusFD, &failure)
+            }
+        }
+        withExtendedLifetime(strings) {}
+        if result != 0 {
+            let step = SandboxSetupError.describe(failure, masks: spec.masks, user: spec.user, cwd: spec.workingDirectory)
+            throw SpawnError.setup(SandboxSetupError(step: step, code: failure.error))
+        }
+        return SandboxProcess(pid: pid, statusDescriptor: statusFD)
+    }
+
+    /// Waits until the command has ended and returns how; repeated calls return the same.
+    package func wait() -> ExitStatus {
+        if let finished { return finished }
+        var status: Int32 = 0
+        while waitpid(pid, &status, 0) < 0 {
+            if errno != EINTR {
+                status = 0
+                break
+            }
+        }
+        var reported: Int32 = 0
+        let count = withUnsafeMutableBytes(of: &reported) { buffer in
+            read(statusDescriptor, buffer.baseAddress, buffer.count)
+        }
+        close(statusDescriptor)
+        statusDescriptor = -1
+        // The init reports the command's own wait status; without it (the init itself was
+        // killed) the init's status stands.
+        let result = count == MemoryLayout<Int32>.size ? ExitStatus(waitStatus: reported) : ExitStatus(waitStatus: status)
+        finished = result
+        return result
+    }
+
+    /// Sends `signal` to the sandbox init, which forwards INT, TERM, HUP, QUIT, USR1 and
+    /// USR2 to the command (KILL ends the whole sandbox).
+    /// - Throws: `SandboxSetupError` when the init is gone.
+    package func signal(_ signal: Int32) throws {
+        guard finished == nil else { return }
+        if kill(pid, signal) < 0 { throw SandboxSetupError(step: "signal the sandbox", code: errno) }
+    }
+}
+
+/// C strings that live as long as this object (for the C spawn spec).
+final class CStringArena {
+    private var owned: [UnsafeMutablePointer<CChar>] = []
+    private var arrays: [UnsafeMutablePointer<UnsafePointer<CChar>?>] = []
+
+    func string(_ value: String) -> UnsafePointer<CChar> {
+        let copy = strdup(value)!
+        owned.append(copy)
+        return UnsafePointer(copy)
+    }
+
+    /// A NULL-terminated array of C strings.
+    func array(_ values: [String]) -> UnsafePointer<UnsafePointer<CChar>?> {
+        let array = UnsafeMutablePointer<UnsafePointer<CChar>?>.allocate(capacity: values.count + 1)
+        for (i, value) in values.enumerated() { array[i] = string(value) }
+        array[values.count] = nil
+        arrays.append(array)
+        return UnsafePointer(array)
+    }
+
+    deinit {
+        owned.forEach { free($0) }
+        arrays.forEach { $0.deallocate() }
+    }
+}

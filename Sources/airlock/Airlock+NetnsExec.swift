@@ -1,0 +1,143 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import ArgumentParser
+import Netns
+
+/// `airlock netns exec NAME [--user U] [--mask PATH]… [--env K=V]… -- CMD…`
+struct NetnsExec: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "exec",
+        abstract: "Run a command inside a persistent sandbox.",
+        discussion: """
+            CMD runs in the sandbox's network namespace, in new mount and PID namespaces: a \
+            fresh /run, /etc/resolv.conf pointing at the gateway, /etc/hosts with \
+            airlock.internal, the design's dangerous paths masked (plus --mask), and its own \
+            /proc. It runs as the user with every capability dropped (the bounding set too) \
+            and no_new_privs. Credential-looking environment variables are not passed; their \
+            names are listed on stderr. INT, TERM and HUP are forwarded; airlock exits with \
+            CMD's status (128+signal if a signal ended it, 127 if CMD is not found).
+
+            The user: --user, else the user who ran sudo (SUDO_UID). As root without sudo, \
+            --user is required; `--user root` runs CMD as uid 0, still without capabilities.
+
+            Requires root (CAP_SYS_ADMIN, CAP_SETUID, CAP_SETGID, CAP_SETPCAP).
+            """)
+
+    @Argument(help: "The sandbox name (as given to `airlock netns create`).")
+    var name: String
+
+    @Option(help: "Run CMD as this user (name or uid).")
+    var user: String?
+
+    @Option(name: .customLong("mask"), help: ArgumentHelp("Also hide this path (an empty directory or file).", valueName: "path"))
+    var masks: [String] = []
+
+    @Option(name: .customLong("env"), help: ArgumentHelp("Set a variable for CMD.", valueName: "name=value"))
+    var environment: [String] = []
+
+    @Option(help: ArgumentHelp("CMD's working directory (default: the current one).", valueName: "dir"))
+    var cwd: String?
+
+    @Option(help: ArgumentHelp("The gateway address inside the sandbox, when its state cannot be read.", valueName: "address"))
+    var gatewayAddress: String = "169.254.200.1"
+
+    @Argument(parsing: .postTerminator, help: "The command and its arguments.")
+    var command: [String] = []
+
+    func validate() throws {
+        if command.isEmpty { throw ValidationError("missing the command to run: airlock netns exec NAME -- CMD [ARG…]") }
+        for entry in environment {
+            guard let equals = entry.firstIndex(of: "="), equals != entry.startIndex else {
+                throw ValidationError("--env '\(entry)' is not NAME=VALUE")
+            }
+        }
+    }
+
+    func run() throws {
+        let status = try reportingErrors(exitCode: Self.exitCode(for:)) { () throws -> ExitStatus in
+            try Privileges.requireRoot(
+                for: "airlock netns exec", capabilities: [.sysAdmin, .setuid, .setgid, .setpcap])
+            let sandboxName = try NamespaceName(name)
+            let target = try Self.resolveUser(user, environment: ProcessInfoEnvironment.current)
+            let pinPath = "/run/netns/\(sandboxName)"
+            let descriptor = open(pinPath, O_RDONLY | O_CLOEXEC)
+            guard descriptor >= 0 else {
+                if errno == ENOENT { throw CLIError("no sandbox named '\(sandboxName)' (\(pinPath) does not exist)", exitCode: ExitCodes.notFound) }
+                throw CLIError("opening \(pinPath): \(String(cString: strerror(errno)))")
+            }
+            defer { close(descriptor) }
+            let gateway = gatewayAddress
+
+            var extra: [String: String] = [:]
+            for entry in environment {
+                let equals = entry.firstIndex(of: "=")!
+                extra[String(entry[..<equals])] = String(entry[entry.index(after: equals)...])
+            }
+            let built = SandboxEnvironment.build(
+                from: ProcessInfoEnvironment.current, home: target.home, user: target.name,
+                gateway: gateway, extra: extra)
+            if !built.droppedNames.isEmpty {
+                printNotice("airlock: not passed to the sandbox (credential-looking): \(built.droppedNames.joined(separator: ", "))")
+            }
+            let masks = Masks.resolve(try Masks.paths(home: target.home, extra: masks))
+            for mask in masks {
+                printNotice("airlock: masked \(mask.path)")
+            }
+
+            var spec = SandboxProcessSpec(
+                argv: command, environment: built.environment, user: target,
+                networkNamespace: descriptor, gatewayAddress: gateway, masks: masks,
+                workingDirectory: cwd ?? Self.currentDirectory())
+            // The git engineer's `--session TOKEN` wiring merges the session's git
+            // configuration (GIT_CONFIG_COUNT/KEY/VALUE) here.
+            spec.extraEnvironment = [:]
+            let process = try SandboxProcess.spawn(spec)
+            try SignalForwarding.start(to: process.pid)
+            defer { SignalForwarding.stop() }
+            return process.wait()
+        }
+        throw ExitCode(status.shellCode)
+    }
+
+    /// The account CMD runs as: `--user`, else the sudo caller; root without sudo must say so.
+    static func resolveUser(_ requested: String?, environment: [String: String]) throws -> SandboxUser {
+        if let requested { return try Users.lookup(requested) }
+        if let sudoUID = environment["SUDO_UID"], let uid = uid_t(sudoUID) {
+            var user = try Users.lookup(uid: uid)
+            if let sudoGID = environment["SUDO_GID"], let gid = gid_t(sudoGID) { user.gid = gid }
+            return user
+        }
+        throw CLIError("no user to run as: pass --user USER (airlock does not run sandboxed commands as root unless given --user root)")
+    }
+
+    static func currentDirectory() -> String? {
+        var buffer = [CChar](repeating: 0, count: Int(PATH_MAX) + 1)
+        guard getcwd(&buffer, buffer.count) != nil else { return nil }
+        return String(cString: buffer)
+    }
+
+    static func exitCode(for error: Error) -> Int32? {
+        switch error {
+        case is Privileges.PrivilegeError: return ExitCodes.permission
+        case is Users.LookupError: return ExitCodes.usage
+        default: return nil
+        }
+    }
+}
+
+/// The process environment as a dictionary.
+enum ProcessInfoEnvironment {
+    static var current: [String: String] {
+        var result: [String: String] = [:]
+        var pointer = environ
+        while let entry = pointer.pointee {
+            let text = String(cString: entry)
+            if let equals = text.firstIndex(of: "=") {
+                result[String(text[..<equals])] = String(text[text.index(after: equals)...])
+            }
+            pointer += 1
+        }
+        return result
+    }
+}
