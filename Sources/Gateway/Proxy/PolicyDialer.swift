@@ -1,0 +1,212 @@
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+import NIOCore
+import NIOPosix
+import NIOSSL
+import NIOTLS // TLSUserEvent; built as part of NIOSSL
+
+/// The real dialer: resolves in the host namespace, checks every candidate address
+/// against the policy, and connects to exactly an address it checked.
+///
+/// Names pinned by `resolve` rules are used as given; other names go to `getaddrinfo` on
+/// a thread pool, never on an event loop. If any candidate is refused (private,
+/// loopback, the gateway's own address, …) the whole dial is refused, so a name that
+/// mixes public and private answers cannot be used to reach the private one. There is no
+/// second lookup between the check and the connect.
+package struct PolicyDialer: UpstreamDialer {
+    private let policy: PolicyStore
+    private let limits: GatewayLimits
+    private let forbidden: Set<IPAddress>
+    private let threadPool: NIOThreadPool
+
+    /// - Parameters:
+    ///   - policy: the sandbox's policy, read per dial.
+    ///   - limits: connect and TLS handshake timeouts.
+    ///   - forbidden: the gateway's own addresses; never dialled, whatever the policy says.
+    ///   - threadPool: where blocking name lookups run.
+    package init(policy: PolicyStore, limits: GatewayLimits, forbidden: Set<IPAddress>, threadPool: NIOThreadPool) {
+        self.policy = policy
+        self.limits = limits
+        self.forbidden = forbidden
+        self.threadPool = threadPool
+    }
+
+    package func dial(_ target: UpstreamTarget, on eventLoop: any EventLoop) -> EventLoopFuture<any Channel> {
+        if let address = target.address {
+            return connect(target, candidates: [address], on: eventLoop)
+        }
+        return candidates(for: target.host, on: eventLoop).flatMap { addresses in
+            let current = policy.current
+            var checked: [SocketAddress] = []
+            for address in addresses {
+                if forbidden.contains(address) {
+                    return eventLoop.makeFailedFuture(DialError.refused(host: target.host, reason: "\(address) is the gateway itself"))
+                }
+                if case .refused(let reason) = current.checkResolved(address) {
+                    return eventLoop.makeFailedFuture(DialError.refused(host: target.host, reason: "resolves to \(reason)"))
+                }
+                guard let socketAddress = try? SocketAddress(ipAddress: address.description, port: target.port) else {
+                    return eventLoop.makeFailedFuture(DialError.unresolvable(host: target.host, reason: "unusable address \(address)"))
+                }
+                checked.append(socketAddress)
+            }
+            return connect(target, candidates: checked, on: eventLoop)
+        }
+    }
+
+    /// The addresses for `host`: a literal, a `resolve` pin, or the system resolver's.
+    private func candidates(for host: String, on eventLoop: any EventLoop) -> EventLoopFuture<[IPAddress]> {
+        if let literal = HostLiteral.parse(host) {
+            return eventLoop.makeSucceededFuture([literal])
+        }
+        let name = (try? HostName.normalise(host)) ?? host
+        if let pinned = policy.current.resolveOverrides[name], !pinned.isEmpty {
+            return eventLoop.makeSucceededFuture(pinned)
+        }
+        return threadPool.runIfActive(eventLoop: eventLoop) {
+            try Self.systemLookup(name)
+        }.flatMapErrorThrowing { error in
+            if let error = error as? DialError { throw error }
+            throw DialError.unresolvable(host: name, reason: "\(error)")
+        }
+    }
+
+    /// `getaddrinfo` for TCP; blocking.
+    private static func systemLookup(_ name: String) throws -> [IPAddress] {
+        var hints = addrinfo()
+        hints.ai_socktype = CInt(SOCK_STREAM.rawValue)
+        hints.ai_family = AF_UNSPEC
+        var result: UnsafeMutablePointer<addrinfo>?
+        let status = getaddrinfo(name, nil, &hints, &result)
+        guard status == 0, let first = result else {
+            throw DialError.unresolvable(host: name, reason: String(cString: gai_strerror(status)))
+        }
+        defer { freeaddrinfo(first) }
+        var addresses: [IPAddress] = []
+        var cursor: UnsafeMutablePointer<addrinfo>? = first
+        var count = 0
+        while let entry = cursor, count < 32 {
+            count += 1
+            if let sa = entry.pointee.ai_addr {
+                if entry.pointee.ai_family == AF_INET {
+                    let bytes = sa.withMemoryRebound(to: sockaddr_in.self, capacity: 1) { sin in
+                        withUnsafeBytes(of: sin.pointee.sin_addr) { Array($0) }
+                    }
+                    if let address = IPAddress(bytes: bytes) { addresses.append(address) }
+                } else if entry.pointee.ai_family == AF_INET6 {
+                    let bytes = sa.withMemoryRebound(to: sockaddr_in6.self, capacity: 1) { sin6 in
+                        withUnsafeBytes(of: sin6.pointee.sin6_addr) { Array($0) }
+                    }
+                    if let address = IPAddress(bytes: bytes) { addresses.append(address) }
+                }
+            }
+            cursor = entry.pointee.ai_next
+        }
+        var seen = Set<IPAddress>()
+        addresses = addresses.filter { seen.insert($0).inserted }
+        guard !addresses.isEmpty else {
+            throw DialError.unresolvable(host: name, reason: "no addresses")
+        }
+        return addresses
+    }
+
+    /// Connects to the first candidate that answers (at most four are tried).
+    private func connect(_ target: UpstreamTarget, candidates: [SocketAddress], on eventLoop: any EventLoop) -> EventLoopFuture<any Channel> {
+        var remaining = candidates.prefix(4)
+        guard let address = remaining.popFirst() else {
+            return eventLoop.makeFailedFuture(DialError.unresolvable(host: target.host, reason: "no addresses"))
+        }
+        let attempt = connectOne(target, address: address, on: eventLoop)
+        if remaining.isEmpty { return attempt }
+        return attempt.flatMapError { error -> EventLoopFuture<any Channel> in
+            if case DialError.refused = error { return eventLoop.makeFailedFuture(error) }
+            return connect(target, candidates: Array(remaining), on: eventLoop)
+        }
+    }
+
+    private func connectOne(_ target: UpstreamTarget, address: SocketAddress, on eventLoop: any EventLoop) -> EventLoopFuture<any Channel> {
+        let host = target.host
+        let port = target.port
+        let tls = target.tls
+        let handshakeTimeout = limits.tlsHandshakeTimeout
+        let bootstrap = ClientBootstrap(group: eventLoop)
+            .connectTimeout(limits.connectTimeout)
+            .channelOption(.allowRemoteHalfClosure, value: true)
+            .channelOption(.autoRead, value: true)
+        let connected = bootstrap.connect(to: address).flatMapError { error -> EventLoopFuture<any Channel> in
+            if case ChannelError.connectTimeout = error {
+                return eventLoop.makeFailedFuture(DialError.timedOut(host: host, port: port, what: "connecting"))
+            }
+            return eventLoop.makeFailedFuture(DialError.connectFailed(host: host, port: port, reason: Self.shortReason(error)))
+        }
+        guard let tls else { return connected }
+        return connected.flatMap { channel in
+            let serverName = HostLiteral.parse(host) == nil ? host : nil
+            let waiter = HandshakeWaiter(promise: eventLoop.makePromise(of: Void.self))
+            do {
+                let handler = try NIOSSLClientHandler(context: tls, serverHostname: serverName)
+                try channel.pipeline.syncOperations.addHandler(handler)
+                try channel.pipeline.syncOperations.addHandler(waiter)
+            } catch {
+                channel.close(promise: nil)
+                return eventLoop.makeFailedFuture(DialError.connectFailed(host: host, port: port, reason: "TLS setup: \(Self.shortReason(error))"))
+            }
+            let timeout = eventLoop.scheduleTask(in: handshakeTimeout) {
+                waiter.fail(DialError.timedOut(host: host, port: port, what: "TLS handshake"))
+            }
+            return waiter.promise.futureResult.flatMapError { error in
+                timeout.cancel()
+                channel.close(promise: nil)
+                if let error = error as? DialError { return eventLoop.makeFailedFuture(error) }
+                return eventLoop.makeFailedFuture(DialError.connectFailed(host: host, port: port, reason: "TLS: \(Self.shortReason(error))"))
+            }.flatMap {
+                timeout.cancel()
+                return channel.pipeline.removeHandler(waiter).map { channel }
+            }
+        }
+    }
+
+    private static func shortReason(_ error: Error) -> String {
+        if let error = error as? IOError { return error.description }
+        let text = String(describing: error)
+        return String(text.prefix(120))
+    }
+}
+
+/// Completes a promise when the TLS handshake finishes or fails.
+private final class HandshakeWaiter: ChannelInboundHandler, RemovableChannelHandler {
+    typealias InboundIn = ByteBuffer
+    let promise: EventLoopPromise<Void>
+    private var done = false
+
+    init(promise: EventLoopPromise<Void>) {
+        self.promise = promise
+    }
+
+    func fail(_ error: Error) {
+        guard !done else { return }
+        done = true
+        promise.fail(error)
+    }
+
+    func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
+        if let event = event as? TLSUserEvent, case .handshakeCompleted = event, !done {
+            done = true
+            promise.succeed(())
+        }
+        context.fireUserInboundEventTriggered(event)
+    }
+
+    func errorCaught(context: ChannelHandlerContext, error: Error) {
+        fail(error)
+        context.fireErrorCaught(error)
+    }
+
+    func channelInactive(context: ChannelHandlerContext) {
+        fail(ChannelError.eof)
+        context.fireChannelInactive()
+    }
+}
