@@ -1,0 +1,42 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// Writes sysctls under `/proc/sys` for the network namespace of the calling thread
+/// (`net/…` entries belong to the namespace of the thread that opens them).
+enum SystemControl {
+    /// Writes `value` to `/proc/sys/<key>`.
+    /// - Parameter optional: a missing entry is fine (IPv6 compiled out or disabled).
+    /// - Throws: `SystemCallError`.
+    static func write(_ value: String, to key: String, optional: Bool = false) throws {
+        let path = "/proc/sys/" + key
+        let fd = open(path, O_WRONLY | O_CLOEXEC)
+        guard fd >= 0 else {
+            if optional && errno == ENOENT { return }
+            throw SystemCallError.last("open \(path)")
+        }
+        defer { close(fd) }
+        let bytes = Array(value.utf8)
+        let written = bytes.withUnsafeBytes { Glibc.write(fd, $0.baseAddress, $0.count) }
+        guard written == bytes.count else { throw SystemCallError.last("write \(path)") }
+    }
+
+    /// Reads `/proc/sys/<key>` without its trailing newline, or nil if it cannot be read.
+    static func read(_ key: String) -> String? {
+        let fd = open("/proc/sys/" + key, O_RDONLY | O_CLOEXEC)
+        guard fd >= 0 else { return nil }
+        defer { close(fd) }
+        var buffer = [UInt8](repeating: 0, count: 64)
+        let count = buffer.withUnsafeMutableBytes { Glibc.read(fd, $0.baseAddress, $0.count) }
+        guard count >= 0 else { return nil }
+        return String(decoding: buffer.prefix(count), as: UTF8.self).trimmingCharacters()
+    }
+}
+
+private extension String {
+    func trimmingCharacters() -> String {
+        var text = self
+        while let last = text.last, last == "\n" || last == " " { text.removeLast() }
+        return text
+    }
+}

@@ -1,0 +1,27 @@
+import SystemPackage
+
+/// An unnamed sandbox for `airlock run`: S and G exist only as the two descriptors held
+/// here, with the topology built between them.
+///
+/// Leaves nothing behind: no pin, no state file. When both namespaces are closed (and no
+/// process lives in them), the kernel frees the namespaces, the veth pair and the routes.
+package struct EphemeralSandbox: ~Copyable {
+    /// The sandbox namespace S.
+    package let sandbox: NetworkNamespace
+    /// The gateway namespace G.
+    package let gateway: NetworkNamespace
+    /// The topology built between them.
+    package let topology: SandboxTopology
+
+    /// Makes two unnamed namespaces and builds `topology` between them.
+    /// - Parameter failAfter: tests only: fail after this step (everything is freed).
+    /// - Throws: `MissingCapabilities`, `NetlinkError`, `SystemCallError`.
+    /// - Requires: CAP_SYS_ADMIN and CAP_NET_ADMIN.
+    package static func build(_ topology: SandboxTopology, failAfter: TopologyStep? = nil) throws -> EphemeralSandbox {
+        try CapabilityCheck.requireNamespaceAdmin(for: "an unnamed sandbox")
+        let sandbox = try NetworkNamespace.createUnnamed()
+        let gateway = try NetworkNamespace.createUnnamed()
+        try topology.build(sandbox: sandbox.descriptor, gateway: gateway.descriptor, failAfter: failAfter)
+        return EphemeralSandbox(sandbox: sandbox, gateway: gateway, topology: topology)
+    }
+}
