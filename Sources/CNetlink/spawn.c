@@ -171,7 +171,7 @@ static void sandbox_init(const struct cnl_spawn_spec *spec, int setup_fd, int st
             r = mount("tmpfs", mask->path, "tmpfs", MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC, "mode=0555,size=4k,nr_inodes=1");
         } else {
             r = mount("/dev/null", mask->path, NULL, MS_BIND, NULL);
-            if (r == 0) r = mount(NULL, mask->path, NULL, MS_BIND | MS_REMOUNT | MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC, NULL);
+            if (r == 0) r = mount(NULL, mask->path, NULL, MS_BIND | MS_REMOUNT | MS_RDONLY | MS_NOSUID | MS_NOEXEC, NULL);  // not nodev: it is a device
         }
         if (r < 0 && errno != ENOENT) { report(setup_fd, CNL_STEP_MASK, errno, (int)i); _exit(125); }
     }

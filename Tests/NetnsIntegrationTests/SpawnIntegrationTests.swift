@@ -1,0 +1,167 @@
+import Foundation
+import XCTest
+import TestSupport
+@testable import Netns
+
+/// `SandboxProcess.spawn` for real: namespaces, mounts, privilege drop, exit statuses.
+/// Root tier: runs only inside scripts/in-throwaway-ns.
+final class SpawnIntegrationTests: XCTestCase {
+    var namespace: SpawnFixture.Namespace!
+    var user: SandboxUser!
+
+    override func setUpWithError() throws {
+        try RootTier.require()
+        user = try SpawnFixture.testUser()
+        namespace = try SpawnFixture.Namespace()
+    }
+
+    override func tearDown() {
+        namespace?.remove()
+    }
+
+    func testRunsAsTheUserWithNoCapabilitiesAndNoNewPrivs() throws {
+        let outcome = try SpawnFixture.run(
+            ["sh", "-c", "id -u; id -g; id -G; grep -E '^(Cap(Inh|Prm|Eff|Bnd|Amb)|NoNewPrivs):' /proc/self/status"],
+            user: user, namespace: namespace)
+        XCTAssertEqual(outcome.status, .exited(0), outcome.output)
+        let lines = outcome.output.split(separator: "\n").map(String.init)
+        XCTAssertEqual(lines.first, String(user.uid))
+        XCTAssertEqual(lines.dropFirst().first, String(user.gid))
+        XCTAssertEqual(Set(lines[2].split(separator: " ").map(String.init)), Set(user.groups.map(String.init)))
+        for set in ["CapInh", "CapPrm", "CapEff", "CapBnd", "CapAmb"] {
+            XCTAssertTrue(lines.contains("\(set):\t0000000000000000"), "\(set) not empty in:\n\(outcome.output)")
+        }
+        XCTAssertTrue(lines.contains("NoNewPrivs:\t1"), outcome.output)
+    }
+
+    func testRootUserStillHasNoCapabilities() throws {
+        let root = try Users.lookup("root")
+        let outcome = try SpawnFixture.run(
+            ["sh", "-c", "id -u; grep -E '^Cap(Prm|Eff|Bnd)' /proc/self/status; mount -t tmpfs x /mnt 2>&1; echo mount=$?"],
+            user: root, namespace: namespace)
+        XCTAssertEqual(outcome.status, .exited(0), outcome.output)
+        XCTAssertTrue(outcome.output.hasPrefix("0\n"), outcome.output)
+        XCTAssertTrue(outcome.output.contains("CapEff:\t0000000000000000"), outcome.output)
+        XCTAssertTrue(outcome.output.contains("CapBnd:\t0000000000000000"), outcome.output)
+        XCTAssertFalse(outcome.output.contains("mount=0"), "uid 0 without capabilities must not mount:\n\(outcome.output)")
+    }
+
+    func testMasksHideDirectoriesAndFiles() throws {
+        let base = "/tmp/airlock-mask-\(getpid())"
+        try FileManager.default.createDirectory(atPath: base + "/dir", withIntermediateDirectories: true, attributes: [.posixPermissions: 0o755])
+        defer { try? FileManager.default.removeItem(atPath: base) }
+        chmod(base, 0o755)
+        XCTAssertTrue(FileManager.default.createFile(atPath: base + "/dir/id_ed25519", contents: Data("PRIVATE KEY".utf8), attributes: [.posixPermissions: 0o644]))
+        XCTAssertTrue(FileManager.default.createFile(atPath: base + "/netrc", contents: Data("machine x password y".utf8), attributes: [.posixPermissions: 0o644]))
+        let masks = Masks.resolve([base + "/dir", base + "/netrc", base + "/missing"])
+        XCTAssertEqual(masks.map(\.kind), [.directory, .file])
+        let outcome = try SpawnFixture.run(
+            ["sh", "-c", "echo dir:$(ls -A \(base)/dir | wc -l); echo file:$(wc -c < \(base)/netrc); echo x > \(base)/dir/new 2>/dev/null; echo write=$?"],
+            user: user, namespace: namespace, masks: masks)
+        XCTAssertEqual(outcome.status, .exited(0), outcome.output)
+        XCTAssertTrue(outcome.output.contains("dir:0\n"), outcome.output)
+        XCTAssertTrue(outcome.output.contains("file:0\n"), outcome.output)
+        XCTAssertTrue(outcome.output.contains("write=1") || outcome.output.contains("write=2"), outcome.output)
+        // Outside the sandbox nothing changed.
+        XCTAssertEqual(try String(contentsOfFile: base + "/netrc", encoding: .utf8), "machine x password y")
+    }
+
+    func testProcShowsOnlySandboxProcesses() throws {
+        let outcome = try SpawnFixture.run(
+            ["sh", "-c", "ls /proc | grep -E '^[0-9]+$' | sort -n | tr '\\n' ' '; echo; cat /proc/1/net/tcp | wc -l"],
+            user: user, namespace: namespace)
+        XCTAssertEqual(outcome.status, .exited(0), outcome.output)
+        let lines = outcome.output.split(separator: "\n")
+        let pids = lines.first.map { $0.split(separator: " ").compactMap { Int($0) } } ?? []
+        XCTAssertEqual(pids.first, 1, outcome.output)
+        XCTAssertLessThanOrEqual(pids.count, 6, "only the init, sh and its pipeline: \(pids)")
+        XCTAssertTrue(pids.allSatisfy { $0 <= 10 }, "only PIDs of the new namespace, none of the host's: \(pids)")
+        XCTAssertEqual(lines.last, "1", "only the header line: no sockets in the sandbox namespace\n\(outcome.output)")
+    }
+
+    func testResolvConfHostsAndFreshRun() throws {
+        let outcome = try SpawnFixture.run(
+            ["sh", "-c", "cat /etc/resolv.conf; echo ---; cat /etc/hosts; echo ---; ls -A /run; echo ---; ls -A /var/run"],
+            user: user, namespace: namespace, gateway: "169.254.77.1")
+        XCTAssertEqual(outcome.status, .exited(0), outcome.output)
+        let parts = outcome.output.components(separatedBy: "---\n")
+        XCTAssertEqual(parts.first, "nameserver 169.254.77.1\n")
+        XCTAssertEqual(parts.dropFirst().first, "127.0.0.1 localhost\n::1 localhost\n169.254.77.1 airlock.internal\n")
+        let runEntries = Set((parts.count > 2 ? parts[2] : "").split(separator: "\n").map(String.init))
+        let hostRun = Set((try? FileManager.default.contentsOfDirectory(atPath: "/run")) ?? [])
+        XCTAssertFalse(hostRun.isEmpty)
+        XCTAssertTrue(runEntries.isSubset(of: ["airlock-sandbox", "systemd", "resolvconf", "NetworkManager"]), "unexpected in /run: \(runEntries)")
+        XCTAssertTrue(runEntries.intersection(hostRun.subtracting(["systemd", "resolvconf", "NetworkManager"])).isEmpty)
+    }
+
+    func testExitCodesArePreserved() throws {
+        XCTAssertEqual(try SpawnFixture.run(["true"], user: user, namespace: namespace).status, .exited(0))
+        XCTAssertEqual(try SpawnFixture.run(["sh", "-c", "exit 7"], user: user, namespace: namespace).status, .exited(7))
+        let killed = try SpawnFixture.run(["sh", "-c", "kill -TERM $$"], user: user, namespace: namespace)
+        XCTAssertEqual(killed.status, .signaled(SIGTERM))
+        XCTAssertEqual(killed.status.shellCode, 143)
+    }
+
+    func testSignalsAreForwardedToTheCommand() throws {
+        let outcome = try SpawnFixture.run(
+            ["sh", "-c", "trap 'echo got-term; exit 42' TERM; echo ready; while :; do sleep 0.05; done"],
+            user: user, namespace: namespace,
+            whileRunning: { process, output in
+                XCTAssertTrue(Wait.until(timeout: 20) { output().contains("ready") }, "command did not start: \(output())")
+                try process.signal(SIGTERM)
+            })
+        XCTAssertEqual(outcome.status, .exited(42), outcome.output)
+        XCTAssertTrue(outcome.output.contains("got-term"), outcome.output)
+    }
+
+    func testKillingTheInitEndsTheWholeSandbox() throws {
+        let outcome = try SpawnFixture.run(
+            ["sh", "-c", "echo ready; exec sleep 300"], user: user, namespace: namespace,
+            whileRunning: { process, output in
+                XCTAssertTrue(Wait.until(timeout: 20) { output().contains("ready") })
+                try process.signal(SIGKILL)
+            })
+        XCTAssertEqual(outcome.status, .signaled(SIGKILL))
+    }
+
+    func testCommandNotFoundExits127WithMessage() throws {
+        let outcome = try SpawnFixture.run(["no-such-airlock-command"], user: user, namespace: namespace)
+        XCTAssertEqual(outcome.status, .exited(127))
+        XCTAssertEqual(outcome.output, "airlock: no-such-airlock-command: command not found\n")
+    }
+
+    func testNotExecutableExits126() throws {
+        let outcome = try SpawnFixture.run(["/etc/hostname"], user: user, namespace: namespace)
+        XCTAssertEqual(outcome.status, .exited(126))
+        XCTAssertEqual(outcome.output, "airlock: /etc/hostname: permission denied\n")
+    }
+
+    func testSetupFailureNamesTheStep() throws {
+        XCTAssertThrowsError(try SpawnFixture.run(["true"], user: user, namespace: namespace, cwd: "/nonexistent-airlock-dir")) { error in
+            XCTAssertEqual(String(describing: error), "sandbox setup: change directory to /nonexistent-airlock-dir: No such file or directory")
+        }
+    }
+
+    func testNotANamespaceIsRefusedAtSetns() throws {
+        let devNull = open("/dev/null", O_RDONLY | O_CLOEXEC)
+        defer { close(devNull) }
+        let spec = SandboxProcessSpec(argv: ["true"], environment: [:], user: user, networkNamespace: devNull, gatewayAddress: "169.254.200.1", masks: [])
+        XCTAssertThrowsError(try SandboxProcess.spawn(spec)) { error in
+            XCTAssertEqual(String(describing: error), "sandbox setup: join the sandbox network namespace: Invalid argument")
+        }
+    }
+
+    func testNoAirlockDescriptorLeaksIntoTheCommand() throws {
+        let outcome = try SpawnFixture.run(["sh", "-c", "ls /proc/self/fd | sort -n | tr '\\n' ' '"], user: user, namespace: namespace)
+        XCTAssertEqual(outcome.status, .exited(0))
+        // 0, 1, 2 and the descriptor ls itself opens for the directory.
+        let fds = outcome.output.split(separator: " ").compactMap { Int($0) }
+        XCTAssertEqual(fds.filter { $0 > 2 }.count, 1, "descriptors: \(outcome.output)")
+    }
+
+    func testOnlyTheSandboxNetworkIsVisible() throws {
+        let outcome = try SpawnFixture.run(["sh", "-c", "cat /proc/net/dev | tail -n +3 | cut -d: -f1 | tr -d ' '"], user: user, namespace: namespace)
+        XCTAssertEqual(outcome.status, .exited(0))
+        XCTAssertEqual(outcome.output, "lo\n")
+    }
+}
