@@ -433,7 +433,7 @@ package final class HTTPForwarder {
             return
         }
         let requestContext = RequestContext(
-            sandbox: sandbox, via: via, eventLoop: context.eventLoop, clientAddress: context.channel.remoteAddress)
+            sandbox: sandbox, via: .connect, eventLoop: context.eventLoop, clientAddress: context.channel.remoteAddress)
         switch tunnels.routeTunnel(host: authority.host, port: authority.port, context: requestContext) {
         case .refuse(let response):
             var response = response

@@ -1,0 +1,39 @@
+import Logging
+import NIOCore
+
+/// Everything one sandbox's gateway needs, apart from its listening sockets.
+package struct GatewayConfiguration: Sendable {
+    /// The sandbox name, in audit lines and router contexts.
+    package var sandbox: String
+    /// The gateway's address inside the sandbox (`169.254.200.1`): DNS answers with it,
+    /// `Host: 169.254.200.1` means the gateway itself, and it is never dialled.
+    package var gatewayAddress: IPAddress
+    /// The policy, reloaded in place.
+    package var policy: PolicyStore
+    /// Where decisions go.
+    package var audit: AuditLog
+    /// Timeouts and sizes.
+    package var limits: GatewayLimits
+    /// Serves `/git/…` on `airlock.internal`; `nil` answers those paths with `404`.
+    package var internalRouter: (any HTTPRouter)?
+    /// Opens upstream connections; `nil` uses a `PolicyDialer`.
+    package var dialer: (any UpstreamDialer)?
+    /// Operational messages (not decisions: those go to `audit`).
+    package var logger: Logger
+
+    /// Creates a configuration.
+    package init(
+        sandbox: String, gatewayAddress: IPAddress, policy: PolicyStore, audit: AuditLog,
+        limits: GatewayLimits = GatewayLimits(), internalRouter: (any HTTPRouter)? = nil,
+        dialer: (any UpstreamDialer)? = nil, logger: Logger = Logger(label: "airlock.gateway")
+    ) {
+        self.sandbox = sandbox
+        self.gatewayAddress = gatewayAddress
+        self.policy = policy
+        self.audit = audit
+        self.limits = limits
+        self.internalRouter = internalRouter
+        self.dialer = dialer
+        self.logger = logger
+    }
+}

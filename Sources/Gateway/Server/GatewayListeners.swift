@@ -1,0 +1,25 @@
+/// The descriptors of one sandbox's listening sockets, bound inside its gateway namespace.
+///
+/// The server takes ownership: each descriptor is closed when its listener stops. A `nil`
+/// entry leaves that listener off (tests serve only what they need).
+package struct GatewayListeners: Sendable {
+    /// UDP 53, bound.
+    package var dnsUDP: CInt?
+    /// TCP 53, bound (listening or not).
+    package var dnsTCP: CInt?
+    /// TCP 80: transparent HTTP and `airlock.internal`.
+    package var http: CInt?
+    /// TCP 443: transparent TLS by SNI.
+    package var tls: CInt?
+    /// TCP 3128: the explicit proxy.
+    package var proxy: CInt?
+
+    /// Creates a set of listeners.
+    package init(dnsUDP: CInt? = nil, dnsTCP: CInt? = nil, http: CInt? = nil, tls: CInt? = nil, proxy: CInt? = nil) {
+        self.dnsUDP = dnsUDP
+        self.dnsTCP = dnsTCP
+        self.http = http
+        self.tls = tls
+        self.proxy = proxy
+    }
+}
