@@ -1,0 +1,95 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// Talks to a gateway's control socket: one request, one answer, blocking, bounded in
+/// time and size. Used by `airlock session …`.
+package enum ControlClient {
+    /// Longest answer accepted (a list of a thousand sessions fits comfortably).
+    package static let maxAnswerBytes = 4 * 1024 * 1024
+
+    /// Sends `request` to the socket at `path` and returns the gateway's answer.
+    /// - Parameter sandbox: named in error messages.
+    /// - Throws: `ControlClientError` saying what failed (no gateway, permission, timeout, bad answer).
+    package static func send(_ request: ControlRequest, path: String, sandbox: String, timeoutSeconds: Int = 30) throws -> ControlResponse {
+        let fd = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
+        guard fd >= 0 else { throw ControlClientError(description: "cannot create a socket: \(String(cString: strerror(errno)))") }
+        defer { close(fd) }
+        var timeout = timeval(tv_sec: timeoutSeconds, tv_usec: 0)
+        setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
+        setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
+
+        var address = sockaddr_un()
+        address.sun_family = sa_family_t(AF_UNIX)
+        let pathBytes = Array(path.utf8)
+        guard pathBytes.count < MemoryLayout.size(ofValue: address.sun_path) else {
+            throw ControlClientError(description: "control socket path too long: \(path)")
+        }
+        withUnsafeMutableBytes(of: &address.sun_path) { raw in
+            for (i, b) in pathBytes.enumerated() { raw[i] = b }
+        }
+        let connected = withUnsafePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_un>.size)) }
+        }
+        if connected != 0 {
+            let code = errno
+            switch code {
+            case ENOENT:
+                throw ControlClientError(description: "no gateway is serving \(sandbox) (no control socket at \(path)); start it with `airlock gateway serve \(sandbox)`", notFound: true)
+            case ECONNREFUSED:
+                throw ControlClientError(description: "no gateway is listening on \(path) (stale socket); start it with `airlock gateway serve \(sandbox)`", notFound: true)
+            case EACCES, EPERM:
+                throw ControlClientError(description: "permission denied on \(path): the control socket is for root", permission: true)
+            default:
+                throw ControlClientError(description: "cannot connect to \(path): \(String(cString: strerror(code)))")
+            }
+        }
+
+        var line = Array(try request.jsonLine().utf8)
+        line.append(UInt8(ascii: "\n"))
+        var offset = 0
+        while offset < line.count {
+            let n = line[offset...].withUnsafeBytes { write(fd, $0.baseAddress!, $0.count) }
+            if n < 0 {
+                if errno == EINTR { continue }
+                throw ControlClientError(description: "cannot write to \(path): \(String(cString: strerror(errno)))")
+            }
+            offset += n
+        }
+
+        var answer: [UInt8] = []
+        var chunk = [UInt8](repeating: 0, count: 16384)
+        while !answer.contains(UInt8(ascii: "\n")) {
+            let n = chunk.withUnsafeMutableBytes { read(fd, $0.baseAddress!, $0.count) }
+            if n < 0 {
+                if errno == EINTR { continue }
+                if errno == EAGAIN || errno == EWOULDBLOCK {
+                    throw ControlClientError(description: "the gateway of \(sandbox) did not answer within \(timeoutSeconds)s")
+                }
+                throw ControlClientError(description: "cannot read from \(path): \(String(cString: strerror(errno)))")
+            }
+            if n == 0 { break }
+            answer.append(contentsOf: chunk[0..<n])
+            guard answer.count <= maxAnswerBytes else {
+                throw ControlClientError(description: "the gateway's answer is longer than \(maxAnswerBytes) bytes")
+            }
+        }
+        guard let newline = answer.firstIndex(of: UInt8(ascii: "\n")) else {
+            throw ControlClientError(description: "the gateway of \(sandbox) closed the control connection without an answer")
+        }
+        do {
+            return try ControlResponse(jsonLine: Array(answer[..<newline]))
+        } catch {
+            throw ControlClientError(description: String(describing: error))
+        }
+    }
+}
+
+/// A control request that could not be made; one line.
+package struct ControlClientError: Error, CustomStringConvertible {
+    package let description: String
+    /// No gateway serves the sandbox (CLI exit 3).
+    package var notFound = false
+    /// The caller may not use the socket (CLI exit 4).
+    package var permission = false
+}

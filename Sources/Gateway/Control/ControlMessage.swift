@@ -1,0 +1,138 @@
+#if canImport(FoundationEssentials)
+import FoundationEssentials
+#else
+import Foundation
+#endif
+
+/// A request on the control socket: one JSON object on one line.
+///
+/// ```
+/// {"op":"create","repos":["github.com/owner/repo:rw"],"ttl":28800,"upstream_token":"…"}
+/// {"op":"list"}
+/// {"op":"revoke","id":"0123456789ab"}
+/// ```
+package enum ControlRequest: Sendable, Equatable {
+    /// Create a session for `repos` (`[HOST/]OWNER/REPO[:read|:rw]`) standing for `upstreamToken`.
+    case create(repos: [String], ttlSeconds: Double?, upstreamToken: Secret)
+    /// List live sessions, without secrets.
+    case list
+    /// Revoke the session with this id.
+    case revoke(id: String)
+
+    private struct Wire: Codable {
+        var op: String
+        var repos: [String]?
+        var ttl: Double?
+        var upstream_token: String?
+        var id: String?
+    }
+
+    /// The request as one JSON line, without the newline. Contains the upstream token for
+    /// `create`: the line is written to the socket only, never logged.
+    package func jsonLine() throws -> String {
+        let wire: Wire
+        switch self {
+        case let .create(repos, ttl, token):
+            wire = token.withRevealed { Wire(op: "create", repos: repos, ttl: ttl, upstream_token: $0, id: nil) }
+        case .list:
+            wire = Wire(op: "list")
+        case let .revoke(id):
+            wire = Wire(op: "revoke", id: id)
+        }
+        return String(decoding: try JSONEncoder().encode(wire), as: UTF8.self)
+    }
+
+    /// Parses one request line.
+    /// - Throws: `ControlProtocolError` with a reason that never repeats the input (it may hold a token).
+    package init(jsonLine bytes: [UInt8]) throws {
+        let wire: Wire
+        do {
+            wire = try JSONDecoder().decode(Wire.self, from: Data(bytes))
+        } catch {
+            throw ControlProtocolError(description: "malformed control request (expected one JSON object per line)")
+        }
+        switch wire.op {
+        case "create":
+            guard let repos = wire.repos, let token = wire.upstream_token else {
+                throw ControlProtocolError(description: "create needs `repos` and `upstream_token`")
+            }
+            self = .create(repos: repos, ttlSeconds: wire.ttl, upstreamToken: Secret(token))
+        case "list":
+            self = .list
+        case "revoke":
+            guard let id = wire.id else { throw ControlProtocolError(description: "revoke needs `id`") }
+            self = .revoke(id: id)
+        default:
+            throw ControlProtocolError(description: "unknown control operation; expected create, list or revoke")
+        }
+    }
+}
+
+/// An answer on the control socket: one JSON object on one line.
+///
+/// ```
+/// {"ok":true,"token":"airlock_s_…","session":{…}}
+/// {"ok":true,"sessions":[{…},…]}
+/// {"ok":true,"session":{…}}            (revoked)
+/// {"ok":false,"error":"…"}
+/// ```
+package enum ControlResponse: Sendable, Equatable {
+    case created(token: Secret, session: SessionSummary)
+    case sessions([SessionSummary])
+    case revoked(SessionSummary)
+    case failure(String)
+
+    private struct Wire: Codable {
+        var ok: Bool
+        var error: String?
+        var token: String?
+        var session: SessionSummary?
+        var sessions: [SessionSummary]?
+    }
+
+    /// The response as one JSON line, without the newline. Holds the session token for
+    /// `created`: written to the socket only, never logged.
+    package func jsonLine() throws -> String {
+        let wire: Wire
+        switch self {
+        case let .created(token, session):
+            wire = token.withRevealed { Wire(ok: true, token: $0, session: session) }
+        case let .sessions(list):
+            wire = Wire(ok: true, sessions: list)
+        case let .revoked(session):
+            wire = Wire(ok: true, session: session)
+        case let .failure(message):
+            wire = Wire(ok: false, error: message)
+        }
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.sortedKeys]
+        return String(decoding: try encoder.encode(wire), as: UTF8.self)
+    }
+
+    /// Parses one response line.
+    /// - Throws: `ControlProtocolError` when the line is not a response.
+    package init(jsonLine bytes: [UInt8]) throws {
+        let wire: Wire
+        do {
+            wire = try JSONDecoder().decode(Wire.self, from: Data(bytes))
+        } catch {
+            throw ControlProtocolError(description: "malformed answer from the gateway's control socket")
+        }
+        if !wire.ok {
+            self = .failure(wire.error ?? "the gateway refused the request")
+        } else if let token = wire.token, let session = wire.session {
+            self = .created(token: Secret(token), session: session)
+        } else if let sessions = wire.sessions {
+            self = .sessions(sessions)
+        } else if let session = wire.session {
+            self = .revoked(session)
+        } else {
+            throw ControlProtocolError(description: "malformed answer from the gateway's control socket")
+        }
+    }
+}
+
+/// A control message that could not be read; one line, never containing the message.
+package struct ControlProtocolError: Error, CustomStringConvertible, Equatable {
+    package let description: String
+}

@@ -1,0 +1,57 @@
+/// Answers control requests for one gateway: creates, lists and revokes its sessions.
+///
+/// Pure decisions over the session store, so tests need no socket. Sessions are always
+/// bound to this gateway's sandbox, and every repository must be on a configured git host.
+package struct ControlResponder: Sendable {
+    package let sandbox: String
+    package let sessions: SessionStore
+    /// The git hosts this gateway serves; the first is the default for `OWNER/REPO` entries.
+    package let gitHosts: [String]
+
+    package init(sandbox: String, sessions: SessionStore, gitHosts: [String]) {
+        self.sandbox = sandbox
+        self.sessions = sessions
+        self.gitHosts = gitHosts.map { $0.lowercased() }
+    }
+
+    /// The default host for scope entries without one: `github.com` when configured, else
+    /// the only configured host.
+    package var defaultHost: String {
+        gitHosts.contains("github.com") || gitHosts.count != 1 ? "github.com" : gitHosts[0]
+    }
+
+    /// The answer to `request`.
+    package func respond(to request: ControlRequest) -> ControlResponse {
+        switch request {
+        case let .create(repos, ttl, upstreamToken):
+            guard !repos.isEmpty else { return .failure("name at least one repository (--repo OWNER/REPO[:rw])") }
+            guard repos.count <= 256 else { return .failure("at most 256 repositories per session") }
+            var entries: [ScopeEntry] = []
+            for text in repos {
+                do {
+                    let entry = try ScopeEntry(parsing: text, defaultHost: defaultHost)
+                    guard gitHosts.contains(entry.repository.host) else {
+                        return .failure("\(entry.repository.host) is not a git host of this gateway (configured: \(gitHosts.joined(separator: ", ")); see --git-upstream)")
+                    }
+                    entries.append(entry)
+                } catch {
+                    return .failure(String(describing: error))
+                }
+            }
+            do {
+                let (token, summary) = try sessions.create(sandbox: sandbox, scope: SessionScope(entries), upstreamToken: upstreamToken, ttl: ttl)
+                return .created(token: token, session: summary)
+            } catch {
+                return .failure(String(describing: error))
+            }
+        case .list:
+            return .sessions(sessions.list())
+        case let .revoke(id):
+            do {
+                return .revoked(try sessions.revoke(id: id))
+            } catch {
+                return .failure(String(describing: error))
+            }
+        }
+    }
+}

@@ -1,0 +1,154 @@
+@testable import Gateway
+import Foundation
+import NIOPosix
+import TestSupport
+import XCTest
+
+final class ControlTests: XCTestCase {
+    let upstream = Secret("ghp_CONTROLupstream_TOKEN_987654321")
+    var sink: MemoryAuditSink!
+    var store: SessionStore!
+    var responder: ControlResponder!
+
+    override func setUp() {
+        sink = MemoryAuditSink()
+        store = SessionStore(audit: AuditLog(sink: sink, sandbox: "sbx"))
+        responder = ControlResponder(sandbox: "sbx", sessions: store, gitHosts: ["github.com", "ghe.example.com"])
+    }
+
+    private func reveal(_ s: Secret) -> String { s.withRevealed { $0 } }
+
+    func testRequestRoundTrip() throws {
+        for request in [
+            ControlRequest.create(repos: ["owner/repo:rw", "github.com/o/r"], ttlSeconds: 3600, upstreamToken: upstream),
+            .create(repos: ["o/r"], ttlSeconds: nil, upstreamToken: upstream),
+            .list,
+            .revoke(id: "0123456789ab"),
+        ] {
+            let line = try request.jsonLine()
+            XCTAssertFalse(line.contains("\n"))
+            XCTAssertEqual(try ControlRequest(jsonLine: Array(line.utf8)), request)
+        }
+        XCTAssertEqual(try ControlRequest.list.jsonLine(), "{\"op\":\"list\"}")
+    }
+
+    func testResponseRoundTrip() throws {
+        let summary = SessionSummary(id: "0123456789ab", sandbox: "sbx", scope: ["github.com/o/r:rw"], createdAt: 1, expiresAt: 2, lastUsedAt: 1, idleTimeout: 3)
+        for response in [
+            ControlResponse.created(token: Secret("airlock_s_x"), session: summary),
+            .sessions([summary, summary]),
+            .sessions([]),
+            .revoked(summary),
+            .failure("nope"),
+        ] {
+            let line = try response.jsonLine()
+            XCTAssertEqual(try ControlResponse(jsonLine: Array(line.utf8)), response)
+        }
+        XCTAssertEqual(try ControlResponse.failure("nope").jsonLine(), "{\"error\":\"nope\",\"ok\":false}")
+    }
+
+    func testMalformedRequestsNeverEchoTheInput() {
+        let secretish = "{\"op\":\"create\",\"repos\":[\"o/r\"],\"upstream_token\":\"ghp_LEAKME\"" // unterminated
+        for line in [secretish, "not json", "{\"op\":\"explode\",\"upstream_token\":\"ghp_LEAKME\"}", "{\"op\":\"create\",\"upstream_token\":\"ghp_LEAKME\"}"] {
+            XCTAssertThrowsError(try ControlRequest(jsonLine: Array(line.utf8))) {
+                XCTAssertFalse(String(describing: $0).contains("LEAKME"))
+            }
+        }
+    }
+
+    func testResponderCreatesListsRevokes() throws {
+        guard case let .created(token, summary) = responder.respond(to: .create(repos: ["Owner/Repo:rw", "ghe.example.com/a/b"], ttlSeconds: 600, upstreamToken: upstream)) else {
+            return XCTFail("created")
+        }
+        XCTAssertTrue(reveal(token).hasPrefix("airlock_s_"))
+        XCTAssertEqual(summary.scope, ["github.com/owner/repo:rw", "ghe.example.com/a/b:read"])
+        XCTAssertEqual(summary.sandbox, "sbx")
+        XCTAssertEqual(summary.expiresAt - summary.createdAt, 600)
+        guard case .valid = store.check(token: reveal(token), sandbox: "sbx") else { return XCTFail("usable") }
+
+        let listLine = try responder.respond(to: .list).jsonLine()
+        XCTAssertTrue(listLine.contains(summary.id))
+        XCTAssertFalse(listLine.contains(reveal(token)))
+        XCTAssertFalse(listLine.contains(reveal(upstream)))
+
+        guard case let .revoked(revoked) = responder.respond(to: .revoke(id: summary.id)) else { return XCTFail("revoked") }
+        XCTAssertEqual(revoked.id, summary.id)
+        XCTAssertEqual(responder.respond(to: .revoke(id: summary.id)), .failure("no live session with id \"\(summary.id)\""))
+        XCTAssertEqual(responder.respond(to: .list), .sessions([]))
+    }
+
+    func testResponderRefusals() {
+        XCTAssertEqual(responder.respond(to: .create(repos: [], ttlSeconds: nil, upstreamToken: upstream)),
+                       .failure("name at least one repository (--repo OWNER/REPO[:rw])"))
+        XCTAssertEqual(responder.respond(to: .create(repos: ["gitlab.com/o/r"], ttlSeconds: nil, upstreamToken: upstream)),
+                       .failure("gitlab.com is not a git host of this gateway (configured: github.com, ghe.example.com; see --git-upstream)"))
+        XCTAssertEqual(responder.respond(to: .create(repos: ["o/r"], ttlSeconds: nil, upstreamToken: Secret(""))),
+                       .failure("the upstream token is empty"))
+        XCTAssertEqual(responder.respond(to: .create(repos: ["o/../r"], ttlSeconds: nil, upstreamToken: upstream)),
+                       .failure("scope entry \"o/../r\": repository name \"..\" contains `..`"))
+        XCTAssertEqual(store.liveCount, 0)
+    }
+
+    // MARK: - over a real Unix socket
+
+    private func withServer(_ body: (String) throws -> Void) async throws {
+        let dir = try TemporaryDirectory(prefix: "airlock-control")
+        chmod(dir.path, 0o755)
+        let path = dir.file("control.sock")
+        let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
+        let server = try await ControlServer.bind(path: path, responder: responder, allowedUIDs: [getuid()], audit: AuditLog(sink: sink, sandbox: "sbx"), group: group)
+        var info = stat()
+        XCTAssertEqual(stat(path, &info), 0)
+        XCTAssertEqual(info.st_mode & 0o777, 0o600)
+        let task = Task { try await server.run() }
+        defer { task.cancel() }
+        try body(path)
+        task.cancel()
+        _ = try? await task.value
+        try? await group.shutdownGracefully()
+    }
+
+    func testClientAndServerOverUnixSocket() async throws {
+        try await withServer { path in
+            let created = try ControlClient.send(.create(repos: ["owner/repo"], ttlSeconds: nil, upstreamToken: upstream), path: path, sandbox: "sbx")
+            guard case let .created(token, summary) = created else { return XCTFail("created: \(created)") }
+            XCTAssertTrue(SessionToken.isWellFormed(reveal(token)))
+            XCTAssertEqual(try ControlClient.send(.list, path: path, sandbox: "sbx"), .sessions([store.list()[0]]))
+            XCTAssertEqual(try ControlClient.send(.revoke(id: "ffffffffffff"), path: path, sandbox: "sbx"), .failure("no live session with id \"ffffffffffff\""))
+            guard case .revoked = try ControlClient.send(.revoke(id: summary.id), path: path, sandbox: "sbx") else { return XCTFail("revoked") }
+        }
+    }
+
+    func testClientErrorsWithoutGateway() {
+        XCTAssertThrowsError(try ControlClient.send(.list, path: "/nonexistent/dir/control.sock", sandbox: "ghost")) {
+            XCTAssertEqual(String(describing: $0), "no gateway is serving ghost (no control socket at /nonexistent/dir/control.sock); start it with `airlock gateway serve ghost`")
+            XCTAssertTrue(($0 as? ControlClientError)?.notFound ?? false)
+        }
+    }
+
+    /// A peer that is neither root nor the gateway's uid is refused even if the socket's
+    /// mode were wrong, and the refusal is audited.
+    func testNonRootPeerIsRefused() async throws {
+        guard getuid() == 0 else { throw XCTSkip("needs root to run a client as another uid (nobody)") }
+        let client = """
+            import socket,sys
+            s=socket.socket(socket.AF_UNIX); s.settimeout(10)
+            try:
+                s.connect(sys.argv[1])
+            except PermissionError:
+                print("EACCES"); sys.exit(0)
+            s.sendall(b'{"op":"list"}\\n'); print(s.makefile().readline().strip())
+            """
+        try await withServer { path in
+            // Mode 0600: the kernel refuses the connect itself.
+            let denied = try Run.process(["setpriv", "--reuid", "65534", "--regid", "65534", "--clear-groups", "python3", "-c", client, path], timeout: 20)
+            XCTAssertEqual(denied.stdout.trimmingCharacters(in: .whitespacesAndNewlines), "EACCES", denied.description)
+            // Even with the mode opened up, SO_PEERCRED refuses the peer.
+            chmod(path, 0o666)
+            let refused = try Run.process(["setpriv", "--reuid", "65534", "--regid", "65534", "--clear-groups", "python3", "-c", client, path], timeout: 20)
+            XCTAssertEqual(refused.stdout.trimmingCharacters(in: .whitespacesAndNewlines),
+                           "{\"error\":\"permission denied: control socket: peer uid 65534 refused (only uid 0 may use it)\",\"ok\":false}", refused.description)
+            XCTAssertTrue(sink.lines.contains { $0.contains("\"via\":\"control\"") && $0.contains("peer uid 65534 refused") })
+        }
+    }
+}
