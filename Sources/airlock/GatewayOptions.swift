@@ -1,0 +1,129 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import ArgumentParser
+import Gateway
+import NIOCore
+
+/// Flags shared by `airlock gateway serve` and `airlock run`: the policy, the audit log,
+/// the limits and the git upstreams.
+struct GatewayOptions: ParsableArguments {
+    /// The policy file used when `--policy` is not given, if it exists.
+    static let defaultPolicyPath = "/etc/airlock/policy"
+
+    @Option(name: .long, help: ArgumentHelp("Policy file: allowed hosts, presets, allow-private and resolve rules. Reloaded on SIGHUP and on change. Default: \(defaultPolicyPath) if it exists.", valueName: "file"))
+    var policy: String?
+
+    @Option(name: .long, help: ArgumentHelp("Allow a host (`host`, `*.suffix`, `host:port`, `@preset`); repeatable.", valueName: "host"))
+    var allow: [String] = []
+
+    @Option(name: .long, help: ArgumentHelp("Allow resolved addresses in a private or loopback range; repeatable.", valueName: "cidr"))
+    var allowPrivate: [String] = []
+
+    @Option(name: .long, help: ArgumentHelp("Pin a name to addresses, like curl --resolve; repeatable.", valueName: "host=addr"))
+    var resolve: [String] = []
+
+    @Option(name: .long, help: ArgumentHelp("Append audit lines (JSON) to this file instead of stderr.", valueName: "file"))
+    var auditLog: String?
+
+    @Option(name: .long, help: ArgumentHelp("Largest request head accepted, in bytes.", valueName: "bytes"))
+    var maxHeaderBytes: Int = GatewayLimits().maxHeaderBytes
+
+    @Option(name: .long, help: ArgumentHelp("Open connections allowed per sandbox.", valueName: "count"))
+    var maxConnections: Int = GatewayLimits().maxConnections
+
+    @Option(name: .long, help: ArgumentHelp("Seconds to connect to an upstream.", valueName: "seconds"))
+    var connectTimeout: Int = 10
+
+    @Option(name: .long, help: ArgumentHelp("Seconds for a TLS handshake (upstream, and the sandbox's ClientHello on 443).", valueName: "seconds"))
+    var handshakeTimeout: Int = 10
+
+    @Option(name: .long, help: ArgumentHelp("Seconds a client has to send a complete request head.", valueName: "seconds"))
+    var headerTimeout: Int = 10
+
+    @Option(name: .long, help: ArgumentHelp("Seconds without a byte in either direction before a connection is closed.", valueName: "seconds"))
+    var idleTimeout: Int = 300
+
+    @Option(name: .long, help: ArgumentHelp("Git upstream for a host (default https://HOST); repeatable.", valueName: "host=url"))
+    var gitUpstream: [String] = []
+
+    @Option(name: .long, help: ArgumentHelp("Extra CA certificates (PEM) trusted for git upstreams.", valueName: "file"))
+    var upstreamCA: String?
+
+    func validate() throws {
+        if maxHeaderBytes < 1024 || maxHeaderBytes > 1 << 20 {
+            throw ValidationError("--max-header-bytes \(maxHeaderBytes) is out of range (1024…1048576)")
+        }
+        if maxConnections < 1 || maxConnections > 1_000_000 {
+            throw ValidationError("--max-connections \(maxConnections) is out of range (1…1000000)")
+        }
+        for (flag, value) in [("--connect-timeout", connectTimeout), ("--handshake-timeout", handshakeTimeout),
+                              ("--header-timeout", headerTimeout), ("--idle-timeout", idleTimeout)] {
+            if value < 1 || value > 86_400 {
+                throw ValidationError("\(flag) \(value) is out of range (1…86400 seconds)")
+            }
+        }
+        _ = try gitUpstreams()
+    }
+
+    /// The limits these flags describe.
+    var limits: GatewayLimits {
+        var limits = GatewayLimits()
+        limits.maxHeaderBytes = maxHeaderBytes
+        limits.maxConnections = maxConnections
+        limits.connectTimeout = .seconds(Int64(connectTimeout))
+        limits.tlsHandshakeTimeout = .seconds(Int64(handshakeTimeout))
+        limits.clientHelloTimeout = .seconds(Int64(min(handshakeTimeout, 5)))
+        limits.headerTimeout = .seconds(Int64(headerTimeout))
+        limits.idleTimeout = .seconds(Int64(idleTimeout))
+        return limits
+    }
+
+    /// `--git-upstream` as a map from git host to upstream URL.
+    /// - Throws: `ValidationError` naming a malformed value.
+    func gitUpstreams() throws -> [String: String] {
+        var result: [String: String] = [:]
+        for value in gitUpstream {
+            guard let equals = value.firstIndex(of: "="), equals != value.startIndex else {
+                throw ValidationError("--git-upstream \(value): expected HOST=URL")
+            }
+            let host = String(value[..<equals]).lowercased()
+            let url = String(value[value.index(after: equals)...])
+            guard url.hasPrefix("https://") || url.hasPrefix("http://") else {
+                throw ValidationError("--git-upstream \(value): the URL must start with https://")
+            }
+            result[host] = url
+        }
+        return result
+    }
+
+    /// The policy file in force: `--policy`, else the default file if it exists.
+    var policyPath: String? {
+        if let policy { return policy }
+        return access(Self.defaultPolicyPath, F_OK) == 0 ? Self.defaultPolicyPath : nil
+    }
+
+    /// The rules from `--allow`, `--allow-private` and `--resolve`.
+    /// - Throws: `PolicyError` naming the flag and the value.
+    func flagPolicy() throws -> Policy {
+        try Policy.rules(allow: allow, allowPrivate: allowPrivate, resolve: resolve, source: "command line")
+    }
+
+    /// The initial policy: the file (if any) with the flags' rules added.
+    /// - Throws: `PolicyError` naming the file and line, or the flag.
+    func initialPolicy() throws -> (policy: Policy, path: String?, extra: Policy) {
+        let extra = try flagPolicy()
+        guard let path = policyPath else { return (extra, nil, extra) }
+        let file = try Policy.load(path: path)
+        return (file.adding(rulesFrom: extra), path, extra)
+    }
+
+    /// The audit log: `--audit-log FILE` (appended, 0600) or stderr.
+    /// - Throws: `AuditLogError.cannotOpen` naming the file.
+    func openAuditLog(sandbox: String) throws -> AuditLog {
+        if let auditLog {
+            return AuditLog(sink: try FileDescriptorAuditSink(appendingTo: auditLog), sandbox: sandbox)
+        }
+        return AuditLog(sink: FileDescriptorAuditSink.standardError, sandbox: sandbox)
+    }
+}
