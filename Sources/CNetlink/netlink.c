@@ -84,7 +84,7 @@ int cnl_is_nsfs_fd(int fd) {
 static struct nlmsghdr *put_header(void *buf, size_t len, uint16_t type, uint16_t flags,
                                    uint32_t seq, uint32_t portid) {
     if (buf == NULL || len < CNL_MIN_BUFFER) return NULL;
-    memset(buf, 0, CNL_MIN_BUFFER);
+    memset(buf, 0, len); // libmnl does not zero attribute padding
     struct nlmsghdr *nlh = mnl_nlmsg_put_header(buf);
     nlh->nlmsg_type = type;
     nlh->nlmsg_flags = flags;

@@ -94,7 +94,7 @@ package struct PersistentSandbox: Sendable {
             if step == failAfter { throw InjectedFailure(after: step.rawValue) }
         }
         var state = SandboxState(
-            name: name, topology: topology, createdAt: Date(), airlockVersion: AirlockVersion.current,
+            name: name, topology: topology, createdAt: Date(timeIntervalSince1970: Date().timeIntervalSince1970.rounded(.down)), airlockVersion: AirlockVersion.current,
             sandboxPin: sandboxPin(name), gatewayPin: gatewayPin(name), complete: false)
         var madeDirectory = false
         var madePins: [String] = []
@@ -238,7 +238,7 @@ package struct PersistentSandbox: Sendable {
     private func write(_ state: SandboxState) throws {
         let encoder = JSONEncoder()
         encoder.dateEncodingStrategy = .iso8601
-        encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
+        encoder.outputFormatting = [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]
         let data = try encoder.encode(state)
         let path = stateFile(state.name)
         let temporary = path + ".tmp"

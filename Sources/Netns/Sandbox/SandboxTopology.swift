@@ -134,6 +134,8 @@ package enum TopologyStep: String, CaseIterable, Sendable {
 package struct InjectedFailure: Error, CustomStringConvertible, Equatable {
     /// The step after which the failure was injected.
     package var after: String
+    /// The failure injected after the step named `after`.
+    package init(after: String) { self.after = after }
     package var description: String { "injected failure after \(after)" }
 }
 

@@ -1,2 +1,0 @@
-import XCTest
-final class NetnsIntegrationTestsPlaceholder: XCTestCase { func testNothing() {} }

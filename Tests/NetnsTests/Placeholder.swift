@@ -1,2 +1,0 @@
-import XCTest
-final class NetnsTestsPlaceholder: XCTestCase { func testNothing() {} }
