@@ -64,6 +64,7 @@ void *cnl_cap_new_with(const int *values, size_t count) {
     cap_value_t list[64];
     if (count > 64) { cap_free(caps); errno = EINVAL; return NULL; }
     for (size_t i = 0; i < count; i++) list[i] = (cap_value_t)values[i];
+    if (count == 0) return caps;
     if (cap_set_flag(caps, CAP_PERMITTED, (int)count, list, CAP_SET) < 0 ||
         cap_set_flag(caps, CAP_EFFECTIVE, (int)count, list, CAP_SET) < 0 ||
         cap_set_flag(caps, CAP_INHERITABLE, (int)count, list, CAP_SET) < 0) {

@@ -25,6 +25,9 @@
 #define CLOSE_RANGE_CLOEXEC (1U << 2)
 #endif
 
+_Static_assert(CNL_CLONE_NEWNS == CLONE_NEWNS && CNL_CLONE_NEWUSER == CLONE_NEWUSER && CNL_CLONE_NEWNET == CLONE_NEWNET,
+               "namespace flags match <sched.h>");
+
 static pid_t raw_clone(unsigned long flags) {
     return (pid_t)syscall(SYS_clone, flags | SIGCHLD, 0, 0, 0, 0);
 }
@@ -110,7 +113,7 @@ static int drop_privileges(const struct cnl_spawn_spec *spec, int *step) {
         if (cap_drop_bound((cap_value_t)cap) < 0 && errno != EINVAL) { *step = CNL_STEP_BOUNDING_SET; return -1; }
     }
     if (prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0) < 0 && errno != EINVAL) { *step = CNL_STEP_AMBIENT; return -1; }
-    if (setgroups(spec->group_count, spec->groups) < 0) { *step = CNL_STEP_SETGROUPS; return -1; }
+    if (!spec->keep_groups && setgroups(spec->group_count, spec->groups) < 0) { *step = CNL_STEP_SETGROUPS; return -1; }
     if (setresgid(spec->gid, spec->gid, spec->gid) < 0) { *step = CNL_STEP_SETGID; return -1; }
     if (setresuid(spec->uid, spec->uid, spec->uid) < 0) { *step = CNL_STEP_SETUID; return -1; }
     if (cap_set_proc((cap_t)spec->empty_caps) < 0) { *step = CNL_STEP_CAPSET; return -1; }
@@ -274,6 +277,9 @@ int cnl_spawn(const struct cnl_spawn_spec *spec, pid_t *pid_out, int *status_fd_
 // The rootless launcher's child: a new user namespace with the caller's ids mapped to
 // themselves; the capabilities the sandbox builder needs kept as ambient across execve.
 static void launch_child(const struct cnl_launch_spec *spec, int setup_fd) {
+    if (spec->parent_death_signal && prctl(PR_SET_PDEATHSIG, spec->parent_death_signal, 0, 0, 0) < 0) {
+        report(setup_fd, CNL_STEP_PDEATHSIG, errno, -1); _exit(125);
+    }
     if (unshare(spec->unshare_flags) < 0) { report(setup_fd, CNL_STEP_UNSHARE, errno, -1); _exit(125); }
     int fd = open("/proc/self/setgroups", O_WRONLY | O_CLOEXEC);
     if (fd < 0 || write_all(fd, "deny", 4) < 0) { report(setup_fd, CNL_STEP_SETGROUPS_DENY, errno, -1); _exit(125); }

@@ -80,6 +80,7 @@ struct cnl_spawn_spec {
     void *empty_caps;                    // cap_t with every set clear (cap_init in the parent)
     int cap_last_cap;                    // highest capability number of this kernel
     int stdio[3];                        // descriptors for the command's 0, 1, 2; -1 keeps the caller's
+    int keep_groups;                     // skip setgroups (a user namespace with setgroups denied)
 };
 
 /// Starts the sandbox: a child in new PID and mount namespaces (PID 1 of its namespace)
@@ -90,6 +91,14 @@ struct cnl_spawn_spec {
 /// wait status, an int) can be read after the init exits.
 int cnl_spawn(const struct cnl_spawn_spec *spec, pid_t *pid_out, int *status_fd_out,
               struct cnl_spawn_failure *failure);
+
+/// Namespace flags for `cnl_launch_spec.unshare_flags` (the kernel's CLONE_NEW* values,
+/// which Swift cannot import from <sched.h> without _GNU_SOURCE).
+enum {
+    CNL_CLONE_NEWNS = 0x00020000,
+    CNL_CLONE_NEWUSER = 0x10000000,
+    CNL_CLONE_NEWNET = 0x40000000,
+};
 
 /// Everything the rootless launcher's child needs, prepared by Swift.
 struct cnl_launch_spec {
@@ -104,6 +113,7 @@ struct cnl_launch_spec {
     const int *ambient;                  // capabilities to raise as ambient
     size_t ambient_count;
     int unshare_flags;                   // CLONE_NEWUSER | CLONE_NEWNET | CLONE_NEWNS
+    int parent_death_signal;             // sent to the child when the launching thread ends; 0: none
 };
 
 /// Starts a child in a new user namespace (plus the other namespaces in the flags) with

@@ -76,6 +76,8 @@ package final class SandboxProcess {
         var varRunInfo = stat()
         let varRunSeparate = lstat("/var/run", &varRunInfo) == 0 && (varRunInfo.st_mode & S_IFMT) == S_IFDIR
 
+        // In a user namespace with setgroups denied (the rootless run) the groups stay as they are.
+        let keepGroups = RootlessLauncher.setgroupsDenied()
         var failure = cnl_spawn_failure(step: 0, error: 0, index: -1)
         var pid: pid_t = 0
         var statusFD: Int32 = -1
@@ -95,7 +97,8 @@ package final class SandboxProcess {
                     masks: maskBuffer.baseAddress.map { UnsafePointer($0) }, mask_count: maskBuffer.count,
                     cwd: spec.workingDirectory.map { strings.string($0) },
                     empty_caps: emptyCaps, cap_last_cap: lastCap,
-                    stdio: (spec.standardStreams.input, spec.standardStreams.output, spec.standardStreams.error))
+                    stdio: (spec.standardStreams.input, spec.standardStreams.output, spec.standardStreams.error),
+                    keep_groups: keepGroups ? 1 : 0)
                 return cnl_spawn(&c, &pid, &statusFD, &failure)
             }
         }

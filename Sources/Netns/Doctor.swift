@@ -1,0 +1,384 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import CNetlink
+
+/// What this machine supports for each of airlock's modes, with the fix where something
+/// is missing. Examining changes nothing: probes run in children or in unnamed namespaces
+/// that end with them.
+package enum Doctor {
+    /// One fact about the machine.
+    package struct Check: Codable, Equatable, Sendable {
+        /// A short name (`user namespaces`).
+        package var name: String
+        /// Whether it holds.
+        package var ok: Bool
+        /// What was found.
+        package var detail: String
+        /// What to do when it does not hold; nil when nothing is needed.
+        package var fix: String?
+
+        /// A check with every field.
+        package init(name: String, ok: Bool, detail: String, fix: String? = nil) {
+            self.name = name
+            self.ok = ok
+            self.detail = detail
+            self.fix = fix
+        }
+    }
+
+    /// Whether one mode can run here.
+    package struct Verdict: Codable, Equatable, Sendable {
+        /// `run (rootless)`, `run (as root)`, `persistent (netns create, gateway serve)`.
+        package var mode: String
+        /// Whether it can run now.
+        package var ready: Bool
+        /// Why not, and what to do; empty when ready.
+        package var missing: [String]
+    }
+
+    /// Everything `airlock doctor` reports.
+    package struct Report: Codable, Equatable, Sendable {
+        /// Each fact.
+        package var checks: [Check]
+        /// One verdict per mode.
+        package var verdicts: [Verdict]
+    }
+
+    /// The facts that `examine` gathers, kept apart from the reasoning for tests.
+    package struct Facts: Equatable, Sendable {
+        package var uid: uid_t
+        package var effective: [Capability]
+        package var userNamespaceFailure: String?
+        package var maxUserNamespaces: Int?
+        package var unprivilegedUsernsClone: Int?
+        package var apparmorRestrictsUserns: Int?
+        package var rootlessLaunch: RootlessLaunchCheck?
+        package var libmnl: String?
+        package var libcap: String?
+        package var kernel: String
+        package var veth: (ok: Bool, detail: String)
+        package var runNetns: (ok: Bool, detail: String)
+
+        package static func == (lhs: Facts, rhs: Facts) -> Bool {
+            lhs.uid == rhs.uid && lhs.effective == rhs.effective && lhs.userNamespaceFailure == rhs.userNamespaceFailure
+                && lhs.maxUserNamespaces == rhs.maxUserNamespaces && lhs.apparmorRestrictsUserns == rhs.apparmorRestrictsUserns
+                && lhs.kernel == rhs.kernel && lhs.veth == rhs.veth && lhs.runNetns == rhs.runNetns
+                && lhs.libmnl == rhs.libmnl && lhs.libcap == rhs.libcap && lhs.rootlessLaunch == rhs.rootlessLaunch
+                && lhs.unprivilegedUsernsClone == rhs.unprivilegedUsernsClone
+        }
+
+        /// Facts with every field given (for tests and `examine`).
+        package init(
+            uid: uid_t, effective: [Capability], userNamespaceFailure: String?, maxUserNamespaces: Int?,
+            unprivilegedUsernsClone: Int?, apparmorRestrictsUserns: Int?, rootlessLaunch: RootlessLaunchCheck?,
+            libmnl: String?, libcap: String?, kernel: String, veth: (ok: Bool, detail: String),
+            runNetns: (ok: Bool, detail: String)
+        ) {
+            self.uid = uid
+            self.effective = effective
+            self.userNamespaceFailure = userNamespaceFailure
+            self.maxUserNamespaces = maxUserNamespaces
+            self.unprivilegedUsernsClone = unprivilegedUsernsClone
+            self.apparmorRestrictsUserns = apparmorRestrictsUserns
+            self.rootlessLaunch = rootlessLaunch
+            self.libmnl = libmnl
+            self.libcap = libcap
+            self.kernel = kernel
+            self.veth = veth
+            self.runNetns = runNetns
+        }
+    }
+
+    /// What a child started by the rootless launcher found about itself.
+    package struct RootlessLaunchCheck: Equatable, Sendable {
+        /// Its uid inside the new user namespace.
+        package var uid: uid_t
+        /// Its effective capabilities there.
+        package var effective: [Capability]
+        /// The launch failure, when there was no child.
+        package var failure: String?
+        /// Whether the child could create a veth pair in a namespace of its own, and how it went.
+        package var veth: (ok: Bool, detail: String)? = nil
+
+        package static func == (lhs: RootlessLaunchCheck, rhs: RootlessLaunchCheck) -> Bool {
+            lhs.uid == rhs.uid && lhs.effective == rhs.effective && lhs.failure == rhs.failure
+                && lhs.veth?.ok == rhs.veth?.ok && lhs.veth?.detail == rhs.veth?.detail
+        }
+    }
+
+    /// The capabilities root mode and persistent sandboxes need.
+    package static let rootCapabilities: [Capability] = [.setgid, .setuid, .setpcap, .netBindService, .netAdmin, .sysAdmin]
+
+    /// Gathers the facts of this machine. `launchSelf`, when given, is the argv of this
+    /// program's child report (`airlock doctor --child-report`), started through the
+    /// rootless launcher to see what a rootless sandbox builder would hold.
+    package static func examine(launchSelf: [String]? = nil) -> Facts {
+        let uid = geteuid()
+        let effective = CapabilitySets.capabilities(in: (try? Privileges.current().effective) ?? 0)
+        let probe = RootlessLauncher.probe()
+        var launch: RootlessLaunchCheck?
+        if let launchSelf, probe == nil {
+            launch = rootlessLaunchCheck(argv: launchSelf)
+        }
+        let root = effective.contains(.netAdmin) && effective.contains(.sysAdmin)
+        // Without root, the rootless child tries veth inside its own user namespace.
+        let veth = root ? vethSupport(root: true) : (launch?.veth ?? vethSupport(root: false))
+        return Facts(
+            uid: uid, effective: effective,
+            userNamespaceFailure: probe.map { $0.description },
+            maxUserNamespaces: readInteger("/proc/sys/user/max_user_namespaces"),
+            unprivilegedUsernsClone: readInteger("/proc/sys/kernel/unprivileged_userns_clone"),
+            apparmorRestrictsUserns: readInteger("/proc/sys/kernel/apparmor_restrict_unprivileged_userns"),
+            rootlessLaunch: launch,
+            libmnl: loadedLibrary("libmnl.so"), libcap: loadedLibrary("libcap.so"),
+            kernel: kernelRelease(),
+            veth: veth,
+            runNetns: runNetnsState())
+    }
+
+    /// The checks and verdicts for `facts`.
+    package static func report(_ facts: Facts) -> Report {
+        var checks: [Check] = []
+        let isRoot = facts.uid == 0
+        checks.append(Check(name: "root", ok: isRoot, detail: isRoot ? "running as root" : "running as uid \(facts.uid)"))
+        let missingRootCaps = Privileges.missing(rootCapabilities, effective: Set(facts.effective))
+        checks.append(Check(
+            name: "capabilities", ok: missingRootCaps.isEmpty,
+            detail: describe(facts.effective),
+            fix: missingRootCaps.isEmpty ? nil : "root mode and persistent sandboxes need \(missingRootCaps.map(\.description).joined(separator: ", ")): run with sudo"))
+
+        let usernsFix = userNamespaceFix(facts)
+        checks.append(Check(
+            name: "user namespaces", ok: facts.userNamespaceFailure == nil,
+            detail: facts.userNamespaceFailure.map { "cannot create one: \($0)" } ?? "an unprivileged user namespace with the caller's ids mapped can be created",
+            fix: facts.userNamespaceFailure == nil ? nil : usernsFix))
+        if let max = facts.maxUserNamespaces {
+            checks.append(Check(
+                name: "user.max_user_namespaces", ok: max > 0, detail: String(max),
+                fix: max > 0 ? nil : "sysctl -w user.max_user_namespaces=15000"))
+        }
+        if let clone = facts.unprivilegedUsernsClone {
+            checks.append(Check(
+                name: "kernel.unprivileged_userns_clone", ok: clone == 1, detail: String(clone),
+                fix: clone == 1 ? nil : "sysctl -w kernel.unprivileged_userns_clone=1"))
+        }
+        if let apparmor = facts.apparmorRestrictsUserns {
+            checks.append(Check(
+                name: "kernel.apparmor_restrict_unprivileged_userns", ok: apparmor == 0, detail: String(apparmor),
+                fix: apparmor == 0 ? nil : apparmorFix))
+        }
+        if let launch = facts.rootlessLaunch {
+            let missing = Privileges.missing(RootlessLauncher.sandboxBuilderCapabilities, effective: Set(launch.effective))
+            let ok = launch.failure == nil && missing.isEmpty
+            let detail: String
+            if let failure = launch.failure {
+                detail = failure
+            } else {
+                detail = "child runs as uid \(launch.uid) with \(launch.effective.map(\.description).joined(separator: ", ")) in its namespace"
+            }
+            checks.append(Check(name: "rootless launch", ok: ok, detail: detail, fix: ok ? nil : usernsFix))
+        }
+        checks.append(Check(name: "libmnl", ok: facts.libmnl != nil, detail: facts.libmnl ?? "not loaded", fix: facts.libmnl == nil ? "apt-get install libmnl0" : nil))
+        checks.append(Check(
+            name: "libcap", ok: facts.libcap != nil,
+            detail: (facts.libcap ?? "not loaded") + " (built against \(String(cString: cnl_libcap_version())))",
+            fix: facts.libcap == nil ? "apt-get install libcap2" : nil))
+        checks.append(Check(name: "kernel", ok: true, detail: facts.kernel))
+        checks.append(Check(name: "veth", ok: facts.veth.ok, detail: facts.veth.detail, fix: facts.veth.ok ? nil : "modprobe veth (or a kernel with CONFIG_VETH)"))
+        checks.append(Check(name: "/run/netns", ok: facts.runNetns.ok, detail: facts.runNetns.detail, fix: facts.runNetns.ok ? nil : "run as root; /run must be writable"))
+
+        var rootless: [String] = []
+        if let failure = facts.userNamespaceFailure { rootless.append("no unprivileged user namespaces (\(failure)); fix: \(usernsFix)") }
+        if let launch = facts.rootlessLaunch {
+            if let failure = launch.failure { rootless.append("rootless launch failed: \(failure)") }
+            let missing = Privileges.missing(RootlessLauncher.sandboxBuilderCapabilities, effective: Set(launch.effective))
+            if launch.failure == nil && !missing.isEmpty {
+                rootless.append("the launched child lacks \(missing.map(\.description).joined(separator: ", "))")
+            }
+        }
+        if facts.libmnl == nil { rootless.append("libmnl is not loaded; fix: apt-get install libmnl0") }
+        if !facts.veth.ok { rootless.append("veth is not available; fix: modprobe veth") }
+
+        var asRoot: [String] = []
+        if !missingRootCaps.isEmpty { asRoot.append("needs \(missingRootCaps.map(\.description).joined(separator: ", ")); fix: run with sudo") }
+        if facts.libmnl == nil { asRoot.append("libmnl is not loaded; fix: apt-get install libmnl0") }
+        if !facts.veth.ok { asRoot.append("veth is not available; fix: modprobe veth") }
+
+        var persistent = asRoot
+        if !facts.runNetns.ok { persistent.append("/run/netns: \(facts.runNetns.detail)") }
+
+        let verdicts = [
+            Verdict(mode: "run (rootless)", ready: rootless.isEmpty, missing: rootless),
+            Verdict(mode: "run (as root)", ready: asRoot.isEmpty, missing: asRoot),
+            Verdict(mode: "persistent (netns create, gateway serve)", ready: persistent.isEmpty, missing: persistent),
+        ]
+        return Report(checks: checks, verdicts: verdicts)
+    }
+
+    /// `none`, `all 41`, or the names of the capabilities.
+    static func describe(_ capabilities: [Capability]) -> String {
+        if capabilities.isEmpty { return "none effective" }
+        let last = cnl_cap_last_cap()
+        if last >= 0 && capabilities.count == Int(last) + 1 { return "all \(capabilities.count) effective" }
+        return capabilities.map(\.description).joined(separator: ", ")
+    }
+
+    /// The Ubuntu 24.04 note: AppArmor restricts unprivileged user namespaces.
+    package static let apparmorFix =
+        "AppArmor restricts unprivileged user namespaces (Ubuntu 24.04): sysctl -w kernel.apparmor_restrict_unprivileged_userns=0, or give airlock an AppArmor profile with `userns,`"
+
+    /// The most specific fix for missing user namespaces.
+    package static func userNamespaceFix(_ facts: Facts) -> String {
+        if let apparmor = facts.apparmorRestrictsUserns, apparmor != 0 { return apparmorFix }
+        if let clone = facts.unprivilegedUsernsClone, clone != 1 { return "sysctl -w kernel.unprivileged_userns_clone=1" }
+        if let max = facts.maxUserNamespaces, max == 0 { return "sysctl -w user.max_user_namespaces=15000" }
+        return "enable unprivileged user namespaces (user.max_user_namespaces > 0), or run airlock as root"
+    }
+
+    /// Writes the child report to `fd`: `uid=N eff=HEX` of the calling process, then
+    /// `veth=ok` or `veth=no`, then the veth detail on a line of its own.
+    package static func writeChildReport(to fd: Int32) {
+        let effective = (try? Privileges.current().effective) ?? 0
+        let veth = vethSupport(root: true)
+        let line = "uid=\(getuid()) eff=\(String(effective, radix: 16)) veth=\(veth.ok ? "ok" : "no")\n\(veth.detail)\n"
+        _ = line.withCString { write(fd, $0, strlen($0)) }
+    }
+
+    /// Parses a child report line.
+    package static func parseChildReport(_ text: String) -> RootlessLaunchCheck? {
+        var uid: uid_t?
+        var effective: UInt64?
+        var vethOK: Bool?
+        let lines = text.split(separator: "\n", omittingEmptySubsequences: false)
+        for field in (lines.first ?? "").split(separator: " ") {
+            if field.hasPrefix("uid=") { uid = uid_t(field.dropFirst(4)) }
+            if field.hasPrefix("eff=") { effective = UInt64(field.dropFirst(4), radix: 16) }
+            if field.hasPrefix("veth=") { vethOK = field.dropFirst(5) == "ok" }
+        }
+        guard let uid, let effective else { return nil }
+        var check = RootlessLaunchCheck(uid: uid, effective: CapabilitySets.capabilities(in: effective), failure: nil)
+        if let vethOK { check.veth = (vethOK, lines.count > 1 ? String(lines[1]) + " (in a user namespace)" : "") }
+        return check
+    }
+
+    /// Starts `argv` through the rootless launcher with a pipe as fd 3 and reads its report.
+    static func rootlessLaunchCheck(argv: [String]) -> RootlessLaunchCheck {
+        var fds: [Int32] = [-1, -1]
+        guard pipe(&fds) == 0 else { return RootlessLaunchCheck(uid: 0, effective: [], failure: "pipe: \(String(cString: strerror(errno)))") }
+        for fd in fds { _ = fcntl(fd, F_SETFD, FD_CLOEXEC) }
+        defer { close(fds[0]) }
+        let pid: pid_t
+        do {
+            pid = try RootlessLauncher.start(executable: argv[0], arguments: Array(argv.dropFirst()), environment: ["PATH=/usr/bin:/bin"], passing: [fds[1]])
+        } catch {
+            close(fds[1])
+            return RootlessLaunchCheck(uid: 0, effective: [], failure: String(describing: error))
+        }
+        close(fds[1])
+        var text = ""
+        var buffer = [UInt8](repeating: 0, count: 256)
+        while text.count < 4096 {
+            let n = read(fds[0], &buffer, buffer.count)
+            if n < 0 && errno == EINTR { continue }
+            if n <= 0 { break }
+            text += String(decoding: buffer.prefix(n), as: UTF8.self)
+        }
+        var status: Int32 = 0
+        while waitpid(pid, &status, 0) < 0 && errno == EINTR {}
+        return parseChildReport(text) ?? RootlessLaunchCheck(uid: 0, effective: [], failure: "the launched child reported nothing (\(ExitStatus(waitStatus: status)))")
+    }
+
+    static func readInteger(_ path: String) -> Int? {
+        let fd = open(path, O_RDONLY | O_CLOEXEC)
+        guard fd >= 0 else { return nil }
+        defer { close(fd) }
+        var buffer = [UInt8](repeating: 0, count: 32)
+        let n = read(fd, &buffer, buffer.count)
+        guard n > 0 else { return nil }
+        return Int(String(decoding: buffer.prefix(n), as: UTF8.self).trimmingWhitespace())
+    }
+
+    /// The file name of a loaded shared library whose name starts with `prefix`
+    /// (`libcap.so.2.66`), from /proc/self/maps.
+    static func loadedLibrary(_ prefix: String) -> String? {
+        guard let maps = readText("/proc/self/maps", limit: 1 << 20) else { return nil }
+        for line in maps.split(separator: "\n") {
+            guard let path = line.split(separator: " ", omittingEmptySubsequences: true).last, path.hasPrefix("/") else { continue }
+            let file = path.split(separator: "/").last.map(String.init) ?? ""
+            if file.hasPrefix(prefix) { return file }
+        }
+        return nil
+    }
+
+    static func kernelRelease() -> String {
+        var name = utsname()
+        uname(&name)
+        return withUnsafeBytes(of: name.release) { String(decoding: $0.prefix(while: { $0 != 0 }), as: UTF8.self) }
+    }
+
+    /// veth as a loaded or built-in module, else (as root) by making a pair in an unnamed
+    /// namespace that ends at once.
+    static func vethSupport(root: Bool) -> (ok: Bool, detail: String) {
+        var info = stat()
+        if stat("/sys/module/veth", &info) == 0 { return (true, "veth module loaded") }
+        let release = kernelRelease()
+        if let builtin = readText("/lib/modules/\(release)/modules.builtin", limit: 1 << 22), builtin.contains("/veth.ko") {
+            return (true, "veth built into the kernel")
+        }
+        if root {
+            do {
+                let namespace = try NetworkNamespace.createUnnamed()
+                let fd = namespace.descriptor.rawValue
+                try namespace.withNamespace {
+                    let socket = try RouteSocket()
+                    let a = try InterfaceName("airlock-probe0"), b = try InterfaceName("airlock-probe1")
+                    try socket.perform { seq, port in
+                        try NetlinkRequest.createVeth(name: a, namespaceFD: fd, peerName: b, peerNamespaceFD: fd, sequence: seq, portID: port)
+                    }
+                }
+                return (true, "a veth pair can be created")
+            } catch {
+                return (false, "creating a veth pair failed: \(error)")
+            }
+        }
+        if let modules = readText("/lib/modules/\(release)/modules.dep", limit: 1 << 24), modules.contains("/veth.ko") {
+            return (true, "veth available as a module")
+        }
+        return (false, "not found as a module (run `airlock doctor` as root to try creating a pair)")
+    }
+
+    static func runNetnsState() -> (ok: Bool, detail: String) {
+        var info = stat()
+        if stat("/run/netns", &info) == 0 {
+            let writable = access("/run/netns", W_OK) == 0
+            return (writable, writable ? "exists and is writable" : "exists but is not writable by this user")
+        }
+        let creatable = access("/run", W_OK) == 0
+        return (creatable, creatable ? "absent; airlock creates it" : "absent and /run is not writable by this user")
+    }
+
+    static func readText(_ path: String, limit: Int) -> String? {
+        let fd = open(path, O_RDONLY | O_CLOEXEC)
+        guard fd >= 0 else { return nil }
+        defer { close(fd) }
+        var bytes: [UInt8] = []
+        var buffer = [UInt8](repeating: 0, count: 65536)
+        while bytes.count < limit {
+            let n = read(fd, &buffer, buffer.count)
+            if n < 0 && errno == EINTR { continue }
+            if n <= 0 { break }
+            bytes += buffer.prefix(n)
+        }
+        return String(decoding: bytes, as: UTF8.self)
+    }
+}
+
+extension String {
+    fileprivate func trimmingWhitespace() -> String {
+        var s = Substring(self)
+        while let c = s.first, c == " " || c == "\n" || c == "\t" { s.removeFirst() }
+        while let c = s.last, c == " " || c == "\n" || c == "\t" { s.removeLast() }
+        return String(s)
+    }
+}
