@@ -184,8 +184,8 @@ package final class HTTPForwarder {
                 self.connected(to: channel)
             case .failure(let error):
                 let refusal = Self.refusal(for: error, host: exchange.target.host, port: exchange.target.port)
+                self.finishExchange(failure: refusal.body.trimmingNewline, status: Int(refusal.status.code))
                 self.respondLocally(refusal)
-                self.finishExchange(failure: refusal.body.trimmingNewline)
             }
         }
     }
@@ -198,8 +198,8 @@ package final class HTTPForwarder {
             try channel.pipeline.syncOperations.addHandler(handler)
         } catch {
             channel.close(promise: nil)
+            finishExchange(failure: "pipeline setup failed", status: 502)
             respondLocally(.refusal(.badGateway, reason: "airlock: cannot set up the connection to \(exchange.target.host)", closeConnection: true))
-            finishExchange(failure: "pipeline setup failed")
             return
         }
         upstream = channel
@@ -296,8 +296,8 @@ package final class HTTPForwarder {
             upstreamHandler?.detach()
             upstream?.close(promise: nil)
             upstream = nil
+            finishExchange(failure: nil, status: Int(replacement.status.code))
             respondLocally(replacement)
-            finishExchange(failure: nil)
             return
         }
         let noBody = request.method == .HEAD || upstreamHead.status == .noContent
@@ -380,8 +380,8 @@ package final class HTTPForwarder {
             context?.close(promise: nil)
         } else {
             let reason = "airlock: upstream \(host) closed the connection before answering"
+            finishExchange(failure: String(reason.dropFirst(9)), status: 502)
             respondLocally(.refusal(.badGateway, reason: reason, closeConnection: true))
-            finishExchange(failure: String(reason.dropFirst(9)))
         }
     }
 
@@ -394,12 +394,14 @@ package final class HTTPForwarder {
         drainInbox()
     }
 
-    private func finishExchange(failure: String?) {
+    /// Reports the exchange's end once; `status` is the gateway's own answer when it
+    /// replaces the upstream's.
+    private func finishExchange(failure: String?, status: Int? = nil) {
         guard let exchange else { return }
         self.exchange = nil
         let ms = Int((NIODeadline.now() - startedAt).nanoseconds / 1_000_000)
         exchange.completion?(ExchangeOutcome(
-            status: responseHeadSent ? responseStatus : nil, bytesUp: bytesUp, bytesDown: bytesDown,
+            status: status ?? (responseHeadSent ? responseStatus : nil), bytesUp: bytesUp, bytesDown: bytesDown,
             milliseconds: ms, failure: failure))
     }
 
