@@ -1,10 +1,93 @@
 import ArgumentParser
+import Gateway
 
-// Placeholder until its issue lands.
+/// `airlock policy`: check and explain policy files without running a gateway.
 struct PolicyCommand: ParsableCommand {
-    static let configuration = CommandConfiguration(commandName: "policy", abstract: "Check and explain policy files.")
+    static let configuration = CommandConfiguration(
+        commandName: "policy",
+        abstract: "Check and explain policy files.",
+        discussion: """
+            A policy file lists the hosts a sandbox may reach, one rule a line: `host` (ports 80 \
+            and 443), `*.suffix` (subdomains, not the apex), `host:port`, `!host` (deny wins), \
+            `@preset`, `cidr CIDR`, `allow-private CIDR`, `resolve HOST=ADDRESS[,ADDRESS]`, and \
+            `#` comments. See docs/policy.md.
+            """,
+        subcommands: [Check.self, Explain.self]
+    )
 
-    func run() throws {
-        throw CLIError("`airlock policy` is not built yet")
+    /// `airlock policy check FILE`
+    struct Check: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Parse a policy file and print its rule count and expanded presets.",
+            discussion: "Exits 1 with `FILE:LINE: problem` when the file does not parse."
+        )
+
+        @Argument(help: "The policy file.")
+        var file: String
+
+        func run() throws {
+            try reportingErrors {
+                let policy = try Policy.load(path: file)
+                print("\(file): ok, \(policy.ruleCount) rule\(policy.ruleCount == 1 ? "" : "s")")
+                for name in policy.presets {
+                    let hosts = Presets.all[name] ?? []
+                    print("@\(name): \(hosts.joined(separator: ", "))")
+                }
+            }
+        }
+    }
+
+    /// `airlock policy explain FILE HOST[:PORT]`
+    struct Explain: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Say whether a host and port would be allowed, by which rule, and why.",
+            discussion: """
+                The port defaults to 443. Prints the decision, every rule that matches the host, \
+                what the gateway's DNS would answer, pinned addresses and, for IP literals, the \
+                address class. Exits 0 whether the host is allowed or not; 1 when the file does \
+                not parse or the target is malformed.
+                """
+        )
+
+        @Argument(help: "The policy file.")
+        var file: String
+
+        @Argument(help: "HOST, HOST:PORT, or [IPV6]:PORT.")
+        var target: String
+
+        func run() throws {
+            try reportingErrors {
+                let (host, port) = try Self.split(target)
+                let policy = try Policy.load(path: file)
+                for line in policy.explain(host: host, port: port) { print(line) }
+            }
+        }
+
+        /// Splits `HOST[:PORT]`; an unbracketed IPv6 literal is all host.
+        static func split(_ target: String) throws -> (host: String, port: Int) {
+            guard !target.isEmpty else { throw CLIError("empty target; give HOST or HOST:PORT") }
+            var host = Substring(target)
+            var portText: Substring?
+            if host.hasPrefix("["), let close = host.firstIndex(of: "]") {
+                let rest = host[host.index(after: close)...]
+                if rest.hasPrefix(":") { portText = rest.dropFirst() } else if !rest.isEmpty {
+                    throw CLIError("'\(target)' is not HOST[:PORT]")
+                }
+                host = host[...close]
+            } else if host.filter({ $0 == ":" }).count == 1, let colon = host.firstIndex(of: ":") {
+                portText = host[host.index(after: colon)...]
+                host = host[..<colon]
+            }
+            var port = 443
+            if let portText {
+                guard !portText.isEmpty, portText.count <= 5, portText.allSatisfy({ $0.isASCII && $0.isNumber }),
+                      let value = Int(portText), (1...65535).contains(value) else {
+                    throw CLIError("'\(portText)' in '\(target)' is not a port (1-65535)")
+                }
+                port = value
+            }
+            guard !host.isEmpty else { throw CLIError("'\(target)' has no host") }
+            return (String(host), port)
+        }
     }
 }

@@ -1,8 +1,8 @@
 /// A DNS message (RFC 1035): header, questions and resource records, read from and
 /// written to bytes.
 ///
-/// Parsing follows compression pointers only backwards (to an offset before the pointer
-/// itself), so pointer loops cannot exist, and bounds names to 255 bytes and labels to 63.
+/// Parsing follows compression pointers only backwards (to an offset before every byte of
+/// the name read so far), so pointer loops cannot exist, and bounds names to 255 bytes and labels to 63.
 /// Writing compresses repeated name suffixes.
 package struct DNSMessage: Equatable, Sendable {
     /// The fixed 12-byte header.
@@ -226,7 +226,7 @@ package enum DNSMessageError: Error, Equatable, CustomStringConvertible {
     case truncated(offset: Int)
     case labelTooLong(offset: Int)
     case nameTooLong(offset: Int)
-    /// A compression pointer that does not point strictly backwards (the loop guard).
+    /// A compression pointer that does not point before the name read so far (the loop guard).
     case badPointer(offset: Int)
     /// Label types 0b01 and 0b10 (extended labels), which nobody uses.
     case badLabelType(offset: Int)
@@ -237,7 +237,7 @@ package enum DNSMessageError: Error, Equatable, CustomStringConvertible {
         case .truncated(let o): return "message truncated at byte \(o)"
         case .labelTooLong(let o): return "label longer than 63 bytes at byte \(o)"
         case .nameTooLong(let o): return "name longer than 255 bytes at byte \(o)"
-        case .badPointer(let o): return "compression pointer at byte \(o) does not point backwards"
+        case .badPointer(let o): return "compression pointer at byte \(o) does not point before the name"
         case .badLabelType(let o): return "unknown label type at byte \(o)"
         case .badRecordLength(let o): return "record data length does not match its name at byte \(o)"
         }
@@ -267,8 +267,9 @@ struct DNSReader {
         var wireLength = 1
         var position = offset
         var resumeAt: Int?
-        // Each pointer must point before itself, so positions strictly decrease across
-        // jumps and the walk ends; the hop bound is a second guard.
+        // Each pointer must point before every byte of the name read so far, so the
+        // jump targets strictly decrease and the walk ends; the hop bound is a second guard.
+        var lowest = offset
         var hops = 0
         while true {
             guard position < bytes.count else { throw DNSMessageError.truncated(offset: position) }
@@ -289,7 +290,8 @@ struct DNSReader {
                 guard position + 2 <= bytes.count else { throw DNSMessageError.truncated(offset: position) }
                 let target = Int(length & 0x3F) << 8 | Int(bytes[position + 1])
                 hops += 1
-                guard target < position, hops <= 127 else { throw DNSMessageError.badPointer(offset: position) }
+                guard target < lowest, hops <= 127 else { throw DNSMessageError.badPointer(offset: position) }
+                lowest = target
                 if resumeAt == nil { resumeAt = position + 2 }
                 position = target
             default:

@@ -16,7 +16,8 @@ extension Policy {
     package static func parse(_ text: String, source: String) throws -> Policy {
         var policy = Policy(source: source)
         var number = 0
-        for line in text.split(separator: "\n", omittingEmptySubsequences: false) {
+        // "\r\n" is one Character in Swift; split on it as well as on "\n".
+        for line in text.split(omittingEmptySubsequences: false, whereSeparator: { $0 == "\n" || $0 == "\r\n" }) {
             number += 1
             let origin = "line \(number)"
             do {
