@@ -1,0 +1,141 @@
+import Foundation
+import Netns
+import TestSupport
+import XCTest
+
+/// From inside S only the gateway address answers; everything else fails at once with
+/// ENETUNREACH (S has no default route). Root tier, unnamed sandboxes.
+final class SandboxReachabilityTests: XCTestCase {
+    override func setUpWithError() throws {
+        try RootTier.require()
+    }
+
+    func testGatewayIsReachableFromTheSandboxThroughAListenerBoundInG() throws {
+        let sandbox = try EphemeralSandbox.build(try SandboxTopology())
+        let gatewayAddress = sandbox.topology.gatewayAddress.address
+        let sockets = try ListenerSockets.bind(in: sandbox.gateway.descriptor, address: gatewayAddress, tcpPorts: [8080], udpPorts: [])
+        defer { sockets.forEach { try? $0.descriptor.close() } }
+        XCTAssertEqual(sockets.map(\.port), [8080])
+        XCTAssertEqual(sockets.map(\.transport), [.tcp])
+
+        let result = try sandbox.sandbox.withNamespace { connectTCP(to: "169.254.200.1", port: 8080) }
+        XCTAssertEqual(result.error, 0, "connect from S to the gateway: \(String(cString: strerror(result.error)))")
+        defer { if result.fd >= 0 { close(result.fd) } }
+        // Accepted from this thread, in the host namespace.
+        var peer = sockaddr_in()
+        var length = socklen_t(MemoryLayout<sockaddr_in>.size)
+        let accepted = withUnsafeMutablePointer(to: &peer) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { accept(sockets[0].descriptor.rawValue, $0, &length) }
+        }
+        XCTAssertGreaterThanOrEqual(accepted, 0)
+        if accepted >= 0 { close(accepted) }
+        XCTAssertEqual(IPv4Address(UInt32(bigEndian: peer.sin_addr.s_addr)), try IPv4Address("169.254.200.2"))
+    }
+
+    func testEverythingElseIsUnreachableAtOnce() throws {
+        let sandbox = try EphemeralSandbox.build(try SandboxTopology())
+        let targets: [(String, UInt16)] = [("1.1.1.1", 443), ("8.8.8.8", 53), ("192.0.2.1", 80), ("198.51.100.53", 53), ("2001:db8::1", 443)]
+        for (host, port) in targets {
+            let result = try sandbox.sandbox.withNamespace { connectTCP(to: host, port: port) }
+            if result.fd >= 0 { close(result.fd) }
+            XCTAssertEqual(result.error, ENETUNREACH, "TCP \(host): \(String(cString: strerror(result.error)))")
+            let udp = try sandbox.sandbox.withNamespace { sendUDP(to: host, port: port) }
+            XCTAssertEqual(udp, ENETUNREACH, "UDP \(host): \(String(cString: strerror(udp)))")
+        }
+    }
+
+    func testOtherAddressesOfTheSubnetAreUnreachableToo() throws {
+        // No prefix route: a neighbour in the sandbox's own /29 is as unreachable as the internet.
+        let topology = try SandboxTopology(gatewayAddress: IPv4CIDR("10.9.0.1/29"), sandboxAddress: IPv4CIDR("10.9.0.2/29"))
+        let sandbox = try EphemeralSandbox.build(topology)
+        for host in ["10.9.0.3", "10.9.0.6"] {
+            let result = try sandbox.sandbox.withNamespace { connectTCP(to: host, port: 80) }
+            if result.fd >= 0 { close(result.fd) }
+            XCTAssertEqual(result.error, ENETUNREACH, "TCP \(host): \(String(cString: strerror(result.error)))")
+            XCTAssertEqual(try sandbox.sandbox.withNamespace { sendUDP(to: host, port: 53) }, ENETUNREACH, "UDP \(host)")
+        }
+    }
+
+    func testUnnamedSandboxHasTheSameTopologyAndNoPins() throws {
+        let pinsBefore = entries("/run/netns")
+        let sandbox = try EphemeralSandbox.build(try SandboxTopology())
+        XCTAssertEqual(entries("/run/netns"), pinsBefore)
+        let view = try NamespaceView.read(sandbox.sandbox)
+        XCTAssertEqual(view.mainRoutes.map(\.destination), [try IPv4Address("169.254.200.1")])
+        XCTAssertEqual(try NamespaceView.read(sandbox.gateway).mainRoutes.map(\.destination), [try IPv4Address("169.254.200.2")])
+        XCTAssertEqual(try RouteSocket().links().map(\.name), ["lo"])
+    }
+
+    func testStandardGatewaySocketsAreBoundInG() throws {
+        let sandbox = try EphemeralSandbox.build(try SandboxTopology())
+        let sockets = try GatewaySockets.bind(in: sandbox.gateway.descriptor, address: sandbox.topology.gatewayAddress.address)
+        defer { sockets.all.forEach { try? $0.descriptor.close() } }
+        XCTAssertEqual(sockets.all.map(\.port), [53, 53, 80, 443, 3128])
+        XCTAssertEqual(sockets.all.map(\.transport), [.udp, .tcp, .tcp, .tcp, .tcp])
+        for socket in sockets.all {
+            var address = sockaddr_in()
+            var length = socklen_t(MemoryLayout<sockaddr_in>.size)
+            _ = withUnsafeMutablePointer(to: &address) {
+                $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(socket.descriptor.rawValue, $0, &length) }
+            }
+            XCTAssertEqual(UInt16(bigEndian: address.sin_port), socket.port)
+            XCTAssertEqual(IPv4Address(UInt32(bigEndian: address.sin_addr.s_addr)), try IPv4Address("169.254.200.1"))
+        }
+        // The DNS port answers over TCP from S.
+        let result = try sandbox.sandbox.withNamespace { connectTCP(to: "169.254.200.1", port: 53) }
+        if result.fd >= 0 { close(result.fd) }
+        XCTAssertEqual(result.error, 0)
+    }
+
+    func testBindingAnAddressOutsideGFailsAndClosesEverything() throws {
+        let sandbox = try EphemeralSandbox.build(try SandboxTopology())
+        XCTAssertThrowsError(try ListenerSockets.bind(in: sandbox.gateway.descriptor, address: try IPv4Address("192.0.2.1"), tcpPorts: [80], udpPorts: [])) { error in
+            XCTAssertEqual(String(describing: error), "bind tcp 192.0.2.1:80: Cannot assign requested address")
+        }
+    }
+}
+
+/// Connects a TCP socket to `host`:`port` (IPv4 or IPv6 literal) with a 5 s bound;
+/// returns the socket and 0, or -1 and the errno.
+func connectTCP(to host: String, port: UInt16) -> (fd: Int32, error: Int32) {
+    withSocketAddress(host, port) { address, length, family in
+        let fd = socket(family, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
+        guard fd >= 0 else { return (-1, errno) }
+        var timeout = timeval(tv_sec: 5, tv_usec: 0)
+        setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
+        if connect(fd, address, length) == 0 { return (fd, 0) }
+        let error = errno
+        close(fd)
+        return (-1, error)
+    }
+}
+
+/// Sends one UDP datagram; returns 0 or the errno.
+func sendUDP(to host: String, port: UInt16) -> Int32 {
+    withSocketAddress(host, port) { address, length, family in
+        let fd = socket(family, Int32(SOCK_DGRAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
+        guard fd >= 0 else { return errno }
+        defer { close(fd) }
+        let byte: [UInt8] = [0]
+        return sendto(fd, byte, 1, 0, address, length) == 1 ? 0 : errno
+    }
+}
+
+private func withSocketAddress<R>(_ host: String, _ port: UInt16, _ body: (UnsafePointer<sockaddr>, socklen_t, Int32) -> R) -> R {
+    if host.contains(":") {
+        var address = sockaddr_in6()
+        address.sin6_family = sa_family_t(AF_INET6)
+        address.sin6_port = port.bigEndian
+        inet_pton(AF_INET6, host, &address.sin6_addr)
+        return withUnsafePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { body($0, socklen_t(MemoryLayout<sockaddr_in6>.size), AF_INET6) }
+        }
+    }
+    var address = sockaddr_in()
+    address.sin_family = sa_family_t(AF_INET)
+    address.sin_port = port.bigEndian
+    inet_pton(AF_INET, host, &address.sin_addr)
+    return withUnsafePointer(to: &address) {
+        $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { body($0, socklen_t(MemoryLayout<sockaddr_in>.size), AF_INET) }
+    }
+}
