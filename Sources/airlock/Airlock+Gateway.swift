@@ -72,11 +72,14 @@ struct GatewayCommand: ParsableCommand {
             try gatewayNamespace.close()
 
             // Git gateway and control socket: built here, before privileges are dropped
-            // (the control socket lives under /run/airlock/NAME). The git engineer wires
-            // `GitRouter` into `internalRouter` and the control `Service` into `extraServices`
-            // using `options.gitUpstreams()` and `options.upstreamCA`.
-            let internalRouter: (any HTTPRouter)? = nil
-            let extraServices: [any Service] = []
+            // (the control socket lives under /run/airlock/NAME; binding it starts no thread).
+            let gitUpstreams = try GitUpstreams(
+                mappings: try options.gitUpstreams().map { GitUpstreams.Mapping(gitHost: $0.key, url: $0.value) },
+                caFile: options.upstreamCA)
+            let sessions = SessionStore(audit: audit)
+            let internalRouter: (any HTTPRouter)? = GitRouter(upstreams: gitUpstreams, sessions: sessions, audit: audit)
+            let controlSocket = try ControlSocket(path: ControlSocket.path(sandbox: sandbox))
+            let startedBy = getuid()
 
             try Privileges.dropProcessPrivileges(to: user)
 
@@ -87,6 +90,11 @@ struct GatewayCommand: ParsableCommand {
             let store = PolicyStore(initial: initial, path: policyPath, extra: extra, audit: audit, logger: logger)
             store.startWatching()
             let group = MultiThreadedEventLoopGroup(numberOfThreads: System.coreCount)
+            let control = ControlServer(
+                socket: controlSocket,
+                responder: ControlResponder(sandbox: sandbox, sessions: sessions, gitHosts: gitUpstreams.hosts),
+                allowedUIDs: [startedBy], audit: audit, group: group)
+            let extraServices: [any Service] = [control]
             let threadPool = NIOThreadPool(numberOfThreads: 2)
             threadPool.start()
 

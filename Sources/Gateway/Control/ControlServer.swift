@@ -13,47 +13,43 @@ import ServiceLifecycle
 /// The socket lives in `/run/airlock/NAME/`, which is not mounted in the sandbox, and the
 /// sandbox cannot route to the host namespace, so it never sees the socket.
 ///
-/// Binding happens in `bind` (while the gateway still has its privileges); `run` serves
-/// until graceful shutdown, expiring idle sessions every 30 seconds, then closes the socket.
+/// The socket is bound beforehand by `ControlSocket` (plain syscalls, no thread), while the
+/// gateway still has its privileges; `run` hands it to NIO and serves until graceful
+/// shutdown, expiring sessions every 30 seconds, then closes it. A socket file left behind (the gateway cannot unlink it after dropping privileges)
+/// is replaced by the next gateway.
 package final class ControlServer: Service {
     /// The control socket of sandbox `name` under `runDirectory`.
     package static func socketPath(sandbox name: String, runDirectory: String = "/run/airlock") -> String {
-        "\(runDirectory)/\(name)/control.sock"
+        ControlSocket.path(sandbox: name, runDirectory: runDirectory)
     }
 
     /// Longest request line accepted.
     package static let maxLineBytes = 64 * 1024
 
     package let path: String
-    private let channel: any Channel
-    private let sessions: SessionStore
+    private let descriptor: CInt
+    private let responder: ControlResponder
+    private let allowedUIDs: Set<UInt32>
+    private let audit: AuditLog
+    private let group: any EventLoopGroup
 
-    private init(path: String, channel: any Channel, sessions: SessionStore) {
-        self.path = path
-        self.channel = channel
-        self.sessions = sessions
-    }
-
-    /// Binds the control socket at `path` (replacing a stale socket file), mode 0600.
+    /// Serves `socket` on `group`.
     /// - Parameters:
     ///   - allowedUIDs: peers served besides uid 0 (normally the uid that started the gateway).
-    /// - Throws: `ControlServerError` naming the path and the system's reason.
-    /// - Requires: write access to the socket's directory (root for `/run/airlock/NAME`).
-    package static func bind(
-        path: String, responder: ControlResponder, allowedUIDs: Set<UInt32>, audit: AuditLog, group: any EventLoopGroup
-    ) async throws -> ControlServer {
-        var dirInfo = stat()
-        let directory = String(path[..<(path.lastIndex(of: "/") ?? path.startIndex)])
-        guard !directory.isEmpty, stat(directory, &dirInfo) == 0 else {
-            throw ControlServerError(description: "cannot open control socket \(path): \(directory.isEmpty ? "no directory" : String(cString: strerror(errno)))")
-        }
-        var existing = stat()
-        if lstat(path, &existing) == 0, (existing.st_mode & S_IFMT) != S_IFSOCK {
-            throw ControlServerError(description: "cannot open control socket \(path): a file that is not a socket is in the way")
-        }
-        let allowed = allowedUIDs.union([0])
+    package init(socket: ControlSocket, responder: ControlResponder, allowedUIDs: Set<UInt32>, audit: AuditLog, group: any EventLoopGroup) {
+        self.path = socket.path
+        self.descriptor = socket.descriptor
+        self.responder = responder
+        self.allowedUIDs = allowedUIDs.union([0])
+        self.audit = audit
+        self.group = group
+    }
+
+    /// Serves until graceful shutdown (or cancellation), then closes the socket.
+    /// - Throws: `ControlServerError` when NIO cannot adopt the socket.
+    package func run() async throws {
+        let responder = self.responder, allowed = allowedUIDs, audit = self.audit
         let bootstrap = ServerBootstrap(group: group)
-            .serverChannelOption(.backlog, value: 16)
             .childChannelInitializer { channel in
                 channel.eventLoop.makeCompletedFuture {
                     try channel.pipeline.syncOperations.addHandler(
@@ -62,21 +58,12 @@ package final class ControlServer: Service {
             }
         let channel: any Channel
         do {
-            channel = try await bootstrap.bind(unixDomainSocketPath: path, cleanupExistingSocketFile: true).get()
+            channel = try await bootstrap.withBoundSocket(descriptor).get()
         } catch {
-            throw ControlServerError(description: "cannot open control socket \(path): \(error)")
+            close(descriptor)
+            throw ControlServerError(description: "cannot serve control socket \(path): \(error)")
         }
-        guard chmod(path, 0o600) == 0 else {
-            let reason = String(cString: strerror(errno))
-            try? await channel.close()
-            throw ControlServerError(description: "cannot set mode 0600 on control socket \(path): \(reason)")
-        }
-        return ControlServer(path: path, channel: channel, sessions: responder.sessions)
-    }
-
-    /// Serves until graceful shutdown (or cancellation), then closes the socket.
-    package func run() async throws {
-        let sessions = self.sessions
+        let sessions = responder.sessions
         let sweep = channel.eventLoop.scheduleRepeatedTask(initialDelay: .seconds(30), delay: .seconds(30)) { _ in
             sessions.sweep()
         }
