@@ -1,10 +1,84 @@
+#if canImport(Glibc)
+import Glibc
+#endif
 import ArgumentParser
+import Gateway
+import Netns
 
-// Placeholder until its issue lands.
+/// `airlock run [options] -- CMD [ARG…]`: the one-command sandbox.
 struct RunCommand: ParsableCommand {
-    static let configuration = CommandConfiguration(commandName: "run", abstract: "Run a command in a one-shot sandbox.")
+    static let configuration = CommandConfiguration(
+        commandName: "run",
+        abstract: "Run a command with git access to named repositories, HTTP(S) to allowlisted hosts, and nothing else.",
+        discussion: """
+            Builds a sandbox network namespace whose only route is a veth link to a gateway \
+            namespace, starts the gateway in this process, waits until every listener is ready, \
+            runs CMD inside the sandbox, and tears everything down when CMD exits. airlock exits \
+            with CMD's status (128+signal if a signal ended it, 127 if CMD is not found). INT, \
+            TERM and HUP are forwarded to CMD. Nothing is left behind, even if airlock is killed: \
+            the namespaces are unnamed and die with their last process.
+
+            Rootless: a normal user with unprivileged user namespaces needs no privilege. As root, \
+            CMD runs as --user (default: the user who ran sudo); every capability is dropped, the \
+            bounding set included, and no_new_privs is set.
+
+            Git: with --repo and an upstream token (--token-env or --token-file), a session scoped \
+            to those repositories is minted in this process; git inside is configured through \
+            GIT_CONFIG_* variables so that `git clone https://github.com/OWNER/REPO` goes to the \
+            gateway, which swaps the session token for the real one. The real token never enters \
+            the sandbox.
+
+            Egress: --policy FILE and --allow HOST (repeatable; `@preset` works too). With neither, \
+            nothing but the git gateway is reachable.
+
+            Example: airlock run --repo octo/app:rw --token-env GH_TOKEN --allow @pypi -- ./agent.sh
+            """)
+
+    @Option(name: .customLong("repo"), help: ArgumentHelp("A repository the command may use: [HOST/]OWNER/REPO[:rw] (read-only unless :rw); repeatable.", valueName: "repo"))
+    var repos: [String] = []
+
+    @Option(name: .long, help: ArgumentHelp("Read the upstream git token from this environment variable (removed from CMD's environment).", valueName: "var"))
+    var tokenEnv: String?
+
+    @Option(name: .long, help: ArgumentHelp("Read the upstream git token from this file.", valueName: "file"))
+    var tokenFile: String?
+
+    @Option(name: .long, help: ArgumentHelp("As root: run CMD as this user (default: the user who ran sudo).", valueName: "user"))
+    var user: String?
+
+    @Option(name: .customLong("mask"), help: ArgumentHelp("Also hide this path inside the sandbox; repeatable.", valueName: "path"))
+    var masks: [String] = []
+
+    @Flag(help: "When CMD exits, print a JSON summary line on stderr (exit status, decisions).")
+    var json = false
+
+    @OptionGroup var gateway: GatewayOptions
+
+    @Argument(parsing: .postTerminator, help: "The command and its arguments.")
+    var command: [String] = []
+
+    func validate() throws {
+        if command.isEmpty {
+            throw ValidationError("missing the command to run: airlock run [OPTIONS] -- CMD [ARG…]")
+        }
+        if tokenEnv != nil && tokenFile != nil {
+            throw ValidationError("--token-env and --token-file are exclusive: give one")
+        }
+    }
 
     func run() throws {
-        throw CLIError("`airlock run` is not built yet")
+        let status = try reportingErrors(exitCode: Self.exitCode(for:)) {
+            try OneShotRun(plan: try RunPlan(command: self)).execute()
+        }
+        throw ExitCode(status)
+    }
+
+    static func exitCode(for error: Error) -> Int32? {
+        switch error {
+        case is Privileges.PrivilegeError: return ExitCodes.permission
+        case is Users.LookupError: return ExitCodes.usage
+        case is RunPlan.Invalid: return ExitCodes.usage
+        default: return nil
+        }
     }
 }

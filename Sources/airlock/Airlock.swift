@@ -22,6 +22,7 @@ struct Airlock: ParsableCommand {
             SessionCommand.self,
             PolicyCommand.self,
             DoctorCommand.self,
+            SandboxChild.self,
         ]
     )
 }

@@ -16,5 +16,6 @@
 #include "cnl_spawn.h"
 #include "cnl_caps.h"
 #include "cnl_fdpass.h"
+#include "cnl_process.h"
 
 #endif

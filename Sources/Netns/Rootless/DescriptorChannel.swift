@@ -7,11 +7,14 @@ import CNetlink
 ///
 /// `airlock run` uses it between the gateway (parent) and the sandbox builder (child):
 /// the child sends the listening sockets it bound inside G, the parent answers "ready"
-/// once it serves them. Messages are at most 4 KiB and 16 descriptors.
+/// once it serves them. Messages are at most `maxMessageBytes` and 16 descriptors.
 package final class DescriptorChannel {
     /// The socket; closed with the channel.
     package let fd: CInt
     private var closed = false
+
+    /// The largest message carried (the sandbox command's environment travels in one).
+    package static let maxMessageBytes = 192 * 1024
 
     /// Takes ownership of `fd`, a connected `AF_UNIX` `SOCK_SEQPACKET` socket.
     package init(adopting fd: CInt) {
@@ -26,6 +29,11 @@ package final class DescriptorChannel {
             throw DescriptorChannelError.system("socketpair", errno)
         }
         _ = fcntl(fds[0], F_SETFD, FD_CLOEXEC)
+        var size = CInt(maxMessageBytes + 4096)
+        for fd in fds {
+            _ = setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &size, socklen_t(MemoryLayout<CInt>.size))
+            _ = setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &size, socklen_t(MemoryLayout<CInt>.size))
+        }
         return (DescriptorChannel(adopting: fds[0]), fds[1])
     }
 
@@ -34,6 +42,9 @@ package final class DescriptorChannel {
     package func send(_ message: String, descriptors: [CInt] = []) throws {
         var bytes = Array(message.utf8)
         if bytes.isEmpty { bytes = [0x0A] }
+        guard bytes.count <= Self.maxMessageBytes else {
+            throw DescriptorChannelError.tooLarge(bytes.count, Self.maxMessageBytes)
+        }
         let r = bytes.withUnsafeBytes { buf in
             descriptors.withUnsafeBufferPointer { fds in
                 cnl_send_fds(fd, buf.baseAddress, buf.count, fds.baseAddress, CInt(fds.count))
@@ -45,7 +56,7 @@ package final class DescriptorChannel {
     /// Receives one message and the descriptors attached to it; `nil` when the peer closed.
     /// - Throws: `DescriptorChannelError.system` with the failed call and errno.
     package func receive() throws -> (message: String, descriptors: [CInt])? {
-        var buffer = [UInt8](repeating: 0, count: 4096)
+        var buffer = [UInt8](repeating: 0, count: Self.maxMessageBytes)
         var fds = [CInt](repeating: -1, count: Int(CNL_FDPASS_MAX))
         var count: CInt = 0
         let n = buffer.withUnsafeMutableBytes { buf in
@@ -70,10 +81,12 @@ package final class DescriptorChannel {
 /// A failure passing messages or descriptors between parent and child.
 package enum DescriptorChannelError: Error, CustomStringConvertible {
     case system(String, CInt)
+    case tooLarge(Int, Int)
 
     package var description: String {
         switch self {
         case let .system(call, err): "\(call): \(String(cString: strerror(err)))"
+        case let .tooLarge(size, limit): "message of \(size) bytes is over the limit of \(limit) (is the environment that large?)"
         }
     }
 }

@@ -1,0 +1,171 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import Dispatch
+import Gateway
+import Logging
+import NIOConcurrencyHelpers
+import NIOCore
+import NIOPosix
+import ServiceLifecycle
+import UnixSignals
+
+/// One sandbox's gateway as the command line assembles it from `GatewayOptions`: the audit
+/// log, the policy, the git upstreams and sessions, and the server with its services.
+///
+/// Shared by `airlock gateway serve` (persistent, until SIGTERM) and `airlock run` (until
+/// the command exits). Building it opens files and checks every flag; no thread starts
+/// until `start`.
+final class GatewayRuntime {
+    let sandbox: String
+    let gatewayAddress: IPAddress
+    let audit: AuditLog
+    let sessions: SessionStore
+    let gitUpstreams: GitUpstreams
+    private let options: GatewayOptions
+    private let policyFile: String?
+    private let initialPolicy: Policy
+    private let flagPolicy: Policy
+    private var logger: Logger
+
+    private var policyStore: PolicyStore?
+    private var group: MultiThreadedEventLoopGroup?
+    private var threadPool: NIOThreadPool?
+    private var serviceGroup: ServiceGroup?
+    private let finished = DispatchSemaphore(value: 0)
+    private let readyOrStopped = DispatchSemaphore(value: 0)
+    private let failure = ErrorBox()
+
+    /// - Parameters:
+    ///   - policyFile: the policy file in force, if any (`gateway serve` uses the default
+    ///     file when `--policy` is absent; `run` only an explicit one).
+    ///   - extraGitHosts: git hosts that must have an upstream (`run --repo` hosts); each
+    ///     gets `https://HOST` unless `--git-upstream` names it.
+    /// - Throws: `PolicyError`, `AuditLogError`, `GitUpstreams.ConfigurationError`, each one line.
+    init(
+        sandbox: String, gatewayAddress: IPAddress, options: GatewayOptions, policyFile: String?,
+        extraGitHosts: [String] = [], sessionLimits: SessionLimits = SessionLimits(),
+        logLevel: Logger.Level = .info
+    ) throws {
+        self.sandbox = sandbox
+        self.gatewayAddress = gatewayAddress
+        self.options = options
+        self.policyFile = policyFile
+        flagPolicy = try options.flagPolicy()
+        if let policyFile {
+            initialPolicy = try Policy.load(path: policyFile).adding(rulesFrom: flagPolicy)
+        } else {
+            initialPolicy = flagPolicy
+        }
+        var mappings = try options.gitUpstreams().map { GitUpstreams.Mapping(gitHost: $0.key, url: $0.value) }
+        var wanted = Set(extraGitHosts.map { $0.lowercased() })
+        if mappings.isEmpty { wanted.insert("github.com") }
+        for host in wanted.subtracting(mappings.map(\.gitHost)).sorted() {
+            mappings.append(GitUpstreams.Mapping(gitHost: host, url: "https://\(host)"))
+        }
+        gitUpstreams = try GitUpstreams(mappings: mappings.sorted { $0.gitHost < $1.gitHost }, caFile: options.upstreamCA)
+        audit = try options.openAuditLog(sandbox: sandbox)
+        sessions = SessionStore(limits: sessionLimits, audit: audit)
+        logger = Logger(label: "airlock.gateway")
+        logger.logLevel = logLevel
+    }
+
+    /// The policy the gateway starts with.
+    var policy: Policy { initialPolicy }
+
+    /// Starts serving `listeners` (descriptors the server takes over) and `extraServices`.
+    ///
+    /// - Parameters:
+    ///   - shutdownSignals: signals that drain and stop the gateway (`gateway serve`: TERM and
+    ///     INT; `run`: none, since its signals go to the command).
+    ///   - eventLoops: event loop threads (`run` needs fewer than a long-lived gateway).
+    ///   - ready: called once every listener is serving.
+    func start(
+        listeners: GatewayListeners, extraServices: (MultiThreadedEventLoopGroup) -> [any Service] = { _ in [] },
+        shutdownSignals: [UnixSignal], eventLoops: Int = System.coreCount, ready: @escaping @Sendable () -> Void = {}
+    ) {
+        let failure = self.failure
+        let finished = self.finished
+        let store = PolicyStore(initial: initialPolicy, path: policyFile, extra: flagPolicy, audit: audit, logger: logger)
+        store.startWatching()
+        policyStore = store
+        let group = MultiThreadedEventLoopGroup(numberOfThreads: eventLoops)
+        self.group = group
+        let threadPool = NIOThreadPool(numberOfThreads: 2)
+        threadPool.start()
+        self.threadPool = threadPool
+
+        let configuration = GatewayConfiguration(
+            sandbox: sandbox, gatewayAddress: gatewayAddress, policy: store, audit: audit,
+            limits: options.limits,
+            internalRouter: GitRouter(upstreams: gitUpstreams, sessions: sessions, audit: audit),
+            logger: logger)
+        let readyOrStopped = self.readyOrStopped
+        let server = GatewayServer(
+            configuration: configuration, listeners: listeners, group: group, threadPool: threadPool,
+            ready: {
+                failure.markReady()
+                readyOrStopped.signal()
+                ready()
+            })
+        let services: [any Service] = [server] + extraServices(group)
+        let serviceGroup = ServiceGroup(
+            configuration: ServiceGroupConfiguration(
+                services: services.map { ServiceGroupConfiguration.ServiceConfiguration(service: $0) },
+                gracefulShutdownSignals: shutdownSignals,
+                logger: logger))
+        self.serviceGroup = serviceGroup
+        Task {
+            do {
+                try await serviceGroup.run()
+            } catch {
+                failure.set(error)
+            }
+            readyOrStopped.signal()
+            finished.signal()
+        }
+    }
+
+    /// Waits until every listener serves.
+    /// - Throws: what stopped the gateway before it was ready, or `CLIError` after `timeout` seconds.
+    func awaitReady(timeout: Double) throws {
+        if readyOrStopped.wait(timeout: .now() + timeout) == .timedOut {
+            shutdown()
+            throw CLIError("the gateway did not start within \(Int(timeout)) seconds")
+        }
+        if failure.isReady { return }
+        try wait(timeout: 1)
+        throw CLIError("the gateway stopped before it was ready")
+    }
+
+    /// Drains open connections (bounded by the limits' drain timeout) and stops.
+    func shutdown() {
+        guard let serviceGroup else { return }
+        Task { await serviceGroup.triggerGracefulShutdown() }
+    }
+
+    /// Waits until the gateway stopped (at most `timeout` seconds); rethrows what stopped it.
+    /// - Returns: false if it was still running when the time ran out.
+    @discardableResult
+    func wait(timeout: Double? = nil) throws -> Bool {
+        if let timeout {
+            if finished.wait(timeout: .now() + timeout) == .timedOut { return false }
+        } else {
+            finished.wait()
+        }
+        policyStore?.stopWatching()
+        try? threadPool?.syncShutdownGracefully()
+        try? group?.syncShutdownGracefully()
+        if let error = failure.get() { throw error }
+        return true
+    }
+}
+
+/// Carries readiness and an error out of the serving task.
+final class ErrorBox: Sendable {
+    private let state = NIOLockedValueBox<(ready: Bool, error: Error?)>((false, nil))
+    func set(_ error: Error) { state.withLockedValue { $0.error = error } }
+    func get() -> Error? { state.withLockedValue { $0.error } }
+    func markReady() { state.withLockedValue { $0.ready = true } }
+    var isReady: Bool { state.withLockedValue { $0.ready } }
+}

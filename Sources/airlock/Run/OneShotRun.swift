@@ -1,0 +1,147 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import Foundation
+import Gateway
+import NIOCore
+import Netns
+
+/// Carries out a `RunPlan`: sandbox, gateway, command, teardown.
+///
+/// The order is the promise: every listener serves before CMD starts, so CMD's first DNS
+/// lookup or clone cannot race the gateway; the gateway drains after CMD exits.
+///
+/// As root, this process builds S and G (unnamed) and spawns CMD itself. Rootless, a child
+/// in a new user namespace builds them (`SandboxChild`), hands the listening sockets over
+/// and spawns CMD when told the gateway is ready. Either way this process is the gateway,
+/// serving from the host namespace, and CMD's sandbox init dies with the thread that
+/// spawned it — the main thread — so a SIGKILL of airlock leaves nothing behind.
+struct OneShotRun {
+    let plan: RunPlan
+
+    /// Seconds the gateway may take to start serving before airlock gives up.
+    static let readyTimeout = 15.0
+
+    /// Runs the plan; returns the exit code for airlock (CMD's status, shell-style).
+    func execute() throws -> Int32 {
+        // Every flag is checked (policy, audit log, upstreams) before anything is built.
+        guard let gatewayAddress = IPAddress(plan.topology.gatewayAddress.address.description) else {
+            throw CLIError("gateway address \(plan.topology.gatewayAddress) is not usable")
+        }
+        let runtime = try GatewayRuntime(
+            sandbox: plan.sandboxName, gatewayAddress: gatewayAddress, options: plan.gatewayOptions,
+            policyFile: plan.gatewayOptions.policy, extraGitHosts: plan.gitHosts,
+            sessionLimits: SessionLimits(maxLiveSessions: 4, idleTimeout: SessionLimits().maxTTL),
+            logLevel: .warning)
+
+        var extraEnvironment: [String: String] = [:]
+        if let upstreamToken = plan.upstreamToken {
+            let session = try runtime.sessions.create(
+                sandbox: plan.sandboxName, scope: plan.scope, upstreamToken: upstreamToken,
+                ttl: SessionLimits().maxTTL)
+            extraEnvironment = GitSandboxConfig.environment(hosts: runtime.gitUpstreams.hosts, token: session.token)
+        }
+        if !plan.droppedNames.isEmpty {
+            printNotice("airlock: not passed to the sandbox (credential-looking): \(plan.droppedNames.joined(separator: ", "))")
+        }
+        if !plan.masks.isEmpty {
+            printNotice("airlock: masked \(plan.masks.map(\.path).joined(separator: ", "))")
+        }
+        let spec = SandboxChildSpec(plan: plan, extraEnvironment: extraEnvironment)
+
+        let status: Int32
+        switch plan.mode {
+        case .root: status = try runAsRoot(spec: spec, runtime: runtime)
+        case .rootless: status = try runRootless(spec: spec, runtime: runtime)
+        }
+        runtime.shutdown()
+        _ = try? runtime.wait(timeout: 5)
+        if plan.json {
+            var line = JSONLineWriter()
+            line.field("event", "run_exit")
+            line.field("sandbox", plan.sandboxName)
+            line.field("status", Int(status))
+            printNotice(line.finish())
+        }
+        return status
+    }
+
+    private func runAsRoot(spec: SandboxChildSpec, runtime: GatewayRuntime) throws -> Int32 {
+        try Privileges.requireRoot(
+            for: "airlock run as root", capabilities: [.sysAdmin, .netAdmin, .netBindService, .setuid, .setgid, .setpcap])
+        ProcessControl.forbidDumping()
+        let sandbox = try EphemeralSandbox.build(plan.topology)
+        let sockets = try GatewaySockets.bind(in: sandbox.gateway.descriptor, address: plan.topology.gatewayAddress.address)
+        try serve(runtime, sockets: sockets.all.map(\.descriptor.rawValue))
+        let process = try SandboxProcess.spawn(spec.processSpec(networkNamespace: sandbox.sandbox.descriptor.rawValue))
+        try SignalForwarding.start(to: process.pid)
+        defer { SignalForwarding.stop() }
+        return process.wait().shellCode
+    }
+
+    private func runRootless(spec: SandboxChildSpec, runtime: GatewayRuntime) throws -> Int32 {
+        let (channel, childEnd) = try DescriptorChannel.pair()
+        let pid: pid_t
+        do {
+            pid = try RootlessLauncher.start(
+                executable: "/proc/self/exe", arguments: [SandboxChild.commandName],
+                environment: ["PATH=/usr/sbin:/usr/bin:/sbin:/bin", "AIRLOCK_GATEWAY_PID=\(getpid())"], passing: [childEnd])
+        } catch let error as RootlessLauncher.LaunchError {
+            close(childEnd)
+            throw CLIError("\(error)\(Self.userNamespaceFix())")
+        }
+        close(childEnd)
+        // Only now: the launcher's child must stay dumpable to write its own uid_map.
+        ProcessControl.forbidDumping()
+        try channel.send(try spec.encoded())
+        // The child answers with the gateway's listening sockets, or ends having said why.
+        guard let (message, descriptors) = try channel.receive(), message == SandboxChild.listening,
+              descriptors.count == 5
+        else {
+            return Self.waitForExit(pid).shellCode
+        }
+        try serve(runtime, sockets: descriptors)
+        try channel.send(SandboxChild.ready)
+        try SignalForwarding.start(to: pid)
+        defer { SignalForwarding.stop() }
+        return Self.waitForExit(pid).shellCode
+    }
+
+    /// Starts the gateway on `sockets` (DNS UDP, DNS TCP, HTTP, TLS, proxy) and waits until
+    /// every listener serves.
+    private func serve(_ runtime: GatewayRuntime, sockets: [CInt]) throws {
+        runtime.start(
+            listeners: GatewayListeners(
+                dnsUDP: sockets[0], dnsTCP: sockets[1], http: sockets[2], tls: sockets[3], proxy: sockets[4]),
+            shutdownSignals: [], eventLoops: 1)
+        try runtime.awaitReady(timeout: Self.readyTimeout)
+    }
+
+    static func waitForExit(_ pid: pid_t) -> ExitStatus {
+        var status: Int32 = 0
+        while waitpid(pid, &status, 0) < 0 {
+            if errno != EINTR { return .exited(1) }
+        }
+        return ExitStatus(waitStatus: status)
+    }
+
+    /// How to turn unprivileged user namespaces on, for the error message.
+    static func userNamespaceFix() -> String {
+        if let value = try? String(contentsOfFile: "/proc/sys/kernel/apparmor_restrict_unprivileged_userns", encoding: .utf8),
+           value.trimmingCharacters(in: .whitespacesAndNewlines) == "1"
+        {
+            return "; AppArmor restricts them (Ubuntu 24.04): run as root, or allow them with `sysctl kernel.apparmor_restrict_unprivileged_userns=0`"
+        }
+        if let value = try? String(contentsOfFile: "/proc/sys/user/max_user_namespaces", encoding: .utf8),
+           value.trimmingCharacters(in: .whitespacesAndNewlines) == "0"
+        {
+            return "; turn them on with `sysctl user.max_user_namespaces=15000`, or run as root"
+        }
+        if let value = try? String(contentsOfFile: "/proc/sys/kernel/unprivileged_userns_clone", encoding: .utf8),
+           value.trimmingCharacters(in: .whitespacesAndNewlines) == "0"
+        {
+            return "; turn them on with `sysctl kernel.unprivileged_userns_clone=1`, or run as root"
+        }
+        return ""
+    }
+}

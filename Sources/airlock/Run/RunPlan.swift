@@ -1,0 +1,119 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import Foundation
+import Gateway
+import Netns
+
+/// Everything `airlock run` was asked to do, checked before anything is built: a bad
+/// `--repo`, an unset token variable, an unknown preset or a missing `--user` fails here
+/// and changes nothing.
+struct RunPlan {
+    /// A refusal of the command line, one line naming the value.
+    struct Invalid: Error, CustomStringConvertible {
+        var description: String
+        init(_ description: String) { self.description = description }
+    }
+
+    /// Whether airlock builds the sandbox itself (root) or in a user namespace.
+    enum Mode: Equatable {
+        case root
+        case rootless
+    }
+
+    let mode: Mode
+    let command: [String]
+    let user: SandboxUser
+    let scope: SessionScope
+    let upstreamToken: Secret?
+    let environment: [String: String]
+    let droppedNames: [String]
+    let masks: [Mask]
+    let workingDirectory: String?
+    let topology: SandboxTopology
+    let gatewayOptions: GatewayOptions
+    let json: Bool
+
+    /// The sandbox's name in audit lines: `run-<pid>`.
+    let sandboxName: String
+
+    init(command options: RunCommand, environment inherited: [String: String] = ProcessInfoEnvironment.current) throws {
+        mode = geteuid() == 0 ? .root : .rootless
+        command = options.command
+        gatewayOptions = options.gateway
+        json = options.json
+        topology = try SandboxTopology()
+        sandboxName = "run-\(getpid())"
+
+        // Git: the scope and the token go together.
+        var entries: [ScopeEntry] = []
+        for repo in options.repos {
+            do {
+                entries.append(try ScopeEntry(parsing: repo))
+            } catch {
+                throw Invalid("--repo '\(repo)': \(error) (expected [HOST/]OWNER/REPO[:rw])")
+            }
+        }
+        scope = SessionScope(entries)
+        upstreamToken = try Self.readToken(env: options.tokenEnv, file: options.tokenFile, environment: inherited)
+        if !entries.isEmpty && upstreamToken == nil {
+            throw Invalid("--repo needs the upstream git token: pass --token-env VAR or --token-file FILE")
+        }
+        if entries.isEmpty && upstreamToken != nil {
+            throw Invalid("a token was given but no --repo: name the repositories the command may use")
+        }
+
+        // Who runs CMD.
+        switch mode {
+        case .root:
+            user = try NetnsExec.resolveUser(options.user, environment: inherited)
+        case .rootless:
+            if let requested = options.user {
+                throw Invalid("--user \(requested) needs root: a rootless run runs CMD as you (uid \(getuid()))")
+            }
+            var me = try Users.lookup(uid: getuid())
+            me.gid = getgid()
+            me.groups = []
+            user = me
+        }
+
+        // CMD's environment: built, not inherited; the token variable never passes.
+        var base = inherited
+        if let name = options.tokenEnv { base.removeValue(forKey: name) }
+        let built = SandboxEnvironment.build(
+            from: base, home: user.home, user: user.name,
+            gateway: topology.gatewayAddress.address.description)
+        environment = built.environment
+        droppedNames = built.droppedNames
+        masks = Masks.resolve(try Masks.paths(home: user.home, extra: options.masks))
+        workingDirectory = NetnsExec.currentDirectory()
+    }
+
+    /// The upstream token from `--token-env` or `--token-file`; nil when neither is given.
+    static func readToken(env: String?, file: String?, environment: [String: String]) throws -> Secret? {
+        if let env {
+            guard let value = environment[env] else {
+                throw Invalid("--token-env \(env): the variable is not set")
+            }
+            let token = value.trimmingCharacters(in: .whitespacesAndNewlines)
+            guard !token.isEmpty else { throw Invalid("--token-env \(env): the variable is empty") }
+            return Secret(token)
+        }
+        if let file {
+            let data: Data
+            do {
+                data = try Data(contentsOf: URL(fileURLWithPath: file))
+            } catch {
+                throw Invalid("--token-file \(file): cannot read it (\(String(cString: strerror(errno))))")
+            }
+            let token = String(decoding: data, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)
+            guard !token.isEmpty else { throw Invalid("--token-file \(file): the file is empty") }
+            guard !token.contains("\n") else { throw Invalid("--token-file \(file): expected one line") }
+            return Secret(token)
+        }
+        return nil
+    }
+
+    /// The git hosts of the scope.
+    var gitHosts: [String] { Array(Set(scope.entries.map(\.repository.host))).sorted() }
+}
