@@ -2,13 +2,14 @@
 """Many small HTTPS requests, each on a new connection, optionally through a CONNECT proxy.
 
     https_client.py --connect ADDR:PORT [--via-proxy HOST:PORT] --sni NAME --cafile F
-                    (--count N | --duration S --workers W) [--timeout S]
+                    (--count N | --duration S --workers W) [--timeout S] [--max-errors N]
 
 One request: TCP connect, CONNECT (when proxied), TLS handshake with certificate and
 hostname verification, `GET /small`, the whole 1 KiB answer, close.
 --count N: N requests one after another; prints {"latencies_ms": [...], "errors": E}.
 --duration S --workers W: W processes loop for S seconds; prints {"requests", "errors",
-"seconds", "rps"}. Bounded in count (--count, or 100000 per worker) and in time.
+"seconds", "rps"}. Bounded in count (--count, or 100000 per worker), in errors (--max-errors,
+5 by default, per worker) and in time (each request --timeout, each phase 120 s).
 """
 import argparse
 import json
@@ -62,7 +63,7 @@ def make_context(args):
 def worker(args, deadline, queue):
     context = make_context(args)
     done = errors = 0
-    while time.monotonic() < deadline and done + errors < 100000:
+    while time.monotonic() < deadline and done + errors < 100000 and errors < args.max_errors:
         try:
             one_request(args, context)
             done += 1
@@ -80,14 +81,15 @@ def main():
     parser.add_argument("--count", type=int)
     parser.add_argument("--duration", type=float)
     parser.add_argument("--workers", type=int, default=4)
-    parser.add_argument("--timeout", type=float, default=10)
+    parser.add_argument("--timeout", type=float, default=5)
+    parser.add_argument("--max-errors", type=int, default=5, help="stop after this many failed requests")
     args = parser.parse_args()
     if args.count:
         context = make_context(args)
         latencies, errors, first_error = [], 0, None
         deadline = time.monotonic() + 120
         for _ in range(min(args.count, 100000)):
-            if time.monotonic() > deadline:
+            if time.monotonic() > deadline or errors >= args.max_errors:
                 break
             start = time.perf_counter()
             try:
