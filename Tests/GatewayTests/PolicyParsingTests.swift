@@ -57,6 +57,8 @@ final class PolicyParsingTests: XCTestCase {
         let p = try Policy.parse("# only comments\r\n\r\n   \r\npypi.org   # trailing\r\n\t*.example.com\t\r\n# bücher in a comment is fine\n", source: "p")
         XCTAssertEqual(p.ruleCount, 2)
         XCTAssertTrue(p.decide(host: "x.example.com", port: 443).isAllowed)
+        let bom = try Policy.parse("\u{FEFF}pypi.org\n", source: "p")
+        XCTAssertEqual(bom.decide(host: "pypi.org", port: 443), .allow(rule: "pypi.org"))
     }
 
     func testPunycodeIsAcceptedAndMatched() throws {

@@ -16,6 +16,8 @@ extension Policy {
     package static func parse(_ text: String, source: String) throws -> Policy {
         var policy = Policy(source: source)
         var number = 0
+        var text = Substring(text)
+        if text.hasPrefix("\u{FEFF}") { text = text.dropFirst() }  // a byte-order mark some editors write
         // "\r\n" is one Character in Swift; split on it as well as on "\n".
         for line in text.split(omittingEmptySubsequences: false, whereSeparator: { $0 == "\n" || $0 == "\r\n" }) {
             number += 1

@@ -16,6 +16,8 @@ package final class PolicyStore: @unchecked Sendable {
     // @unchecked: `policy` and `fileStamp` are guarded by `lock`; the watch sources are
     // touched only under `lock` too. Everything else is immutable.
     private let lock = PolicyLock()
+    /// Serialises whole reloads, so an older read never replaces a newer one.
+    private let reloadLock = PolicyLock()
     private var policy: Policy
     private var fileStamp: FileStamp?
     private var sources: [DispatchSourceProtocol] = []
@@ -58,6 +60,10 @@ package final class PolicyStore: @unchecked Sendable {
     @discardableResult
     package func reload() -> Bool {
         guard let path else { return true }
+        return reloadLock.withLock { reload(path: path) }
+    }
+
+    private func reload(path: String) -> Bool {
         let stamp = FileStamp(path: path)
         do {
             var fresh = try Policy.load(path: path)
