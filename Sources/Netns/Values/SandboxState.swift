@@ -44,6 +44,14 @@ package struct SandboxSummary: Codable, Equatable, Sendable {
     package var sandboxAddress: IPv4CIDR?
     /// Whether it is complete.
     package var status: SandboxStatus
+
+    /// A summary line.
+    package init(name: NamespaceName, gatewayAddress: IPv4CIDR?, sandboxAddress: IPv4CIDR?, status: SandboxStatus) {
+        self.name = name
+        self.gatewayAddress = gatewayAddress
+        self.sandboxAddress = sandboxAddress
+        self.status = status
+    }
 }
 
 /// What `airlock netns gc` (or destroy) removed for one sandbox.
