@@ -20,6 +20,8 @@ package final class HTTPForwarder {
         case dialing
         case forwarding
         case discardingBody
+        /// The tunnel's upstream is connected; waiting for the CONNECT request's end.
+        case tunnelReady
         case tunnelling
         case closing
     }
@@ -53,6 +55,7 @@ package final class HTTPForwarder {
     private var bytesDown: UInt64 = 0
     private var startedAt = NIODeadline.now()
     private var generation = 0
+    private var tunnelPlan: (upstream: any Channel, startedAt: NIODeadline, completion: @Sendable (ExchangeOutcome) -> Void)?
 
     /// - Parameters:
     ///   - router: decides each request.
@@ -81,6 +84,7 @@ package final class HTTPForwarder {
         case .discardingBody: return inbox.isEmpty
         case .forwarding:
             return !requestEnded && inbox.isEmpty && (upstream?.isWritable ?? false)
+        case .tunnelReady: return inbox.isEmpty
         case .routing, .dialing, .tunnelling, .closing: return false
         }
     }
@@ -112,6 +116,14 @@ package final class HTTPForwarder {
                 if case .end = part {
                     requestEnded = true
                     finishRequest()
+                }
+            case .tunnelReady:
+                inbox.removeFirst()
+                if case .end = part, let plan = tunnelPlan {
+                    tunnelPlan = nil
+                    inbox.removeAll()
+                    openTunnel(to: plan.upstream, startedAt: plan.startedAt, completion: plan.completion)
+                    return
                 }
             case .routing, .dialing:
                 return
@@ -452,7 +464,9 @@ package final class HTTPForwarder {
                 }
                 switch result {
                 case .success(let channel):
-                    self.openTunnel(to: channel, startedAt: startedAt, completion: completion)
+                    self.tunnelPlan = (channel, startedAt, completion)
+                    self.phase = .tunnelReady
+                    self.drainInbox()
                 case .failure(let error):
                     let refusal = Self.refusal(for: error, host: target.host, port: target.port)
                     self.respondLocally(refusal)
@@ -481,9 +495,11 @@ package final class HTTPForwarder {
             let pipeline = context.pipeline
             let decoder = try pipeline.syncOperations.handler(type: ByteToMessageHandler<HTTPRequestDecoder>.self)
             let encoder = try pipeline.syncOperations.handler(type: HTTPResponseEncoder.self)
-            // Removing the decoder forwards any bytes it still holds (sent after the
-            // CONNECT head) through this handler to the glue.
-            pipeline.syncOperations.removeHandler(decoder, promise: nil)
+            // Removing the decoder (done on the next loop tick) forwards any bytes it still
+            // holds, sent after the CONNECT head, to the glue; flush them on.
+            let decoderRemoved = context.eventLoop.makePromise(of: Void.self)
+            decoderRemoved.futureResult.whenComplete { _ in upstream.flush() }
+            pipeline.syncOperations.removeHandler(decoder, promise: decoderRemoved)
             pipeline.syncOperations.removeHandler(encoder, promise: nil)
             if let headGuard { pipeline.syncOperations.removeHandler(headGuard, promise: nil) }
             pipeline.syncOperations.removeHandler(context: context, promise: nil)
@@ -542,6 +558,10 @@ extension HTTPForwarder: ChannelDuplexHandler, RemovableChannelHandler {
     }
 
     package func channelInactive(context: ChannelHandlerContext) {
+        if let plan = tunnelPlan {
+            tunnelPlan = nil
+            plan.upstream.close(promise: nil)
+        }
         if phase != .tunnelling {
             if exchange != nil { finishExchange(failure: "the sandbox closed the connection") }
             upstreamHandler?.detach()

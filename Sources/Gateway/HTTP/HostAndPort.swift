@@ -48,7 +48,7 @@ package struct HostAndPort: Sendable, Equatable {
         }
         let hostAllowed: (UInt8) -> Bool = { c in
             (c >= 0x61 && c <= 0x7A) || (c >= 0x41 && c <= 0x5A) || (c >= 0x30 && c <= 0x39)
-                || c == 0x2D || c == 0x2E || c == 0x5F || c == 0x5B || c == 0x5D || c == 0x3A || c == 0x25
+                || c == 0x2D || c == 0x2E || c == 0x5F || c == 0x5B || c == 0x5D || c == 0x3A
         }
         guard !hostPart.isEmpty, hostPart.utf8.allSatisfy(hostAllowed) else {
             return .failure(Problem(description: "airlock: malformed request: bad host \(shown)"))
