@@ -1,0 +1,438 @@
+import Foundation
+import TestSupport
+import XCTest
+
+/// A real git upstream, a real sandbox and a real gateway, in the throwaway namespace.
+///
+/// Upstream: `scripts/testing/git-server.py` (git http-backend over HTTPS on 127.0.0.1, a CA
+/// made here, accepting only the real token). Sandbox: `airlock netns create`. Gateway:
+/// `airlock gateway serve … --git-upstream github.com=https://127.0.0.1:PORT --upstream-ca CA`.
+/// git runs inside S through `airlock netns exec`.
+final class GitRig {
+    static let realToken = "ghp_E2Ereal_upstream_TOKEN_0123456789abcdef"
+    let dir: TemporaryDirectory
+    let name: String
+    let port: UInt16
+    var server: BackgroundProcess!
+    var gateway: BackgroundProcess!
+    var gatewayOutput: (stdout: String, stderr: String) = ("", "")
+    var serverStderr = ""
+    var auditPath: String { dir.file("audit.log") }
+    var capturePath: String { dir.file("capture.jsonl") }
+    var knobsPath: String { dir.file("knobs.json") }
+    var root: String { dir.file("upstream") }
+    var sessionTokens: [String] = []
+    var transcript: [String] = []
+    private var created = false
+
+    init(name: String) throws {
+        self.name = name
+        dir = try TemporaryDirectory(prefix: "airlock-git-e2e")
+        chmod(dir.path, 0o755)
+        port = TCP.freePort()
+    }
+
+    /// Makes the CA and certificate, the upstream repositories, and starts everything.
+    func start() throws {
+        try makeCertificates()
+        try makeRepositories()
+        try Self.realToken.write(toFile: dir.file("real-token"), atomically: true, encoding: .utf8)
+        server = try BackgroundProcess([
+            "/usr/bin/python3", TestPaths.fixture("git-server.py"), "--root", root, "--cert", dir.file("server.pem"),
+            "--key", dir.file("server.key"), "--token-file", dir.file("real-token"), "--port", String(port),
+            "--capture", capturePath, "--knobs", knobsPath,
+        ])
+        guard Wait.forTCP(port: port, timeout: 20) else { throw XCTSkip("git-server.py did not start: \(server.stop().stderr)") }
+
+        let create = try Run.airlock(["netns", "create", name])
+        guard create.status == 0 else { throw GitRigError("netns create failed: \(create)") }
+        created = true
+        gateway = try BackgroundProcess([
+            TestPaths.airlock, "gateway", "serve", name, "--git-upstream", "github.com=https://127.0.0.1:\(port)",
+            "--upstream-ca", dir.file("ca.pem"), "--audit-log", auditPath,
+        ])
+        let ready = Wait.until(timeout: 30) {
+            (try? Run.airlock(["session", "list", name], timeout: 10).status) == 0
+        }
+        guard ready else {
+            let out = gateway.stop()
+            throw GitRigError("gateway did not become ready: \(out.stdout) \(out.stderr)")
+        }
+    }
+
+    func stop() {
+        if let gateway {
+            let out = gateway.stop()
+            gatewayOutput = (out.stdout, out.stderr)
+        }
+        if let server { serverStderr = server.stop().stderr }
+        if created { _ = try? Run.airlock(["netns", "destroy", name]) }
+    }
+
+    private func makeCertificates() throws {
+        let script = TestPaths.fixture("make-test-ca.sh")
+        if FileManager.default.isExecutableFile(atPath: script) {
+            let r = try Run.process([script, dir.path, "localhost", "127.0.0.1"])
+            if r.status == 0, FileManager.default.fileExists(atPath: dir.file("ca.pem")),
+               FileManager.default.fileExists(atPath: dir.file("server.pem")), FileManager.default.fileExists(atPath: dir.file("server.key")) {
+                return
+            }
+        }
+        let steps: [[String]] = [
+            ["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes",
+             "-keyout", dir.file("ca.key"), "-out", dir.file("ca.pem"), "-days", "2", "-subj", "/CN=airlock git test CA"],
+            ["openssl", "req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes",
+             "-keyout", dir.file("server.key"), "-out", dir.file("server.csr"), "-subj", "/CN=localhost"],
+        ]
+        for step in steps {
+            let r = try Run.process(step)
+            guard r.status == 0 else { throw GitRigError("openssl failed: \(r)") }
+        }
+        try "subjectAltName=DNS:localhost,IP:127.0.0.1\nbasicConstraints=CA:FALSE\n".write(toFile: dir.file("ext.cnf"), atomically: true, encoding: .utf8)
+        let sign = try Run.process(["openssl", "x509", "-req", "-in", dir.file("server.csr"), "-CA", dir.file("ca.pem"),
+                                    "-CAkey", dir.file("ca.key"), "-CAcreateserial", "-out", dir.file("server.pem"), "-days", "2",
+                                    "-extfile", dir.file("ext.cnf")])
+        guard sign.status == 0 else { throw GitRigError("openssl sign failed: \(sign)") }
+    }
+
+    private func makeRepositories() throws {
+        for repo in ["repo", "other"] {
+            let bare = "\(root)/owner/\(repo).git"
+            try git(["init", "-q", "--bare", "-b", "main", bare])
+            try git(["-C", bare, "config", "http.receivepack", "true"])
+            try git(["-C", bare, "config", "uploadpack.allowFilter", "true"])
+            let work = dir.file("seed-\(repo)")
+            try git(["init", "-q", "-b", "main", work])
+            try "hello from \(repo)\n".write(toFile: work + "/README", atomically: true, encoding: .utf8)
+            try git(["-C", work, "add", "README"])
+            try git(["-C", work, "-c", "user.email=t@example.com", "-c", "user.name=t", "commit", "-q", "-m", "seed \(repo)"])
+            try git(["-C", work, "push", "-q", bare, "main"])
+        }
+    }
+
+    @discardableResult
+    func git(_ args: [String]) throws -> ProcessResult {
+        let r = try Run.process(["git"] + args, environment: ["PATH": "/usr/bin:/bin", "HOME": dir.path, "GIT_CONFIG_NOSYSTEM": "1"])
+        guard r.status == 0 else { throw GitRigError("git \(args.joined(separator: " ")) failed: \(r)") }
+        return r
+    }
+
+    /// Creates a session through the CLI and returns its token.
+    func createSession(_ repos: [String], ttl: String? = nil) throws -> String {
+        var args = ["session", "create", name]
+        for repo in repos { args += ["--repo", repo] }
+        if let ttl { args += ["--ttl", ttl] }
+        let r = try Run.airlock(args, stdin: Self.realToken + "\n")
+        transcript.append(r.stdout + r.stderr)
+        guard r.status == 0 else { throw GitRigError("session create failed: \(r)") }
+        let token = r.stdout.trimmingCharacters(in: .whitespacesAndNewlines)
+        XCTAssertTrue(token.hasPrefix("airlock_s_"), "session create printed \(r.stdout)")
+        XCTAssertFalse(r.stderr.contains(Self.realToken))
+        sessionTokens.append(token)
+        return token
+    }
+
+    /// The session's environment variables, as the git engineer's config builds them.
+    func gitEnvironment(token: String?, extra: [(String, String)] = []) -> [String] {
+        var entries: [(String, String)] = []
+        let key = "url.http://airlock.internal/git/github.com/.insteadOf"
+        entries += [(key, "https://github.com/"), (key, "git@github.com:"), (key, "ssh://git@github.com/")]
+        if let token { entries.append(("http.http://airlock.internal/.extraHeader", "Authorization: Bearer \(token)")) }
+        entries.append(("credential.helper", ""))
+        entries += extra
+        var env = ["GIT_CONFIG_COUNT=\(entries.count)", "GIT_TERMINAL_PROMPT=0", "HOME=\(dir.path)", "GIT_CONFIG_NOSYSTEM=1",
+                   "GIT_AUTHOR_NAME=sandbox", "GIT_AUTHOR_EMAIL=s@example.com", "GIT_COMMITTER_NAME=sandbox", "GIT_COMMITTER_EMAIL=s@example.com"]
+        for (i, e) in entries.enumerated() {
+            env.append("GIT_CONFIG_KEY_\(i)=\(e.0)")
+            env.append("GIT_CONFIG_VALUE_\(i)=\(e.1)")
+        }
+        return env
+    }
+
+    /// Runs `argv` inside the sandbox (as root, capabilities dropped) with the session's git config.
+    @discardableResult
+    func inSandbox(_ argv: [String], token: String?, gitConfig: [(String, String)] = [], cwd: String? = nil, timeout: TimeInterval = 120) throws -> ProcessResult {
+        var args = ["netns", "exec", name, "--user", "root", "--cwd", cwd ?? dir.path]
+        for e in gitEnvironment(token: token, extra: gitConfig) { args += ["--env", e] }
+        let r = try Run.airlock(args + ["--"] + argv, timeout: timeout)
+        transcript.append(r.stdout + r.stderr)
+        return r
+    }
+
+    /// Upstream's commit for `ref` in `owner/repo`.
+    func upstreamCommit(_ repo: String, _ ref: String = "refs/heads/main") throws -> String {
+        try git(["--git-dir", "\(root)/owner/\(repo).git", "rev-parse", ref]).stdout.trimmingCharacters(in: .whitespacesAndNewlines)
+    }
+
+    var auditLines: [String] {
+        ((try? String(contentsOfFile: auditPath, encoding: .utf8)) ?? "").split(separator: "\n").map(String.init)
+    }
+
+    /// Captured upstream requests: method, path, headers.
+    var captured: [(method: String, path: String, headers: [(String, String)])] {
+        let text = (try? String(contentsOfFile: capturePath, encoding: .utf8)) ?? ""
+        return text.split(separator: "\n").compactMap { line in
+            guard let object = try? JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any],
+                  let method = object["method"] as? String, let path = object["path"] as? String,
+                  let headers = object["headers"] as? [[String]] else { return nil }
+            return (method, path, headers.map { ($0[0], $0[1]) })
+        }
+    }
+
+    func setKnobs(_ json: String) throws {
+        try json.write(toFile: knobsPath, atomically: true, encoding: .utf8)
+    }
+}
+
+struct GitRigError: Error, CustomStringConvertible {
+    let description: String
+    init(_ d: String) { description = d }
+}
+
+final class GitGatewayTests: XCTestCase {
+    var rig: GitRig!
+
+    override func setUpWithError() throws {
+        try RootTier.require()
+        guard FileManager.default.isExecutableFile(atPath: TestPaths.airlock) else { throw XCTSkip("airlock binary not built") }
+        rig = try GitRig(name: "g\(getpid() % 10000)\(Int.random(in: 10...99))")
+        try rig.start()
+    }
+
+    override func tearDown() {
+        rig?.stop()
+        if let rig { assertNoSecretsLeaked(rig) }
+    }
+
+    /// Log scrubbing: neither token appears in the audit log, the gateway's output or the
+    /// upstream's log. (The session token is in git's own environment by design.)
+    private func assertNoSecretsLeaked(_ rig: GitRig, file: StaticString = #filePath, line: UInt = #line) {
+        let haystacks = [
+            ("audit log", rig.auditLines.joined(separator: "\n")),
+            ("gateway stdout", rig.gatewayOutput.stdout), ("gateway stderr", rig.gatewayOutput.stderr),
+            ("git-server log", rig.serverStderr),
+        ]
+        for secret in [GitRig.realToken] + rig.sessionTokens {
+            for (what, text) in haystacks {
+                XCTAssertFalse(text.contains(secret), "a token leaked into the \(what)", file: file, line: line)
+            }
+        }
+        let upstreamSaw = (try? String(contentsOfFile: rig.capturePath, encoding: .utf8)) ?? ""
+        for secret in rig.sessionTokens {
+            XCTAssertFalse(upstreamSaw.contains(secret), "a session token reached the upstream", file: file, line: line)
+        }
+    }
+
+    private func lastAudit(_ event: String, containing text: String) -> String? {
+        rig.auditLines.last { $0.contains("\"event\":\"\(event)\"") && $0.contains(text) }
+    }
+
+    func testCloneFetchPushInScopeWithProtocolV0AndV2() throws {
+        let token = try rig.createSession(["owner/repo:rw"])
+        for version in ["2", "0"] {
+            let clone = try rig.inSandbox(["git", "-c", "protocol.version=\(version)", "clone", "https://github.com/owner/repo", "clone-v\(version)"], token: token)
+            XCTAssertEqual(clone.status, 0, clone.description)
+            XCTAssertEqual(try String(contentsOfFile: rig.dir.file("clone-v\(version)/README"), encoding: .utf8), "hello from repo\n")
+        }
+        // Protocol v2 reached the upstream on the v2 clone; the credential was swapped.
+        let requests = rig.captured
+        XCTAssertTrue(requests.contains { $0.headers.contains { $0.0.lowercased() == "git-protocol" && $0.1 == "version=2" } })
+        for request in requests {
+            let auth = request.headers.filter { $0.0.lowercased() == "authorization" }
+            XCTAssertEqual(auth.map(\.1), ["Basic " + Data("x-access-token:\(GitRig.realToken)".utf8).base64EncodedString()], request.path)
+            XCTAssertTrue(request.headers.contains { $0.0.lowercased() == "user-agent" && $0.1.hasPrefix("git/") })
+            XCTAssertFalse(request.headers.contains { $0.0.lowercased() == "cookie" })
+        }
+
+        // Push a commit, then fetch it from the other clone.
+        let work = rig.dir.file("clone-v2")
+        try "change\n".write(toFile: work + "/CHANGE", atomically: true, encoding: .utf8)
+        XCTAssertEqual(try rig.inSandbox(["git", "add", "CHANGE"], token: token, cwd: work).status, 0)
+        XCTAssertEqual(try rig.inSandbox(["git", "commit", "-q", "-m", "from the sandbox"], token: token, cwd: work).status, 0)
+        let push = try rig.inSandbox(["git", "push", "origin", "HEAD:main"], token: token, cwd: work)
+        XCTAssertEqual(push.status, 0, push.description)
+        let local = try rig.git(["-C", work, "rev-parse", "HEAD"]).stdout.trimmingCharacters(in: .whitespacesAndNewlines)
+        XCTAssertEqual(try rig.upstreamCommit("repo"), local)
+
+        let fetch = try rig.inSandbox(["git", "fetch", "origin"], token: token, cwd: rig.dir.file("clone-v0"))
+        XCTAssertEqual(fetch.status, 0, fetch.description)
+        XCTAssertEqual(try rig.git(["-C", rig.dir.file("clone-v0"), "rev-parse", "origin/main"]).stdout.trimmingCharacters(in: .whitespacesAndNewlines), local)
+
+        let allow = try XCTUnwrap(lastAudit("git_allow", containing: "\"service\":\"git-receive-pack\""))
+        XCTAssertTrue(allow.contains("\"repo\":\"github.com/owner/repo\""))
+        XCTAssertTrue(allow.contains("\"status\":200"))
+        XCTAssertTrue(allow.contains("\"bytes_up\":"))
+        XCTAssertTrue(allow.contains("\"sandbox\":\"\(rig.name)\""))
+        XCTAssertNotNil(lastAudit("session_create", containing: "github.com/owner/repo:rw"))
+    }
+
+    func testLargeChunkedPushAndGzipFetch() throws {
+        let token = try rig.createSession(["owner/repo:rw"])
+        XCTAssertEqual(try rig.inSandbox(["git", "clone", "-q", "https://github.com/owner/repo", "big"], token: token).status, 0)
+        let work = rig.dir.file("big")
+        var random = SystemRandomNumberGenerator()
+        let bytes = (0..<(3 * 1024 * 1024)).map { _ in UInt8.random(in: 0...255, using: &random) }
+        try Data(bytes).write(to: URL(fileURLWithPath: work + "/blob.bin"))
+        XCTAssertEqual(try rig.inSandbox(["git", "add", "blob.bin"], token: token, cwd: work).status, 0)
+        XCTAssertEqual(try rig.inSandbox(["git", "commit", "-q", "-m", "3 MiB"], token: token, cwd: work).status, 0)
+        let push = try rig.inSandbox(["git", "push", "origin", "HEAD:main"], token: token, gitConfig: [("http.postBuffer", "65520")], cwd: work)
+        XCTAssertEqual(push.status, 0, push.description)
+        let local = try rig.git(["-C", work, "rev-parse", "HEAD"]).stdout.trimmingCharacters(in: .whitespacesAndNewlines)
+        XCTAssertEqual(try rig.upstreamCommit("repo"), local)
+        // The pack went up in a chunked request (no Content-Length), after git's small probe.
+        let pushes = rig.captured.filter { $0.method == "POST" && $0.path.hasSuffix("/git-receive-pack") }
+        XCTAssertTrue(pushes.contains { $0.headers.contains { $0.0.lowercased() == "transfer-encoding" && $0.1.lowercased().contains("chunked") } },
+                      "captured: \(pushes.map { $0.headers })")
+        let allow = try XCTUnwrap(lastAudit("git_allow", containing: "\"service\":\"git-receive-pack\""))
+        let up = allow.components(separatedBy: "\"bytes_up\":").last.flatMap { Int($0.prefix { $0.isNumber }) } ?? 0
+        XCTAssertGreaterThan(up, 3 * 1024 * 1024, allow)
+
+        // A fetch with many refs makes git gzip its upload-pack request.
+        for i in 0..<300 { try rig.git(["--git-dir", "\(rig.root)/owner/repo.git", "update-ref", "refs/heads/b\(i)", local]) }
+        let fetch = try rig.inSandbox(["git", "fetch", "-q", "origin"], token: token, cwd: rig.dir.file("big"))
+        XCTAssertEqual(fetch.status, 0, fetch.description)
+    }
+
+    func testRefusalsHaveStatusTextAndAuditLine() throws {
+        let read = try rig.createSession(["owner/repo"])
+
+        // Out of scope.
+        let other = try rig.inSandbox(["git", "clone", "https://github.com/owner/other"], token: read)
+        XCTAssertNotEqual(other.status, 0)
+        XCTAssertTrue(other.stderr.contains("403"), other.stderr)
+        XCTAssertTrue(other.stderr.contains("airlock: this session does not cover github.com/owner/other"), other.stderr)
+        XCTAssertNotNil(lastAudit("git_deny", containing: "\"reason\":\"repository not in session scope\""))
+
+        // Read-only session pushing.
+        XCTAssertEqual(try rig.inSandbox(["git", "clone", "-q", "https://github.com/owner/repo", "ro"], token: read).status, 0)
+        let work = rig.dir.file("ro")
+        XCTAssertEqual(try rig.inSandbox(["git", "commit", "-q", "--allow-empty", "-m", "x"], token: read, cwd: work).status, 0)
+        let push = try rig.inSandbox(["git", "push", "origin", "HEAD:main"], token: read, cwd: work)
+        XCTAssertNotEqual(push.status, 0)
+        XCTAssertTrue(push.stderr.contains("airlock: this session has read-only access to github.com/owner/repo; pushing needs --repo github.com/owner/repo:rw"), push.stderr)
+        XCTAssertNotNil(lastAudit("git_deny", containing: "\"reason\":\"push with a read-only session\""))
+
+        // Missing and malformed tokens: 401 with the challenge; git fails cleanly without prompting.
+        let missing = try rig.inSandbox(["git", "ls-remote", "https://github.com/owner/repo"], token: nil)
+        XCTAssertNotEqual(missing.status, 0)
+        XCTAssertTrue(missing.stderr.contains("terminal prompts disabled") || missing.stderr.contains("Authentication failed"), missing.stderr)
+        XCTAssertNotNil(lastAudit("git_deny", containing: "\"reason\":\"missing session token\""))
+        let malformed = try rig.inSandbox(["curl", "-sS", "-i", "-H", "Authorization: Bearer not-a-token",
+                                           "http://airlock.internal/git/github.com/owner/repo/info/refs?service=git-upload-pack"], token: nil)
+        XCTAssertTrue(malformed.stdout.hasPrefix("HTTP/1.1 401"), malformed.stdout)
+        XCTAssertTrue(malformed.stdout.contains("WWW-Authenticate: Basic realm=\"airlock\""), malformed.stdout)
+        XCTAssertTrue(malformed.stdout.contains("airlock: the session token is malformed"), malformed.stdout)
+
+        // Traversal and encoded-slash tricks: 400, before any token check.
+        for path in ["owner/%2e%2e/other/info/refs?service=git-upload-pack", "owner%2fother/repo/info/refs?service=git-upload-pack"] {
+            let r = try rig.inSandbox(["curl", "-sS", "-i", "--path-as-is", "-H", "Authorization: Bearer \(read)",
+                                       "http://airlock.internal/git/github.com/\(path)"], token: nil)
+            XCTAssertTrue(r.stdout.hasPrefix("HTTP/1.1 400"), r.stdout)
+            XCTAssertTrue(r.stdout.contains("airlock: percent-encoded characters are not allowed in git paths"), r.stdout)
+        }
+        let dotdot = try rig.inSandbox(["curl", "-sS", "-i", "--path-as-is", "-H", "Authorization: Bearer \(read)",
+                                        "http://airlock.internal/git/github.com/owner/repo.git/../other.git/info/refs?service=git-upload-pack"], token: nil)
+        XCTAssertTrue(dotdot.stdout.hasPrefix("HTTP/1.1 400"), dotdot.stdout)
+
+        // LFS batch: 501 with the reason.
+        let lfs = try rig.inSandbox(["curl", "-sS", "-i", "-X", "POST", "-H", "Authorization: Bearer \(read)",
+                                     "-H", "Content-Type: application/vnd.git-lfs+json", "--data", "{\"operation\":\"download\",\"objects\":[]}",
+                                     "http://airlock.internal/git/github.com/owner/repo.git/info/lfs/objects/batch"], token: nil)
+        XCTAssertTrue(lfs.stdout.hasPrefix("HTTP/1.1 501"), lfs.stdout)
+        XCTAssertTrue(lfs.stdout.contains("airlock: Git LFS is not supported by airlock yet"), lfs.stdout)
+        XCTAssertNotNil(lastAudit("git_deny", containing: "\"status\":501"))
+    }
+
+    func testExpiredAndRevokedSessions() throws {
+        let short = try rig.createSession(["owner/repo"], ttl: "1s")
+        let revoked = try rig.createSession(["owner/repo"])
+        let list = try Run.airlock(["session", "list", rig.name, "--json"])
+        XCTAssertEqual(list.status, 0)
+        XCTAssertFalse(list.stdout.contains(revoked))
+        let ids = try XCTUnwrap(try JSONSerialization.jsonObject(with: Data(list.stdout.utf8)) as? [[String: Any]]).compactMap { $0["id"] as? String }
+        XCTAssertEqual(ids.count, 2)
+        // Let the 1-second session expire; the other one is then the only live session.
+        Thread.sleep(forTimeInterval: 1.5)
+        let expired = try rig.inSandbox(["curl", "-sS", "-i", "-H", "Authorization: Bearer \(short)",
+                                         "http://airlock.internal/git/github.com/owner/repo/info/refs?service=git-upload-pack"], token: nil)
+        XCTAssertTrue(expired.stdout.hasPrefix("HTTP/1.1 401"), expired.stdout)
+        XCTAssertTrue(expired.stdout.contains("airlock: the session has expired"), expired.stdout)
+        XCTAssertNotNil(lastAudit("session_expire", containing: "absolute lifetime reached"))
+
+        let remaining = try Run.airlock(["session", "list", rig.name, "--json"])
+        let live = try XCTUnwrap(try JSONSerialization.jsonObject(with: Data(remaining.stdout.utf8)) as? [[String: Any]]).compactMap { $0["id"] as? String }
+        XCTAssertEqual(live.count, 1)
+        let revoke = try Run.airlock(["session", "revoke", rig.name, live[0]])
+        XCTAssertEqual(revoke.status, 0, revoke.description)
+        let again = try Run.airlock(["session", "revoke", rig.name, live[0]])
+        XCTAssertEqual(again.status, 3, again.description)
+        let refused = try rig.inSandbox(["git", "ls-remote", "https://github.com/owner/repo"], token: revoked)
+        XCTAssertNotEqual(refused.status, 0)
+        XCTAssertNotNil(lastAudit("git_deny", containing: "\"reason\":\"the session was revoked\""))
+        XCTAssertNotNil(lastAudit("session_revoke", containing: live[0]))
+    }
+
+    func testTokenReplayedThroughAnotherSandboxIsRefused() throws {
+        let token = try rig.createSession(["owner/repo"])
+        let second = try GitRig(name: "h\(getpid() % 10000)\(Int.random(in: 10...99))")
+        try second.start()
+        defer { second.stop() }
+        let replay = try second.inSandbox(["curl", "-sS", "-i", "-H", "Authorization: Bearer \(token)",
+                                           "http://airlock.internal/git/github.com/owner/repo/info/refs?service=git-upload-pack"], token: nil)
+        XCTAssertTrue(replay.stdout.hasPrefix("HTTP/1.1 401"), replay.stdout)
+        let line = second.auditLines.last { $0.contains("\"event\":\"git_deny\"") && $0.contains("\"status\":401") }
+        XCTAssertNotNil(line, second.auditLines.joined(separator: "\n"))
+        XCTAssertFalse(second.auditLines.joined().contains(token))
+        // The same token still works on its own sandbox.
+        XCTAssertEqual(try rig.inSandbox(["git", "ls-remote", "https://github.com/owner/repo"], token: token).status, 0)
+    }
+
+    func testUpstreamFailuresAreNeverPassedThrough() throws {
+        let token = try rig.createSession(["owner/repo"])
+        try rig.setKnobs("{\"status\": 401}")
+        let rejected = try rig.inSandbox(["curl", "-sS", "-i", "-H", "Authorization: Bearer \(token)",
+                                          "http://airlock.internal/git/github.com/owner/repo/info/refs?service=git-upload-pack"], token: nil)
+        XCTAssertTrue(rejected.stdout.hasPrefix("HTTP/1.1 502"), rejected.stdout)
+        XCTAssertTrue(rejected.stdout.contains("airlock: upstream rejected the gateway's credential for github.com"), rejected.stdout)
+        XCTAssertFalse(rejected.stdout.lowercased().contains("www-authenticate"))
+        try rig.setKnobs("{\"redirect\": \"https://example.invalid/elsewhere\"}")
+        let moved = try rig.inSandbox(["git", "ls-remote", "https://github.com/owner/repo"], token: token)
+        XCTAssertNotEqual(moved.status, 0)
+        XCTAssertTrue(moved.stderr.contains("502") || moved.stderr.contains("airlock does not follow redirects"), moved.stderr)
+        try rig.setKnobs("")
+        XCTAssertEqual(try rig.inSandbox(["git", "ls-remote", "https://github.com/owner/repo"], token: token).status, 0)
+    }
+
+    func testTruncatedUpstreamMakesGitFail() throws {
+        let token = try rig.createSession(["owner/repo:rw"])
+        // Make the pack big enough to be cut in the middle.
+        let seed = rig.dir.file("seed-repo")
+        var random = SystemRandomNumberGenerator()
+        try Data((0..<(512 * 1024)).map { _ in UInt8.random(in: 0...255, using: &random) }).write(to: URL(fileURLWithPath: seed + "/noise.bin"))
+        try rig.git(["-C", seed, "add", "noise.bin"])
+        try rig.git(["-C", seed, "-c", "user.email=t@example.com", "-c", "user.name=t", "commit", "-q", "-m", "noise"])
+        try rig.git(["-C", seed, "push", "-q", "\(rig.root)/owner/repo.git", "main"])
+        try rig.setKnobs("{\"truncate\": 100000}")
+        let clone = try rig.inSandbox(["git", "clone", "https://github.com/owner/repo", "cut"], token: token)
+        XCTAssertNotEqual(clone.status, 0, clone.description)
+        XCTAssertFalse(clone.stderr.isEmpty)
+    }
+
+    func testControlSocketRefusesNonRootPeer() throws {
+        let socket = "/run/airlock/\(rig.name)/control.sock"
+        var info = stat()
+        XCTAssertEqual(stat(socket, &info), 0)
+        XCTAssertEqual(info.st_mode & 0o777, 0o600)
+        let client = """
+            import socket,sys
+            s=socket.socket(socket.AF_UNIX); s.settimeout(10)
+            try:
+                s.connect(sys.argv[1])
+            except PermissionError:
+                print("EACCES"); sys.exit(0)
+            print("connected")
+            """
+        let r = try Run.process(["setpriv", "--reuid", "65534", "--regid", "65534", "--clear-groups", "/usr/bin/python3", "-c", client, socket])
+        XCTAssertEqual(r.stdout.trimmingCharacters(in: .whitespacesAndNewlines), "EACCES", r.description)
+    }
+}
