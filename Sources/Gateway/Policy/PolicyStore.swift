@@ -20,6 +20,8 @@ package final class PolicyStore: @unchecked Sendable {
     private let reloadLock = PolicyLock()
     private var policy: Policy
     private var fileStamp: FileStamp?
+    /// A changed stamp seen on the last poll, waiting to hold still.
+    private var pendingStamp: FileStamp??
     private var sources: [DispatchSourceProtocol] = []
     private let path: String?
     private let extra: Policy?
@@ -85,8 +87,8 @@ package final class PolicyStore: @unchecked Sendable {
     }
 
     /// Reloads on SIGHUP and when the file changes (checked every `pollInterval` seconds:
-    /// device, inode, size and modification time, so editors that replace the file are
-    /// seen too). Idempotent. SIGHUP's default action is replaced by "ignore" for the
+    /// device, inode, size and modification times, so editors that replace the file are
+    /// seen too; a change is taken once it held still for one interval). Idempotent. SIGHUP's default action is replaced by "ignore" for the
     /// process.
     package func startWatching() {
         lock.withLock {
@@ -115,11 +117,21 @@ package final class PolicyStore: @unchecked Sendable {
         for source in stopped { source.cancel() }
     }
 
+    /// Reloads once a change has held still for one poll, so a file caught half-written
+    /// (truncated, then filled) is not taken or audited as broken.
     private func reloadIfChanged() {
         guard let path else { return }
         let now = FileStamp(path: path)
-        let changed = lock.withLock { now != fileStamp }
-        if changed { reload() }
+        let settled: Bool = lock.withLock {
+            guard now != fileStamp else {
+                pendingStamp = nil
+                return false
+            }
+            if pendingStamp == .some(now) { return true }
+            pendingStamp = .some(now)
+            return false
+        }
+        if settled { reload() }
     }
 }
 
