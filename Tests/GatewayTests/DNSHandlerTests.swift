@@ -10,12 +10,12 @@ final class DNSHandlerTests: XCTestCase {
     private let gateway = IPAddress.v4(0xA9FE_C801)
     private typealias Q = DNSQueryBytes
 
-    private func store(_ text: String = "pypi.org\n", sink: RecordingAuditSink) throws -> PolicyStore {
+    private func store(_ text: String = "pypi.org\n", sink: MemoryAuditSink) throws -> PolicyStore {
         PolicyStore(initial: try Policy.parse(text, source: "p"), path: nil, extra: nil, audit: AuditLog(sink: sink))
     }
 
     func testUDPAnswersToTheSenderAndAuditsDenials() throws {
-        let sink = RecordingAuditSink()
+        let sink = MemoryAuditSink()
         let channel = EmbeddedChannel(handler: DNSUDPHandler(policy: try store(sink: sink), gatewayAddress: gateway,
                                                              audit: AuditLog(sink: sink, sandbox: "sbx")))
         defer { _ = try? channel.finish() }
@@ -46,7 +46,7 @@ final class DNSHandlerTests: XCTestCase {
         let dir = try TemporaryDirectory()
         let path = dir.file("policy.txt")
         try "pypi.org\n".write(toFile: path, atomically: true, encoding: .utf8)
-        let sink = RecordingAuditSink()
+        let sink = MemoryAuditSink()
         let store = PolicyStore(initial: try Policy.load(path: path), path: path, extra: nil, audit: AuditLog(sink: sink))
         let channel = EmbeddedChannel(handler: DNSUDPHandler(policy: store, gatewayAddress: gateway, audit: AuditLog(sink: sink)))
         defer { _ = try? channel.finish() }
@@ -64,7 +64,7 @@ final class DNSHandlerTests: XCTestCase {
     }
 
     func testTCPFramesAnswersAndHandlesPipelinedQueries() throws {
-        let sink = RecordingAuditSink()
+        let sink = MemoryAuditSink()
         let channel = EmbeddedChannel()
         try channel.pipeline.syncOperations.addHandlers(
             DNSTCPHandler.handlers(policy: try store(sink: sink), gatewayAddress: gateway, audit: AuditLog(sink: sink)))
@@ -94,7 +94,7 @@ final class DNSHandlerTests: XCTestCase {
     }
 
     func testTCPClosesOnAZeroLengthFrame() throws {
-        let sink = RecordingAuditSink()
+        let sink = MemoryAuditSink()
         let channel = EmbeddedChannel()
         try channel.pipeline.syncOperations.addHandlers(
             DNSTCPHandler.handlers(policy: try store(sink: sink), gatewayAddress: gateway, audit: AuditLog(sink: sink)))
@@ -103,7 +103,7 @@ final class DNSHandlerTests: XCTestCase {
     }
 
     func testTCPClosesIdleAndLongLivedConnections() throws {
-        let sink = RecordingAuditSink()
+        let sink = MemoryAuditSink()
         let channel = EmbeddedChannel()
         try channel.pipeline.syncOperations.addHandlers(
             ByteToMessageHandler(DNSFrameDecoder()),

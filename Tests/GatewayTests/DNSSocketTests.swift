@@ -8,14 +8,14 @@ import TestSupport
 final class DNSSocketTests: XCTestCase {
     private var group: MultiThreadedEventLoopGroup!
     private var channels: [Channel] = []
-    private var sink: RecordingAuditSink!
+    private var sink: MemoryAuditSink!
     private var udpPort = 0
     private var tcpPort = 0
 
     override func setUpWithError() throws {
         try XCTSkipUnless(FileManager.default.isExecutableFile(atPath: "/usr/bin/dig"), "dig is not installed (apt-get install dnsutils)")
         group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
-        sink = RecordingAuditSink()
+        sink = MemoryAuditSink()
         let audit = AuditLog(sink: sink, sandbox: "sbx")
         let store = PolicyStore(initial: try Policy.parse("pypi.org\n*.pythonhosted.org\n", source: "p"),
                                 path: nil, extra: nil, audit: audit)

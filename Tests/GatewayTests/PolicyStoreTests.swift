@@ -2,24 +2,6 @@ import XCTest
 import TestSupport
 @testable import Gateway
 
-/// Collects audit lines in memory.
-final class RecordingAuditSink: AuditSink, @unchecked Sendable {
-    private let lock = NSLock()
-    private var storage: [String] = []
-
-    func write(line: String) {
-        lock.lock()
-        storage.append(line)
-        lock.unlock()
-    }
-
-    var lines: [String] {
-        lock.lock()
-        defer { lock.unlock() }
-        return storage
-    }
-}
-
 /// Reloading keeps the old policy when the new file is bad, and audits every attempt.
 final class PolicyStoreTests: XCTestCase {
     private func write(_ text: String, to path: String) throws {
@@ -30,7 +12,7 @@ final class PolicyStoreTests: XCTestCase {
         let dir = try TemporaryDirectory()
         let path = dir.file("policy.txt")
         try write("pypi.org\n", to: path)
-        let sink = RecordingAuditSink()
+        let sink = MemoryAuditSink()
         let extra = try Policy.rules(allow: ["crates.io"], allowPrivate: [], resolve: [], source: "--allow")
         let initial = try Policy.load(path: path).adding(rulesFrom: extra)
         let store = PolicyStore(initial: initial, path: path, extra: extra, audit: AuditLog(sink: sink, sandbox: "sbx"))
@@ -62,7 +44,7 @@ final class PolicyStoreTests: XCTestCase {
         let dir = try TemporaryDirectory()
         let path = dir.file("policy.txt")
         try write("pypi.org\n", to: path)
-        let sink = RecordingAuditSink()
+        let sink = MemoryAuditSink()
         let store = PolicyStore(initial: try Policy.load(path: path), path: path, extra: nil,
                                 audit: AuditLog(sink: sink), pollInterval: 0.05)
         store.startWatching()
@@ -85,7 +67,7 @@ final class PolicyStoreTests: XCTestCase {
 
     func testStoreWithoutFileKeepsItsPolicy() throws {
         let flags = try Policy.rules(allow: ["pypi.org"], allowPrivate: [], resolve: [], source: "--allow")
-        let store = PolicyStore(initial: flags, path: nil, extra: nil, audit: AuditLog(sink: RecordingAuditSink()))
+        let store = PolicyStore(initial: flags, path: nil, extra: nil, audit: AuditLog(sink: MemoryAuditSink()))
         XCTAssertTrue(store.reload())
         XCTAssertTrue(store.current.decide(host: "pypi.org", port: 443).isAllowed)
     }
