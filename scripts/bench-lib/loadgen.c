@@ -13,6 +13,11 @@
  *       {"opened","failed","seconds"} and keeps them open until stdin closes (or the
  *       timeout passes), then closes them all.
  *
+ *   loadgen relay --listen A:P [--max-seconds S]
+ *       A reference CONNECT proxy in ~80 lines: a thread per direction, bytes moved with
+ *       splice(2) through a pipe, never copied to user space. No policy, no audit: it
+ *       shows what the copy path costs, not a product. Exits after --max-seconds.
+ *
  *   loadgen dns --server A:P --names FILE --sockets S --window W --duration S
  *               --max N [--timeout-ms T]
  *       UDP A queries for the names in FILE (lines "NAME ok|nx": the answer expected),
@@ -22,10 +27,12 @@
 #include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <netdb.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <poll.h>
 #include <pthread.h>
+#include <signal.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -282,6 +289,94 @@ static int run_hold(int argc, char **argv) {
     return opened == count ? 0 : 1;
 }
 
+/* ---------------------------------------------------------------- relay */
+
+struct pump {
+    int in, out;
+};
+
+static void *pump_main(void *p) {
+    struct pump *pu = p;
+    int pipefd[2];
+    if (pipe(pipefd) != 0) return NULL;
+    fcntl(pipefd[1], F_SETPIPE_SZ, 1 << 20);
+    for (;;) {
+        ssize_t n = splice(pu->in, NULL, pipefd[1], NULL, 1 << 20, SPLICE_F_MOVE | SPLICE_F_MORE);
+        if (n <= 0) break;
+        while (n > 0) {
+            ssize_t m = splice(pipefd[0], NULL, pu->out, NULL, (size_t)n, SPLICE_F_MOVE);
+            if (m <= 0) goto done;
+            n -= m;
+        }
+    }
+done:
+    shutdown(pu->out, SHUT_WR);
+    close(pipefd[0]);
+    close(pipefd[1]);
+    return NULL;
+}
+
+static void *relay_conn(void *p) {
+    int client = (int)(intptr_t)p;
+    char buf[4096];
+    size_t total, hlen;
+    int upstream = -1;
+    if (read_header(client, buf, sizeof buf, &total, &hlen, now() + 10) != 0) goto out;
+    char host[256];
+    int port;
+    if (sscanf(buf, "CONNECT %255[^:]:%d ", host, &port) != 2) goto out;
+    struct addrinfo hints = {0}, *ai = NULL;
+    hints.ai_family = AF_INET;
+    hints.ai_socktype = SOCK_STREAM;
+    char service[16];
+    snprintf(service, sizeof service, "%d", port);
+    if (getaddrinfo(host, service, &hints, &ai) != 0 || !ai) goto out;
+    upstream = socket(AF_INET, SOCK_STREAM, 0);
+    int ok = upstream >= 0 && connect(upstream, ai->ai_addr, ai->ai_addrlen) == 0;
+    freeaddrinfo(ai);
+    if (!ok) goto out;
+    int one = 1;
+    setsockopt(upstream, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+    setsockopt(client, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+    const char *reply = "HTTP/1.1 200 Connection established\r\n\r\n";
+    if (send(client, reply, strlen(reply), MSG_NOSIGNAL) < 0) goto out;
+    if (total > hlen && send(upstream, buf + hlen, total - hlen, MSG_NOSIGNAL) < 0) goto out;
+    struct pump down = {upstream, client}, up = {client, upstream};
+    pthread_t t;
+    pthread_create(&t, NULL, pump_main, &down);
+    pump_main(&up);
+    pthread_join(t, NULL);
+out:
+    if (upstream >= 0) close(upstream);
+    close(client);
+    return NULL;
+}
+
+static int run_relay(int argc, char **argv) {
+    struct sockaddr_in sa = parse_addr(arg(argc, argv, "--listen", "127.0.0.1:3131"));
+    double max_seconds = atof(arg(argc, argv, "--max-seconds", "3600"));
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    int one = 1;
+    setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+    if (bind(fd, (struct sockaddr *)&sa, sizeof sa) != 0 || listen(fd, 4096) != 0) die("relay: cannot listen");
+    signal(SIGPIPE, SIG_IGN);
+    alarm((unsigned)max_seconds);
+    fprintf(stderr, "relay ready\n");
+    double deadline = now() + max_seconds;
+    while (now() < deadline) {
+        int c = accept(fd, NULL, NULL);
+        if (c < 0) continue;
+        pthread_t t;
+        pthread_attr_t attr;
+        pthread_attr_init(&attr);
+        pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+        pthread_attr_setstacksize(&attr, 256 << 10);
+        pthread_create(&t, &attr, relay_conn, (void *)(intptr_t)c);
+        pthread_attr_destroy(&attr);
+    }
+    return 0;
+}
+
 /* ---------------------------------------------------------------- dns */
 
 struct qname {
@@ -427,12 +522,13 @@ static int run_dns(int argc, char **argv) {
 }
 
 int main(int argc, char **argv) {
-    if (argc < 2) die("usage: loadgen tunnel|hold|dns [options]");
+    if (argc < 2) die("usage: loadgen tunnel|hold|relay|dns [options]");
     struct rlimit rl = {65536, 65536};
     setrlimit(RLIMIT_NOFILE, &rl);
     if (strcmp(argv[1], "tunnel") == 0) return run_tunnel(argc, argv);
     if (strcmp(argv[1], "hold") == 0) return run_hold(argc, argv);
     if (strcmp(argv[1], "dns") == 0) return run_dns(argc, argv);
+    if (strcmp(argv[1], "relay") == 0) return run_relay(argc, argv);
     die("unknown mode");
     return 2;
 }
