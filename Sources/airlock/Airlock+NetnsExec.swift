@@ -39,9 +39,6 @@ struct NetnsExec: ParsableCommand {
     @Option(help: ArgumentHelp("CMD's working directory (default: the current one).", valueName: "dir"))
     var cwd: String?
 
-    @Option(help: ArgumentHelp("The gateway address inside the sandbox, when its state cannot be read.", valueName: "address"))
-    var gatewayAddress: String = "169.254.200.1"
-
     @Argument(parsing: .postTerminator, help: "The command and its arguments.")
     var command: [String] = []
 
@@ -60,14 +57,9 @@ struct NetnsExec: ParsableCommand {
                 for: "airlock netns exec", capabilities: [.sysAdmin, .setuid, .setgid, .setpcap])
             let sandboxName = try NamespaceName(name)
             let target = try Self.resolveUser(user, environment: ProcessInfoEnvironment.current)
-            let pinPath = "/run/netns/\(sandboxName)"
-            let descriptor = open(pinPath, O_RDONLY | O_CLOEXEC)
-            guard descriptor >= 0 else {
-                if errno == ENOENT { throw CLIError("no sandbox named '\(sandboxName)' (\(pinPath) does not exist)", exitCode: ExitCodes.notFound) }
-                throw CLIError("opening \(pinPath): \(String(cString: strerror(errno)))")
-            }
-            defer { close(descriptor) }
-            let gateway = gatewayAddress
+            let state = try PersistentSandbox().load(name: sandboxName)
+            let namespace = try NetworkNamespace.open(path: state.sandboxPin)
+            let gateway = state.topology.gatewayAddress.address.description
 
             var extra: [String: String] = [:]
             for entry in environment {
@@ -87,12 +79,14 @@ struct NetnsExec: ParsableCommand {
 
             var spec = SandboxProcessSpec(
                 argv: command, environment: built.environment, user: target,
-                networkNamespace: descriptor, gatewayAddress: gateway, masks: masks,
+                networkNamespace: namespace.descriptor.rawValue, gatewayAddress: gateway, masks: masks,
                 workingDirectory: cwd ?? Self.currentDirectory())
             // The git engineer's `--session TOKEN` wiring merges the session's git
             // configuration (GIT_CONFIG_COUNT/KEY/VALUE) here.
             spec.extraEnvironment = [:]
             let process = try SandboxProcess.spawn(spec)
+            // The init has joined the namespace by now; closing here also keeps it open until here.
+            try? namespace.close()
             try SignalForwarding.start(to: process.pid)
             defer { SignalForwarding.stop() }
             return process.wait()
@@ -121,6 +115,7 @@ struct NetnsExec: ParsableCommand {
         switch error {
         case is Privileges.PrivilegeError: return ExitCodes.permission
         case is Users.LookupError: return ExitCodes.usage
+        case SandboxError.notFound: return ExitCodes.notFound
         default: return nil
         }
     }
