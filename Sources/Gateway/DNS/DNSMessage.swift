@@ -7,12 +7,17 @@
 package struct DNSMessage: Equatable, Sendable {
     /// The fixed 12-byte header.
     package struct Header: Equatable, Sendable {
+        /// Matches a response to its query.
         package var id: UInt16
         /// QR, opcode, AA, TC, RD, RA, Z, RCODE, as on the wire.
         package var flags: UInt16
+        /// QDCOUNT: entries in the question section.
         package var questionCount: UInt16
+        /// ANCOUNT: records in the answer section.
         package var answerCount: UInt16
+        /// NSCOUNT: records in the authority section.
         package var authorityCount: UInt16
+        /// ARCOUNT: records in the additional section.
         package var additionalCount: UInt16
 
         package init(id: UInt16, flags: UInt16, questionCount: UInt16 = 0, answerCount: UInt16 = 0,
@@ -51,8 +56,11 @@ package struct DNSMessage: Equatable, Sendable {
 
     /// One entry of the question section.
     package struct Question: Equatable, Sendable {
+        /// QNAME.
         package var name: DNSName
+        /// QTYPE.
         package var type: DNSRecordType
+        /// QCLASS (1 is IN).
         package var recordClass: UInt16
 
         package init(name: DNSName, type: DNSRecordType, recordClass: UInt16 = DNSMessage.classIN) {
@@ -64,9 +72,13 @@ package struct DNSMessage: Equatable, Sendable {
 
     /// One resource record.
     package struct Record: Equatable, Sendable {
+        /// The owner name.
         package var name: DNSName
+        /// TYPE.
         package var type: DNSRecordType
+        /// CLASS (1 is IN).
         package var recordClass: UInt16
+        /// Seconds the record may be cached.
         package var ttl: UInt32
         /// RDATA as on the wire. For PTR, CNAME and NS written by `bytes()`, use `target`
         /// instead so the name can be compressed.
@@ -88,10 +100,15 @@ package struct DNSMessage: Equatable, Sendable {
     /// The Internet class.
     package static let classIN: UInt16 = 1
 
+    /// The header; its counts are recomputed by `bytes()`.
     package var header: Header
+    /// The question section.
     package var questions: [Question]
+    /// The answer section.
     package var answers: [Record]
+    /// The authority section.
     package var authorities: [Record]
+    /// The additional section (EDNS OPT records land here).
     package var additionals: [Record]
 
     package init(header: Header, questions: [Question] = [], answers: [Record] = [],
@@ -173,155 +190,5 @@ package struct DNSMessage: Equatable, Sendable {
             writer.bytes[lengthAt + 1] = UInt8(truncatingIfNeeded: length)
         }
         return writer.bytes
-    }
-}
-
-/// A response code (RCODE).
-package struct DNSResponseCode: RawRepresentable, Hashable, Sendable, CustomStringConvertible {
-    package var rawValue: UInt8
-    package init(rawValue: UInt8) { self.rawValue = rawValue }
-
-    package static let noError = DNSResponseCode(rawValue: 0)
-    package static let formatError = DNSResponseCode(rawValue: 1)
-    package static let serverFailure = DNSResponseCode(rawValue: 2)
-    package static let nameError = DNSResponseCode(rawValue: 3)
-    package static let notImplemented = DNSResponseCode(rawValue: 4)
-    package static let refused = DNSResponseCode(rawValue: 5)
-
-    package var description: String {
-        ["NOERROR", "FORMERR", "SERVFAIL", "NXDOMAIN", "NOTIMP", "REFUSED"].dropFirst(Int(rawValue)).first ?? "RCODE\(rawValue)"
-    }
-}
-
-/// A record type (TYPE / QTYPE).
-package struct DNSRecordType: RawRepresentable, Hashable, Sendable, CustomStringConvertible {
-    package var rawValue: UInt16
-    package init(rawValue: UInt16) { self.rawValue = rawValue }
-
-    package static let a = DNSRecordType(rawValue: 1)
-    package static let ns = DNSRecordType(rawValue: 2)
-    package static let cname = DNSRecordType(rawValue: 5)
-    package static let soa = DNSRecordType(rawValue: 6)
-    package static let ptr = DNSRecordType(rawValue: 12)
-    package static let mx = DNSRecordType(rawValue: 15)
-    package static let txt = DNSRecordType(rawValue: 16)
-    package static let aaaa = DNSRecordType(rawValue: 28)
-    package static let srv = DNSRecordType(rawValue: 33)
-    package static let opt = DNSRecordType(rawValue: 41)
-    package static let svcb = DNSRecordType(rawValue: 64)
-    package static let https = DNSRecordType(rawValue: 65)
-    package static let any = DNSRecordType(rawValue: 255)
-
-    private static let names: [UInt16: String] = [
-        1: "A", 2: "NS", 5: "CNAME", 6: "SOA", 12: "PTR", 15: "MX", 16: "TXT", 28: "AAAA",
-        33: "SRV", 41: "OPT", 64: "SVCB", 65: "HTTPS", 255: "ANY",
-    ]
-
-    /// The mnemonic (`A`, `AAAA`), or `TYPE123` (RFC 3597) for others.
-    package var description: String { Self.names[rawValue] ?? "TYPE\(rawValue)" }
-}
-
-/// Why a DNS message did not parse.
-package enum DNSMessageError: Error, Equatable, CustomStringConvertible {
-    case truncated(offset: Int)
-    case labelTooLong(offset: Int)
-    case nameTooLong(offset: Int)
-    /// A compression pointer that does not point before the name read so far (the loop guard).
-    case badPointer(offset: Int)
-    /// Label types 0b01 and 0b10 (extended labels), which nobody uses.
-    case badLabelType(offset: Int)
-    case badRecordLength(offset: Int)
-
-    package var description: String {
-        switch self {
-        case .truncated(let o): return "message truncated at byte \(o)"
-        case .labelTooLong(let o): return "label longer than 63 bytes at byte \(o)"
-        case .nameTooLong(let o): return "name longer than 255 bytes at byte \(o)"
-        case .badPointer(let o): return "compression pointer at byte \(o) does not point before the name"
-        case .badLabelType(let o): return "unknown label type at byte \(o)"
-        case .badRecordLength(let o): return "record data length does not match its name at byte \(o)"
-        }
-    }
-}
-
-/// Reads big-endian fields and names from a message.
-struct DNSReader {
-    let bytes: [UInt8]
-    var offset: Int
-
-    mutating func readUInt16() throws -> UInt16 {
-        guard offset + 2 <= bytes.count else { throw DNSMessageError.truncated(offset: offset) }
-        defer { offset += 2 }
-        return UInt16(bytes[offset]) << 8 | UInt16(bytes[offset + 1])
-    }
-
-    mutating func readBytes(_ count: Int) throws -> [UInt8] {
-        guard offset + count <= bytes.count else { throw DNSMessageError.truncated(offset: offset) }
-        defer { offset += count }
-        return Array(bytes[offset..<(offset + count)])
-    }
-
-    /// Reads a possibly compressed name and leaves `offset` after it.
-    mutating func readName() throws -> DNSName {
-        var labels: [[UInt8]] = []
-        var wireLength = 1
-        var position = offset
-        var resumeAt: Int?
-        // Each pointer must point before every byte of the name read so far, so the
-        // jump targets strictly decrease and the walk ends; the hop bound is a second guard.
-        var lowest = offset
-        var hops = 0
-        while true {
-            guard position < bytes.count else { throw DNSMessageError.truncated(offset: position) }
-            let length = bytes[position]
-            switch length & 0xC0 {
-            case 0x00:
-                if length == 0 {
-                    offset = resumeAt ?? position + 1
-                    return DNSName(labels: labels)
-                }
-                let count = Int(length)
-                guard position + 1 + count <= bytes.count else { throw DNSMessageError.truncated(offset: position) }
-                wireLength += 1 + count
-                guard wireLength <= DNSName.maximumWireLength else { throw DNSMessageError.nameTooLong(offset: position) }
-                labels.append(Array(bytes[(position + 1)...(position + count)]))
-                position += 1 + count
-            case 0xC0:
-                guard position + 2 <= bytes.count else { throw DNSMessageError.truncated(offset: position) }
-                let target = Int(length & 0x3F) << 8 | Int(bytes[position + 1])
-                hops += 1
-                guard target < lowest, hops <= 127 else { throw DNSMessageError.badPointer(offset: position) }
-                lowest = target
-                if resumeAt == nil { resumeAt = position + 2 }
-                position = target
-            default:
-                throw DNSMessageError.badLabelType(offset: position)
-            }
-        }
-    }
-}
-
-/// Writes big-endian fields and names, compressing name suffixes already written.
-struct DNSWriter {
-    var bytes: [UInt8] = []
-    private var suffixes: [DNSName: Int] = [:]
-
-    mutating func writeUInt16(_ value: UInt16) {
-        bytes.append(UInt8(value >> 8))
-        bytes.append(UInt8(value & 0xFF))
-    }
-
-    mutating func writeName(_ name: DNSName) {
-        for index in name.labels.indices {
-            let suffix = DNSName(labels: Array(name.labels[index...])).lowercased
-            if let at = suffixes[suffix] {
-                writeUInt16(0xC000 | UInt16(at))
-                return
-            }
-            if bytes.count < 0x3FFF { suffixes[suffix] = bytes.count }
-            bytes.append(UInt8(name.labels[index].count))
-            bytes.append(contentsOf: name.labels[index])
-        }
-        bytes.append(0)
     }
 }

@@ -55,6 +55,7 @@ package struct CIDR: Hashable, Sendable, CustomStringConvertible {
 
     /// Why a range did not parse.
     package struct ParseError: Error, CustomStringConvertible {
+        /// What is wrong, naming the text.
         package var message: String
         package var description: String { message }
     }

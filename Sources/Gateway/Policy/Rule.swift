@@ -14,6 +14,7 @@ package struct Rule: Hashable, Sendable {
         case resolve(host: String, addresses: [IPAddress])
     }
 
+    /// What the rule matches or does.
     package var kind: Kind
     /// The one port a `host:port` rule allows; nil for ports 80 and 443.
     package var port: Int?
