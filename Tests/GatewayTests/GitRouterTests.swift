@@ -258,6 +258,14 @@ final class GitRouterTests: XCTestCase {
         XCTAssertEqual(pairs.map(\.1), ["https://github.com/", "git@github.com:", "ssh://git@github.com/", "Authorization: Bearer \(rwToken)", ""])
     }
 
+    func testSandboxGitConfigAddsLongerPrefixesPerOwner() {
+        let env = GitSandboxConfig.environment(hosts: ["github.com"], owners: ["github.com": ["octo", "octo"]], token: Secret(rwToken))
+        XCTAssertEqual(env["GIT_CONFIG_COUNT"], "8")
+        let pairs = (0..<8).map { (env["GIT_CONFIG_KEY_\($0)"]!, env["GIT_CONFIG_VALUE_\($0)"]!) }
+        XCTAssertEqual(pairs[3].0, "url.http://airlock.internal/git/github.com/octo/.insteadOf")
+        XCTAssertEqual(pairs[3...5].map(\.1), ["https://github.com/octo/", "git@github.com:octo/", "ssh://git@github.com/octo/"])
+    }
+
     func testUpstreamConfigurationErrors() {
         XCTAssertThrowsError(try GitUpstreams(mappings: [GitUpstreams.Mapping(parsing: "github.com=http://127.0.0.1:80")])) {
             XCTAssertTrue(String(describing: $0).contains("the URL must start with https://"))

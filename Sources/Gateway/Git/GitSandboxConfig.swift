@@ -15,9 +15,18 @@ package enum GitSandboxConfig {
 
     /// The environment for a sandbox process using `token` on the git hosts `hosts`.
     ///
+    /// `owners` (git host → repository owners of the session's scope) adds the same
+    /// rewrites per owner (`https://github.com/octo/` …). git applies the *longest*
+    /// matching `insteadOf` and, between equally long ones, the first read, so a system or
+    /// user rule for `https://github.com/` (a mirror, or a rewrite to SSH) would otherwise
+    /// win over the environment's; the longer per-owner prefixes win for the repositories
+    /// the session covers.
+    ///
     /// The result contains the session token (in `GIT_CONFIG_VALUE_n`); it is meant for
     /// the sandboxed process only and must never be logged.
-    package static func environment(gatewayURL: String = defaultGatewayURL, hosts: [String], token: Secret) -> [String: String] {
+    package static func environment(
+        gatewayURL: String = defaultGatewayURL, hosts: [String], owners: [String: [String]] = [:], token: Secret
+    ) -> [String: String] {
         let gateway = gatewayURL.hasSuffix("/") ? String(gatewayURL.dropLast()) : gatewayURL
         var entries: [(String, String)] = []
         for host in hosts.map({ $0.lowercased() }).sorted() {
@@ -25,6 +34,12 @@ package enum GitSandboxConfig {
             entries.append((key, "https://\(host)/"))
             entries.append((key, "git@\(host):"))
             entries.append((key, "ssh://git@\(host)/"))
+            for owner in Set(owners[host] ?? []).sorted() {
+                let ownerKey = "url.\(gateway)/git/\(host)/\(owner)/.insteadOf"
+                entries.append((ownerKey, "https://\(host)/\(owner)/"))
+                entries.append((ownerKey, "git@\(host):\(owner)/"))
+                entries.append((ownerKey, "ssh://git@\(host)/\(owner)/"))
+            }
         }
         token.withRevealed { entries.append(("http.\(gateway)/.extraHeader", "Authorization: Bearer \($0)")) }
         entries.append(("credential.helper", ""))

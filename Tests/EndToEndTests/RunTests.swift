@@ -1,0 +1,377 @@
+import Foundation
+import TestSupport
+import XCTest
+
+/// `airlock run` end to end: the built binary, as root (`--user nobody`) and rootless (as
+/// uid 65534 through setpriv), against local stand-ins for github.com and a package index
+/// on the throwaway namespace's 127.0.0.1.
+///
+/// Every test asserts what a user sees: exit codes, git and curl output, audit lines.
+final class RunTests: XCTestCase {
+    /// Shared by every test of the class: the CA, the git and web stand-ins, a copy of the
+    /// binary an unprivileged user can execute.
+    final class Rig {
+        static let realToken = "ghp_RUNe2e_real_upstream_token_4f9a1c"
+        let dir: TemporaryDirectory
+        let ca: TestCA
+        let git: GitUpstream
+        let https: WebUpstream
+        let http: WebUpstream
+        let binary: String
+
+        init() throws {
+            dir = try TemporaryDirectory(prefix: "airlock-run-e2e")
+            chmod(dir.path, 0o755)
+            ca = try TestCA(in: dir.path, names: ["localhost", "127.0.0.1", "pypi.org", "files.pythonhosted.org", "denied.example"])
+            git = try GitUpstream(in: dir.path, ca: ca, repositories: ["owner/app", "owner/secret"], realToken: Self.realToken)
+            https = try WebUpstream(port: 443, tls: ca)
+            http = try WebUpstream(port: 80)
+            binary = dir.file("airlock")
+            try FileManager.default.copyItem(atPath: TestPaths.airlock, toPath: binary)
+            chmod(binary, 0o755)
+        }
+
+        /// A fresh directory the sandboxed user (uid 65534) can write.
+        func workDirectory() throws -> String {
+            let path = dir.file("work-\(UUID().uuidString.prefix(8))")
+            try FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: false)
+            chown(path, 65534, 65534)
+            return path
+        }
+    }
+
+    static var rig: Rig?
+    static var rigError: Error?
+
+    override class func setUp() {
+        super.setUp()
+        guard getuid() == 0, ProcessInfo.processInfo.environment["AIRLOCK_THROWAWAY_NS"] == "1" else { return }
+        do { rig = try Rig() } catch { rigError = error }
+    }
+
+    override class func tearDown() {
+        rig = nil
+        super.tearDown()
+    }
+
+    enum Mode: CaseIterable, CustomStringConvertible {
+        case root, rootless
+        var description: String { self == .root ? "root" : "rootless" }
+    }
+
+    var rig: Rig {
+        get throws {
+            try RootTier.require()
+            if let error = Self.rigError { throw error }
+            guard let rig = Self.rig else { throw XCTSkip("run rig not set up") }
+            return rig
+        }
+    }
+
+    /// The flags that point the git gateway at the stand-in and let names reach 127.0.0.1.
+    func standInFlags(_ rig: Rig) -> [String] {
+        [
+            "--git-upstream", rig.git.mapping(), "--upstream-ca", rig.ca.caFile,
+            "--allow-private", "127.0.0.0/8",
+            "--resolve", "pypi.org=127.0.0.1",
+        ]
+    }
+
+    /// Runs `airlock run FLAGS -- /bin/sh -c SCRIPT` in `mode`; the real token is in
+    /// `GH_TOKEN` of airlock's environment.
+    func airlockRun(
+        _ mode: Mode, _ flags: [String], script: String, audit: String? = nil, timeout: TimeInterval = 120
+    ) throws -> ProcessResult {
+        let rig = try rig
+        var argv: [String]
+        switch mode {
+        case .root: argv = [rig.binary, "run", "--user", "nobody"]
+        case .rootless: argv = ["/usr/bin/setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", rig.binary, "run"]
+        }
+        argv += flags
+        if let audit { argv += ["--audit-log", audit] }
+        argv += ["--", "/bin/sh", "-c", script]
+        let environment = [
+            "PATH": "/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin", "HOME": "/nonexistent", "GH_TOKEN": Rig.realToken,
+            "GIT_AUTHOR_NAME": "sandbox", "GIT_AUTHOR_EMAIL": "sandbox@example.com",
+            "GIT_COMMITTER_NAME": "sandbox", "GIT_COMMITTER_EMAIL": "sandbox@example.com", "LANG": "C",
+        ]
+        return try Run.process(argv, environment: environment, timeout: timeout)
+    }
+
+    /// An audit log file the gateway (root or uid 65534) can create.
+    func auditFile() throws -> String {
+        try rig.workDirectory() + "/audit.jsonl"
+    }
+
+    func auditLines(_ path: String) -> [[String: Any]] {
+        guard let text = try? String(contentsOfFile: path, encoding: .utf8) else { return [] }
+        return text.split(separator: "\n").compactMap {
+            try? JSONSerialization.jsonObject(with: Data($0.utf8)) as? [String: Any]
+        }
+    }
+
+    // MARK: - In scope
+
+    func testCloneAndPushInScope() throws {
+        for mode in Mode.allCases {
+            let rig = try rig
+            let work = try rig.workDirectory()
+            let audit = try auditFile()
+            let result = try airlockRun(mode, standInFlags(rig) + ["--repo", "owner/app:rw", "--token-env", "GH_TOKEN"], script: """
+                set -e
+                cd \(work)
+                git clone -q https://github.com/owner/app
+                cd app
+                echo "\(mode)" > from-sandbox.txt
+                git add from-sandbox.txt
+                git commit -q -m "pushed from the \(mode) sandbox"
+                git push -q origin main
+                git fetch -q origin
+                echo done
+                """, audit: audit)
+            XCTAssertEqual(result.status, 0, "\(mode): \(result)")
+            XCTAssertTrue(result.stdout.contains("done"), "\(mode): \(result)")
+            XCTAssertTrue(try rig.git.log("owner/app").contains("pushed from the \(mode) sandbox"), "\(mode)")
+            let lines = auditLines(audit)
+            let allows = lines.filter { $0["event"] as? String == "git_allow" }
+            XCTAssertTrue(allows.contains { $0["service"] as? String == "git-receive-pack" && $0["repo"] as? String == "github.com/owner/app" && $0["status"] as? Int == 200 }, "\(mode): \(lines)")
+            XCTAssertTrue(allows.contains { $0["service"] as? String == "git-upload-pack" }, "\(mode): \(lines)")
+        }
+    }
+
+    func testAllowedSiteThroughProxyAndTransparently() throws {
+        for mode in Mode.allCases {
+            let rig = try rig
+            let audit = try auditFile()
+            let result = try airlockRun(mode, standInFlags(rig) + ["--allow", "pypi.org"], script: """
+                curl -sS --max-time 20 --cacert \(rig.ca.caFile) https://pypi.org/simple/ && echo
+                curl -sS --max-time 20 --noproxy '*' --cacert \(rig.ca.caFile) https://pypi.org/simple/ && echo
+                curl -sS --max-time 20 http://pypi.org/plain && echo
+                curl -sS --max-time 20 --noproxy '*' http://pypi.org/plain && echo
+                """, audit: audit)
+            XCTAssertEqual(result.status, 0, "\(mode): \(result)")
+            let lines = result.stdout.split(separator: "\n").filter { $0.contains("pypi.org") }
+            XCTAssertEqual(lines.count, 4, "\(mode): every fetch answered by the stand-in naming its Host: \(result)")
+            let vias = Set(auditLines(audit).filter { $0["event"] as? String == "egress_allow" }.compactMap { $0["via"] as? String })
+            XCTAssertEqual(vias, ["connect", "sni", "proxy", "http"], "\(mode): \(auditLines(audit))")
+        }
+    }
+
+    // MARK: - Refused
+
+    func testOutOfScopeRepoAndReadOnlyPushRefused() throws {
+        for mode in Mode.allCases {
+            let rig = try rig
+            let work = try rig.workDirectory()
+            let audit = try auditFile()
+            let result = try airlockRun(mode, standInFlags(rig) + ["--repo", "owner/app", "--token-env", "GH_TOKEN"], script: """
+                cd \(work)
+                git clone -q https://github.com/owner/secret 2>&1; echo "secret-clone=$?"
+                git clone -q https://github.com/owner/app 2>&1; echo "app-clone=$?"
+                cd app && echo x > x && git add x && git commit -q -m x && git push -q origin main 2>&1; echo "push=$?"
+                """, audit: audit)
+            XCTAssertEqual(result.status, 0, "\(mode): \(result)")
+            XCTAssertTrue(result.stdout.contains("secret-clone=128"), "\(mode): \(result)")
+            XCTAssertTrue(result.stdout.contains("this session does not cover github.com/owner/secret"), "\(mode): \(result)")
+            XCTAssertTrue(result.stdout.contains("app-clone=0"), "\(mode): \(result)")
+            XCTAssertFalse(result.stdout.contains("push=0"), "\(mode): \(result)")
+            XCTAssertTrue(result.stdout.contains("read-only access to github.com/owner/app"), "\(mode): \(result)")
+            let denies = auditLines(audit).filter { $0["event"] as? String == "git_deny" }
+            XCTAssertTrue(denies.contains { $0["repo"] as? String == "github.com/owner/secret" && $0["status"] as? Int == 403 }, "\(mode): \(denies)")
+            XCTAssertTrue(denies.contains { $0["service"] as? String == "git-receive-pack" && $0["status"] as? Int == 403 }, "\(mode): \(denies)")
+        }
+    }
+
+    func testDeniedHostThroughProxySNIAndDNS() throws {
+        let rig = try rig
+        let audit = try auditFile()
+        let result = try airlockRun(.rootless, standInFlags(rig) + ["--allow", "pypi.org"], script: """
+            curl -sS --max-time 20 http://denied.example/ ; echo "proxy-http=$?"
+            curl -sS --max-time 20 --cacert \(rig.ca.caFile) https://denied.example/ 2>&1; echo "proxy-connect=$?"
+            curl -sS --max-time 20 --noproxy '*' --resolve denied.example:443:169.254.200.1 --cacert \(rig.ca.caFile) https://denied.example/ 2>&1; echo "sni=$?"
+            dig +tries=1 +time=5 denied.example A | grep -o 'status: [A-Z]*'
+            dig +tries=1 +time=5 pypi.org A | grep -o 'status: [A-Z]*'
+            """, audit: audit)
+        XCTAssertEqual(result.status, 0, "\(result)")
+        XCTAssertTrue(result.stdout.contains("airlock: denied.example is not on the allowlist"), "\(result)")
+        XCTAssertTrue(result.stdout.contains("proxy-http=0"), "curl shows the 403 body: \(result)")
+        XCTAssertTrue(result.stdout.contains("CONNECT tunnel failed, response 403"), "\(result)")
+        XCTAssertFalse(result.stdout.contains("sni=0"), "\(result)")
+        XCTAssertTrue(result.stdout.contains("status: NXDOMAIN"), "\(result)")
+        XCTAssertTrue(result.stdout.contains("status: NOERROR"), "\(result)")
+        let events = auditLines(audit)
+        XCTAssertEqual(Set(events.filter { $0["event"] as? String == "egress_deny" && $0["host"] as? String == "denied.example" }.compactMap { $0["via"] as? String }),
+                       ["proxy", "connect", "sni"], "\(events)")
+        XCTAssertTrue(events.contains { $0["event"] as? String == "dns_deny" && $0["host"] as? String == "denied.example" }, "\(events)")
+    }
+
+    /// Direct addresses fail at once with "Network is unreachable": the sandbox has no route
+    /// but the /32 to the gateway. The addresses are documentation ranges (RFC 5737/3849)
+    /// and the metadata address; nothing is sent, the kernel refuses before any packet.
+    func testDirectAddressesAndIPv6Unreachable() throws {
+        for mode in Mode.allCases {
+            let result = try airlockRun(mode, [], script: """
+                for target in 192.0.2.1/80 198.51.100.53/443 169.254.169.254/80; do
+                  bash -c "exec 3<>/dev/tcp/${target}" 2>&1 | tail -1
+                done
+                curl -sS --max-time 10 --noproxy '*' http://192.0.2.1/ 2>&1; echo "curl=$?"
+                curl -sS --max-time 10 -6 --noproxy '*' 'http://[2001:db8::1]/' 2>&1; echo "curl6=$?"
+                dig +tries=1 +time=2 @198.51.100.53 example.com 2>&1 | grep -ci unreachable
+                /usr/bin/python3 -c 'import socket; socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_ICMP)' 2>&1 | tail -1
+                """)
+            XCTAssertEqual(result.status, 0, "\(mode): \(result)")
+            XCTAssertEqual(result.stdout.components(separatedBy: "Network is unreachable").count - 1, 3, "\(mode): \(result)")
+            XCTAssertTrue(result.stdout.contains("curl=7"), "\(mode): \(result)")
+            XCTAssertTrue(result.stdout.contains("curl6=7"), "\(mode): \(result)")
+            XCTAssertTrue(result.stdout.contains("PermissionError"), "\(mode): a raw socket needs CAP_NET_RAW: \(result)")
+        }
+    }
+
+    func testHostServicesInvisible() throws {
+        let rig = try rig
+        let loopbackPort = TCP.freePort()
+        let anyPort = TCP.freePort()
+        let listeners = try BackgroundProcess(["/usr/bin/python3", "-c", """
+            import socket, time
+            a = socket.socket(); a.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1); a.bind(("127.0.0.1", \(loopbackPort))); a.listen()
+            b = socket.socket(); b.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1); b.bind(("0.0.0.0", \(anyPort))); b.listen()
+            time.sleep(120)
+            """])
+        defer { listeners.stop() }
+        XCTAssertTrue(Wait.forTCP(port: anyPort))
+        // A Docker-like socket on the host's /run (the throwaway namespace's private /run).
+        let dockerSocket = try BackgroundProcess(["/usr/bin/python3", "-c", """
+            import socket, time
+            s = socket.socket(socket.AF_UNIX); s.bind("/run/docker.sock"); s.listen(); time.sleep(120)
+            """])
+        defer { dockerSocket.stop(); unlink("/run/docker.sock") }
+        XCTAssertTrue(Wait.until { FileManager.default.fileExists(atPath: "/run/docker.sock") })
+        _ = rig
+        for mode in Mode.allCases {
+            let result = try airlockRun(mode, [], script: """
+                bash -c "exec 3<>/dev/tcp/127.0.0.1/\(loopbackPort)" 2>&1 | tail -1
+                bash -c "exec 3<>/dev/tcp/169.254.200.1/\(anyPort)" 2>&1 | tail -1
+                grep -ci ':\(String(format: "%04X", Int(loopbackPort)))\\|:\(String(format: "%04X", Int(anyPort)))' /proc/1/net/tcp
+                test -e /run/docker.sock && echo docker-visible
+                test -e /var/run/docker.sock && echo var-docker-visible
+                ls /run/airlock 2>&1 | tail -1
+                """)
+            XCTAssertEqual(result.stdout.components(separatedBy: "Connection refused").count - 1, 2, "\(mode): \(result)")
+            XCTAssertTrue(result.stdout.contains("\n0\n"), "\(mode): /proc/1/net/tcp shows no host socket: \(result)")
+            XCTAssertFalse(result.stdout.contains("docker-visible"), "\(mode): \(result)")
+            XCTAssertTrue(result.stdout.contains("No such file or directory"), "\(mode): control sockets absent: \(result)")
+        }
+    }
+
+    func testNoTokenAndNoGatewayVisibleInside() throws {
+        for mode in Mode.allCases {
+            let rig = try rig
+            let result = try airlockRun(mode, standInFlags(rig) + ["--repo", "owner/app", "--token-env", "GH_TOKEN"], script: """
+                env | grep -c '\(Rig.realToken)'
+                cat /proc/[0-9]*/environ /proc/[0-9]*/cmdline 2>/dev/null | tr '\\0' '\\n' | grep -c '\(Rig.realToken)'
+                grep -rls '\(Rig.realToken)' /run /tmp /etc /proc/self/ 2>/dev/null | wc -l
+                env | grep -c '^GH_TOKEN='
+                ps -e -o comm= | sort | tr '\\n' ' '; echo
+                env | grep -c 'GIT_CONFIG_VALUE_.*Authorization: Bearer airlock_'
+                """)
+            let lines = result.stdout.split(separator: "\n").map(String.init)
+            XCTAssertEqual(Array(lines.prefix(4)), ["0", "0", "0", "0"], "\(mode): the real token is nowhere inside: \(result)")
+            XCTAssertFalse(lines.count > 4 && lines[4].contains("airlock"), "\(mode): the gateway is not in the sandbox's /proc: \(result)")
+            XCTAssertEqual(lines.last, "1", "\(mode): the session token is in git's configuration: \(result)")
+            XCTAssertTrue(result.stderr.contains("GH_TOKEN"), "\(mode): dropped names are listed: \(result)")
+            XCTAssertFalse(result.stderr.contains(Rig.realToken), "\(mode): \(result)")
+        }
+    }
+
+    // MARK: - Exit codes, signals, cleanup
+
+    func testExitCodes() throws {
+        for mode in Mode.allCases {
+            XCTAssertEqual(try airlockRun(mode, [], script: "exit 42").status, 42, "\(mode)")
+            XCTAssertEqual(try airlockRun(mode, [], script: "kill -TERM $$").status, 143, "\(mode)")
+            let rig = try rig
+            var argv = mode == .root ? [rig.binary, "run", "--user", "nobody"] : ["/usr/bin/setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", rig.binary, "run"]
+            argv += ["--", "no-such-command-airlock"]
+            let missing = try Run.process(argv, environment: ["PATH": "/usr/bin:/bin"])
+            XCTAssertEqual(missing.status, 127, "\(mode): \(missing)")
+            XCTAssertTrue(missing.stderr.contains("no-such-command-airlock: command not found"), "\(mode): \(missing)")
+        }
+    }
+
+    func testSignalsAreForwarded() throws {
+        for mode in Mode.allCases {
+            let rig = try rig
+            let work = try rig.workDirectory()
+            var argv = mode == .root ? [rig.binary, "run", "--user", "nobody"] : ["/usr/bin/setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", rig.binary, "run"]
+            argv += ["--", "/bin/sh", "-c", "trap 'exit 9' TERM; touch \(work)/ready; while :; do sleep 0.1; done"]
+            let run = try BackgroundProcess(argv, environment: ["PATH": "/usr/bin:/bin"])
+            XCTAssertTrue(Wait.until(timeout: 30) { FileManager.default.fileExists(atPath: work + "/ready") }, "\(mode)")
+            let result = run.stop(signal: SIGTERM, timeout: 20)
+            XCTAssertEqual(result.status, 9, "\(mode): CMD's trap ran and its status came back: \(result)")
+        }
+    }
+
+    func testSIGKILLLeavesNothingBehind() throws {
+        for mode in Mode.allCases {
+            let rig = try rig
+            let marker = "airlock-kill-\(UUID().uuidString.prefix(8))"
+            let before = try snapshot()
+            var argv = mode == .root ? [rig.binary, "run", "--user", "nobody"] : ["/usr/bin/setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", rig.binary, "run"]
+            argv += ["--", "/bin/sh", "-c", "sleep 300; : \(marker)"]
+            let run = try BackgroundProcess(argv, environment: ["PATH": "/usr/bin:/bin"])
+            XCTAssertTrue(Wait.until(timeout: 30) { (try? self.processes(matching: marker).count) ?? 0 > 0 }, "\(mode)")
+            run.stop(signal: SIGKILL)
+            XCTAssertTrue(Wait.until(timeout: 20) { (try? self.processes(matching: marker).isEmpty) ?? false },
+                          "\(mode): CMD died with airlock: \((try? processes(matching: marker)) ?? [])")
+            XCTAssertTrue(Wait.until(timeout: 20) { (try? self.processes(matching: "__sandbox-child").isEmpty) ?? false }, "\(mode)")
+            let after = try snapshot()
+            XCTAssertEqual(after.links, before.links, "\(mode): no interface left in the host namespace")
+            XCTAssertEqual(after.mounts, before.mounts, "\(mode): no mount left")
+            XCTAssertTrue(Wait.until(timeout: 20) { ((try? self.snapshot().netns) ?? -1) <= before.netns },
+                          "\(mode): no network namespace left")
+        }
+    }
+
+    /// What a leftover would change: links in this namespace, mounts, network namespaces in use.
+    func snapshot() throws -> (links: String, mounts: Int, netns: Int) {
+        let links = try Run.process(["ip", "-o", "link", "show"]).stdout
+            .split(separator: "\n").map { $0.split(separator: ":").dropFirst().first.map(String.init) ?? "" }.joined(separator: ",")
+        let mounts = try String(contentsOfFile: "/proc/self/mountinfo", encoding: .utf8).split(separator: "\n").count
+        let netns = try Run.process(["lsns", "-n", "-t", "net", "-o", "NS"]).stdout.split(separator: "\n").count
+        return (links, mounts, netns)
+    }
+
+    func processes(matching pattern: String) throws -> [String] {
+        let r = try Run.process(["pgrep", "-af", pattern])
+        return r.stdout.split(separator: "\n").map(String.init).filter { !$0.contains("pgrep") }
+    }
+
+    // MARK: - Clear errors
+
+    func testClearErrorsChangeNothing() throws {
+        let rig = try rig
+        func run(_ args: [String], env: [String: String] = [:], rootless: Bool = false) throws -> ProcessResult {
+            let argv = (rootless ? ["/usr/bin/setpriv", "--reuid=65534", "--regid=65534", "--clear-groups"] : []) + [rig.binary, "run"] + args
+            return try Run.process(argv, environment: ["PATH": "/usr/bin:/bin"].merging(env) { $1 })
+        }
+        let noUser = try run(["--", "true"])
+        XCTAssertNotEqual(noUser.status, 0)
+        XCTAssertTrue(noUser.stderr.contains("pass --user USER"), "\(noUser)")
+        XCTAssertEqual(noUser.stderr.split(separator: "\n").count, 1, "one line: \(noUser)")
+
+        let preset = try run(["--allow", "@pipy", "--", "true"], rootless: true)
+        XCTAssertNotEqual(preset.status, 0)
+        XCTAssertTrue(preset.stderr.contains("@pipy"), "\(preset)")
+
+        let repo = try run(["--repo", "own er/re..po", "--token-env", "T", "--", "true"], env: ["T": "x"], rootless: true)
+        XCTAssertNotEqual(repo.status, 0)
+        XCTAssertTrue(repo.stderr.contains("--repo 'own er/re..po'"), "\(repo)")
+
+        let unset = try run(["--repo", "owner/app", "--token-env", "NOPE_UNSET", "--", "true"], rootless: true)
+        XCTAssertTrue(unset.stderr.contains("--token-env NOPE_UNSET: the variable is not set"), "\(unset)")
+        let empty = try run(["--repo", "owner/app", "--token-env", "T", "--", "true"], env: ["T": " "], rootless: true)
+        XCTAssertTrue(empty.stderr.contains("--token-env T: the variable is empty"), "\(empty)")
+        XCTAssertFalse(empty.stderr.contains("Run"), "no stack trace: \(empty)")
+    }
+}
