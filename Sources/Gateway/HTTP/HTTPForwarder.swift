@@ -540,6 +540,11 @@ extension HTTPForwarder: ChannelDuplexHandler, RemovableChannelHandler {
         drainInbox()
     }
 
+    package func channelReadComplete(context: ChannelHandlerContext) {
+        upstream?.flush()
+        context.fireChannelReadComplete()
+    }
+
     package func read(context: ChannelHandlerContext) {
         if phase == .tunnelling {
             context.read()

@@ -1,0 +1,49 @@
+import NIOCore
+import NIOEmbedded
+import XCTest
+@testable import Gateway
+
+/// Idle timeout and the per-sandbox connection limit.
+final class LimitsTests: XCTestCase {
+    /// `IdleStateHandler` measures idleness on the wall clock, so this test drives the
+    /// pipeline with the events it emits rather than with the embedded loop's clock.
+    func testIdleEventClosesATunnelButOtherIdleKindsDoNot() throws {
+        let h = try GatewayHarness(listener: .proxy)
+        try h.send("CONNECT allowed.test:443 HTTP/1.1\r\nHost: allowed.test\r\n\r\n")
+        XCTAssertTrue(try h.received().hasPrefix("HTTP/1.1 200 "))
+        h.client.pipeline.fireUserInboundEventTriggered(IdleStateHandler.IdleStateEvent.read)
+        h.client.pipeline.fireUserInboundEventTriggered(IdleStateHandler.IdleStateEvent.write)
+        h.loop.run()
+        XCTAssertTrue(h.clientIsOpen, "idle in one direction only is not idle")
+        h.client.pipeline.fireUserInboundEventTriggered(IdleStateHandler.IdleStateEvent.all)
+        h.loop.run()
+        XCTAssertFalse(h.clientIsOpen, "no bytes either way closes the tunnel")
+        XCTAssertFalse(h.dialer.last!.isActive, "and its upstream")
+    }
+
+    func testEveryListenerPipelineHasAnIdleTimer() throws {
+        for listener in [GatewayHarness.Listener.http, .proxy, .tls] {
+            let h = try GatewayHarness(listener: listener)
+            XCTAssertNoThrow(try h.client.pipeline.syncOperations.handler(type: IdleStateHandler.self))
+            XCTAssertNoThrow(try h.client.pipeline.syncOperations.handler(type: IdleCloser.self))
+        }
+    }
+
+    func testConnectionLimitAdmitsUpToTheLimitAndFreesOnClose() throws {
+        let tracker = ConnectionTracker(limit: 2)
+        let loop = EmbeddedEventLoop()
+        let a = EmbeddedChannel(loop: loop), b = EmbeddedChannel(loop: loop), c = EmbeddedChannel(loop: loop)
+        XCTAssertTrue(tracker.admit(a))
+        XCTAssertTrue(tracker.admit(b))
+        XCTAssertFalse(tracker.admit(c), "the third connection is over the limit")
+        XCTAssertEqual(tracker.count, 2)
+        try a.close().wait()
+        loop.run()
+        XCTAssertEqual(tracker.count, 1)
+        XCTAssertTrue(tracker.admit(c), "a closed connection frees its slot")
+        tracker.closeAll()
+        loop.run()
+        XCTAssertEqual(tracker.count, 0)
+        XCTAssertFalse(b.isActive)
+    }
+}
