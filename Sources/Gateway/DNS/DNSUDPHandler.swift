@@ -12,9 +12,13 @@ package final class DNSUDPHandler: ChannelInboundHandler {
     /// EDNS allows up to 4096).
     package static let maximumQuerySize = 4096
 
+    /// Datagrams read per system call (`recvmmsg`) when the channel supports it.
+    package static let datagramsPerRead = 16
+
     private let policy: PolicyStore
     private let responder: DNSResponder
     private let audit: AuditLog
+    private var flushPending = false
 
     /// - Parameters:
     ///   - policy: the sandbox's policy; read on every query, so reloads apply at once.
@@ -24,6 +28,16 @@ package final class DNSUDPHandler: ChannelInboundHandler {
         self.policy = policy
         self.responder = DNSResponder(gatewayAddress: gatewayAddress)
         self.audit = audit
+    }
+
+    /// Asks the socket channel to read several datagrams per system call, each with room
+    /// for `maximumQuerySize` bytes. Channels without these options (tests) are unaffected.
+    package func handlerAdded(context: ChannelHandlerContext) {
+        let channel = context.channel
+        channel.setOption(ChannelOptions.recvAllocator,
+                          value: FixedSizeRecvByteBufferAllocator(capacity: Self.datagramsPerRead * Self.maximumQuerySize))
+            .flatMap { channel.setOption(ChannelOptions.datagramVectorReadMessageCount, value: Self.datagramsPerRead) }
+            .whenComplete { _ in }
     }
 
     package func channelRead(context: ChannelHandlerContext, data: NIOAny) {
@@ -36,7 +50,17 @@ package final class DNSUDPHandler: ChannelInboundHandler {
         if let event = outcome.audit { audit.record(event) }
         guard let response = outcome.response else { return }
         let buffer = context.channel.allocator.buffer(bytes: response)
-        context.writeAndFlush(wrapOutboundOut(AddressedEnvelope(remoteAddress: envelope.remoteAddress, data: buffer)), promise: nil)
+        // Answers are flushed together when the read batch ends (one `sendmmsg`).
+        context.write(wrapOutboundOut(AddressedEnvelope(remoteAddress: envelope.remoteAddress, data: buffer)), promise: nil)
+        flushPending = true
+    }
+
+    package func channelReadComplete(context: ChannelHandlerContext) {
+        if flushPending {
+            flushPending = false
+            context.flush()
+        }
+        context.fireChannelReadComplete()
     }
 
     package func errorCaught(context: ChannelHandlerContext, error: Error) {
