@@ -374,15 +374,27 @@ final class GitGatewayTests: XCTestCase {
 
     func testTokenReplayedThroughAnotherSandboxIsRefused() throws {
         let token = try rig.createSession(["owner/repo"])
-        let second = try GitRig(name: "h\(getpid() % 10000)\(Int.random(in: 10...99))")
-        try second.start()
-        defer { second.stop() }
-        let replay = try second.inSandbox(["curl", "-sS", "-i", "-H", "Authorization: Bearer \(token)",
-                                           "http://airlock.internal/git/github.com/owner/repo/info/refs?service=git-upload-pack"], token: nil)
-        XCTAssertTrue(replay.stdout.hasPrefix("HTTP/1.1 401"), replay.stdout)
-        let line = second.auditLines.last { $0.contains("\"event\":\"git_deny\"") && $0.contains("\"status\":401") }
-        XCTAssertNotNil(line, second.auditLines.joined(separator: "\n"))
-        XCTAssertFalse(second.auditLines.joined().contains(token))
+        // A second sandbox with its own gateway, in front of the same upstream.
+        let other = "h\(getpid() % 10000)\(Int.random(in: 10...99))"
+        let create = try Run.airlock(["netns", "create", other])
+        XCTAssertEqual(create.status, 0, create.description)
+        defer { _ = try? Run.airlock(["netns", "destroy", other]) }
+        let otherAudit = rig.dir.file("other-audit.log")
+        let gateway = try BackgroundProcess([
+            TestPaths.airlock, "gateway", "serve", other, "--git-upstream", "github.com=https://127.0.0.1:\(rig.port)",
+            "--upstream-ca", rig.dir.file("ca.pem"), "--audit-log", otherAudit,
+        ])
+        defer { gateway.stop(signal: SIGKILL, timeout: 5) }
+        XCTAssertTrue(Wait.until(timeout: 30) { (try? Run.airlock(["session", "list", other], timeout: 10).status) == 0 })
+        let replay = try Run.airlock([
+            "netns", "exec", other, "--user", "root", "--", "curl", "-sS", "-i", "-H", "Authorization: Bearer \(token)",
+            "http://airlock.internal/git/github.com/owner/repo/info/refs?service=git-upload-pack",
+        ])
+        XCTAssertTrue(replay.stdout.hasPrefix("HTTP/1.1 401"), replay.description)
+        let lines = ((try? String(contentsOfFile: otherAudit, encoding: .utf8)) ?? "").split(separator: "\n").map(String.init)
+        XCTAssertNotNil(lines.last { $0.contains("\"event\":\"git_deny\"") && $0.contains("\"status\":401") && $0.contains("\"sandbox\":\"\(other)\"") },
+                        lines.joined(separator: "\n"))
+        XCTAssertFalse(lines.joined().contains(token))
         // The same token still works on its own sandbox.
         XCTAssertEqual(try rig.inSandbox(["git", "ls-remote", "https://github.com/owner/repo"], token: token).status, 0)
     }
