@@ -108,17 +108,15 @@ final class ExecTests: XCTestCase {
     }
 
     func testSignalToAirlockIsForwarded() throws {
-        let dir = "/tmp/airlock-exec-signal-\(getpid())"
-        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
-        chmod(dir, 0o777)
-        defer { try? FileManager.default.removeItem(atPath: dir) }
-        let process = try BackgroundProcess(
-            [TestPaths.airlock, "netns", "exec", sandbox, "--cwd", "/", "--", "sh", "-c",
-             "trap 'exit 42' TERM; touch \(dir)/ready; while :; do sleep 0.05; done"],
-            environment: sudoEnvironment)
-        XCTAssertTrue(Wait.until(timeout: 20) { FileManager.default.fileExists(atPath: dir + "/ready") })
-        let result = process.stop(signal: SIGTERM, timeout: 20)
-        XCTAssertEqual(result.status, 42, result.stderr)
+        // timeout(1) sends SIGTERM to airlock once the command has run for 3 s and, with
+        // --preserve-status, exits with airlock's status: 42 only if the trap in the
+        // sandbox got the TERM that airlock forwarded.
+        let result = try Run.process(
+            ["timeout", "--preserve-status", "-s", "TERM", "3", TestPaths.airlock, "netns", "exec", sandbox, "--cwd", "/", "--",
+             "sh", "-c", "trap 'echo got-term; exit 42' TERM; while :; do sleep 0.05; done"],
+            environment: sudoEnvironment, timeout: 60)
+        XCTAssertEqual(result.status, 42, result.description)
+        XCTAssertEqual(result.stdout, "got-term\n")
     }
 
     func testRootWithoutSudoMustNameTheUser() throws {
@@ -134,9 +132,9 @@ final class ExecTests: XCTestCase {
         let unknown = try exec(["true"], options: ["--user", "no-such-airlock-user"])
         XCTAssertNotEqual(unknown.status, 0)
         XCTAssertEqual(unknown.stderr, "airlock: error: unknown user 'no-such-airlock-user'\n")
-        let missing = try Run.airlock(["netns", "exec", "nosuchsandbox", "--", "true"], environment: sudoEnvironment)
+        let missing = try Run.airlock(["netns", "exec", "nosuchsbx", "--", "true"], environment: sudoEnvironment)
         XCTAssertEqual(missing.status, 3, missing.description)
         XCTAssertTrue(missing.stderr.hasPrefix("airlock: error: "), missing.stderr)
-        XCTAssertTrue(missing.stderr.contains("nosuchsandbox"), missing.stderr)
+        XCTAssertTrue(missing.stderr.contains("nosuchsbx"), missing.stderr)
     }
 }
