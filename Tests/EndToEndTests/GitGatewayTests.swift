@@ -191,6 +191,9 @@ struct GitRigError: Error, CustomStringConvertible {
 
 final class GitGatewayTests: XCTestCase {
     var rig: GitRig!
+    /// Processes already stopped by hand. Kept alive because `BackgroundProcess.deinit` calls
+    /// `stop()` again, which waits a second time for output that was already collected.
+    var stopped: [BackgroundProcess] = []
 
     override func setUpWithError() throws {
         try RootTier.require()
@@ -384,7 +387,8 @@ final class GitGatewayTests: XCTestCase {
             TestPaths.airlock, "gateway", "serve", other, "--git-upstream", "github.com=https://127.0.0.1:\(rig.port)",
             "--upstream-ca", rig.dir.file("ca.pem"), "--audit-log", otherAudit,
         ])
-        defer { gateway.stop(signal: SIGKILL, timeout: 5) }
+        stopped.append(gateway)
+        defer { gateway.stop(signal: SIGTERM, timeout: 10) }
         XCTAssertTrue(Wait.until(timeout: 30) { (try? Run.airlock(["session", "list", other], timeout: 10).status) == 0 })
         let replay = try Run.airlock([
             "netns", "exec", other, "--user", "root", "--", "curl", "-sS", "-i", "-H", "Authorization: Bearer \(token)",
