@@ -116,6 +116,10 @@ static int drop_privileges(const struct cnl_spawn_spec *spec, int *step) {
     if (!spec->keep_groups && setgroups(spec->group_count, spec->groups) < 0) { *step = CNL_STEP_SETGROUPS; return -1; }
     if (setresgid(spec->gid, spec->gid, spec->gid) < 0) { *step = CNL_STEP_SETGID; return -1; }
     if (setresuid(spec->uid, spec->uid, spec->uid) < 0) { *step = CNL_STEP_SETUID; return -1; }
+    // The init is a copy of airlock's memory (which, as root, holds the upstream tokens)
+    // and is never exec'd: the command, same uid, must not ptrace it or read its
+    // memory or environ. The command's own execve makes it dumpable again.
+    if (prctl(PR_SET_DUMPABLE, 0, 0, 0, 0) < 0) { *step = CNL_STEP_SETUID; return -1; }
     if (cap_set_proc((cap_t)spec->empty_caps) < 0) { *step = CNL_STEP_CAPSET; return -1; }
     if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0) { *step = CNL_STEP_NO_NEW_PRIVS; return -1; }
     return 0;

@@ -13,7 +13,7 @@ final class EnvironmentTests: XCTestCase {
         for name in dropped {
             XCTAssertTrue(SandboxEnvironment.isCredentialName(name), "\(name) should be dropped")
         }
-        let kept = ["PATH", "HOME", "LANG", "TERM", "SHELL", "PWD", "EDITOR", "KEYBOARD_LAYOUT", "MONKEY", "AUTHOR", "GOPATH", "LC_ALL"]
+        let kept = ["PATH", "HOME", "LANG", "TERM", "SHELL", "PWD", "EDITOR", "KEYBOARD_LAYOUT", "MONKEY", "AUTHOR", "GOPATH", "LC_ALL", "GIT_AUTHOR_NAME", "GIT_AUTHOR_EMAIL", "AUTHORITY_URL"]
         for name in kept {
             XCTAssertFalse(SandboxEnvironment.isCredentialName(name), "\(name) should be kept")
         }

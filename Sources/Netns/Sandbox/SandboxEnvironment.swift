@@ -12,8 +12,10 @@ package enum SandboxEnvironment {
     /// case-insensitively.
     package static func isCredentialName(_ name: String) -> Bool {
         let upper = name.uppercased()
-        let contains = ["TOKEN", "SECRET", "PASSWORD", "PASSWD", "CREDENTIAL", "_AUTH", "APIKEY", "API_KEY", "PRIVATE_KEY", "SESSION_ID", "COOKIE"]
+        let contains = ["TOKEN", "SECRET", "PASSWORD", "PASSWD", "CREDENTIAL", "APIKEY", "API_KEY", "PRIVATE_KEY", "SESSION_ID", "COOKIE"]
         if contains.contains(where: { upper.contains($0) }) { return true }
+        // `_AUTH` as a word (NPM_AUTH, X_AUTH_HEADER), not a prefix of one (GIT_AUTHOR_NAME).
+        if upper.hasSuffix("_AUTH") || upper.contains("_AUTH_") || upper.hasPrefix("AUTH_") { return true }
         if upper.hasSuffix("_KEY") || upper.contains("_KEY_") || upper == "KEY" || upper.hasSuffix("_PAT") { return true }
         let prefixes = ["AWS_", "AZURE_", "VAULT_"]
         if prefixes.contains(where: { upper.hasPrefix($0) }) { return true }
