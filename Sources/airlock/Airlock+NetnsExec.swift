@@ -2,6 +2,7 @@
 import Glibc
 #endif
 import ArgumentParser
+import Gateway
 import Netns
 
 /// `airlock netns exec NAME [--user U] [--mask PATH]… [--env K=V]… -- CMD…`
@@ -35,6 +36,12 @@ struct NetnsExec: ParsableCommand {
 
     @Option(name: .customLong("env"), help: ArgumentHelp("Set a variable for CMD.", valueName: "name=value"))
     var environment: [String] = []
+
+    @Option(help: ArgumentHelp("A git session token from `airlock session create`: git inside goes to the gateway with it (AIRLOCK_SESSION_TOKEN also works and keeps the token off the command line).", valueName: "token"))
+    var session: String?
+
+    @Option(name: .customLong("git-host"), help: ArgumentHelp("A git host the gateway serves (default github.com); repeatable.", valueName: "host"))
+    var gitHosts: [String] = []
 
     @Option(help: ArgumentHelp("CMD's working directory (default: the current one).", valueName: "dir"))
     var cwd: String?
@@ -81,9 +88,14 @@ struct NetnsExec: ParsableCommand {
                 argv: command, environment: built.environment, user: target,
                 networkNamespace: namespace.descriptor.rawValue, gatewayAddress: gateway, masks: masks,
                 workingDirectory: cwd ?? Self.currentDirectory())
-            // The git engineer's `--session TOKEN` wiring merges the session's git
-            // configuration (GIT_CONFIG_COUNT/KEY/VALUE) here.
-            spec.extraEnvironment = [:]
+            // git inside goes to the gateway with the session token (never the real one).
+            if let token = session ?? ProcessInfoEnvironment.current["AIRLOCK_SESSION_TOKEN"] {
+                guard SessionToken.isWellFormed(token) else {
+                    throw CLIError("--session: not an airlock session token (expected \(SessionToken.prefix)…, from `airlock session create`)")
+                }
+                let hosts = gitHosts.isEmpty ? ["github.com"] : gitHosts.map { $0.lowercased() }
+                spec.extraEnvironment = GitSandboxConfig.environment(hosts: hosts, token: Secret(token))
+            }
             let process = try SandboxProcess.spawn(spec)
             // The init has joined the namespace by now; closing here also keeps it open until here.
             try? namespace.close()

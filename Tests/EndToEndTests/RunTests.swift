@@ -167,12 +167,13 @@ final class RunTests: XCTestCase {
             let audit = try auditFile()
             let result = try airlockRun(mode, standInFlags(rig) + ["--repo", "owner/app", "--token-env", "GH_TOKEN"], script: """
                 cd \(work)
-                git clone -q https://github.com/owner/secret 2>&1; echo "secret-clone=$?"
+                git clone https://github.com/owner/secret 2>&1; echo "secret-clone=$?"
                 git clone -q https://github.com/owner/app 2>&1; echo "app-clone=$?"
-                cd app && echo x > x && git add x && git commit -q -m x && git push -q origin main 2>&1; echo "push=$?"
+                cd app && echo x > x && git add x && git commit -q -m x && git push origin main 2>&1; echo "push=$?"
                 """, audit: audit)
             XCTAssertEqual(result.status, 0, "\(mode): \(result)")
             XCTAssertTrue(result.stdout.contains("secret-clone=128"), "\(mode): \(result)")
+            XCTAssertTrue(result.stdout.contains("The requested URL returned error: 403"), "\(mode): \(result)")
             XCTAssertTrue(result.stdout.contains("this session does not cover github.com/owner/secret"), "\(mode): \(result)")
             XCTAssertTrue(result.stdout.contains("app-clone=0"), "\(mode): \(result)")
             XCTAssertFalse(result.stdout.contains("push=0"), "\(mode): \(result)")
@@ -265,18 +266,23 @@ final class RunTests: XCTestCase {
     }
 
     func testNoTokenAndNoGatewayVisibleInside() throws {
+        // The script never holds the token literally (it would be in its own cmdline): it
+        // decodes it into a shell variable, which is in no process's environ or cmdline.
+        let encoded = Data(Rig.realToken.utf8).base64EncodedString()
         for mode in Mode.allCases {
             let rig = try rig
             let result = try airlockRun(mode, standInFlags(rig) + ["--repo", "owner/app", "--token-env", "GH_TOKEN"], script: """
-                env | grep -c '\(Rig.realToken)'
-                cat /proc/[0-9]*/environ /proc/[0-9]*/cmdline 2>/dev/null | tr '\\0' '\\n' | grep -c '\(Rig.realToken)'
-                grep -rls '\(Rig.realToken)' /run /tmp /etc /proc/self/ 2>/dev/null | wc -l
+                token=$(echo \(encoded) | base64 -d)
+                env | grep -cF "$token"
+                for f in /proc/[0-9]*/environ /proc/[0-9]*/cmdline; do tr '\\0' '\\n' < $f 2>/dev/null; done | grep -cF "$token"
+                printf '%s\\n' "$token" | grep -rlsF -f - /run /tmp /etc /var/tmp "$HOME" 2>/dev/null | wc -l
                 env | grep -c '^GH_TOKEN='
                 ps -e -o comm= | sort | tr '\\n' ' '; echo
-                env | grep -c 'GIT_CONFIG_VALUE_.*Authorization: Bearer airlock_'
-                """)
+                env | grep -c 'GIT_CONFIG_VALUE_.*Authorization: Bearer airlock_s_'
+                """, timeout: 60)
             let lines = result.stdout.split(separator: "\n").map(String.init)
             XCTAssertEqual(Array(lines.prefix(4)), ["0", "0", "0", "0"], "\(mode): the real token is nowhere inside: \(result)")
+            XCTAssertEqual(lines.count, 6, "\(mode): \(result)")
             XCTAssertFalse(lines.count > 4 && lines[4].contains("airlock"), "\(mode): the gateway is not in the sandbox's /proc: \(result)")
             XCTAssertEqual(lines.last, "1", "\(mode): the session token is in git's configuration: \(result)")
             XCTAssertTrue(result.stderr.contains("GH_TOKEN"), "\(mode): dropped names are listed: \(result)")

@@ -136,7 +136,7 @@ public final class BackgroundProcess: @unchecked Sendable {
     public let process: Process
     private let out: OutputCollector
     private let err: OutputCollector
-    private var stopped = false
+    private var result: (status: Int32, stdout: String, stderr: String)?
 
     /// Starts `argv` with its output collected.
     public init(_ argv: [String], environment: [String: String]? = nil, stdin: String? = nil) throws {
@@ -159,17 +159,18 @@ public final class BackgroundProcess: @unchecked Sendable {
     public var isRunning: Bool { process.isRunning }
 
     /// Sends `signal` and waits (bounded) for the process to end; returns its output.
+    /// Later calls return the same result without signalling again.
     @discardableResult
     public func stop(signal: Int32 = SIGTERM, timeout: TimeInterval = 10) -> (status: Int32, stdout: String, stderr: String) {
-        if !stopped {
-            stopped = true
-            if process.isRunning { kill(process.processIdentifier, signal) }
-            let deadline = Date().addingTimeInterval(timeout)
-            while process.isRunning && Date() < deadline { usleep(10_000) }
-            if process.isRunning { kill(process.processIdentifier, SIGKILL) }
-            process.waitUntilExit()
-        }
-        return (process.terminationStatus, out.finish(), err.finish())
+        if let result { return result }
+        if process.isRunning { kill(process.processIdentifier, signal) }
+        let deadline = Date().addingTimeInterval(timeout)
+        while process.isRunning && Date() < deadline { usleep(10_000) }
+        if process.isRunning { kill(process.processIdentifier, SIGKILL) }
+        process.waitUntilExit()
+        let finished = (process.terminationStatus, out.finish(), err.finish())
+        result = finished
+        return finished
     }
 
     deinit { stop(signal: SIGKILL, timeout: 2) }
