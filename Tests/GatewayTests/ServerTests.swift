@@ -1,0 +1,110 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import Foundation
+import Logging
+import NIOCore
+import NIOPosix
+import ServiceLifecycle
+import TestSupport
+import XCTest
+@testable import Gateway
+
+/// `GatewayServer` on real sockets: a listener from a descriptor, the real `PolicyDialer`
+/// against the local web server fixture, and graceful shutdown.
+final class ServerTests: XCTestCase {
+    /// A listening TCP socket on 127.0.0.1 and its port.
+    private func listeningSocket() throws -> (CInt, UInt16) {
+        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
+        XCTAssertGreaterThanOrEqual(fd, 0)
+        var address = sockaddr_in()
+        address.sin_family = sa_family_t(AF_INET)
+        address.sin_addr = in_addr(s_addr: UInt32(0x7F00_0001).bigEndian)
+        address.sin_port = 0
+        let bound = withUnsafePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+        }
+        XCTAssertEqual(bound, 0)
+        XCTAssertEqual(listen(fd, 64), 0)
+        var length = socklen_t(MemoryLayout<sockaddr_in>.size)
+        _ = withUnsafeMutablePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(fd, $0, &length) }
+        }
+        return (fd, UInt16(bigEndian: address.sin_port))
+    }
+
+    func testProxyServesThroughThePolicyDialerAndDrainsOnShutdown() async throws {
+        let webPort = TCP.freePort()
+        let web = try BackgroundProcess(["/usr/bin/python3", TestPaths.fixture("web-server.py"), "--port", String(webPort)])
+        defer { web.stop() }
+        XCTAssertTrue(Wait.forTCP(port: webPort), "the web server fixture did not start")
+
+        let sink = MemoryAuditSink()
+        let audit = AuditLog(sink: sink, sandbox: "srv")
+        let text = "web.test:\(webPort)\nloopback.test:\(webPort)\nresolve web.test=127.0.0.1\nresolve loopback.test=127.0.0.1\nallow-private 127.0.0.1/32\n"
+        let policy = try Policy.parse(text, source: "/test/policy")
+        let store = PolicyStore(initial: policy, path: nil, extra: nil, audit: audit)
+        let (fd, proxyPort) = try listeningSocket()
+        let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
+        let pool = NIOThreadPool(numberOfThreads: 1)
+        pool.start()
+        let server = GatewayServer(
+            configuration: GatewayConfiguration(sandbox: "srv", gatewayAddress: IPAddress("169.254.200.1")!, policy: store, audit: audit),
+            listeners: GatewayListeners(proxy: fd), group: group, threadPool: pool)
+        let serviceGroup = ServiceGroup(services: [server], logger: Logger(label: "test"))
+        let running = Task { try await serviceGroup.run() }
+
+        XCTAssertTrue(Wait.forTCP(port: proxyPort))
+        let curl = try Run.process(["curl", "-sS", "-x", "http://127.0.0.1:\(proxyPort)", "http://web.test:\(webPort)/hello"], timeout: 20)
+        XCTAssertEqual(curl.status, 0, curl.stderr)
+        XCTAssertTrue(curl.stdout.contains("host=web.test:\(webPort) path=/hello"), curl.stdout)
+
+        let denied = try Run.process(["curl", "-sS", "-i", "-x", "http://127.0.0.1:\(proxyPort)", "http://other.test/"], timeout: 20)
+        XCTAssertTrue(denied.stdout.hasPrefix("HTTP/1.1 403"), denied.stdout)
+        XCTAssertTrue(denied.stdout.contains("airlock: other.test is not on the allowlist; add it to /test/policy or pass --allow other.test"), denied.stdout)
+
+        let big = try Run.process(["curl", "-sS", "-o", "/dev/null", "-w", "%{size_download}", "-x", "http://127.0.0.1:\(proxyPort)",
+                                   "http://web.test:\(webPort)/big?bytes=3000000"], timeout: 60)
+        XCTAssertEqual(big.stdout, "3000000", big.stderr)
+
+        await serviceGroup.triggerGracefulShutdown()
+        try await running.value
+        XCTAssertFalse(TCP.canConnect(host: "127.0.0.1", port: proxyPort), "the listener is closed after shutdown")
+        let allows = sink.lines.filter { $0.contains("\"event\":\"egress_allow\"") }
+        XCTAssertEqual(allows.count, 2, sink.lines.joined(separator: "\n"))
+        XCTAssertTrue(allows.last?.contains("\"bytes_down\":3000000") == true, allows.last ?? "")
+        XCTAssertTrue(allows.first?.contains("\"rule\":\"web.test:\(webPort)\"") == true, allows.first ?? "")
+        try await group.shutdownGracefully()
+        try await pool.shutdownGracefully()
+    }
+
+    func testPolicyDialerRefusesLoopbackWithoutAllowPrivate() async throws {
+        let sink = MemoryAuditSink()
+        let audit = AuditLog(sink: sink)
+        let policy = try Policy.parse("web.test\nresolve web.test=127.0.0.1\n", source: "/test/policy")
+        let store = PolicyStore(initial: policy, path: nil, extra: nil, audit: audit)
+        let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
+        let pool = NIOThreadPool(numberOfThreads: 1)
+        pool.start()
+        let dialer = PolicyDialer(policy: store, limits: GatewayLimits(), forbidden: [], threadPool: pool)
+        do {
+            _ = try await dialer.dial(UpstreamTarget(host: "web.test", port: 80), on: group.next()).get()
+            XCTFail("dialled a loopback address without an allow-private rule")
+        } catch let error as DialError {
+            guard case .refused(let host, let reason) = error else { return XCTFail("\(error)") }
+            XCTAssertEqual(host, "web.test")
+            XCTAssertTrue(reason.contains("127.0.0.1"), reason)
+            XCTAssertTrue(reason.contains("allow-private"), reason)
+            XCTAssertEqual(error.status, .forbidden)
+        }
+        let gateway = PolicyDialer(policy: store, limits: GatewayLimits(), forbidden: [IPAddress("127.0.0.1")!], threadPool: pool)
+        do {
+            _ = try await gateway.dial(UpstreamTarget(host: "web.test", port: 80), on: group.next()).get()
+            XCTFail("dialled the gateway's own address")
+        } catch let error as DialError {
+            XCTAssertTrue(error.description.contains("the gateway itself"), error.description)
+        }
+        try await group.shutdownGracefully()
+        try await pool.shutdownGracefully()
+    }
+}
