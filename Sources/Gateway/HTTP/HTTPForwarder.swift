@@ -507,13 +507,16 @@ package final class HTTPForwarder {
             upstream.close(promise: nil)
             context.close(promise: nil)
         }
-        let clientClosed = context.channel.closeFuture
-        let done = clientClosed.and(upstream.closeFuture)
+        let client = context.channel
+        let done = client.closeFuture.and(upstream.closeFuture)
         done.whenComplete { _ in
             let ms = Int((NIODeadline.now() - startedAt).nanoseconds / 1_000_000)
             completion(ExchangeOutcome(status: 200, bytesUp: clientGlue.bytesRead, bytesDown: upstreamGlue.bytesRead, milliseconds: ms))
         }
         upstream.read()
+        // The client's read was parked by this handler while dialling, and this handler is
+        // gone now: ask for the tunnel's first bytes, or they would wait in the socket.
+        client.read()
     }
 }
 

@@ -62,6 +62,12 @@ extension GlueHandler: ChannelDuplexHandler {
 
     package func handlerAdded(context: ChannelHandlerContext) {
         self.context = context
+        // The two halves are added one after the other: a partner that asked to read
+        // before this side existed was parked (it had nobody writable to write to).
+        // Start it now, or its bytes would wait in the socket forever.
+        if context.channel.isWritable {
+            partner?.partnerBecameWritable()
+        }
     }
 
     package func handlerRemoved(context: ChannelHandlerContext) {
