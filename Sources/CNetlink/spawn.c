@@ -156,6 +156,8 @@ static void run_command(const struct cnl_spawn_spec *spec, int setup_fd, const s
 // PID 1 of the sandbox: sets up the mount namespace, drops privileges, starts the
 // command, forwards signals to it, reaps every child, and exits when the command does.
 static void sandbox_init(const struct cnl_spawn_spec *spec, int setup_fd, int status_fd, const sigset_t *original_mask) {
+    // PID 1 of the sandbox is this clone of airlock, not airlock: say so in `ps`.
+    (void)prctl(PR_SET_NAME, "sandbox-init", 0, 0, 0);
     if (spec->netns_fd >= 0 && setns(spec->netns_fd, CLONE_NEWNET) < 0) { report(setup_fd, CNL_STEP_SETNS, errno, -1); _exit(125); }
     if (prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0) < 0) { report(setup_fd, CNL_STEP_PDEATHSIG, errno, -1); _exit(125); }
     if (mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) < 0) { report(setup_fd, CNL_STEP_MAKE_PRIVATE, errno, -1); _exit(125); }

@@ -84,7 +84,8 @@ struct RunPlan {
             from: base, home: user.home, user: user.name,
             gateway: topology.gatewayAddress.address.description)
         environment = built.environment
-        droppedNames = built.droppedNames
+        // The token variable is removed whatever its name; it is listed with the others.
+        droppedNames = Array(Set(built.droppedNames + (options.tokenEnv.map { [$0] } ?? []))).sorted()
         masks = Masks.resolve(try Masks.paths(home: user.home, extra: options.masks))
         workingDirectory = NetnsExec.currentDirectory()
     }
