@@ -2,13 +2,8 @@
 import Glibc
 #endif
 import ArgumentParser
-import Dispatch
 import Gateway
-import Logging
-import NIOCore
-import NIOPosix
 import Netns
-import ServiceLifecycle
 
 /// `airlock gateway`: serve the gateway of a persistent sandbox.
 struct GatewayCommand: ParsableCommand {
@@ -63,21 +58,16 @@ struct GatewayCommand: ParsableCommand {
                 throw CLIError("gateway address \(gatewayIPv4) is not usable")
             }
             let sandbox = sandboxName.rawValue
-            let audit = try options.openAuditLog(sandbox: sandbox)
-            let (initial, policyPath, extra) = try options.initialPolicy()
-            _ = try options.gitUpstreams()
+            // Every flag is checked and every file opened before anything is bound.
+            let runtime = try GatewayRuntime(
+                sandbox: sandbox, gatewayAddress: gatewayAddress, options: options, policyFile: options.policyPath)
 
             let gatewayNamespace = try NetworkNamespace.open(path: state.gatewayPin)
             let sockets = try GatewaySockets.bind(in: gatewayNamespace.descriptor, address: gatewayIPv4)
             try gatewayNamespace.close()
 
-            // Git gateway and control socket: built here, before privileges are dropped
-            // (the control socket lives under /run/airlock/NAME; binding it starts no thread).
-            let gitUpstreams = try GitUpstreams(
-                mappings: try options.gitUpstreams().map { GitUpstreams.Mapping(gitHost: $0.key, url: $0.value) },
-                caFile: options.upstreamCA)
-            let sessions = SessionStore(audit: audit)
-            let internalRouter: (any HTTPRouter)? = GitRouter(upstreams: gitUpstreams, sessions: sessions, audit: audit)
+            // The control socket lives under /run/airlock/NAME: bound before the privilege
+            // drop (binding starts no thread), served after it.
             let controlSocket = try ControlSocket(path: ControlSocket.path(sandbox: sandbox))
             let startedBy = getuid()
 
@@ -85,63 +75,24 @@ struct GatewayCommand: ParsableCommand {
 
             // Threads start only after the drop: setuid reaches every thread, capabilities
             // only the calling one.
-            var logger = Logger(label: "airlock.gateway")
-            logger.logLevel = .info
-            let store = PolicyStore(initial: initial, path: policyPath, extra: extra, audit: audit, logger: logger)
-            store.startWatching()
-            let group = MultiThreadedEventLoopGroup(numberOfThreads: System.coreCount)
-            let control = ControlServer(
-                socket: controlSocket,
-                responder: ControlResponder(sandbox: sandbox, sessions: sessions, gitHosts: gitUpstreams.hosts),
-                allowedUIDs: [startedBy], audit: audit, group: group)
-            let extraServices: [any Service] = [control]
-            let threadPool = NIOThreadPool(numberOfThreads: 2)
-            threadPool.start()
-
-            let configuration = GatewayConfiguration(
-                sandbox: sandbox, gatewayAddress: gatewayAddress, policy: store, audit: audit,
-                limits: options.limits, internalRouter: internalRouter, logger: logger)
-            let listeners = GatewayListeners(
-                dnsUDP: sockets.dnsUDP.descriptor.rawValue, dnsTCP: sockets.dnsTCP.descriptor.rawValue,
-                http: sockets.http.descriptor.rawValue, tls: sockets.tls.descriptor.rawValue,
-                proxy: sockets.proxy.descriptor.rawValue)
             let readyLine = "airlock: gateway for \(sandbox) ready on \(gatewayAddress) (dns 53, http 80, tls 443, proxy 3128)"
-            let server = GatewayServer(
-                configuration: configuration, listeners: listeners, group: group, threadPool: threadPool,
+            runtime.start(
+                listeners: GatewayListeners(
+                    dnsUDP: sockets.dnsUDP.descriptor.rawValue, dnsTCP: sockets.dnsTCP.descriptor.rawValue,
+                    http: sockets.http.descriptor.rawValue, tls: sockets.tls.descriptor.rawValue,
+                    proxy: sockets.proxy.descriptor.rawValue),
+                extraServices: { group in
+                    [ControlServer(
+                        socket: controlSocket,
+                        responder: ControlResponder(sandbox: sandbox, sessions: runtime.sessions, gitHosts: runtime.gitUpstreams.hosts),
+                        allowedUIDs: [startedBy], audit: runtime.audit, group: group)]
+                },
+                shutdownSignals: [.sigterm, .sigint],
                 ready: {
                     print(readyLine)
                     fflush(stdout)
                 })
-            let services: [any Service] = [server] + extraServices
-            let serviceGroup = ServiceGroup(
-                configuration: ServiceGroupConfiguration(
-                    services: services.map { ServiceGroupConfiguration.ServiceConfiguration(service: $0) },
-                    gracefulShutdownSignals: [.sigterm, .sigint],
-                    logger: logger))
-
-            let failure = ResultBox()
-            let finished = DispatchSemaphore(value: 0)
-            Task {
-                do {
-                    try await serviceGroup.run()
-                } catch {
-                    failure.set(error)
-                }
-                finished.signal()
-            }
-            finished.wait()
-            store.stopWatching()
-            try? threadPool.syncShutdownGracefully()
-            try? group.syncShutdownGracefully()
-            if let error = failure.get() { throw error }
+            try runtime.wait()
         }
     }
-}
-
-/// Carries an error out of the serving task.
-private final class ResultBox: @unchecked Sendable {
-    // @unchecked: written once by the task before the semaphore is signalled, read after.
-    private var error: Error?
-    func set(_ error: Error) { self.error = error }
-    func get() -> Error? { error }
 }
