@@ -70,29 +70,7 @@ final class GitRig {
     }
 
     private func makeCertificates() throws {
-        let script = TestPaths.fixture("make-test-ca.sh")
-        if FileManager.default.isExecutableFile(atPath: script) {
-            let r = try Run.process([script, dir.path, "localhost", "127.0.0.1"])
-            if r.status == 0, FileManager.default.fileExists(atPath: dir.file("ca.pem")),
-               FileManager.default.fileExists(atPath: dir.file("server.pem")), FileManager.default.fileExists(atPath: dir.file("server.key")) {
-                return
-            }
-        }
-        let steps: [[String]] = [
-            ["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes",
-             "-keyout", dir.file("ca.key"), "-out", dir.file("ca.pem"), "-days", "2", "-subj", "/CN=airlock git test CA"],
-            ["openssl", "req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes",
-             "-keyout", dir.file("server.key"), "-out", dir.file("server.csr"), "-subj", "/CN=localhost"],
-        ]
-        for step in steps {
-            let r = try Run.process(step)
-            guard r.status == 0 else { throw GitRigError("openssl failed: \(r)") }
-        }
-        try "subjectAltName=DNS:localhost,IP:127.0.0.1\nbasicConstraints=CA:FALSE\n".write(toFile: dir.file("ext.cnf"), atomically: true, encoding: .utf8)
-        let sign = try Run.process(["openssl", "x509", "-req", "-in", dir.file("server.csr"), "-CA", dir.file("ca.pem"),
-                                    "-CAkey", dir.file("ca.key"), "-CAcreateserial", "-out", dir.file("server.pem"), "-days", "2",
-                                    "-extfile", dir.file("ext.cnf")])
-        guard sign.status == 0 else { throw GitRigError("openssl sign failed: \(sign)") }
+        _ = try TestCA(in: dir.path, names: ["localhost", "127.0.0.1"])
     }
 
     private func makeRepositories() throws {

@@ -79,7 +79,9 @@ public final class GitUpstream {
 
     static let gitEnvironment = ["PATH": "/usr/bin:/bin", "HOME": "/nonexistent", "GIT_CONFIG_NOSYSTEM": "1"]
 
-    static func makeRepository(root: String, name: String, scratch: String) throws {
+    /// Creates the bare repository `root/NAME.git` (NAME is `owner/repo`) with one commit
+    /// on `main`, pushes allowed (`http.receivepack`) and partial clone on.
+    public static func makeRepository(root: String, name: String, scratch: String) throws {
         let bare = "\(root)/\(name).git"
         let work = scratch + "/seed-" + name.replacingOccurrences(of: "/", with: "-")
         let steps: [[String]] = [
