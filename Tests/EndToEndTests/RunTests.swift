@@ -11,7 +11,8 @@ final class RunTests: XCTestCase {
     /// Shared by every test of the class: the CA, the git and web stand-ins, a copy of the
     /// binary an unprivileged user can execute.
     final class Rig {
-        static let realToken = "ghp_RUNe2e_real_upstream_token_4f9a1c"
+        /// New for every test run, so no log of an earlier run can hold it.
+        static let realToken = "ghp_RUN" + UUID().uuidString.replacingOccurrences(of: "-", with: "")
         let dir: TemporaryDirectory
         let ca: TestCA
         let git: GitUpstream
