@@ -70,7 +70,7 @@ final class NetnsCommandTests: XCTestCase {
         // `ip` sees exactly one route in S: the link to the gateway.
         let routes = try Run.process(["ip", "netns", "exec", name, "ip", "route"])
         XCTAssertEqual(routes.stdout, "169.254.200.1 dev eth0 proto static scope link src 169.254.200.2 \n")
-        let unreachable = try Run.process(["ip", "netns", "exec", name, "ip", "route", "get", "1.1.1.1"])
+        let unreachable = try Run.process(["ip", "netns", "exec", name, "ip", "route", "get", "192.0.2.1"])
         XCTAssertNotEqual(unreachable.status, 0)
         XCTAssertTrue(unreachable.stderr.contains("Network is unreachable"), unreachable.stderr)
 
