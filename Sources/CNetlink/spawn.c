@@ -113,9 +113,12 @@ static int drop_privileges(const struct cnl_spawn_spec *spec, int *step) {
         if (cap_drop_bound((cap_value_t)cap) < 0 && errno != EINVAL) { *step = CNL_STEP_BOUNDING_SET; return -1; }
     }
     if (prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0) < 0 && errno != EINVAL) { *step = CNL_STEP_AMBIENT; return -1; }
-    if (!spec->keep_groups && setgroups(spec->group_count, spec->groups) < 0) { *step = CNL_STEP_SETGROUPS; return -1; }
-    if (setresgid(spec->gid, spec->gid, spec->gid) < 0) { *step = CNL_STEP_SETGID; return -1; }
-    if (setresuid(spec->uid, spec->uid, spec->uid) < 0) { *step = CNL_STEP_SETUID; return -1; }
+    // Raw system calls, not glibc's wrappers: in a multithreaded process glibc applies an id
+    // change to every thread it knows of (signals them and waits), and after a raw clone those
+    // threads are not in this process. The wrappers could wait forever.
+    if (!spec->keep_groups && syscall(SYS_setgroups, spec->group_count, spec->groups) < 0) { *step = CNL_STEP_SETGROUPS; return -1; }
+    if (syscall(SYS_setresgid, spec->gid, spec->gid, spec->gid) < 0) { *step = CNL_STEP_SETGID; return -1; }
+    if (syscall(SYS_setresuid, spec->uid, spec->uid, spec->uid) < 0) { *step = CNL_STEP_SETUID; return -1; }
     // The init is a copy of airlock's memory (which, as root, holds the upstream tokens)
     // and is never exec'd: the command, same uid, must not ptrace it or read its
     // memory or environ. The command's own execve makes it dumpable again.
