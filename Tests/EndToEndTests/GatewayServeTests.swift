@@ -1,0 +1,109 @@
+import Foundation
+import TestSupport
+import XCTest
+
+/// `airlock gateway serve` for a sandbox made by `airlock netns create`, with curl and dig run
+/// inside S: what a host admin's sandbox sees, including hot reload of the policy file.
+final class GatewayServeTests: XCTestCase {
+    func testServeAllowsDeniesAndReloads() throws {
+        try RootTier.require()
+        let dir = try TemporaryDirectory(prefix: "airlock-serve-e2e")
+        chmod(dir.path, 0o755)
+        let ca = try TestCA(in: dir.path, names: ["localhost", "127.0.0.1", "allowed.test", "later.test", "loop.test"])
+        let https = try WebUpstream(port: 443, tls: ca)
+        let http = try WebUpstream(port: 80)
+        defer { https.stop(); http.stop() }
+
+        let policy = dir.file("policy")
+        try """
+            # the test policy: local stand-ins on 127.0.0.1
+            allowed.test
+            resolve allowed.test=127.0.0.1
+            resolve later.test=127.0.0.1
+            loop.test
+            resolve loop.test=127.0.0.2
+            allow-private 127.0.0.1/32
+            """.write(toFile: policy, atomically: true, encoding: .utf8)
+        chmod(policy, 0o644)
+        let audit = dir.file("audit.jsonl")
+        let name = "serve\(getpid() % 10000)"
+        XCTAssertEqual(try Run.airlock(["netns", "create", name]).status, 0)
+        defer { _ = try? Run.airlock(["netns", "destroy", name]) }
+        let gateway = try BackgroundProcess([TestPaths.airlock, "gateway", "serve", name, "--policy", policy, "--audit-log", audit])
+        defer { gateway.stop() }
+        XCTAssertTrue(Wait.until(timeout: 30) {
+            (try? self.inside(name, "curl -sS --max-time 2 http://airlock.internal/healthz").stdout)?.hasPrefix("ok") == true
+        }, "the gateway answers its health endpoint")
+
+        // Allowed: HTTPS through CONNECT and transparently (SNI), HTTP through the proxy and by Host.
+        let allowed = try inside(name, """
+            curl -sS --max-time 10 --cacert \(ca.caFile) -x http://169.254.200.1:3128 https://allowed.test/a; echo
+            curl -sS --max-time 10 --noproxy '*' --cacert \(ca.caFile) https://allowed.test/b; echo
+            curl -sS --max-time 10 -x http://169.254.200.1:3128 http://allowed.test/c; echo
+            curl -sS --max-time 10 --noproxy '*' http://allowed.test/d; echo
+            """)
+        XCTAssertEqual(allowed.stdout.split(separator: "\n"),
+                       ["host=allowed.test path=/a", "host=allowed.test path=/b", "host=allowed.test path=/c", "host=allowed.test path=/d"],
+                       "\(allowed)")
+
+        // Refused: a host not listed (403 with the reason), its name (NXDOMAIN), an IP literal,
+        // and a listed name that resolves to loopback outside the allow-private range.
+        let refused = try inside(name, """
+            curl -sS --max-time 10 -x http://169.254.200.1:3128 http://later.test/; echo
+            dig +tries=1 +time=3 @169.254.200.1 later.test | grep -o 'status: [A-Z]*'
+            bash -c 'exec 3<>/dev/tcp/169.254.200.1/3128; printf "GET http://0x7f000001/ HTTP/1.1\\r\\nHost: 0x7f000001\\r\\nConnection: close\\r\\n\\r\\n" >&3; timeout 10 cat <&3'; echo
+            curl -sS --max-time 10 -x http://169.254.200.1:3128 http://loop.test:80/; echo
+            """)
+        XCTAssertTrue(refused.stdout.contains("airlock: later.test is not on the allowlist; add it to \(policy) or pass --allow later.test"), "\(refused)")
+        XCTAssertTrue(refused.stdout.contains("status: NXDOMAIN"), "\(refused)")
+        XCTAssertTrue(refused.stdout.contains("HTTP/1.1 403 Forbidden"), "\(refused)")
+        XCTAssertTrue(refused.stdout.contains("X-Airlock-Denied: airlock: IP literal 0x7f000001 refused"), "\(refused)")
+        XCTAssertTrue(refused.stdout.contains("127.0.0.2 is loopback"), "\(refused)")
+
+        // Hot reload: a broken file keeps the old policy; a good one takes effect.
+        try "allowed.test\nthis is not a rule\n".write(toFile: policy, atomically: true, encoding: .utf8)
+        kill(gateway.pid, SIGHUP)
+        XCTAssertTrue(Wait.until(timeout: 10) { self.auditEvents(audit).contains { $0["event"] as? String == "policy_reload" && $0["ok"] as? Bool == false } })
+        let stillAllowed = try inside(name, "curl -sS --max-time 10 --noproxy '*' --cacert \(ca.caFile) https://allowed.test/kept; echo")
+        XCTAssertEqual(stillAllowed.stdout, "host=allowed.test path=/kept\n", "the old policy stays after a bad reload: \(stillAllowed)")
+
+        try "later.test\nresolve later.test=127.0.0.1\nallow-private 127.0.0.1/32\n".write(toFile: policy, atomically: true, encoding: .utf8)
+        kill(gateway.pid, SIGHUP)
+        XCTAssertTrue(Wait.until(timeout: 10) { self.auditEvents(audit).contains { $0["event"] as? String == "policy_reload" && $0["ok"] as? Bool == true } })
+        let swapped = try inside(name, """
+            curl -sS --max-time 10 --noproxy '*' --cacert \(ca.caFile) https://later.test/new; echo
+            curl -sS --max-time 10 -x http://169.254.200.1:3128 http://allowed.test/; echo
+            """)
+        XCTAssertTrue(swapped.stdout.contains("host=later.test path=/new"), "\(swapped)")
+        XCTAssertTrue(swapped.stdout.contains("airlock: allowed.test is not on the allowlist"), "\(swapped)")
+
+        // Audit lines, field by field.
+        let events = auditEvents(audit)
+        let sni = events.first { $0["event"] as? String == "egress_allow" && $0["via"] as? String == "sni" }
+        XCTAssertEqual(sni?["host"] as? String, "allowed.test")
+        XCTAssertEqual(sni?["port"] as? Int, 443)
+        XCTAssertEqual(sni?["rule"] as? String, "allowed.test")
+        XCTAssertEqual(sni?["sandbox"] as? String, name)
+        XCTAssertGreaterThan(sni?["bytes_up"] as? Int ?? 0, 0)
+        XCTAssertGreaterThan(sni?["bytes_down"] as? Int ?? 0, 0)
+        XCTAssertNotNil(sni?["ms"] as? Int)
+        let deny = events.first { $0["event"] as? String == "egress_deny" && $0["host"] as? String == "later.test" }
+        XCTAssertEqual(deny?["via"] as? String, "proxy")
+        XCTAssertEqual(deny?["reason"] as? String, "later.test is not on the allowlist")
+        let dns = events.first { $0["event"] as? String == "dns_deny" }
+        XCTAssertEqual(dns?["host"] as? String, "later.test")
+        XCTAssertEqual(dns?["qtype"] as? String, "A")
+        let loop = events.first { $0["event"] as? String == "egress_deny" && $0["host"] as? String == "loop.test" }
+        XCTAssertNotNil(loop, "a listed name resolving to loopback outside allow-private is refused: \(events)")
+    }
+
+    /// Runs `script` inside the sandbox `name` as nobody, with curl/dig from the host's filesystem.
+    func inside(_ name: String, _ script: String) throws -> ProcessResult {
+        try Run.airlock(["netns", "exec", name, "--user", "nobody", "--", "/bin/sh", "-c", script], timeout: 60)
+    }
+
+    func auditEvents(_ path: String) -> [[String: Any]] {
+        guard let text = try? String(contentsOfFile: path, encoding: .utf8) else { return [] }
+        return text.split(separator: "\n").compactMap { try? JSONSerialization.jsonObject(with: Data($0.utf8)) as? [String: Any] }
+    }
+}
