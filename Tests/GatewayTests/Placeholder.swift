@@ -1,2 +1,0 @@
-import XCTest
-final class GatewayTestsPlaceholder: XCTestCase { func testNothing() {} }
