@@ -70,9 +70,6 @@ final class GatewayRuntime {
         logger.logLevel = logLevel
     }
 
-    /// The policy the gateway starts with.
-    var policy: Policy { initialPolicy }
-
     /// Starts serving `listeners` (descriptors the server takes over) and `extraServices`.
     ///
     /// - Parameters:
