@@ -169,8 +169,13 @@ package struct PolicyDialer: UpstreamDialer {
         }
     }
 
+    /// The system's own words for a failed connect ("Connection refused"), not NIO's
+    /// description of the call that failed.
     private static func shortReason(_ error: Error) -> String {
-        if let error = error as? IOError { return error.description }
+        if let error = error as? IOError { return String(cString: strerror(error.errnoCode)) }
+        if let error = error as? NIOConnectionError, let first = error.connectionErrors.first {
+            return shortReason(first.error)
+        }
         let text = String(describing: error)
         return String(text.prefix(120))
     }
