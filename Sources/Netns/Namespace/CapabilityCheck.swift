@@ -1,7 +1,3 @@
-#if canImport(Glibc)
-import Glibc
-#endif
-
 /// The capabilities an operation needs, checked before it changes anything.
 package struct MissingCapabilities: Error, CustomStringConvertible, Equatable {
     /// What was attempted, e.g. `airlock netns create`.
@@ -16,44 +12,18 @@ package struct MissingCapabilities: Error, CustomStringConvertible, Equatable {
     }
 }
 
-/// Checks the effective capability set of this process (`CapEff` in /proc/self/status).
+/// The check every namespace operation makes before it changes anything.
 package enum CapabilityCheck {
-    /// CAP_NET_ADMIN's bit number.
-    static let netAdmin = 12
-    /// CAP_SYS_ADMIN's bit number.
-    static let sysAdmin = 21
-
     /// Throws unless the process holds CAP_SYS_ADMIN and CAP_NET_ADMIN (what making,
-    /// pinning and entering namespaces needs).
+    /// pinning and entering namespaces needs). Reads the set through `Privileges`.
     /// - Throws: `MissingCapabilities` naming the missing ones.
     package static func requireNamespaceAdmin(for operation: String) throws {
-        let effective = effectiveSet()
-        var missing: [String] = []
-        if effective & (1 << UInt64(sysAdmin)) == 0 { missing.append("CAP_SYS_ADMIN") }
-        if effective & (1 << UInt64(netAdmin)) == 0 { missing.append("CAP_NET_ADMIN") }
+        let required: [Capability] = [.sysAdmin, .netAdmin]
+        let missing = Privileges.missing(required, effective: Privileges.effectiveCapabilities())
         if !missing.isEmpty {
-            throw MissingCapabilities(operation: operation, required: ["CAP_SYS_ADMIN", "CAP_NET_ADMIN"], missing: missing)
+            throw MissingCapabilities(
+                operation: operation, required: required.sorted(by: >).map(\.description),
+                missing: missing.sorted(by: >).map(\.description))
         }
-    }
-
-    /// The effective capability set as a bit mask (0 if it cannot be read).
-    package static func effectiveSet() -> UInt64 {
-        guard let file = fopen("/proc/self/status", "r") else { return 0 }
-        defer { fclose(file) }
-        var line = [CChar](repeating: 0, count: 512)
-        while fgets(&line, Int32(line.count), file) != nil {
-            let text = String(cString: line)
-            if text.hasPrefix("CapEff:") {
-                let hex = text.dropFirst("CapEff:".count).trimmingCharacters(in: " \t\n")
-                return UInt64(hex, radix: 16) ?? 0
-            }
-        }
-        return 0
-    }
-}
-
-private extension Substring {
-    func trimmingCharacters(in set: String) -> String {
-        String(drop(while: { set.contains($0) }).reversed().drop(while: { set.contains($0) }).reversed())
     }
 }
