@@ -77,10 +77,7 @@ struct GatewayCommand: ParsableCommand {
             // only the calling one.
             let readyLine = "airlock: gateway for \(sandbox) ready on \(gatewayAddress) (dns 53, http 80, tls 443, proxy 3128)"
             runtime.start(
-                listeners: GatewayListeners(
-                    dnsUDP: sockets.dnsUDP.descriptor.rawValue, dnsTCP: sockets.dnsTCP.descriptor.rawValue,
-                    http: sockets.http.descriptor.rawValue, tls: sockets.tls.descriptor.rawValue,
-                    proxy: sockets.proxy.descriptor.rawValue),
+                listeners: GatewayListeners(ordered: sockets.all.map(\.descriptor.rawValue)),
                 extraServices: { group in
                     [ControlServer(
                         socket: controlSocket,

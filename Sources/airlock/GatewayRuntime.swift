@@ -158,6 +158,15 @@ final class GatewayRuntime {
     }
 }
 
+extension GatewayListeners {
+    /// The listeners from descriptors in `GatewaySockets.all` order (DNS UDP, DNS TCP, HTTP,
+    /// TLS, proxy), as `Netns` binds them and as the rootless builder sends them.
+    init(ordered descriptors: [CInt]) {
+        precondition(descriptors.count == 5, "GatewaySockets.all holds five sockets")
+        self.init(dnsUDP: descriptors[0], dnsTCP: descriptors[1], http: descriptors[2], tls: descriptors[3], proxy: descriptors[4])
+    }
+}
+
 /// Carries readiness and an error out of the serving task.
 final class ErrorBox: Sendable {
     private let state = NIOLockedValueBox<(ready: Bool, error: Error?)>((false, nil))

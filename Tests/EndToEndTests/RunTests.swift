@@ -84,11 +84,7 @@ final class RunTests: XCTestCase {
         _ mode: Mode, _ flags: [String], script: String, audit: String? = nil, timeout: TimeInterval = 120
     ) throws -> ProcessResult {
         let rig = try rig
-        var argv: [String]
-        switch mode {
-        case .root: argv = [rig.binary, "run", "--user", "nobody"]
-        case .rootless: argv = ["/usr/bin/setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", rig.binary, "run"]
-        }
+        var argv = runArgv(mode, rig)
         argv += flags
         if let audit { argv += ["--audit-log", audit] }
         argv += ["--", "/bin/sh", "-c", script]
@@ -98,6 +94,14 @@ final class RunTests: XCTestCase {
             "GIT_COMMITTER_NAME": "sandbox", "GIT_COMMITTER_EMAIL": "sandbox@example.com", "LANG": "C",
         ]
         return try Run.process(argv, environment: environment, timeout: timeout)
+    }
+
+    /// `airlock run` as root for uid 65534 (`--user nobody`), or rootless as uid 65534.
+    func runArgv(_ mode: Mode, _ rig: Rig) -> [String] {
+        switch mode {
+        case .root: [rig.binary, "run", "--user", "nobody"]
+        case .rootless: ["/usr/bin/setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", rig.binary, "run"]
+        }
     }
 
     /// An audit log file the gateway (root or uid 65534) can create.
@@ -299,7 +303,7 @@ final class RunTests: XCTestCase {
             XCTAssertEqual(try airlockRun(mode, [], script: "exit 42").status, 42, "\(mode)")
             XCTAssertEqual(try airlockRun(mode, [], script: "kill -TERM $$").status, 143, "\(mode)")
             let rig = try rig
-            var argv = mode == .root ? [rig.binary, "run", "--user", "nobody"] : ["/usr/bin/setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", rig.binary, "run"]
+            var argv = runArgv(mode, rig)
             argv += ["--", "no-such-command-airlock"]
             let missing = try Run.process(argv, environment: ["PATH": "/usr/bin:/bin"])
             XCTAssertEqual(missing.status, 127, "\(mode): \(missing)")
@@ -311,7 +315,7 @@ final class RunTests: XCTestCase {
         for mode in Mode.allCases {
             let rig = try rig
             let work = try rig.workDirectory()
-            var argv = mode == .root ? [rig.binary, "run", "--user", "nobody"] : ["/usr/bin/setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", rig.binary, "run"]
+            var argv = runArgv(mode, rig)
             argv += ["--", "/bin/sh", "-c", "trap 'exit 9' TERM; touch \(work)/ready; while :; do sleep 0.1; done"]
             let run = try BackgroundProcess(argv, environment: ["PATH": "/usr/bin:/bin"])
             XCTAssertTrue(Wait.until(timeout: 30) { FileManager.default.fileExists(atPath: work + "/ready") }, "\(mode)")
@@ -325,7 +329,7 @@ final class RunTests: XCTestCase {
             let rig = try rig
             let marker = "airlock-kill-\(UUID().uuidString.prefix(8))"
             let before = try snapshot()
-            var argv = mode == .root ? [rig.binary, "run", "--user", "nobody"] : ["/usr/bin/setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", rig.binary, "run"]
+            var argv = runArgv(mode, rig)
             argv += ["--", "/bin/sh", "-c", "sleep 300; : \(marker)"]
             let run = try BackgroundProcess(argv, environment: ["PATH": "/usr/bin:/bin"])
             XCTAssertTrue(Wait.until(timeout: 30) { (try? self.processes(matching: marker).count) ?? 0 > 0 }, "\(mode)")

@@ -111,10 +111,7 @@ struct OneShotRun {
     /// Starts the gateway on `sockets` (DNS UDP, DNS TCP, HTTP, TLS, proxy) and waits until
     /// every listener serves.
     private func serve(_ runtime: GatewayRuntime, sockets: [CInt]) throws {
-        runtime.start(
-            listeners: GatewayListeners(
-                dnsUDP: sockets[0], dnsTCP: sockets[1], http: sockets[2], tls: sockets[3], proxy: sockets[4]),
-            shutdownSignals: [], eventLoops: 1)
+        runtime.start(listeners: GatewayListeners(ordered: sockets), shutdownSignals: [], eventLoops: 1)
         try runtime.awaitReady(timeout: Self.readyTimeout)
     }
 
