@@ -66,19 +66,9 @@ package final class GatewayServer: Service {
                 })
             }
             if let fd = listeners.dnsUDP {
-                let policy = configuration.policy
-                let address = configuration.gatewayAddress
-                let audit = configuration.audit
-                let channel = try await DatagramBootstrap(group: group)
-                    .channelInitializer { channel in
-                        channel.eventLoop.makeCompletedFuture {
-                            try channel.pipeline.syncOperations.addHandler(
-                                DNSUDPHandler(policy: policy, gatewayAddress: address, audit: audit))
-                        }
-                    }
-                    .withBoundSocket(fd)
-                    .get()
-                servers.append(channel)
+                servers.append(contentsOf: try await DNSUDPListener.serve(
+                    fd, group: group, policy: configuration.policy,
+                    gatewayAddress: configuration.gatewayAddress, audit: configuration.audit))
             }
         } catch {
             for server in servers { try? await server.close() }
