@@ -136,12 +136,36 @@ package struct AuditTimestamp: Sendable {
         var t = time_t(secondsSinceEpoch)
         var parts = tm()
         gmtime_r(&t, &parts)
-        func pad(_ v: Int32, _ width: Int) -> String {
-            let s = String(v)
-            return String(repeating: "0", count: max(0, width - s.count)) + s
+        // Written digit by digit: this runs once per audit line. Years past 9999 keep
+        // all their digits.
+        let year = Int(parts.tm_year) + 1900
+        guard (0...9999).contains(year), (0...999).contains(milliseconds) else {
+            func pad(_ v: Int, _ width: Int) -> String {
+                let s = String(v)
+                return String(repeating: "0", count: max(0, width - s.count)) + s
+            }
+            return "\(pad(year, 4))-\(pad(Int(parts.tm_mon) + 1, 2))-\(pad(Int(parts.tm_mday), 2))T"
+                + "\(pad(Int(parts.tm_hour), 2)):\(pad(Int(parts.tm_min), 2)):\(pad(Int(parts.tm_sec), 2)).\(pad(milliseconds, 3))Z"
         }
-        return "\(pad(parts.tm_year + 1900, 4))-\(pad(parts.tm_mon + 1, 2))-\(pad(parts.tm_mday, 2))T"
-            + "\(pad(parts.tm_hour, 2)):\(pad(parts.tm_min, 2)):\(pad(parts.tm_sec, 2)).\(pad(Int32(milliseconds), 3))Z"
+        return String(unsafeUninitializedCapacity: 24) { out in
+            var i = 0
+            func digits(_ value: Int, _ width: Int) {
+                var v = value
+                for k in stride(from: width - 1, through: 0, by: -1) {
+                    out[i + k] = UInt8(ascii: "0") + UInt8(truncatingIfNeeded: v % 10)
+                    v /= 10
+                }
+                i += width
+            }
+            func byte(_ c: Unicode.Scalar) {
+                out[i] = UInt8(ascii: c)
+                i += 1
+            }
+            digits(year, 4); byte("-"); digits(Int(parts.tm_mon) + 1, 2); byte("-"); digits(Int(parts.tm_mday), 2)
+            byte("T"); digits(Int(parts.tm_hour), 2); byte(":"); digits(Int(parts.tm_min), 2); byte(":")
+            digits(Int(parts.tm_sec), 2); byte("."); digits(milliseconds, 3); byte("Z")
+            return i
+        }
     }
 }
 
@@ -156,18 +180,21 @@ package struct JSONLineWriter {
     private var out = "{"
     private var first = true
 
-    package init() {}
+    package init() {
+        out.reserveCapacity(256)
+    }
 
     private mutating func key(_ name: String) {
-        if !first { out += "," }
+        out += first ? "\"" : ",\""
         first = false
-        out += "\"\(name)\":"
+        out += name
+        out += "\":"
     }
 
     package mutating func field(_ name: String, _ value: String?) {
         guard let value else { return }
         key(name)
-        out += Self.quote(value)
+        Self.appendQuoted(value, to: &out)
     }
 
     package mutating func field(_ name: String, _ value: Int?) {
@@ -191,7 +218,12 @@ package struct JSONLineWriter {
     package mutating func field(_ name: String, _ value: [String]?) {
         guard let value else { return }
         key(name)
-        out += "[" + value.map(Self.quote).joined(separator: ",") + "]"
+        out += "["
+        for (index, element) in value.enumerated() {
+            if index > 0 { out += "," }
+            Self.appendQuoted(element, to: &out)
+        }
+        out += "]"
     }
 
     package mutating func finish() -> String {
@@ -200,8 +232,23 @@ package struct JSONLineWriter {
 
     /// A JSON string literal for `s`, with control characters escaped.
     package static func quote(_ s: String) -> String {
-        var r = "\""
-        r.reserveCapacity(s.utf8.count + 2)
+        var r = ""
+        appendQuoted(s, to: &r)
+        return r
+    }
+
+    /// Appends the JSON string literal for `s`: at once when it is printable ASCII with
+    /// nothing to escape (host names, reasons, rules), else scalar by scalar.
+    private static func appendQuoted(_ s: String, to r: inout String) {
+        let plain = s.utf8.allSatisfy { $0 >= 0x20 && $0 < 0x7F && $0 != UInt8(ascii: "\"") && $0 != UInt8(ascii: "\\") }
+        if plain {
+            r += "\""
+            r += s
+            r += "\""
+            return
+        }
+        r.reserveCapacity(r.utf8.count + s.utf8.count + 2)
+        r += "\""
         for scalar in s.unicodeScalars {
             switch scalar {
             case "\"": r += "\\\""
@@ -216,6 +263,6 @@ package struct JSONLineWriter {
                 r.unicodeScalars.append(scalar)
             }
         }
-        return r + "\""
+        r += "\""
     }
 }

@@ -10,12 +10,22 @@ package protocol AuditSink: Sendable {
     /// Writes one complete line (with its newline). Must not throw: auditing never takes
     /// the gateway down; a failed write is counted instead.
     func write(line: String)
+
+    /// Writes several complete lines (each with its newline) at once. A file sink makes
+    /// this one `write(2)`; the default writes them one by one.
+    func write(lines: [String])
+}
+
+extension AuditSink {
+    package func write(lines: [String]) {
+        for line in lines { write(line: line) }
+    }
 }
 
 /// The audit log: one JSON line per decision, to stderr or a file.
 ///
-/// Thread-safe; every line is written with a single `write(2)` so lines from different
-/// event loops never interleave.
+/// Thread-safe; every line, or every batch of lines (`record(contentsOf:)`), is written
+/// with a single `write(2)` so lines from different event loops never interleave.
 package final class AuditLog: Sendable {
     private let sink: any AuditSink
     private let sandbox: String?
@@ -33,6 +43,23 @@ package final class AuditLog: Sendable {
         var event = event
         if event.sandbox == nil { event.sandbox = sandbox }
         sink.write(line: event.jsonLine() + "\n")
+    }
+
+    /// Records several decisions with one write to the sink (one `write(2)` for a file),
+    /// in order: for a handler that decides many things in one read batch and records
+    /// them when the batch ends, before it sends the batch's answers.
+    package func record(contentsOf events: [AuditEvent]) {
+        guard events.count > 1 else {
+            if let event = events.first { record(event) }
+            return
+        }
+        var lines: [String] = []
+        lines.reserveCapacity(events.count)
+        for var event in events {
+            if event.sandbox == nil { event.sandbox = sandbox }
+            lines.append(event.jsonLine() + "\n")
+        }
+        sink.write(lines: lines)
     }
 
     /// An audit log for another sandbox that shares this log's sink.
@@ -74,8 +101,21 @@ package final class FileDescriptorAuditSink: AuditSink {
     package var failures: Int { failedWrites.withLockedValue { $0 } }
 
     package func write(line: String) {
+        write(text: line)
+    }
+
+    /// All lines in one `write(2)` (more only if the kernel takes part of it).
+    package func write(lines: [String]) {
+        switch lines.count {
+        case 0: return
+        case 1: write(text: lines[0])
+        default: write(text: lines.joined())
+        }
+    }
+
+    private func write(text: String) {
         lock.withLock {
-            var line = line
+            var line = text
             let ok = line.withUTF8 { buf -> Bool in
                 var offset = 0
                 while offset < buf.count {
@@ -101,6 +141,10 @@ package final class MemoryAuditSink: AuditSink {
 
     package func write(line: String) {
         storage.withLockedValue { $0.append(line) }
+    }
+
+    package func write(lines: [String]) {
+        storage.withLockedValue { $0.append(contentsOf: lines) }
     }
 
     /// Every line written so far, without newlines.
