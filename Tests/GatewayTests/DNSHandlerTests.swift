@@ -63,6 +63,79 @@ final class DNSHandlerTests: XCTestCase {
         XCTAssertEqual(try rcode("pypi.org"), .nameError)
     }
 
+    func testUDPBatchWritesOneAuditLinePerDenialInOneWriteBeforeAnswering() throws {
+        let sink = BatchRecordingSink()
+        let channel = EmbeddedChannel(handler: DNSUDPHandler(policy: try store(sink: MemoryAuditSink()), gatewayAddress: gateway,
+                                                             audit: AuditLog(sink: sink, sandbox: "sbx")))
+        defer { _ = try? channel.finish() }
+        // The sink notes whether any answer had gone out when the lines were written.
+        sink.onWrite = {
+            if (try? channel.readOutbound(as: AddressedEnvelope<ByteBuffer>.self)) != nil { sink.answersSeenBeforeWrite += 1 }
+        }
+        let clients = try (0..<5).map { try SocketAddress(ipAddress: "169.254.200.\($0 + 2)", port: 40000 + $0) }
+        // One read batch: three denied names, one allowed, one dropped, one more denied.
+        let batch: [(SocketAddress, [UInt8])] = [
+            (clients[0], Q.query(id: 1, name: "a.example.org", type: 1)),
+            (clients[1], Q.query(id: 2, name: "pypi.org", type: 1)),
+            (clients[2], Q.query(id: 3, name: "b.example.org", type: 16)),
+            (clients[3], Q.query(id: 4, flags: 0x8000, name: "pypi.org", type: 1)),
+            (clients[4], Q.query(id: 5, name: "c.example.org", type: 28)),
+            (clients[0], Q.query(id: 6, name: "d.example.org", type: 1)),
+        ]
+        for (client, query) in batch {
+            channel.pipeline.fireChannelRead(NIOAny(AddressedEnvelope(remoteAddress: client, data: ByteBuffer(bytes: query))))
+        }
+        XCTAssertEqual(sink.lines.count, 0, "lines wait for the end of the batch")
+        XCTAssertNil(try channel.readOutbound(as: AddressedEnvelope<ByteBuffer>.self), "answers wait for the end of the batch")
+        channel.pipeline.fireChannelReadComplete()
+
+        XCTAssertEqual(sink.writes, 1)
+        XCTAssertEqual(sink.answersSeenBeforeWrite, 0)
+        XCTAssertEqual(sink.lines.count, 4)
+        for (line, host) in zip(sink.lines, ["a.example.org\",\"qtype\":\"A\"", "b.example.org\",\"qtype\":\"TXT\"",
+                                             "c.example.org\",\"qtype\":\"AAAA\"", "d.example.org\",\"qtype\":\"A\""]) {
+            XCTAssertTrue(line.contains("\"host\":\"" + host), line)
+        }
+        XCTAssertTrue(sink.lines.allSatisfy { $0.contains(#""event":"dns_deny","sandbox":"sbx","via":"dns""#) && !$0.contains("\n") })
+        let reference = ReferenceDNSResponder(gatewayAddress: gateway)
+        let policy = try Policy.parse("pypi.org\n", source: "p")
+        for (client, query) in batch where query[2] & 0x80 == 0 {
+            let answer = try XCTUnwrap(channel.readOutbound(as: AddressedEnvelope<ByteBuffer>.self))
+            XCTAssertEqual(answer.remoteAddress, client)
+            XCTAssertEqual(Array(answer.data.readableBytesView), reference.respond(to: query, policy: policy).response)
+        }
+        XCTAssertNil(try channel.readOutbound(as: AddressedEnvelope<ByteBuffer>.self))
+
+        // The next batch starts empty.
+        try channel.writeInbound(AddressedEnvelope(remoteAddress: clients[0], data: ByteBuffer(bytes: Q.query(name: "e.example.org", type: 1))))
+        XCTAssertEqual(sink.writes, 2)
+        XCTAssertEqual(sink.lines.count, 5)
+        XCTAssertNotNil(try channel.readOutbound(as: AddressedEnvelope<ByteBuffer>.self))
+        XCTAssertNil(try channel.readOutbound(as: AddressedEnvelope<ByteBuffer>.self))
+    }
+
+    func testUDPWritesTheLinesOfABatchCutShort() throws {
+        let sink = MemoryAuditSink()
+        let channel = EmbeddedChannel(handler: DNSUDPHandler(policy: try store(sink: sink), gatewayAddress: gateway, audit: AuditLog(sink: sink)))
+        let client = try SocketAddress(ipAddress: "169.254.200.2", port: 40000)
+        channel.pipeline.fireChannelRead(NIOAny(AddressedEnvelope(remoteAddress: client, data: ByteBuffer(bytes: Q.query(name: "example.org", type: 1)))))
+        XCTAssertEqual(sink.lines.count, 0)
+        _ = try channel.finish()
+        XCTAssertEqual(sink.lines.count, 1)
+    }
+
+    func testUDPDropsOversizedDatagramsAndAnswersEDNSQueries() throws {
+        let sink = MemoryAuditSink()
+        let channel = EmbeddedChannel(handler: DNSUDPHandler(policy: try store(sink: sink), gatewayAddress: gateway, audit: AuditLog(sink: sink)))
+        defer { _ = try? channel.finish() }
+        let client = try SocketAddress(ipAddress: "169.254.200.2", port: 40000)
+        let edns = Q.header(qd: 1, ar: 1) + Q.name("pypi.org") + [0, 1, 0, 1] + [0, 0, 41, 0x04, 0xD0, 0, 0, 0, 0, 0, 0]
+        try channel.writeInbound(AddressedEnvelope(remoteAddress: client, data: ByteBuffer(bytes: edns + Array(repeating: 0, count: 4096 - edns.count))))
+        XCTAssertNotNil(try channel.readOutbound(as: AddressedEnvelope<ByteBuffer>.self))
+        try channel.writeInbound(AddressedEnvelope(remoteAddress: client, data: ByteBuffer(bytes: edns + Array(repeating: 0, count: 4097 - edns.count))))
+        XCTAssertNil(try channel.readOutbound(as: AddressedEnvelope<ByteBuffer>.self))
+    }
+
     func testTCPFramesAnswersAndHandlesPipelinedQueries() throws {
         let sink = MemoryAuditSink()
         let channel = EmbeddedChannel()
@@ -156,5 +229,23 @@ final class DNSHandlerTests: XCTestCase {
         XCTAssertThrowsError(try channel.writeInbound(ByteBuffer(bytes: [0x02, 0x01]))) {
             XCTAssertEqual($0 as? DNSFrameDecoder.FrameError, .messageTooLong(513))
         }
+    }
+}
+
+/// Counts `write(lines:)` calls and runs a hook before each.
+final class BatchRecordingSink: AuditSink, @unchecked Sendable {
+    var onWrite: () -> Void = {}
+    var writes = 0
+    var answersSeenBeforeWrite = 0
+    private(set) var lines: [String] = []
+
+    func write(line: String) {
+        write(lines: [line])
+    }
+
+    func write(lines: [String]) {
+        onWrite()
+        writes += 1
+        self.lines += lines.map { String($0.dropLast()) }
     }
 }

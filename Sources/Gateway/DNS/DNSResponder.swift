@@ -1,3 +1,5 @@
+import NIOCore
+
 /// Answers one DNS query from the policy alone; never forwards anything.
 ///
 /// - Allowed names: `A` → the gateway address; `AAAA` and other types → NOERROR, no answer.
@@ -8,10 +10,14 @@
 ///   Opcodes other than QUERY: NOTIMP. Responses (QR set) are dropped, so two responders
 ///   cannot loop.
 ///
-/// A pure value: the same query, policy and address give the same bytes.
+/// A pure value: the same query, policy and address give the same bytes. The query is read
+/// in place (`DNSWire`) and the answer written straight into the outgoing buffer; the
+/// bytes are those `DNSMessage` would encode (tests hold the old encoder as a reference).
 package struct DNSResponder: Sendable {
     /// The address sandboxes reach the gateway on.
-    package var gatewayAddress: IPAddress
+    package var gatewayAddress: IPAddress {
+        didSet { reverseNameWire = DNSWire.lowercaseWire(DNSName.reverse(of: gatewayAddress)) }
+    }
     /// The TTL of answers, short so reloads take effect quickly.
     package var ttl: UInt32
     /// The sandbox named in audit events; nil lets the audit log fill it in.
@@ -20,10 +26,16 @@ package struct DNSResponder: Sendable {
     /// The gateway's own name.
     package static let gatewayName = DNSName(labels: [Array("airlock".utf8), Array("internal".utf8)])
 
+    /// `gatewayName` and the reverse name of the gateway address, lowercased in wire form,
+    /// compared with each question name.
+    private static let gatewayNameWire = DNSWire.lowercaseWire(DNSResponder.gatewayName)
+    private var reverseNameWire: [UInt8]
+
     package init(gatewayAddress: IPAddress, ttl: UInt32 = 5, sandbox: String? = nil) {
         self.gatewayAddress = gatewayAddress
         self.ttl = ttl
         self.sandbox = sandbox
+        self.reverseNameWire = DNSWire.lowercaseWire(DNSName.reverse(of: gatewayAddress))
     }
 
     /// What to send back and what to audit for one query.
@@ -34,65 +46,179 @@ package struct DNSResponder: Sendable {
         package var audit: AuditEvent?
     }
 
-    /// Answers `query` under `policy`.
+    /// Answers `query` under `policy`: `respond(to:policy:into:)` with arrays, for tests
+    /// and callers that hold bytes.
     package func respond(to query: [UInt8], policy: Policy) -> Outcome {
-        guard let header = DNSMessage.Header(bytes: query), !header.isResponse else {
+        var buffer = ByteBuffer()
+        let reply = query.withUnsafeBytes { respond(to: $0, policy: policy, into: &buffer) }
+        switch reply {
+        case .drop:
             return Outcome(response: nil, audit: nil)
+        case .answer(let audit):
+            return Outcome(response: Array(buffer.readableBytesView), audit: audit)
         }
+    }
+
+    /// What `respond(to:policy:into:)` did with a query.
+    package enum Reply: Equatable, Sendable {
+        /// Nothing written: the query is dropped.
+        case drop
+        /// The response was appended; `audit` is a `dns_deny` event for a refused name.
+        case answer(audit: AuditEvent?)
+    }
+
+    /// Answers `query` under `policy` by appending the response to `out`, read in place:
+    /// the response is the query's header and question with the flags and counts
+    /// changed, plus at most one record whose owner is a pointer to the question name.
+    /// Allowed names take no allocation at all; refused ones build their audit event.
+    package func respond(to query: UnsafeRawBufferPointer, policy: Policy, into out: inout ByteBuffer) -> Reply {
+        guard query.count >= 12 else { return .drop }
+        let id = DNSWire.uint16(query, at: 0)
+        let flags = DNSWire.uint16(query, at: 2)
+        // A response (QR set) is never answered, so two responders cannot loop.
+        guard flags & 0x8000 == 0 else { return .drop }
         // Keep the opcode and RD of the query; QR, AA and RA set (this server is the
         // authority for everything the sandbox can resolve).
-        let baseFlags: UInt16 = 0x8000 | (header.flags & 0x7800) | 0x0400 | (header.flags & 0x0100) | 0x0080
-        func reply(_ rcode: DNSResponseCode, questions: [DNSMessage.Question] = [], answers: [DNSMessage.Record] = []) -> [UInt8] {
-            DNSMessage(header: .init(id: header.id, flags: baseFlags | UInt16(rcode.rawValue)),
-                       questions: questions, answers: answers).bytes()
+        let baseFlags: UInt16 = 0x8000 | (flags & 0x7800) | 0x0400 | (flags & 0x0100) | 0x0080
+        func headerOnly(_ rcode: DNSResponseCode) -> Reply {
+            out.writeMultipleIntegers(id, baseFlags | UInt16(rcode.rawValue), UInt16(0), UInt16(0), UInt16(0), UInt16(0))
+            return .answer(audit: nil)
         }
-        guard header.opcode == 0 else {
-            return Outcome(response: reply(.notImplemented), audit: nil)
-        }
-        guard header.questionCount == 1, let message = try? DNSMessage(parsing: query) else {
-            return Outcome(response: reply(.formatError), audit: nil)
-        }
-        let question = message.questions[0]
-        let questions = [question]
-        let name = question.name
+        guard (flags >> 11) & 0xF == 0 else { return headerOnly(.notImplemented) }
+        guard let question = DNSWire.checkQuery(query) else { return headerOnly(.formatError) }
 
-        if question.recordClass == DNSMessage.classIN {
-            if name.matches(Self.gatewayName) {
-                return Outcome(response: reply(.noError, questions: questions, answers: addressAnswer(for: question)), audit: nil)
-            }
-            if name.matches(DNSName.reverse(of: gatewayAddress)) {
-                if question.type == .ptr || question.type == .any {
-                    let ptr = DNSMessage.Record(name: name, type: .ptr, ttl: ttl, target: Self.gatewayName)
-                    return Outcome(response: reply(.noError, questions: questions, answers: [ptr]), audit: nil)
+        return withUnsafeTemporaryAllocation(byteCount: 3 * 256, alignment: 1) { scratch -> Reply in
+            // The question name lowercased in wire form (at most 255 bytes), and dotted,
+            // lowercased and as sent, for when it is a host name (letters, digits, '-'
+            // and '_' only).
+            let wire = UnsafeMutableRawBufferPointer(rebasing: scratch[0..<256])
+            let dotted = UnsafeMutableRawBufferPointer(rebasing: scratch[256..<512])
+            let sent = UnsafeMutableRawBufferPointer(rebasing: scratch[512..<768])
+            var wireLength = 0
+            var dottedLength = 0
+            var isHostName = true
+            DNSWire.forEachLabel(query, at: question.nameStart) { offset, count in
+                if dottedLength > 0 {
+                    dotted[dottedLength] = UInt8(ascii: ".")
+                    sent[dottedLength] = UInt8(ascii: ".")
+                    dottedLength += 1
                 }
-                return Outcome(response: reply(.noError, questions: questions), audit: nil)
+                wire[wireLength] = UInt8(count)
+                wireLength += 1
+                for i in offset..<(offset + count) {
+                    let original = query[i]
+                    var byte = original
+                    if byte >= 0x41 && byte <= 0x5A { byte |= 0x20 }
+                    if !(byte == UInt8(ascii: "-") || byte == UInt8(ascii: "_")
+                         || (byte >= UInt8(ascii: "0") && byte <= UInt8(ascii: "9"))
+                         || (byte >= UInt8(ascii: "a") && byte <= UInt8(ascii: "z"))) {
+                        isHostName = false
+                    }
+                    wire[wireLength] = byte
+                    wireLength += 1
+                    dotted[dottedLength] = byte
+                    sent[dottedLength] = original
+                    dottedLength += 1
+                }
             }
-            if let host = name.hostName, policy.allowsName(host) {
-                return Outcome(response: reply(.noError, questions: questions, answers: addressAnswer(for: question)), audit: nil)
+            wire[wireLength] = 0
+            wireLength += 1
+            if dottedLength == 0 { isHostName = false }
+            let name = UnsafeRawBufferPointer(rebasing: wire[0..<wireLength])
+            let host = UnsafeRawBufferPointer(rebasing: dotted[0..<dottedLength])
+
+            if question.recordClass == DNSMessage.classIN {
+                if Self.equal(name, Self.gatewayNameWire) {
+                    return answer(query, question, id: id, flags: baseFlags, record: addressRecord(question.type), into: &out)
+                }
+                if Self.equal(name, reverseNameWire) {
+                    let ptr = question.type == DNSRecordType.ptr.rawValue || question.type == DNSRecordType.any.rawValue
+                    return answer(query, question, id: id, flags: baseFlags, record: ptr ? .pointer : nil, into: &out)
+                }
+                if isHostName && policy.allowsName(lowercaseBytes: host) {
+                    return answer(query, question, id: id, flags: baseFlags, record: addressRecord(question.type), into: &out)
+                }
             }
+            // Refused. A host name is shown as sent (it needs no escapes); others in
+            // presentation form.
+            let shown = isHostName ? String(decoding: UnsafeRawBufferPointer(rebasing: sent[0..<dottedLength]), as: UTF8.self)
+                                   : DNSWire.name(query, at: question.nameStart).description
+            let reason: String
+            if question.recordClass != DNSMessage.classIN {
+                reason = "\(shown): only class IN is answered"
+            } else if isHostName {
+                if let why = policy.dnsDenialReason(lowercaseBytes: host) {
+                    reason = why
+                } else if case .deny(let why) = policy.decide(host: shown, port: 443) {
+                    reason = why
+                } else {
+                    reason = "\(shown) is an address, not a name to resolve"
+                }
+            } else {
+                reason = "\(shown) is not a valid host name"
+            }
+            let event = AuditEvent(.dnsDeny, sandbox: sandbox, via: .dns, host: shown, reason: reason,
+                                   qtype: DNSRecordType(rawValue: question.type).description)
+            _ = answer(query, question, id: id, flags: baseFlags | UInt16(DNSResponseCode.nameError.rawValue), record: nil, into: &out)
+            return .answer(audit: event)
         }
-        let shown = name.description
-        let reason: String
-        if question.recordClass != DNSMessage.classIN {
-            reason = "\(shown): only class IN is answered"
-        } else if let host = name.hostName, case .deny(let why) = policy.decide(host: host, port: 443) {
-            reason = why
-        } else if name.hostName == nil {
-            reason = "\(shown) is not a valid host name"
-        } else {
-            reason = "\(shown) is an address, not a name to resolve"
-        }
-        let event = AuditEvent(.dnsDeny, sandbox: sandbox, via: .dns, host: shown, reason: reason, qtype: question.type.description)
-        return Outcome(response: reply(.nameError, questions: questions), audit: event)
+    }
+
+    /// The one record an answer may carry.
+    private enum AnswerRecord {
+        /// The gateway address (A or AAAA, as asked).
+        case address
+        /// PTR → `airlock.internal`.
+        case pointer
     }
 
     /// The gateway address when the question asks for its family, else nothing.
-    private func addressAnswer(for question: DNSMessage.Question) -> [DNSMessage.Record] {
-        switch (question.type, gatewayAddress) {
-        case (.a, .v4), (.aaaa, .v6):
-            return [DNSMessage.Record(name: question.name, type: question.type, ttl: ttl, data: gatewayAddress.bytes)]
-        default:
-            return []
+    private func addressRecord(_ type: UInt16) -> AnswerRecord? {
+        switch (type, gatewayAddress) {
+        case (DNSRecordType.a.rawValue, .v4), (DNSRecordType.aaaa.rawValue, .v6): return .address
+        default: return nil
         }
     }
+
+    /// Writes the header, the question (its name uncompressed, in the query's case) and
+    /// `record`, whose owner name is a pointer to the question at offset 12.
+    private func answer(_ query: UnsafeRawBufferPointer, _ question: DNSWire.Question, id: UInt16, flags: UInt16,
+                        record: AnswerRecord?, into out: inout ByteBuffer) -> Reply {
+        out.writeMultipleIntegers(id, flags, UInt16(1), UInt16(record == nil ? 0 : 1), UInt16(0), UInt16(0))
+        if question.nameUsesPointer {
+            DNSWire.forEachLabel(query, at: question.nameStart) { offset, count in
+                out.writeInteger(UInt8(count))
+                out.writeBytes(UnsafeRawBufferPointer(rebasing: query[offset..<(offset + count)]))
+            }
+            out.writeInteger(UInt8(0))
+        } else {
+            out.writeBytes(UnsafeRawBufferPointer(rebasing: query[question.nameStart..<question.nameEnd]))
+        }
+        out.writeMultipleIntegers(question.type, question.recordClass)
+        switch record {
+        case nil:
+            break
+        case .address:
+            out.writeMultipleIntegers(UInt16(0xC00C), question.type, DNSMessage.classIN, ttl)
+            switch gatewayAddress {
+            case .v4(let value): out.writeMultipleIntegers(UInt16(4), value)
+            case .v6(let high, let low): out.writeMultipleIntegers(UInt16(16), high, low)
+            }
+        case .pointer:
+            out.writeMultipleIntegers(UInt16(0xC00C), DNSRecordType.ptr.rawValue, DNSMessage.classIN, ttl,
+                                      UInt16(Self.gatewayNameWire.count))
+            out.writeBytes(Self.gatewayNameWire)
+        }
+        return .answer(audit: nil)
+    }
+
+    private static func equal(_ a: UnsafeRawBufferPointer, _ b: [UInt8]) -> Bool {
+        a.count == b.count && b.withUnsafeBytes { memcmp(a.baseAddress!, $0.baseAddress!, a.count) == 0 }
+    }
 }
+
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif

@@ -75,17 +75,19 @@ package final class DNSTCPHandler: ChannelDuplexHandler {
     package func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         let message = unwrapInboundIn(data)
         restartIdleTimer(context: context)
-        let query = message.getBytes(at: message.readerIndex, length: message.readableBytes) ?? []
-        let outcome = responder.respond(to: query, policy: policy.current)
-        if let event = outcome.audit { audit.record(event) }
-        guard let response = outcome.response else {
+        // The answer goes after a two-byte length, filled in once it is known.
+        var buffer = context.channel.allocator.buffer(capacity: message.readableBytes + 32)
+        buffer.writeInteger(UInt16(0))
+        let reply = message.withUnsafeReadableBytes { query in
+            responder.respond(to: query, policy: policy.current, into: &buffer)
+        }
+        guard case .answer(let event) = reply else {
             // Unreadable on a stream: the framing can no longer be trusted.
             context.close(promise: nil)
             return
         }
-        var buffer = context.channel.allocator.buffer(capacity: response.count + 2)
-        buffer.writeInteger(UInt16(response.count))
-        buffer.writeBytes(response)
+        if let event { audit.record(event) }
+        buffer.setInteger(UInt16(truncatingIfNeeded: buffer.readableBytes - 2), at: buffer.readerIndex)
         context.writeAndFlush(wrapOutboundOut(buffer), promise: nil)
     }
 

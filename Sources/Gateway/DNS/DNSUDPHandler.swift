@@ -4,6 +4,12 @@ import NIOCore
 ///
 /// Every query is answered from the current policy of the store; nothing is forwarded.
 /// Refused names are audited as `dns_deny`.
+///
+/// Work is done per read batch (up to `datagramsPerRead` datagrams from one `recvmmsg`):
+/// each query is answered in place into one buffer shared by the batch; when the batch
+/// ends, its `dns_deny` lines are written to the audit log together (one `write(2)`),
+/// and only then are its answers sent (one `sendmmsg`), so a client that got NXDOMAIN
+/// finds the line already in the log.
 package final class DNSUDPHandler: ChannelInboundHandler {
     package typealias InboundIn = AddressedEnvelope<ByteBuffer>
     package typealias OutboundOut = AddressedEnvelope<ByteBuffer>
@@ -18,7 +24,14 @@ package final class DNSUDPHandler: ChannelInboundHandler {
     private let policy: PolicyStore
     private let responder: DNSResponder
     private let audit: AuditLog
-    private var flushPending = false
+
+    /// The answers of the current read batch, back to back; sliced when the batch ends
+    /// (slicing earlier would make the next write copy the buffer).
+    private var answers: ByteBuffer?
+    /// Where each answer of `answers` goes: recipient, offset and length.
+    private var pending: [(to: SocketAddress, at: Int, length: Int)] = []
+    /// The `dns_deny` events of the current read batch.
+    private var denials: [AuditEvent] = []
 
     /// - Parameters:
     ///   - policy: the sandbox's policy; read on every query, so reloads apply at once.
@@ -28,6 +41,7 @@ package final class DNSUDPHandler: ChannelInboundHandler {
         self.policy = policy
         self.responder = DNSResponder(gatewayAddress: gatewayAddress)
         self.audit = audit
+        pending.reserveCapacity(Self.datagramsPerRead)
     }
 
     /// Asks the socket channel to read several datagrams per system call, each with room
@@ -40,27 +54,45 @@ package final class DNSUDPHandler: ChannelInboundHandler {
             .whenComplete { _ in }
     }
 
+    /// Lines of a batch cut short are still written.
+    package func handlerRemoved(context: ChannelHandlerContext) {
+        writeDenials()
+    }
+
     package func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         let envelope = unwrapInboundIn(data)
-        guard envelope.data.readableBytes <= Self.maximumQuerySize,
-              let query = envelope.data.getBytes(at: envelope.data.readerIndex, length: envelope.data.readableBytes) else {
-            return
+        guard envelope.data.readableBytes <= Self.maximumQuerySize else { return }
+        if answers == nil {
+            answers = context.channel.allocator.buffer(capacity: Self.datagramsPerRead * 128)
         }
-        let outcome = responder.respond(to: query, policy: policy.current)
-        if let event = outcome.audit { audit.record(event) }
-        guard let response = outcome.response else { return }
-        let buffer = context.channel.allocator.buffer(bytes: response)
-        // Answers are flushed together when the read batch ends (one `sendmmsg`).
-        context.write(wrapOutboundOut(AddressedEnvelope(remoteAddress: envelope.remoteAddress, data: buffer)), promise: nil)
-        flushPending = true
+        let start = answers!.writerIndex
+        let policy = self.policy.current
+        let reply = envelope.data.withUnsafeReadableBytes { query in
+            responder.respond(to: query, policy: policy, into: &answers!)
+        }
+        guard case .answer(let event) = reply else { return }
+        if let event { denials.append(event) }
+        pending.append((envelope.remoteAddress, start, answers!.writerIndex - start))
     }
 
     package func channelReadComplete(context: ChannelHandlerContext) {
-        if flushPending {
-            flushPending = false
+        writeDenials()
+        if let answers, !pending.isEmpty {
+            for answer in pending {
+                let data = answers.getSlice(at: answer.at, length: answer.length)!
+                context.write(wrapOutboundOut(AddressedEnvelope(remoteAddress: answer.to, data: data)), promise: nil)
+            }
+            pending.removeAll(keepingCapacity: true)
+            self.answers = nil
             context.flush()
         }
         context.fireChannelReadComplete()
+    }
+
+    private func writeDenials() {
+        guard !denials.isEmpty else { return }
+        audit.record(contentsOf: denials)
+        denials.removeAll(keepingCapacity: true)
     }
 
     package func errorCaught(context: ChannelHandlerContext, error: Error) {
