@@ -1,4 +1,5 @@
 import NIOCore
+import TestSupport
 import XCTest
 @testable import Gateway
 
@@ -195,10 +196,13 @@ final class DNSInPlaceTests: XCTestCase {
     }
 
     func testDenialReasonsAreTheOnesDecideGives() throws {
-        for policy in try policies() {
-            for name in names.map({ $0.lowercased() }) + ["a.b.c.example.net", "x.airlock.internal", "airlock.internal"] {
-                let allowed = Array(name.utf8).withUnsafeBytes { policy.allowsName(lowercaseBytes: $0) }
-                let reason = Array(name.utf8).withUnsafeBytes { policy.dnsDenialReason(lowercaseBytes: $0) }
+        for policy in try policies() + [try Policy.parse("a.org\n!b.a.org\n*.a.org\n!*.c.a.org\n!d.c.a.org\n", source: "order")] {
+            let rules = DNSNameRules(policy)
+            for name in names.map({ $0.lowercased() }) + ["a.b.c.example.net", "x.airlock.internal", "airlock.internal",
+                                                          "a.org", "b.a.org", "x.b.a.org", "c.a.org", "d.c.a.org", "e.c.a.org"] {
+                let allowed = Array(name.utf8).withUnsafeBytes { rules.allowsName(lowercaseBytes: $0) }
+                XCTAssertEqual(allowed, policy.allowsName(name), name)
+                let reason = Array(name.utf8).withUnsafeBytes { rules.denialReason(lowercaseBytes: $0) }
                 guard let reason else {
                     let plain = Array(name.utf8).withUnsafeBytes { Policy.dnsShape(of: $0) } == .plainName
                     XCTAssertTrue(allowed || !plain, "\(name) under \(policy.source): a plain refused name has a reason")
@@ -217,9 +221,12 @@ final class DNSInPlaceTests: XCTestCase {
                        "a.b c", "a.é", "1.2.3.4", "0.0.0.0", "1.2.3", "4294967295", "4294967296", "0xffffffff", "0x100000000",
                        "1.2.3.0x4", "01.02.03.04", "09.1.1.1", "a.b.c.d.e.f.g.h", "github.com.", String(repeating: "a", count: 64) + ".org"]
         for policy in policies {
+            let rules = DNSNameRules(policy)
             for name in candidates {
                 let fast = Array(name.utf8).withUnsafeBytes { policy.allowsName(lowercaseBytes: $0) }
                 XCTAssertEqual(fast, policy.allowsName(name), "\(name) under \(policy.source)")
+                let flat = Array(name.utf8).withUnsafeBytes { rules.allowsName(lowercaseBytes: $0) }
+                XCTAssertEqual(flat, policy.allowsName(name), "\(name) under \(policy.source), flat rules")
             }
             for rule in policy.allowRules + policy.denyRules {
                 switch rule.kind {
@@ -227,12 +234,39 @@ final class DNSInPlaceTests: XCTestCase {
                     for name in [host, "a." + host, "a.b." + host, "x" + host, String(host.dropFirst())] {
                         let fast = Array(name.utf8).withUnsafeBytes { policy.allowsName(lowercaseBytes: $0) }
                         XCTAssertEqual(fast, policy.allowsName(name), "\(name) under \(policy.source)")
+                        let flat = Array(name.utf8).withUnsafeBytes { rules.allowsName(lowercaseBytes: $0) }
+                        XCTAssertEqual(flat, policy.allowsName(name), "\(name) under \(policy.source), flat rules")
                     }
                 default:
                     break
                 }
             }
         }
+    }
+}
+
+extension DNSInPlaceTests {
+    func testFlatRulesKnowWhenAReloadReplacedThem() throws {
+        let first = try Policy.parse("pypi.org\n!x.pypi.org\n", source: "p")
+        let rules = DNSNameRules(first)
+        let copy = first
+        XCTAssertTrue(rules.describes(first))
+        XCTAssertTrue(rules.describes(copy))
+        // The same text parsed again is another policy: rebuilt, which is cheap and right.
+        XCTAssertFalse(rules.describes(try Policy.parse("pypi.org\n!x.pypi.org\n", source: "p")))
+        XCTAssertFalse(rules.describes(try Policy.parse("crates.io\n", source: "p")))
+        XCTAssertFalse(rules.describes(first.adding(rulesFrom: try Policy.parse("crates.io\n", source: "flag"))))
+        XCTAssertTrue(DNSNameRules(.denyAll).describes(.denyAll))
+        // The store's policy keeps its identity between reads, and loses it on reload.
+        let dir = try TemporaryDirectory()
+        let path = dir.file("policy")
+        try "pypi.org\n".write(toFile: path, atomically: true, encoding: .utf8)
+        let store = PolicyStore(initial: try Policy.load(path: path), path: path, extra: nil, audit: AuditLog(sink: MemoryAuditSink()))
+        let cached = DNSNameRules(store.current)
+        XCTAssertTrue(cached.describes(store.current))
+        try "crates.io\n".write(toFile: path, atomically: true, encoding: .utf8)
+        XCTAssertTrue(store.reload())
+        XCTAssertFalse(cached.describes(store.current))
     }
 }
 

@@ -91,8 +91,14 @@ package struct AuditEvent: Sendable, Equatable {
     /// The JSON line for this event, without the trailing newline. `ts` is UTC with
     /// milliseconds. Field order is fixed so lines diff and grep well.
     package func jsonLine(timestamp: AuditTimestamp = .now()) -> String {
+        jsonLine(formattedTimestamp: timestamp.iso8601, newline: false)
+    }
+
+    /// `jsonLine(timestamp:)` with the timestamp already formatted (lines of one batch
+    /// share it within a millisecond), and the newline when asked.
+    package func jsonLine(formattedTimestamp: String, newline: Bool) -> String {
         var json = JSONLineWriter()
-        json.field("ts", timestamp.iso8601)
+        json.field("ts", formattedTimestamp)
         json.field("event", kind.rawValue)
         json.field("sandbox", sandbox)
         json.field("via", via?.rawValue)
@@ -111,7 +117,7 @@ package struct AuditEvent: Sendable, Equatable {
         json.field("bytes_up", bytesUp)
         json.field("bytes_down", bytesDown)
         json.field("ms", ms)
-        return json.finish()
+        return json.finish(newline: newline)
     }
 }
 
@@ -177,18 +183,22 @@ import Darwin
 
 /// Builds one flat JSON object, field by field, escaping strings per RFC 8259.
 package struct JSONLineWriter {
-    private var out = "{"
+    /// UTF-8 so far; bytes append faster than small Strings.
+    private var out: [UInt8] = []
     private var first = true
 
     package init() {
         out.reserveCapacity(256)
+        out.append(UInt8(ascii: "{"))
     }
 
     private mutating func key(_ name: String) {
-        out += first ? "\"" : ",\""
+        if !first { out.append(UInt8(ascii: ",")) }
         first = false
-        out += name
-        out += "\":"
+        out.append(UInt8(ascii: "\""))
+        out.append(contentsOf: name.utf8)
+        out.append(UInt8(ascii: "\""))
+        out.append(UInt8(ascii: ":"))
     }
 
     package mutating func field(_ name: String, _ value: String?) {
@@ -200,69 +210,75 @@ package struct JSONLineWriter {
     package mutating func field(_ name: String, _ value: Int?) {
         guard let value else { return }
         key(name)
-        out += String(value)
+        out.append(contentsOf: String(value).utf8)
     }
 
     package mutating func field(_ name: String, _ value: UInt64?) {
         guard let value else { return }
         key(name)
-        out += String(value)
+        out.append(contentsOf: String(value).utf8)
     }
 
     package mutating func field(_ name: String, _ value: Bool?) {
         guard let value else { return }
         key(name)
-        out += value ? "true" : "false"
+        out.append(contentsOf: (value ? "true" : "false").utf8)
     }
 
     package mutating func field(_ name: String, _ value: [String]?) {
         guard let value else { return }
         key(name)
-        out += "["
+        out.append(UInt8(ascii: "["))
         for (index, element) in value.enumerated() {
-            if index > 0 { out += "," }
+            if index > 0 { out.append(UInt8(ascii: ",")) }
             Self.appendQuoted(element, to: &out)
         }
-        out += "]"
+        out.append(UInt8(ascii: "]"))
     }
 
     package mutating func finish() -> String {
-        out + "}"
+        finish(newline: false)
+    }
+
+    /// The object, closed, and with a newline when asked (an audit line ready to write).
+    package mutating func finish(newline: Bool) -> String {
+        out.append(UInt8(ascii: "}"))
+        if newline { out.append(UInt8(ascii: "\n")) }
+        return String(decoding: out, as: UTF8.self)
     }
 
     /// A JSON string literal for `s`, with control characters escaped.
     package static func quote(_ s: String) -> String {
-        var r = ""
+        var r: [UInt8] = []
         appendQuoted(s, to: &r)
-        return r
+        return String(decoding: r, as: UTF8.self)
     }
 
     /// Appends the JSON string literal for `s`: at once when it is printable ASCII with
     /// nothing to escape (host names, reasons, rules), else scalar by scalar.
-    private static func appendQuoted(_ s: String, to r: inout String) {
+    private static func appendQuoted(_ s: String, to out: inout [UInt8]) {
         let plain = s.utf8.allSatisfy { $0 >= 0x20 && $0 < 0x7F && $0 != UInt8(ascii: "\"") && $0 != UInt8(ascii: "\\") }
+        out.append(UInt8(ascii: "\""))
         if plain {
-            r += "\""
-            r += s
-            r += "\""
-            return
-        }
-        r.reserveCapacity(r.utf8.count + s.utf8.count + 2)
-        r += "\""
-        for scalar in s.unicodeScalars {
-            switch scalar {
-            case "\"": r += "\\\""
-            case "\\": r += "\\\\"
-            case "\n": r += "\\n"
-            case "\r": r += "\\r"
-            case "\t": r += "\\t"
-            case _ where scalar.value < 0x20 || scalar.value == 0x7F || scalar.value == 0x2028 || scalar.value == 0x2029:
-                let hex = String(scalar.value, radix: 16)
-                r += "\\u" + String(repeating: "0", count: 4 - hex.count) + hex
-            default:
-                r.unicodeScalars.append(scalar)
+            out.append(contentsOf: s.utf8)
+        } else {
+            var r = ""
+            for scalar in s.unicodeScalars {
+                switch scalar {
+                case "\"": r += "\\\""
+                case "\\": r += "\\\\"
+                case "\n": r += "\\n"
+                case "\r": r += "\\r"
+                case "\t": r += "\\t"
+                case _ where scalar.value < 0x20 || scalar.value == 0x7F || scalar.value == 0x2028 || scalar.value == 0x2029:
+                    let hex = String(scalar.value, radix: 16)
+                    r += "\\u" + String(repeating: "0", count: 4 - hex.count) + hex
+                default:
+                    r.unicodeScalars.append(scalar)
+                }
             }
+            out.append(contentsOf: r.utf8)
         }
-        r += "\""
+        out.append(UInt8(ascii: "\""))
     }
 }

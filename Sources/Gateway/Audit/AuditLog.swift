@@ -55,9 +55,16 @@ package final class AuditLog: Sendable {
         }
         var lines: [String] = []
         lines.reserveCapacity(events.count)
+        var stamp = AuditTimestamp(secondsSinceEpoch: -1, milliseconds: -1)
+        var formatted = ""
         for var event in events {
             if event.sandbox == nil { event.sandbox = sandbox }
-            lines.append(event.jsonLine() + "\n")
+            let now = AuditTimestamp.now()
+            if now.secondsSinceEpoch != stamp.secondsSinceEpoch || now.milliseconds != stamp.milliseconds {
+                stamp = now
+                formatted = now.iso8601
+            }
+            lines.append(event.jsonLine(formattedTimestamp: formatted, newline: true))
         }
         sink.write(lines: lines)
     }

@@ -72,6 +72,12 @@ package struct DNSResponder: Sendable {
     /// changed, plus at most one record whose owner is a pointer to the question name.
     /// Allowed names take no allocation at all; refused ones build their audit event.
     package func respond(to query: UnsafeRawBufferPointer, policy: Policy, into out: inout ByteBuffer) -> Reply {
+        respond(to: query, rules: DNSNameRules(policy), into: &out)
+    }
+
+    /// `respond(to:policy:into:)` with the policy's rules laid out for DNS already, as the
+    /// handlers keep them between queries.
+    package func respond(to query: UnsafeRawBufferPointer, rules: DNSNameRules, into out: inout ByteBuffer) -> Reply {
         guard query.count >= 12 else { return .drop }
         let id = DNSWire.uint16(query, at: 0)
         let flags = DNSWire.uint16(query, at: 2)
@@ -135,7 +141,7 @@ package struct DNSResponder: Sendable {
                     let ptr = question.type == DNSRecordType.ptr.rawValue || question.type == DNSRecordType.any.rawValue
                     return answer(query, question, id: id, flags: baseFlags, record: ptr ? .pointer : nil, into: &out)
                 }
-                if isHostName && policy.allowsName(lowercaseBytes: host) {
+                if isHostName && rules.allowsName(lowercaseBytes: host) {
                     return answer(query, question, id: id, flags: baseFlags, record: addressRecord(question.type), into: &out)
                 }
             }
@@ -147,9 +153,9 @@ package struct DNSResponder: Sendable {
             if question.recordClass != DNSMessage.classIN {
                 reason = "\(shown): only class IN is answered"
             } else if isHostName {
-                if let why = policy.dnsDenialReason(lowercaseBytes: host) {
+                if let why = rules.denialReason(lowercaseBytes: host) {
                     reason = why
-                } else if case .deny(let why) = policy.decide(host: shown, port: 443) {
+                } else if case .deny(let why) = rules.policy.decide(host: shown, port: 443) {
                     reason = why
                 } else {
                     reason = "\(shown) is an address, not a name to resolve"

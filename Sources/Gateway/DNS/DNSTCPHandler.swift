@@ -19,6 +19,8 @@ package final class DNSTCPHandler: ChannelDuplexHandler {
     private var idleTimer: Scheduled<Void>?
     private var lifetimeTimer: Scheduled<Void>?
     private var readPending = false
+    /// The policy's name rules, rebuilt when a reload replaced them.
+    private var rules: DNSNameRules?
 
     /// - Parameters:
     ///   - policy: the sandbox's policy; read on every query.
@@ -78,8 +80,10 @@ package final class DNSTCPHandler: ChannelDuplexHandler {
         // The answer goes after a two-byte length, filled in once it is known.
         var buffer = context.channel.allocator.buffer(capacity: message.readableBytes + 32)
         buffer.writeInteger(UInt16(0))
+        let current = policy.current
+        if rules?.describes(current) != true { rules = DNSNameRules(current) }
         let reply = message.withUnsafeReadableBytes { query in
-            responder.respond(to: query, policy: policy.current, into: &buffer)
+            responder.respond(to: query, rules: rules!, into: &buffer)
         }
         guard case .answer(let event) = reply else {
             // Unreadable on a stream: the framing can no longer be trusted.

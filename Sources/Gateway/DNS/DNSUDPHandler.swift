@@ -2,8 +2,8 @@ import NIOCore
 
 /// Serves DNS over UDP: one datagram in, at most one datagram back to its sender.
 ///
-/// Every query is answered from the current policy of the store; nothing is forwarded.
-/// Refused names are audited as `dns_deny`.
+/// Every query is answered from the current policy of the store (taken once per read
+/// batch); nothing is forwarded. Refused names are audited as `dns_deny`.
 ///
 /// Work is done per read batch (up to `datagramsPerRead` datagrams from one `recvmmsg`):
 /// each query is answered in place into one buffer shared by the batch; when the batch
@@ -25,6 +25,10 @@ package final class DNSUDPHandler: ChannelInboundHandler {
     private let responder: DNSResponder
     private let audit: AuditLog
 
+    /// The policy's name rules, taken from the store once per read batch and rebuilt
+    /// only when a reload replaced them.
+    private var rules: DNSNameRules?
+    private var batchStarted = false
     /// The answers of the current read batch, back to back; sliced when the batch ends
     /// (slicing earlier would make the next write copy the buffer).
     private var answers: ByteBuffer?
@@ -34,7 +38,8 @@ package final class DNSUDPHandler: ChannelInboundHandler {
     private var denials: [AuditEvent] = []
 
     /// - Parameters:
-    ///   - policy: the sandbox's policy; read on every query, so reloads apply at once.
+    ///   - policy: the sandbox's policy; read once per read batch, so a reload applies
+    ///     from the next batch on.
     ///   - gatewayAddress: the address allowed names resolve to.
     ///   - audit: where `dns_deny` events go.
     package init(policy: PolicyStore, gatewayAddress: IPAddress, audit: AuditLog) {
@@ -65,10 +70,14 @@ package final class DNSUDPHandler: ChannelInboundHandler {
         if answers == nil {
             answers = context.channel.allocator.buffer(capacity: Self.datagramsPerRead * 128)
         }
+        if !batchStarted {
+            batchStarted = true
+            let current = policy.current
+            if rules?.describes(current) != true { rules = DNSNameRules(current) }
+        }
         let start = answers!.writerIndex
-        let policy = self.policy.current
         let reply = envelope.data.withUnsafeReadableBytes { query in
-            responder.respond(to: query, policy: policy, into: &answers!)
+            responder.respond(to: query, rules: rules!, into: &answers!)
         }
         guard case .answer(let event) = reply else { return }
         if let event { denials.append(event) }
@@ -76,6 +85,7 @@ package final class DNSUDPHandler: ChannelInboundHandler {
     }
 
     package func channelReadComplete(context: ChannelHandlerContext) {
+        batchStarted = false
         writeDenials()
         if let answers, !pending.isEmpty {
             for answer in pending {
