@@ -257,7 +257,13 @@ package struct JSONLineWriter {
     /// Appends the JSON string literal for `s`: at once when it is printable ASCII with
     /// nothing to escape (host names, reasons, rules), else scalar by scalar.
     private static func appendQuoted(_ s: String, to out: inout [UInt8]) {
-        let plain = s.utf8.allSatisfy { $0 >= 0x20 && $0 < 0x7F && $0 != UInt8(ascii: "\"") && $0 != UInt8(ascii: "\\") }
+        func isPlain(_ byte: UInt8) -> Bool {
+            byte >= 0x20 && byte < 0x7F && byte != UInt8(ascii: "\"") && byte != UInt8(ascii: "\\")
+        }
+        let plain = s.utf8.withContiguousStorageIfAvailable { bytes in
+            for byte in bytes where !isPlain(byte) { return false }
+            return true
+        } ?? s.utf8.allSatisfy(isPlain)
         out.append(UInt8(ascii: "\""))
         if plain {
             out.append(contentsOf: s.utf8)
