@@ -26,7 +26,7 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-crypto.git", from: "3.12.3"),
     ],
     targets: [
-        // The only C in the package: rtnetlink builders over libmnl, the async-signal-safe
+        // C for the netns layer: rtnetlink builders over libmnl, the async-signal-safe
         // child setup between fork and exec, and libcap calls.
         .target(
             name: "CNetlink",
@@ -42,10 +42,14 @@ let package = Package(
             ],
             swiftSettings: swiftSettings
         ),
+        // The GNU-only calls of the gateway's socket loop (splice, pipe2, accept4), which
+        // Swift's Glibc module does not import.
+        .target(name: "CSplice"),
         // Policy, proxies, DNS, git gateway, sessions, audit, control socket.
         .target(
             name: "Gateway",
             dependencies: [
+                "CSplice",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOHTTP1", package: "swift-nio"),
