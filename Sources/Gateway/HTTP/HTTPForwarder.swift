@@ -55,7 +55,7 @@ package final class HTTPForwarder {
     private var bytesDown: UInt64 = 0
     private var startedAt = NIODeadline.now()
     private var generation = 0
-    private var tunnelPlan: (upstream: any Channel, startedAt: NIODeadline, completion: @Sendable (ExchangeOutcome) -> Void)?
+    private var tunnelPlan: (upstream: TunnelUpstream, startedAt: NIODeadline, completion: @Sendable (ExchangeOutcome) -> Void)?
 
     /// - Parameters:
     ///   - router: decides each request.
@@ -457,14 +457,15 @@ package final class HTTPForwarder {
             phase = .dialing
             let startedAt = NIODeadline.now()
             let generation = self.generation
-            dialer.dial(target, on: context.eventLoop).hop(to: context.eventLoop).whenComplete { result in
+            TunnelUpstream.dial(target, dialer: dialer, pipeline: context.pipeline, on: context.eventLoop)
+                .hop(to: context.eventLoop).whenComplete { result in
                 guard self.generation == generation, self.phase == .dialing else {
-                    if case .success(let channel) = result { channel.close(promise: nil) }
+                    if case .success(let upstream) = result { upstream.close() }
                     return
                 }
                 switch result {
-                case .success(let channel):
-                    self.tunnelPlan = (channel, startedAt, completion)
+                case .success(let upstream):
+                    self.tunnelPlan = (upstream, startedAt, completion)
                     self.phase = .tunnelReady
                     self.drainInbox()
                 case .failure(let error):
@@ -478,7 +479,51 @@ package final class HTTPForwarder {
         }
     }
 
-    private func openTunnel(to upstream: any Channel, startedAt: NIODeadline, completion: @escaping @Sendable (ExchangeOutcome) -> Void) {
+    private func openTunnel(to upstream: TunnelUpstream, startedAt: NIODeadline, completion: @escaping @Sendable (ExchangeOutcome) -> Void) {
+        switch upstream {
+        case .channel(let channel):
+            glueTunnel(to: channel, startedAt: startedAt, completion: completion)
+        case .socket(let fd):
+            handOffTunnel(to: fd, startedAt: startedAt, completion: completion)
+        }
+    }
+
+    /// Answers the `CONNECT` and hands the connection to the socket loop, which splices
+    /// it with `upstream`: the answer and any bytes the client sent early go first.
+    private func handOffTunnel(to upstream: CInt, startedAt: NIODeadline, completion: @escaping @Sendable (ExchangeOutcome) -> Void) {
+        guard let context, let request,
+              let handoff = try? context.pipeline.syncOperations.handler(type: TunnelHandoff.self) else {
+            TunnelUpstream.socket(upstream).close()
+            self.context?.close(promise: nil)
+            return
+        }
+        phase = .tunnelling
+        let channel = context.channel
+        let leftover = LeftoverBytes()
+        let decoderRemoved = context.eventLoop.makePromise(of: Void.self)
+        do {
+            let pipeline = context.pipeline
+            try pipeline.syncOperations.addHandler(leftover, position: .after(self))
+            // Removing the decoder (done on the next loop tick) passes on any bytes it
+            // still holds, sent after the CONNECT head; they reach `leftover`.
+            let decoder = try pipeline.syncOperations.handler(type: ByteToMessageHandler<HTTPRequestDecoder>.self)
+            pipeline.syncOperations.removeHandler(decoder, promise: decoderRemoved)
+        } catch {
+            TunnelUpstream.socket(upstream).close()
+            context.close(promise: nil)
+            return
+        }
+        let answer = Array("HTTP/\(request.version.major).\(request.version.minor) 200 Connection established\r\n\r\n".utf8)
+        decoderRemoved.futureResult.whenComplete { _ in
+            handoff.handOff(channel, upstream: upstream, toClient: answer, toUpstream: leftover.bytes) { totals in
+                let ms = Int((NIODeadline.now() - startedAt).nanoseconds / 1_000_000)
+                completion(ExchangeOutcome(status: 200, bytesUp: totals.up, bytesDown: totals.down, milliseconds: ms))
+            }
+        }
+    }
+
+    /// Answers the `CONNECT` and glues the client's channel to the upstream's, byte for byte.
+    private func glueTunnel(to upstream: any Channel, startedAt: NIODeadline, completion: @escaping @Sendable (ExchangeOutcome) -> Void) {
         guard let context, let request else {
             upstream.close(promise: nil)
             return
@@ -568,7 +613,7 @@ extension HTTPForwarder: ChannelDuplexHandler, RemovableChannelHandler {
     package func channelInactive(context: ChannelHandlerContext) {
         if let plan = tunnelPlan {
             tunnelPlan = nil
-            plan.upstream.close(promise: nil)
+            plan.upstream.close()
         }
         if phase != .tunnelling {
             if exchange != nil { finishExchange(failure: "the sandbox closed the connection") }

@@ -35,25 +35,35 @@ package struct PolicyDialer: UpstreamDialer {
     }
 
     package func dial(_ target: UpstreamTarget, on eventLoop: any EventLoop) -> EventLoopFuture<any Channel> {
-        if let address = target.address {
-            return connect(target, candidates: [address], on: eventLoop)
+        checkedCandidates(for: target, on: eventLoop).flatMap { candidates in
+            connect(target, candidates: candidates, on: eventLoop) { address in
+                connectOne(target, address: address, on: eventLoop)
+            }
         }
-        return candidates(for: target.host, on: eventLoop).flatMap { addresses in
+    }
+
+    /// The addresses `target` may be dialled at: its pinned address, or every address its
+    /// name resolves to once each has passed the policy's address rules.
+    private func checkedCandidates(for target: UpstreamTarget, on eventLoop: any EventLoop) -> EventLoopFuture<[SocketAddress]> {
+        if let address = target.address {
+            return eventLoop.makeSucceededFuture([address])
+        }
+        return candidates(for: target.host, on: eventLoop).flatMapThrowing { addresses in
             let current = policy.current
             var checked: [SocketAddress] = []
             for address in addresses {
                 if forbidden.contains(address) {
-                    return eventLoop.makeFailedFuture(DialError.refused(host: target.host, reason: "\(address) is the gateway itself"))
+                    throw DialError.refused(host: target.host, reason: "\(address) is the gateway itself")
                 }
                 if case .refused(let reason) = current.checkResolved(address) {
-                    return eventLoop.makeFailedFuture(DialError.refused(host: target.host, reason: "resolves to \(reason)"))
+                    throw DialError.refused(host: target.host, reason: "resolves to \(reason)")
                 }
                 guard let socketAddress = try? SocketAddress(ipAddress: address.description, port: target.port) else {
-                    return eventLoop.makeFailedFuture(DialError.unresolvable(host: target.host, reason: "unusable address \(address)"))
+                    throw DialError.unresolvable(host: target.host, reason: "unusable address \(address)")
                 }
                 checked.append(socketAddress)
             }
-            return connect(target, candidates: checked, on: eventLoop)
+            return checked
         }
     }
 
@@ -114,16 +124,19 @@ package struct PolicyDialer: UpstreamDialer {
     }
 
     /// Connects to the first candidate that answers (at most four are tried).
-    private func connect(_ target: UpstreamTarget, candidates: [SocketAddress], on eventLoop: any EventLoop) -> EventLoopFuture<any Channel> {
+    private func connect<Connection>(
+        _ target: UpstreamTarget, candidates: [SocketAddress], on eventLoop: any EventLoop,
+        one: @escaping (SocketAddress) -> EventLoopFuture<Connection>
+    ) -> EventLoopFuture<Connection> {
         var remaining = candidates.prefix(4)
         guard let address = remaining.popFirst() else {
             return eventLoop.makeFailedFuture(DialError.unresolvable(host: target.host, reason: "no addresses"))
         }
-        let attempt = connectOne(target, address: address, on: eventLoop)
+        let attempt = one(address)
         if remaining.isEmpty { return attempt }
-        return attempt.flatMapError { error -> EventLoopFuture<any Channel> in
+        return attempt.flatMapError { error -> EventLoopFuture<Connection> in
             if case DialError.refused = error { return eventLoop.makeFailedFuture(error) }
-            return connect(target, candidates: Array(remaining), on: eventLoop)
+            return connect(target, candidates: Array(remaining), on: eventLoop, one: one)
         }
     }
 
@@ -178,6 +191,29 @@ package struct PolicyDialer: UpstreamDialer {
         }
         let text = String(describing: error)
         return String(text.prefix(120))
+    }
+}
+
+extension PolicyDialer: TunnelSocketDialer {
+    package func dialSocket(_ target: UpstreamTarget, loop: SocketLoop, on eventLoop: any EventLoop) -> EventLoopFuture<CInt> {
+        let host = target.host
+        let port = target.port
+        let timeout = limits.connectTimeout
+        return checkedCandidates(for: target, on: eventLoop).flatMap { candidates in
+            connect(target, candidates: candidates, on: eventLoop) { address in
+                guard let text = address.ipAddress, let ip = IPAddress(text) else {
+                    return eventLoop.makeFailedFuture(DialError.unresolvable(host: host, reason: "unusable address \(address)"))
+                }
+                return loop.connect(to: ip, port: port, timeout: timeout, on: eventLoop).flatMapErrorThrowing { error in
+                    switch error as? SocketLoop.ConnectError {
+                    case .timedOut?: throw DialError.timedOut(host: host, port: port, what: "connecting")
+                    case .failed(let reason)?: throw DialError.connectFailed(host: host, port: port, reason: reason)
+                    case .stopped?: throw DialError.connectFailed(host: host, port: port, reason: "the gateway is stopping")
+                    case nil: throw DialError.connectFailed(host: host, port: port, reason: Self.shortReason(error))
+                    }
+                }
+            }
+        }
     }
 }
 

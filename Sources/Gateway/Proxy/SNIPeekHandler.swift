@@ -97,14 +97,20 @@ package final class SNIPeekHandler: ChannelDuplexHandler, RemovableChannelHandle
         case .open(let target, let completion):
             phase = .dialing
             let startedAt = NIODeadline.now()
-            dialer.dial(target, on: context.eventLoop).hop(to: context.eventLoop).whenComplete { result in
+            TunnelUpstream.dial(target, dialer: dialer, pipeline: context.pipeline, on: context.eventLoop)
+                .hop(to: context.eventLoop).whenComplete { result in
                 switch result {
                 case .success(let upstream):
                     guard self.phase == .dialing, context.channel.isActive else {
-                        upstream.close(promise: nil)
+                        upstream.close()
                         return
                     }
-                    self.splice(context: context, upstream: upstream, startedAt: startedAt, completion: completion)
+                    switch upstream {
+                    case .channel(let channel):
+                        self.splice(context: context, upstream: channel, startedAt: startedAt, completion: completion)
+                    case .socket(let fd):
+                        self.handOff(context: context, upstream: fd, startedAt: startedAt, completion: completion)
+                    }
                 case .failure(let error):
                     let reason = (error as? DialError)?.auditReason ?? "cannot connect to \(target.host):\(target.port)"
                     let ms = Int((NIODeadline.now() - startedAt).nanoseconds / 1_000_000)
@@ -114,6 +120,24 @@ package final class SNIPeekHandler: ChannelDuplexHandler, RemovableChannelHandle
                     context.close(promise: nil)
                 }
             }
+        }
+    }
+
+    /// Hands the connection to the socket loop, which replays the ClientHello to the
+    /// upstream and splices the two sockets.
+    private func handOff(context: ChannelHandlerContext, upstream: CInt, startedAt: NIODeadline, completion: @escaping @Sendable (ExchangeOutcome) -> Void) {
+        phase = .spliced
+        var hello = buffered ?? ByteBuffer()
+        buffered = nil
+        let replay = hello.readBytes(length: hello.readableBytes) ?? []
+        guard let handoff = try? context.pipeline.syncOperations.handler(type: TunnelHandoff.self) else {
+            TunnelUpstream.socket(upstream).close()
+            context.close(promise: nil)
+            return
+        }
+        handoff.handOff(context.channel, upstream: upstream, toClient: [], toUpstream: replay) { totals in
+            let ms = Int((NIODeadline.now() - startedAt).nanoseconds / 1_000_000)
+            completion(ExchangeOutcome(status: nil, bytesUp: totals.up, bytesDown: totals.down, milliseconds: ms))
         }
     }
 

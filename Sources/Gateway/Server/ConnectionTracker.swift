@@ -3,9 +3,24 @@ import NIOCore
 
 /// Counts a sandbox's open connections across its listeners, enforces the limit, and
 /// closes what is left when the gateway shuts down.
+///
+/// A connection is a NIO channel until its tunnel is handed to the socket loop; from then
+/// on the tunnel's handle holds its place.
 package final class ConnectionTracker: Sendable {
+    private enum Connection {
+        case channel(any Channel)
+        case tunnel(SocketLoop.Handle)
+
+        func close() {
+            switch self {
+            case .channel(let channel): channel.close(promise: nil)
+            case .tunnel(let handle): handle.close()
+            }
+        }
+    }
+
     private let limit: Int
-    private let state = NIOLockedValueBox<[ObjectIdentifier: any Channel]>([:])
+    private let state = NIOLockedValueBox<[ObjectIdentifier: Connection]>([:])
 
     /// - Parameter limit: the most connections open at once.
     package init(limit: Int) {
@@ -18,7 +33,7 @@ package final class ConnectionTracker: Sendable {
         let id = ObjectIdentifier(channel)
         let admitted = state.withLockedValue { open -> Bool in
             guard open.count < limit else { return false }
-            open[id] = channel
+            open[id] = .channel(channel)
             return true
         }
         if admitted {
@@ -29,6 +44,20 @@ package final class ConnectionTracker: Sendable {
         return admitted
     }
 
+    /// Moves `channel`'s place to `tunnel`, whose bytes the socket loop now moves; the
+    /// channel's closing no longer counts. Nothing happens for a channel not counted.
+    package func transfer(_ channel: any Channel, to tunnel: SocketLoop.Handle) {
+        state.withLockedValue { open in
+            guard open.removeValue(forKey: ObjectIdentifier(channel)) != nil else { return }
+            open[ObjectIdentifier(tunnel)] = .tunnel(tunnel)
+        }
+    }
+
+    /// Forgets a tunnel that has ended.
+    package func release(_ tunnel: SocketLoop.Handle) {
+        state.withLockedValue { _ = $0.removeValue(forKey: ObjectIdentifier(tunnel)) }
+    }
+
     /// Connections open now.
     package var count: Int {
         state.withLockedValue { $0.count }
@@ -36,7 +65,7 @@ package final class ConnectionTracker: Sendable {
 
     /// Closes every open connection.
     package func closeAll() {
-        let channels = state.withLockedValue { Array($0.values) }
-        for channel in channels { channel.close(promise: nil) }
+        let connections = state.withLockedValue { Array($0.values) }
+        for connection in connections { connection.close() }
     }
 }

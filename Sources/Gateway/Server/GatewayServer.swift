@@ -1,4 +1,8 @@
+#if canImport(Glibc)
+import Glibc
+#endif
 import Logging
+import NIOConcurrencyHelpers
 import NIOCore
 import NIOPosix
 import ServiceLifecycle
@@ -16,6 +20,7 @@ package final class GatewayServer: Service {
     private let threadPool: NIOThreadPool
     private let tracker: ConnectionTracker
     private let ready: (@Sendable () -> Void)?
+    private let serving = NIOLockedValueBox<[SocketLoop]>([])
 
     /// - Parameters:
     ///   - configuration: the sandbox's gateway configuration.
@@ -38,40 +43,70 @@ package final class GatewayServer: Service {
     /// Connections open now, across the sandbox's TCP listeners.
     package var openConnections: Int { tracker.count }
 
+    /// What the socket loops have spliced, summed over the loops; zero when not serving.
+    package var spliceStatistics: SocketLoop.Statistics {
+        let loops = serving.withLockedValue { $0 }
+        var total = SocketLoop.Statistics()
+        for loop in loops {
+            let one = loop.statistics
+            total.tunnels += one.tunnels
+            total.pipesInUse += one.pipesInUse
+            total.pipesPooled += one.pipesPooled
+            total.tunnelsTotal += one.tunnelsTotal
+            total.bytesTotal += one.bytesTotal
+        }
+        return total
+    }
+
     /// Serves until graceful shutdown or cancellation.
-    /// - Throws: if a descriptor cannot be served (not a socket, wrong type).
+    /// - Throws: if a descriptor cannot be served (not a socket, wrong type), or the
+    ///   socket loop cannot start.
     package func run() async throws {
+        // One socket loop per core, at most four: the first also accepts; connections are
+        // given to the loops in turn, so spliced tunnels spread over the cores.
+        var loops: [SocketLoop] = []
+        defer { for loop in loops { loop.shutdown() } }
+        for _ in 0..<max(1, min(4, System.coreCount)) {
+            let loop = try SocketLoop()
+            try loop.start()
+            loops.append(loop)
+        }
+        let ring = SocketLoopRing(loops)
+        serving.withLockedValue { $0 = loops }
         let dialer = configuration.dialer ?? PolicyDialer(
             policy: configuration.policy, limits: configuration.limits,
             forbidden: [configuration.gatewayAddress], threadPool: threadPool)
         let pipelines = GatewayPipelines(configuration: configuration, dialer: dialer)
-        var servers: [any Channel] = []
+        var datagramChannels: [any Channel] = []
         do {
+            // TCP listeners are accepted by the socket loop, so that every connection's
+            // descriptor is known and established tunnels can be spliced.
             if let fd = listeners.http {
-                servers.append(try await serve(fd, name: "http") { try pipelines.configureHTTP($0) })
+                try serve(fd, name: "http", loop: ring) { try pipelines.configureHTTP($0) }
             }
             if let fd = listeners.tls {
-                servers.append(try await serve(fd, name: "tls") { try pipelines.configureTLS($0) })
+                try serve(fd, name: "tls", loop: ring) { try pipelines.configureTLS($0) }
             }
             if let fd = listeners.proxy {
-                servers.append(try await serve(fd, name: "proxy") { try pipelines.configureProxy($0) })
+                try serve(fd, name: "proxy", loop: ring) { try pipelines.configureProxy($0) }
             }
             if let fd = listeners.dnsTCP {
                 let policy = configuration.policy
                 let address = configuration.gatewayAddress
                 let audit = configuration.audit
-                servers.append(try await serve(fd, name: "dns-tcp") { channel in
+                try serve(fd, name: "dns-tcp", loop: ring) { channel in
                     try channel.pipeline.syncOperations.addHandlers(
                         DNSTCPHandler.handlers(policy: policy, gatewayAddress: address, audit: audit))
-                })
+                }
             }
             if let fd = listeners.dnsUDP {
-                servers.append(contentsOf: try await DNSUDPListener.serve(
+                datagramChannels.append(contentsOf: try await DNSUDPListener.serve(
                     fd, group: group, policy: configuration.policy,
                     gatewayAddress: configuration.gatewayAddress, audit: configuration.audit))
             }
         } catch {
-            for server in servers { try? await server.close() }
+            ring.acceptor.closeListeners()
+            for channel in datagramChannels { try? await channel.close() }
             throw error
         }
         ready?()
@@ -80,32 +115,57 @@ package final class GatewayServer: Service {
             try await gracefulShutdown()
         } catch {
             // Cancelled: no draining.
-            for server in servers { try? await server.close() }
+            ring.acceptor.closeListeners()
+            for channel in datagramChannels { try? await channel.close() }
             tracker.closeAll()
             return
         }
         configuration.logger.info("gateway for \(configuration.sandbox): draining \(tracker.count) connection(s)")
-        for server in servers { try? await server.close() }
+        ring.acceptor.closeListeners()
+        for channel in datagramChannels { try? await channel.close() }
         await drain()
     }
 
-    private func serve(_ fd: CInt, name: String, configure: @escaping @Sendable (any Channel) throws -> Void) async throws -> any Channel {
+    /// Serves a listening TCP socket: the loop accepts, NIO serves each connection with
+    /// the pipeline `configure` builds, behind a `TunnelHandoff`.
+    /// - Throws: if `fd` is not a listening stream socket.
+    private func serve(_ fd: CInt, name: String, loop ring: SocketLoopRing, configure: @escaping @Sendable (any Channel) throws -> Void) throws {
+        try Self.checkListening(fd, name: name)
         let tracker = self.tracker
         let logger = configuration.logger
         let limit = configuration.limits.maxConnections
-        return try await ServerBootstrap(group: group)
-            .serverChannelOption(.backlog, value: 1024)
-            .childChannelOption(.allowRemoteHalfClosure, value: true)
-            .childChannelOption(.autoRead, value: true)
-            .childChannelInitializer { channel in
-                guard tracker.admit(channel) else {
-                    logger.warning("connection limit \(limit) reached on \(name); closing a new connection")
-                    return channel.close()
+        let idleTimeout = configuration.limits.idleTimeout
+        let group = self.group
+        ring.acceptor.listen(fd) { connection in
+            let splicer = ring.next()
+            ClientBootstrap(group: group)
+                .channelOption(.allowRemoteHalfClosure, value: true)
+                .channelOption(.autoRead, value: true)
+                .channelInitializer { channel in
+                    guard tracker.admit(channel) else {
+                        logger.warning("connection limit \(limit) reached on \(name); closing a new connection")
+                        return channel.close()
+                    }
+                    return channel.eventLoop.makeCompletedFuture {
+                        try channel.pipeline.syncOperations.addHandler(TunnelHandoff(
+                            descriptor: connection, loop: splicer, tracker: tracker, idleTimeout: idleTimeout))
+                        try configure(channel)
+                    }
                 }
-                return channel.eventLoop.makeCompletedFuture { try configure(channel) }
-            }
-            .withBoundSocket(fd)
-            .get()
+                .withConnectedSocket(connection)
+                .whenFailure { error in
+                    logger.debug("\(name): a new connection could not be served: \(error)")
+                }
+        }
+    }
+
+    /// Refuses a descriptor that is not a listening TCP socket, as binding it to NIO would.
+    private static func checkListening(_ fd: CInt, name: String) throws {
+        var listening: CInt = 0
+        var length = socklen_t(MemoryLayout<CInt>.size)
+        guard getsockopt(fd, SOL_SOCKET, SO_ACCEPTCONN, &listening, &length) == 0, listening != 0 else {
+            throw GatewayServerError.notListening(name: name, fd: fd)
+        }
     }
 
     /// Waits for open connections to finish, up to the drain timeout, then closes them.
@@ -115,5 +175,35 @@ package final class GatewayServer: Service {
             try? await Task.sleep(nanoseconds: 100_000_000)
         }
         tracker.closeAll()
+    }
+}
+
+/// A listener the gateway was given cannot be served.
+package enum GatewayServerError: Error, CustomStringConvertible {
+    case notListening(name: String, fd: CInt)
+
+    package var description: String {
+        switch self {
+        case let .notListening(name, fd): "the \(name) listener (descriptor \(fd)) is not a listening TCP socket"
+        }
+    }
+}
+
+/// The server's socket loops: the first accepts; `next()` deals connections out in turn.
+private final class SocketLoopRing: @unchecked Sendable {
+    let loops: [SocketLoop]
+    private let counter = NIOLockedValueBox(0)
+
+    init(_ loops: [SocketLoop]) {
+        self.loops = loops
+    }
+
+    var acceptor: SocketLoop { loops[0] }
+
+    func next() -> SocketLoop {
+        counter.withLockedValue { count in
+            count &+= 1
+            return loops[count % loops.count]
+        }
     }
 }
