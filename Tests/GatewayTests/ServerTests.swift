@@ -78,6 +78,70 @@ final class ServerTests: XCTestCase {
         try await pool.shutdownGracefully()
     }
 
+    func testConnectTunnelsAreSplicedWithEarlyBytesReplayedAndAudited() async throws {
+        let webPort = TCP.freePort()
+        let web = try BackgroundProcess(["/usr/bin/python3", TestPaths.fixture("web-server.py"), "--port", String(webPort)])
+        defer { web.stop() }
+        XCTAssertTrue(Wait.forTCP(port: webPort), "the web server fixture did not start")
+
+        let sink = MemoryAuditSink()
+        let audit = AuditLog(sink: sink, sandbox: "srv")
+        let text = "web.test:\(webPort)\nresolve web.test=127.0.0.1\nallow-private 127.0.0.1/32\n"
+        let store = PolicyStore(initial: try Policy.parse(text, source: "/test/policy"), path: nil, extra: nil, audit: audit)
+        let (fd, proxyPort) = try listeningSocket()
+        let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
+        let pool = NIOThreadPool(numberOfThreads: 1)
+        pool.start()
+        let server = GatewayServer(
+            configuration: GatewayConfiguration(sandbox: "srv", gatewayAddress: IPAddress("169.254.200.1")!, policy: store, audit: audit),
+            listeners: GatewayListeners(proxy: fd), group: group, threadPool: pool)
+        let serviceGroup = ServiceGroup(services: [server], logger: Logger(label: "test"))
+        let running = Task { try await serviceGroup.run() }
+        XCTAssertTrue(Wait.forTCP(port: proxyPort))
+
+        // The request inside the tunnel is sent in the same write as the CONNECT head: the
+        // gateway must replay it to the upstream after answering.
+        let early = "CONNECT web.test:\(webPort) HTTP/1.1\r\nHost: web.test:\(webPort)\r\n\r\n"
+            + "GET /early HTTP/1.1\r\nHost: web.test\r\nConnection: close\r\n\r\n"
+        let answer = try Run.process(["/usr/bin/python3", "-c", """
+            import socket, sys
+            s = socket.create_connection(("127.0.0.1", \(proxyPort)), timeout=10)
+            s.sendall(sys.argv[1].encode())
+            data = b""
+            while True:
+                chunk = s.recv(65536)
+                if not chunk: break
+                data += chunk
+            sys.stdout.write(data.decode("latin-1"))
+            """, early], timeout: 20)
+        XCTAssertTrue(answer.stdout.hasPrefix("HTTP/1.1 200 Connection established\r\n\r\nHTTP/1.1 200 OK\r\n"), answer.stdout)
+        XCTAssertTrue(answer.stdout.contains("path=/early"), answer.stdout)
+
+        // A large download through a CONNECT tunnel (curl -p) arrives whole.
+        let big = try Run.process(["curl", "-sS", "-p", "-o", "/dev/null", "-w", "%{size_download}", "-x", "http://127.0.0.1:\(proxyPort)",
+                                   "http://web.test:\(webPort)/big?bytes=5000000"], timeout: 60)
+        XCTAssertEqual(big.stdout, "5000000", big.stderr)
+        XCTAssertTrue(Wait.until { server.openConnections == 0 }, "finished tunnels free their place")
+
+        let statistics = server.spliceStatistics
+        XCTAssertEqual(statistics.tunnelsTotal, 2, "both tunnels were spliced by the socket loop, not copied by NIO: \(statistics)")
+        XCTAssertGreaterThan(statistics.bytesTotal, 5_000_000)
+        XCTAssertEqual(statistics.pipesInUse, 0)
+
+        await serviceGroup.triggerGracefulShutdown()
+        try await running.value
+        let allows = sink.lines.filter { $0.contains("\"event\":\"egress_allow\"") && $0.contains("\"via\":\"connect\"") }
+        XCTAssertEqual(allows.count, 2, sink.lines.joined(separator: "\n"))
+        XCTAssertTrue(allows.contains { $0.contains("\"bytes_up\":\(early.utf8.count - early.components(separatedBy: "\r\n\r\n")[0].utf8.count - 4)") },
+                      "the replayed bytes count as the sandbox's: \(allows)")
+        XCTAssertTrue(allows.contains { line in
+            guard let range = line.range(of: "\"bytes_down\":") else { return false }
+            return Int(line[range.upperBound...].prefix { $0.isNumber }).map { $0 > 5_000_000 } ?? false
+        }, "the download's bytes are counted: \(allows)")
+        try await group.shutdownGracefully()
+        try await pool.shutdownGracefully()
+    }
+
     func testPolicyDialerRefusesLoopbackWithoutAllowPrivate() async throws {
         let sink = MemoryAuditSink()
         let audit = AuditLog(sink: sink)

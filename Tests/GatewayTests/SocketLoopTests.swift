@@ -1,0 +1,391 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import Foundation
+import NIOConcurrencyHelpers
+import NIOCore
+import NIOPosix
+import TestSupport
+import XCTest
+@testable import Gateway
+
+/// The socket loop on real loopback sockets: splicing (both ways, replayed bytes,
+/// half-close, byte counts, a large transfer against a slow reader, idle timeout, close,
+/// shutdown), connecting (success, refusal, timeout) and accepting.
+final class SocketLoopTests: XCTestCase {
+    private var loop: SocketLoop!
+    private var group: MultiThreadedEventLoopGroup!
+
+    override func setUpWithError() throws {
+        loop = try SocketLoop()
+        try loop.start()
+        group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
+    }
+
+    override func tearDownWithError() throws {
+        loop.shutdown()
+        try group.syncShutdownGracefully()
+    }
+
+    // MARK: splicing
+
+    func testSplicesBothWaysReplaysEarlyBytesAndPropagatesHalfClose() throws {
+        let client = try LoopbackPair()
+        let upstream = try LoopbackPair()
+        let ended = Ended()
+        loop.splice(loop.makeHandle(), client: client.inside, upstream: upstream.inside,
+                    toClient: Array("HELLO-CLIENT ".utf8), toUpstream: Array("EARLY ".utf8),
+                    idleTimeout: .seconds(30)) { ended.record($0) }
+
+        try client.outside.send("ping")
+        XCTAssertEqual(try upstream.outside.receive(count: 10), "EARLY ping", "replayed bytes go first, then the client's")
+        try upstream.outside.send("pong")
+        XCTAssertEqual(try client.outside.receive(count: 17), "HELLO-CLIENT pong", "the gateway's answer goes first")
+
+        // The client half-closes: the upstream sees the end, and can still answer.
+        client.outside.shutdownWrite()
+        XCTAssertEqual(try upstream.outside.receiveToEnd(), "", "the upstream sees the client's end of input")
+        try upstream.outside.send(" late")
+        upstream.outside.close()
+        XCTAssertEqual(try client.outside.receiveToEnd(), " late", "bytes after a half-close still arrive, then the end")
+
+        let totals = try XCTUnwrap(ended.wait(seconds: 5), "the tunnel reports its end")
+        XCTAssertEqual(totals.up, UInt64("EARLY ping".utf8.count), "replayed bytes count as the client's")
+        XCTAssertEqual(totals.down, UInt64("pong late".utf8.count), "the gateway's own answer is not counted")
+        XCTAssertNil(totals.ending, "a clean end has no reason")
+        XCTAssertTrue(Wait.until { self.loop.statistics.tunnels == 0 && self.loop.statistics.pipesInUse == 0 },
+                      "\(loop.statistics)")
+        XCTAssertEqual(loop.statistics.tunnelsTotal, 1)
+    }
+
+    func testLargeTransfersBothWaysArriveIntactPastASlowReader() throws {
+        let client = try LoopbackPair()
+        let upstream = try LoopbackPair()
+        let ended = Ended()
+        loop.splice(loop.makeHandle(), client: client.inside, upstream: upstream.inside, idleTimeout: .seconds(30)) {
+            ended.record($0)
+        }
+        let down = 48 << 20
+        let up = 8 << 20
+        let senders = DispatchGroup()
+        DispatchQueue.global().async(group: senders) {
+            try? upstream.outside.sendPattern(count: down, seed: 7)
+            upstream.outside.shutdownWrite()
+        }
+        DispatchQueue.global().async(group: senders) {
+            try? client.outside.sendPattern(count: up, seed: 11)
+            client.outside.shutdownWrite()
+        }
+        let upstreamReceived = NIOLockedValueBox<Result<Int, Error>?>(nil)
+        DispatchQueue.global().async(group: senders) {
+            upstreamReceived.withLockedValue { $0 = Result { try upstream.outside.receivePattern(seed: 11) } }
+        }
+        // The client does not read for a while: the socket buffers fill and the loop must
+        // hold bytes back (in its pipe) until the client reads again.
+        Thread.sleep(forTimeInterval: 0.3)
+        XCTAssertEqual(try client.outside.receivePattern(seed: 7), down, "every byte, in order, to the client")
+        XCTAssertEqual(senders.wait(timeout: .now() + 60), .success)
+        XCTAssertEqual(try upstreamReceived.withLockedValue { $0 }?.get(), up, "every byte, in order, to the upstream")
+        let totals = try XCTUnwrap(ended.wait(seconds: 10))
+        XCTAssertEqual(totals.down, UInt64(down))
+        XCTAssertEqual(totals.up, UInt64(up))
+        XCTAssertGreaterThanOrEqual(loop.statistics.bytesTotal, UInt64(down + up))
+    }
+
+    func testAnIdleTunnelIsClosedAfterItsTimeout() throws {
+        let client = try LoopbackPair()
+        let upstream = try LoopbackPair()
+        let ended = Ended()
+        loop.splice(loop.makeHandle(), client: client.inside, upstream: upstream.inside, idleTimeout: .milliseconds(200)) {
+            ended.record($0)
+        }
+        let totals = try XCTUnwrap(ended.wait(seconds: 5), "an idle tunnel is closed")
+        XCTAssertEqual(totals.ending, "idle for 200 ms")
+        XCTAssertEqual(try client.outside.receiveToEnd(), "", "the client sees the connection end")
+        XCTAssertEqual(try upstream.outside.receiveToEnd(), "", "so does the upstream")
+    }
+
+    func testCloseAndShutdownEndTunnelsAndLaterTunnelsAreRefused() throws {
+        let first = (try LoopbackPair(), try LoopbackPair())
+        let second = (try LoopbackPair(), try LoopbackPair())
+        let firstEnded = Ended()
+        let secondEnded = Ended()
+        let handle = loop.makeHandle()
+        loop.splice(handle, client: first.0.inside, upstream: first.1.inside, idleTimeout: .seconds(30)) { firstEnded.record($0) }
+        loop.splice(loop.makeHandle(), client: second.0.inside, upstream: second.1.inside, idleTimeout: .seconds(30)) {
+            secondEnded.record($0)
+        }
+        try first.0.outside.send("x")
+        XCTAssertEqual(try first.1.outside.receive(count: 1), "x")
+        handle.close()
+        XCTAssertEqual(try XCTUnwrap(firstEnded.wait(seconds: 5)).ending, "closed by the gateway")
+        XCTAssertEqual(try XCTUnwrap(firstEnded.wait(seconds: 0)).up, 1)
+        XCTAssertNil(secondEnded.wait(seconds: 0.1), "closing one tunnel leaves the others")
+
+        loop.shutdown()
+        XCTAssertEqual(try XCTUnwrap(secondEnded.wait(seconds: 5)).ending, "the gateway is stopping")
+        XCTAssertEqual(try second.0.outside.receiveToEnd(), "")
+
+        let late = (try LoopbackPair(), try LoopbackPair())
+        let lateEnded = Ended()
+        loop.splice(loop.makeHandle(), client: late.0.inside, upstream: late.1.inside, idleTimeout: .seconds(30)) { lateEnded.record($0) }
+        XCTAssertEqual(try XCTUnwrap(lateEnded.wait(seconds: 1)).ending, "the gateway is stopping",
+                       "a stopped loop refuses new tunnels at once")
+        XCTAssertEqual(try late.0.outside.receiveToEnd(), "", "and closes their sockets")
+    }
+
+    func testIdleTunnelsHoldNoPipes() throws {
+        var pairs: [(LoopbackPair, LoopbackPair)] = []
+        for _ in 0..<40 {
+            let pair = (try LoopbackPair(), try LoopbackPair())
+            loop.splice(loop.makeHandle(), client: pair.0.inside, upstream: pair.1.inside, idleTimeout: .seconds(30)) { _ in }
+            pairs.append(pair)
+        }
+        for pair in pairs {
+            try pair.0.outside.send("a")
+            XCTAssertEqual(try pair.1.outside.receive(count: 1), "a")
+            try pair.1.outside.send("b")
+            XCTAssertEqual(try pair.0.outside.receive(count: 1), "b")
+        }
+        XCTAssertTrue(Wait.until { self.loop.statistics.tunnels == 40 }, "\(loop.statistics)")
+        let statistics = loop.statistics
+        XCTAssertEqual(statistics.pipesInUse, 0, "no bytes in flight, so no pipe held")
+        XCTAssertLessThanOrEqual(statistics.pipesPooled, loop.pipePoolLimit)
+    }
+
+    // MARK: connecting
+
+    func testConnectReturnsAConnectedNonBlockingSocket() throws {
+        let listener = try Listener()
+        let fd = try loop.connect(to: IPAddress("127.0.0.1")!, port: Int(listener.port), timeout: .seconds(5), on: group.next()).wait()
+        defer { close(fd) }
+        let accepted = accept(listener.fd, nil, nil)
+        XCTAssertGreaterThanOrEqual(accepted, 0)
+        close(accepted)
+        XCTAssertNotEqual(fcntl(fd, F_GETFL) & O_NONBLOCK, 0)
+        XCTAssertNotEqual(fcntl(fd, F_GETFD) & FD_CLOEXEC, 0)
+    }
+
+    func testConnectToAClosedPortFailsWithTheSystemsReason() throws {
+        let port = TCP.freePort()
+        XCTAssertThrowsError(try loop.connect(to: IPAddress("127.0.0.1")!, port: Int(port), timeout: .seconds(5), on: group.next()).wait()) {
+            XCTAssertEqual($0 as? SocketLoop.ConnectError, .failed(reason: "Connection refused"))
+        }
+    }
+
+    func testConnectThatIsNotAnsweredTimesOut() throws {
+        // A listener with a full accept queue drops new SYNs: the handshake never ends.
+        let listener = try Listener(backlog: 0)
+        let queued = try LoopbackPair.connect(port: listener.port)
+        defer { close(queued) }
+        let started = Date()
+        XCTAssertThrowsError(try loop.connect(to: IPAddress("127.0.0.1")!, port: Int(listener.port), timeout: .milliseconds(300),
+                                              on: group.next()).wait()) {
+            XCTAssertEqual($0 as? SocketLoop.ConnectError, .timedOut)
+        }
+        XCTAssertLessThan(Date().timeIntervalSince(started), 5, "the timeout bounds the wait")
+    }
+
+    // MARK: accepting
+
+    func testAcceptsEveryConnectionNonBlockingAndStopsWhenListenersClose() throws {
+        let listener = try Listener()
+        let accepted = NIOLockedValueBox<[CInt]>([])
+        loop.listen(listener.takeDescriptor()) { fd in accepted.withLockedValue { $0.append(fd) } }
+        var clients: [CInt] = []
+        defer { clients.forEach { close($0) } }
+        for _ in 0..<20 { clients.append(try LoopbackPair.connect(port: listener.port)) }
+        XCTAssertTrue(Wait.until { accepted.withLockedValue { $0.count } == 20 }, "every connection is accepted")
+        for fd in accepted.withLockedValue({ $0 }) {
+            XCTAssertNotEqual(fcntl(fd, F_GETFL) & O_NONBLOCK, 0, "accepted sockets are non-blocking")
+            XCTAssertNotEqual(fcntl(fd, F_GETFD) & FD_CLOEXEC, 0, "and close-on-exec")
+            close(fd)
+        }
+        loop.closeListeners()
+        XCTAssertTrue(Wait.until { !TCP.canConnect(host: "127.0.0.1", port: listener.port) }, "closed listeners refuse connections")
+    }
+}
+
+// MARK: - Helpers
+
+/// Waits for a tunnel's completion.
+private final class Ended: @unchecked Sendable {
+    private let condition = NSCondition()
+    private var totals: SocketLoop.Totals?
+
+    func record(_ totals: SocketLoop.Totals) {
+        condition.lock()
+        self.totals = totals
+        condition.broadcast()
+        condition.unlock()
+    }
+
+    func wait(seconds: Double) -> SocketLoop.Totals? {
+        let deadline = Date().addingTimeInterval(seconds)
+        condition.lock()
+        defer { condition.unlock() }
+        while totals == nil, condition.wait(until: deadline) {}
+        return totals
+    }
+}
+
+/// A listening socket on 127.0.0.1.
+private final class Listener {
+    private(set) var fd: CInt
+    let port: UInt16
+
+    init(backlog: CInt = 64) throws {
+        let fd = socket(AF_INET, CInt(SOCK_STREAM.rawValue) | CInt(SOCK_CLOEXEC.rawValue), 0)
+        var address = sockaddr_in()
+        address.sin_family = sa_family_t(AF_INET)
+        address.sin_addr = in_addr(s_addr: UInt32(0x7F00_0001).bigEndian)
+        let bound = withUnsafePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+        }
+        guard fd >= 0, bound == 0, Glibc.listen(fd, backlog) == 0 else { throw SocketTestError("cannot listen") }
+        var length = socklen_t(MemoryLayout<sockaddr_in>.size)
+        _ = withUnsafeMutablePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(fd, $0, &length) }
+        }
+        self.fd = fd
+        port = UInt16(bigEndian: address.sin_port)
+    }
+
+    /// Hands the descriptor to someone else, who closes it.
+    func takeDescriptor() -> CInt {
+        defer { fd = -1 }
+        return fd
+    }
+
+    deinit {
+        if fd >= 0 { close(fd) }
+    }
+}
+
+/// A connected loopback TCP pair: `outside` is the test's end (blocking, with a receive
+/// timeout), `inside` the end given to the loop.
+private struct LoopbackPair {
+    let outside: TestSocket
+    let inside: CInt
+
+    init() throws {
+        let listener = try Listener()
+        let outside = try Self.connect(port: listener.port)
+        let inside = accept(listener.fd, nil, nil)
+        guard inside >= 0 else { throw SocketTestError("accept failed") }
+        self.outside = TestSocket(outside)
+        self.inside = inside
+    }
+
+    static func connect(port: UInt16) throws -> CInt {
+        let fd = socket(AF_INET, CInt(SOCK_STREAM.rawValue) | CInt(SOCK_CLOEXEC.rawValue), 0)
+        var address = sockaddr_in()
+        address.sin_family = sa_family_t(AF_INET)
+        address.sin_addr = in_addr(s_addr: UInt32(0x7F00_0001).bigEndian)
+        address.sin_port = port.bigEndian
+        let result = withUnsafePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { Glibc.connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+        }
+        guard result == 0 else { throw SocketTestError("connect failed: \(String(cString: strerror(errno)))") }
+        return fd
+    }
+}
+
+/// The test's end of a connection: blocking calls, each bounded by a 10 s receive timeout.
+private final class TestSocket: @unchecked Sendable {
+    let fd: CInt
+    private var closed = false
+
+    init(_ fd: CInt) {
+        self.fd = fd
+        var timeout = timeval(tv_sec: 10, tv_usec: 0)
+        _ = setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
+        _ = setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
+    }
+
+    deinit { close() }
+
+    func close() {
+        guard !closed else { return }
+        closed = true
+        _ = Glibc.close(fd)
+    }
+
+    func shutdownWrite() {
+        _ = Glibc.shutdown(fd, CInt(SHUT_WR))
+    }
+
+    func send(_ text: String) throws {
+        try sendBytes(Array(text.utf8))
+    }
+
+    func sendBytes(_ bytes: [UInt8]) throws {
+        var offset = 0
+        while offset < bytes.count {
+            let n = bytes.withUnsafeBytes { Glibc.send(fd, $0.baseAddress! + offset, bytes.count - offset, CInt(MSG_NOSIGNAL)) }
+            guard n > 0 else { throw SocketTestError("send failed: \(String(cString: strerror(errno)))") }
+            offset += n
+        }
+    }
+
+    /// Exactly `count` bytes, as text.
+    func receive(count: Int) throws -> String {
+        var bytes: [UInt8] = []
+        var buffer = [UInt8](repeating: 0, count: count)
+        while bytes.count < count {
+            let n = recv(fd, &buffer, count - bytes.count, 0)
+            guard n > 0 else { throw SocketTestError("receive ended after \(bytes.count) of \(count) bytes") }
+            bytes += buffer[0..<n]
+        }
+        return String(decoding: bytes, as: UTF8.self)
+    }
+
+    /// Everything up to the end of the stream, as text (a reset counts as the end).
+    func receiveToEnd() throws -> String {
+        var bytes: [UInt8] = []
+        var buffer = [UInt8](repeating: 0, count: 4096)
+        while true {
+            let n = recv(fd, &buffer, buffer.count, 0)
+            if n == 0 || (n < 0 && errno == ECONNRESET) { break }
+            guard n > 0 else { throw SocketTestError("no end of stream: \(String(cString: strerror(errno)))") }
+            bytes += buffer[0..<n]
+        }
+        return String(decoding: bytes, as: UTF8.self)
+    }
+
+    /// Sends `count` bytes of a pattern that depends on `seed` and the offset.
+    func sendPattern(count: Int, seed: UInt8) throws {
+        var chunk = [UInt8](repeating: 0, count: 65536)
+        var sent = 0
+        while sent < count {
+            let size = min(chunk.count, count - sent)
+            for i in 0..<size { chunk[i] = Self.patternByte(sent + i, seed: seed) }
+            try sendBytes(Array(chunk[0..<size]))
+            sent += size
+        }
+    }
+
+    /// Reads to the end, checking every byte against the pattern; returns the count.
+    func receivePattern(seed: UInt8) throws -> Int {
+        var buffer = [UInt8](repeating: 0, count: 65536)
+        var received = 0
+        while true {
+            let n = recv(fd, &buffer, buffer.count, 0)
+            if n == 0 { return received }
+            guard n > 0 else { throw SocketTestError("receive failed after \(received) bytes: \(String(cString: strerror(errno)))") }
+            for i in 0..<n where buffer[i] != Self.patternByte(received + i, seed: seed) {
+                throw SocketTestError("byte \(received + i) differs")
+            }
+            received += n
+        }
+    }
+
+    private static func patternByte(_ offset: Int, seed: UInt8) -> UInt8 {
+        UInt8(truncatingIfNeeded: offset &* 31 &+ offset >> 16) ^ seed
+    }
+}
+
+private struct SocketTestError: Error, CustomStringConvertible {
+    let description: String
+    init(_ description: String) { self.description = description }
+}
