@@ -81,6 +81,7 @@ final class GatewayRuntime {
         listeners: GatewayListeners, extraServices: (MultiThreadedEventLoopGroup) -> [any Service] = { _ in [] },
         shutdownSignals: [UnixSignal], eventLoops: Int = System.coreCount, ready: @escaping @Sendable () -> Void = {}
     ) {
+        Self.raiseOpenFileLimit()
         let failure = self.failure
         let finished = self.finished
         let store = PolicyStore(initial: initialPolicy, path: policyFile, extra: flagPolicy, audit: audit, logger: logger)
@@ -121,6 +122,16 @@ final class GatewayRuntime {
             readyOrStopped.signal()
             finished.signal()
         }
+    }
+
+    /// A gateway holds two descriptors per tunnel (four while bytes are in flight) and two
+    /// per forwarded request: raise the soft open-file limit to the hard one, as servers
+    /// do, so the connection limit rather than the default 1024 descriptors bounds it.
+    static func raiseOpenFileLimit() {
+        var limit = rlimit()
+        guard getrlimit(__rlimit_resource_t(RLIMIT_NOFILE.rawValue), &limit) == 0, limit.rlim_cur < limit.rlim_max else { return }
+        limit.rlim_cur = limit.rlim_max
+        _ = setrlimit(__rlimit_resource_t(RLIMIT_NOFILE.rawValue), &limit)
     }
 
     /// Waits until every listener serves.

@@ -29,11 +29,19 @@ final class GatewayServeTests: XCTestCase {
         let name = "serve\(getpid() % 10000)"
         XCTAssertEqual(try Run.airlock(["netns", "create", name]).status, 0)
         defer { _ = try? Run.airlock(["netns", "destroy", name]) }
-        let gateway = try BackgroundProcess([TestPaths.airlock, "gateway", "serve", name, "--policy", policy, "--audit-log", audit])
+        // Started with a low soft open-file limit, which the gateway must raise (see below).
+        let gateway = try BackgroundProcess(["/bin/bash", "-c", "ulimit -Sn 256 && exec \"$0\" \"$@\"",
+                                             TestPaths.airlock, "gateway", "serve", name, "--policy", policy, "--audit-log", audit])
         defer { gateway.stop() }
         XCTAssertTrue(Wait.until(timeout: 30) {
             (try? self.inside(name, "curl -sS --max-time 2 http://airlock.internal/healthz").stdout)?.hasPrefix("ok") == true
         }, "the gateway answers its health endpoint")
+        // Every tunnel holds descriptors: the gateway raises its soft open-file limit to the hard one.
+        let limits = try String(contentsOfFile: "/proc/\(gateway.pid)/limits", encoding: .utf8)
+        let files = limits.split(separator: "\n").first { $0.hasPrefix("Max open files") }?
+            .dropFirst("Max open files".count).split(separator: " ").prefix(2).map(String.init) ?? []
+        XCTAssertEqual(files.count, 2, limits)
+        XCTAssertEqual(files.first, files.last, "soft limit raised to the hard limit: \(limits)")
 
         // Allowed: HTTPS through CONNECT and transparently (SNI), HTTP through the proxy and by Host.
         let allowed = try inside(name, """
