@@ -92,6 +92,31 @@ final class SocketLoopTests: XCTestCase {
         XCTAssertGreaterThanOrEqual(loop.statistics.bytesTotal, UInt64(down + up))
     }
 
+    func testAClientResettingMidTransferEndsOnlyItsTunnel() throws {
+        let client = try LoopbackPair()
+        let upstream = try LoopbackPair()
+        let ended = Ended()
+        loop.splice(loop.makeHandle(), client: client.inside, upstream: upstream.inside, idleTimeout: .seconds(30)) {
+            ended.record($0)
+        }
+        let sender = DispatchGroup()
+        DispatchQueue.global().async(group: sender) {
+            try? upstream.outside.sendPattern(count: 64 << 20, seed: 3)
+        }
+        _ = try client.outside.receive(count: 1000)
+        // Reset, with bytes still flowing towards it: the loop's next splice into this
+        // socket fails, which ends this tunnel and nothing else (and never the process).
+        var linger = linger(l_onoff: 1, l_linger: 0)
+        _ = setsockopt(client.outside.fd, SOL_SOCKET, SO_LINGER, &linger, socklen_t(MemoryLayout<linger>.size))
+        client.outside.close()
+        let totals = try XCTUnwrap(ended.wait(seconds: 10), "the tunnel ends")
+        XCTAssertNotNil(totals.ending, "a reset is not a clean end")
+        XCTAssertEqual(try upstream.outside.receiveToEnd(), "", "the upstream side is closed too")
+        upstream.outside.close()
+        XCTAssertEqual(sender.wait(timeout: .now() + 20), .success)
+        XCTAssertTrue(Wait.until { self.loop.statistics.tunnels == 0 && self.loop.statistics.pipesInUse == 0 }, "\(loop.statistics)")
+    }
+
     func testAnIdleTunnelIsClosedAfterItsTimeout() throws {
         let client = try LoopbackPair()
         let upstream = try LoopbackPair()

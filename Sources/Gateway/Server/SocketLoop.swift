@@ -150,6 +150,19 @@ package final class SocketLoop: @unchecked Sendable {
             self.bytes = counted ? UInt64(pending.count) : 0
         }
         var finished: Bool { outputShut }
+
+        /// Writes what the socket takes of the pending bytes now, without waiting; the
+        /// loop writes the rest (and reports any error).
+        func writeSome(to fd: CInt) {
+            while pendingOffset < pending.count {
+                let offset = pendingOffset
+                let written = pending.withUnsafeBytes { Glibc.send(fd, $0.baseAddress! + offset, $0.count - offset, CInt(MSG_DONTWAIT | MSG_NOSIGNAL)) }
+                guard written > 0 else { return }
+                pendingOffset += written
+            }
+            pending = []
+            pendingOffset = 0
+        }
     }
 
     private final class Tunnel {
@@ -291,6 +304,19 @@ package final class SocketLoop: @unchecked Sendable {
             promise.fail(ConnectError.failed(reason: String(cString: strerror(code))))
             return promise.futureResult
         }
+        // Nearby upstreams (loopback, a veth) often finish the handshake before connect
+        // returns: look once, without waiting, before involving the loop's thread.
+        var poll = pollfd(fd: fd, events: Int16(POLLOUT), revents: 0)
+        if Glibc.poll(&poll, 1, 0) == 1 {
+            let error = Self.socketError(fd)
+            if error == 0 {
+                promise.succeed(fd)
+            } else {
+                close(fd)
+                promise.fail(ConnectError.failed(reason: String(cString: strerror(error))))
+            }
+            return promise.futureResult
+        }
         let deadline = Self.now() + UInt64(max(0, timeout.nanoseconds))
         submit(.connect(PendingConnect(id: makeID(), fd: fd, deadline: deadline, promise: promise)))
         return promise.futureResult
@@ -317,9 +343,15 @@ package final class SocketLoop: @unchecked Sendable {
         _ handle: Handle, client: CInt, upstream: CInt, toClient: [UInt8] = [], toUpstream: [UInt8] = [],
         idleTimeout: TimeAmount, completion: @escaping @Sendable (Totals) -> Void
     ) {
+        // The first bytes go out from the caller's thread when the sockets take them (they
+        // nearly always do: both connections are new), so the client has its answer without
+        // waiting for the loop's thread to wake.
+        let up = Direction(pending: toUpstream, counted: true)
+        let down = Direction(pending: toClient, counted: false)
+        up.writeSome(to: upstream)
+        down.writeSome(to: client)
         let tunnel = Tunnel(
-            handle: handle, client: client, upstream: upstream,
-            up: Direction(pending: toUpstream, counted: true), down: Direction(pending: toClient, counted: false),
+            handle: handle, client: client, upstream: upstream, up: up, down: down,
             idleNanos: UInt64(max(1, idleTimeout.nanoseconds)), now: Self.now(), completion: completion)
         submit(.splice(tunnel))
     }
@@ -393,6 +425,14 @@ package final class SocketLoop: @unchecked Sendable {
     // MARK: - The loop (its own thread)
 
     private func run() {
+        // splice(2) into a socket whose peer is gone raises SIGPIPE on the calling thread
+        // (there is no MSG_NOSIGNAL for it): block it here, so a sandbox that resets a
+        // tunnel gets EPIPE on that tunnel instead of taking the gateway down. Only this
+        // thread's mask changes; commands the gateway starts are unaffected.
+        var pipeSignal = sigset_t()
+        sigemptyset(&pipeSignal)
+        sigaddset(&pipeSignal, SIGPIPE)
+        pthread_sigmask(SIG_BLOCK, &pipeSignal, nil)
         var pipeProbe: [CInt] = [0, 0]
         if airlock_pipe(&pipeProbe) == 0 {
             pipeCapacity = Int(airlock_set_pipe_size(pipeProbe[1], CInt(pipeSize)))
@@ -513,9 +553,7 @@ package final class SocketLoop: @unchecked Sendable {
         connects[pending.id] = nil
         entries[pending.id] = nil
         _ = epoll_ctl(epoll, EPOLL_CTL_DEL, pending.fd, nil)
-        var error: CInt = 0
-        var length = socklen_t(MemoryLayout<CInt>.size)
-        if getsockopt(pending.fd, SOL_SOCKET, SO_ERROR, &error, &length) != 0 { error = errno }
+        let error = Self.socketError(pending.fd)
         if error == 0 {
             pending.promise.succeed(pending.fd)
         } else {
@@ -785,6 +823,14 @@ package final class SocketLoop: @unchecked Sendable {
     private func register(_ fd: CInt, token: UInt64, events: UInt32) -> Bool {
         var event = epoll_event(events: events, data: epoll_data_t(u64: token))
         return epoll_ctl(epoll, EPOLL_CTL_ADD, fd, &event) == 0
+    }
+
+    /// The outcome of a non-blocking connect: 0, or the errno it failed with.
+    private static func socketError(_ fd: CInt) -> CInt {
+        var error: CInt = 0
+        var length = socklen_t(MemoryLayout<CInt>.size)
+        if getsockopt(fd, SOL_SOCKET, SO_ERROR, &error, &length) != 0 { return errno }
+        return error
     }
 
     /// "30 s", or "200 ms" below a whole second.
