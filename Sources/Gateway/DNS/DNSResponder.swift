@@ -70,13 +70,13 @@ package struct DNSResponder: Sendable {
     /// Answers `query` under `policy` by appending the response to `out`, read in place:
     /// the response is the query's header and question with the flags and counts
     /// changed, plus at most one record whose owner is a pointer to the question name.
-    /// Allowed names take no allocation at all; refused ones build their audit event.
     package func respond(to query: UnsafeRawBufferPointer, policy: Policy, into out: inout ByteBuffer) -> Reply {
         respond(to: query, rules: DNSNameRules(policy), into: &out)
     }
 
     /// `respond(to:policy:into:)` with the policy's rules laid out for DNS already, as the
-    /// handlers keep them between queries.
+    /// handlers keep them between queries. Allowed names then take no allocation at all
+    /// (unless `out` must grow); refused ones build their audit event.
     package func respond(to query: UnsafeRawBufferPointer, rules: DNSNameRules, into out: inout ByteBuffer) -> Reply {
         guard query.count >= 12 else { return .drop }
         let id = DNSWire.uint16(query, at: 0)

@@ -5,11 +5,11 @@ import NIOCore
 /// Every query is answered from the current policy of the store (taken once per read
 /// batch); nothing is forwarded. Refused names are audited as `dns_deny`.
 ///
-/// Work is done per read batch (up to `datagramsPerRead` datagrams from one `recvmmsg`):
-/// each query is answered in place into one buffer shared by the batch; when the batch
-/// ends, its `dns_deny` lines are written to the audit log together (one `write(2)`),
-/// and only then are its answers sent (one `sendmmsg`), so a client that got NXDOMAIN
-/// finds the line already in the log.
+/// Work is done per read batch (what the channel reads before `channelReadComplete`: up to
+/// four `recvmmsg` calls of `datagramsPerRead` datagrams each): each query is answered in
+/// place into one buffer shared by the batch; when the batch ends, its `dns_deny` lines
+/// are written to the audit log together (one `write(2)`), and only then are its answers
+/// sent (with `sendmmsg`), so a client that got NXDOMAIN finds the line already in the log.
 package final class DNSUDPHandler: ChannelInboundHandler {
     package typealias InboundIn = AddressedEnvelope<ByteBuffer>
     package typealias OutboundOut = AddressedEnvelope<ByteBuffer>
