@@ -142,6 +142,52 @@ final class ServerTests: XCTestCase {
         try await pool.shutdownGracefully()
     }
 
+    func testConnectionsOverTheLimitAreClosedAndAuditedWithoutFlooding() async throws {
+        let sink = MemoryAuditSink()
+        let audit = AuditLog(sink: sink, sandbox: "srv")
+        let store = PolicyStore(initial: try Policy.parse("web.test\n", source: "/test/policy"), path: nil, extra: nil, audit: audit)
+        let (fd, proxyPort) = try listeningSocket()
+        let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
+        let pool = NIOThreadPool(numberOfThreads: 1)
+        pool.start()
+        var limits = GatewayLimits()
+        limits.maxConnections = 2
+        let server = GatewayServer(
+            configuration: GatewayConfiguration(sandbox: "srv", gatewayAddress: IPAddress("169.254.200.1")!, policy: store,
+                                                audit: audit, limits: limits),
+            listeners: GatewayListeners(proxy: fd), group: group, threadPool: pool)
+        let serviceGroup = ServiceGroup(services: [server], logger: Logger(label: "test"))
+        let running = Task { try await serviceGroup.run() }
+        XCTAssertTrue(Wait.forTCP(port: proxyPort))
+        XCTAssertTrue(Wait.until { server.openConnections == 0 })
+
+        let held = try Run.process(["/usr/bin/python3", "-c", """
+            import socket, time
+            held = [socket.create_connection(("127.0.0.1", \(proxyPort)), timeout=5) for _ in range(2)]
+            time.sleep(0.5)
+            refused = 0
+            for _ in range(5):
+                s = socket.create_connection(("127.0.0.1", \(proxyPort)), timeout=5)
+                try:
+                    refused += s.recv(1) == b""
+                except ConnectionResetError:
+                    refused += 1
+            # The held connections still work: a request on one of them is answered.
+            held[0].sendall(b"GET http://other.test/ HTTP/1.1\\r\\nHost: other.test\\r\\n\\r\\n")
+            print(refused, held[0].recv(12).decode())
+            """], timeout: 30)
+        XCTAssertEqual(held.stdout.trimmingCharacters(in: .whitespacesAndNewlines), "5 HTTP/1.1 403", held.stderr)
+
+        await serviceGroup.triggerGracefulShutdown()
+        try await running.value
+        let limitLines = sink.lines.filter { $0.contains("connection limit of 2 reached for this sandbox") }
+        XCTAssertEqual(limitLines.count, 1, "five refusals within a second make one line: \(sink.lines)")
+        XCTAssertTrue(limitLines.first?.contains("\"event\":\"egress_deny\"") == true, limitLines.first ?? "")
+        XCTAssertTrue(limitLines.first?.contains("\"via\":\"proxy\"") == true, limitLines.first ?? "")
+        try await group.shutdownGracefully()
+        try await pool.shutdownGracefully()
+    }
+
     func testPolicyDialerRefusesLoopbackWithoutAllowPrivate() async throws {
         let sink = MemoryAuditSink()
         let audit = AuditLog(sink: sink)

@@ -82,19 +82,19 @@ package final class GatewayServer: Service {
             // TCP listeners are accepted by the socket loop, so that every connection's
             // descriptor is known and established tunnels can be spliced.
             if let fd = listeners.http {
-                try serve(fd, name: "http", loop: ring) { try pipelines.configureHTTP($0) }
+                try serve(fd, name: "http", via: .http, loop: ring) { try pipelines.configureHTTP($0) }
             }
             if let fd = listeners.tls {
-                try serve(fd, name: "tls", loop: ring) { try pipelines.configureTLS($0) }
+                try serve(fd, name: "tls", via: .sni, loop: ring) { try pipelines.configureTLS($0) }
             }
             if let fd = listeners.proxy {
-                try serve(fd, name: "proxy", loop: ring) { try pipelines.configureProxy($0) }
+                try serve(fd, name: "proxy", via: .proxy, loop: ring) { try pipelines.configureProxy($0) }
             }
             if let fd = listeners.dnsTCP {
                 let policy = configuration.policy
                 let address = configuration.gatewayAddress
                 let audit = configuration.audit
-                try serve(fd, name: "dns-tcp", loop: ring) { channel in
+                try serve(fd, name: "dns-tcp", via: .dns, loop: ring) { channel in
                     try channel.pipeline.syncOperations.addHandlers(
                         DNSTCPHandler.handlers(policy: policy, gatewayAddress: address, audit: audit))
                 }
@@ -129,13 +129,14 @@ package final class GatewayServer: Service {
     /// Serves a listening TCP socket: the loop accepts, NIO serves each connection with
     /// the pipeline `configure` builds, behind a `TunnelHandoff`.
     /// - Throws: if `fd` is not a listening stream socket.
-    private func serve(_ fd: CInt, name: String, loop ring: SocketLoopRing, configure: @escaping @Sendable (any Channel) throws -> Void) throws {
+    private func serve(_ fd: CInt, name: String, via: AuditEvent.Via, loop ring: SocketLoopRing, configure: @escaping @Sendable (any Channel) throws -> Void) throws {
         try Self.checkListening(fd, name: name)
         let tracker = self.tracker
         let logger = configuration.logger
         let limit = configuration.limits.maxConnections
         let idleTimeout = configuration.limits.idleTimeout
         let group = self.group
+        let refusals = LimitRefusals(audit: configuration.audit, via: via, limit: limit)
         ring.acceptor.listen(fd) { connection in
             let splicer = ring.next()
             ClientBootstrap(group: group)
@@ -143,8 +144,11 @@ package final class GatewayServer: Service {
                 .channelOption(.autoRead, value: true)
                 .channelInitializer { channel in
                     guard tracker.admit(channel) else {
-                        logger.warning("connection limit \(limit) reached on \(name); closing a new connection")
-                        return channel.close()
+                        if refusals.refused() {
+                            logger.warning("connection limit \(limit) reached on \(name); closing new connections")
+                        }
+                        // Failing the initializer makes the bootstrap close the channel.
+                        return channel.eventLoop.makeFailedFuture(GatewayServerError.connectionLimit(limit))
                     }
                     return channel.eventLoop.makeCompletedFuture {
                         try channel.pipeline.syncOperations.addHandler(TunnelHandoff(
@@ -154,6 +158,7 @@ package final class GatewayServer: Service {
                 }
                 .withConnectedSocket(connection)
                 .whenFailure { error in
+                    if case GatewayServerError.connectionLimit = error { return }
                     logger.debug("\(name): a new connection could not be served: \(error)")
                 }
         }
@@ -181,10 +186,12 @@ package final class GatewayServer: Service {
 /// A listener the gateway was given cannot be served.
 package enum GatewayServerError: Error, CustomStringConvertible {
     case notListening(name: String, fd: CInt)
+    case connectionLimit(Int)
 
     package var description: String {
         switch self {
         case let .notListening(name, fd): "the \(name) listener (descriptor \(fd)) is not a listening TCP socket"
+        case let .connectionLimit(limit): "connection limit of \(limit) reached for this sandbox"
         }
     }
 }
@@ -205,5 +212,40 @@ private final class SocketLoopRing: @unchecked Sendable {
             count &+= 1
             return loops[count % loops.count]
         }
+    }
+}
+
+/// Audits connections refused by the connection limit: the first at once, then at most one
+/// line a second saying how many were refused since the last, so a sandbox that keeps
+/// opening connections at the limit cannot flood the audit log.
+private final class LimitRefusals: Sendable {
+    private let audit: AuditLog
+    private let via: AuditEvent.Via
+    private let limit: Int
+    private let state = NIOLockedValueBox((lastLine: NIODeadline.distantPast, unreported: 0))
+
+    init(audit: AuditLog, via: AuditEvent.Via, limit: Int) {
+        self.audit = audit
+        self.via = via
+        self.limit = limit
+    }
+
+    /// Counts one refusal; true when it was written to the audit log.
+    func refused() -> Bool {
+        let now = NIODeadline.now()
+        let count = state.withLockedValue { state -> Int? in
+            state.unreported += 1
+            guard now - state.lastLine >= .seconds(1) else { return nil }
+            defer {
+                state.lastLine = now
+                state.unreported = 0
+            }
+            return state.unreported
+        }
+        guard let count else { return false }
+        let what = count == 1 ? "a new connection" : "\(count) new connections"
+        audit.record(AuditEvent(.egressDeny, via: via,
+                                reason: "connection limit of \(limit) reached for this sandbox; refused \(what)"))
+        return true
     }
 }
