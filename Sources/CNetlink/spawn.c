@@ -188,6 +188,18 @@ static void sandbox_init(const struct cnl_spawn_spec *spec, int setup_fd, int st
         if (r < 0 && errno != ENOENT) { report(setup_fd, CNL_STEP_MASK, errno, (int)i); _exit(125); }
     }
     if (mount("proc", "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, NULL) < 0) { report(setup_fd, CNL_STEP_MOUNT_PROC, errno, -1); _exit(125); }
+    // The host's sysfs lists the host's network interfaces (names, addresses, counters).
+    // A sysfs mounted from inside S shows S's own interfaces only. Where the kernel refuses
+    // a new sysfs (some user-namespace set-ups), the interface directories are hidden instead.
+    if (mount("sysfs", "/sys", "sysfs", MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC, NULL) < 0) {
+        static const char *const hidden[] = {"/sys/class/net", "/sys/devices/virtual/net"};
+        for (size_t i = 0; i < sizeof hidden / sizeof hidden[0]; i++) {
+            if (mount("tmpfs", hidden[i], "tmpfs", MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC, "mode=0555,size=4k,nr_inodes=1") < 0
+                && errno != ENOENT) {
+                report(setup_fd, CNL_STEP_MOUNT_SYS, errno, -1); _exit(125);
+            }
+        }
+    }
 
     int step = 0;
     if (drop_privileges(spec, &step) < 0) { report(setup_fd, step, errno, -1); _exit(125); }

@@ -262,11 +262,13 @@ final class RunTests: XCTestCase {
                 test -e /run/docker.sock && echo docker-visible
                 test -e /var/run/docker.sock && echo var-docker-visible
                 ls /run/airlock 2>&1 | tail -1
+                echo "sys: $(ls /sys/class/net | sort | tr '\\n' ' ')"
                 """)
             XCTAssertEqual(result.stdout.components(separatedBy: "Connection refused").count - 1, 2, "\(mode): \(result)")
             XCTAssertTrue(result.stdout.contains("\n0\n"), "\(mode): /proc/1/net/tcp shows no host socket: \(result)")
             XCTAssertFalse(result.stdout.contains("docker-visible"), "\(mode): \(result)")
             XCTAssertTrue(result.stdout.contains("No such file or directory"), "\(mode): control sockets absent: \(result)")
+            XCTAssertTrue(result.stdout.contains("sys: eth0 lo \n"), "\(mode): /sys shows the sandbox's interfaces only: \(result)")
         }
     }
 

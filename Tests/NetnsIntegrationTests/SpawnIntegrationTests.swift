@@ -79,6 +79,21 @@ final class SpawnIntegrationTests: XCTestCase {
         XCTAssertEqual(lines.last, "1", "only the header line: no sockets in the sandbox namespace\n\(outcome.output)")
     }
 
+    func testSysShowsOnlyTheSandboxInterfaces() throws {
+        let host = Set((try? FileManager.default.contentsOfDirectory(atPath: "/sys/class/net")) ?? [])
+        let outcome = try SpawnFixture.run(
+            ["sh", "-c", "ls /sys/class/net | sort | tr '\\n' ' '; echo; tail -n +3 /proc/net/dev | cut -d: -f1 | tr -d ' ' | sort | tr '\\n' ' '"],
+            user: user, namespace: namespace)
+        XCTAssertEqual(outcome.status, .exited(0), outcome.output)
+        let lines = outcome.output.split(separator: "\n", omittingEmptySubsequences: false).map { Set($0.split(separator: " ").map(String.init)) }
+        XCTAssertGreaterThanOrEqual(lines.count, 2, outcome.output)
+        let inSys = lines.first ?? []
+        let inNamespace = lines.dropFirst().first ?? []
+        XCTAssertEqual(inSys, inNamespace, "/sys/class/net lists the sandbox's own interfaces: \(outcome.output)")
+        XCTAssertTrue(host.subtracting(inNamespace).isDisjoint(with: inSys), "none of the host's: host \(host), sandbox \(inSys)")
+        XCTAssertNotEqual(host, inNamespace, "the test needs a host with interfaces the sandbox does not have")
+    }
+
     func testResolvConfHostsAndFreshRun() throws {
         let outcome = try SpawnFixture.run(
             ["sh", "-c", "cat /etc/resolv.conf; echo ---; cat /etc/hosts; echo ---; ls -A /run; echo ---; ls -A /var/run"],

@@ -49,6 +49,7 @@ enum cnl_spawn_step {
     CNL_STEP_AMBIENT_RAISE = 27,
     CNL_STEP_DUP_FDS = 28,
     CNL_STEP_EXEC = 29,
+    CNL_STEP_MOUNT_SYS = 30,
 };
 
 /// A set-up failure as the child reports it through the CLOEXEC pipe.
