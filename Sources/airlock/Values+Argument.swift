@@ -30,7 +30,7 @@ extension IPv4CIDR: ExpressibleByArgument {
 func netnsExitCode(_ error: Error) -> Int32? {
     switch error {
     case SandboxError.notFound: return ExitCodes.notFound
-    case is MissingCapabilities: return ExitCodes.permission
+    case is Privileges.PrivilegeError: return ExitCodes.permission
     case is InvalidValue: return ExitCodes.usage
     default: return nil
     }

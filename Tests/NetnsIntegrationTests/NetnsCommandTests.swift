@@ -119,7 +119,7 @@ final class NetnsCommandTests: XCTestCase {
             throw XCTSkip("the built binary is not executable by nobody here: \(result.stderr)")
         }
         XCTAssertEqual(result.status, 4, "\(result)")
-        XCTAssertEqual(result.stderr, "airlock: error: airlock netns create needs CAP_SYS_ADMIN and CAP_NET_ADMIN (run as root); missing: CAP_SYS_ADMIN, CAP_NET_ADMIN\n")
+        XCTAssertEqual(result.stderr, "airlock: error: airlock netns create needs CAP_NET_ADMIN, CAP_SYS_ADMIN (run it as root, e.g. with sudo)\n")
         XCTAssertFalse(Pinning.exists("/run/netns/sbx"))
     }
 }

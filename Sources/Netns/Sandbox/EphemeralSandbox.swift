@@ -15,7 +15,7 @@ package struct EphemeralSandbox: ~Copyable {
 
     /// Makes two unnamed namespaces and builds `topology` between them.
     /// - Parameter failAfter: tests only: fail after this step (everything is freed).
-    /// - Throws: `MissingCapabilities`, `NetlinkError`, `SystemCallError`.
+    /// - Throws: `Privileges.PrivilegeError`, `NetlinkError`, `SystemCallError`.
     /// - Requires: CAP_SYS_ADMIN and CAP_NET_ADMIN.
     package static func build(_ topology: SandboxTopology, failAfter: TopologyStep? = nil) throws -> EphemeralSandbox {
         try CapabilityCheck.requireNamespaceAdmin(for: "an unnamed sandbox")

@@ -68,7 +68,7 @@ package struct PersistentSandbox: Sendable {
     /// Leaves behind: two pins, the veth pair and its addresses and routes inside S and
     /// G, and the state directory. On any failure, removes everything it made.
     /// - Parameter failAfter: tests only: fail after this step.
-    /// - Throws: `MissingCapabilities`; `SandboxError.differentParameters`, `.foreignPin`,
+    /// - Throws: `Privileges.PrivilegeError`; `SandboxError.differentParameters`, `.foreignPin`,
     ///   `.halfMade`, `.pinsMissing`; `NetlinkError`, `SystemCallError` (after rollback).
     /// - Requires: CAP_SYS_ADMIN and CAP_NET_ADMIN.
     package func create(_ name: NamespaceName, topology: SandboxTopology, failAfter: CreationStep? = nil) throws -> CreateOutcome {
@@ -144,7 +144,7 @@ package struct PersistentSandbox: Sendable {
     /// directory; also a half-made one. Processes still inside S keep S alive until they exit.
     /// - Returns: what was removed.
     /// - Throws: `SandboxError.notFound` if there is no state for `name`;
-    ///   `MissingCapabilities`; `SystemCallError`.
+    ///   `Privileges.PrivilegeError`; `SystemCallError`.
     /// - Requires: CAP_SYS_ADMIN.
     @discardableResult
     package func destroy(_ name: NamespaceName) throws -> SandboxRemoval {
@@ -200,7 +200,7 @@ package struct PersistentSandbox: Sendable {
     /// pin pairs (`NAME.gw`, and `NAME` beside it) without state. A lone `/run/netns/NAME`
     /// without `NAME.gw` may be someone else's (`ip netns add`) and is left alone.
     /// - Returns: what was removed, per sandbox.
-    /// - Throws: `MissingCapabilities`, `SystemCallError`.
+    /// - Throws: `Privileges.PrivilegeError`, `SystemCallError`.
     /// - Requires: CAP_SYS_ADMIN.
     package func gc() throws -> [SandboxRemoval] {
         try CapabilityCheck.requireNamespaceAdmin(for: "airlock netns gc")
