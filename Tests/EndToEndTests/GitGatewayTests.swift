@@ -110,29 +110,20 @@ final class GitRig {
         return token
     }
 
-    /// The session's environment variables, as the git engineer's config builds them.
-    func gitEnvironment(token: String?, extra: [(String, String)] = []) -> [String] {
-        var entries: [(String, String)] = []
-        let key = "url.http://airlock.internal/git/github.com/.insteadOf"
-        entries += [(key, "https://github.com/"), (key, "git@github.com:"), (key, "ssh://git@github.com/")]
-        if let token { entries.append(("http.http://airlock.internal/.extraHeader", "Authorization: Bearer \(token)")) }
-        entries.append(("credential.helper", ""))
-        entries += extra
-        var env = ["GIT_CONFIG_COUNT=\(entries.count)", "GIT_TERMINAL_PROMPT=0", "HOME=\(dir.path)", "GIT_CONFIG_NOSYSTEM=1",
-                   "GIT_AUTHOR_NAME=sandbox", "GIT_AUTHOR_EMAIL=s@example.com", "GIT_COMMITTER_NAME=sandbox", "GIT_COMMITTER_EMAIL=s@example.com"]
-        for (i, e) in entries.enumerated() {
-            env.append("GIT_CONFIG_KEY_\(i)=\(e.0)")
-            env.append("GIT_CONFIG_VALUE_\(i)=\(e.1)")
-        }
-        return env
-    }
-
-    /// Runs `argv` inside the sandbox (as root, capabilities dropped) with the session's git config.
+    /// Runs `argv` inside the sandbox (as root, capabilities dropped). With a token, through
+    /// `netns exec --session` (the token in AIRLOCK_SESSION_TOKEN, off the command line), so
+    /// git is configured exactly as a sandbox runner's would be; without one, git has no
+    /// configuration at all.
     @discardableResult
-    func inSandbox(_ argv: [String], token: String?, gitConfig: [(String, String)] = [], cwd: String? = nil, timeout: TimeInterval = 120) throws -> ProcessResult {
+    func inSandbox(_ argv: [String], token: String?, cwd: String? = nil, timeout: TimeInterval = 120) throws -> ProcessResult {
         var args = ["netns", "exec", name, "--user", "root", "--cwd", cwd ?? dir.path]
-        for e in gitEnvironment(token: token, extra: gitConfig) { args += ["--env", e] }
-        let r = try Run.airlock(args + ["--"] + argv, timeout: timeout)
+        for e in ["HOME=\(dir.path)", "GIT_CONFIG_NOSYSTEM=1", "GIT_TERMINAL_PROMPT=0", "GIT_AUTHOR_NAME=sandbox",
+                  "GIT_AUTHOR_EMAIL=s@example.com", "GIT_COMMITTER_NAME=sandbox", "GIT_COMMITTER_EMAIL=s@example.com"] {
+            args += ["--env", e]
+        }
+        var environment = ProcessInfo.processInfo.environment
+        environment["AIRLOCK_SESSION_TOKEN"] = token
+        let r = try Run.airlock(args + ["--"] + argv, environment: environment, timeout: timeout)
         transcript.append(r.stdout + r.stderr)
         return r
     }
@@ -256,7 +247,7 @@ final class GitGatewayTests: XCTestCase {
         try Data(bytes).write(to: URL(fileURLWithPath: work + "/blob.bin"))
         XCTAssertEqual(try rig.inSandbox(["git", "add", "blob.bin"], token: token, cwd: work).status, 0)
         XCTAssertEqual(try rig.inSandbox(["git", "commit", "-q", "-m", "3 MiB"], token: token, cwd: work).status, 0)
-        let push = try rig.inSandbox(["git", "push", "origin", "HEAD:main"], token: token, gitConfig: [("http.postBuffer", "65520")], cwd: work)
+        let push = try rig.inSandbox(["git", "-c", "http.postBuffer=65520", "push", "origin", "HEAD:main"], token: token, cwd: work)
         XCTAssertEqual(push.status, 0, push.description)
         let local = try rig.git(["-C", work, "rev-parse", "HEAD"]).stdout.trimmingCharacters(in: .whitespacesAndNewlines)
         XCTAssertEqual(try rig.upstreamCommit("repo"), local)
@@ -294,7 +285,8 @@ final class GitGatewayTests: XCTestCase {
         XCTAssertNotNil(lastAudit("git_deny", containing: "\"reason\":\"push with a read-only session\""))
 
         // Missing and malformed tokens: 401 with the challenge; git fails cleanly without prompting.
-        let missing = try rig.inSandbox(["git", "ls-remote", "https://github.com/owner/repo"], token: nil)
+        let missing = try rig.inSandbox(["git", "-c", "url.http://airlock.internal/git/github.com/.insteadOf=https://github.com/",
+                                         "ls-remote", "https://github.com/owner/repo"], token: nil)
         XCTAssertNotEqual(missing.status, 0)
         XCTAssertTrue(missing.stderr.contains("terminal prompts disabled") || missing.stderr.contains("Authentication failed"), missing.stderr)
         XCTAssertNotNil(lastAudit("git_deny", containing: "\"reason\":\"missing session token\""))
