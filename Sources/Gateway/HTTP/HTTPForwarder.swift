@@ -517,7 +517,9 @@ package final class HTTPForwarder {
         decoderRemoved.futureResult.whenComplete { _ in
             handoff.handOff(channel, upstream: upstream, toClient: answer, toUpstream: leftover.bytes) { totals in
                 let ms = Int((NIODeadline.now() - startedAt).nanoseconds / 1_000_000)
-                completion(ExchangeOutcome(status: 200, bytesUp: totals.up, bytesDown: totals.down, milliseconds: ms))
+                // The reason an established tunnel ended early (idle, reset) goes on its line.
+                completion(ExchangeOutcome(status: 200, bytesUp: totals.up, bytesDown: totals.down, milliseconds: ms,
+                                           failure: totals.ending))
             }
         }
     }

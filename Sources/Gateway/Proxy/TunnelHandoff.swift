@@ -41,7 +41,10 @@ package final class TunnelHandoff: ChannelInboundHandler, RemovableChannelHandle
     ///   - toClient: the gateway's own bytes for the client first (a `CONNECT` answer).
     ///   - toUpstream: bytes the client already sent, replayed to the upstream first.
     ///   - completion: the tunnel's totals when it is gone (on the loop's thread).
-    /// - Returns: false (and `upstream` closed) when the descriptor cannot be duplicated.
+    ///   `completion` runs in every case: with what moved, or (nothing moved) with why the
+    ///   tunnel never started.
+    /// - Returns: false (`upstream` and the channel closed) when the client is gone or its
+    ///   descriptor cannot be duplicated.
     @discardableResult
     package func handOff(
         _ channel: any Channel, upstream: CInt, toClient: [UInt8], toUpstream: [UInt8],
@@ -50,13 +53,17 @@ package final class TunnelHandoff: ChannelInboundHandler, RemovableChannelHandle
         channel.eventLoop.assertInEventLoop()
         guard !handedOff, channel.isActive else {
             close(upstream)
+            completion(SocketLoop.Totals(up: 0, down: 0, ending: "the sandbox closed the connection"))
             return false
         }
         // A second descriptor for the same socket: closing NIO's one below then neither
         // shuts the connection down nor resets it.
         let own = fcntl(descriptor, F_DUPFD_CLOEXEC, 0)
         guard own >= 0 else {
+            let reason = String(cString: strerror(errno))
             close(upstream)
+            channel.close(promise: nil)
+            completion(SocketLoop.Totals(up: 0, down: 0, ending: "cannot take over the connection: \(reason)"))
             return false
         }
         handedOff = true
