@@ -9,6 +9,9 @@ final class AuditLogTests: XCTestCase {
         AuditEvent(.dnsDeny, sandbox: sandbox, via: .dns, host: host, reason: "\(host) is not on the allowlist", qtype: "A")
     }
 
+    /// For the tests of batching: no rate limit in the way.
+    private static let unlimited = DenialBudget.Limits(burst: 1_000_000, perSecond: 1_000_000)
+
     private func objects(_ path: String) throws -> [[String: Any]] {
         let text = try String(contentsOfFile: path, encoding: .utf8)
         XCTAssertTrue(text.isEmpty || text.hasSuffix("\n"))
@@ -20,7 +23,7 @@ final class AuditLogTests: XCTestCase {
     func testRecordContentsOfWritesEveryLineToTheFileAtOnce() throws {
         let dir = try TemporaryDirectory()
         let path = dir.file("audit.jsonl")
-        let log = AuditLog(sink: try FileDescriptorAuditSink(appendingTo: path), sandbox: "sbx")
+        let log = AuditLog(sink: try FileDescriptorAuditSink(appendingTo: path), sandbox: "sbx", dnsDenials: Self.unlimited)
         log.record(event("first.example"))
         log.record(contentsOf: [event("a.example"), event("b.example", sandbox: "other"), event("c.example")])
         // Read right away: nothing is held back.
@@ -42,7 +45,7 @@ final class AuditLogTests: XCTestCase {
     func testBatchesFromSeveralThreadsStayWholeAndTogether() throws {
         let dir = try TemporaryDirectory()
         let path = dir.file("audit.jsonl")
-        let log = AuditLog(sink: try FileDescriptorAuditSink(appendingTo: path))
+        let log = AuditLog(sink: try FileDescriptorAuditSink(appendingTo: path), dnsDenials: Self.unlimited)
         DispatchQueue.concurrentPerform(iterations: 4) { thread in
             for batch in 0..<100 {
                 log.record(contentsOf: (0..<5).map { event("t\(thread)-b\(batch)-l\($0).example") })
@@ -61,6 +64,27 @@ final class AuditLogTests: XCTestCase {
             XCTAssertEqual(Array(hosts[index..<(index + 5)]), (0..<5).map { "\(prefix)l\($0).example" })
             index += 5
         }
+    }
+
+    func testDNSDenialsAreRateLimitedAndTheDroppedOnesCounted() throws {
+        let sink = MemoryAuditSink()
+        let log = AuditLog(sink: sink, sandbox: "sbx", dnsDenials: DenialBudget.Limits(burst: 3, perSecond: 2))
+        // A flood: ten denials in one batch and five one by one; other kinds are never limited.
+        log.record(contentsOf: (0..<10).map { event("flood\($0).example") })
+        for i in 0..<5 { log.record(event("more\(i).example")) }
+        for i in 0..<20 { log.record(AuditEvent(.egressDeny, via: .proxy, host: "h\(i).example", port: 443, reason: "not allowed")) }
+        XCTAssertEqual(sink.lines.filter { $0.contains("\"dns_deny\"") }.count, 3, "the burst, then nothing: \(sink.lines)")
+        XCTAssertEqual(sink.lines.filter { $0.contains("\"egress_deny\"") }.count, 20)
+        XCTAssertTrue(sink.lines.prefix(3).allSatisfy { $0.contains("flood") }, "the first denials are the ones written")
+
+        // Once the budget refills, the next denial is written after a line counting the dropped ones.
+        Thread.sleep(forTimeInterval: 0.6)
+        log.record(event("later.example"))
+        let tail = Array(sink.lines.suffix(2))
+        XCTAssertEqual(tail.count, 2)
+        XCTAssertTrue(tail[0].contains("\"reason\":\"12 more denied name(s) not written one by one: over 3 at once or 2 a second\""), tail[0])
+        XCTAssertTrue(tail[0].contains("\"event\":\"dns_deny\"") && tail[0].contains("\"sandbox\":\"sbx\""), tail[0])
+        XCTAssertTrue(tail[1].contains("later.example"), tail[1])
     }
 
     func testMemorySinkKeepsBatchedLinesApart() {

@@ -26,31 +26,72 @@ extension AuditSink {
 ///
 /// Thread-safe; every line, or every batch of lines (`record(contentsOf:)`), is written
 /// with a single `write(2)` so lines from different event loops never interleave.
+///
+/// `dns_deny` lines are the one kind a sandbox can produce as fast as it can send packets
+/// (a denied name costs it one datagram), so they are rate-limited per log: up to
+/// `DenialBudget.burst` at once and `DenialBudget.perSecond` a second after that. Denials
+/// over the budget are counted, and the next `dns_deny` line written is preceded by one
+/// saying how many were not written one by one. Every other kind is written in full.
 package final class AuditLog: Sendable {
     private let sink: any AuditSink
     private let sandbox: String?
+    private let denials: DenialBudget
 
     /// - Parameters:
     ///   - sink: where lines go.
     ///   - sandbox: filled into events that do not name their sandbox.
-    package init(sink: any AuditSink, sandbox: String? = nil) {
+    ///   - dnsDenials: the budget for `dns_deny` lines.
+    package init(sink: any AuditSink, sandbox: String? = nil, dnsDenials: DenialBudget.Limits = .standard) {
         self.sink = sink
         self.sandbox = sandbox
+        self.denials = DenialBudget(dnsDenials)
     }
 
     /// Records one decision.
     package func record(_ event: AuditEvent) {
+        if event.kind == .dnsDeny {
+            record(contentsOf: [event])
+            return
+        }
         var event = event
         if event.sandbox == nil { event.sandbox = sandbox }
         sink.write(line: event.jsonLine() + "\n")
+    }
+
+    /// Applies the `dns_deny` budget to `events`: the denials over it are dropped (and
+    /// counted); a line for those dropped earlier comes first once there is room again.
+    private func limitingDenials(_ events: [AuditEvent]) -> [AuditEvent] {
+        let denied = events.reduce(0) { $0 + ($1.kind == .dnsDeny ? 1 : 0) }
+        guard denied > 0 else { return events }
+        let (allowed, unreported) = denials.take(denied)
+        if allowed == denied && unreported == 0 { return events }
+        var kept: [AuditEvent] = []
+        kept.reserveCapacity(events.count - denied + allowed + 1)
+        if unreported > 0 {
+            kept.append(AuditEvent(.dnsDeny, via: .dns, reason: "\(unreported) more denied name(s) not written one by one: "
+                                   + "over \(denials.limits.burst) at once or \(denials.limits.perSecond) a second"))
+        }
+        var left = allowed
+        for event in events {
+            if event.kind == .dnsDeny {
+                guard left > 0 else { continue }
+                left -= 1
+            }
+            kept.append(event)
+        }
+        return kept
     }
 
     /// Records several decisions with one write to the sink (one `write(2)` for a file),
     /// in order: for a handler that decides many things in one read batch and records
     /// them when the batch ends, before it sends the batch's answers.
     package func record(contentsOf events: [AuditEvent]) {
+        let events = limitingDenials(events)
         guard events.count > 1 else {
-            if let event = events.first { record(event) }
+            if var event = events.first {
+                if event.sandbox == nil { event.sandbox = sandbox }
+                sink.write(line: event.jsonLine() + "\n")
+            }
             return
         }
         var lines: [String] = []
@@ -71,7 +112,7 @@ package final class AuditLog: Sendable {
 
     /// An audit log for another sandbox that shares this log's sink.
     package func forSandbox(_ name: String) -> AuditLog {
-        AuditLog(sink: sink, sandbox: name)
+        AuditLog(sink: sink, sandbox: name, dnsDenials: denials.limits)
     }
 }
 
