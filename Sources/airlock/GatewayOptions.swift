@@ -44,6 +44,9 @@ struct GatewayOptions: ParsableArguments {
     @Option(name: .long, help: ArgumentHelp("Seconds without a byte in either direction before a connection is closed.", valueName: "seconds"))
     var idleTimeout: Int = 300
 
+    @Option(name: .long, help: ArgumentHelp("On shutdown, seconds open connections may finish before they are closed (0 closes them at once).", valueName: "seconds"))
+    var drainTimeout: Int = 30
+
     @Option(name: .long, help: ArgumentHelp("Git upstream for a host (default https://HOST); repeatable.", valueName: "host=url"))
     var gitUpstream: [String] = []
 
@@ -63,6 +66,9 @@ struct GatewayOptions: ParsableArguments {
                 throw ValidationError("\(flag) \(value) is out of range (1…86400 seconds)")
             }
         }
+        if drainTimeout < 0 || drainTimeout > 3600 {
+            throw ValidationError("--drain-timeout \(drainTimeout) is out of range (0…3600 seconds)")
+        }
         _ = try gitUpstreams()
     }
 
@@ -76,6 +82,7 @@ struct GatewayOptions: ParsableArguments {
         limits.clientHelloTimeout = .seconds(Int64(min(handshakeTimeout, 5)))
         limits.headerTimeout = .seconds(Int64(headerTimeout))
         limits.idleTimeout = .seconds(Int64(idleTimeout))
+        limits.drainTimeout = .seconds(Int64(drainTimeout))
         return limits
     }
 

@@ -188,6 +188,65 @@ final class ServerTests: XCTestCase {
         try await pool.shutdownGracefully()
     }
 
+    func testShutdownDrainsForTheDrainTimeoutThenClosesSplicedTunnels() async throws {
+        // An upstream that accepts and holds every connection.
+        let upstream = try BackgroundProcess(["/usr/bin/python3", "-c", """
+            import socket, sys, time
+            s = socket.socket(); s.bind(("127.0.0.1", 0)); s.listen(8)
+            print(s.getsockname()[1], flush=True)
+            held = []
+            while True:
+                c, _ = s.accept(); held.append(c)
+            """])
+        defer { upstream.stop() }
+        var upstreamPort: UInt16?
+        XCTAssertTrue(Wait.until { upstreamPort = UInt16(upstream.output.trimmingCharacters(in: .whitespacesAndNewlines)); return upstreamPort != nil })
+        let port = try XCTUnwrap(upstreamPort)
+
+        let sink = MemoryAuditSink()
+        let audit = AuditLog(sink: sink, sandbox: "srv")
+        let text = "hold.test:\(port)\nresolve hold.test=127.0.0.1\nallow-private 127.0.0.1/32\n"
+        let store = PolicyStore(initial: try Policy.parse(text, source: "/test/policy"), path: nil, extra: nil, audit: audit)
+        let (fd, proxyPort) = try listeningSocket()
+        let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
+        let pool = NIOThreadPool(numberOfThreads: 1)
+        pool.start()
+        var limits = GatewayLimits()
+        limits.drainTimeout = .seconds(1)
+        let server = GatewayServer(
+            configuration: GatewayConfiguration(sandbox: "srv", gatewayAddress: IPAddress("169.254.200.1")!, policy: store,
+                                                audit: audit, limits: limits),
+            listeners: GatewayListeners(proxy: fd), group: group, threadPool: pool)
+        let serviceGroup = ServiceGroup(services: [server], logger: Logger(label: "test"))
+        let running = Task { try await serviceGroup.run() }
+        XCTAssertTrue(Wait.forTCP(port: proxyPort))
+        XCTAssertTrue(Wait.until { server.openConnections == 0 })
+
+        // A client holds a spliced tunnel open and reports when the gateway closes it.
+        let client = try BackgroundProcess(["/usr/bin/python3", "-c", """
+            import socket
+            s = socket.create_connection(("127.0.0.1", \(proxyPort)), timeout=30)
+            s.sendall(b"CONNECT hold.test:\(port) HTTP/1.1\\r\\nHost: hold.test:\(port)\\r\\n\\r\\n")
+            print(s.recv(100).decode().split("\\r\\n")[0], flush=True)
+            print("closed" if s.recv(100) == b"" else "data", flush=True)
+            """])
+        defer { client.stop() }
+        XCTAssertTrue(Wait.until { client.output.contains("200 Connection established") }, client.output)
+        XCTAssertTrue(Wait.until { server.spliceStatistics.tunnels == 1 }, "\(server.spliceStatistics)")
+
+        let started = Date()
+        await serviceGroup.triggerGracefulShutdown()
+        try await running.value
+        let took = Date().timeIntervalSince(started)
+        XCTAssertGreaterThanOrEqual(took, 0.9, "the open tunnel is given the drain timeout")
+        XCTAssertLessThan(took, 10, "and closed after it, not after the 30 s default")
+        XCTAssertTrue(Wait.until { client.output.contains("closed") }, "the client sees its tunnel closed: \(client.output)")
+        let line = sink.lines.first { $0.contains("\"egress_allow\"") && $0.contains("hold.test") }
+        XCTAssertTrue(line?.contains("\"reason\":\"closed by the gateway\"") == true, line ?? sink.lines.joined(separator: "\n"))
+        try await group.shutdownGracefully()
+        try await pool.shutdownGracefully()
+    }
+
     func testPolicyDialerRefusesLoopbackWithoutAllowPrivate() async throws {
         let sink = MemoryAuditSink()
         let audit = AuditLog(sink: sink)

@@ -110,6 +110,7 @@ public enum Run {
 final class OutputCollector: @unchecked Sendable {
     private let handle: FileHandle
     private var data = Data()
+    private let lock = NSLock()
     private let done = DispatchSemaphore(value: 0)
 
     init(_ handle: FileHandle) {
@@ -118,15 +119,24 @@ final class OutputCollector: @unchecked Sendable {
             while true {
                 let chunk = handle.availableData
                 if chunk.isEmpty { break }
+                lock.lock()
                 data.append(chunk)
+                lock.unlock()
             }
             done.signal()
         }
     }
 
+    /// What has arrived so far.
+    var current: String {
+        lock.lock()
+        defer { lock.unlock() }
+        return String(decoding: data, as: UTF8.self)
+    }
+
     func finish() -> String {
         done.wait()
-        return String(decoding: data, as: UTF8.self)
+        return current
     }
 }
 
@@ -157,6 +167,8 @@ public final class BackgroundProcess: @unchecked Sendable {
 
     public var pid: Int32 { process.processIdentifier }
     public var isRunning: Bool { process.isRunning }
+    /// Standard output so far, while the process runs.
+    public var output: String { out.current }
 
     /// Sends `signal` and waits (bounded) for the process to end; returns its output.
     /// Later calls return the same result without signalling again.
