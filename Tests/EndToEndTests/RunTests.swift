@@ -374,9 +374,9 @@ final class RunTests: XCTestCase {
         XCTAssertTrue(noUser.stderr.contains("pass --user USER"), "\(noUser)")
         XCTAssertEqual(noUser.stderr.split(separator: "\n").count, 1, "one line: \(noUser)")
 
-        let drain = try run(["--drain-timeout", "-1", "--", "true"], rootless: true)
+        let drain = try run(["--drain-timeout", "4000", "--", "true"], rootless: true)
         XCTAssertEqual(drain.status, 64, "\(drain)")
-        XCTAssertTrue(drain.stderr.contains("--drain-timeout -1 is out of range (0…3600 seconds)"), "\(drain)")
+        XCTAssertTrue(drain.stderr.contains("--drain-timeout 4000 is out of range (0…3600 seconds)"), "\(drain)")
 
         let preset = try run(["--allow", "@pipy", "--", "true"], rootless: true)
         XCTAssertNotEqual(preset.status, 0)
