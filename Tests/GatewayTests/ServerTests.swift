@@ -247,6 +247,73 @@ final class ServerTests: XCTestCase {
         try await pool.shutdownGracefully()
     }
 
+    func testSplicedTunnelsCountAgainstTheLimitUntilTheyEnd() async throws {
+        // An upstream that holds each connection until the client's end arrives, then closes.
+        let upstream = try BackgroundProcess(["/usr/bin/python3", "-c", """
+            import socket, threading
+            s = socket.socket(); s.bind(("127.0.0.1", 0)); s.listen(8)
+            print(s.getsockname()[1], flush=True)
+            def serve(c):
+                while c.recv(4096): pass
+                c.close()
+            while True:
+                c, _ = s.accept(); threading.Thread(target=serve, args=(c,), daemon=True).start()
+            """])
+        defer { upstream.stop() }
+        var upstreamPort: UInt16?
+        XCTAssertTrue(Wait.until { upstreamPort = UInt16(upstream.output.trimmingCharacters(in: .whitespacesAndNewlines)); return upstreamPort != nil })
+        let port = try XCTUnwrap(upstreamPort)
+
+        let sink = MemoryAuditSink()
+        let audit = AuditLog(sink: sink, sandbox: "srv")
+        let text = "hold.test:\(port)\nresolve hold.test=127.0.0.1\nallow-private 127.0.0.1/32\n"
+        let store = PolicyStore(initial: try Policy.parse(text, source: "/test/policy"), path: nil, extra: nil, audit: audit)
+        let (fd, proxyPort) = try listeningSocket()
+        let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
+        let pool = NIOThreadPool(numberOfThreads: 1)
+        pool.start()
+        var limits = GatewayLimits()
+        limits.maxConnections = 2
+        let server = GatewayServer(
+            configuration: GatewayConfiguration(sandbox: "srv", gatewayAddress: IPAddress("169.254.200.1")!, policy: store,
+                                                audit: audit, limits: limits),
+            listeners: GatewayListeners(proxy: fd), group: group, threadPool: pool)
+        let serviceGroup = ServiceGroup(services: [server], logger: Logger(label: "test"))
+        let running = Task { try await serviceGroup.run() }
+        XCTAssertTrue(Wait.forTCP(port: proxyPort))
+        XCTAssertTrue(Wait.until { server.openConnections == 0 })
+
+        let result = try Run.process(["/usr/bin/python3", "-c", """
+            import socket, time
+            def tunnel():
+                s = socket.create_connection(("127.0.0.1", \(proxyPort)), timeout=10)
+                s.sendall(b"CONNECT hold.test:\(port) HTTP/1.1\\r\\nHost: hold.test\\r\\n\\r\\n")
+                return s, s.recv(100).split(b"\\r\\n")[0].decode()
+            a, first = tunnel()
+            b, second = tunnel()
+            time.sleep(0.3)
+            try:
+                c, third = tunnel()
+            except OSError:
+                third = "refused"
+            if third == "": third = "refused"
+            a.close()
+            time.sleep(0.5)
+            d, fourth = tunnel()
+            print(first, "|", second, "|", third, "|", fourth)
+            """], timeout: 30)
+        XCTAssertEqual(result.stdout.trimmingCharacters(in: .whitespacesAndNewlines),
+                       "HTTP/1.1 200 Connection established | HTTP/1.1 200 Connection established | refused | HTTP/1.1 200 Connection established",
+                       "two spliced tunnels fill a limit of two; when one ends its place is free again: \(result)")
+        XCTAssertTrue(Wait.until { server.openConnections == 0 }, "every place is given back once the tunnels end")
+
+        await serviceGroup.triggerGracefulShutdown()
+        try await running.value
+        XCTAssertEqual(sink.lines.filter { $0.contains("connection limit of 2 reached") }.count, 1, sink.lines.joined(separator: "\n"))
+        try await group.shutdownGracefully()
+        try await pool.shutdownGracefully()
+    }
+
     func testPolicyDialerRefusesLoopbackWithoutAllowPrivate() async throws {
         let sink = MemoryAuditSink()
         let audit = AuditLog(sink: sink)
