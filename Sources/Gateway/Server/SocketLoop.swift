@@ -651,6 +651,9 @@ package final class SocketLoop: @unchecked Sendable {
                     return .failed(errno)
                 }
                 direction.inPipe -= moved
+                // Bytes leaving count as activity too: a slow reader draining a full pipe
+                // is not idle.
+                tunnel.lastActivity = Self.now()
                 continue
             }
             direction.blocked = false
