@@ -1,6 +1,11 @@
 import NIOCore
 
-/// Splices two channels byte for byte, with backpressure and half-close.
+/// Copies bytes between two NIO channels, with backpressure and half-close.
+///
+/// The fallback tunnel: established tunnels whose client was accepted by the gateway and
+/// whose upstream is a bare socket are handed to a `SocketLoop` and spliced in the kernel
+/// instead (`TunnelHandoff`). This handler serves tunnels whose upstream is a NIO channel,
+/// as the handler tests' `EmbeddedChannel` upstreams are.
 ///
 /// One instance sits in each channel; `matchedPair()` links them. A side reads only
 /// while its partner is writable, so at most one read's worth of bytes is in flight.
