@@ -363,6 +363,19 @@ final class RunTests: XCTestCase {
 
     // MARK: - Clear errors
 
+    func testWithoutUserNamespacesRootlessRunSaysHowToTurnThemOn() throws {
+        let rig = try rig
+        // A user namespace whose own limit on user namespaces is 0, as on a host that turned
+        // them off: the rootless path cannot start, and says why and what to do, in one line.
+        let result = try Run.process(["/usr/bin/python3", TestPaths.fixture("without-userns.py"), rig.binary, "run", "--", "true"],
+                                     environment: ["PATH": "/usr/bin:/bin"], timeout: 60)
+        XCTAssertEqual(result.status, 1, "\(result)")
+        XCTAssertEqual(result.stderr.split(separator: "\n").count, 1, "one line: \(result)")
+        XCTAssertTrue(result.stderr.hasPrefix("airlock: error: "), "\(result)")
+        XCTAssertTrue(result.stderr.contains("unprivileged user namespaces are not available (see `airlock doctor`)"), "\(result)")
+        XCTAssertTrue(result.stderr.contains("sysctl user.max_user_namespaces=15000"), "\(result)")
+    }
+
     func testClearErrorsChangeNothing() throws {
         let rig = try rig
         func run(_ args: [String], env: [String: String] = [:], rootless: Bool = false) throws -> ProcessResult {
