@@ -182,7 +182,7 @@ final class SocketLoopTests: XCTestCase {
 
     func testConnectReturnsAConnectedNonBlockingSocket() throws {
         let listener = try Listener()
-        let fd = try loop.connect(to: IPAddress("127.0.0.1")!, port: Int(listener.port), timeout: .seconds(5), on: group.next()).wait()
+        let fd = try loop.connect(to: try SocketAddress(ipAddress: "127.0.0.1", port: Int(listener.port)), timeout: .seconds(5), on: group.next()).wait()
         defer { close(fd) }
         let accepted = accept(listener.fd, nil, nil)
         XCTAssertGreaterThanOrEqual(accepted, 0)
@@ -193,7 +193,7 @@ final class SocketLoopTests: XCTestCase {
 
     func testConnectToAClosedPortFailsWithTheSystemsReason() throws {
         let port = TCP.freePort()
-        XCTAssertThrowsError(try loop.connect(to: IPAddress("127.0.0.1")!, port: Int(port), timeout: .seconds(5), on: group.next()).wait()) {
+        XCTAssertThrowsError(try loop.connect(to: try SocketAddress(ipAddress: "127.0.0.1", port: Int(port)), timeout: .seconds(5), on: group.next()).wait()) {
             XCTAssertEqual($0 as? SocketLoop.ConnectError, .failed(reason: "Connection refused"))
         }
     }
@@ -204,7 +204,7 @@ final class SocketLoopTests: XCTestCase {
         let queued = try LoopbackPair.connect(port: listener.port)
         defer { close(queued) }
         let started = Date()
-        XCTAssertThrowsError(try loop.connect(to: IPAddress("127.0.0.1")!, port: Int(listener.port), timeout: .milliseconds(300),
+        XCTAssertThrowsError(try loop.connect(to: try SocketAddress(ipAddress: "127.0.0.1", port: Int(listener.port)), timeout: .milliseconds(300),
                                               on: group.next()).wait()) {
             XCTAssertEqual($0 as? SocketLoop.ConnectError, .timedOut)
         }

@@ -201,10 +201,8 @@ extension PolicyDialer: TunnelSocketDialer {
         let timeout = limits.connectTimeout
         return checkedCandidates(for: target, on: eventLoop).flatMap { candidates in
             connect(target, candidates: candidates, on: eventLoop) { address in
-                guard let text = address.ipAddress, let ip = IPAddress(text) else {
-                    return eventLoop.makeFailedFuture(DialError.unresolvable(host: host, reason: "unusable address \(address)"))
-                }
-                return loop.connect(to: ip, port: port, timeout: timeout, on: eventLoop).flatMapErrorThrowing { error in
+                // The address checked above, as it is: no second parse per connection.
+                return loop.connect(to: address, timeout: timeout, on: eventLoop).flatMapErrorThrowing { error in
                     switch error as? SocketLoop.ConnectError {
                     case .timedOut?: throw DialError.timedOut(host: host, port: port, what: "connecting")
                     case .failed(let reason)?: throw DialError.connectFailed(host: host, port: port, reason: reason)

@@ -283,17 +283,16 @@ package final class SocketLoop: @unchecked Sendable {
     ///
     /// - Returns: a future for the connected descriptor (non-blocking, close-on-exec,
     ///   `TCP_NODELAY`), owned by the caller; it fails with `ConnectError`.
-    package func connect(to address: IPAddress, port: Int, timeout: TimeAmount, on eventLoop: any EventLoop) -> EventLoopFuture<CInt> {
+    package func connect(to address: SocketAddress, timeout: TimeAmount, on eventLoop: any EventLoop) -> EventLoopFuture<CInt> {
         let promise = eventLoop.makePromise(of: CInt.self)
-        let family = address.isIPv4 ? AF_INET : AF_INET6
-        let fd = socket(family, CInt(SOCK_STREAM.rawValue) | CInt(SOCK_NONBLOCK.rawValue) | CInt(SOCK_CLOEXEC.rawValue), 0)
+        let fd = socket(address.protocol.rawValue, CInt(SOCK_STREAM.rawValue) | CInt(SOCK_NONBLOCK.rawValue) | CInt(SOCK_CLOEXEC.rawValue), 0)
         guard fd >= 0 else {
             promise.fail(ConnectError.failed(reason: String(cString: strerror(errno))))
             return promise.futureResult
         }
         var one: CInt = 1
         _ = setsockopt(fd, CInt(IPPROTO_TCP), TCP_NODELAY, &one, socklen_t(MemoryLayout<CInt>.size))
-        let result = Self.withSockaddr(address, port: port) { Glibc.connect(fd, $0, $1) }
+        let result = address.withSockAddr { Glibc.connect(fd, $0, socklen_t($1)) }
         if result == 0 {
             promise.succeed(fd)
             return promise.futureResult
@@ -845,26 +844,6 @@ package final class SocketLoop: @unchecked Sendable {
         var time = timespec()
         clock_gettime(CLOCK_MONOTONIC, &time)
         return UInt64(time.tv_sec) * 1_000_000_000 + UInt64(time.tv_nsec)
-    }
-
-    private static func withSockaddr<T>(_ address: IPAddress, port: Int, _ body: (UnsafePointer<sockaddr>, socklen_t) -> T) -> T {
-        let bytes = address.bytes
-        if bytes.count == 4 {
-            var sin = sockaddr_in()
-            sin.sin_family = sa_family_t(AF_INET)
-            sin.sin_port = in_port_t(UInt16(port).bigEndian)
-            withUnsafeMutableBytes(of: &sin.sin_addr) { $0.copyBytes(from: bytes) }
-            return withUnsafePointer(to: &sin) {
-                $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { body($0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
-            }
-        }
-        var sin6 = sockaddr_in6()
-        sin6.sin6_family = sa_family_t(AF_INET6)
-        sin6.sin6_port = in_port_t(UInt16(port).bigEndian)
-        withUnsafeMutableBytes(of: &sin6.sin6_addr) { $0.copyBytes(from: bytes) }
-        return withUnsafePointer(to: &sin6) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { body($0, socklen_t(MemoryLayout<sockaddr_in6>.size)) }
-        }
     }
 }
 
