@@ -217,12 +217,13 @@ private final class SocketLoopRing: @unchecked Sendable {
 
 /// Audits connections refused by the connection limit: the first at once, then at most one
 /// line a second saying how many were refused since the last, so a sandbox that keeps
-/// opening connections at the limit cannot flood the audit log.
+/// opening connections at the limit cannot flood the audit log. The same budget as
+/// `dns_deny` lines, one line at a time.
 private final class LimitRefusals: Sendable {
     private let audit: AuditLog
     private let via: AuditEvent.Via
     private let limit: Int
-    private let state = NIOLockedValueBox((lastLine: NIODeadline.distantPast, unreported: 0))
+    private let budget = DenialBudget(DenialBudget.Limits(burst: 1, perSecond: 1))
 
     init(audit: AuditLog, via: AuditEvent.Via, limit: Int) {
         self.audit = audit
@@ -232,17 +233,9 @@ private final class LimitRefusals: Sendable {
 
     /// Counts one refusal; true when it was written to the audit log.
     func refused() -> Bool {
-        let now = NIODeadline.now()
-        let count = state.withLockedValue { state -> Int? in
-            state.unreported += 1
-            guard now - state.lastLine >= .seconds(1) else { return nil }
-            defer {
-                state.lastLine = now
-                state.unreported = 0
-            }
-            return state.unreported
-        }
-        guard let count else { return false }
+        let (allowed, unreported) = budget.take(1)
+        guard allowed == 1 else { return false }
+        let count = unreported + 1
         let what = count == 1 ? "a new connection" : "\(count) new connections"
         audit.record(AuditEvent(.egressDeny, via: via,
                                 reason: "connection limit of \(limit) reached for this sandbox; refused \(what)"))
