@@ -25,18 +25,23 @@ package struct ControlSocket: Sendable {
         descriptor = try Self.bindSocket(path: path)
     }
 
+    /// `path` as a Unix socket address (for the server's bind and the client's connect);
+    /// nil when it does not fit, terminator included.
+    static func unixAddress(_ path: String) -> sockaddr_un? {
+        var address = sockaddr_un()
+        address.sun_family = sa_family_t(AF_UNIX)
+        let bytes = Array(path.utf8)
+        guard bytes.count < MemoryLayout.size(ofValue: address.sun_path) else { return nil }
+        withUnsafeMutableBytes(of: &address.sun_path) { $0.copyBytes(from: bytes) }
+        return address
+    }
+
     private static func bindSocket(path: String) throws -> CInt {
         func failure(_ what: String) -> ControlServerError {
             ControlServerError(description: "cannot open control socket \(path): \(what)\(String(cString: strerror(errno)))")
         }
-        var address = sockaddr_un()
-        address.sun_family = sa_family_t(AF_UNIX)
-        let bytes = Array(path.utf8)
-        guard bytes.count < MemoryLayout.size(ofValue: address.sun_path) else {
+        guard var address = unixAddress(path) else {
             throw ControlServerError(description: "cannot open control socket \(path): path too long")
-        }
-        withUnsafeMutableBytes(of: &address.sun_path) { raw in
-            for (i, b) in bytes.enumerated() { raw[i] = b }
         }
         var existing = stat()
         if lstat(path, &existing) == 0 {
