@@ -14,7 +14,25 @@ import XCTest
 /// against the local web server fixture, and graceful shutdown.
 final class ServerTests: XCTestCase {
     /// A listening TCP socket on 127.0.0.1 and its port.
-    private func listeningSocket() throws -> (CInt, UInt16) {
+    /// An upstream on 127.0.0.1 that holds each connection, sending nothing, until the
+    /// client's end arrives, then closes it; and its port.
+    static func holdingUpstream() throws -> (BackgroundProcess, UInt16) {
+        let upstream = try BackgroundProcess(["/usr/bin/python3", "-c", """
+            import socket, threading
+            s = socket.socket(); s.bind(("127.0.0.1", 0)); s.listen(8)
+            print(s.getsockname()[1], flush=True)
+            def serve(c):
+                while c.recv(4096): pass
+                c.close()
+            while True:
+                c, _ = s.accept(); threading.Thread(target=serve, args=(c,), daemon=True).start()
+            """])
+        var port: UInt16?
+        XCTAssertTrue(Wait.until { port = UInt16(upstream.output.trimmingCharacters(in: .whitespacesAndNewlines)); return port != nil })
+        return (upstream, try XCTUnwrap(port, "the holding upstream did not start"))
+    }
+
+    static func listeningSocket() throws -> (CInt, UInt16) {
         let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
         XCTAssertGreaterThanOrEqual(fd, 0)
         var address = sockaddr_in()
@@ -39,43 +57,26 @@ final class ServerTests: XCTestCase {
         defer { web.stop() }
         XCTAssertTrue(Wait.forTCP(port: webPort), "the web server fixture did not start")
 
-        let sink = MemoryAuditSink()
-        let audit = AuditLog(sink: sink, sandbox: "srv")
-        let text = "web.test:\(webPort)\nloopback.test:\(webPort)\nresolve web.test=127.0.0.1\nresolve loopback.test=127.0.0.1\nallow-private 127.0.0.1/32\n"
-        let policy = try Policy.parse(text, source: "/test/policy")
-        let store = PolicyStore(initial: policy, path: nil, extra: nil, audit: audit)
-        let (fd, proxyPort) = try listeningSocket()
-        let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
-        let pool = NIOThreadPool(numberOfThreads: 1)
-        pool.start()
-        let server = GatewayServer(
-            configuration: GatewayConfiguration(sandbox: "srv", gatewayAddress: IPAddress("169.254.200.1")!, policy: store, audit: audit),
-            listeners: GatewayListeners(proxy: fd), group: group, threadPool: pool)
-        let serviceGroup = ServiceGroup(services: [server], logger: Logger(label: "test"))
-        let running = Task { try await serviceGroup.run() }
+        let served = try ServedProxy(policy: "web.test:\(webPort)\nloopback.test:\(webPort)\nresolve web.test=127.0.0.1\nresolve loopback.test=127.0.0.1\nallow-private 127.0.0.1/32\n")
 
-        XCTAssertTrue(Wait.forTCP(port: proxyPort))
-        let curl = try Run.process(["curl", "-sS", "-x", "http://127.0.0.1:\(proxyPort)", "http://web.test:\(webPort)/hello"], timeout: 20)
+        let curl = try Run.process(["curl", "-sS", "-x", "http://127.0.0.1:\(served.port)", "http://web.test:\(webPort)/hello"], timeout: 20)
         XCTAssertEqual(curl.status, 0, curl.stderr)
         XCTAssertTrue(curl.stdout.contains("host=web.test:\(webPort) path=/hello"), curl.stdout)
 
-        let denied = try Run.process(["curl", "-sS", "-i", "-x", "http://127.0.0.1:\(proxyPort)", "http://other.test/"], timeout: 20)
+        let denied = try Run.process(["curl", "-sS", "-i", "-x", "http://127.0.0.1:\(served.port)", "http://other.test/"], timeout: 20)
         XCTAssertTrue(denied.stdout.hasPrefix("HTTP/1.1 403"), denied.stdout)
         XCTAssertTrue(denied.stdout.contains("airlock: other.test is not on the allowlist; add it to /test/policy or pass --allow other.test"), denied.stdout)
 
-        let big = try Run.process(["curl", "-sS", "-o", "/dev/null", "-w", "%{size_download}", "-x", "http://127.0.0.1:\(proxyPort)",
+        let big = try Run.process(["curl", "-sS", "-o", "/dev/null", "-w", "%{size_download}", "-x", "http://127.0.0.1:\(served.port)",
                                    "http://web.test:\(webPort)/big?bytes=3000000"], timeout: 60)
         XCTAssertEqual(big.stdout, "3000000", big.stderr)
 
-        await serviceGroup.triggerGracefulShutdown()
-        try await running.value
-        XCTAssertFalse(TCP.canConnect(host: "127.0.0.1", port: proxyPort), "the listener is closed after shutdown")
-        let allows = sink.lines.filter { $0.contains("\"event\":\"egress_allow\"") }
-        XCTAssertEqual(allows.count, 2, sink.lines.joined(separator: "\n"))
+        try await served.stop()
+        XCTAssertFalse(TCP.canConnect(host: "127.0.0.1", port: served.port), "the listener is closed after shutdown")
+        let allows = served.auditLines.filter { $0.contains("\"event\":\"egress_allow\"") }
+        XCTAssertEqual(allows.count, 2, served.auditLines.joined(separator: "\n"))
         XCTAssertTrue(allows.last?.contains("\"bytes_down\":3000000") == true, allows.last ?? "")
         XCTAssertTrue(allows.first?.contains("\"rule\":\"web.test:\(webPort)\"") == true, allows.first ?? "")
-        try await group.shutdownGracefully()
-        try await pool.shutdownGracefully()
     }
 
     func testConnectTunnelsAreSplicedWithEarlyBytesReplayedAndAudited() async throws {
@@ -84,20 +85,7 @@ final class ServerTests: XCTestCase {
         defer { web.stop() }
         XCTAssertTrue(Wait.forTCP(port: webPort), "the web server fixture did not start")
 
-        let sink = MemoryAuditSink()
-        let audit = AuditLog(sink: sink, sandbox: "srv")
-        let text = "web.test:\(webPort)\nresolve web.test=127.0.0.1\nallow-private 127.0.0.1/32\n"
-        let store = PolicyStore(initial: try Policy.parse(text, source: "/test/policy"), path: nil, extra: nil, audit: audit)
-        let (fd, proxyPort) = try listeningSocket()
-        let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
-        let pool = NIOThreadPool(numberOfThreads: 1)
-        pool.start()
-        let server = GatewayServer(
-            configuration: GatewayConfiguration(sandbox: "srv", gatewayAddress: IPAddress("169.254.200.1")!, policy: store, audit: audit),
-            listeners: GatewayListeners(proxy: fd), group: group, threadPool: pool)
-        let serviceGroup = ServiceGroup(services: [server], logger: Logger(label: "test"))
-        let running = Task { try await serviceGroup.run() }
-        XCTAssertTrue(Wait.forTCP(port: proxyPort))
+        let served = try ServedProxy(policy: "web.test:\(webPort)\nresolve web.test=127.0.0.1\nallow-private 127.0.0.1/32\n")
 
         // The request inside the tunnel is sent in the same write as the CONNECT head: the
         // gateway must replay it to the upstream after answering.
@@ -105,7 +93,7 @@ final class ServerTests: XCTestCase {
             + "GET /early HTTP/1.1\r\nHost: web.test\r\nConnection: close\r\n\r\n"
         let answer = try Run.process(["/usr/bin/python3", "-c", """
             import socket, sys
-            s = socket.create_connection(("127.0.0.1", \(proxyPort)), timeout=10)
+            s = socket.create_connection(("127.0.0.1", \(served.port)), timeout=10)
             s.sendall(sys.argv[1].encode())
             data = b""
             while True:
@@ -118,56 +106,39 @@ final class ServerTests: XCTestCase {
         XCTAssertTrue(answer.stdout.contains("path=/early"), answer.stdout)
 
         // A large download through a CONNECT tunnel (curl -p) arrives whole.
-        let big = try Run.process(["curl", "-sS", "-p", "-o", "/dev/null", "-w", "%{size_download}", "-x", "http://127.0.0.1:\(proxyPort)",
+        let big = try Run.process(["curl", "-sS", "-p", "-o", "/dev/null", "-w", "%{size_download}", "-x", "http://127.0.0.1:\(served.port)",
                                    "http://web.test:\(webPort)/big?bytes=5000000"], timeout: 60)
         XCTAssertEqual(big.stdout, "5000000", big.stderr)
-        XCTAssertTrue(Wait.until { server.openConnections == 0 }, "finished tunnels free their place")
+        XCTAssertTrue(Wait.until { served.server.openConnections == 0 }, "finished tunnels free their place")
 
-        let statistics = server.spliceStatistics
+        let statistics = served.server.spliceStatistics
         XCTAssertEqual(statistics.tunnelsTotal, 2, "both tunnels were spliced by the socket loop, not copied by NIO: \(statistics)")
         XCTAssertGreaterThan(statistics.bytesTotal, 5_000_000)
         XCTAssertEqual(statistics.pipesInUse, 0)
 
-        await serviceGroup.triggerGracefulShutdown()
-        try await running.value
-        let allows = sink.lines.filter { $0.contains("\"event\":\"egress_allow\"") && $0.contains("\"via\":\"connect\"") }
-        XCTAssertEqual(allows.count, 2, sink.lines.joined(separator: "\n"))
+        try await served.stop()
+        let allows = served.auditLines.filter { $0.contains("\"event\":\"egress_allow\"") && $0.contains("\"via\":\"connect\"") }
+        XCTAssertEqual(allows.count, 2, served.auditLines.joined(separator: "\n"))
         XCTAssertTrue(allows.contains { $0.contains("\"bytes_up\":\(early.utf8.count - early.components(separatedBy: "\r\n\r\n")[0].utf8.count - 4)") },
                       "the replayed bytes count as the sandbox's: \(allows)")
         XCTAssertTrue(allows.contains { line in
             guard let range = line.range(of: "\"bytes_down\":") else { return false }
             return Int(line[range.upperBound...].prefix { $0.isNumber }).map { $0 > 5_000_000 } ?? false
         }, "the download's bytes are counted: \(allows)")
-        try await group.shutdownGracefully()
-        try await pool.shutdownGracefully()
     }
 
     func testConnectionsOverTheLimitAreClosedAndAuditedWithoutFlooding() async throws {
-        let sink = MemoryAuditSink()
-        let audit = AuditLog(sink: sink, sandbox: "srv")
-        let store = PolicyStore(initial: try Policy.parse("web.test\n", source: "/test/policy"), path: nil, extra: nil, audit: audit)
-        let (fd, proxyPort) = try listeningSocket()
-        let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
-        let pool = NIOThreadPool(numberOfThreads: 1)
-        pool.start()
         var limits = GatewayLimits()
         limits.maxConnections = 2
-        let server = GatewayServer(
-            configuration: GatewayConfiguration(sandbox: "srv", gatewayAddress: IPAddress("169.254.200.1")!, policy: store,
-                                                audit: audit, limits: limits),
-            listeners: GatewayListeners(proxy: fd), group: group, threadPool: pool)
-        let serviceGroup = ServiceGroup(services: [server], logger: Logger(label: "test"))
-        let running = Task { try await serviceGroup.run() }
-        XCTAssertTrue(Wait.forTCP(port: proxyPort))
-        XCTAssertTrue(Wait.until { server.openConnections == 0 })
+        let served = try ServedProxy(policy: "web.test\n", limits: limits)
 
         let held = try Run.process(["/usr/bin/python3", "-c", """
             import socket, time
-            held = [socket.create_connection(("127.0.0.1", \(proxyPort)), timeout=5) for _ in range(2)]
+            held = [socket.create_connection(("127.0.0.1", \(served.port)), timeout=5) for _ in range(2)]
             time.sleep(0.5)
             refused = 0
             for _ in range(5):
-                s = socket.create_connection(("127.0.0.1", \(proxyPort)), timeout=5)
+                s = socket.create_connection(("127.0.0.1", \(served.port)), timeout=5)
                 try:
                     refused += s.recv(1) == b""
                 except ConnectionResetError:
@@ -178,115 +149,55 @@ final class ServerTests: XCTestCase {
             """], timeout: 30)
         XCTAssertEqual(held.stdout.trimmingCharacters(in: .whitespacesAndNewlines), "5 HTTP/1.1 403", held.stderr)
 
-        await serviceGroup.triggerGracefulShutdown()
-        try await running.value
-        let limitLines = sink.lines.filter { $0.contains("connection limit of 2 reached for this sandbox") }
-        XCTAssertEqual(limitLines.count, 1, "five refusals within a second make one line: \(sink.lines)")
+        try await served.stop()
+        let limitLines = served.auditLines.filter { $0.contains("connection limit of 2 reached for this sandbox") }
+        XCTAssertEqual(limitLines.count, 1, "five refusals within a second make one line: \(served.auditLines)")
         XCTAssertTrue(limitLines.first?.contains("\"event\":\"egress_deny\"") == true, limitLines.first ?? "")
         XCTAssertTrue(limitLines.first?.contains("\"via\":\"proxy\"") == true, limitLines.first ?? "")
-        try await group.shutdownGracefully()
-        try await pool.shutdownGracefully()
     }
 
     func testShutdownDrainsForTheDrainTimeoutThenClosesSplicedTunnels() async throws {
-        // An upstream that accepts and holds every connection.
-        let upstream = try BackgroundProcess(["/usr/bin/python3", "-c", """
-            import socket, sys, time
-            s = socket.socket(); s.bind(("127.0.0.1", 0)); s.listen(8)
-            print(s.getsockname()[1], flush=True)
-            held = []
-            while True:
-                c, _ = s.accept(); held.append(c)
-            """])
+        let (upstream, port) = try Self.holdingUpstream()
         defer { upstream.stop() }
-        var upstreamPort: UInt16?
-        XCTAssertTrue(Wait.until { upstreamPort = UInt16(upstream.output.trimmingCharacters(in: .whitespacesAndNewlines)); return upstreamPort != nil })
-        let port = try XCTUnwrap(upstreamPort)
 
-        let sink = MemoryAuditSink()
-        let audit = AuditLog(sink: sink, sandbox: "srv")
-        let text = "hold.test:\(port)\nresolve hold.test=127.0.0.1\nallow-private 127.0.0.1/32\n"
-        let store = PolicyStore(initial: try Policy.parse(text, source: "/test/policy"), path: nil, extra: nil, audit: audit)
-        let (fd, proxyPort) = try listeningSocket()
-        let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
-        let pool = NIOThreadPool(numberOfThreads: 1)
-        pool.start()
         var limits = GatewayLimits()
         limits.drainTimeout = .seconds(1)
-        let server = GatewayServer(
-            configuration: GatewayConfiguration(sandbox: "srv", gatewayAddress: IPAddress("169.254.200.1")!, policy: store,
-                                                audit: audit, limits: limits),
-            listeners: GatewayListeners(proxy: fd), group: group, threadPool: pool)
-        let serviceGroup = ServiceGroup(services: [server], logger: Logger(label: "test"))
-        let running = Task { try await serviceGroup.run() }
-        XCTAssertTrue(Wait.forTCP(port: proxyPort))
-        XCTAssertTrue(Wait.until { server.openConnections == 0 })
+        let served = try ServedProxy(policy: "hold.test:\(port)\nresolve hold.test=127.0.0.1\nallow-private 127.0.0.1/32\n", limits: limits)
 
         // A client holds a spliced tunnel open and reports when the gateway closes it.
         let client = try BackgroundProcess(["/usr/bin/python3", "-c", """
             import socket
-            s = socket.create_connection(("127.0.0.1", \(proxyPort)), timeout=30)
+            s = socket.create_connection(("127.0.0.1", \(served.port)), timeout=30)
             s.sendall(b"CONNECT hold.test:\(port) HTTP/1.1\\r\\nHost: hold.test:\(port)\\r\\n\\r\\n")
             print(s.recv(100).decode().split("\\r\\n")[0], flush=True)
             print("closed" if s.recv(100) == b"" else "data", flush=True)
             """])
         defer { client.stop() }
         XCTAssertTrue(Wait.until { client.output.contains("200 Connection established") }, client.output)
-        XCTAssertTrue(Wait.until { server.spliceStatistics.tunnels == 1 }, "\(server.spliceStatistics)")
+        XCTAssertTrue(Wait.until { served.server.spliceStatistics.tunnels == 1 }, "\(served.server.spliceStatistics)")
 
         let started = Date()
-        await serviceGroup.triggerGracefulShutdown()
-        try await running.value
+        try await served.stop()
         let took = Date().timeIntervalSince(started)
         XCTAssertGreaterThanOrEqual(took, 0.9, "the open tunnel is given the drain timeout")
         XCTAssertLessThan(took, 10, "and closed after it, not after the 30 s default")
         XCTAssertTrue(Wait.until { client.output.contains("closed") }, "the client sees its tunnel closed: \(client.output)")
-        let line = sink.lines.first { $0.contains("\"egress_allow\"") && $0.contains("hold.test") }
-        XCTAssertTrue(line?.contains("\"reason\":\"closed by the gateway\"") == true, line ?? sink.lines.joined(separator: "\n"))
-        try await group.shutdownGracefully()
-        try await pool.shutdownGracefully()
+        let line = served.auditLines.first { $0.contains("\"egress_allow\"") && $0.contains("hold.test") }
+        XCTAssertTrue(line?.contains("\"reason\":\"closed by the gateway\"") == true, line ?? served.auditLines.joined(separator: "\n"))
     }
 
     func testSplicedTunnelsCountAgainstTheLimitUntilTheyEnd() async throws {
-        // An upstream that holds each connection until the client's end arrives, then closes.
-        let upstream = try BackgroundProcess(["/usr/bin/python3", "-c", """
-            import socket, threading
-            s = socket.socket(); s.bind(("127.0.0.1", 0)); s.listen(8)
-            print(s.getsockname()[1], flush=True)
-            def serve(c):
-                while c.recv(4096): pass
-                c.close()
-            while True:
-                c, _ = s.accept(); threading.Thread(target=serve, args=(c,), daemon=True).start()
-            """])
+        let (upstream, port) = try Self.holdingUpstream()
         defer { upstream.stop() }
-        var upstreamPort: UInt16?
-        XCTAssertTrue(Wait.until { upstreamPort = UInt16(upstream.output.trimmingCharacters(in: .whitespacesAndNewlines)); return upstreamPort != nil })
-        let port = try XCTUnwrap(upstreamPort)
 
-        let sink = MemoryAuditSink()
-        let audit = AuditLog(sink: sink, sandbox: "srv")
-        let text = "hold.test:\(port)\nresolve hold.test=127.0.0.1\nallow-private 127.0.0.1/32\n"
-        let store = PolicyStore(initial: try Policy.parse(text, source: "/test/policy"), path: nil, extra: nil, audit: audit)
-        let (fd, proxyPort) = try listeningSocket()
-        let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
-        let pool = NIOThreadPool(numberOfThreads: 1)
-        pool.start()
         var limits = GatewayLimits()
         limits.maxConnections = 2
-        let server = GatewayServer(
-            configuration: GatewayConfiguration(sandbox: "srv", gatewayAddress: IPAddress("169.254.200.1")!, policy: store,
-                                                audit: audit, limits: limits),
-            listeners: GatewayListeners(proxy: fd), group: group, threadPool: pool)
-        let serviceGroup = ServiceGroup(services: [server], logger: Logger(label: "test"))
-        let running = Task { try await serviceGroup.run() }
-        XCTAssertTrue(Wait.forTCP(port: proxyPort))
-        XCTAssertTrue(Wait.until { server.openConnections == 0 })
+        let served = try ServedProxy(policy: "hold.test:\(port)\nresolve hold.test=127.0.0.1\nallow-private 127.0.0.1/32\n", limits: limits)
 
         let result = try Run.process(["/usr/bin/python3", "-c", """
             import socket, time
             def tunnel():
-                s = socket.create_connection(("127.0.0.1", \(proxyPort)), timeout=10)
+                s = socket.create_connection(("127.0.0.1", \(served.port)), timeout=10)
                 s.sendall(b"CONNECT hold.test:\(port) HTTP/1.1\\r\\nHost: hold.test\\r\\n\\r\\n")
                 return s, s.recv(100).split(b"\\r\\n")[0].decode()
             a, first = tunnel()
@@ -305,13 +216,10 @@ final class ServerTests: XCTestCase {
         XCTAssertEqual(result.stdout.trimmingCharacters(in: .whitespacesAndNewlines),
                        "HTTP/1.1 200 Connection established | HTTP/1.1 200 Connection established | refused | HTTP/1.1 200 Connection established",
                        "two spliced tunnels fill a limit of two; when one ends its place is free again: \(result)")
-        XCTAssertTrue(Wait.until { server.openConnections == 0 }, "every place is given back once the tunnels end")
+        XCTAssertTrue(Wait.until { served.server.openConnections == 0 }, "every place is given back once the tunnels end")
 
-        await serviceGroup.triggerGracefulShutdown()
-        try await running.value
-        XCTAssertEqual(sink.lines.filter { $0.contains("connection limit of 2 reached") }.count, 1, sink.lines.joined(separator: "\n"))
-        try await group.shutdownGracefully()
-        try await pool.shutdownGracefully()
+        try await served.stop()
+        XCTAssertEqual(served.auditLines.filter { $0.contains("connection limit of 2 reached") }.count, 1, served.auditLines.joined(separator: "\n"))
     }
 
     func testPolicyDialerRefusesLoopbackWithoutAllowPrivate() async throws {
@@ -340,6 +248,48 @@ final class ServerTests: XCTestCase {
         } catch let error as DialError {
             XCTAssertTrue(error.description.contains("the gateway itself"), error.description)
         }
+        try await group.shutdownGracefully()
+        try await pool.shutdownGracefully()
+    }
+}
+
+/// A `GatewayServer` serving one explicit-proxy listener on 127.0.0.1 in a `ServiceGroup`,
+/// with the real `PolicyDialer` and an in-memory audit log; ready (listening, no connection
+/// open) when made.
+private final class ServedProxy {
+    let server: GatewayServer
+    let port: UInt16
+    private let sink = MemoryAuditSink()
+    private let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
+    private let pool = NIOThreadPool(numberOfThreads: 1)
+    private let serviceGroup: ServiceGroup
+    private let running: Task<Void, Error>
+
+    init(policy text: String, limits: GatewayLimits = GatewayLimits()) throws {
+        let audit = AuditLog(sink: sink, sandbox: "srv")
+        let store = PolicyStore(initial: try Policy.parse(text, source: "/test/policy"), path: nil, extra: nil, audit: audit)
+        let (fd, port) = try ServerTests.listeningSocket()
+        self.port = port
+        pool.start()
+        server = GatewayServer(
+            configuration: GatewayConfiguration(sandbox: "srv", gatewayAddress: IPAddress("169.254.200.1")!, policy: store,
+                                                audit: audit, limits: limits),
+            listeners: GatewayListeners(proxy: fd), group: group, threadPool: pool)
+        let serviceGroup = ServiceGroup(services: [server], logger: Logger(label: "test"))
+        self.serviceGroup = serviceGroup
+        running = Task { try await serviceGroup.run() }
+        XCTAssertTrue(Wait.forTCP(port: port), "the proxy listener serves")
+        let server = self.server
+        XCTAssertTrue(Wait.until { server.openConnections == 0 }, "the readiness probe's connection is gone")
+    }
+
+    /// The audit lines written so far.
+    var auditLines: [String] { sink.lines }
+
+    /// Graceful shutdown (drain included), then the event loops and the thread pool.
+    func stop() async throws {
+        await serviceGroup.triggerGracefulShutdown()
+        try await running.value
         try await group.shutdownGracefully()
         try await pool.shutdownGracefully()
     }
