@@ -151,17 +151,24 @@ package final class SocketLoop: @unchecked Sendable {
         }
         var finished: Bool { outputShut }
 
-        /// Writes what the socket takes of the pending bytes now, without waiting; the
-        /// loop writes the rest (and reports any error).
-        func writeSome(to fd: CInt) {
+        /// Writes what the socket takes of the pending bytes now, without waiting (from
+        /// any thread: the hand-off writes the first bytes itself, the loop the rest).
+        /// - Returns: 0 once all are written, EAGAIN while the socket is full, or the errno
+        ///   of a failure.
+        @discardableResult
+        func writePending(to fd: CInt) -> CInt {
             while pendingOffset < pending.count {
                 let offset = pendingOffset
                 let written = pending.withUnsafeBytes { Glibc.send(fd, $0.baseAddress! + offset, $0.count - offset, CInt(MSG_DONTWAIT | MSG_NOSIGNAL)) }
-                guard written > 0 else { return }
+                if written < 0 {
+                    if errno == EINTR { continue }
+                    return errno
+                }
                 pendingOffset += written
             }
             pending = []
             pendingOffset = 0
+            return 0
         }
     }
 
@@ -347,8 +354,8 @@ package final class SocketLoop: @unchecked Sendable {
         // waiting for the loop's thread to wake.
         let up = Direction(pending: toUpstream, counted: true)
         let down = Direction(pending: toClient, counted: false)
-        up.writeSome(to: upstream)
-        down.writeSome(to: client)
+        up.writePending(to: upstream)
+        down.writePending(to: client)
         let tunnel = Tunnel(
             handle: handle, client: client, upstream: upstream, up: up, down: down,
             idleNanos: UInt64(max(1, idleTimeout.nanoseconds)), now: Self.now(), completion: completion)
@@ -619,24 +626,14 @@ package final class SocketLoop: @unchecked Sendable {
         var turns = 0
         while true {
             if direction.pendingOffset < direction.pending.count {
-                let offset = direction.pendingOffset
-                let written = direction.pending.withUnsafeBytes { bytes in
-                    write(output, bytes.baseAddress! + offset, bytes.count - offset)
+                let left = direction.pending.count - direction.pendingOffset
+                let code = direction.writePending(to: output)
+                if direction.pending.count - direction.pendingOffset < left { tunnel.lastActivity = Self.now() }
+                if code == EAGAIN {
+                    direction.blocked = true
+                    return .blocked
                 }
-                if written < 0 {
-                    if errno == EINTR { continue }
-                    if errno == EAGAIN {
-                        direction.blocked = true
-                        return .blocked
-                    }
-                    return .failed(errno)
-                }
-                direction.pendingOffset += written
-                if direction.pendingOffset == direction.pending.count {
-                    direction.pending = []
-                    direction.pendingOffset = 0
-                }
-                tunnel.lastActivity = Self.now()
+                if code != 0 { return .failed(code) }
                 continue
             }
             if direction.inPipe > 0, let pipe = direction.pipe {
