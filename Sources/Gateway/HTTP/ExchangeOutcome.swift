@@ -1,3 +1,5 @@
+import NIOCore
+
 /// How one forwarded exchange ended; handed to `UpstreamExchange.completion`.
 package struct ExchangeOutcome: Sendable, Equatable {
     /// The status sent to the client (upstream's, or the gateway's own on failure);
@@ -19,5 +21,12 @@ package struct ExchangeOutcome: Sendable, Equatable {
         self.bytesDown = bytesDown
         self.milliseconds = milliseconds
         self.failure = failure
+    }
+}
+
+extension NIODeadline {
+    /// Whole milliseconds from this deadline to now: an exchange's or tunnel's duration.
+    package var millisecondsAgo: Int {
+        Int((NIODeadline.now() - self).nanoseconds / 1_000_000)
     }
 }

@@ -411,7 +411,7 @@ package final class HTTPForwarder {
     private func finishExchange(failure: String?, status: Int? = nil) {
         guard let exchange else { return }
         self.exchange = nil
-        let ms = Int((NIODeadline.now() - startedAt).nanoseconds / 1_000_000)
+        let ms = startedAt.millisecondsAgo
         exchange.completion?(ExchangeOutcome(
             status: status ?? (responseHeadSent ? responseStatus : nil), bytesUp: bytesUp, bytesDown: bytesDown,
             milliseconds: ms, failure: failure))
@@ -471,7 +471,7 @@ package final class HTTPForwarder {
                 case .failure(let error):
                     let refusal = Self.refusal(for: error, host: target.host, port: target.port)
                     self.respondLocally(refusal)
-                    let ms = Int((NIODeadline.now() - startedAt).nanoseconds / 1_000_000)
+                    let ms = startedAt.millisecondsAgo
                     completion(ExchangeOutcome(status: Int(refusal.status.code), bytesUp: 0, bytesDown: 0,
                                                milliseconds: ms, failure: refusal.body.trimmingNewline))
                 }
@@ -516,7 +516,7 @@ package final class HTTPForwarder {
         let answer = Array("HTTP/\(request.version.major).\(request.version.minor) 200 Connection established\r\n\r\n".utf8)
         decoderRemoved.futureResult.whenComplete { _ in
             handoff.handOff(channel, upstream: upstream, toClient: answer, toUpstream: leftover.bytes) { totals in
-                let ms = Int((NIODeadline.now() - startedAt).nanoseconds / 1_000_000)
+                let ms = startedAt.millisecondsAgo
                 // The reason an established tunnel ended early (idle, reset) goes on its line.
                 completion(ExchangeOutcome(status: 200, bytesUp: totals.up, bytesDown: totals.down, milliseconds: ms,
                                            failure: totals.ending))
@@ -557,7 +557,7 @@ package final class HTTPForwarder {
         let client = context.channel
         let done = client.closeFuture.and(upstream.closeFuture)
         done.whenComplete { _ in
-            let ms = Int((NIODeadline.now() - startedAt).nanoseconds / 1_000_000)
+            let ms = startedAt.millisecondsAgo
             completion(ExchangeOutcome(status: 200, bytesUp: clientGlue.bytesRead, bytesDown: upstreamGlue.bytesRead, milliseconds: ms))
         }
         upstream.read()

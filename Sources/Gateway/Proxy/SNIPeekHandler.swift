@@ -113,7 +113,7 @@ package final class SNIPeekHandler: ChannelDuplexHandler, RemovableChannelHandle
                     }
                 case .failure(let error):
                     let reason = (error as? DialError)?.auditReason ?? "cannot connect to \(target.host):\(target.port)"
-                    let ms = Int((NIODeadline.now() - startedAt).nanoseconds / 1_000_000)
+                    let ms = startedAt.millisecondsAgo
                     completion(ExchangeOutcome(status: nil, bytesUp: 0, bytesDown: 0, milliseconds: ms, failure: reason))
                     self.phase = .closed
                     self.buffered = nil
@@ -136,7 +136,7 @@ package final class SNIPeekHandler: ChannelDuplexHandler, RemovableChannelHandle
             return
         }
         handoff.handOff(context.channel, upstream: upstream, toClient: [], toUpstream: replay) { totals in
-            let ms = Int((NIODeadline.now() - startedAt).nanoseconds / 1_000_000)
+            let ms = startedAt.millisecondsAgo
             completion(ExchangeOutcome(status: nil, bytesUp: totals.up, bytesDown: totals.down, milliseconds: ms))
         }
     }
@@ -160,7 +160,7 @@ package final class SNIPeekHandler: ChannelDuplexHandler, RemovableChannelHandle
             hello.clear()
         }
         context.channel.closeFuture.and(upstream.closeFuture).whenComplete { _ in
-            let ms = Int((NIODeadline.now() - startedAt).nanoseconds / 1_000_000)
+            let ms = startedAt.millisecondsAgo
             completion(ExchangeOutcome(status: nil, bytesUp: clientGlue.bytesRead, bytesDown: upstreamGlue.bytesRead, milliseconds: ms))
         }
         let channel = context.channel
