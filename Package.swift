@@ -27,10 +27,10 @@ let package = Package(
     ],
     targets: [
         // C for the netns layer: rtnetlink builders over libmnl, the async-signal-safe
-        // child setup between fork and exec, and libcap calls.
+        // child setup between fork and exec, libcap calls, and the seccomp filter (libseccomp).
         .target(
             name: "CNetlink",
-            linkerSettings: [.linkedLibrary("mnl"), .linkedLibrary("cap")]
+            linkerSettings: [.linkedLibrary("mnl"), .linkedLibrary("cap"), .linkedLibrary("seccomp")]
         ),
         // Namespaces, links, addresses, routes, the sandbox topology, spawning inside S.
         // The only Swift module that imports CNetlink.

@@ -14,6 +14,8 @@
 #include <string.h>
 #include <unistd.h>
 #include <grp.h>
+#include <linux/filter.h>
+#include <linux/seccomp.h>
 #include <sys/capability.h>
 #include <sys/mount.h>
 #include <sys/prctl.h>
@@ -97,6 +99,51 @@ static int place_file(const char *etc_path, const char *target, const char *scra
     return 0;
 }
 
+// A fresh tmpfs on /tmp and /dev/shm: host sockets and files there (tmux, ssh-agent, IDE
+// and X sockets, other users' scratch files) are out of reach. `keep` (the working
+// directory, when it lies under one of them) is bound aside first and put back at the
+// same path in the fresh tmpfs, so a command started in /tmp/work still works there.
+static int private_tmp(const char *keep, int *step) {
+    static const char *const staging = "/run/airlock-sandbox/cwd";
+    if (keep) {
+        *step = CNL_STEP_KEEP_CWD;
+        if (make_parents(staging) < 0 || (mkdir(staging, 0700) < 0 && errno != EEXIST)) return -1;
+        if (mount(keep, staging, NULL, MS_BIND | MS_REC, NULL) < 0) return -1;
+    }
+    *step = CNL_STEP_PRIVATE_TMP;
+    if (mount("tmpfs", "/tmp", "tmpfs", MS_NOSUID | MS_NODEV, "mode=1777") < 0) return -1;
+    struct stat st;
+    if (stat("/dev/shm", &st) == 0 && S_ISDIR(st.st_mode)
+        && mount("tmpfs", "/dev/shm", "tmpfs", MS_NOSUID | MS_NODEV, "mode=1777") < 0) return -1;
+    if (keep) {
+        *step = CNL_STEP_KEEP_CWD;
+        if (make_parents(keep) < 0 || (mkdir(keep, 0755) < 0 && errno != EEXIST)) return -1;
+        if (mount(staging, keep, NULL, MS_BIND | MS_REC, NULL) < 0) return -1;
+        if (umount2(staging, MNT_DETACH) < 0) return -1;
+        (void)rmdir(staging);
+    }
+    return 0;
+}
+
+// Kernel knobs stay read-only (uid 0 of a user namespace, or a setuid-less user, cannot
+// write them anyway; this also holds if a permission is ever wrong), and the files that
+// show kernel memory or other processes' keys and timers are hidden.
+static int harden_proc(void) {
+    static const char *const read_only[] = { "/proc/sys", "/proc/sysrq-trigger", "/proc/irq", "/proc/bus", "/proc/fs" };
+    for (size_t i = 0; i < sizeof read_only / sizeof read_only[0]; i++) {
+        if (mount(read_only[i], read_only[i], NULL, MS_BIND | MS_REC, NULL) < 0) {
+            if (errno == ENOENT) continue;
+            return -1;
+        }
+        if (mount(NULL, read_only[i], NULL, MS_BIND | MS_REMOUNT | MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC, NULL) < 0) return -1;
+    }
+    static const char *const hidden[] = { "/proc/kcore", "/proc/keys", "/proc/timer_list", "/proc/sched_debug" };
+    for (size_t i = 0; i < sizeof hidden / sizeof hidden[0]; i++) {
+        if (mount("/dev/null", hidden[i], NULL, MS_BIND, NULL) < 0 && errno != ENOENT) return -1;
+    }
+    return 0;
+}
+
 static void reset_signals(void) {
     struct sigaction dfl;
     memset(&dfl, 0, sizeof dfl);
@@ -138,6 +185,12 @@ static void run_command(const struct cnl_spawn_spec *spec, int setup_fd, const s
     // No descriptor of airlock's (netns, listeners, pipes) survives into the command.
     (void)syscall(SYS_close_range, 3U, ~0U, CLOSE_RANGE_CLOEXEC);
     sigprocmask(SIG_SETMASK, original_mask, NULL);
+    // Last: the filter also covers everything the command's exec does. no_new_privs is
+    // already set (drop_privileges), so an unprivileged process may load it.
+    if (spec->seccomp_instructions) {
+        struct sock_fprog program = { spec->seccomp_count, (struct sock_filter *)spec->seccomp_instructions };
+        if (prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, &program, 0, 0) < 0) { report(setup_fd, CNL_STEP_SECCOMP, errno, -1); _exit(126); }
+    }
     int denied = 0;
     for (const char *const *candidate = spec->candidates; *candidate; candidate++) {
         execve(*candidate, (char *const *)spec->argv, (char *const *)spec->envp);
@@ -176,6 +229,10 @@ static void sandbox_init(const struct cnl_spawn_spec *spec, int setup_fd, int st
     if (place_file("/etc/hosts", spec->hosts_path, "/run/airlock-sandbox/hosts", spec->hosts, &bound) < 0) {
         report(setup_fd, bound ? CNL_STEP_BIND_HOSTS : CNL_STEP_WRITE_HOSTS, errno, -1); _exit(125);
     }
+    if (spec->private_tmp) {
+        int step = 0;
+        if (private_tmp(spec->keep_directory, &step) < 0) { report(setup_fd, step, errno, -1); _exit(125); }
+    }
     for (size_t i = 0; i < spec->mask_count; i++) {
         const struct cnl_spawn_mask *mask = &spec->masks[i];
         int r;
@@ -185,9 +242,11 @@ static void sandbox_init(const struct cnl_spawn_spec *spec, int setup_fd, int st
             r = mount("/dev/null", mask->path, NULL, MS_BIND, NULL);
             if (r == 0) r = mount(NULL, mask->path, NULL, MS_BIND | MS_REMOUNT | MS_RDONLY | MS_NOSUID | MS_NOEXEC, NULL);  // not nodev: it is a device
         }
-        if (r < 0 && errno != ENOENT) { report(setup_fd, CNL_STEP_MASK, errno, (int)i); _exit(125); }
+        // ENOENT, EACCES: the path is gone or out of this user's reach anyway.
+        if (r < 0 && errno != ENOENT && errno != EACCES) { report(setup_fd, CNL_STEP_MASK, errno, (int)i); _exit(125); }
     }
     if (mount("proc", "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, NULL) < 0) { report(setup_fd, CNL_STEP_MOUNT_PROC, errno, -1); _exit(125); }
+    if (harden_proc() < 0) { report(setup_fd, CNL_STEP_PROC_READONLY, errno, -1); _exit(125); }
     // The host's sysfs lists the host's network interfaces (names, addresses, counters).
     // A sysfs mounted from inside S shows S's own interfaces only. Where the kernel refuses
     // a new sysfs (some user-namespace set-ups), the interface directories are hidden instead.
@@ -257,7 +316,8 @@ int cnl_spawn(const struct cnl_spawn_spec *spec, pid_t *pid_out, int *status_fd_
     sigset_t all, original;
     sigfillset(&all);
     pthread_sigmask(SIG_SETMASK, &all, &original);
-    pid_t pid = raw_clone(CLONE_NEWPID | CLONE_NEWNS);
+    // A new IPC namespace too: System V IPC and POSIX message queues are not the host's.
+    pid_t pid = raw_clone(CLONE_NEWPID | CLONE_NEWNS | CLONE_NEWIPC);
     if (pid == 0) {
         close(setup[0]);
         close(status[0]);

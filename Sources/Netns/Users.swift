@@ -112,3 +112,26 @@ package enum Users {
         return [primary]
     }
 }
+
+extension SandboxUser {
+    /// Why an account may not run a sandboxed command as root.
+    package struct HostRootError: Error, Equatable, CustomStringConvertible {
+        /// The account as it was asked for.
+        package var user: String
+        /// "uid 0", "gid 0" or "group 0 (root)".
+        package var what: String
+
+        package var description: String {
+            "--user \(user): \(what) is the host's root, which owns /etc, /usr and root's files even without capabilities; run the command as an ordinary user (--user NAME), or run airlock without root (rootless, uid 0 inside is then you)"
+        }
+    }
+
+    /// Refuses an account that would be the host's root inside a sandbox built by root:
+    /// uid 0, primary gid 0, or the root group among the supplementary groups.
+    /// - Throws: `HostRootError` naming what is root.
+    package func refuseHostRoot() throws {
+        if uid == 0 { throw HostRootError(user: name, what: "uid 0") }
+        if gid == 0 { throw HostRootError(user: name, what: "gid 0") }
+        if groups.contains(0) { throw HostRootError(user: name, what: "the supplementary group 0 (root)") }
+    }
+}

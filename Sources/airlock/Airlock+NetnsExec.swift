@@ -11,16 +11,19 @@ struct NetnsExec: ParsableCommand {
         commandName: "exec",
         abstract: "Run a command inside a persistent sandbox.",
         discussion: """
-            CMD runs in the sandbox's network namespace, in new mount and PID namespaces: a \
-            fresh /run, /etc/resolv.conf pointing at the gateway, /etc/hosts with \
-            airlock.internal, the design's dangerous paths masked (plus --mask), and its own \
-            /proc. It runs as the user with every capability dropped (the bounding set too) \
-            and no_new_privs. Credential-looking environment variables are not passed; their \
+            CMD runs in the sandbox's network namespace, in new mount, PID and IPC namespaces: \
+            a fresh /run, /tmp and /dev/shm, /etc/resolv.conf pointing at the gateway, \
+            /etc/hosts with airlock.internal, credential stores masked (plus --mask), host \
+            sockets and other kernel filesystem mounts hidden, and its own /proc with \
+            /proc/sys read-only. It runs as the user with every capability dropped (the \
+            bounding set too), no_new_privs, and a seccomp filter (no new user namespaces, \
+            bpf, keyrings, io_uring, …). Credential-looking environment variables are not passed; their \
             names are listed on stderr. INT, TERM and HUP are forwarded; airlock exits with \
             CMD's status (128+signal if a signal ended it, 127 if CMD is not found).
 
             The user: --user, else the user who ran sudo (SUDO_UID). As root without sudo, \
-            --user is required; `--user root` runs CMD as uid 0, still without capabilities.
+            --user is required. The host's root (uid 0, gid 0, the root group) is refused: \
+            without capabilities it still owns /etc, /usr and root's files.
 
             Requires root (CAP_SYS_ADMIN, CAP_SETUID, CAP_SETGID, CAP_SETPCAP).
             """)
@@ -31,8 +34,7 @@ struct NetnsExec: ParsableCommand {
     @Option(help: "Run CMD as this user (name or uid).")
     var user: String?
 
-    @Option(name: .customLong("mask"), help: ArgumentHelp("Also hide this path (an empty directory or file).", valueName: "path"))
-    var masks: [String] = []
+    @OptionGroup var sandbox: SandboxOptions
 
     @Option(name: .customLong("env"), help: ArgumentHelp("Set a variable for CMD.", valueName: "name=value"))
     var environment: [String] = []
@@ -79,15 +81,14 @@ struct NetnsExec: ParsableCommand {
             if !built.droppedNames.isEmpty {
                 printNotice("airlock: not passed to the sandbox (credential-looking): \(built.droppedNames.joined(separator: ", "))")
             }
-            let masks = Masks.resolve(try Masks.paths(home: target.home, extra: masks))
-            for mask in masks {
-                printNotice("airlock: masked \(mask.path)")
-            }
+            let view = try sandbox.view(for: target)
+            view.notices.forEach(printNotice)
 
             var spec = SandboxProcessSpec(
                 argv: command, environment: built.environment, user: target,
-                networkNamespace: namespace.descriptor.rawValue, gatewayAddress: gateway, masks: masks,
+                networkNamespace: namespace.descriptor.rawValue, gatewayAddress: gateway, masks: view.masks,
                 workingDirectory: cwd ?? Self.currentDirectory())
+            sandbox.apply(to: &spec)
             // git inside goes to the gateway with the session token (never the real one).
             if let token = session ?? ProcessInfoEnvironment.current["AIRLOCK_SESSION_TOKEN"] {
                 guard SessionToken.isWellFormed(token) else {
@@ -106,15 +107,22 @@ struct NetnsExec: ParsableCommand {
         throw ExitCode(status.shellCode)
     }
 
-    /// The account CMD runs as: `--user`, else the sudo caller; root without sudo must say so.
+    /// The account CMD runs as: `--user`, else the sudo caller; root without sudo must say
+    /// so. Never the host's root (uid 0, gid 0 or the root group).
+    /// - Throws: `Users.LookupError`, `SandboxUser.HostRootError`, or `CLIError` when no user is known.
     static func resolveUser(_ requested: String?, environment: [String: String]) throws -> SandboxUser {
-        if let requested { return try Users.lookup(requested) }
-        if let sudoUID = environment["SUDO_UID"], let uid = uid_t(sudoUID) {
-            var user = try Users.lookup(uid: uid)
-            if let sudoGID = environment["SUDO_GID"], let gid = gid_t(sudoGID) { user.gid = gid }
-            return user
+        let user: SandboxUser
+        if let requested {
+            user = try Users.lookup(requested)
+        } else if let sudoUID = environment["SUDO_UID"], let uid = uid_t(sudoUID) {
+            var caller = try Users.lookup(uid: uid)
+            if let sudoGID = environment["SUDO_GID"], let gid = gid_t(sudoGID) { caller.gid = gid }
+            user = caller
+        } else {
+            throw CLIError("no user to run as: pass --user USER (an ordinary account; airlock never runs sandboxed commands as the host's root)")
         }
-        throw CLIError("no user to run as: pass --user USER (airlock does not run sandboxed commands as root unless given --user root)")
+        try user.refuseHostRoot()
+        return user
     }
 
     static func currentDirectory() -> String? {
@@ -126,7 +134,7 @@ struct NetnsExec: ParsableCommand {
     static func exitCode(for error: Error) -> Int32? {
         switch error {
         case is Privileges.PrivilegeError: return ExitCodes.permission
-        case is Users.LookupError: return ExitCodes.usage
+        case is Users.LookupError, is SandboxUser.HostRootError: return ExitCodes.usage
         case SandboxError.notFound: return ExitCodes.notFound
         default: return nil
         }

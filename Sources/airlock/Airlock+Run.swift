@@ -19,8 +19,19 @@ struct RunCommand: ParsableCommand {
             the namespaces are unnamed and die with their last process.
 
             Rootless: a normal user with unprivileged user namespaces needs no privilege. As root, \
-            CMD runs as --user (default: the user who ran sudo); every capability is dropped, the \
-            bounding set included, and no_new_privs is set.
+            CMD runs as --user (default: the user who ran sudo; never the host's root); every \
+            capability is dropped, the bounding set included, and no_new_privs is set, and the \
+            gateway itself drops to nobody before it reads a byte from the sandbox.
+
+            Containment: CMD gets fresh /run, /tmp and /dev/shm (--share-tmp keeps the host's), \
+            its own /proc with /proc/sys read-only, a seccomp filter (no new user namespaces, \
+            bpf, keyrings, io_uring, …; --allow-nested-namespaces relaxes the first), and no \
+            view of credential stores, host sockets, other kernel filesystem mounts, or \
+            airlock's own files (the token file, the policy, the audit log). The policy is \
+            read once and never reloaded during a run.
+
+            Audit: with --audit-log FILE, lines go there; without it, they are held and written \
+            to stderr once CMD has ended, never interleaved with CMD's own output.
 
             Git: with --repo and an upstream token (--token-env or --token-file), a session scoped \
             to those repositories is minted in this process; git inside is configured through \
@@ -46,8 +57,7 @@ struct RunCommand: ParsableCommand {
     @Option(name: .long, help: ArgumentHelp("As root: run CMD as this user (default: the user who ran sudo).", valueName: "user"))
     var user: String?
 
-    @Option(name: .customLong("mask"), help: ArgumentHelp("Also hide this path inside the sandbox; repeatable.", valueName: "path"))
-    var masks: [String] = []
+    @OptionGroup var sandbox: SandboxOptions
 
     @Flag(help: "When CMD exits, print a JSON summary line on stderr (exit status, decisions).")
     var json = false
@@ -76,7 +86,7 @@ struct RunCommand: ParsableCommand {
     static func exitCode(for error: Error) -> Int32? {
         switch error {
         case is Privileges.PrivilegeError: return ExitCodes.permission
-        case is Users.LookupError: return ExitCodes.usage
+        case is Users.LookupError, is SandboxUser.HostRootError: return ExitCodes.usage
         case is RunPlan.Invalid: return ExitCodes.usage
         default: return nil
         }

@@ -24,6 +24,7 @@ final class GatewayRuntime {
     let gitUpstreams: GitUpstreams
     private let options: GatewayOptions
     private let policyFile: String?
+    private let reloadPolicy: Bool
     private let initialPolicy: Policy
     private let flagPolicy: Policy
     private var logger: Logger
@@ -42,10 +43,13 @@ final class GatewayRuntime {
     ///   - extraGitHosts: git hosts that must have an upstream (`run --repo` hosts); each
     ///     gets `https://HOST` unless `--git-upstream` names it.
     /// - Throws: `PolicyError`, `AuditLogError`, `GitUpstreams.ConfigurationError`, each one line.
+    ///   - reloadPolicy: whether the policy file is re-read on change and SIGHUP (`run`
+    ///     reads it once: its command may be able to change the file).
+    ///   - audit: where audit lines go instead of `--audit-log` or stderr.
     init(
         sandbox: String, gatewayAddress: IPAddress, options: GatewayOptions, policyFile: String?,
         extraGitHosts: [String] = [], sessionLimits: SessionLimits = SessionLimits(),
-        logLevel: Logger.Level = .info
+        reloadPolicy: Bool = true, audit: AuditLog? = nil, logLevel: Logger.Level = .info
     ) throws {
         self.sandbox = sandbox
         self.gatewayAddress = gatewayAddress
@@ -64,8 +68,13 @@ final class GatewayRuntime {
             mappings.append(GitUpstreams.Mapping(gitHost: host, url: "https://\(host)"))
         }
         gitUpstreams = try GitUpstreams(mappings: mappings.sorted { $0.gitHost < $1.gitHost }, caFile: options.upstreamCA)
-        audit = try options.openAuditLog(sandbox: sandbox)
-        sessions = SessionStore(limits: sessionLimits, audit: audit)
+        if let audit {
+            self.audit = audit
+        } else {
+            self.audit = try options.openAuditLog(sandbox: sandbox)
+        }
+        self.reloadPolicy = reloadPolicy
+        sessions = SessionStore(limits: sessionLimits, audit: self.audit)
         logger = Logger(label: "airlock.gateway")
         logger.logLevel = logLevel
     }
@@ -84,7 +93,7 @@ final class GatewayRuntime {
         Self.raiseOpenFileLimit()
         let failure = self.failure
         let finished = self.finished
-        let store = PolicyStore(initial: initialPolicy, path: policyFile, extra: flagPolicy, audit: audit, logger: logger)
+        let store = PolicyStore(initial: initialPolicy, path: reloadPolicy ? policyFile : nil, extra: flagPolicy, audit: audit, logger: logger)
         store.startWatching()
         policyStore = store
         let group = MultiThreadedEventLoopGroup(numberOfThreads: eventLoops)

@@ -5,7 +5,8 @@
 //   macros such as MNL_SOCKET_BUFFER_SIZE that Swift cannot import cleanly;
 // - the child setup that runs between fork and exec (cnl_spawn.h): it must be
 //   async-signal-safe, which Swift code is not;
-// - libcap calls (cnl_caps.h).
+// - libcap calls (cnl_caps.h);
+// - the sandbox's seccomp filter over libseccomp (cnl_seccomp.h).
 //
 // Conventions: every symbol is prefixed `cnl_`; functions return 0 or a value >= 0 on
 // success and -errno on failure; Swift turns that into one error type.
@@ -17,5 +18,6 @@
 #include "cnl_caps.h"
 #include "cnl_fdpass.h"
 #include "cnl_process.h"
+#include "cnl_seccomp.h"
 
 #endif

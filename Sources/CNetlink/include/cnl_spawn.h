@@ -50,6 +50,10 @@ enum cnl_spawn_step {
     CNL_STEP_DUP_FDS = 28,
     CNL_STEP_EXEC = 29,
     CNL_STEP_MOUNT_SYS = 30,
+    CNL_STEP_SECCOMP = 31,
+    CNL_STEP_PRIVATE_TMP = 32,
+    CNL_STEP_KEEP_CWD = 33,
+    CNL_STEP_PROC_READONLY = 34,
 };
 
 /// A set-up failure as the child reports it through the CLOEXEC pipe.
@@ -82,9 +86,13 @@ struct cnl_spawn_spec {
     int cap_last_cap;                    // highest capability number of this kernel
     int stdio[3];                        // descriptors for the command's 0, 1, 2; -1 keeps the caller's
     int keep_groups;                     // skip setgroups (a user namespace with setgroups denied)
+    int private_tmp;                     // fresh tmpfs on /tmp and /dev/shm
+    const char *keep_directory;          // a directory under /tmp or /dev/shm re-bound into the fresh one (the cwd), or NULL
+    const void *seccomp_instructions;    // struct sock_filter[seccomp_count], loaded right before execve; NULL: none
+    unsigned short seccomp_count;
 };
 
-/// Starts the sandbox: a child in new PID and mount namespaces (PID 1 of its namespace)
+/// Starts the sandbox: a child in new PID, mount and IPC namespaces (PID 1 of its namespace)
 /// that joins `netns_fd`, sets up mounts, drops to the user, and runs the command as its
 /// own child. Returns 0 and the init's pid, or -errno; on a set-up failure the failing
 /// step is written to `failure` and the init has been reaped.

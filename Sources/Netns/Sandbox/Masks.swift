@@ -48,6 +48,9 @@ package enum Masks {
         let inHome = [
             ".ssh", ".aws", ".config/gcloud", ".config/gh", ".azure", ".netrc", ".kube",
             ".gnupg", ".docker", ".npmrc", ".pypirc", ".git-credentials",
+            // git's XDG credential store, cargo's registry tokens, Vault's and Terraform's.
+            ".config/git/credentials", ".cargo/credentials", ".cargo/credentials.toml",
+            ".vault-token", ".terraform.d",
         ]
         return ["/tmp/.X11-unix"] + inHome.map { (home == "/" ? "" : home) + "/" + $0 }
     }

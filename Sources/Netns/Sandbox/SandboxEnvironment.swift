@@ -9,9 +9,12 @@ package enum SandboxEnvironment {
     /// `*APIKEY*`, `*API_KEY*`, `*PRIVATE_KEY*`, `*SESSION_ID*`, `*COOKIE*`, `*_KEY`, `*_KEY_*`,
     /// `*_PAT`, `AWS_*`, `AZURE_*`, `VAULT_*`, and known names (`GH_TOKEN`, `GITHUB_TOKEN`,
     /// `SSH_AUTH_SOCK`, `SSH_AGENT_PID`, `GPG_AGENT_INFO`, `NETRC`, `XAUTHORITY`, `KUBECONFIG`),
-    /// case-insensitively.
+    /// case-insensitively. Path-valued `*_CA_BUNDLE` and `*_CONFIG_FILE` pass.
     package static func isCredentialName(_ name: String) -> Bool {
         let upper = name.uppercased()
+        // Paths to CA bundles and config files are not credentials (`AWS_CA_BUNDLE`,
+        // `REQUESTS_CA_BUNDLE`, `AWS_CONFIG_FILE`): tools need them to work.
+        if upper.hasSuffix("_CA_BUNDLE") || upper.hasSuffix("_CONFIG_FILE") { return false }
         let contains = ["TOKEN", "SECRET", "PASSWORD", "PASSWD", "CREDENTIAL", "APIKEY", "API_KEY", "PRIVATE_KEY", "SESSION_ID", "COOKIE"]
         if contains.contains(where: { upper.contains($0) }) { return true }
         // `_AUTH` as a word (NPM_AUTH, X_AUTH_HEADER), not a prefix of one (GIT_AUTHOR_NAME).

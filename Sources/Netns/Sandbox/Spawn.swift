@@ -5,10 +5,11 @@ import CNetlink
 
 /// A command running inside a sandbox, behind its own init (PID 1 of a new PID namespace).
 ///
-/// The init joins the sandbox network namespace, makes a private mount namespace with a
-/// fresh `/run`, the sandbox's `/etc/resolv.conf` and `/etc/hosts`, the masks and a fresh
-/// `/proc`, drops to the user with no capabilities and `no_new_privs`, and starts the
-/// command. It forwards signals to the command and exits with its status. Nothing is
+/// The init joins the sandbox network namespace, makes private mount and IPC namespaces
+/// with a fresh `/run`, the sandbox's `/etc/resolv.conf` and `/etc/hosts`, a private `/tmp`
+/// and `/dev/shm`, the masks (see `SandboxView`) and a fresh `/proc` with `/proc/sys`
+/// read-only, drops to the user with no capabilities and `no_new_privs`, and starts the
+/// command under the seccomp filter (`SeccompFilter`). It forwards signals to the command and exits with its status. Nothing is
 /// left behind: the mount and PID namespaces end with the init, and the init is killed
 /// (`PR_SET_PDEATHSIG`) if the thread that spawned it ends, so spawn from a thread that
 /// outlives the sandbox (the main thread in the command line).
@@ -63,6 +64,13 @@ package final class SandboxProcess {
         guard lastCap >= 0 else { throw SpawnError.setup(SandboxSetupError(step: "read /proc/sys/kernel/cap_last_cap", code: -lastCap)) }
         guard let emptyCaps = cnl_cap_new_empty() else { throw SpawnError.setup(SandboxSetupError(step: "prepare capabilities", code: errno)) }
         defer { cnl_cap_free(emptyCaps) }
+        let filter: SeccompFilter
+        do {
+            filter = try SeccompFilter(allowNestedNamespaces: spec.allowNestedNamespaces)
+        } catch let error as SeccompFilter.BuildError {
+            throw SpawnError.setup(SandboxSetupError(step: "build the seccomp filter", code: error.code))
+        }
+        let keptDirectory = spec.privateTmp ? spec.workingDirectory.flatMap(SandboxView.underPrivateTmp) : nil
 
         let strings = CStringArena()
         let argv = strings.array(spec.argv)
@@ -98,11 +106,15 @@ package final class SandboxProcess {
                     cwd: spec.workingDirectory.map { strings.string($0) },
                     empty_caps: emptyCaps, cap_last_cap: lastCap,
                     stdio: (spec.standardStreams.input, spec.standardStreams.output, spec.standardStreams.error),
-                    keep_groups: keepGroups ? 1 : 0)
+                    keep_groups: keepGroups ? 1 : 0,
+                    private_tmp: spec.privateTmp ? 1 : 0,
+                    keep_directory: keptDirectory.map { strings.string($0) },
+                    seccomp_instructions: filter.instructions, seccomp_count: filter.count)
                 return cnl_spawn(&c, &pid, &statusFD, &failure)
             }
         }
         withExtendedLifetime(strings) {}
+        withExtendedLifetime(filter) {}
         if result != 0 {
             let step = SandboxSetupError.describe(failure, masks: spec.masks, user: spec.user, cwd: spec.workingDirectory)
             throw SpawnError.setup(SandboxSetupError(step: step, code: failure.error))

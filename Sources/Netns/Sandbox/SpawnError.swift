@@ -38,6 +38,10 @@ package struct SandboxSetupError: Error, Equatable, CustomStringConvertible {
         case CNL_STEP_MASK: return index >= 0 && index < masks.count ? "mask \(masks[index].path)" : "mask a path"
         case CNL_STEP_MOUNT_PROC: return "mount proc on /proc"
         case CNL_STEP_MOUNT_SYS: return "mount sysfs on /sys (or hide /sys/class/net)"
+        case CNL_STEP_SECCOMP: return "load the seccomp filter"
+        case CNL_STEP_PRIVATE_TMP: return "mount a private tmpfs on /tmp and /dev/shm"
+        case CNL_STEP_KEEP_CWD: return "keep the working directory \(cwd ?? "?") in the private /tmp"
+        case CNL_STEP_PROC_READONLY: return "make /proc/sys read-only"
         case CNL_STEP_BOUNDING_SET: return "drop the capability bounding set"
         case CNL_STEP_AMBIENT: return "clear the ambient capabilities"
         case CNL_STEP_SETGROUPS: return "set supplementary groups" + (user.map { " of \($0.name)" } ?? "")

@@ -20,6 +20,11 @@ package struct SandboxProcessSpec: Sendable {
     package var workingDirectory: String?
     /// Descriptors for the command's standard input, output and error; -1 keeps airlock's.
     package var standardStreams: (input: Int32, output: Int32, error: Int32) = (-1, -1, -1)
+    /// A fresh `/tmp` and `/dev/shm` (the default); false shares the host's, sockets and all.
+    package var privateTmp = true
+    /// Leaves new user namespaces allowed in the seccomp filter (browsers' and bwrap's own
+    /// sandboxes need them); every other rule stays.
+    package var allowNestedNamespaces = false
 
     /// A spec with every field given.
     package init(

@@ -28,10 +28,14 @@ struct OneShotRun {
         guard let gatewayAddress = IPAddress(plan.topology.gatewayAddress.address.description) else {
             throw CLIError("gateway address \(plan.topology.gatewayAddress) is not usable")
         }
+        // Without --audit-log the audit lines wait until CMD has ended: CMD shares stderr.
+        let heldAudit = plan.gatewayOptions.auditLog == nil ? HeldAuditSink() : nil
+        // The policy is read once: CMD may be able to change the file (always, rootless).
         let runtime = try GatewayRuntime(
             sandbox: plan.sandboxName, gatewayAddress: gatewayAddress, options: plan.gatewayOptions,
             policyFile: plan.gatewayOptions.policy, extraGitHosts: plan.gitHosts,
             sessionLimits: SessionLimits(maxLiveSessions: 4, idleTimeout: SessionLimits().maxTTL),
+            reloadPolicy: false, audit: heldAudit.map { AuditLog(sink: $0, sandbox: plan.sandboxName) },
             logLevel: .warning)
 
         var extraEnvironment: [String: String] = [:]
@@ -45,18 +49,19 @@ struct OneShotRun {
         if !plan.droppedNames.isEmpty {
             printNotice("airlock: not passed to the sandbox (credential-looking): \(plan.droppedNames.joined(separator: ", "))")
         }
-        if !plan.masks.isEmpty {
-            printNotice("airlock: masked \(plan.masks.map(\.path).joined(separator: ", "))")
-        }
+        plan.view.notices.forEach(printNotice)
         let spec = SandboxChildSpec(plan: plan, extraEnvironment: extraEnvironment)
 
         let status: Int32
         switch plan.mode {
-        case .root: status = try runAsRoot(spec: spec, runtime: runtime)
-        case .rootless: status = try runRootless(spec: spec, runtime: runtime)
+        case .root:
+            status = try runAsRoot(spec: spec, runtime: runtime, heldAudit: heldAudit)
+        case .rootless:
+            status = try runRootless(spec: spec, runtime: runtime)
+            runtime.shutdown()
+            _ = try? runtime.wait(timeout: 5)
+            heldAudit?.release(to: 2)
         }
-        runtime.shutdown()
-        _ = try? runtime.wait(timeout: 5)
         if plan.json {
             var line = JSONLineWriter()
             line.field("event", "run_exit")
@@ -67,13 +72,19 @@ struct OneShotRun {
         return status
     }
 
-    private func runAsRoot(spec: SandboxChildSpec, runtime: GatewayRuntime) throws -> Int32 {
+    /// As root: this process builds the sandbox and starts CMD; the gateway serves from a
+    /// child process that has dropped to `nobody` (see `GatewayProcess`).
+    private func runAsRoot(spec: SandboxChildSpec, runtime: GatewayRuntime, heldAudit: HeldAuditSink?) throws -> Int32 {
         try Privileges.requireRoot(
             for: "airlock run as root", capabilities: [.sysAdmin, .netAdmin, .netBindService, .setuid, .setgid, .setpcap])
         ProcessControl.forbidDumping()
+        let gatewayUser = (try? Users.lookup("nobody")) ?? SandboxUser(uid: 65534, gid: 65534, groups: [], home: "/", name: "nobody")
         let sandbox = try EphemeralSandbox.build(plan.topology)
         let sockets = try GatewaySockets.bind(in: sandbox.gateway.descriptor, address: plan.topology.gatewayAddress.address)
-        try serve(runtime, sockets: sockets.all.map(\.descriptor.rawValue))
+        let gateway = try GatewayProcess.start(
+            runtime: runtime, listeners: sockets.all.map(\.descriptor.rawValue), user: gatewayUser,
+            heldAudit: heldAudit, readyTimeout: Self.readyTimeout)
+        defer { gateway.stop() }
         let process = try SandboxProcess.spawn(spec.processSpec(networkNamespace: sandbox.sandbox.descriptor.rawValue))
         try SignalForwarding.start(to: process.pid)
         defer { SignalForwarding.stop() }

@@ -28,7 +28,8 @@ struct RunPlan {
     let upstreamToken: Secret?
     let environment: [String: String]
     let droppedNames: [String]
-    let masks: [Mask]
+    let view: SandboxView
+    let sandboxOptions: SandboxOptions
     let workingDirectory: String?
     let topology: SandboxTopology
     let gatewayOptions: GatewayOptions
@@ -86,8 +87,16 @@ struct RunPlan {
         environment = built.environment
         // The token variable is removed whatever its name; it is listed with the others.
         droppedNames = Array(Set(built.droppedNames + (options.tokenEnv.map { [$0] } ?? []))).sorted()
-        masks = Masks.resolve(try Masks.paths(home: user.home, extra: options.masks))
         workingDirectory = NetnsExec.currentDirectory()
+
+        // airlock's own files are out of the command's reach: hidden inside, and as root
+        // an audit log the command's user could change elsewhere is refused.
+        sandboxOptions = options.sandbox
+        let ownFiles = [options.tokenFile, options.gateway.policy, options.gateway.auditLog].compactMap { $0 }
+        if mode == .root, let audit = options.gateway.auditLog, let weak = PathSafety.changeable(audit, by: user) {
+            throw Invalid("--audit-log \(audit): \(user.name) (uid \(user.uid)) could change \(weak); put the audit log where the command's user cannot write")
+        }
+        view = try options.sandbox.view(for: user, protectedFiles: ownFiles)
     }
 
     /// The upstream token from `--token-env` or `--token-file`; nil when neither is given.

@@ -15,6 +15,8 @@ struct SandboxChildSpec: Codable {
     var extraEnvironment: [String: String]
     var maskedDirectories: [String]
     var maskedFiles: [String]
+    var privateTmp: Bool
+    var allowNestedNamespaces: Bool
     var workingDirectory: String?
     var uid: UInt32
     var gid: UInt32
@@ -28,8 +30,10 @@ struct SandboxChildSpec: Codable {
         argv = plan.command
         environment = plan.environment
         self.extraEnvironment = extraEnvironment
-        maskedDirectories = plan.masks.filter { $0.kind == .directory }.map(\.path)
-        maskedFiles = plan.masks.filter { $0.kind != .directory }.map(\.path)
+        maskedDirectories = plan.view.masks.filter { $0.kind == .directory }.map(\.path)
+        maskedFiles = plan.view.masks.filter { $0.kind != .directory }.map(\.path)
+        privateTmp = !plan.sandboxOptions.shareTmp
+        allowNestedNamespaces = plan.sandboxOptions.allowNestedNamespaces
         workingDirectory = plan.workingDirectory
         uid = plan.user.uid
         gid = plan.user.gid
@@ -53,12 +57,15 @@ struct SandboxChildSpec: Codable {
     /// The spawn request for CMD inside the sandbox namespace `networkNamespace`.
     func processSpec(networkNamespace: CInt) throws -> SandboxProcessSpec {
         let gateway = try IPv4CIDR(gatewayAddress).address.description
-        return SandboxProcessSpec(
+        var spec = SandboxProcessSpec(
             argv: argv, environment: environment, extraEnvironment: extraEnvironment,
             user: SandboxUser(uid: uid, gid: gid, groups: groups, home: home, name: userName),
             networkNamespace: networkNamespace, gatewayAddress: gateway,
             masks: maskedDirectories.map { Mask(path: $0, kind: .directory) } + maskedFiles.map { Mask(path: $0, kind: .file) },
             workingDirectory: workingDirectory)
+        spec.privateTmp = privateTmp
+        spec.allowNestedNamespaces = allowNestedNamespaces
+        return spec
     }
 }
 

@@ -1,0 +1,41 @@
+import ArgumentParser
+import Netns
+
+/// Flags shared by `airlock run` and `airlock netns exec`: what the command sees of the
+/// host's filesystem and which kernel features it keeps.
+struct SandboxOptions: ParsableArguments {
+    @Option(name: .customLong("mask"), help: ArgumentHelp("Also hide this path inside the sandbox (an empty directory, or /dev/null over a file); repeatable.", valueName: "path"))
+    var masks: [String] = []
+
+    @Flag(help: "Share the host's /tmp and /dev/shm instead of fresh ones. Risky: the command can then reach every socket and file other processes keep there (tmux, ssh-agent, IDE and X sockets).")
+    var shareTmp = false
+
+    @Flag(help: "Let the command create user namespaces (for tools that build their own sandbox: browsers, bwrap). Every other seccomp rule stays.")
+    var allowNestedNamespaces = false
+
+    /// The sandbox view for `user`, with airlock's own `protectedFiles` hidden too.
+    /// - Throws: `Masks.PathError` for a bad `--mask`, `SandboxView.ViewError`.
+    func view(for user: SandboxUser, protectedFiles: [String] = []) throws -> SandboxView {
+        try SandboxView.build(home: user.home, extraMasks: masks, protectedFiles: protectedFiles, privateTmp: !shareTmp)
+    }
+
+    /// Applies the kernel-feature flags to a spawn request.
+    func apply(to spec: inout SandboxProcessSpec) {
+        spec.privateTmp = !shareTmp
+        spec.allowNestedNamespaces = allowNestedNamespaces
+    }
+}
+
+extension SandboxView {
+    /// The notice lines airlock prints before the command starts: credential paths by
+    /// name, the rest counted.
+    var notices: [String] {
+        var lines: [String] = []
+        let named = credentialMasks + protectedFiles
+        if !named.isEmpty { lines.append("airlock: masked \(named.map(\.path).joined(separator: ", "))") }
+        if !sockets.isEmpty || !kernelMounts.isEmpty {
+            lines.append("airlock: hidden \(sockets.count) host socket(s) and \(kernelMounts.count) kernel filesystem mount(s)")
+        }
+        return lines
+    }
+}
