@@ -59,13 +59,15 @@ package enum Doctor {
         package var kernel: String
         package var veth: (ok: Bool, detail: String)
         package var runNetns: (ok: Bool, detail: String)
+        /// Whether the sandbox's seccomp filter builds and the kernel loads filters.
+        package var seccomp: (ok: Bool, detail: String)
 
         package static func == (lhs: Facts, rhs: Facts) -> Bool {
             lhs.uid == rhs.uid && lhs.effective == rhs.effective && lhs.userNamespaceFailure == rhs.userNamespaceFailure
                 && lhs.maxUserNamespaces == rhs.maxUserNamespaces && lhs.apparmorRestrictsUserns == rhs.apparmorRestrictsUserns
                 && lhs.kernel == rhs.kernel && lhs.veth == rhs.veth && lhs.runNetns == rhs.runNetns
                 && lhs.libmnl == rhs.libmnl && lhs.libcap == rhs.libcap && lhs.rootlessLaunch == rhs.rootlessLaunch
-                && lhs.unprivilegedUsernsClone == rhs.unprivilegedUsernsClone
+                && lhs.unprivilegedUsernsClone == rhs.unprivilegedUsernsClone && lhs.seccomp == rhs.seccomp
         }
 
         /// Facts with every field given (for tests and `examine`).
@@ -73,7 +75,7 @@ package enum Doctor {
             uid: uid_t, effective: [Capability], userNamespaceFailure: String?, maxUserNamespaces: Int?,
             unprivilegedUsernsClone: Int?, apparmorRestrictsUserns: Int?, rootlessLaunch: RootlessLaunchCheck?,
             libmnl: String?, libcap: String?, kernel: String, veth: (ok: Bool, detail: String),
-            runNetns: (ok: Bool, detail: String)
+            runNetns: (ok: Bool, detail: String), seccomp: (ok: Bool, detail: String) = (true, "filters available")
         ) {
             self.uid = uid
             self.effective = effective
@@ -87,6 +89,7 @@ package enum Doctor {
             self.kernel = kernel
             self.veth = veth
             self.runNetns = runNetns
+            self.seccomp = seccomp
         }
     }
 
@@ -134,7 +137,8 @@ package enum Doctor {
             libmnl: loadedLibrary("libmnl.so"), libcap: loadedLibrary("libcap.so"),
             kernel: kernelRelease(),
             veth: veth,
-            runNetns: runNetnsState())
+            runNetns: runNetnsState(),
+            seccomp: seccompState())
     }
 
     /// The checks and verdicts for `facts`.
@@ -186,6 +190,9 @@ package enum Doctor {
             fix: facts.libcap == nil ? "apt-get install libcap2" : nil))
         checks.append(Check(name: "kernel", ok: true, detail: facts.kernel))
         checks.append(Check(name: "veth", ok: facts.veth.ok, detail: facts.veth.detail, fix: facts.veth.ok ? nil : "modprobe veth (or a kernel with CONFIG_VETH)"))
+        checks.append(Check(
+            name: "seccomp", ok: facts.seccomp.ok, detail: facts.seccomp.detail,
+            fix: facts.seccomp.ok ? nil : "a kernel with CONFIG_SECCOMP_FILTER, and apt-get install libseccomp2"))
         checks.append(Check(name: "/run/netns", ok: facts.runNetns.ok, detail: facts.runNetns.detail, fix: facts.runNetns.ok ? nil : "run as root; /run must be writable"))
 
         var rootless: [String] = []
@@ -199,11 +206,13 @@ package enum Doctor {
         }
         if facts.libmnl == nil { rootless.append("libmnl is not loaded; fix: apt-get install libmnl0") }
         if !facts.veth.ok { rootless.append("veth is not available; fix: modprobe veth") }
+        if !facts.seccomp.ok { rootless.append("seccomp: \(facts.seccomp.detail); fix: a kernel with CONFIG_SECCOMP_FILTER") }
 
         var asRoot: [String] = []
         if !missingRootCaps.isEmpty { asRoot.append("needs \(missingRootCaps.map(\.description).joined(separator: ", ")); fix: run with sudo") }
         if facts.libmnl == nil { asRoot.append("libmnl is not loaded; fix: apt-get install libmnl0") }
         if !facts.veth.ok { asRoot.append("veth is not available; fix: modprobe veth") }
+        if !facts.seccomp.ok { asRoot.append("seccomp: \(facts.seccomp.detail); fix: a kernel with CONFIG_SECCOMP_FILTER") }
 
         var persistent = asRoot
         if !facts.runNetns.ok { persistent.append("/run/netns: \(facts.runNetns.detail)") }
@@ -287,6 +296,16 @@ package enum Doctor {
         var status: Int32 = 0
         while waitpid(pid, &status, 0) < 0 && errno == EINTR {}
         return parseChildReport(text) ?? RootlessLaunchCheck(uid: 0, effective: [], failure: "the launched child reported nothing (\(ExitStatus(waitStatus: status)))")
+    }
+
+    /// Whether the sandbox's filter builds (libseccomp) and the kernel takes filters.
+    static func seccompState() -> (ok: Bool, detail: String) {
+        do {
+            let filter = try SeccompFilter(allowNestedNamespaces: false)
+            return (true, "filters available (\(filter.count) BPF instructions, libseccomp)")
+        } catch {
+            return (false, String(describing: error))
+        }
     }
 
     static func readInteger(_ path: String) -> Int? {

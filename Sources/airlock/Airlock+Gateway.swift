@@ -58,6 +58,10 @@ struct GatewayCommand: ParsableCommand {
                 throw CLIError("gateway address \(gatewayIPv4) is not usable")
             }
             let sandbox = sandboxName.rawValue
+            // The gateway re-reads its policy: no account but root may be able to change it.
+            if let path = options.policyPath, let weak = PathSafety.changeableByNonRoot(path) {
+                throw CLIError("policy \(path): \(weak) can be changed by an account other than root, and the gateway reloads the policy from it; make the file and its directories root-owned and not group- or world-writable")
+            }
             // Every flag is checked and every file opened before anything is bound.
             let runtime = try GatewayRuntime(
                 sandbox: sandbox, gatewayAddress: gatewayAddress, options: options, policyFile: options.policyPath)

@@ -81,13 +81,14 @@ struct NetnsExec: ParsableCommand {
             if !built.droppedNames.isEmpty {
                 printNotice("airlock: not passed to the sandbox (credential-looking): \(built.droppedNames.joined(separator: ", "))")
             }
-            let view = try sandbox.view(for: target)
+            let workingDirectory = cwd ?? Self.currentDirectory()
+            let view = try sandbox.view(for: target, workingDirectory: workingDirectory)
             view.notices.forEach(printNotice)
 
             var spec = SandboxProcessSpec(
                 argv: command, environment: built.environment, user: target,
                 networkNamespace: namespace.descriptor.rawValue, gatewayAddress: gateway, masks: view.masks,
-                workingDirectory: cwd ?? Self.currentDirectory())
+                workingDirectory: workingDirectory)
             sandbox.apply(to: &spec)
             // git inside goes to the gateway with the session token (never the real one).
             if let token = session ?? ProcessInfoEnvironment.current["AIRLOCK_SESSION_TOKEN"] {

@@ -13,10 +13,13 @@ struct SandboxOptions: ParsableArguments {
     @Flag(help: "Let the command create user namespaces (for tools that build their own sandbox: browsers, bwrap). Every other seccomp rule stays.")
     var allowNestedNamespaces = false
 
-    /// The sandbox view for `user`, with airlock's own `protectedFiles` hidden too.
+    /// The sandbox view for `user` working in `workingDirectory`, with airlock's own
+    /// `protectedFiles` hidden too.
     /// - Throws: `Masks.PathError` for a bad `--mask`, `SandboxView.ViewError`.
-    func view(for user: SandboxUser, protectedFiles: [String] = []) throws -> SandboxView {
-        try SandboxView.build(home: user.home, extraMasks: masks, protectedFiles: protectedFiles, privateTmp: !shareTmp)
+    func view(for user: SandboxUser, workingDirectory: String?, protectedFiles: [String] = []) throws -> SandboxView {
+        try SandboxView.build(
+            home: user.home, extraMasks: masks, protectedFiles: protectedFiles, privateTmp: !shareTmp,
+            workingDirectory: workingDirectory)
     }
 
     /// Applies the kernel-feature flags to a spawn request.

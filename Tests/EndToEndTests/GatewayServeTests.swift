@@ -34,7 +34,7 @@ final class GatewayServeTests: XCTestCase {
                                              TestPaths.airlock, "gateway", "serve", name, "--policy", policy, "--audit-log", audit])
         defer { gateway.stop() }
         XCTAssertTrue(Wait.until(timeout: 30) {
-            (try? self.inside(name, "curl -sS --max-time 2 http://airlock.internal/healthz").stdout)?.hasPrefix("ok") == true
+            (try? self.inside(name, cwd: dir.path, "curl -sS --max-time 2 http://airlock.internal/healthz").stdout)?.hasPrefix("ok") == true
         }, "the gateway answers its health endpoint")
         // Every tunnel holds descriptors: the gateway raises its soft open-file limit to the hard one.
         let limits = try String(contentsOfFile: "/proc/\(gateway.pid)/limits", encoding: .utf8)
@@ -44,7 +44,7 @@ final class GatewayServeTests: XCTestCase {
         XCTAssertEqual(files.first, files.last, "soft limit raised to the hard limit: \(limits)")
 
         // Allowed: HTTPS through CONNECT and transparently (SNI), HTTP through the proxy and by Host.
-        let allowed = try inside(name, """
+        let allowed = try inside(name, cwd: dir.path, """
             curl -sS --max-time 10 --cacert \(ca.caFile) -x http://169.254.200.1:3128 https://allowed.test/a; echo
             curl -sS --max-time 10 --noproxy '*' --cacert \(ca.caFile) https://allowed.test/b; echo
             curl -sS --max-time 10 -x http://169.254.200.1:3128 http://allowed.test/c; echo
@@ -56,7 +56,7 @@ final class GatewayServeTests: XCTestCase {
 
         // Refused: a host not listed (403 with the reason), its name (NXDOMAIN), an IP literal,
         // and a listed name that resolves to loopback outside the allow-private range.
-        let refused = try inside(name, """
+        let refused = try inside(name, cwd: dir.path, """
             curl -sS --max-time 10 -x http://169.254.200.1:3128 http://later.test/; echo
             dig +tries=1 +time=3 @169.254.200.1 later.test | grep -o 'status: [A-Z]*'
             bash -c 'exec 3<>/dev/tcp/169.254.200.1/3128; printf "GET http://0x7f000001/ HTTP/1.1\\r\\nHost: 0x7f000001\\r\\nConnection: close\\r\\n\\r\\n" >&3; timeout 10 cat <&3'; echo
@@ -72,13 +72,13 @@ final class GatewayServeTests: XCTestCase {
         try "allowed.test\nthis is not a rule\n".write(toFile: policy, atomically: true, encoding: .utf8)
         kill(gateway.pid, SIGHUP)
         XCTAssertTrue(Wait.until(timeout: 10) { self.auditEvents(audit).contains { $0["event"] as? String == "policy_reload" && $0["ok"] as? Bool == false } })
-        let stillAllowed = try inside(name, "curl -sS --max-time 10 --noproxy '*' --cacert \(ca.caFile) https://allowed.test/kept; echo")
+        let stillAllowed = try inside(name, cwd: dir.path, "curl -sS --max-time 10 --noproxy '*' --cacert \(ca.caFile) https://allowed.test/kept; echo")
         XCTAssertEqual(stillAllowed.stdout, "host=allowed.test path=/kept\n", "the old policy stays after a bad reload: \(stillAllowed)")
 
         try "later.test\nresolve later.test=127.0.0.1\nallow-private 127.0.0.1/32\n".write(toFile: policy, atomically: true, encoding: .utf8)
         kill(gateway.pid, SIGHUP)
         XCTAssertTrue(Wait.until(timeout: 10) { self.auditEvents(audit).contains { $0["event"] as? String == "policy_reload" && $0["ok"] as? Bool == true } })
-        let swapped = try inside(name, """
+        let swapped = try inside(name, cwd: dir.path, """
             curl -sS --max-time 10 --noproxy '*' --cacert \(ca.caFile) https://later.test/new; echo
             curl -sS --max-time 10 -x http://169.254.200.1:3128 http://allowed.test/; echo
             """)
@@ -106,8 +106,10 @@ final class GatewayServeTests: XCTestCase {
     }
 
     /// Runs `script` inside the sandbox `name` as nobody, with curl/dig from the host's filesystem.
-    func inside(_ name: String, _ script: String) throws -> ProcessResult {
-        try Run.airlock(["netns", "exec", name, "--user", "nobody", "--", "/bin/sh", "-c", script], timeout: 60)
+    func inside(_ name: String, cwd: String, _ script: String) throws -> ProcessResult {
+        // From the test directory (the CA lies there): the sandbox's /tmp is a fresh one, with
+        // the working directory bound back in.
+        try Run.airlock(["netns", "exec", name, "--user", "nobody", "--cwd", cwd, "--", "/bin/sh", "-c", script], timeout: 60)
     }
 
     func auditEvents(_ path: String) -> [[String: Any]] {

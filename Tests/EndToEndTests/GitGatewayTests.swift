@@ -29,6 +29,8 @@ final class GitRig {
         self.name = name
         dir = try TemporaryDirectory(prefix: "airlock-git-e2e")
         chmod(dir.path, 0o755)
+        // The sandboxed git runs as nobody (never the host's root) and clones here.
+        chown(dir.path, 65534, 65534)
         port = TCP.freePort()
     }
 
@@ -110,13 +112,13 @@ final class GitRig {
         return token
     }
 
-    /// Runs `argv` inside the sandbox (as root, capabilities dropped). With a token, through
+    /// Runs `argv` inside the sandbox (as nobody, capabilities dropped). With a token, through
     /// `netns exec --session` (the token in AIRLOCK_SESSION_TOKEN, off the command line), so
     /// git is configured exactly as a sandbox runner's would be; without one, git has no
     /// configuration at all.
     @discardableResult
     func inSandbox(_ argv: [String], token: String?, cwd: String? = nil, timeout: TimeInterval = 120) throws -> ProcessResult {
-        var args = ["netns", "exec", name, "--user", "root", "--cwd", cwd ?? dir.path]
+        var args = ["netns", "exec", name, "--user", "nobody", "--cwd", cwd ?? dir.path]
         for e in ["HOME=\(dir.path)", "GIT_CONFIG_NOSYSTEM=1", "GIT_TERMINAL_PROMPT=0", "GIT_AUTHOR_NAME=sandbox",
                   "GIT_AUTHOR_EMAIL=s@example.com", "GIT_COMMITTER_NAME=sandbox", "GIT_COMMITTER_EMAIL=s@example.com"] {
             args += ["--env", e]
@@ -361,7 +363,7 @@ final class GitGatewayTests: XCTestCase {
         defer { gateway.stop(signal: SIGTERM, timeout: 10) }
         XCTAssertTrue(Wait.until(timeout: 30) { (try? Run.airlock(["session", "list", other], timeout: 10).status) == 0 })
         let replay = try Run.airlock([
-            "netns", "exec", other, "--user", "root", "--", "curl", "-sS", "-i", "-H", "Authorization: Bearer \(token)",
+            "netns", "exec", other, "--user", "nobody", "--", "curl", "-sS", "-i", "-H", "Authorization: Bearer \(token)",
             "http://airlock.internal/git/github.com/owner/repo/info/refs?service=git-upload-pack",
         ])
         XCTAssertTrue(replay.stdout.hasPrefix("HTTP/1.1 401"), replay.description)

@@ -93,7 +93,9 @@ final class RunTests: XCTestCase {
             "GIT_AUTHOR_NAME": "sandbox", "GIT_AUTHOR_EMAIL": "sandbox@example.com",
             "GIT_COMMITTER_NAME": "sandbox", "GIT_COMMITTER_EMAIL": "sandbox@example.com", "LANG": "C",
         ]
-        return try Run.process(argv, environment: environment, timeout: timeout)
+        // Started from the rig's directory, as a user starts airlock from a project: the
+        // sandbox's /tmp is a fresh one, with this working directory bound back in.
+        return try Run.process(argv, environment: environment, currentDirectory: rig.dir.path, timeout: timeout)
     }
 
     /// `airlock run` as root for uid 65534 (`--user nobody`), or rootless as uid 65534.
@@ -104,9 +106,14 @@ final class RunTests: XCTestCase {
         }
     }
 
-    /// An audit log file the gateway (root or uid 65534) can create.
-    func auditFile() throws -> String {
-        try rig.workDirectory() + "/audit.jsonl"
+    /// An audit log file the gateway can create and the command's account cannot change:
+    /// as root, in the root-owned rig directory (a directory uid 65534 could write is
+    /// refused); rootless, the gateway is uid 65534 itself, and the file is hidden inside.
+    func auditFile(_ mode: Mode) throws -> String {
+        switch mode {
+        case .root: try rig.dir.file("audit-\(UUID().uuidString.prefix(8)).jsonl")
+        case .rootless: try rig.workDirectory() + "/audit.jsonl"
+        }
     }
 
     func auditLines(_ path: String) -> [[String: Any]] {
@@ -122,7 +129,7 @@ final class RunTests: XCTestCase {
         for mode in Mode.allCases {
             let rig = try rig
             let work = try rig.workDirectory()
-            let audit = try auditFile()
+            let audit = try auditFile(mode)
             let result = try airlockRun(mode, standInFlags(rig) + ["--repo", "owner/app:rw", "--token-env", "GH_TOKEN"], script: """
                 set -e
                 cd \(work)
@@ -148,7 +155,7 @@ final class RunTests: XCTestCase {
     func testAllowedSiteThroughProxyAndTransparently() throws {
         for mode in Mode.allCases {
             let rig = try rig
-            let audit = try auditFile()
+            let audit = try auditFile(mode)
             let result = try airlockRun(mode, standInFlags(rig) + ["--allow", "pypi.org"], script: """
                 curl -sS --max-time 20 --cacert \(rig.ca.caFile) https://pypi.org/simple/ && echo
                 curl -sS --max-time 20 --noproxy '*' --cacert \(rig.ca.caFile) https://pypi.org/simple/ && echo
@@ -169,7 +176,7 @@ final class RunTests: XCTestCase {
         for mode in Mode.allCases {
             let rig = try rig
             let work = try rig.workDirectory()
-            let audit = try auditFile()
+            let audit = try auditFile(mode)
             let result = try airlockRun(mode, standInFlags(rig) + ["--repo", "owner/app", "--token-env", "GH_TOKEN"], script: """
                 cd \(work)
                 git clone https://github.com/owner/secret 2>&1; echo "secret-clone=$?"
@@ -191,7 +198,7 @@ final class RunTests: XCTestCase {
 
     func testDeniedHostThroughProxySNIAndDNS() throws {
         let rig = try rig
-        let audit = try auditFile()
+        let audit = try auditFile(.rootless)
         let result = try airlockRun(.rootless, standInFlags(rig) + ["--allow", "pypi.org"], script: """
             curl -sS --max-time 20 http://denied.example/ ; echo "proxy-http=$?"
             curl -sS --max-time 20 --cacert \(rig.ca.caFile) https://denied.example/ 2>&1; echo "proxy-connect=$?"
@@ -319,7 +326,7 @@ final class RunTests: XCTestCase {
             let work = try rig.workDirectory()
             var argv = runArgv(mode, rig)
             argv += ["--", "/bin/sh", "-c", "trap 'exit 9' TERM; touch \(work)/ready; while :; do sleep 0.1; done"]
-            let run = try BackgroundProcess(argv, environment: ["PATH": "/usr/bin:/bin"])
+            let run = try BackgroundProcess(argv, environment: ["PATH": "/usr/bin:/bin"], currentDirectory: work)
             XCTAssertTrue(Wait.until(timeout: 30) { FileManager.default.fileExists(atPath: work + "/ready") }, "\(mode)")
             let result = run.stop(signal: SIGTERM, timeout: 20)
             XCTAssertEqual(result.status, 9, "\(mode): CMD's trap ran and its status came back: \(result)")

@@ -47,7 +47,8 @@ final class SpawnIntegrationTests: XCTestCase {
     }
 
     func testMasksHideDirectoriesAndFiles() throws {
-        let base = "/tmp/airlock-mask-\(getpid())"
+        // Under /home (an overlay in the throwaway namespace): /tmp inside is a fresh one.
+        let base = "/home/airlock-mask-\(getpid())"
         try FileManager.default.createDirectory(atPath: base + "/dir", withIntermediateDirectories: true, attributes: [.posixPermissions: 0o755])
         defer { try? FileManager.default.removeItem(atPath: base) }
         chmod(base, 0o755)

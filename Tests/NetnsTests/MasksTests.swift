@@ -8,6 +8,8 @@ final class MasksTests: XCTestCase {
             "/home/ana/.ssh", "/home/ana/.aws", "/home/ana/.config/gcloud", "/home/ana/.config/gh",
             "/home/ana/.azure", "/home/ana/.netrc", "/home/ana/.kube", "/home/ana/.gnupg",
             "/home/ana/.docker", "/home/ana/.npmrc", "/home/ana/.pypirc", "/home/ana/.git-credentials",
+            "/home/ana/.config/git/credentials", "/home/ana/.cargo/credentials", "/home/ana/.cargo/credentials.toml",
+            "/home/ana/.vault-token", "/home/ana/.terraform.d",
         ])
     }
 

@@ -149,11 +149,12 @@ public final class BackgroundProcess: @unchecked Sendable {
     private var result: (status: Int32, stdout: String, stderr: String)?
 
     /// Starts `argv` with its output collected.
-    public init(_ argv: [String], environment: [String: String]? = nil, stdin: String? = nil) throws {
+    public init(_ argv: [String], environment: [String: String]? = nil, stdin: String? = nil, currentDirectory: String? = nil) throws {
         process = Process()
         process.executableURL = URL(fileURLWithPath: argv[0].hasPrefix("/") ? argv[0] : "/usr/bin/env")
         process.arguments = argv[0].hasPrefix("/") ? Array(argv.dropFirst()) : argv
         if let environment { process.environment = environment }
+        if let currentDirectory { process.currentDirectoryURL = URL(fileURLWithPath: currentDirectory) }
         let o = Pipe(), e = Pipe(), i = Pipe()
         process.standardOutput = o
         process.standardError = e

@@ -59,7 +59,11 @@ package struct SandboxView: Equatable, Sendable {
     ///     real paths, since a mount covers the file, not the name a link gives it.
     ///   - privateTmp: whether `/tmp` and `/dev/shm` are fresh (then nothing under them needs covering).
     /// - Throws: `Masks.PathError` for a bad `--mask`, `ViewError` when there are too many sockets.
-    package static func build(home: String, extraMasks: [String], protectedFiles: [String], privateTmp: Bool) throws -> SandboxView {
+    ///   - workingDirectory: the command's; when it lies under a fresh `/tmp` it is kept
+    ///     (bound back in with what is mounted below it), so what lies under it is covered.
+    package static func build(
+        home: String, extraMasks: [String], protectedFiles: [String], privateTmp: Bool, workingDirectory: String?
+    ) throws -> SandboxView {
         let credentials = Masks.resolve(try Masks.paths(home: home, extra: extraMasks))
         var seen = Set(credentials.map(\.path))
         var protected: [Mask] = []
@@ -69,10 +73,13 @@ package struct SandboxView: Equatable, Sendable {
             protected.append(contentsOf: Masks.resolve([real]))
         }
         let fresh = freshRoots(privateTmp: privateTmp)
+        let kept = privateTmp ? workingDirectory.flatMap(underPrivateTmp) : nil
         let mountinfo = readFile("/proc/self/mountinfo") ?? ""
-        let mounts = kernelMountPoints(mountinfo: mountinfo, fresh: fresh).filter { !seen.contains($0) }
+        let mounts = kernelMountPoints(mountinfo: mountinfo, fresh: fresh, kept: kept).filter { !seen.contains($0) }
         let unix = readFile("/proc/net/unix") ?? ""
-        let socketPaths = socketPaths(procNetUnix: unix, fresh: fresh + mounts)
+        let socketPaths = socketPaths(procNetUnix: unix, fresh: fresh, kept: kept).filter { path in
+            !mounts.contains(where: { isWithin(path, $0) })
+        }
         let sockets = socketPaths.compactMap { path -> Mask? in
             var info = stat()
             guard !seen.contains(path), lstat(path, &info) == 0, (info.st_mode & S_IFMT) == S_IFSOCK else { return nil }
@@ -103,25 +110,33 @@ package struct SandboxView: Equatable, Sendable {
         return ["/tmp", "/dev/shm"].contains(where: { isWithin(real, $0) && real != $0 }) ? real : nil
     }
 
-    /// The mount points of kernel filesystems in `/proc/self/mountinfo` text, outside
-    /// `fresh`; a mount under another one listed is left out (covering the upper hides it).
-    package static func kernelMountPoints(mountinfo: String, fresh: [String]) -> [String] {
+    /// Whether the sandbox sees the host's `path`: not under a fresh root, unless under the
+    /// kept working directory.
+    static func isHostView(_ path: String, fresh: [String], kept: String?) -> Bool {
+        if let kept, isWithin(path, kept) { return true }
+        return !fresh.contains(where: { isWithin(path, $0) })
+    }
+
+    /// The mount points of kernel filesystems in `/proc/self/mountinfo` text that the
+    /// sandbox would see; a mount under another one listed is left out (covering the upper
+    /// hides it).
+    package static func kernelMountPoints(mountinfo: String, fresh: [String], kept: String? = nil) -> [String] {
         var points: [String] = []
         for line in mountinfo.split(separator: "\n") {
             let fields = line.split(separator: " ", omittingEmptySubsequences: false)
             guard let dash = fields.firstIndex(of: "-"), dash >= 5, dash + 1 < fields.count else { continue }
             guard kernelFilesystems.contains(String(fields[dash + 1])) else { continue }
             let point = unescapeMountPath(String(fields[4]))
-            if point == "/" || fresh.contains(where: { isWithin(point, $0) }) { continue }
+            if point == "/" || !isHostView(point, fresh: fresh, kept: kept) { continue }
             points.append(point)
         }
         points = Array(Set(points)).sorted()
         return points.filter { point in !points.contains(where: { $0 != point && isWithin(point, $0) }) }
     }
 
-    /// The path sockets named in `/proc/net/unix` text, outside `fresh` (abstract ones,
-    /// `@…`, live in the network namespace and are the sandbox's own).
-    package static func socketPaths(procNetUnix: String, fresh: [String]) -> [String] {
+    /// The path sockets named in `/proc/net/unix` text that the sandbox would see
+    /// (abstract ones, `@…`, live in the network namespace and are the sandbox's own).
+    package static func socketPaths(procNetUnix: String, fresh: [String], kept: String? = nil) -> [String] {
         var paths = Set<String>()
         for line in procNetUnix.split(separator: "\n").dropFirst() {
             // Num RefCount Protocol Flags Type St Inode Path (the path may hold spaces).
@@ -131,9 +146,11 @@ package struct SandboxView: Equatable, Sendable {
                 rest = rest[rest.index(after: space)...].drop(while: { $0 == " " })
                 skipped += 1
             }
+            // A socket bound by a relative name cannot be located from here.
             guard skipped == 7, rest.hasPrefix("/") else { continue }
-            let path = String(rest)
-            if fresh.contains(where: { isWithin(path, $0) }) { continue }
+            // The path as the binder spelled it (`/tmp//a/./b.sock`); links resolved, as the mount will.
+            let path = realPath(String(rest)) ?? String(rest)
+            if !isHostView(path, fresh: fresh, kept: kept) { continue }
             paths.insert(path)
         }
         return paths.sorted()

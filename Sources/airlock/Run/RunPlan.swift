@@ -96,7 +96,13 @@ struct RunPlan {
         if mode == .root, let audit = options.gateway.auditLog, let weak = PathSafety.changeable(audit, by: user) {
             throw Invalid("--audit-log \(audit): \(user.name) (uid \(user.uid)) could change \(weak); put the audit log where the command's user cannot write")
         }
-        view = try options.sandbox.view(for: user, protectedFiles: ownFiles)
+        // The audit log exists before the view is taken, so it is hidden from the start.
+        if let audit = options.gateway.auditLog {
+            let fd = open(audit, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0o600)
+            guard fd >= 0 else { throw Invalid("--audit-log \(audit): cannot open it (\(String(cString: strerror(errno))))") }
+            close(fd)
+        }
+        view = try options.sandbox.view(for: user, workingDirectory: workingDirectory, protectedFiles: ownFiles)
     }
 
     /// The upstream token from `--token-env` or `--token-file`; nil when neither is given.
