@@ -269,6 +269,22 @@ final class ContainmentTests: XCTestCase {
         }
     }
 
+    /// System V IPC of the host (a shared memory segment another process made) is not
+    /// the sandbox's: it runs in an IPC namespace of its own. The whole test runs in a
+    /// throwaway IPC namespace, so the segment cannot outlive it.
+    func testHostIPCIsNotShared() throws {
+        for mode in Mode.allCases {
+            let rig = try rig
+            let work = try rig.workDirectory()
+            let inner = (runArgv(mode, rig) + ["--", "/bin/sh", "-c", "'echo inside=$(ipcs -m | grep -c ^0x)'"]).joined(separator: " ")
+            let result = try Run.process(
+                ["/usr/bin/unshare", "--ipc", "--", "/bin/sh", "-c",
+                 "ipcmk -M 4096 >/dev/null && echo outside=$(ipcs -m | grep -c ^0x) && \(inner)"],
+                environment: ["PATH": "/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin"], currentDirectory: work)
+            XCTAssertEqual(result.stdout, "outside=1\ninside=0\n", "\(mode): the segment is seen outside, not inside: \(result)")
+        }
+    }
+
     // MARK: - The gateway as root
 
     /// During a root run, the process that serves the sandbox runs as nobody with no

@@ -92,7 +92,8 @@ final class GitRig {
 
     @discardableResult
     func git(_ args: [String]) throws -> ProcessResult {
-        let r = try Run.process(["git"] + args, environment: ["PATH": "/usr/bin:/bin", "HOME": dir.path, "GIT_CONFIG_NOSYSTEM": "1"])
+        // The host's git reads the clones the sandbox (nobody) made: they are not root's.
+        let r = try Run.process(["git", "-c", "safe.directory=*"] + args, environment: ["PATH": "/usr/bin:/bin", "HOME": dir.path, "GIT_CONFIG_NOSYSTEM": "1"])
         guard r.status == 0 else { throw GitRigError("git \(args.joined(separator: " ")) failed: \(r)") }
         return r
     }
