@@ -285,6 +285,24 @@ final class ContainmentTests: XCTestCase {
         }
     }
 
+    /// `gateway serve` reloads its policy, so it refuses one that an account other than
+    /// root could change, before it binds anything.
+    func testServeRefusesAPolicyOthersCouldChange() throws {
+        let rig = try rig
+        let open = rig.dir.file("open-\(UUID().uuidString.prefix(8))")
+        try FileManager.default.createDirectory(atPath: open, withIntermediateDirectories: false)
+        chmod(open, 0o777)
+        try "example.org\n".write(toFile: open + "/policy", atomically: true, encoding: .utf8)
+        let name = "ct\(getpid() % 10000)"
+        XCTAssertEqual(try Run.airlock(["netns", "create", name]).status, 0)
+        defer { _ = try? Run.airlock(["netns", "destroy", name]) }
+        let result = try Run.airlock(["gateway", "serve", name, "--policy", open + "/policy"], timeout: 30)
+        XCTAssertEqual(result.status, 1, "\(result)")
+        XCTAssertEqual(result.stderr.split(separator: "\n").count, 1, "one line: \(result)")
+        let directory = open.replacingOccurrences(of: "//", with: "/")
+        XCTAssertTrue(result.stderr.contains("policy \(open)/policy: \(directory) can be changed by an account other than root"), "\(result)")
+    }
+
     // MARK: - The gateway as root
 
     /// During a root run, the process that serves the sandbox runs as nobody with no

@@ -87,5 +87,20 @@ final class DoctorTests: XCTestCase {
         let report = Doctor.report(facts)
         XCTAssertEqual(report.verdicts.count, 3)
         XCTAssertEqual(report.checks.first { $0.name == "user namespaces" }?.ok, facts.userNamespaceFailure == nil)
+        // This machine loads seccomp filters; the sandbox's filter builds with libseccomp.
+        let seccomp = report.checks.first { $0.name == "seccomp" }
+        XCTAssertEqual(seccomp?.ok, true, "\(String(describing: seccomp))")
+        XCTAssertTrue(seccomp?.detail.hasPrefix("filters available (") == true, "\(String(describing: seccomp))")
+    }
+
+    func testMissingSeccompBlocksTheRunModes() {
+        var facts = facts(uid: 0, effective: Doctor.rootCapabilities, runNetns: true)
+        facts.seccomp = (false, "cannot build the seccomp filter: Function not implemented")
+        let report = Doctor.report(facts)
+        XCTAssertEqual(report.checks.first { $0.name == "seccomp" }?.fix, "a kernel with CONFIG_SECCOMP_FILTER, and apt-get install libseccomp2")
+        for mode in report.verdicts {
+            XCTAssertFalse(mode.ready, mode.mode)
+            XCTAssertTrue(mode.missing.contains { $0.hasPrefix("seccomp: cannot build the seccomp filter") }, mode.mode)
+        }
     }
 }
