@@ -96,7 +96,8 @@ struct NetnsExec: ParsableCommand {
                     throw CLIError("--session: not an airlock session token (expected \(SessionToken.prefix)…, from `airlock session create`)")
                 }
                 let hosts = gitHosts.isEmpty ? ["github.com"] : gitHosts.map { $0.lowercased() }
-                spec.extraEnvironment = GitSandboxConfig.environment(hosts: hosts, token: Secret(token))
+                let repositories = Self.sessionRepositories(token: Secret(token), sandbox: sandboxName.rawValue)
+                spec.extraEnvironment = GitSandboxConfig.environment(hosts: hosts, repositories: repositories, token: Secret(token))
             }
             let process = try SandboxProcess.spawn(spec)
             // The init has joined the namespace by now; closing here also keeps it open until here.
@@ -106,6 +107,32 @@ struct NetnsExec: ParsableCommand {
             return process.wait()
         }
         throw ExitCode(status.shellCode)
+    }
+
+    /// The repositories of the session `token` stands for, asked of the sandbox's gateway
+    /// by the session id (derived from the token; the token never travels): git's rewrite
+    /// is then per repository and beats the user's and the system's own rules. Without an
+    /// answer the rewrite covers whole hosts only, which such a rule can beat; said on stderr.
+    static func sessionRepositories(token: Secret, sandbox: String) -> [GitRepository] {
+        let id = SessionToken.digest(of: token).sessionID
+        let why: String
+        do {
+            switch try ControlClient.send(.list, path: ControlSocket.path(sandbox: sandbox), sandbox: sandbox, timeoutSeconds: 5) {
+            case .sessions(let sessions):
+                if let session = sessions.first(where: { $0.id == id }) {
+                    return session.scope.compactMap { try? ScopeEntry(parsing: $0).repository }
+                }
+                why = "the gateway of \(sandbox) has no live session \(id)"
+            case .failure(let message):
+                why = message
+            default:
+                why = "unexpected answer from the gateway"
+            }
+        } catch {
+            why = String(describing: error)
+        }
+        printNotice("airlock: git rewrites cover whole hosts only (\(why)); a user's or the system's own url.insteadOf rule for those hosts may win")
+        return []
     }
 
     /// The account CMD runs as: `--user`, else the sudo caller; root without sudo must say

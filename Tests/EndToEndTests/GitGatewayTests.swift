@@ -118,10 +118,11 @@ final class GitRig {
     /// git is configured exactly as a sandbox runner's would be; without one, git has no
     /// configuration at all.
     @discardableResult
-    func inSandbox(_ argv: [String], token: String?, cwd: String? = nil, timeout: TimeInterval = 120) throws -> ProcessResult {
+    func inSandbox(_ argv: [String], token: String?, cwd: String? = nil, environment extra: [String] = [], timeout: TimeInterval = 120) throws -> ProcessResult {
         var args = ["netns", "exec", name, "--user", "nobody", "--cwd", cwd ?? dir.path]
-        for e in ["HOME=\(dir.path)", "GIT_CONFIG_NOSYSTEM=1", "GIT_TERMINAL_PROMPT=0", "GIT_AUTHOR_NAME=sandbox",
-                  "GIT_AUTHOR_EMAIL=s@example.com", "GIT_COMMITTER_NAME=sandbox", "GIT_COMMITTER_EMAIL=s@example.com"] {
+        // The machine's own git configuration (/etc/gitconfig) applies, as it does for users.
+        for e in ["HOME=\(dir.path)", "GIT_TERMINAL_PROMPT=0", "GIT_AUTHOR_NAME=sandbox",
+                  "GIT_AUTHOR_EMAIL=s@example.com", "GIT_COMMITTER_NAME=sandbox", "GIT_COMMITTER_EMAIL=s@example.com"] + extra {
             args += ["--env", e]
         }
         var environment = ProcessInfo.processInfo.environment
@@ -200,6 +201,28 @@ final class GitGatewayTests: XCTestCase {
 
     private func lastAudit(_ event: String, containing text: String) -> String? {
         rig.auditLines.last { $0.contains("\"event\":\"\(event)\"") && $0.contains(text) }
+    }
+
+    /// A user rule rewriting github.com to SSH and a system rule sending one owner to a
+    /// mirror, both read before airlock's: the session's per-repository rewrites are longer
+    /// and win, for the HTTPS and the SSH spellings alike.
+    func testRewritesBeatHostileUserAndSystemRules() throws {
+        let token = try rig.createSession(["owner/repo:rw"])
+        let system = rig.dir.file("hostile-system.gitconfig")
+        try "[url \"https://mirror.invalid/\"]\n\tinsteadOf = https://github.com/owner/\n\tinsteadOf = git@github.com:owner/\n"
+            .write(toFile: system, atomically: true, encoding: .utf8)
+        let xdg = rig.dir.file("hostile-xdg")
+        try FileManager.default.createDirectory(atPath: xdg + "/git", withIntermediateDirectories: true)
+        try "[url \"git@github.com:\"]\n\tinsteadOf = https://github.com/\n[url \"ssh://git@github.com/\"]\n\tinsteadOf = ssh://git@github.com:22/\n"
+            .write(toFile: xdg + "/git/config", atomically: true, encoding: .utf8)
+        let environment = ["GIT_CONFIG_SYSTEM=\(system)", "XDG_CONFIG_HOME=\(xdg)"]
+        for (index, url) in ["https://github.com/owner/repo", "git@github.com:owner/repo.git", "ssh://git@github.com:22/owner/repo"].enumerated() {
+            let clone = try rig.inSandbox(["git", "clone", "-q", url, "hostile-\(index)"], token: token, environment: environment)
+            XCTAssertEqual(clone.status, 0, "\(url): \(clone)")
+            XCTAssertEqual(try String(contentsOfFile: rig.dir.file("hostile-\(index)/README"), encoding: .utf8), "hello from repo\n", url)
+            let remote = try rig.inSandbox(["git", "remote", "get-url", "origin"], token: token, cwd: rig.dir.file("hostile-\(index)"), environment: environment)
+            XCTAssertTrue(remote.stdout.hasPrefix("http://airlock.internal/git/github.com/owner/repo"), "git resolves \(url) to the gateway: \(remote)")
+        }
     }
 
     func testCloneFetchPushInScopeWithProtocolV0AndV2() throws {
@@ -288,8 +311,7 @@ final class GitGatewayTests: XCTestCase {
         XCTAssertNotNil(lastAudit("git_deny", containing: "\"reason\":\"push with a read-only session\""))
 
         // Missing and malformed tokens: 401 with the challenge; git fails cleanly without prompting.
-        let missing = try rig.inSandbox(["git", "-c", "url.http://airlock.internal/git/github.com/.insteadOf=https://github.com/",
-                                         "ls-remote", "https://github.com/owner/repo"], token: nil)
+        let missing = try rig.inSandbox(["git", "ls-remote", "http://airlock.internal/git/github.com/owner/repo"], token: nil)
         XCTAssertNotEqual(missing.status, 0)
         XCTAssertTrue(missing.stderr.contains("terminal prompts disabled") || missing.stderr.contains("Authentication failed"), missing.stderr)
         XCTAssertNotNil(lastAudit("git_deny", containing: "\"reason\":\"missing session token\""))
@@ -342,7 +364,10 @@ final class GitGatewayTests: XCTestCase {
         XCTAssertEqual(revoke.status, 0, revoke.description)
         let again = try Run.airlock(["session", "revoke", rig.name, live[0]])
         XCTAssertEqual(again.status, 3, again.description)
-        let refused = try rig.inSandbox(["git", "ls-remote", "https://github.com/owner/repo"], token: revoked)
+        // A revoked session is no longer listed, so netns exec cannot learn its repositories
+        // (it says so) and the machine's own rules may win for github.com: ask the gateway by its URL.
+        let refused = try rig.inSandbox(["git", "ls-remote", "http://airlock.internal/git/github.com/owner/repo"], token: revoked)
+        XCTAssertTrue(refused.stderr.contains("airlock: git rewrites cover whole hosts only (the gateway of \(rig.name) has no live session "), refused.stderr)
         XCTAssertNotEqual(refused.status, 0)
         XCTAssertNotNil(lastAudit("git_deny", containing: "\"reason\":\"the session was revoked\""))
         XCTAssertNotNil(lastAudit("session_revoke", containing: live[0]))

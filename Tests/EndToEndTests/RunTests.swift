@@ -196,6 +196,29 @@ final class RunTests: XCTestCase {
         }
     }
 
+    /// A user rule rewriting github.com to SSH and a system rule sending the owner to a
+    /// mirror (both read before airlock's) lose to the run's per-repository rewrites, for
+    /// the HTTPS and the SSH spellings.
+    func testRewritesBeatHostileUserAndSystemRules() throws {
+        let rig = try rig
+        let system = rig.dir.file("hostile-system.gitconfig")
+        try "[url \"https://mirror.invalid/\"]\n\tinsteadOf = https://github.com/owner/\n"
+            .write(toFile: system, atomically: true, encoding: .utf8)
+        let xdg = rig.dir.file("hostile-xdg")
+        try FileManager.default.createDirectory(atPath: xdg + "/git", withIntermediateDirectories: true)
+        try "[url \"git@github.com:\"]\n\tinsteadOf = https://github.com/\n".write(toFile: xdg + "/git/config", atomically: true, encoding: .utf8)
+        for mode in Mode.allCases {
+            let work = try rig.workDirectory()
+            let result = try airlockRun(mode, standInFlags(rig) + ["--repo", "owner/app", "--token-env", "GH_TOKEN"], script: """
+                export GIT_CONFIG_SYSTEM=\(system) XDG_CONFIG_HOME=\(xdg)
+                cd \(work)
+                git clone -q https://github.com/owner/app a && git clone -q ssh://git@github.com:22/owner/app b && echo cloned
+                """)
+            XCTAssertEqual(result.status, 0, "\(mode): \(result)")
+            XCTAssertEqual(result.stdout, "cloned\n", "\(mode): \(result)")
+        }
+    }
+
     func testDeniedHostThroughProxySNIAndDNS() throws {
         let rig = try rig
         let audit = try auditFile(.rootless)

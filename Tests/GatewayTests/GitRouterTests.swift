@@ -245,25 +245,30 @@ final class GitRouterTests: XCTestCase {
 
     func testSandboxGitConfigEnvironment() {
         let env = GitSandboxConfig.environment(gatewayURL: "http://airlock.internal", hosts: ["github.com"], token: Secret(rwToken))
-        XCTAssertEqual(env["GIT_CONFIG_COUNT"], "5")
+        XCTAssertEqual(env["GIT_CONFIG_COUNT"], "11")
         XCTAssertEqual(env["GIT_TERMINAL_PROMPT"], "0")
-        let pairs = (0..<5).map { (env["GIT_CONFIG_KEY_\($0)"]!, env["GIT_CONFIG_VALUE_\($0)"]!) }
-        XCTAssertEqual(pairs.map(\.0), [
-            "url.http://airlock.internal/git/github.com/.insteadOf",
-            "url.http://airlock.internal/git/github.com/.insteadOf",
-            "url.http://airlock.internal/git/github.com/.insteadOf",
+        let pairs = (0..<11).map { (env["GIT_CONFIG_KEY_\($0)"]!, env["GIT_CONFIG_VALUE_\($0)"]!) }
+        XCTAssertEqual(pairs.map(\.0), Array(repeating: "url.http://airlock.internal/git/github.com/.insteadOf", count: 9) + [
             "http.http://airlock.internal/.extraHeader",
             "credential.helper",
         ])
-        XCTAssertEqual(pairs.map(\.1), ["https://github.com/", "git@github.com:", "ssh://git@github.com/", "Authorization: Bearer \(rwToken)", ""])
+        XCTAssertEqual(pairs.map(\.1), [
+            "https://github.com/", "http://github.com/", "git@github.com:", "ssh://git@github.com/", "ssh://git@github.com:22/",
+            "ssh://github.com/", "ssh://github.com:22/", "git+ssh://git@github.com/", "ssh+git://git@github.com/",
+            "Authorization: Bearer \(rwToken)", "",
+        ])
     }
 
-    func testSandboxGitConfigAddsLongerPrefixesPerOwner() {
-        let env = GitSandboxConfig.environment(hosts: ["github.com"], owners: ["github.com": ["octo", "octo"]], token: Secret(rwToken))
-        XCTAssertEqual(env["GIT_CONFIG_COUNT"], "8")
-        let pairs = (0..<8).map { (env["GIT_CONFIG_KEY_\($0)"]!, env["GIT_CONFIG_VALUE_\($0)"]!) }
-        XCTAssertEqual(pairs[3].0, "url.http://airlock.internal/git/github.com/octo/.insteadOf")
-        XCTAssertEqual(pairs[3...5].map(\.1), ["https://github.com/octo/", "git@github.com:octo/", "ssh://git@github.com/octo/"])
+    func testSandboxGitConfigAddsLongerPrefixesPerRepository() throws {
+        let app = try GitRepository(host: "github.com", owner: "octo", name: "app")
+        let env = GitSandboxConfig.environment(hosts: ["github.com"], repositories: [app, app], token: Secret(rwToken))
+        XCTAssertEqual(env["GIT_CONFIG_COUNT"], "29")
+        let pairs = (0..<29).map { (env["GIT_CONFIG_KEY_\($0)"]!, env["GIT_CONFIG_VALUE_\($0)"]!) }
+        XCTAssertEqual(Set(pairs[9...17].map(\.0)), ["url.http://airlock.internal/git/github.com/octo/.insteadOf"])
+        XCTAssertEqual(pairs[9...11].map(\.1), ["https://github.com/octo/", "http://github.com/octo/", "git@github.com:octo/"])
+        XCTAssertEqual(Set(pairs[18...26].map(\.0)), ["url.http://airlock.internal/git/github.com/octo/app.insteadOf"])
+        XCTAssertEqual(pairs[18...20].map(\.1), ["https://github.com/octo/app", "http://github.com/octo/app", "git@github.com:octo/app"])
+        XCTAssertEqual(pairs[22].1, "ssh://git@github.com:22/octo/app")
     }
 
     func testUpstreamConfigurationErrors() {

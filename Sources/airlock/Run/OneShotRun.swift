@@ -43,8 +43,8 @@ struct OneShotRun {
             let session = try runtime.sessions.create(
                 sandbox: plan.sandboxName, scope: plan.scope, upstreamToken: upstreamToken,
                 ttl: SessionLimits().maxTTL)
-            let owners = Dictionary(grouping: plan.scope.entries, by: \.repository.host).mapValues { $0.map(\.repository.owner) }
-            extraEnvironment = GitSandboxConfig.environment(hosts: runtime.gitUpstreams.hosts, owners: owners, token: session.token)
+            extraEnvironment = GitSandboxConfig.environment(
+                hosts: runtime.gitUpstreams.hosts, repositories: plan.scope.entries.map(\.repository), token: session.token)
         }
         if !plan.droppedNames.isEmpty {
             printNotice("airlock: not passed to the sandbox (credential-looking): \(plan.droppedNames.joined(separator: ", "))")
