@@ -32,12 +32,15 @@ let package = Package(
             name: "CNetlink",
             linkerSettings: [.linkedLibrary("mnl"), .linkedLibrary("cap"), .linkedLibrary("seccomp")]
         ),
+        // The system-call error type and the EINTR retry, shared by Netns and the gateway.
+        .target(name: "SystemCalls", swiftSettings: swiftSettings),
         // Namespaces, links, addresses, routes, the sandbox topology, spawning inside S.
         // The only Swift module that imports CNetlink.
         .target(
             name: "Netns",
             dependencies: [
                 "CNetlink",
+                "SystemCalls",
                 .product(name: "SystemPackage", package: "swift-system"),
             ],
             swiftSettings: swiftSettings
@@ -50,6 +53,7 @@ let package = Package(
             name: "Gateway",
             dependencies: [
                 "CSplice",
+                "SystemCalls",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOHTTP1", package: "swift-nio"),
@@ -66,6 +70,7 @@ let package = Package(
             dependencies: [
                 "Netns",
                 "Gateway",
+                "SystemCalls",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),

@@ -2,6 +2,7 @@
 import Glibc
 #endif
 import CNetlink
+import SystemCalls
 
 /// What this machine supports for each of airlock's modes, with the fix where something
 /// is missing. Examining changes nothing: probes run in children or in unnamed namespaces
@@ -288,13 +289,12 @@ package enum Doctor {
         var text = ""
         var buffer = [UInt8](repeating: 0, count: 256)
         while text.count < 4096 {
-            let n = read(fds[0], &buffer, buffer.count)
-            if n < 0 && errno == EINTR { continue }
+            let n = retryingInterrupted { read(fds[0], &buffer, buffer.count) }
             if n <= 0 { break }
             text += String(decoding: buffer.prefix(n), as: UTF8.self)
         }
         var status: Int32 = 0
-        while waitpid(pid, &status, 0) < 0 && errno == EINTR {}
+        _ = retryingInterrupted { waitpid(pid, &status, 0) }
         return parseChildReport(text) ?? RootlessLaunchCheck(uid: 0, effective: [], failure: "the launched child reported nothing (\(ExitStatus(waitStatus: status)))")
     }
 
@@ -377,6 +377,7 @@ package enum Doctor {
         return (creatable, creatable ? "absent; airlock creates it" : "absent and /run is not writable by this user")
     }
 
+    /// The text of `path`, at most about `limit` bytes; nil when it cannot be opened.
     static func readText(_ path: String, limit: Int) -> String? {
         let fd = open(path, O_RDONLY | O_CLOEXEC)
         guard fd >= 0 else { return nil }
@@ -384,8 +385,7 @@ package enum Doctor {
         var bytes: [UInt8] = []
         var buffer = [UInt8](repeating: 0, count: 65536)
         while bytes.count < limit {
-            let n = read(fd, &buffer, buffer.count)
-            if n < 0 && errno == EINTR { continue }
+            let n = retryingInterrupted { read(fd, &buffer, buffer.count) }
             if n <= 0 { break }
             bytes += buffer.prefix(n)
         }

@@ -2,6 +2,7 @@
 import Glibc
 #endif
 import NIOConcurrencyHelpers
+import SystemCalls
 
 /// Audit lines held in memory while a sandboxed command runs, and written out once it has
 /// ended: `airlock run` without `--audit-log` shares its standard error with the command,
@@ -53,8 +54,7 @@ package final class HeldAuditSink: AuditSink {
         }
         var bytes = Array(text.utf8)[...]
         while !bytes.isEmpty {
-            let n = bytes.withUnsafeBytes { Glibc.write(fd, $0.baseAddress, $0.count) }
-            if n < 0 && errno == EINTR { continue }
+            let n = retryingInterrupted { bytes.withUnsafeBytes { Glibc.write(fd, $0.baseAddress, $0.count) } }
             if n <= 0 { return }
             bytes = bytes.dropFirst(n)
         }

@@ -3,6 +3,7 @@ import Glibc
 #endif
 import CNetlink
 import SystemPackage
+import SystemCalls
 
 /// A network namespace held by an open file descriptor; closing it (or dropping the value)
 /// frees the namespace unless a pin or a process still holds it.

@@ -3,6 +3,7 @@ import Glibc
 #endif
 import CNetlink
 import SystemPackage
+import SystemCalls
 
 /// Pins of network namespaces: bind mounts of the namespace onto a file under
 /// `/run/netns`, as iproute2 makes them, so `ip netns exec NAME` works too.

@@ -1,6 +1,7 @@
 #if canImport(Glibc)
 import Glibc
 #endif
+import SystemCalls
 
 /// Writes sysctls under `/proc/sys` for the network namespace of the calling thread
 /// (`net/…` entries belong to the namespace of the thread that opens them).

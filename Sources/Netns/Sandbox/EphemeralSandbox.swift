@@ -1,4 +1,5 @@
 import SystemPackage
+import SystemCalls
 
 /// An unnamed sandbox for `airlock run`: S and G exist only as the two descriptors held
 /// here, with the topology built between them.

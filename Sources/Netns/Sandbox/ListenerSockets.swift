@@ -2,6 +2,7 @@
 import Glibc
 #endif
 import SystemPackage
+import SystemCalls
 
 /// TCP or UDP.
 package enum TransportProtocol: String, Sendable, Codable {

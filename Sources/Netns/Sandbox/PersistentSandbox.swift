@@ -2,6 +2,7 @@
 import Glibc
 #endif
 import Foundation
+import SystemCalls
 
 /// The steps of `PersistentSandbox.create`, in order; tests name one to inject a failure
 /// after it and check that everything made so far is removed.

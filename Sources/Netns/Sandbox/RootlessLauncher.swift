@@ -2,6 +2,7 @@
 import Glibc
 #endif
 import CNetlink
+import SystemCalls
 
 /// Starts the sandbox builder of a rootless `airlock run`: a child in new user, network
 /// and mount namespaces, with the caller's uid and gid mapped to themselves and the
@@ -73,7 +74,7 @@ package enum RootlessLauncher {
         do {
             let pid = try launch(executable: nil, arguments: [], environment: [], fds: [], capabilities: [])
             var status: Int32 = 0
-            while waitpid(pid, &status, 0) < 0 && errno == EINTR {}
+            _ = retryingInterrupted { waitpid(pid, &status, 0) }
             return status == 0 ? nil : SandboxSetupError(step: "probe child exited with \(ExitStatus(waitStatus: status))", code: EIO)
         } catch LaunchError.setup(let error) {
             return error

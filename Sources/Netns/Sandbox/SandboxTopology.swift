@@ -2,6 +2,7 @@
 import Glibc
 #endif
 import SystemPackage
+import SystemCalls
 
 /// The network between a sandbox namespace S and its gateway namespace G: one veth pair,
 /// `eth0` in S and `gw0` in G, with one address each in a shared subnet and a single

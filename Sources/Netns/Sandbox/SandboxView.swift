@@ -1,6 +1,7 @@
 #if canImport(Glibc)
 import Glibc
 #endif
+import SystemCalls
 
 /// What a sandboxed command sees of the host's filesystem, beyond its own `/run`, `/proc`,
 /// `/sys`, `/tmp` and `/dev/shm`: every path through which it could reach something the
@@ -74,9 +75,9 @@ package struct SandboxView: Equatable, Sendable {
         }
         let fresh = freshRoots(privateTmp: privateTmp)
         let kept = privateTmp ? workingDirectory.flatMap(underPrivateTmp) : nil
-        let mountinfo = readFile("/proc/self/mountinfo") ?? ""
+        let mountinfo = Doctor.readText("/proc/self/mountinfo", limit: 64 << 20) ?? ""
         let mounts = kernelMountPoints(mountinfo: mountinfo, fresh: fresh, kept: kept).filter { !seen.contains($0) }
-        let unix = readFile("/proc/net/unix") ?? ""
+        let unix = Doctor.readText("/proc/net/unix", limit: 64 << 20) ?? ""
         let socketPaths = socketPaths(procNetUnix: unix, fresh: fresh, kept: kept).filter { path in
             !mounts.contains(where: { isWithin(path, $0) })
         }
@@ -185,21 +186,5 @@ package struct SandboxView: Equatable, Sendable {
     static func isDirectory(_ path: String) -> Bool {
         var info = stat()
         return stat(path, &info) == 0 && (info.st_mode & S_IFMT) == S_IFDIR
-    }
-
-    static func readFile(_ path: String) -> String? {
-        let fd = open(path, O_RDONLY | O_CLOEXEC)
-        guard fd >= 0 else { return nil }
-        defer { close(fd) }
-        var data: [UInt8] = []
-        var buffer = [UInt8](repeating: 0, count: 65536)
-        while true {
-            let n = read(fd, &buffer, buffer.count)
-            if n < 0 && errno == EINTR { continue }
-            if n <= 0 { break }
-            data.append(contentsOf: buffer[0..<n])
-            if data.count > 64 << 20 { break }
-        }
-        return String(decoding: data, as: UTF8.self)
     }
 }

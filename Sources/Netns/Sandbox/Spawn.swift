@@ -2,6 +2,7 @@
 import Glibc
 #endif
 import CNetlink
+import SystemCalls
 
 /// A command running inside a sandbox, behind its own init (PID 1 of a new PID namespace).
 ///
@@ -126,12 +127,7 @@ package final class SandboxProcess {
     package func wait() -> ExitStatus {
         if let finished { return finished }
         var status: Int32 = 0
-        while waitpid(pid, &status, 0) < 0 {
-            if errno != EINTR {
-                status = 0
-                break
-            }
-        }
+        if retryingInterrupted({ waitpid(pid, &status, 0) }) < 0 { status = 0 }
         var reported: Int32 = 0
         let count = withUnsafeMutableBytes(of: &reported) { buffer in
             read(statusDescriptor, buffer.baseAddress, buffer.count)

@@ -3,6 +3,7 @@ import Glibc
 #endif
 import Gateway
 import Netns
+import SystemCalls
 
 /// The gateway of a root `airlock run`, in a process of its own that gives up root before
 /// it reads a byte from the sandbox.
@@ -44,8 +45,7 @@ struct GatewayProcess {
         close(ends[1])
         for listener in listeners { close(listener) }
         var byte: UInt8 = 0
-        var count: Int
-        repeat { count = read(ends[0], &byte, 1) } while count < 0 && errno == EINTR
+        let count = retryingInterrupted { read(ends[0], &byte, 1) }
         close(ends[0])
         let process = GatewayProcess(pid: pid)
         guard count == 1 else {
@@ -93,10 +93,7 @@ struct GatewayProcess {
 
     private func wait() -> Int32 {
         var status: Int32 = 0
-        while waitpid(pid, &status, 0) < 0 {
-            if errno != EINTR { return -1 }
-        }
-        return status
+        return retryingInterrupted { waitpid(pid, &status, 0) } < 0 ? -1 : status
     }
 
     /// fork copies only the calling thread: nothing may run on another one. Threads used

@@ -5,6 +5,7 @@ import Foundation
 import Gateway
 import NIOCore
 import Netns
+import SystemCalls
 
 /// Carries out a `RunPlan`: sandbox, gateway, command, teardown.
 ///
@@ -128,9 +129,7 @@ struct OneShotRun {
 
     static func waitForExit(_ pid: pid_t) -> ExitStatus {
         var status: Int32 = 0
-        while waitpid(pid, &status, 0) < 0 {
-            if errno != EINTR { return .exited(1) }
-        }
+        if retryingInterrupted({ waitpid(pid, &status, 0) }) < 0 { return .exited(1) }
         return ExitStatus(waitStatus: status)
     }
 

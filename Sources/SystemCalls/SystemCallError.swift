@@ -2,7 +2,8 @@
 import Glibc
 #endif
 
-/// A system call that failed, with what it was doing and its errno.
+/// A system call that failed, with what it was doing and its errno: the one error type of
+/// the namespace layer and the gateway's socket loop.
 ///
 /// Prints like `mount /run/netns/sbx: Permission denied`.
 package struct SystemCallError: Error, CustomStringConvertible, Equatable {
@@ -18,7 +19,7 @@ package struct SystemCallError: Error, CustomStringConvertible, Equatable {
     }
 
     /// The error for `operation` with the errno of the call just made.
-    static func last(_ operation: String) -> SystemCallError { SystemCallError(operation, code: errno) }
+    package static func last(_ operation: String) -> SystemCallError { SystemCallError(operation, code: errno) }
 
     package var description: String { "\(operation): \(String(cString: strerror(code)))" }
 }
