@@ -12,7 +12,7 @@ import NIOCore
 ///
 /// A pure value: the same query, policy and address give the same bytes. The query is read
 /// in place (`DNSWire`) and the answer written straight into the outgoing buffer; the
-/// bytes are those `DNSMessage` would encode (tests hold the old encoder as a reference).
+/// bytes are those the reference codec in the tests (`DNSMessage`) would encode.
 package struct DNSResponder: Sendable {
     /// The address sandboxes reach the gateway on.
     package var gatewayAddress: IPAddress {
@@ -133,7 +133,7 @@ package struct DNSResponder: Sendable {
             let name = UnsafeRawBufferPointer(rebasing: wire[0..<wireLength])
             let host = UnsafeRawBufferPointer(rebasing: dotted[0..<dottedLength])
 
-            if question.recordClass == DNSMessage.classIN {
+            if question.recordClass == DNSWire.classIN {
                 if Self.equal(name, Self.gatewayNameWire) {
                     return answer(query, question, id: id, flags: baseFlags, record: addressRecord(question.type), into: &out)
                 }
@@ -150,7 +150,7 @@ package struct DNSResponder: Sendable {
             let shown = isHostName ? String(decoding: UnsafeRawBufferPointer(rebasing: sent[0..<dottedLength]), as: UTF8.self)
                                    : DNSWire.name(query, at: question.nameStart).description
             let reason: String
-            if question.recordClass != DNSMessage.classIN {
+            if question.recordClass != DNSWire.classIN {
                 reason = "\(shown): only class IN is answered"
             } else if isHostName {
                 if let why = rules.denialReason(lowercaseBytes: host) {
@@ -205,13 +205,13 @@ package struct DNSResponder: Sendable {
         case nil:
             break
         case .address:
-            out.writeMultipleIntegers(UInt16(0xC00C), question.type, DNSMessage.classIN, ttl)
+            out.writeMultipleIntegers(UInt16(0xC00C), question.type, DNSWire.classIN, ttl)
             switch gatewayAddress {
             case .v4(let value): out.writeMultipleIntegers(UInt16(4), value)
             case .v6(let high, let low): out.writeMultipleIntegers(UInt16(16), high, low)
             }
         case .pointer:
-            out.writeMultipleIntegers(UInt16(0xC00C), DNSRecordType.ptr.rawValue, DNSMessage.classIN, ttl,
+            out.writeMultipleIntegers(UInt16(0xC00C), DNSRecordType.ptr.rawValue, DNSWire.classIN, ttl,
                                       UInt16(Self.gatewayNameWire.count))
             out.writeBytes(Self.gatewayNameWire)
         }

@@ -1,9 +1,12 @@
 /// Reads a DNS message in place, from the bytes it arrived in: no arrays, no `DNSName`.
 ///
-/// Accepts exactly what `DNSMessage(parsing:)` accepts (same pointer rule, same limits,
+/// Accepts exactly what the tests' reference codec, `DNSMessage(parsing:)`, accepts (same pointer rule, same limits,
 /// same record checks), so a query is malformed for the in-place responder when and only
 /// when it is for the codec.
 enum DNSWire {
+    /// The Internet class, the only one answered.
+    static let classIN: UInt16 = 1
+
     /// The offset just after the name at `start`, or nil when `DNSReader.readName` would
     /// throw there. `usesPointer` is set when the name contains a compression pointer.
     static func endOfName(_ bytes: UnsafeRawBufferPointer, at start: Int, usesPointer: inout Bool) -> Int? {

@@ -1,3 +1,7 @@
+@testable import Gateway
+
+/// The reference DNS codec (tests only; the gateway answers in place, see `DNSWire`).
+///
 /// A DNS message (RFC 1035): header, questions and resource records, read from and
 /// written to bytes.
 ///
@@ -98,7 +102,7 @@ package struct DNSMessage: Equatable, Sendable {
     }
 
     /// The Internet class.
-    package static let classIN: UInt16 = 1
+    package static let classIN: UInt16 = DNSWire.classIN
 
     /// The header; its counts are recomputed by `bytes()`.
     package var header: Header

@@ -1,3 +1,5 @@
+@testable import Gateway
+
 /// Reads big-endian fields and names from a message.
 struct DNSReader {
     let bytes: [UInt8]

@@ -1,3 +1,5 @@
+@testable import Gateway
+
 /// Why a DNS message did not parse.
 package enum DNSMessageError: Error, Equatable, CustomStringConvertible {
     case truncated(offset: Int)

@@ -1,3 +1,5 @@
+@testable import Gateway
+
 /// Writes big-endian fields and names, compressing name suffixes already written.
 struct DNSWriter {
     var bytes: [UInt8] = []
