@@ -1,0 +1,131 @@
+/// A pattern of ref names: `main`, `release/*`, `agent/*` name branches (`refs/heads/…`);
+/// a pattern starting with `refs/` names any ref. `*` matches any run of characters,
+/// slashes included.
+package struct RefPattern: Hashable, Sendable, CustomStringConvertible {
+    /// The full pattern, `refs/heads/release/*`.
+    package let pattern: String
+    /// As it was given.
+    package let description: String
+
+    /// Why a pattern was refused.
+    package struct Invalid: Error, Equatable, CustomStringConvertible {
+        package var description: String
+    }
+
+    /// - Throws: `Invalid` for an empty pattern or one with characters refs never hold.
+    package init(_ text: String) throws {
+        guard !text.isEmpty, text.utf8.count <= 256,
+              text.utf8.allSatisfy({ $0 > 0x20 && $0 < 0x7F && $0 != UInt8(ascii: "\\") && $0 != UInt8(ascii: ":") })
+        else { throw Invalid(description: "ref pattern '\(text)' is not valid (a branch such as main or release/*, or refs/…)") }
+        description = text
+        pattern = text.hasPrefix("refs/") ? text : "refs/heads/" + text
+    }
+
+    /// A branch pattern airlock itself names (the defaults); never fails.
+    init(branch: String) {
+        description = branch
+        pattern = "refs/heads/" + branch
+    }
+
+    /// Whether `ref` (a full ref name) matches.
+    package func matches(_ ref: String) -> Bool {
+        Self.glob(Array(pattern.utf8)[...], Array(ref.utf8)[...])
+    }
+
+    private static func glob(_ pattern: ArraySlice<UInt8>, _ text: ArraySlice<UInt8>) -> Bool {
+        guard let first = pattern.first else { return text.isEmpty }
+        if first == UInt8(ascii: "*") {
+            let rest = pattern.dropFirst()
+            var candidate = text
+            while true {
+                if glob(rest, candidate) { return true }
+                guard !candidate.isEmpty else { return false }
+                candidate = candidate.dropFirst()
+            }
+        }
+        guard text.first == first else { return false }
+        return glob(pattern.dropFirst(), text.dropFirst())
+    }
+}
+
+/// What a session may push, checked on the command section of every `git-receive-pack`
+/// before anything reaches the upstream.
+///
+/// - No ref is deleted (branches and tags alike).
+/// - Protected refs are never updated: by default `main`, `master` and `release/*`.
+/// - With `allowed` set (`--push-refs 'agent/*'`), only matching refs are pushed at all.
+///
+/// History rewrites of unprotected branches are not judged here (that needs the pack's
+/// commit graph); the upstream's own branch protection still applies.
+package struct PushPolicy: Equatable, Sendable {
+    /// Refs that are never updated.
+    package var protected: [RefPattern]
+    /// When set, the only refs that may be pushed.
+    package var allowed: [RefPattern]?
+
+    /// The default protected branches.
+    package static let defaultProtected = ["main", "master", "release/*"]
+
+    /// The default: `main`, `master` and `release/*` protected, any other branch pushable.
+    package static let standard = PushPolicy(protected: defaultProtected.map(RefPattern.init(branch:)), allowed: nil)
+
+    package init(protected: [RefPattern], allowed: [RefPattern]?) {
+        self.protected = protected
+        self.allowed = allowed
+    }
+
+    /// One refused update: the ref and why.
+    package struct Refusal: Equatable, Sendable {
+        package var ref: String
+        package var reason: String
+    }
+
+    /// The updates this policy refuses, in order; empty when the whole push may go on.
+    package func refusals(_ updates: [RefUpdate]) -> [Refusal] {
+        updates.compactMap { update in
+            if update.isDeletion {
+                return Refusal(ref: update.ref, reason: "deleting refs is not allowed through airlock")
+            }
+            if let allowed, !allowed.contains(where: { $0.matches(update.ref) }) {
+                let names = allowed.map(\.description).joined(separator: ", ")
+                return Refusal(ref: update.ref, reason: "this session pushes only to \(names)")
+            }
+            if let rule = protected.first(where: { $0.matches(update.ref) }) {
+                return Refusal(ref: update.ref, reason: "\(rule) is protected by airlock; push another branch and open a pull request")
+            }
+            return nil
+        }
+    }
+}
+
+/// The answer to a refused push, as `git-receive-pack` itself would give it: `unpack ok`,
+/// then `ng <ref> <reason>` for every ref of the push (none is forwarded when one is
+/// refused), so git prints ` ! [remote rejected] main -> main (reason)`. With
+/// `side-band-64k` the report travels in band 1 and each refusal is also said in band 2,
+/// which git shows as `remote: airlock: …`.
+package enum ReceivePackReport {
+    /// The media type of a receive-pack result.
+    package static let contentType = "application/x-git-receive-pack-result"
+
+    package static func refused(_ updates: [RefUpdate], refusals: [PushPolicy.Refusal], capabilities: [String]) -> [UInt8] {
+        var report = PktLine.encode(Array("unpack ok\n".utf8))
+        for update in updates {
+            let reason = refusals.first { $0.ref == update.ref }?.reason ?? "refused with the rest of this push by airlock"
+            report += PktLine.encode(Array("ng \(update.ref) \(reason)\n".utf8))
+        }
+        report += PktLine.flushBytes
+        guard capabilities.contains("side-band-64k") || capabilities.contains("side-band") else { return report }
+        let chunk = capabilities.contains("side-band-64k") ? PktLine.maximumLength - 5 : 995
+        var out: [UInt8] = []
+        for refusal in refusals {
+            out += PktLine.encode([2] + Array("airlock: \(refusal.ref): \(refusal.reason)\n".utf8))
+        }
+        var offset = 0
+        while offset < report.count {
+            let end = min(report.count, offset + chunk)
+            out += PktLine.encode([1] + report[offset..<end])
+            offset = end
+        }
+        return out + PktLine.flushBytes
+    }
+}
