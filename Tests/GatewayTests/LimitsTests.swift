@@ -47,3 +47,32 @@ final class LimitsTests: XCTestCase {
         XCTAssertFalse(b.isActive)
     }
 }
+
+/// What one sandbox connection can cost the gateway: refusals on a kept-alive connection,
+/// kept-alive connections between requests.
+final class KeptAliveLimitsTests: XCTestCase {
+    func testAConnectionThatKeepsBeingRefusedIsClosedAfterTheLimit() throws {
+        var limits = GatewayLimits()
+        limits.refusalsPerConnection = 4
+        let h = try GatewayHarness(listener: .http, limits: limits)
+        // A flood of small denied requests on one kept-alive connection, in one write.
+        try h.send(String(repeating: "GET / HTTP/1.1\r\nHost: evil.test\r\n\r\n", count: 50))
+        let text = try h.received()
+        let answers = text.components(separatedBy: "HTTP/1.1 ").dropFirst().map { ParsedResponse("HTTP/1.1 " + $0) }
+        XCTAssertEqual(answers.count, 4, text)
+        XCTAssertTrue(answers.allSatisfy { $0?.status == 403 && $0?.body.hasPrefix("airlock: evil.test is not on the allowlist") == true }, text)
+        XCTAssertEqual(answers.dropLast().map { $0?.header("connection") }, ["keep-alive", "keep-alive", "keep-alive"])
+        XCTAssertEqual(answers.last??.header("connection"), "close")
+        XCTAssertFalse(h.clientIsOpen, "the fourth refusal closes the connection")
+        XCTAssertEqual(h.auditLines.filter { $0.contains("\"egress_deny\"") }.count, 4, "\(h.auditLines)")
+    }
+
+    func testTheDefaultRefusalLimitClosesAFloodingConnection() throws {
+        let h = try GatewayHarness(listener: .proxy)
+        try h.send(String(repeating: "GET http://evil.test/ HTTP/1.1\r\nHost: evil.test\r\n\r\n", count: 100))
+        let text = try h.received()
+        XCTAssertEqual(text.components(separatedBy: "HTTP/1.1 403 ").count - 1, GatewayLimits().refusalsPerConnection)
+        XCTAssertFalse(h.clientIsOpen)
+        XCTAssertEqual(h.auditLines.count, GatewayLimits().refusalsPerConnection)
+    }
+}

@@ -32,11 +32,14 @@ package final class HTTPForwarder {
     private let sandbox: String
     private let via: AuditEvent.Via
     private let headGuard: RequestHeadGuard?
+    private let refusalsAllowed: Int
 
     private var phase = Phase.awaitingHead
     private var context: ChannelHandlerContext?
     private var inbox = CircularBuffer<HTTPServerRequestPart>()
     private var pendingRead = false
+    /// Refusals answered on this connection so far.
+    private var refusals = 0
 
     // The current request.
     private var request: HTTPRequestHead?
@@ -64,10 +67,13 @@ package final class HTTPForwarder {
     ///   - sandbox: the sandbox this listener belongs to.
     ///   - via: the listener, for the router's context.
     ///   - headGuard: the guard ahead of the decoder, told when heads arrive.
+    ///   - refusalsPerConnection: the refusal after which the connection is closed.
     package init(
         router: any HTTPRouter, tunnels: (any TunnelRouter)? = nil, dialer: any UpstreamDialer,
-        sandbox: String, via: AuditEvent.Via, headGuard: RequestHeadGuard? = nil
+        sandbox: String, via: AuditEvent.Via, headGuard: RequestHeadGuard? = nil,
+        refusalsPerConnection: Int = GatewayLimits().refusalsPerConnection
     ) {
+        self.refusalsAllowed = max(1, refusalsPerConnection)
         self.router = router
         self.tunnels = tunnels
         self.dialer = dialer
@@ -268,11 +274,13 @@ package final class HTTPForwarder {
     // MARK: responses
 
     /// Writes a gateway-made response; closes afterwards when asked to, when the client
-    /// asked to, or when the request's body has not been read (it is never forwarded).
+    /// asked to, when the request's body has not been read (it is never forwarded), or
+    /// when this is the connection's `refusalsPerConnection`th refusal.
     private func respondLocally(_ response: LocalResponse) {
         guard let context, let request else { return }
+        if response.headers.contains(name: "X-Airlock-Denied") { refusals += 1 }
         let unreadBody = requestHasBody && !requestEnded
-        let close = response.closeConnection || !keepAlive || unreadBody
+        let close = response.closeConnection || !keepAlive || unreadBody || refusals >= refusalsAllowed
         var head = HTTPResponseHead(version: request.version.major == 1 && request.version.minor == 0 ? .http1_0 : .http1_1,
                                     status: response.status)
         var headers = response.headers

@@ -60,6 +60,7 @@ package struct GatewayPipelines: Sendable {
         try sync.addHandler(HTTPResponseEncoder(configuration: encoderConfiguration))
         try sync.addHandler(ByteToMessageHandler(HTTPRequestDecoder(leftOverBytesStrategy: .forwardBytes)))
         try sync.addHandler(HTTPForwarder(
-            router: router, tunnels: tunnels, dialer: dialer, sandbox: configuration.sandbox, via: via, headGuard: headGuard))
+            router: router, tunnels: tunnels, dialer: dialer, sandbox: configuration.sandbox, via: via, headGuard: headGuard,
+            refusalsPerConnection: limits.refusalsPerConnection))
     }
 }
