@@ -75,4 +75,38 @@ final class KeptAliveLimitsTests: XCTestCase {
         XCTAssertFalse(h.clientIsOpen)
         XCTAssertEqual(h.auditLines.count, GatewayLimits().refusalsPerConnection)
     }
+
+    func testAKeptAliveConnectionIsClosedWhenTheNextRequestDoesNotStartInTime() throws {
+        var limits = GatewayLimits()
+        limits.keepAliveTimeout = .seconds(15)
+        let h = try GatewayHarness(listener: .http, limits: limits)
+        try h.send("GET / HTTP/1.1\r\nHost: allowed.test\r\n\r\n")
+        try h.upstreamSends("HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+        let response = try XCTUnwrap(ParsedResponse(try h.received()))
+        XCTAssertEqual(response.status, 200)
+        XCTAssertEqual(response.header("connection"), "keep-alive")
+        h.loop.advanceTime(by: .seconds(14))
+        XCTAssertTrue(h.clientIsOpen, "within the keep-alive timeout")
+        h.loop.advanceTime(by: .seconds(2))
+        XCTAssertFalse(h.clientIsOpen, "closed at the keep-alive timeout, long before the idle timeout")
+        XCTAssertEqual(try h.received(), "", "closed without an answer: no request was in flight")
+    }
+
+    func testTheKeepAliveTimeoutStopsOnceTheNextRequestStarts() throws {
+        var limits = GatewayLimits()
+        limits.keepAliveTimeout = .seconds(5)
+        limits.headerTimeout = .seconds(10)
+        let h = try GatewayHarness(listener: .http, limits: limits)
+        try h.send("GET / HTTP/1.1\r\nHost: allowed.test\r\n\r\n")
+        try h.upstreamSends("HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+        XCTAssertEqual(ParsedResponse(try h.received())?.status, 200)
+        h.loop.advanceTime(by: .seconds(4))
+        try h.send("GET / HTTP/1.1\r\nHost: allowed.test\r\n")
+        h.loop.advanceTime(by: .seconds(4))
+        XCTAssertTrue(h.clientIsOpen, "a started head is timed by the header timeout")
+        try h.send("\r\n")
+        try h.upstreamSends("HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok", on: h.dialer.last)
+        XCTAssertEqual(ParsedResponse(try h.received())?.status, 200)
+        XCTAssertEqual(h.dialer.targets.count, 2)
+    }
 }

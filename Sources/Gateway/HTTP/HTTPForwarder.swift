@@ -410,7 +410,11 @@ package final class HTTPForwarder {
         guard responseEnded, requestEnded, phase != .closing else { return }
         phase = .awaitingHead
         request = nil
-        headGuard?.awaitNextHead()
+        if headGuard?.awaitNextHead() == false {
+            phase = .closing
+            inbox.removeAll()
+            return
+        }
         drainInbox()
     }
 
@@ -593,6 +597,16 @@ extension HTTPForwarder: ChannelDuplexHandler, RemovableChannelHandler {
             context.fireChannelRead(data)
             return
         }
+        let part = unwrapInboundIn(data)
+        // The guard ahead of the decoder counts head bytes by what the decoder produced.
+        switch part {
+        case .head(let head):
+            let chunked = head.headers[canonicalForm: "transfer-encoding"].contains { $0.lowercased() == "chunked" }
+            let length = chunked ? nil : (head.headers.first(name: "content-length").flatMap { Int($0) } ?? 0)
+            headGuard?.headDecoded(isConnect: head.method == .CONNECT, bodyLength: length)
+        case .end: headGuard?.requestDecoded()
+        case .body: break
+        }
         if phase == .closing { return }
         inbox.append(unwrapInboundIn(data))
         drainInbox()
@@ -648,6 +662,12 @@ extension HTTPForwarder: ChannelDuplexHandler, RemovableChannelHandler {
     package func errorCaught(context: ChannelHandlerContext, error: Error) {
         if phase == .tunnelling {
             context.fireErrorCaught(error)
+            return
+        }
+        if headGuard?.hasAnswered == true {
+            // The guard answered (431, 408) and closes; the decoder's complaint about the
+            // head it never finished is not a second answer.
+            close()
             return
         }
         if error is HTTPParserError, phase == .awaitingHead {
