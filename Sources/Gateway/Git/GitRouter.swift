@@ -25,7 +25,8 @@ package struct GitRouter: HTTPRouter {
     package let audit: AuditLog
 
     /// Headers from the sandbox that never go upstream (credentials and forwarding claims);
-    /// hop-by-hop headers are stripped by the forwarder.
+    /// hop-by-hop headers are stripped by the forwarder, except the `Host` and
+    /// `Authorization` this router sets (`Connection: authorization` cannot remove them).
     package static let strippedRequestHeaders: Set<String> = [
         "authorization", "proxy-authorization", "cookie", "host", "forwarded",
         "x-forwarded-for", "x-forwarded-host", "x-forwarded-proto", "x-real-ip",
@@ -108,6 +109,7 @@ package struct GitRouter: HTTPRouter {
         return UpstreamExchange(
             target: upstream.target,
             head: upstreamHead,
+            gatewayHeaders: ["host", "authorization"],
             interceptResponse: { response in
                 guard let reason = Self.refusalForUpstream(status: Int(response.status.code), gitHost: gitHost) else { return nil }
                 intercepted.withLockedValue { $0 = reason }

@@ -225,7 +225,7 @@ package final class HTTPForwarder {
         channel.closeFuture.whenComplete { _ in self.upstreamClosed(generation: handler.generation) }
 
         var head = exchange.head
-        var headers = HopByHopHeaders.stripped(head.headers)
+        var headers = HopByHopHeaders.stripped(head.headers, keeping: exchange.gatewayHeaders)
         headers.remove(name: "expect")
         headers.remove(name: "content-length")
         if requestChunked {
