@@ -608,7 +608,7 @@ extension HTTPForwarder: ChannelDuplexHandler, RemovableChannelHandler {
         case .body: break
         }
         if phase == .closing { return }
-        inbox.append(unwrapInboundIn(data))
+        inbox.append(part)
         drainInbox()
     }
 
