@@ -17,7 +17,7 @@ struct GatewayOptions: ParsableArguments {
     @Option(name: .long, help: ArgumentHelp("Allow a host (`host`, `*.suffix`, `host:port`, `@preset`); repeatable.", valueName: "host"))
     var allow: [String] = []
 
-    @Option(name: .long, help: ArgumentHelp("Allow resolved addresses in a private or loopback range; repeatable.", valueName: "cidr"))
+    @Option(name: .long, help: ArgumentHelp("Allow resolved addresses in a private or loopback range, for HOST only or for every name; repeatable.", valueName: "cidr[=host]"))
     var allowPrivate: [String] = []
 
     @Option(name: .long, help: ArgumentHelp("Pin a name to addresses, like curl --resolve; repeatable.", valueName: "host=addr"))

@@ -14,7 +14,8 @@ package struct Policy: Sendable {
     package private(set) var denyRules: [Rule] = []
     /// `cidr` rules: literal ranges clients may use.
     package private(set) var cidrRules: [Rule] = []
-    /// `allow-private` rules: special-purpose ranges that may be dialled.
+    /// `allow-private` rules: special-purpose ranges that may be dialled, for every name
+    /// (`allow-private CIDR`) or for some (`allow-private CIDR for HOST`).
     package private(set) var allowPrivateRules: [Rule] = []
     /// Normalised host → pinned addresses, from `resolve` rules.
     package private(set) var resolveOverrides: [String: [IPAddress]] = [:]
@@ -45,7 +46,7 @@ package struct Policy: Sendable {
             if rule.isDeny { denyRules.append(rule) } else { allowRules.append(rule) }
         case .cidr:
             cidrRules.append(rule)
-        case .allowPrivate:
+        case .allowPrivate, .allowPrivateFor:
             allowPrivateRules.append(rule)
         case .resolve(let host, let addresses):
             resolveOverrides[host] = addresses
@@ -153,8 +154,9 @@ package struct Policy: Sendable {
     }
 
     /// Checks an address after resolution (or an allowed literal) against the address
-    /// classes and the `allow-private` rules.
-    package func checkResolved(_ address: IPAddress) -> AddressVerdict {
+    /// classes and the `allow-private` rules: the global ones, and those for `host` (the
+    /// name that resolved to it, normalised; nil for a literal).
+    package func checkResolved(_ address: IPAddress, for host: String? = nil) -> AddressVerdict {
         let block = AddressClass.block(of: address)
         if block.addressClass == .publicUnicast { return .allowed(rule: nil) }
         let embedded = address.embeddedIPv4.map { IPAddress.v4($0) }
@@ -163,7 +165,16 @@ package struct Policy: Sendable {
             return .refused(reason: "\(shown) is \(block.addressClass.rawValue) and can never be a destination")
         }
         for rule in allowPrivateRules {
-            guard case .allowPrivate(let range) = rule.kind else { continue }
+            let range: CIDR
+            switch rule.kind {
+            case .allowPrivate(let global):
+                range = global
+            case .allowPrivateFor(let scoped, let names):
+                guard let host, Rule(kind: names, text: "", origin: "").matches(name: host) else { continue }
+                range = scoped
+            default:
+                continue
+            }
             if range.contains(address) || embedded.map(range.contains) == true {
                 return .allowed(rule: rule.text)
             }

@@ -63,12 +63,13 @@ package struct PolicyDialer: UpstreamDialer {
         }
         return candidates(for: target.host, on: eventLoop).flatMapThrowing { addresses in
             let current = policy.current
+            let name = (try? HostName.normalise(target.host)) ?? target.host
             var checked: [SocketAddress] = []
             for address in addresses {
                 if forbidden.contains(address) {
                     throw DialError.refused(host: target.host, reason: "\(address) is the gateway itself")
                 }
-                if case .refused(let reason) = current.checkResolved(address) {
+                if case .refused(let reason) = current.checkResolved(address, for: HostLiteral.parse(target.host) == nil ? name : nil) {
                     throw DialError.refused(host: target.host, reason: "resolves to \(reason)")
                 }
                 guard let socketAddress = try? SocketAddress(ipAddress: address.description, port: target.port) else {
@@ -89,9 +90,9 @@ package struct PolicyDialer: UpstreamDialer {
         if let pinned = policy.current.resolveOverrides[name], !pinned.isEmpty {
             return eventLoop.makeSucceededFuture(pinned)
         }
-        return threadPool.runIfActive(eventLoop: eventLoop) {
         let resolver = self.resolver
         let absolute = Self.absoluteName(name)
+        return threadPool.runIfActive(eventLoop: eventLoop) {
             try resolver.addresses(of: absolute)
         }.flatMapErrorThrowing { error in
             if let error = error as? DialError { throw error }
