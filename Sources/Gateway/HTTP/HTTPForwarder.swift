@@ -163,7 +163,7 @@ package final class HTTPForwarder {
         requestHasBody = requestChunked || length > 0
 
         if let problem = RequestValidation.problem(in: head) {
-            respondLocally(.refusal(.badRequest, reason: problem, closeConnection: true))
+            respondLocally(Refusal(.badRequest, reason: problem, closeConnection: true).response)
             return
         }
         if head.method == .CONNECT {
@@ -182,7 +182,7 @@ package final class HTTPForwarder {
             case .success(.forward(let exchange)):
                 self.dial(exchange)
             case .failure:
-                self.respondLocally(.refusal(.badGateway, reason: "airlock: the gateway could not route this request", closeConnection: true))
+                self.respondLocally(Refusal(.badGateway, reason: "the gateway could not route this request", closeConnection: true).response)
             }
         }
     }
@@ -202,8 +202,8 @@ package final class HTTPForwarder {
                 self.connected(to: channel)
             case .failure(let error):
                 let refusal = Self.refusal(for: error, host: exchange.target.host, port: exchange.target.port)
-                self.finishExchange(failure: refusal.body.trimmingNewline, status: Int(refusal.status.code))
-                self.respondLocally(refusal)
+                self.finishExchange(failure: refusal.reason, status: Int(refusal.status.code))
+                self.respondLocally(refusal.response)
             }
         }
     }
@@ -217,7 +217,7 @@ package final class HTTPForwarder {
         } catch {
             channel.close(promise: nil)
             finishExchange(failure: "pipeline setup failed", status: 502)
-            respondLocally(.refusal(.badGateway, reason: "airlock: cannot set up the connection to \(exchange.target.host)", closeConnection: true))
+            respondLocally(Refusal(.badGateway, reason: "cannot set up the connection to \(exchange.target.host)", closeConnection: true).response)
             return
         }
         upstream = channel
@@ -399,9 +399,9 @@ package final class HTTPForwarder {
             inbox.removeAll()
             context?.close(promise: nil)
         } else {
-            let reason = "airlock: upstream \(host) closed the connection before answering"
-            finishExchange(failure: String(reason.dropFirst(9)), status: 502)
-            respondLocally(.refusal(.badGateway, reason: reason, closeConnection: true))
+            let refusal = Refusal(.badGateway, reason: "upstream \(host) closed the connection before answering", closeConnection: true)
+            finishExchange(failure: refusal.reason, status: 502)
+            respondLocally(refusal.response)
         }
     }
 
@@ -435,12 +435,12 @@ package final class HTTPForwarder {
         context?.close(promise: nil)
     }
 
-    /// The sandbox-facing answer for a failed dial.
-    package static func refusal(for error: Error, host: String, port: Int) -> LocalResponse {
+    /// The refusal for a failed dial.
+    package static func refusal(for error: Error, host: String, port: Int) -> Refusal {
         if let error = error as? DialError {
-            return .refusal(error.status, reason: error.description, closeConnection: true)
+            return Refusal(error.status, reason: error.reason, closeConnection: true)
         }
-        return .refusal(.badGateway, reason: "airlock: cannot connect to \(host):\(port)", closeConnection: true)
+        return Refusal(.badGateway, reason: "cannot connect to \(host):\(port)", closeConnection: true)
     }
 
     // MARK: CONNECT
@@ -448,14 +448,14 @@ package final class HTTPForwarder {
     private func startTunnel(_ head: HTTPRequestHead) {
         guard let context else { return }
         guard let tunnels else {
-            respondLocally(.refusal(.methodNotAllowed, reason: "airlock: CONNECT is served only by the proxy on port 3128", closeConnection: true))
+            respondLocally(Refusal(.methodNotAllowed, reason: "CONNECT is served only by the proxy on port 3128", closeConnection: true).response)
             return
         }
         let authority: HostAndPort
         switch HostAndPort.parseAuthority(head.uri) {
         case .success(let parsed): authority = parsed
         case .failure(let problem):
-            respondLocally(.refusal(.badRequest, reason: problem.description, closeConnection: true))
+            respondLocally(Refusal(.badRequest, reason: problem.description, closeConnection: true).response)
             return
         }
         let requestContext = RequestContext(
@@ -482,10 +482,10 @@ package final class HTTPForwarder {
                     self.drainInbox()
                 case .failure(let error):
                     let refusal = Self.refusal(for: error, host: target.host, port: target.port)
-                    self.respondLocally(refusal)
+                    self.respondLocally(refusal.response)
                     let ms = startedAt.millisecondsAgo
                     completion(ExchangeOutcome(status: Int(refusal.status.code), bytesUp: 0, bytesDown: 0,
-                                               milliseconds: ms, failure: refusal.body.trimmingNewline))
+                                               milliseconds: ms, failure: refusal.reason))
                 }
             }
         }
@@ -677,7 +677,7 @@ extension HTTPForwarder: ChannelDuplexHandler, RemovableChannelHandler {
                 requestHasBody = false
                 requestEnded = true
             }
-            respondLocally(.refusal(.badRequest, reason: "airlock: malformed HTTP request (\(RequestValidation.describe(error)))", closeConnection: true))
+            respondLocally(Refusal(.badRequest, reason: "malformed HTTP request (\(RequestValidation.describe(error)))", closeConnection: true).response)
             return
         }
         close()
@@ -746,12 +746,5 @@ private final class UpstreamResponseHandler: ChannelDuplexHandler {
 
     func errorCaught(context: ChannelHandlerContext, error: Error) {
         context.close(promise: nil)
-    }
-}
-
-extension String {
-    /// The string without one trailing newline.
-    fileprivate var trimmingNewline: String {
-        hasSuffix("\n") ? String(dropLast()) : self
     }
 }

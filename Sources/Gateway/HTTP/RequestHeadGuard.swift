@@ -1,4 +1,5 @@
 import NIOCore
+import NIOHTTP1
 
 /// Bounds how large and how slow a request head may be, ahead of the HTTP decoder.
 ///
@@ -203,8 +204,8 @@ package final class RequestHeadGuard: ChannelInboundHandler, RemovableChannelHan
     }
 
     private func refuseOversized(context: ChannelHandlerContext) {
-        refuse(context: context, status: "431 Request Header Fields Too Large",
-               reason: "airlock: request head larger than \(maxBytes) bytes; the gateway's limit is --max-header-bytes")
+        refuse(context: context, Refusal(.requestHeaderFieldsTooLarge, reason: "request head larger than \(maxBytes) bytes",
+                                         hint: "the gateway's limit is --max-header-bytes"))
     }
 
     private func armKeepAliveDeadline() {
@@ -224,22 +225,22 @@ package final class RequestHeadGuard: ChannelInboundHandler, RemovableChannelHan
             if self.bytesSinceHead == 0 {
                 context.close(promise: nil)
             } else {
-                self.refuse(context: context, status: "408 Request Timeout",
-                            reason: "airlock: request head not complete within the gateway's header timeout")
+                self.refuse(context: context, Refusal(.requestTimeout, reason: "request head not complete within the gateway's header timeout"))
             }
         }
     }
 
-    private func refuse(context: ChannelHandlerContext, status: String, reason: String) {
+    private func refuse(context: ChannelHandlerContext, _ refusal: Refusal) {
         guard !refused else { return }
         refused = true
         deadline?.cancel()
         deadline = nil
         keepAliveDeadline?.cancel()
         keepAliveDeadline = nil
-        let body = reason + "\n"
-        let text = "HTTP/1.1 \(status)\r\nContent-Type: text/plain; charset=utf-8\r\nX-Airlock-Denied: \(reason)\r\n"
-            + "Content-Length: \(body.utf8.count)\r\nConnection: close\r\n\r\n" + body
+        let response = refusal.response
+        var text = "HTTP/1.1 \(response.status.code) \(response.status.reasonPhrase)\r\n"
+        for (name, value) in response.headers { text += "\(name): \(value)\r\n" }
+        text += "Content-Length: \(response.body.utf8.count)\r\nConnection: close\r\n\r\n" + response.body
         let buffer = context.channel.allocator.buffer(string: text)
         context.writeAndFlush(wrapOutboundOut(buffer)).whenComplete { _ in context.close(promise: nil) }
     }
