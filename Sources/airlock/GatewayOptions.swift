@@ -17,7 +17,7 @@ struct GatewayOptions: ParsableArguments {
     @Option(name: .long, help: ArgumentHelp("Allow a host (`host`, `*.suffix`, `host:port`, `@preset`); repeatable.", valueName: "host"))
     var allow: [String] = []
 
-    @Option(name: .long, help: ArgumentHelp("Allow resolved addresses in a private or loopback range; repeatable.", valueName: "cidr"))
+    @Option(name: .long, help: ArgumentHelp("Allow resolved addresses in a private or loopback range, for HOST only or for every name; repeatable.", valueName: "cidr[=host]"))
     var allowPrivate: [String] = []
 
     @Option(name: .long, help: ArgumentHelp("Pin a name to addresses, like curl --resolve; repeatable.", valueName: "host=addr"))
@@ -44,6 +44,9 @@ struct GatewayOptions: ParsableArguments {
     @Option(name: .long, help: ArgumentHelp("Seconds without a byte in either direction before a connection is closed.", valueName: "seconds"))
     var idleTimeout: Int = 300
 
+    @Option(name: .long, help: ArgumentHelp("Seconds a kept-alive HTTP connection may wait for its next request before it is closed.", valueName: "seconds"))
+    var keepaliveTimeout: Int = 15
+
     @Option(name: .long, help: ArgumentHelp("On shutdown, seconds open connections may finish before they are closed (0 closes them at once).", valueName: "seconds"))
     var drainTimeout: Int = 30
 
@@ -61,7 +64,8 @@ struct GatewayOptions: ParsableArguments {
             throw ValidationError("--max-connections \(maxConnections) is out of range (1…1000000)")
         }
         for (flag, value) in [("--connect-timeout", connectTimeout), ("--handshake-timeout", handshakeTimeout),
-                              ("--header-timeout", headerTimeout), ("--idle-timeout", idleTimeout)] {
+                              ("--header-timeout", headerTimeout), ("--idle-timeout", idleTimeout),
+                              ("--keepalive-timeout", keepaliveTimeout)] {
             if value < 1 || value > 86_400 {
                 throw ValidationError("\(flag) \(value) is out of range (1…86400 seconds)")
             }
@@ -82,6 +86,7 @@ struct GatewayOptions: ParsableArguments {
         limits.clientHelloTimeout = .seconds(Int64(min(handshakeTimeout, 5)))
         limits.headerTimeout = .seconds(Int64(headerTimeout))
         limits.idleTimeout = .seconds(Int64(idleTimeout))
+        limits.keepAliveTimeout = .seconds(Int64(keepaliveTimeout))
         limits.drainTimeout = .seconds(Int64(drainTimeout))
         return limits
     }

@@ -51,16 +51,16 @@ final class AddressLiteralTests: XCTestCase {
         let spellings = ["2130706433", "0x7f000001", "0177.0.0.1", "127.1", "[::ffff:127.0.0.1]", "[::1]",
                          "[fe80::1%eth0]", "127.0.0.1.", "127.0.0.1", "0x7f.1", "::1", "169.254.169.254"]
         for host in spellings {
-            XCTAssertEqual(p.decide(host: host, port: 443),
-                           .deny(reason: "IP literal \(host) refused: connect by name, or add a cidr rule"), host)
+            XCTAssertEqual(p.decide(host: host, port: 443).denial,
+                           "IP literal \(host) refused: connect by name, or add a cidr rule", host)
         }
     }
 
     func testNumericLookingNamesThatAreNotAddressesAreRefusedToo() throws {
         let p = try Policy.parse("pypi.org\n", source: "p")
         for host in ["1.2.3.4.5", "256.1.1.1", "4294967296", "08.1.1.1", "1.2.3.0400"] {
-            XCTAssertEqual(p.decide(host: host, port: 443),
-                           .deny(reason: "'\(host)' is not a valid host name: the last label is numeric, which spells an IP address"), host)
+            XCTAssertEqual(p.decide(host: host, port: 443).denial,
+                           "'\(host)' is not a valid host name: the last label is numeric, which spells an IP address", host)
         }
     }
 
@@ -68,14 +68,14 @@ final class AddressLiteralTests: XCTestCase {
         let p = try Policy.parse("cidr 203.0.113.0/24\ncidr 127.0.0.0/8\ncidr 8.8.8.0/24\n", source: "p")
         XCTAssertEqual(p.decide(host: "8.8.8.8", port: 443), .allow(rule: "cidr 8.8.8.0/24"))
         XCTAssertEqual(p.decide(host: "0x08080808", port: 80), .allow(rule: "cidr 8.8.8.0/24"))
-        XCTAssertEqual(p.decide(host: "8.8.8.8", port: 22),
-                       .deny(reason: "port 22 is not allowed for IP literal 8.8.8.8 (cidr rules allow only 80 and 443)"))
-        XCTAssertEqual(p.decide(host: "127.1", port: 443),
-                       .deny(reason: "IP literal 127.1: 127.0.0.1 is loopback; add allow-private 127.0.0.0/8 to permit it"))
-        XCTAssertEqual(p.decide(host: "203.0.113.5", port: 443),
-                       .deny(reason: "IP literal 203.0.113.5: 203.0.113.5 is documentation; add allow-private 203.0.113.0/24 to permit it"))
-        XCTAssertEqual(p.decide(host: "8.8.4.4", port: 443),
-                       .deny(reason: "IP literal 8.8.4.4 refused: connect by name, or add a cidr rule"))
+        XCTAssertEqual(p.decide(host: "8.8.8.8", port: 22).denial,
+                       "port 22 is not allowed for IP literal 8.8.8.8 (cidr rules allow only 80 and 443)")
+        XCTAssertEqual(p.decide(host: "127.1", port: 443).denial,
+                       "IP literal 127.1: 127.0.0.1 is loopback; add allow-private 127.0.0.0/8 to permit it")
+        XCTAssertEqual(p.decide(host: "203.0.113.5", port: 443).denial,
+                       "IP literal 203.0.113.5: 203.0.113.5 is documentation; add allow-private 203.0.113.0/24 to permit it")
+        XCTAssertEqual(p.decide(host: "8.8.4.4", port: 443).denial,
+                       "IP literal 8.8.4.4 refused: connect by name, or add a cidr rule")
         let withPrivate = try Policy.parse("cidr 127.0.0.0/8\nallow-private 127.0.0.0/8\n", source: "p")
         XCTAssertEqual(withPrivate.decide(host: "127.0.0.1", port: 443), .allow(rule: "cidr 127.0.0.0/8"))
         XCTAssertEqual(withPrivate.decide(host: "[::ffff:127.0.0.1]", port: 443), .allow(rule: "cidr 127.0.0.0/8"))

@@ -1,4 +1,6 @@
 import Foundation
+import NIOConcurrencyHelpers
+import NIOCore
 import TestSupport
 import XCTest
 @testable import Gateway
@@ -23,7 +25,7 @@ final class AuditLogTests: XCTestCase {
     func testRecordContentsOfWritesEveryLineToTheFileAtOnce() throws {
         let dir = try TemporaryDirectory()
         let path = dir.file("audit.jsonl")
-        let log = AuditLog(sink: try FileDescriptorAuditSink(appendingTo: path), sandbox: "sbx", dnsDenials: Self.unlimited)
+        let log = AuditLog(sink: try FileDescriptorAuditSink(appendingTo: path), sandbox: "sbx", denials: Self.unlimited)
         log.record(event("first.example"))
         log.record(contentsOf: [event("a.example"), event("b.example", sandbox: "other"), event("c.example")])
         // Read right away: nothing is held back.
@@ -45,7 +47,7 @@ final class AuditLogTests: XCTestCase {
     func testBatchesFromSeveralThreadsStayWholeAndTogether() throws {
         let dir = try TemporaryDirectory()
         let path = dir.file("audit.jsonl")
-        let log = AuditLog(sink: try FileDescriptorAuditSink(appendingTo: path), dnsDenials: Self.unlimited)
+        let log = AuditLog(sink: try FileDescriptorAuditSink(appendingTo: path), denials: Self.unlimited)
         DispatchQueue.concurrentPerform(iterations: 4) { thread in
             for batch in 0..<100 {
                 log.record(contentsOf: (0..<5).map { event("t\(thread)-b\(batch)-l\($0).example") })
@@ -68,13 +70,13 @@ final class AuditLogTests: XCTestCase {
 
     func testDNSDenialsAreRateLimitedAndTheDroppedOnesCounted() throws {
         let sink = MemoryAuditSink()
-        let log = AuditLog(sink: sink, sandbox: "sbx", dnsDenials: DenialBudget.Limits(burst: 3, perSecond: 2))
-        // A flood: ten denials in one batch and five one by one; other kinds are never limited.
+        let log = AuditLog(sink: sink, sandbox: "sbx", denials: DenialBudget.Limits(burst: 3, perSecond: 2))
+        // A flood: ten denials in one batch and five one by one; kinds that are not denials are never limited.
         log.record(contentsOf: (0..<10).map { event("flood\($0).example") })
         for i in 0..<5 { log.record(event("more\(i).example")) }
-        for i in 0..<20 { log.record(AuditEvent(.egressDeny, via: .proxy, host: "h\(i).example", port: 443, reason: "not allowed")) }
+        for i in 0..<20 { log.record(AuditEvent(.egressAllow, via: .proxy, host: "h\(i).example", port: 443, rule: "h\(i).example")) }
         XCTAssertEqual(sink.lines.filter { $0.contains("\"dns_deny\"") }.count, 3, "the burst, then nothing: \(sink.lines)")
-        XCTAssertEqual(sink.lines.filter { $0.contains("\"egress_deny\"") }.count, 20)
+        XCTAssertEqual(sink.lines.filter { $0.contains("\"egress_allow\"") }.count, 20)
         XCTAssertTrue(sink.lines.prefix(3).allSatisfy { $0.contains("flood") }, "the first denials are the ones written")
 
         // Once the budget refills, the next denial is written after a line counting the dropped ones.
@@ -85,6 +87,30 @@ final class AuditLogTests: XCTestCase {
         XCTAssertTrue(tail[0].contains("\"reason\":\"12 more denied name(s) not written one by one: over 3 at once or 2 a second\""), tail[0])
         XCTAssertTrue(tail[0].contains("\"event\":\"dns_deny\"") && tail[0].contains("\"sandbox\":\"sbx\""), tail[0])
         XCTAssertTrue(tail[1].contains("later.example"), tail[1])
+    }
+
+    func testEveryDenialKindSharesTheSandboxBudgetAndTheDroppedOnesAreCountedByKind() throws {
+        let sink = MemoryAuditSink()
+        let now = NIOLockedValueBox(NIODeadline.uptimeNanoseconds(1_000_000_000))
+        let log = AuditLog(sink: sink, sandbox: "sbx", denials: DenialBudget.Limits(burst: 4, perSecond: 1),
+                           clock: { now.withLockedValue { $0 } })
+        // A keep-alive flood of refused requests, refused git requests and denied names.
+        for i in 0..<1000 { log.record(AuditEvent(.egressDeny, via: .proxy, host: "h\(i).example", port: 80, reason: "not allowed")) }
+        for _ in 0..<7 { log.record(AuditEvent(.gitDeny, via: .git, reason: "missing session token", status: 401)) }
+        log.record(event("name.example"))
+        XCTAssertEqual(sink.lines.count, 4, "one budget for all denials: \(sink.lines)")
+        XCTAssertTrue(sink.lines.allSatisfy { $0.contains("\"egress_deny\"") })
+
+        // A second later there is room for one line again; the counts come before it, one line per kind.
+        now.withLockedValue { $0 = $0 + .seconds(1) }
+        log.record(AuditEvent(.gitDeny, via: .git, reason: "missing session token", status: 401))
+        let tail = Array(sink.lines.dropFirst(4))
+        guard tail.count == 4 else { return XCTFail("three count lines and the denial: \(tail)") }
+        XCTAssertTrue(tail[0].contains("\"event\":\"dns_deny\"") && tail[0].contains("\"reason\":\"1 more denied name(s) not written one by one: over 4 at once or 1 a second\""), tail[0])
+        XCTAssertTrue(tail[1].contains("\"event\":\"egress_deny\"") && tail[1].contains("\"reason\":\"996 more refused request(s) or connection(s) not written one by one"), tail[1])
+        XCTAssertTrue(tail[2].contains("\"event\":\"git_deny\"") && tail[2].contains("\"reason\":\"7 more refused git request(s) not written one by one"), tail[2])
+        XCTAssertTrue(tail[3].contains("\"event\":\"git_deny\"") && tail[3].contains("\"status\":401"), tail[3])
+        XCTAssertTrue(tail.allSatisfy { $0.contains("\"sandbox\":\"sbx\"") })
     }
 
     func testMemorySinkKeepsBatchedLinesApart() {

@@ -211,6 +211,35 @@ final class DNSHandlerTests: XCTestCase {
         XCTAssertFalse(busy.isActive)
     }
 
+    func testTCPClosesOnceTheClientHalfClosedAndItsAnswersAreWritten() throws {
+        let sink = MemoryAuditSink()
+        let channel = EmbeddedChannel()
+        try channel.pipeline.syncOperations.addHandlers(
+            DNSTCPHandler.handlers(policy: try store(sink: sink), gatewayAddress: gateway, audit: AuditLog(sink: sink)))
+        try channel.connect(to: SocketAddress(ipAddress: "169.254.200.2", port: 1)).wait()
+        defer { _ = try? channel.finish(acceptAlreadyClosed: true) }
+        let query = Q.query(id: 7, name: "pypi.org", type: 1)
+        var frame = ByteBuffer()
+        frame.writeInteger(UInt16(query.count))
+        frame.writeBytes(query)
+        try channel.writeInbound(frame)
+        channel.pipeline.fireUserInboundEventTriggered(ChannelEvent.inputClosed)
+        channel.embeddedEventLoop.run()
+        var answer = try XCTUnwrap(channel.readOutbound(as: ByteBuffer.self), "the answer went out before the close")
+        XCTAssertEqual(answer.readInteger(as: UInt16.self).map(Int.init), answer.readableBytes)
+        XCTAssertEqual(answer.getInteger(at: answer.readerIndex, as: UInt16.self), 7)
+        XCTAssertFalse(channel.isActive, "a half-closed DNS connection does not linger")
+
+        // Half-closed before any query: closed at once.
+        let silent = EmbeddedChannel()
+        try silent.pipeline.syncOperations.addHandlers(
+            DNSTCPHandler.handlers(policy: try store(sink: sink), gatewayAddress: gateway, audit: AuditLog(sink: sink)))
+        try silent.connect(to: SocketAddress(ipAddress: "169.254.200.2", port: 1)).wait()
+        silent.pipeline.fireUserInboundEventTriggered(ChannelEvent.inputClosed)
+        silent.embeddedEventLoop.run()
+        XCTAssertFalse(silent.isActive)
+    }
+
     func testFrameDecoderDripFedAndBatched() throws {
         let messages = [Q.query(id: 1, name: "a.example", type: 1), Q.query(id: 2, name: "pypi.org", type: 28), [0xAB]]
         var stream = ByteBuffer()

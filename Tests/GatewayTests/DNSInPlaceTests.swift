@@ -209,7 +209,7 @@ final class DNSInPlaceTests: XCTestCase {
                     continue
                 }
                 XCTAssertFalse(allowed, name)
-                XCTAssertEqual(policy.decide(host: name, port: 443), .deny(reason: reason), "\(name) under \(policy.source)")
+                XCTAssertEqual(policy.decide(host: name, port: 443).denial, reason, "\(name) under \(policy.source)")
             }
         }
     }

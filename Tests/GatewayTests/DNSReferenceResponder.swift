@@ -67,7 +67,7 @@ struct ReferenceDNSResponder: Sendable {
         if question.recordClass != DNSMessage.classIN {
             reason = "\(shown): only class IN is answered"
         } else if let host = name.hostName, case .deny(let why) = policy.decide(host: host, port: 443) {
-            reason = why
+            reason = why.description
         } else if name.hostName == nil {
             reason = "\(shown) is not a valid host name"
         } else {

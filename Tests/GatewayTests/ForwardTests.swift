@@ -191,7 +191,7 @@ struct InterceptingRouter: HTTPRouter {
             target: UpstreamTarget(host: "upstream.test", port: 443),
             head: head,
             interceptResponse: { response in
-                response.status == .unauthorized ? .refusal(.forbidden, reason: "airlock: upstream credential refused") : nil
+                response.status == .unauthorized ? Refusal(.forbidden, reason: "upstream credential refused").response : nil
             },
             completion: { outcome in outcomes.withLockedValue { $0.append(outcome) } })
         return context.eventLoop.makeSucceededFuture(.forward(exchange))

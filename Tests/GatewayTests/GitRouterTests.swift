@@ -287,3 +287,31 @@ final class GitRouterTests: XCTestCase {
         XCTAssertEqual(try GitUpstreams(mappings: []).hosts, ["github.com"])
     }
 }
+
+/// Headers the gateway sets itself survive a request that names them as hop-by-hop.
+final class GatewayHeadersTests: XCTestCase {
+    func testConnectionNamingAuthorizationDoesNotStripTheUpstreamCredential() throws {
+        let token = "airlock_s_" + String(repeating: "w", count: 43)
+        let upstreams = try GitUpstreams(mappings: [GitUpstreams.Mapping(parsing: "github.com=https://127.0.0.1:9443/base")])
+        let grant = SessionGrant(id: "bbbbbbbbbbbb", sandbox: "sbx", scope: SessionScope([try ScopeEntry(parsing: "owner/repo:rw")]),
+                                 upstreamToken: GitRouterTests.real)
+        let audit = AuditLog(sink: MemoryAuditSink())
+        let git = GitRouter(upstreams: upstreams, sessions: FakeSessions(answers: [token: .valid(grant)]), audit: audit)
+        let h = try GatewayHarness(listener: .http, internalRouter: git)
+        try h.send("GET /git/github.com/owner/repo/info/refs?service=git-upload-pack HTTP/1.1\r\nHost: airlock.internal\r\n"
+                   + "Authorization: Bearer \(token)\r\nConnection: keep-alive, Authorization, Host\r\n\r\n")
+        let sent = try h.sentUpstream()
+        let credential = "Basic " + Base64.encode(Array("x-access-token:ghp_REALupstreamTOKEN_0123456789abcdef".utf8))
+        XCTAssertTrue(sent.contains("\r\nAuthorization: \(credential)\r\n"), "the upstream credential is sent")
+        XCTAssertTrue(sent.contains("\r\nHost: 127.0.0.1:9443\r\n"), sent.replacingOccurrences(of: credential, with: "<credential>"))
+        XCTAssertFalse(sent.contains(token), "the session token never goes upstream")
+    }
+
+    func testConnectionNamingHostDoesNotStripTheForwardedHost() throws {
+        let h = try GatewayHarness(listener: .proxy)
+        try h.send("GET http://allowed.test/x HTTP/1.1\r\nHost: allowed.test\r\nConnection: Host\r\n\r\n")
+        let sent = try h.sentUpstream()
+        XCTAssertTrue(sent.hasPrefix("GET /x HTTP/1.1\r\n"), sent)
+        XCTAssertTrue(sent.contains("\r\nHost: allowed.test\r\n"), sent)
+    }
+}

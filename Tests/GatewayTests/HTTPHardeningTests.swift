@@ -68,6 +68,46 @@ final class HTTPHardeningTests: XCTestCase {
         XCTAssertTrue(h.dialer.targets.isEmpty)
     }
 
+    func testOversizedHeadInOneReadGets431AndNeverReachesTheUpstream() throws {
+        var limits = GatewayLimits()
+        limits.maxHeaderBytes = 2048
+        let h = try GatewayHarness(listener: .http, limits: limits)
+        try h.send("GET / HTTP/1.1\r\nHost: allowed.test\r\nX-Padding: " + String(repeating: "a", count: 6000) + "\r\n\r\n")
+        let response = try XCTUnwrap(ParsedResponse(try h.received()))
+        XCTAssertEqual(response.status, 431)
+        XCTAssertEqual(response.body, "airlock: request head larger than 2048 bytes; the gateway's limit is --max-header-bytes\n")
+        XCTAssertEqual(response.header("x-airlock-denied"), "airlock: request head larger than 2048 bytes; the gateway's limit is --max-header-bytes")
+        XCTAssertFalse(h.clientIsOpen)
+        XCTAssertTrue(h.dialer.targets.isEmpty, "nothing forwarded")
+    }
+
+    func testOversizedPipelinedHeadGets431AfterTheFirstResponse() throws {
+        var limits = GatewayLimits()
+        limits.maxHeaderBytes = 2048
+        let h = try GatewayHarness(listener: .http, limits: limits)
+        try h.send("GET /small HTTP/1.1\r\nHost: allowed.test\r\n\r\n"
+                   + "GET /big HTTP/1.1\r\nHost: allowed.test\r\nX-Padding: " + String(repeating: "a", count: 6000) + "\r\n\r\n")
+        XCTAssertTrue(try h.sentUpstream().hasPrefix("GET /small HTTP/1.1"))
+        try h.upstreamSends("HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+        let text = try h.received()
+        let parts = text.components(separatedBy: "HTTP/1.1 ").dropFirst().map { ParsedResponse("HTTP/1.1 " + $0) }
+        XCTAssertEqual(parts.map { $0?.status }, [200, 431], text)
+        XCTAssertEqual(h.dialer.targets.count, 1, "the oversized head never went upstream")
+        XCTAssertFalse(h.clientIsOpen)
+    }
+
+    func testAHeadJustUnderTheLimitInOneReadIsForwarded() throws {
+        var limits = GatewayLimits()
+        limits.maxHeaderBytes = 2048
+        let h = try GatewayHarness(listener: .http, limits: limits)
+        let start = "GET / HTTP/1.1\r\nHost: allowed.test\r\nX-Padding: "
+        let head = start + String(repeating: "a", count: 2048 - start.utf8.count - 4) + "\r\n\r\n"
+        XCTAssertEqual(head.utf8.count, 2048)
+        try h.send(head + "GET / HTTP/1.1\r\nHost: allowed.test\r\n\r\n")
+        XCTAssertEqual(h.dialer.targets.map(\.host), ["allowed.test"])
+        XCTAssertTrue(h.clientIsOpen)
+    }
+
     func testSlowTricklingHeadIsCutOffWith408() throws {
         var limits = GatewayLimits()
         limits.headerTimeout = .seconds(10)

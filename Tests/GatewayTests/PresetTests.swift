@@ -51,8 +51,8 @@ final class PresetTests: XCTestCase {
 
     func testPresetNamesAreCaseInsensitiveAndDenyStillWins() throws {
         let p = try Policy.parse("@PyPI\n!files.pythonhosted.org\n", source: "p")
-        XCTAssertEqual(p.decide(host: "files.pythonhosted.org", port: 443),
-                       .deny(reason: "files.pythonhosted.org is denied by rule !files.pythonhosted.org (line 2)"))
+        XCTAssertEqual(p.decide(host: "files.pythonhosted.org", port: 443).denial,
+                       "files.pythonhosted.org is denied by rule !files.pythonhosted.org (line 2)")
         XCTAssertTrue(p.decide(host: "pypi.org", port: 443).isAllowed)
     }
 }

@@ -15,6 +15,13 @@ package struct AuditEvent: Sendable, Equatable {
         case sessionRevoke = "session_revoke"
         case sessionExpire = "session_expire"
         case policyReload = "policy_reload"
+
+        /// The refusals, which share the sandbox's `DenialBudget`, in the order their
+        /// dropped-line counts are written.
+        package static let denials: [Kind] = [.dnsDeny, .egressDeny, .gitDeny]
+
+        /// Whether this kind is a refusal, limited by the sandbox's `DenialBudget`.
+        package var isDenial: Bool { self == .dnsDeny || self == .egressDeny || self == .gitDeny }
     }
 
     /// The listener or path a decision was made on.

@@ -4,6 +4,7 @@ import Glibc
 import Darwin
 #endif
 import NIOConcurrencyHelpers
+import NIOCore
 
 /// Where audit lines go.
 package protocol AuditSink: Sendable {
@@ -27,11 +28,13 @@ extension AuditSink {
 /// Thread-safe; every line, or every batch of lines (`record(contentsOf:)`), is written
 /// with a single `write(2)` so lines from different event loops never interleave.
 ///
-/// `dns_deny` lines are the one kind a sandbox can produce as fast as it can send packets
-/// (a denied name costs it one datagram), so they are rate-limited per log: up to
-/// `DenialBudget.burst` at once and `DenialBudget.perSecond` a second after that. Denials
-/// over the budget are counted, and the next `dns_deny` line written is preceded by one
-/// saying how many were not written one by one. Every other kind is written in full.
+/// Denials (`dns_deny`, `egress_deny`, `git_deny`) are the kinds a sandbox can produce as
+/// fast as it can send (a denied name costs it one datagram, a refused request 43 bytes
+/// on a kept-alive connection), so they share one budget per sandbox: up to
+/// `DenialBudget.Limits.burst` at once and `perSecond` a second after that. Denials over
+/// the budget are counted by kind, and the next denial line written is preceded by one
+/// line per kind saying how many were not written one by one. Every other kind (allowed
+/// exchanges, sessions, reloads) is written in full.
 package final class AuditLog: Sendable {
     private let sink: any AuditSink
     private let sandbox: String?
@@ -40,16 +43,18 @@ package final class AuditLog: Sendable {
     /// - Parameters:
     ///   - sink: where lines go.
     ///   - sandbox: filled into events that do not name their sandbox.
-    ///   - dnsDenials: the budget for `dns_deny` lines.
-    package init(sink: any AuditSink, sandbox: String? = nil, dnsDenials: DenialBudget.Limits = .standard) {
+    ///   - denials: the budget for denial lines, shared by every denial kind.
+    ///   - clock: the budget's clock; tests pass their own.
+    package init(sink: any AuditSink, sandbox: String? = nil, denials: DenialBudget.Limits = .standard,
+                 clock: @escaping @Sendable () -> NIODeadline = { .now() }) {
         self.sink = sink
         self.sandbox = sandbox
-        self.denials = DenialBudget(dnsDenials)
+        self.denials = DenialBudget(denials, clock: clock)
     }
 
     /// Records one decision.
     package func record(_ event: AuditEvent) {
-        if event.kind == .dnsDeny {
+        if event.kind.isDenial {
             record(contentsOf: [event])
             return
         }
@@ -58,28 +63,38 @@ package final class AuditLog: Sendable {
         sink.write(line: event.jsonLine() + "\n")
     }
 
-    /// Applies the `dns_deny` budget to `events`: the denials over it are dropped (and
-    /// counted); a line for those dropped earlier comes first once there is room again.
+    /// Applies the denial budget to `events`: the denials over it are dropped (and
+    /// counted); lines for those dropped earlier come first once there is room again.
     private func limitingDenials(_ events: [AuditEvent]) -> [AuditEvent] {
-        let denied = events.reduce(0) { $0 + ($1.kind == .dnsDeny ? 1 : 0) }
-        guard denied > 0 else { return events }
-        let (allowed, unreported) = denials.take(denied)
-        if allowed == denied && unreported == 0 { return events }
+        let kinds = events.lazy.map(\.kind).filter(\.isDenial)
+        guard !kinds.isEmpty else { return events }
+        let denied = Array(kinds)
+        let grant = denials.take(denied)
+        if grant.allowed == denied.count && grant.unreported.isEmpty { return events }
         var kept: [AuditEvent] = []
-        kept.reserveCapacity(events.count - denied + allowed + 1)
-        if unreported > 0 {
-            kept.append(AuditEvent(.dnsDeny, via: .dns, reason: "\(unreported) more denied name(s) not written one by one: "
-                                   + "over \(denials.limits.burst) at once or \(denials.limits.perSecond) a second"))
+        kept.reserveCapacity(events.count - denied.count + grant.allowed + grant.unreported.count)
+        for (kind, count) in grant.unreported {
+            kept.append(Self.droppedLine(kind, count: count, limits: denials.limits))
         }
-        var left = allowed
+        var left = grant.allowed
         for event in events {
-            if event.kind == .dnsDeny {
+            if event.kind.isDenial {
                 guard left > 0 else { continue }
                 left -= 1
             }
             kept.append(event)
         }
         return kept
+    }
+
+    /// The line that stands for `count` denials of `kind` that were not written.
+    private static func droppedLine(_ kind: AuditEvent.Kind, count: Int, limits: DenialBudget.Limits) -> AuditEvent {
+        let over = "not written one by one: over \(limits.burst) at once or \(limits.perSecond) a second"
+        switch kind {
+        case .dnsDeny: return AuditEvent(kind, via: .dns, reason: "\(count) more denied name(s) \(over)")
+        case .gitDeny: return AuditEvent(kind, via: .git, reason: "\(count) more refused git request(s) \(over)")
+        default: return AuditEvent(kind, reason: "\(count) more refused request(s) or connection(s) \(over)")
+        }
     }
 
     /// Records several decisions with one write to the sink (one `write(2)` for a file),
@@ -112,7 +127,7 @@ package final class AuditLog: Sendable {
 
     /// An audit log for another sandbox that shares this log's sink.
     package func forSandbox(_ name: String) -> AuditLog {
-        AuditLog(sink: sink, sandbox: name, dnsDenials: denials.limits)
+        AuditLog(sink: sink, sandbox: name, denials: denials.limits)
     }
 }
 

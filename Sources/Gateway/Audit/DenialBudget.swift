@@ -1,8 +1,9 @@
 import NIOConcurrencyHelpers
 import NIOCore
 
-/// A token bucket for audit lines of one kind: `burst` at once, refilled at `perSecond`.
-/// Denials over it are counted so that the next line written can say how many were not.
+/// A token bucket for the denial lines of one sandbox (`dns_deny`, `egress_deny`,
+/// `git_deny` together): `burst` at once, refilled at `perSecond`. Denials over it are
+/// counted by kind so that the next line written can say how many were not.
 package final class DenialBudget: Sendable {
     /// How many lines at once and a second.
     package struct Limits: Sendable, Equatable {
@@ -19,32 +20,64 @@ package final class DenialBudget: Sendable {
         }
     }
 
-    package let limits: Limits
-    private let state: NIOLockedValueBox<(tokens: Double, refilled: NIODeadline, unreported: Int)>
+    /// What `take` decided for one batch of denials.
+    package struct Grant: Equatable {
+        /// How many of the batch's denials may be written: the first ones, in order.
+        package var allowed: Int
+        /// Denials dropped earlier and not reported yet, by kind in `AuditEvent.Kind.denials`
+        /// order; reported now (so counted as reported). Empty unless `allowed > 0`.
+        package var unreported: [(kind: AuditEvent.Kind, count: Int)]
 
-    package init(_ limits: Limits) {
-        self.limits = limits
-        state = NIOLockedValueBox((Double(limits.burst), .now(), 0))
+        package static func == (a: Grant, b: Grant) -> Bool {
+            a.allowed == b.allowed && a.unreported.elementsEqual(b.unreported) { $0.kind == $1.kind && $0.count == $1.count }
+        }
     }
 
-    /// Takes room for `count` lines now.
-    /// - Returns: how many may be written, and how many earlier ones were dropped and not
-    ///   reported yet (reported now, so counted as reported).
-    package func take(_ count: Int) -> (allowed: Int, unreported: Int) {
-        let now = NIODeadline.now()
+    private struct State {
+        var tokens: Double
+        var refilled: NIODeadline
+        var unreported: [AuditEvent.Kind: Int] = [:]
+    }
+
+    package let limits: Limits
+    private let state: NIOLockedValueBox<State>
+    private let clock: @Sendable () -> NIODeadline
+
+    /// - Parameters:
+    ///   - limits: the burst and the refill rate.
+    ///   - clock: the time now; tests pass their own to refill without waiting.
+    package init(_ limits: Limits, clock: @escaping @Sendable () -> NIODeadline = { .now() }) {
+        self.limits = limits
+        self.clock = clock
+        state = NIOLockedValueBox(State(tokens: Double(limits.burst), refilled: clock()))
+    }
+
+    /// Takes room for one line per denial in `kinds`, in order.
+    package func take(_ kinds: [AuditEvent.Kind]) -> Grant {
+        let now = clock()
         return state.withLockedValue { state in
             let elapsed = Double((now - state.refilled).nanoseconds) / 1e9
             state.tokens = min(Double(limits.burst), state.tokens + max(0, elapsed) * Double(limits.perSecond))
             state.refilled = now
-            let allowed = min(count, Int(state.tokens))
+            let allowed = min(kinds.count, Int(state.tokens))
             state.tokens -= Double(allowed)
-            var unreported = 0
+            var unreported: [(kind: AuditEvent.Kind, count: Int)] = []
             if allowed > 0 {
-                unreported = state.unreported
-                state.unreported = 0
+                for kind in AuditEvent.Kind.denials {
+                    if let count = state.unreported[kind], count > 0 { unreported.append((kind, count)) }
+                }
+                state.unreported = [:]
             }
-            state.unreported += count - allowed
-            return (allowed, unreported)
+            for kind in kinds.dropFirst(allowed) { state.unreported[kind, default: 0] += 1 }
+            return Grant(allowed: allowed, unreported: unreported)
         }
+    }
+
+    /// Takes room for `count` lines of one kind.
+    /// - Returns: how many may be written, and how many earlier ones were dropped and not
+    ///   reported yet (all kinds together).
+    package func take(_ count: Int) -> (allowed: Int, unreported: Int) {
+        let grant = take(Array(repeating: AuditEvent.Kind.dnsDeny, count: count))
+        return (grant.allowed, grant.unreported.reduce(0) { $0 + $1.count })
     }
 }

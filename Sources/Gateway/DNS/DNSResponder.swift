@@ -156,7 +156,7 @@ package struct DNSResponder: Sendable {
                 if let why = rules.denialReason(lowercaseBytes: host) {
                     reason = why
                 } else if case .deny(let why) = rules.policy.decide(host: shown, port: 443) {
-                    reason = why
+                    reason = why.description
                 } else {
                     reason = "\(shown) is an address, not a name to resolve"
                 }

@@ -5,7 +5,9 @@ import NIOCore
 ///
 /// Idle clients are cut: the connection closes after `idleTimeout` without a complete
 /// query, and after `maximumLifetime` in any case, so trickling bytes cannot hold it open.
-/// Reading pauses while the client does not read its answers.
+/// Reading pauses while the client does not read its answers. When the client half-closes
+/// (it will send no more queries), the connection closes once the answers already
+/// written have gone out.
 package final class DNSTCPHandler: ChannelDuplexHandler {
     package typealias InboundIn = ByteBuffer
     package typealias OutboundIn = ByteBuffer
@@ -19,6 +21,8 @@ package final class DNSTCPHandler: ChannelDuplexHandler {
     private var idleTimer: Scheduled<Void>?
     private var lifetimeTimer: Scheduled<Void>?
     private var readPending = false
+    /// The last answer written; the connection closes after it on half-close.
+    private var lastWrite: EventLoopFuture<Void>?
     /// The policy's name rules, rebuilt when a reload replaced them.
     private var rules: DNSNameRules?
 
@@ -92,7 +96,21 @@ package final class DNSTCPHandler: ChannelDuplexHandler {
         }
         if let event { audit.record(event) }
         buffer.setInteger(UInt16(truncatingIfNeeded: buffer.readableBytes - 2), at: buffer.readerIndex)
-        context.writeAndFlush(wrapOutboundOut(buffer), promise: nil)
+        lastWrite = context.writeAndFlush(wrapOutboundOut(buffer))
+    }
+
+    package func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
+        if let event = event as? ChannelEvent, case .inputClosed = event {
+            // No more queries will come: answer what came, then close.
+            guard let lastWrite else {
+                context.close(promise: nil)
+                return
+            }
+            let loopBound = NIOLoopBound(context, eventLoop: context.eventLoop)
+            lastWrite.whenComplete { _ in loopBound.value.close(promise: nil) }
+            return
+        }
+        context.fireUserInboundEventTriggered(event)
     }
 
     package func errorCaught(context: ChannelHandlerContext, error: Error) {

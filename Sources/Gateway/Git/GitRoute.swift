@@ -43,7 +43,10 @@ package struct GitRoute: Sendable, Equatable {
     /// A refusal: the HTTP status to answer with and one line saying why.
     package struct Refusal: Error, Sendable, Equatable, CustomStringConvertible {
         package let status: Int
-        package let reason: String
+        /// What was refused and why, without the `airlock: ` the sandbox sees before it.
+        package let why: String
+        /// The line the sandbox sees.
+        package var reason: String { Gateway.Refusal.prefix + why }
         /// The service the request named, when it got that far (for the audit line).
         package var service: String?
         /// The repository when it was valid, for the audit line.
@@ -51,7 +54,7 @@ package struct GitRoute: Sendable, Equatable {
 
         package init(status: Int, reason: String, service: String? = nil, repository: GitRepository? = nil) {
             self.status = status
-            self.reason = reason
+            self.why = reason
             self.service = service
             self.repository = repository
         }
@@ -70,7 +73,7 @@ package struct GitRoute: Sendable, Equatable {
         // Control characters, spaces, NUL, backslashes and non-ASCII are never part of a git URL
         // the gateway accepts, anywhere in the target.
         for byte in bytes where byte < 0x21 || byte >= 0x7F || byte == UInt8(ascii: "\\") {
-            throw Refusal(status: 400, reason: "airlock: the request path contains a character git URLs never need (control, space, backslash or non-ASCII)")
+            throw Refusal(status: 400, reason: "the request path contains a character git URLs never need (control, space, backslash or non-ASCII)")
         }
         let path: Substring
         let query: Substring?
@@ -82,42 +85,42 @@ package struct GitRoute: Sendable, Equatable {
             query = nil
         }
         guard path.hasPrefix(prefix) else {
-            throw Refusal(status: 404, reason: "airlock: not a git path; git URLs look like http://airlock.internal/git/HOST/OWNER/REPO")
+            throw Refusal(status: 404, reason: "not a git path; git URLs look like http://airlock.internal/git/HOST/OWNER/REPO")
         }
         if path.contains("%") {
-            throw Refusal(status: 400, reason: "airlock: percent-encoded characters are not allowed in git paths")
+            throw Refusal(status: 400, reason: "percent-encoded characters are not allowed in git paths")
         }
         if path.contains("//") {
-            throw Refusal(status: 400, reason: "airlock: empty path segments (`//`) are not allowed in git paths")
+            throw Refusal(status: 400, reason: "empty path segments (`//`) are not allowed in git paths")
         }
         let segments = path.dropFirst(prefix.count).split(separator: "/", omittingEmptySubsequences: false).map(String.init)
         if segments.contains(where: { $0 == "." || $0 == ".." }) {
-            throw Refusal(status: 400, reason: "airlock: `.` and `..` segments are not allowed in git paths")
+            throw Refusal(status: 400, reason: "`.` and `..` segments are not allowed in git paths")
         }
         guard segments.count >= 4 else {
-            throw Refusal(status: 404, reason: "airlock: not a git path; git URLs look like http://airlock.internal/git/HOST/OWNER/REPO")
+            throw Refusal(status: 404, reason: "not a git path; git URLs look like http://airlock.internal/git/HOST/OWNER/REPO")
         }
         let host = segments[0].lowercased()
         do {
             try GitRepository.checkHost(host)
         } catch let error as GitRepository.Invalid {
-            throw Refusal(status: 400, reason: "airlock: \(error.description)")
+            throw Refusal(status: 400, reason: "\(error.description)")
         }
         guard isConfiguredHost(host) else {
-            throw Refusal(status: 404, reason: "airlock: \(host) is not a configured git host")
+            throw Refusal(status: 404, reason: "\(host) is not a configured git host")
         }
         let repository: GitRepository
         do {
             repository = try GitRepository(host: host, owner: segments[1], name: segments[2])
         } catch let error as GitRepository.Invalid {
-            throw Refusal(status: 400, reason: "airlock: \(error.description)")
+            throw Refusal(status: 400, reason: "\(error.description)")
         }
         var nameAsSent = segments[2]
         if nameAsSent.utf8.count > 4, nameAsSent.lowercased().hasSuffix(".git") { nameAsSent = String(nameAsSent.dropLast(4)) }
         let rest = segments[3...].joined(separator: "/")
 
         if rest == "info/lfs" || rest.hasPrefix("info/lfs/") {
-            throw Refusal(status: 501, reason: "airlock: \(lfsReason)", repository: repository)
+            throw Refusal(status: 501, reason: "\(lfsReason)", repository: repository)
         }
         func make(_ service: GitService, _ endpoint: Endpoint) -> GitRoute {
             GitRoute(repository: repository, service: service, endpoint: endpoint, ownerAsSent: segments[1], nameAsSent: nameAsSent)
@@ -125,32 +128,32 @@ package struct GitRoute: Sendable, Equatable {
         switch rest {
         case "info/refs":
             guard method == "GET" || method == "HEAD" else {
-                throw Refusal(status: 405, reason: "airlock: info/refs takes GET, not \(method)", repository: repository)
+                throw Refusal(status: 405, reason: "info/refs takes GET, not \(method)", repository: repository)
             }
             guard let query, query.hasPrefix("service=") else {
-                throw Refusal(status: 404, reason: "airlock: only git smart HTTP is supported (info/refs needs ?service=git-upload-pack or git-receive-pack)", repository: repository)
+                throw Refusal(status: 404, reason: "only git smart HTTP is supported (info/refs needs ?service=git-upload-pack or git-receive-pack)", repository: repository)
             }
             let name = String(query.dropFirst("service=".count))
             if name == "git-upload-archive" {
-                throw Refusal(status: 403, reason: "airlock: git-upload-archive is not offered", service: name, repository: repository)
+                throw Refusal(status: 403, reason: "git-upload-archive is not offered", service: name, repository: repository)
             }
             guard let service = GitService(rawValue: name) else {
-                throw Refusal(status: 404, reason: "airlock: unknown git service; only git-upload-pack and git-receive-pack are offered", repository: repository)
+                throw Refusal(status: 404, reason: "unknown git service; only git-upload-pack and git-receive-pack are offered", repository: repository)
             }
             return make(service, .advertisement)
         case GitService.uploadPack.rawValue, GitService.receivePack.rawValue:
             let service = GitService(rawValue: rest)!
             guard method == "POST" else {
-                throw Refusal(status: 405, reason: "airlock: \(rest) takes POST, not \(method)", service: rest, repository: repository)
+                throw Refusal(status: 405, reason: "\(rest) takes POST, not \(method)", service: rest, repository: repository)
             }
             guard query == nil || query == "" else {
-                throw Refusal(status: 400, reason: "airlock: \(rest) takes no query string", service: rest, repository: repository)
+                throw Refusal(status: 400, reason: "\(rest) takes no query string", service: rest, repository: repository)
             }
             return make(service, .rpc)
         case "git-upload-archive":
-            throw Refusal(status: 403, reason: "airlock: git-upload-archive is not offered", service: rest, repository: repository)
+            throw Refusal(status: 403, reason: "git-upload-archive is not offered", service: rest, repository: repository)
         default:
-            throw Refusal(status: 404, reason: "airlock: only git smart HTTP endpoints are served (info/refs, git-upload-pack, git-receive-pack)", repository: repository)
+            throw Refusal(status: 404, reason: "only git smart HTTP endpoints are served (info/refs, git-upload-pack, git-receive-pack)", repository: repository)
         }
     }
 }

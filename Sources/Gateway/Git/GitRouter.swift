@@ -25,7 +25,8 @@ package struct GitRouter: HTTPRouter {
     package let audit: AuditLog
 
     /// Headers from the sandbox that never go upstream (credentials and forwarding claims);
-    /// hop-by-hop headers are stripped by the forwarder.
+    /// hop-by-hop headers are stripped by the forwarder, except the `Host` and
+    /// `Authorization` this router sets (`Connection: authorization` cannot remove them).
     package static let strippedRequestHeaders: Set<String> = [
         "authorization", "proxy-authorization", "cookie", "host", "forwarded",
         "x-forwarded-for", "x-forwarded-host", "x-forwarded-proto", "x-real-ip",
@@ -50,16 +51,17 @@ package struct GitRouter: HTTPRouter {
         do {
             route = try GitRoute.parse(method: head.method.rawValue, uri: head.uri) { upstreams.upstream(for: $0) != nil }
         } catch let refusal as GitRoute.Refusal {
-            return deny(refusal.status, refusal.reason, sandbox: sandbox, repository: refusal.repository, service: refusal.service)
+            return deny(refusal.status, refusal.why, sandbox: sandbox, repository: refusal.repository, service: refusal.service)
         } catch {
-            return deny(400, "airlock: invalid git request", sandbox: sandbox, repository: nil, service: nil)
+            return deny(400, "invalid git request", sandbox: sandbox, repository: nil, service: nil)
         }
         let repo = route.repository
         let service = route.service.rawValue
 
         let tokens = HTTPAuthorization.presentedTokens(in: head.headers["Authorization"])
         guard !tokens.isEmpty else {
-            return deny(401, "airlock: no session token; run git inside the sandbox made by airlock (it sets the token), or pass `Authorization: Bearer <session token>`",
+            return deny(401, "no session token",
+                        hint: "run git inside the sandbox made by airlock (it sets the token), or pass `Authorization: Bearer <session token>`",
                         sandbox: sandbox, repository: repo, service: service, auditReason: "missing session token")
         }
         let token = tokens.first(where: SessionToken.isWellFormed) ?? tokens[0]
@@ -69,22 +71,22 @@ package struct GitRouter: HTTPRouter {
         case let .valid(g):
             grant = g
         case let .otherSandbox(id, issuedFor):
-            return deny(401, "airlock: \(check.refusalReason!)", sandbox: sandbox, repository: repo, service: service,
+            return deny(401, check.refusalReason!, sandbox: sandbox, repository: repo, service: service,
                         session: id, auditReason: "session issued for sandbox \(issuedFor) presented on \(sandbox)")
         default:
-            return deny(401, "airlock: \(check.refusalReason!)", sandbox: sandbox, repository: repo, service: service,
+            return deny(401, check.refusalReason!, sandbox: sandbox, repository: repo, service: service,
                         session: check.sessionID, auditReason: check.refusalReason!)
         }
         guard let granted = grant.scope.access(to: repo) else {
-            return deny(403, "airlock: this session does not cover \(repo); ask for a session with --repo \(repo)",
+            return deny(403, "this session does not cover \(repo)", hint: "ask for a session with --repo \(repo)",
                         sandbox: sandbox, repository: repo, service: service, session: grant.id, auditReason: "repository not in session scope")
         }
         guard granted >= route.service.requiredAccess else {
-            return deny(403, "airlock: this session has read-only access to \(repo); pushing needs --repo \(repo):rw",
+            return deny(403, "this session has read-only access to \(repo)", hint: "pushing needs --repo \(repo):rw",
                         sandbox: sandbox, repository: repo, service: service, session: grant.id, auditReason: "push with a read-only session")
         }
         guard let upstream = upstreams.upstream(for: repo.host) else {
-            return deny(404, "airlock: \(repo.host) is not a configured git host", sandbox: sandbox, repository: repo, service: service)
+            return deny(404, "\(repo.host) is not a configured git host", sandbox: sandbox, repository: repo, service: service)
         }
         return .forward(exchange(for: route, head: head, upstream: upstream, grant: grant, sandbox: sandbox))
     }
@@ -108,15 +110,16 @@ package struct GitRouter: HTTPRouter {
         return UpstreamExchange(
             target: upstream.target,
             head: upstreamHead,
+            gatewayHeaders: ["host", "authorization"],
             interceptResponse: { response in
-                guard let reason = Self.refusalForUpstream(status: Int(response.status.code), gitHost: gitHost) else { return nil }
-                intercepted.withLockedValue { $0 = reason }
-                return .refusal(.badGateway, reason: reason, closeConnection: true)
+                guard let refusal = Self.refusalForUpstream(status: Int(response.status.code), gitHost: gitHost) else { return nil }
+                intercepted.withLockedValue { $0 = refusal.reason }
+                return refusal.response
             },
             completion: { outcome in
                 if let reason = intercepted.withLockedValue({ $0 }) {
                     audit.record(AuditEvent(
-                        .gitDeny, sandbox: sandbox, via: .git, host: gitHost, reason: Self.auditText(reason), bytesUp: outcome.bytesUp,
+                        .gitDeny, sandbox: sandbox, via: .git, host: gitHost, reason: reason, bytesUp: outcome.bytesUp,
                         bytesDown: outcome.bytesDown, ms: outcome.milliseconds, repo: repo.description, service: service,
                         status: outcome.status ?? 502, session: sessionID))
                 } else {
@@ -130,32 +133,30 @@ package struct GitRouter: HTTPRouter {
 
     /// The refusal that replaces an upstream response the sandbox must not see: `401`/`407`
     /// (git would prompt or retry with the wrong credential) and `3xx` (never followed).
-    package static func refusalForUpstream(status: Int, gitHost: String) -> String? {
+    package static func refusalForUpstream(status: Int, gitHost: String) -> Refusal? {
         switch status {
         case 401, 407:
-            "airlock: upstream rejected the gateway's credential for \(gitHost) (HTTP \(status)); the session's upstream token may be wrong or expired"
+            Refusal(.badGateway, reason: "upstream rejected the gateway's credential for \(gitHost) (HTTP \(status)); the session's upstream token may be wrong or expired",
+                    closeConnection: true)
         case 300..<400:
-            "airlock: \(gitHost) answered with a redirect (HTTP \(status)); airlock does not follow redirects (was the repository renamed or moved?)"
+            Refusal(.badGateway, reason: "\(gitHost) answered with a redirect (HTTP \(status)); airlock does not follow redirects (was the repository renamed or moved?)",
+                    closeConnection: true)
         default:
             nil
         }
     }
 
     private func deny(
-        _ status: Int, _ reason: String, sandbox: String, repository: GitRepository?, service: String?,
+        _ status: Int, _ reason: String, hint: String? = nil, sandbox: String, repository: GitRepository?, service: String?,
         session: String? = nil, auditReason: String? = nil
     ) -> HTTPRoute {
-        audit.record(AuditEvent(
-            .gitDeny, sandbox: sandbox, via: .git, host: repository?.host, reason: auditReason ?? Self.auditText(reason),
-            repo: repository?.description, service: service, status: status, session: session))
-        var response = LocalResponse.refusal(HTTPResponseStatus(statusCode: status), reason: reason)
+        var refusal = Refusal(HTTPResponseStatus(statusCode: status), reason: reason, hint: hint)
         if status == 401 {
-            response.headers.add(name: "WWW-Authenticate", value: Self.challenge)
+            refusal.headers.add(name: "WWW-Authenticate", value: Self.challenge)
         }
-        return .respond(response)
-    }
-
-    private static func auditText(_ reason: String) -> String {
-        reason.hasPrefix("airlock: ") ? String(reason.dropFirst(9)) : reason
+        audit.record(AuditEvent(
+            .gitDeny, sandbox: sandbox, via: .git, host: repository?.host, reason: auditReason ?? refusal.reason,
+            repo: repository?.description, service: service, status: status, session: session))
+        return .respond(refusal.response)
     }
 }

@@ -32,11 +32,14 @@ package final class HTTPForwarder {
     private let sandbox: String
     private let via: AuditEvent.Via
     private let headGuard: RequestHeadGuard?
+    private let refusalsAllowed: Int
 
     private var phase = Phase.awaitingHead
     private var context: ChannelHandlerContext?
     private var inbox = CircularBuffer<HTTPServerRequestPart>()
     private var pendingRead = false
+    /// Refusals answered on this connection so far.
+    private var refusals = 0
 
     // The current request.
     private var request: HTTPRequestHead?
@@ -64,10 +67,13 @@ package final class HTTPForwarder {
     ///   - sandbox: the sandbox this listener belongs to.
     ///   - via: the listener, for the router's context.
     ///   - headGuard: the guard ahead of the decoder, told when heads arrive.
+    ///   - refusalsPerConnection: the refusal after which the connection is closed.
     package init(
         router: any HTTPRouter, tunnels: (any TunnelRouter)? = nil, dialer: any UpstreamDialer,
-        sandbox: String, via: AuditEvent.Via, headGuard: RequestHeadGuard? = nil
+        sandbox: String, via: AuditEvent.Via, headGuard: RequestHeadGuard? = nil,
+        refusalsPerConnection: Int = GatewayLimits().refusalsPerConnection
     ) {
+        self.refusalsAllowed = max(1, refusalsPerConnection)
         self.router = router
         self.tunnels = tunnels
         self.dialer = dialer
@@ -157,7 +163,7 @@ package final class HTTPForwarder {
         requestHasBody = requestChunked || length > 0
 
         if let problem = RequestValidation.problem(in: head) {
-            respondLocally(.refusal(.badRequest, reason: problem, closeConnection: true))
+            respondLocally(Refusal(.badRequest, reason: problem, closeConnection: true).response)
             return
         }
         if head.method == .CONNECT {
@@ -176,7 +182,7 @@ package final class HTTPForwarder {
             case .success(.forward(let exchange)):
                 self.dial(exchange)
             case .failure:
-                self.respondLocally(.refusal(.badGateway, reason: "airlock: the gateway could not route this request", closeConnection: true))
+                self.respondLocally(Refusal(.badGateway, reason: "the gateway could not route this request", closeConnection: true).response)
             }
         }
     }
@@ -196,8 +202,8 @@ package final class HTTPForwarder {
                 self.connected(to: channel)
             case .failure(let error):
                 let refusal = Self.refusal(for: error, host: exchange.target.host, port: exchange.target.port)
-                self.finishExchange(failure: refusal.body.trimmingNewline, status: Int(refusal.status.code))
-                self.respondLocally(refusal)
+                self.finishExchange(failure: refusal.reason, status: Int(refusal.status.code))
+                self.respondLocally(refusal.response)
             }
         }
     }
@@ -211,7 +217,7 @@ package final class HTTPForwarder {
         } catch {
             channel.close(promise: nil)
             finishExchange(failure: "pipeline setup failed", status: 502)
-            respondLocally(.refusal(.badGateway, reason: "airlock: cannot set up the connection to \(exchange.target.host)", closeConnection: true))
+            respondLocally(Refusal(.badGateway, reason: "cannot set up the connection to \(exchange.target.host)", closeConnection: true).response)
             return
         }
         upstream = channel
@@ -219,7 +225,7 @@ package final class HTTPForwarder {
         channel.closeFuture.whenComplete { _ in self.upstreamClosed(generation: handler.generation) }
 
         var head = exchange.head
-        var headers = HopByHopHeaders.stripped(head.headers)
+        var headers = HopByHopHeaders.stripped(head.headers, keeping: exchange.gatewayHeaders)
         headers.remove(name: "expect")
         headers.remove(name: "content-length")
         if requestChunked {
@@ -268,11 +274,13 @@ package final class HTTPForwarder {
     // MARK: responses
 
     /// Writes a gateway-made response; closes afterwards when asked to, when the client
-    /// asked to, or when the request's body has not been read (it is never forwarded).
+    /// asked to, when the request's body has not been read (it is never forwarded), or
+    /// when this is the connection's `refusalsPerConnection`th refusal.
     private func respondLocally(_ response: LocalResponse) {
         guard let context, let request else { return }
+        if response.headers.contains(name: "X-Airlock-Denied") { refusals += 1 }
         let unreadBody = requestHasBody && !requestEnded
-        let close = response.closeConnection || !keepAlive || unreadBody
+        let close = response.closeConnection || !keepAlive || unreadBody || refusals >= refusalsAllowed
         var head = HTTPResponseHead(version: request.version.major == 1 && request.version.minor == 0 ? .http1_0 : .http1_1,
                                     status: response.status)
         var headers = response.headers
@@ -391,9 +399,9 @@ package final class HTTPForwarder {
             inbox.removeAll()
             context?.close(promise: nil)
         } else {
-            let reason = "airlock: upstream \(host) closed the connection before answering"
-            finishExchange(failure: String(reason.dropFirst(9)), status: 502)
-            respondLocally(.refusal(.badGateway, reason: reason, closeConnection: true))
+            let refusal = Refusal(.badGateway, reason: "upstream \(host) closed the connection before answering", closeConnection: true)
+            finishExchange(failure: refusal.reason, status: 502)
+            respondLocally(refusal.response)
         }
     }
 
@@ -402,7 +410,11 @@ package final class HTTPForwarder {
         guard responseEnded, requestEnded, phase != .closing else { return }
         phase = .awaitingHead
         request = nil
-        headGuard?.awaitNextHead()
+        if headGuard?.awaitNextHead() == false {
+            phase = .closing
+            inbox.removeAll()
+            return
+        }
         drainInbox()
     }
 
@@ -423,12 +435,12 @@ package final class HTTPForwarder {
         context?.close(promise: nil)
     }
 
-    /// The sandbox-facing answer for a failed dial.
-    package static func refusal(for error: Error, host: String, port: Int) -> LocalResponse {
+    /// The refusal for a failed dial.
+    package static func refusal(for error: Error, host: String, port: Int) -> Refusal {
         if let error = error as? DialError {
-            return .refusal(error.status, reason: error.description, closeConnection: true)
+            return Refusal(error.status, reason: error.reason, closeConnection: true)
         }
-        return .refusal(.badGateway, reason: "airlock: cannot connect to \(host):\(port)", closeConnection: true)
+        return Refusal(.badGateway, reason: "cannot connect to \(host):\(port)", closeConnection: true)
     }
 
     // MARK: CONNECT
@@ -436,14 +448,14 @@ package final class HTTPForwarder {
     private func startTunnel(_ head: HTTPRequestHead) {
         guard let context else { return }
         guard let tunnels else {
-            respondLocally(.refusal(.methodNotAllowed, reason: "airlock: CONNECT is served only by the proxy on port 3128", closeConnection: true))
+            respondLocally(Refusal(.methodNotAllowed, reason: "CONNECT is served only by the proxy on port 3128", closeConnection: true).response)
             return
         }
         let authority: HostAndPort
         switch HostAndPort.parseAuthority(head.uri) {
         case .success(let parsed): authority = parsed
         case .failure(let problem):
-            respondLocally(.refusal(.badRequest, reason: problem.description, closeConnection: true))
+            respondLocally(Refusal(.badRequest, reason: problem.description, closeConnection: true).response)
             return
         }
         let requestContext = RequestContext(
@@ -470,10 +482,10 @@ package final class HTTPForwarder {
                     self.drainInbox()
                 case .failure(let error):
                     let refusal = Self.refusal(for: error, host: target.host, port: target.port)
-                    self.respondLocally(refusal)
+                    self.respondLocally(refusal.response)
                     let ms = startedAt.millisecondsAgo
                     completion(ExchangeOutcome(status: Int(refusal.status.code), bytesUp: 0, bytesDown: 0,
-                                               milliseconds: ms, failure: refusal.body.trimmingNewline))
+                                               milliseconds: ms, failure: refusal.reason))
                 }
             }
         }
@@ -585,8 +597,18 @@ extension HTTPForwarder: ChannelDuplexHandler, RemovableChannelHandler {
             context.fireChannelRead(data)
             return
         }
+        let part = unwrapInboundIn(data)
+        // The guard ahead of the decoder counts head bytes by what the decoder produced.
+        switch part {
+        case .head(let head):
+            let chunked = head.headers[canonicalForm: "transfer-encoding"].contains { $0.lowercased() == "chunked" }
+            let length = chunked ? nil : (head.headers.first(name: "content-length").flatMap { Int($0) } ?? 0)
+            headGuard?.headDecoded(isConnect: head.method == .CONNECT, bodyLength: length)
+        case .end: headGuard?.requestDecoded()
+        case .body: break
+        }
         if phase == .closing { return }
-        inbox.append(unwrapInboundIn(data))
+        inbox.append(part)
         drainInbox()
     }
 
@@ -642,6 +664,12 @@ extension HTTPForwarder: ChannelDuplexHandler, RemovableChannelHandler {
             context.fireErrorCaught(error)
             return
         }
+        if headGuard?.hasAnswered == true {
+            // The guard answered (431, 408) and closes; the decoder's complaint about the
+            // head it never finished is not a second answer.
+            close()
+            return
+        }
         if error is HTTPParserError, phase == .awaitingHead {
             // A malformed request: answer it as such, then close.
             if request == nil {
@@ -649,7 +677,7 @@ extension HTTPForwarder: ChannelDuplexHandler, RemovableChannelHandler {
                 requestHasBody = false
                 requestEnded = true
             }
-            respondLocally(.refusal(.badRequest, reason: "airlock: malformed HTTP request (\(RequestValidation.describe(error)))", closeConnection: true))
+            respondLocally(Refusal(.badRequest, reason: "malformed HTTP request (\(RequestValidation.describe(error)))", closeConnection: true).response)
             return
         }
         close()
@@ -718,12 +746,5 @@ private final class UpstreamResponseHandler: ChannelDuplexHandler {
 
     func errorCaught(context: ChannelHandlerContext, error: Error) {
         context.close(promise: nil)
-    }
-}
-
-extension String {
-    /// The string without one trailing newline.
-    fileprivate var trimmingNewline: String {
-        hasSuffix("\n") ? String(dropLast()) : self
     }
 }

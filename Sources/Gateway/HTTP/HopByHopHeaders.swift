@@ -11,12 +11,14 @@ package enum HopByHopHeaders {
     ]
 
     /// `headers` without hop-by-hop headers: the fixed list, anything starting with
-    /// `proxy-`, and every header named in `Connection`.
-    package static func stripped(_ headers: HTTPHeaders) -> HTTPHeaders {
+    /// `proxy-`, and every header named in `Connection` except those in `kept` (lowercase
+    /// names of headers the gateway set itself, which the request cannot take away).
+    package static func stripped(_ headers: HTTPHeaders, keeping kept: Set<String> = []) -> HTTPHeaders {
         var named = Set<String>()
         for value in headers[canonicalForm: "connection"] {
             named.insert(value.lowercased().trimmingCharacters(in: .whitespaces))
         }
+        named.subtract(kept)
         var out = HTTPHeaders()
         for (name, value) in headers {
             let lower = name.lowercased()

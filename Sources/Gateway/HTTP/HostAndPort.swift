@@ -16,7 +16,7 @@ package struct HostAndPort: Sendable, Equatable {
 
     /// Why a target or header was refused.
     package struct Problem: Error, Sendable, Equatable, CustomStringConvertible {
-        /// One line for the sandbox.
+        /// One line for the sandbox, without the `airlock: ` a `Refusal` puts before it.
         package var description: String
     }
 
@@ -24,19 +24,19 @@ package struct HostAndPort: Sendable, Equatable {
     package static func parseAuthority(_ text: String, defaultPort: Int = 443) -> Result<HostAndPort, Problem> {
         let shown = String(text.prefix(100).filter { $0.isASCII && !$0.isNewline && $0 != "\r" })
         guard !text.isEmpty, text.utf8.count <= 300 else {
-            return .failure(Problem(description: "airlock: malformed request: missing or overlong host"))
+            return .failure(Problem(description: "malformed request: missing or overlong host"))
         }
         var hostPart: Substring
         var portPart: Substring?
         if text.hasPrefix("[") {
             guard let close = text.firstIndex(of: "]") else {
-                return .failure(Problem(description: "airlock: malformed request: bad host \(shown)"))
+                return .failure(Problem(description: "malformed request: bad host \(shown)"))
             }
             hostPart = text[text.startIndex...close]
             let rest = text[text.index(after: close)...]
             if !rest.isEmpty {
                 guard rest.hasPrefix(":") else {
-                    return .failure(Problem(description: "airlock: malformed request: bad host \(shown)"))
+                    return .failure(Problem(description: "malformed request: bad host \(shown)"))
                 }
                 portPart = rest.dropFirst()
             }
@@ -51,16 +51,16 @@ package struct HostAndPort: Sendable, Equatable {
                 || c == 0x2D || c == 0x2E || c == 0x5F || c == 0x5B || c == 0x5D || c == 0x3A
         }
         guard !hostPart.isEmpty, hostPart.utf8.allSatisfy(hostAllowed) else {
-            return .failure(Problem(description: "airlock: malformed request: bad host \(shown)"))
+            return .failure(Problem(description: "malformed request: bad host \(shown)"))
         }
         if !hostPart.hasPrefix("["), hostPart.contains(":") {
-            return .failure(Problem(description: "airlock: malformed request: bad host \(shown)"))
+            return .failure(Problem(description: "malformed request: bad host \(shown)"))
         }
         var port = defaultPort
         if let portPart {
             guard !portPart.isEmpty, portPart.utf8.count <= 5, portPart.utf8.allSatisfy({ $0 >= 0x30 && $0 <= 0x39 }),
                   let value = Int(portPart), value >= 1, value <= 65535 else {
-                return .failure(Problem(description: "airlock: malformed request: bad port in \(shown)"))
+                return .failure(Problem(description: "malformed request: bad port in \(shown)"))
             }
             port = value
         }
@@ -82,17 +82,17 @@ package struct HostAndPort: Sendable, Equatable {
     /// Parses an absolute-form request target such as `http://example.org:8080/a?b`.
     package static func parseAbsolute(_ uri: String) -> Result<AbsoluteTarget, Problem> {
         guard let schemeEnd = uri.range(of: "://") else {
-            return .failure(Problem(description: "airlock: malformed request: the proxy needs an absolute URL such as http://host/path"))
+            return .failure(Problem(description: "malformed request: the proxy needs an absolute URL such as http://host/path"))
         }
         let scheme = uri[..<schemeEnd.lowerBound].lowercased()
         guard scheme == "http" || scheme == "https" else {
-            return .failure(Problem(description: "airlock: malformed request: unsupported scheme \(scheme.prefix(20))"))
+            return .failure(Problem(description: "malformed request: unsupported scheme \(scheme.prefix(20))"))
         }
         let rest = uri[schemeEnd.upperBound...]
         let pathStart = rest.firstIndex(where: { $0 == "/" || $0 == "?" || $0 == "#" }) ?? rest.endIndex
         let authorityText = String(rest[..<pathStart])
         if authorityText.contains("@") {
-            return .failure(Problem(description: "airlock: malformed request: credentials in the URL are not forwarded"))
+            return .failure(Problem(description: "malformed request: credentials in the URL are not forwarded"))
         }
         var origin = String(rest[pathStart...])
         if let hash = origin.firstIndex(of: "#") { origin = String(origin[..<hash]) }

@@ -1,6 +1,6 @@
 import NIOHTTP1
 
-/// A response the gateway writes itself: a refusal, a health answer, a `404`.
+/// A response the gateway writes itself: a refusal (made by `Refusal`), a health answer.
 ///
 /// Bodies are short `text/plain` lines so that curl, pip and git show them to the user
 /// (git prints them as `remote:` lines).
@@ -20,18 +20,6 @@ package struct LocalResponse: Sendable, Equatable {
         self.headers = headers
         self.body = body
         self.closeConnection = closeConnection
-    }
-
-    /// A refusal: `text/plain`, `X-Airlock-Denied: <reason>`, body = reason + newline.
-    ///
-    /// `reason` must be one line naming the host and what to change; it must never carry
-    /// a token or a credential. Line breaks are replaced by spaces.
-    package static func refusal(_ status: HTTPResponseStatus, reason: String, closeConnection: Bool = false) -> LocalResponse {
-        let line = reason.split(whereSeparator: { $0 == "\r" || $0 == "\n" }).joined(separator: " ")
-        var headers = HTTPHeaders()
-        headers.add(name: "Content-Type", value: "text/plain; charset=utf-8")
-        headers.add(name: "X-Airlock-Denied", value: line)
-        return LocalResponse(status: status, headers: headers, body: line + "\n", closeConnection: closeConnection)
     }
 
     /// A plain-text answer such as the health check's `ok`.

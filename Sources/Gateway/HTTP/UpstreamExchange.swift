@@ -8,6 +8,10 @@ package struct UpstreamExchange: Sendable {
     /// The forwarder strips hop-by-hop headers (`Connection` and the headers it names,
     /// `Keep-Alive`, `Proxy-*`, `TE`, `Trailer`, `Upgrade`, `Expect`) and sets framing.
     package var head: HTTPRequestHead
+    /// Headers of `head` that the gateway set itself (`host`, git's upstream
+    /// `authorization`), lowercase: never removed as hop-by-hop, so a request that names
+    /// them in `Connection` cannot strip them.
+    package var gatewayHeaders: Set<String>
     /// Called with the upstream's response head before anything reaches the client; a
     /// non-nil answer replaces the upstream response (for example, an upstream `401`
     /// mapped to a local refusal) and the upstream connection is closed.
@@ -19,11 +23,13 @@ package struct UpstreamExchange: Sendable {
     package init(
         target: UpstreamTarget,
         head: HTTPRequestHead,
+        gatewayHeaders: Set<String> = ["host"],
         interceptResponse: (@Sendable (HTTPResponseHead) -> LocalResponse?)? = nil,
         completion: (@Sendable (ExchangeOutcome) -> Void)? = nil
     ) {
         self.target = target
         self.head = head
+        self.gatewayHeaders = gatewayHeaders
         self.interceptResponse = interceptResponse
         self.completion = completion
     }

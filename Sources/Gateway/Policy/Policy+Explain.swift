@@ -67,7 +67,7 @@ extension Policy {
             let origin = resolveRules[name].map { " by \($0.text) (\($0.origin))" } ?? ""
             lines.append("resolve: \(name) is pinned to \(pinned.map(\.description).joined(separator: ", "))\(origin)")
             for address in pinned {
-                lines.append("  \(address): " + verdictText(checkResolved(address)))
+                lines.append("  \(address): " + verdictText(checkResolved(address, for: name)))
             }
         } else if decision.isAllowed {
             lines.append("resolve: the gateway resolves \(name) itself; each address is checked: public addresses pass, others need allow-private")

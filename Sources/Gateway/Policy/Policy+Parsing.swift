@@ -70,7 +70,7 @@ extension Policy {
     /// Rules from command-line flags, validated like file lines.
     /// - Parameters:
     ///   - hosts: `--allow` values, each one rule (`pypi.org`, `@npm`, `!x.example`, `host:8443`).
-    ///   - allowPrivate: `--allow-private` ranges.
+    ///   - allowPrivate: `--allow-private` values: `CIDR` (every name) or `CIDR=HOST`.
     ///   - resolve: `--resolve HOST=ADDRESS[,ADDRESS]` values.
     ///   - source: how the policy names itself, such as `--allow`.
     /// - Throws: `PolicyError` whose file is the flag and whose message names the value.
@@ -89,8 +89,11 @@ extension Policy {
             }
             try add(host, flag: "--allow", line: host)
         }
-        for range in allowPrivate {
-            try add(range, flag: "--allow-private", line: "allow-private " + range)
+        for value in allowPrivate {
+            // `CIDR=HOST` is the file's `allow-private CIDR for HOST`.
+            let parts = value.split(separator: "=", maxSplits: 1, omittingEmptySubsequences: false)
+            let line = parts.count == 2 ? "allow-private \(parts[0]) for \(parts[1])" : "allow-private " + value
+            try add(value, flag: "--allow-private", line: line)
         }
         for pin in resolve {
             try add(pin, flag: "--resolve", line: "resolve " + pin)
@@ -120,9 +123,22 @@ extension Policy {
         let words = text.split(whereSeparator: { $0 == " " || $0 == "\t" })
         let shown = preset.map { "@\($0): \(text)" } ?? text
         switch words.first {
+        case "allow-private" where words.count == 4 && words[2] == "for":
+            let range: CIDR
+            do {
+                range = try CIDR.parse(String(words[1]))
+            } catch {
+                throw RuleProblem(message: "allow-private: \(error)")
+            }
+            let names = try Policy.hostRule(words[3], text: shown, origin: origin)
+            guard !names.isDeny, names.port == nil else {
+                throw RuleProblem(message: "'\(text)': expected 'allow-private ADDRESS/LENGTH for HOST' (a name or *.suffix, no port, no '!')")
+            }
+            append(Rule(kind: .allowPrivateFor(range, names: names.kind), text: shown, origin: origin))
         case "cidr", "allow-private":
             guard words.count == 2 else {
-                throw RuleProblem(message: "'\(text)': expected '\(words[0]) ADDRESS/LENGTH'")
+                throw RuleProblem(message: words[0] == "cidr" ? "'\(text)': expected 'cidr ADDRESS/LENGTH'"
+                                  : "'\(text)': expected 'allow-private ADDRESS/LENGTH' or 'allow-private ADDRESS/LENGTH for HOST'")
             }
             let range: CIDR
             do {

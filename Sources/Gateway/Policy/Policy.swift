@@ -14,7 +14,8 @@ package struct Policy: Sendable {
     package private(set) var denyRules: [Rule] = []
     /// `cidr` rules: literal ranges clients may use.
     package private(set) var cidrRules: [Rule] = []
-    /// `allow-private` rules: special-purpose ranges that may be dialled.
+    /// `allow-private` rules: special-purpose ranges that may be dialled, for every name
+    /// (`allow-private CIDR`) or for some (`allow-private CIDR for HOST`).
     package private(set) var allowPrivateRules: [Rule] = []
     /// Normalised host → pinned addresses, from `resolve` rules.
     package private(set) var resolveOverrides: [String: [IPAddress]] = [:]
@@ -45,7 +46,7 @@ package struct Policy: Sendable {
             if rule.isDeny { denyRules.append(rule) } else { allowRules.append(rule) }
         case .cidr:
             cidrRules.append(rule)
-        case .allowPrivate:
+        case .allowPrivate, .allowPrivateFor:
             allowPrivateRules.append(rule)
         case .resolve(let host, let addresses):
             resolveOverrides[host] = addresses
@@ -81,7 +82,7 @@ package struct Policy: Sendable {
     /// SNI or `Host`, without the port) on `port`.
     package func decide(host: String, port: Int) -> PolicyDecision {
         guard (1...65535).contains(port) else {
-            return .deny(reason: "port \(port) is out of range for \(host)")
+            return .deny(.portOutOfRange(host: host, port: port))
         }
         if let address = HostLiteral.parse(host) {
             return decideLiteral(host, address, port: port)
@@ -90,17 +91,17 @@ package struct Policy: Sendable {
         do {
             name = try HostName.normalise(host)
         } catch {
-            return .deny(reason: String(describing: error))
+            return .deny(.invalidName(problem: String(describing: error)))
         }
         if name == HostName.gateway || name.hasSuffix("." + HostName.gateway) {
-            return .deny(reason: "\(name) is the gateway itself, not an egress destination")
+            return .deny(.gatewayItself(name: name))
         }
         if let deny = denyRules.first(where: { $0.matches(name: name) }) {
-            return .deny(reason: "\(name) is denied by rule \(deny.text) (\(deny.origin))")
+            return .deny(.deniedByRule(name: name, rule: deny.text, origin: deny.origin))
         }
         let matching = allowRules.filter { $0.matches(name: name) }
         if matching.isEmpty {
-            return .deny(reason: "\(name) is not on the allowlist")
+            return .deny(.notAllowlisted(name: name))
         }
         // Exact hosts before subdomain rules, a rule naming this port before the defaults.
         let ranked = matching.sorted { rank($0) < rank($1) }
@@ -110,7 +111,7 @@ package struct Policy: Sendable {
         let ports = Set(matching.compactMap(\.port)).sorted()
         let other = ports.isEmpty ? "" : "; rules allow \(ports.map(String.init).joined(separator: ", "))"
         let defaults = matching.contains { $0.port == nil } ? "only 80 and 443 without a host:port rule" : "no rule for this port"
-        return .deny(reason: "port \(port) is not allowed for \(name) (\(defaults)\(other))")
+        return .deny(.portNotAllowed(name: name, port: port, detail: defaults + other))
     }
 
     private func rank(_ rule: Rule) -> Int {
@@ -122,16 +123,16 @@ package struct Policy: Sendable {
 
     private func decideLiteral(_ host: String, _ address: IPAddress, port: Int) -> PolicyDecision {
         guard let cidr = cidrRule(for: address) else {
-            return .deny(reason: "IP literal \(host) refused: connect by name, or add a cidr rule")
+            return .deny(.literalNotCovered(host: host))
         }
         guard Rule.defaultPorts.contains(port) else {
-            return .deny(reason: "port \(port) is not allowed for IP literal \(host) (cidr rules allow only 80 and 443)")
+            return .deny(.literalPortNotAllowed(host: host, port: port))
         }
         switch checkResolved(address) {
         case .allowed:
             return .allow(rule: cidr.text)
         case .refused(let reason):
-            return .deny(reason: "IP literal \(host): \(reason)")
+            return .deny(.literalAddressRefused(host: host, reason: reason))
         }
     }
 
@@ -153,8 +154,9 @@ package struct Policy: Sendable {
     }
 
     /// Checks an address after resolution (or an allowed literal) against the address
-    /// classes and the `allow-private` rules.
-    package func checkResolved(_ address: IPAddress) -> AddressVerdict {
+    /// classes and the `allow-private` rules: the global ones, and those for `host` (the
+    /// name that resolved to it, normalised; nil for a literal).
+    package func checkResolved(_ address: IPAddress, for host: String? = nil) -> AddressVerdict {
         let block = AddressClass.block(of: address)
         if block.addressClass == .publicUnicast { return .allowed(rule: nil) }
         let embedded = address.embeddedIPv4.map { IPAddress.v4($0) }
@@ -163,7 +165,16 @@ package struct Policy: Sendable {
             return .refused(reason: "\(shown) is \(block.addressClass.rawValue) and can never be a destination")
         }
         for rule in allowPrivateRules {
-            guard case .allowPrivate(let range) = rule.kind else { continue }
+            let range: CIDR
+            switch rule.kind {
+            case .allowPrivate(let global):
+                range = global
+            case .allowPrivateFor(let scoped, let names):
+                guard let host, Rule(kind: names, text: "", origin: "").matches(name: host) else { continue }
+                range = scoped
+            default:
+                continue
+            }
             if range.contains(address) || embedded.map(range.contains) == true {
                 return .allowed(rule: rule.text)
             }

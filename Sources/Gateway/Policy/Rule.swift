@@ -8,8 +8,11 @@ package struct Rule: Hashable, Sendable {
         case subdomains(of: String)
         /// IP literals in this range may be used by clients.
         case cidr(CIDR)
-        /// Special-purpose addresses in this range may be dialled.
+        /// Special-purpose addresses in this range may be dialled, for any name.
         case allowPrivate(CIDR)
+        /// Special-purpose addresses in this range may be dialled for names the host
+        /// pattern (a `.host` or `.subdomains` kind) matches, and for no other.
+        indirect case allowPrivateFor(CIDR, names: Kind)
         /// The name is pinned to these addresses.
         case resolve(host: String, addresses: [IPAddress])
     }

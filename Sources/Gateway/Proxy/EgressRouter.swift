@@ -43,15 +43,15 @@ package struct EgressRouter: HTTPRouter, TunnelRouter {
         let origin: String
         if head.uri.hasPrefix("/") {
             guard mode == .transparent || isInternal(hostHeader(head)) else {
-                return loop.makeSucceededFuture(.respond(.refusal(.badRequest,
-                    reason: "airlock: malformed request: the proxy needs an absolute URL such as http://host/path", closeConnection: true)))
+                return loop.makeSucceededFuture(.respond(Refusal(.badRequest,
+                    reason: "malformed request: the proxy needs an absolute URL such as http://host/path", closeConnection: true).response))
             }
             guard let host = head.headers.first(name: "host") else {
-                return loop.makeSucceededFuture(.respond(.refusal(.badRequest, reason: "airlock: malformed request: no Host header", closeConnection: true)))
+                return loop.makeSucceededFuture(.respond(Refusal(.badRequest, reason: "malformed request: no Host header", closeConnection: true).response))
             }
             switch HostAndPort.parseAuthority(host, defaultPort: 80) {
             case .failure(let problem):
-                return loop.makeSucceededFuture(.respond(.refusal(.badRequest, reason: problem.description, closeConnection: true)))
+                return loop.makeSucceededFuture(.respond(Refusal(.badRequest, reason: problem.description, closeConnection: true).response))
             case .success(let parsed): target = parsed
             }
             authorityText = host
@@ -59,11 +59,11 @@ package struct EgressRouter: HTTPRouter, TunnelRouter {
         } else {
             switch HostAndPort.parseAbsolute(head.uri) {
             case .failure(let problem):
-                return loop.makeSucceededFuture(.respond(.refusal(.badRequest, reason: problem.description, closeConnection: true)))
+                return loop.makeSucceededFuture(.respond(Refusal(.badRequest, reason: problem.description, closeConnection: true).response))
             case .success(let absolute):
                 if absolute.scheme == "https" {
-                    return loop.makeSucceededFuture(.respond(.refusal(.badRequest,
-                        reason: "airlock: https URLs go through CONNECT, not as absolute-form requests", closeConnection: true)))
+                    return loop.makeSucceededFuture(.respond(Refusal(.badRequest,
+                        reason: "https URLs go through CONNECT, not as absolute-form requests", closeConnection: true).response))
                 }
                 target = absolute.authority
                 authorityText = absolute.authorityText
@@ -76,8 +76,9 @@ package struct EgressRouter: HTTPRouter, TunnelRouter {
         let current = policy.current
         switch current.decide(host: target.host, port: target.port) {
         case .deny(let reason):
-            audit.record(AuditEvent(.egressDeny, sandbox: context.sandbox, via: context.via, host: target.host, port: target.port, reason: reason))
-            return loop.makeSucceededFuture(.respond(.refusal(.forbidden, reason: Self.refusalText(reason, host: target.host, port: target.port, source: current.source))))
+            let refusal = Refusal(denied: reason, host: target.host, port: target.port, source: current.source)
+            audit.record(AuditEvent(.egressDeny, sandbox: context.sandbox, via: context.via, host: target.host, port: target.port, reason: refusal.reason))
+            return loop.makeSucceededFuture(.respond(refusal.response))
         case .allow(let rule):
             var upstreamHead = head
             upstreamHead.uri = origin
@@ -101,8 +102,9 @@ package struct EgressRouter: HTTPRouter, TunnelRouter {
         let current = policy.current
         switch current.decide(host: host, port: port) {
         case .deny(let reason):
-            audit.record(AuditEvent(.egressDeny, sandbox: context.sandbox, via: context.via, host: host, port: port, reason: reason))
-            return .refuse(.refusal(.forbidden, reason: Self.refusalText(reason, host: host, port: port, source: current.source), closeConnection: true))
+            let refusal = Refusal(denied: reason, host: host, port: port, source: current.source, closeConnection: true)
+            audit.record(AuditEvent(.egressDeny, sandbox: context.sandbox, via: context.via, host: host, port: port, reason: refusal.reason))
+            return .refuse(refusal.response)
         case .allow(let rule):
             let name = (try? HostName.normalise(host)) ?? host
             let audit = self.audit
@@ -114,22 +116,9 @@ package struct EgressRouter: HTTPRouter, TunnelRouter {
         }
     }
 
-    /// The one-line refusal the sandbox sees: the policy's reason and what to change.
-    package static func refusalText(_ reason: String, host: String, port: Int, source: String) -> String {
-        let place = source.hasPrefix("/") ? "add it to \(source) or pass" : "pass"
-        if reason.hasSuffix("is not on the allowlist") {
-            return "airlock: \(reason); \(place) --allow \(host)"
-        }
-        if reason.hasPrefix("port ") {
-            return "airlock: \(reason); \(place.replacingOccurrences(of: "it", with: "\(host):\(port)")) --allow \(host):\(port)"
-        }
-        return "airlock: \(reason)"
-    }
-
     private static func recordEnd(_ audit: AuditLog, sandbox: String, via: AuditEvent.Via, host: String, port: Int, rule: String, outcome: ExchangeOutcome) {
         if let failure = outcome.failure, outcome.bytesDown == 0, outcome.status.map({ $0 >= 400 }) ?? true {
-            let reason = failure.hasPrefix("airlock: ") ? String(failure.dropFirst(9)) : failure
-            audit.record(AuditEvent(.egressDeny, sandbox: sandbox, via: via, host: host, port: port, rule: rule, reason: reason,
+            audit.record(AuditEvent(.egressDeny, sandbox: sandbox, via: via, host: host, port: port, rule: rule, reason: failure,
                                     bytesUp: outcome.bytesUp, bytesDown: outcome.bytesDown, ms: outcome.milliseconds, status: outcome.status))
             return
         }
@@ -155,19 +144,19 @@ package struct EgressRouter: HTTPRouter, TunnelRouter {
         let pathOnly = path.split(separator: "?", maxSplits: 1, omittingEmptySubsequences: false).first.map(String.init) ?? path
         if pathOnly == "/healthz" {
             guard head.method == .GET || head.method == .HEAD else {
-                return loop.makeSucceededFuture(.respond(.refusal(.methodNotAllowed, reason: "airlock: /healthz answers GET only")))
+                return loop.makeSucceededFuture(.respond(Refusal(.methodNotAllowed, reason: "/healthz answers GET only").response))
             }
             return loop.makeSucceededFuture(.respond(.text(.ok, "ok\n")))
         }
         if pathOnly.hasPrefix("/git/") {
             guard let internalRouter else {
-                return loop.makeSucceededFuture(.respond(.refusal(.notFound, reason: "airlock: the git gateway is not enabled for this sandbox")))
+                return loop.makeSucceededFuture(.respond(Refusal(.notFound, reason: "the git gateway is not enabled for this sandbox").response))
             }
             var internalHead = head
             internalHead.uri = path
             return internalRouter.route(internalHead, context: context)
         }
         let shown = String(pathOnly.prefix(100))
-        return loop.makeSucceededFuture(.respond(.refusal(.notFound, reason: "airlock: no such endpoint on \(HostName.gateway): \(shown)")))
+        return loop.makeSucceededFuture(.respond(Refusal(.notFound, reason: "no such endpoint on \(HostName.gateway): \(shown)").response))
     }
 }

@@ -11,8 +11,11 @@ import NIOTLS // TLSUserEvent; built as part of NIOSSL
 /// The real dialer: resolves in the host namespace, checks every candidate address
 /// against the policy, and connects to exactly an address it checked.
 ///
-/// Names pinned by `resolve` rules are used as given; other names go to `getaddrinfo` on
-/// a thread pool, never on an event loop. If any candidate is refused (private,
+/// Names pinned by `resolve` rules are used as given; other names go to the host's
+/// resolver (`getaddrinfo`) on a thread pool, never on an event loop, as absolute names
+/// (with a trailing dot): the resolver never tries them under the host's search domains,
+/// so a name under a `*.suffix` rule reaches the host's DNS as that one name and no
+/// other (see docs/threat-model.md). If any candidate is refused (private,
 /// loopback, the gateway's own address, …) the whole dial is refused, so a name that
 /// mixes public and private answers cannot be used to reach the private one. There is no
 /// second lookup between the check and the connect.
@@ -21,17 +24,27 @@ package struct PolicyDialer: UpstreamDialer {
     private let limits: GatewayLimits
     private let forbidden: Set<IPAddress>
     private let threadPool: NIOThreadPool
+    private let resolver: any NameResolver
 
     /// - Parameters:
     ///   - policy: the sandbox's policy, read per dial.
     ///   - limits: connect and TLS handshake timeouts.
     ///   - forbidden: the gateway's own addresses; never dialled, whatever the policy says.
     ///   - threadPool: where blocking name lookups run.
-    package init(policy: PolicyStore, limits: GatewayLimits, forbidden: Set<IPAddress>, threadPool: NIOThreadPool) {
+    ///   - resolver: looks names up; the host's resolver unless a test passes its own.
+    package init(policy: PolicyStore, limits: GatewayLimits, forbidden: Set<IPAddress>, threadPool: NIOThreadPool,
+                 resolver: any NameResolver = SystemResolver()) {
         self.policy = policy
         self.limits = limits
         self.forbidden = forbidden
         self.threadPool = threadPool
+        self.resolver = resolver
+    }
+
+    /// `name` as an absolute DNS name: with one trailing dot, so that the resolver asks
+    /// for exactly it, never for it under a search domain.
+    package static func absoluteName(_ name: String) -> String {
+        name.hasSuffix(".") ? name : name + "."
     }
 
     package func dial(_ target: UpstreamTarget, on eventLoop: any EventLoop) -> EventLoopFuture<any Channel> {
@@ -50,12 +63,13 @@ package struct PolicyDialer: UpstreamDialer {
         }
         return candidates(for: target.host, on: eventLoop).flatMapThrowing { addresses in
             let current = policy.current
+            let name = (try? HostName.normalise(target.host)) ?? target.host
             var checked: [SocketAddress] = []
             for address in addresses {
                 if forbidden.contains(address) {
                     throw DialError.refused(host: target.host, reason: "\(address) is the gateway itself")
                 }
-                if case .refused(let reason) = current.checkResolved(address) {
+                if case .refused(let reason) = current.checkResolved(address, for: HostLiteral.parse(target.host) == nil ? name : nil) {
                     throw DialError.refused(host: target.host, reason: "resolves to \(reason)")
                 }
                 guard let socketAddress = try? SocketAddress(ipAddress: address.description, port: target.port) else {
@@ -76,51 +90,14 @@ package struct PolicyDialer: UpstreamDialer {
         if let pinned = policy.current.resolveOverrides[name], !pinned.isEmpty {
             return eventLoop.makeSucceededFuture(pinned)
         }
+        let resolver = self.resolver
+        let absolute = Self.absoluteName(name)
         return threadPool.runIfActive(eventLoop: eventLoop) {
-            try Self.systemLookup(name)
+            try resolver.addresses(of: absolute)
         }.flatMapErrorThrowing { error in
             if let error = error as? DialError { throw error }
             throw DialError.unresolvable(host: name, reason: "\(error)")
         }
-    }
-
-    /// `getaddrinfo` for TCP; blocking.
-    private static func systemLookup(_ name: String) throws -> [IPAddress] {
-        var hints = addrinfo()
-        hints.ai_socktype = CInt(SOCK_STREAM.rawValue)
-        hints.ai_family = AF_UNSPEC
-        var result: UnsafeMutablePointer<addrinfo>?
-        let status = getaddrinfo(name, nil, &hints, &result)
-        guard status == 0, let first = result else {
-            throw DialError.unresolvable(host: name, reason: String(cString: gai_strerror(status)))
-        }
-        defer { freeaddrinfo(first) }
-        var addresses: [IPAddress] = []
-        var cursor: UnsafeMutablePointer<addrinfo>? = first
-        var count = 0
-        while let entry = cursor, count < 32 {
-            count += 1
-            if let sa = entry.pointee.ai_addr {
-                if entry.pointee.ai_family == AF_INET {
-                    let bytes = sa.withMemoryRebound(to: sockaddr_in.self, capacity: 1) { sin in
-                        withUnsafeBytes(of: sin.pointee.sin_addr) { Array($0) }
-                    }
-                    if let address = IPAddress(bytes: bytes) { addresses.append(address) }
-                } else if entry.pointee.ai_family == AF_INET6 {
-                    let bytes = sa.withMemoryRebound(to: sockaddr_in6.self, capacity: 1) { sin6 in
-                        withUnsafeBytes(of: sin6.pointee.sin6_addr) { Array($0) }
-                    }
-                    if let address = IPAddress(bytes: bytes) { addresses.append(address) }
-                }
-            }
-            cursor = entry.pointee.ai_next
-        }
-        var seen = Set<IPAddress>()
-        addresses = addresses.filter { seen.insert($0).inserted }
-        guard !addresses.isEmpty else {
-            throw DialError.unresolvable(host: name, reason: "no addresses")
-        }
-        return addresses
     }
 
     /// Connects to the first candidate that answers (at most four are tried).
@@ -247,5 +224,59 @@ private final class HandshakeWaiter: ChannelInboundHandler, RemovableChannelHand
     func channelInactive(context: ChannelHandlerContext) {
         fail(ChannelError.eof)
         context.fireChannelInactive()
+    }
+}
+
+/// Looks a name up in the host namespace; blocking, so called on a thread pool.
+package protocol NameResolver: Sendable {
+    /// The addresses of `name`, an absolute name (with its trailing dot).
+    /// - Throws: `DialError.unresolvable` when there are none.
+    func addresses(of name: String) throws -> [IPAddress]
+}
+
+/// The host's resolver, `getaddrinfo`: `/etc/hosts` and DNS as `nsswitch.conf` says. An
+/// absolute name is never tried under a search domain; glibc's `/etc/hosts` lookup does
+/// not match it either, so names known only there need a `resolve` rule.
+package struct SystemResolver: NameResolver {
+    package init() {}
+
+    /// `getaddrinfo` for TCP; blocking.
+    package func addresses(of name: String) throws -> [IPAddress] {
+        let shown = name.hasSuffix(".") ? String(name.dropLast()) : name
+        var hints = addrinfo()
+        hints.ai_socktype = CInt(SOCK_STREAM.rawValue)
+        hints.ai_family = AF_UNSPEC
+        var result: UnsafeMutablePointer<addrinfo>?
+        let status = getaddrinfo(name, nil, &hints, &result)
+        guard status == 0, let first = result else {
+            throw DialError.unresolvable(host: shown, reason: String(cString: gai_strerror(status)))
+        }
+        defer { freeaddrinfo(first) }
+        var addresses: [IPAddress] = []
+        var cursor: UnsafeMutablePointer<addrinfo>? = first
+        var count = 0
+        while let entry = cursor, count < 32 {
+            count += 1
+            if let sa = entry.pointee.ai_addr {
+                if entry.pointee.ai_family == AF_INET {
+                    let bytes = sa.withMemoryRebound(to: sockaddr_in.self, capacity: 1) { sin in
+                        withUnsafeBytes(of: sin.pointee.sin_addr) { Array($0) }
+                    }
+                    if let address = IPAddress(bytes: bytes) { addresses.append(address) }
+                } else if entry.pointee.ai_family == AF_INET6 {
+                    let bytes = sa.withMemoryRebound(to: sockaddr_in6.self, capacity: 1) { sin6 in
+                        withUnsafeBytes(of: sin6.pointee.sin6_addr) { Array($0) }
+                    }
+                    if let address = IPAddress(bytes: bytes) { addresses.append(address) }
+                }
+            }
+            cursor = entry.pointee.ai_next
+        }
+        var seen = Set<IPAddress>()
+        addresses = addresses.filter { seen.insert($0).inserted }
+        guard !addresses.isEmpty else {
+            throw DialError.unresolvable(host: shown, reason: "no addresses")
+        }
+        return addresses
     }
 }

@@ -112,7 +112,7 @@ package final class SNIPeekHandler: ChannelDuplexHandler, RemovableChannelHandle
                         self.handOff(context: context, upstream: fd, startedAt: startedAt, completion: completion)
                     }
                 case .failure(let error):
-                    let reason = (error as? DialError)?.auditReason ?? "cannot connect to \(target.host):\(target.port)"
+                    let reason = (error as? DialError)?.reason ?? "cannot connect to \(target.host):\(target.port)"
                     let ms = startedAt.millisecondsAgo
                     completion(ExchangeOutcome(status: nil, bytesUp: 0, bytesDown: 0, milliseconds: ms, failure: reason))
                     self.phase = .closed

@@ -33,19 +33,17 @@ package enum DialError: Error, Sendable, Equatable, CustomStringConvertible {
         }
     }
 
-    /// One line for the sandbox and the audit log, naming the host.
-    package var description: String {
+    /// One line naming the host: the audit `reason`, and what the sandbox sees after
+    /// `airlock: ` (see `Refusal`).
+    package var reason: String {
         switch self {
-        case let .refused(host, reason): "airlock: \(host) refused: \(reason)"
-        case let .unresolvable(host, reason): "airlock: cannot resolve \(host): \(reason)"
-        case let .connectFailed(host, port, reason): "airlock: cannot connect to \(host):\(port): \(reason)"
-        case let .timedOut(host, port, what): "airlock: \(what) to \(host):\(port) timed out"
+        case let .refused(host, reason): "\(host) refused: \(reason)"
+        case let .unresolvable(host, reason): "cannot resolve \(host): \(reason)"
+        case let .connectFailed(host, port, reason): "cannot connect to \(host):\(port): \(reason)"
+        case let .timedOut(host, port, what): "\(what) to \(host):\(port) timed out"
         }
     }
 
-    /// The audit `reason` field: the description without the `airlock: ` prefix.
-    package var auditReason: String {
-        let text = description
-        return text.hasPrefix("airlock: ") ? String(text.dropFirst(9)) : text
-    }
+    /// The line the sandbox sees.
+    package var description: String { Refusal.prefix + reason }
 }

@@ -17,6 +17,14 @@ package struct GatewayLimits: Sendable, Equatable {
     package var headerTimeout: TimeAmount = .seconds(10)
     /// A connection with no bytes in either direction for this long is closed.
     package var idleTimeout: TimeAmount = .seconds(300)
+    /// An HTTP connection kept alive after a response is closed if the next request has
+    /// not started within this time, so idle kept-alive connections do not hold the
+    /// sandbox's connection slots for `idleTimeout`.
+    package var keepAliveTimeout: TimeAmount = .seconds(15)
+    /// Refusals (answers with `X-Airlock-Denied`) one HTTP connection gets before the
+    /// gateway closes it: the one that reaches this count goes out with `Connection: close`.
+    /// Not a flag: a client refused this often on one connection is looping.
+    package var refusalsPerConnection: Int = 16
     /// Bytes of a TLS ClientHello the transparent TLS listener buffers to find the SNI.
     package var clientHelloBytes: Int = 16 * 1024
     /// Time the transparent TLS listener waits for a complete ClientHello.

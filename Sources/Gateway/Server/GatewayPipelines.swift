@@ -51,7 +51,8 @@ package struct GatewayPipelines: Sendable {
     private func configureHTTPServer(_ channel: any Channel, router: any HTTPRouter, tunnels: (any TunnelRouter)?, via: AuditEvent.Via) throws {
         let limits = configuration.limits
         let sync = channel.pipeline.syncOperations
-        let headGuard = RequestHeadGuard(maxBytes: limits.maxHeaderBytes, timeout: limits.headerTimeout)
+        let headGuard = RequestHeadGuard(
+            maxBytes: limits.maxHeaderBytes, timeout: limits.headerTimeout, keepAliveTimeout: limits.keepAliveTimeout)
         var encoderConfiguration = HTTPResponseEncoder.Configuration()
         encoderConfiguration.automaticallySetFramingHeaders = false
         try sync.addHandler(IdleStateHandler(allTimeout: limits.idleTimeout))
@@ -60,6 +61,7 @@ package struct GatewayPipelines: Sendable {
         try sync.addHandler(HTTPResponseEncoder(configuration: encoderConfiguration))
         try sync.addHandler(ByteToMessageHandler(HTTPRequestDecoder(leftOverBytesStrategy: .forwardBytes)))
         try sync.addHandler(HTTPForwarder(
-            router: router, tunnels: tunnels, dialer: dialer, sandbox: configuration.sandbox, via: via, headGuard: headGuard))
+            router: router, tunnels: tunnels, dialer: dialer, sandbox: configuration.sandbox, via: via, headGuard: headGuard,
+            refusalsPerConnection: limits.refusalsPerConnection))
     }
 }
