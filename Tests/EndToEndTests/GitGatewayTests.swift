@@ -42,7 +42,7 @@ final class GitRig {
             "--key", dir.file("server.key"), "--token-file", dir.file("real-token"), "--port", String(port),
             "--capture", capturePath, "--knobs", knobsPath,
         ])
-        guard Wait.forTCP(port: port, timeout: 20) else { throw XCTSkip("git-server.py did not start: \(server.stop().stderr)") }
+        guard Wait.forTCP(port: port, timeout: 20) else { throw Precondition.unmet("git-server.py did not start: \(server.stop().stderr)") }
 
         let create = try Run.airlock(["netns", "create", name])
         guard create.status == 0 else { throw GitRigError("netns create failed: \(create)") }
@@ -166,7 +166,7 @@ final class GitGatewayTests: XCTestCase {
 
     override func setUpWithError() throws {
         try RootTier.require()
-        guard FileManager.default.isExecutableFile(atPath: TestPaths.airlock) else { throw XCTSkip("airlock binary not built") }
+        guard FileManager.default.isExecutableFile(atPath: TestPaths.airlock) else { throw Precondition.unmet("airlock binary not built") }
         rig = try GitRig(name: "g\(getpid() % 10000)\(Int.random(in: 10...99))")
         try rig.start()
     }

@@ -64,7 +64,7 @@ final class RunTests: XCTestCase {
         get throws {
             try RootTier.require()
             if let error = Self.rigError { throw error }
-            guard let rig = Self.rig else { throw XCTSkip("run rig not set up") }
+            guard let rig = Self.rig else { throw Precondition.unmet("run rig not set up") }
             return rig
         }
     }
