@@ -323,9 +323,12 @@ final class GitGatewayTests: XCTestCase {
         XCTAssertEqual(list.status, 0)
         XCTAssertFalse(list.stdout.contains(revoked))
         let ids = try XCTUnwrap(try JSONSerialization.jsonObject(with: Data(list.stdout.utf8)) as? [[String: Any]]).compactMap { $0["id"] as? String }
-        XCTAssertEqual(ids.count, 2)
-        // Let the 1-second session expire; the other one is then the only live session.
-        Thread.sleep(forTimeInterval: 1.5)
+        guard ids.count == 2 else { return XCTFail("two live sessions: \(list.stdout)") }
+        // Wait until the 1-second session has expired: the other one is then the only live session.
+        XCTAssertTrue(Wait.until(timeout: 30) {
+            let live = (try? Run.airlock(["session", "list", rig.name, "--json"], timeout: 10))?.stdout ?? ""
+            return live.contains(ids[0]) != live.contains(ids[1])
+        }, "one session expires")
         let expired = try rig.inSandbox(["curl", "-sS", "-i", "-H", "Authorization: Bearer \(short)",
                                          "http://airlock.internal/git/github.com/owner/repo/info/refs?service=git-upload-pack"], token: nil)
         XCTAssertTrue(expired.stdout.hasPrefix("HTTP/1.1 401"), expired.stdout)
