@@ -350,7 +350,9 @@ final class GitGatewayTests: XCTestCase {
 
     func testTokenReplayedThroughAnotherSandboxIsRefused() throws {
         let token = try rig.createSession(["owner/repo"])
-        // A second sandbox with its own gateway, in front of the same upstream.
+        // A second sandbox with its own gateway (and its own session store), in front of the
+        // same upstream: the token is unknown there. The binding of a session to its sandbox
+        // within one store is GatewayTests.SessionBindingTests.
         let other = "h\(getpid() % 10000)\(Int.random(in: 10...99))"
         let create = try Run.airlock(["netns", "create", other])
         XCTAssertEqual(create.status, 0, create.description)
@@ -368,6 +370,7 @@ final class GitGatewayTests: XCTestCase {
             "http://airlock.internal/git/github.com/owner/repo/info/refs?service=git-upload-pack",
         ])
         XCTAssertTrue(replay.stdout.hasPrefix("HTTP/1.1 401"), replay.description)
+        XCTAssertTrue(replay.stdout.contains("airlock: the session token is not known to this gateway"), replay.description)
         let lines = ((try? String(contentsOfFile: otherAudit, encoding: .utf8)) ?? "").split(separator: "\n").map(String.init)
         XCTAssertNotNil(lines.last { $0.contains("\"event\":\"git_deny\"") && $0.contains("\"status\":401") && $0.contains("\"sandbox\":\"\(other)\"") },
                         lines.joined(separator: "\n"))
@@ -404,7 +407,11 @@ final class GitGatewayTests: XCTestCase {
         try rig.setKnobs("{\"truncate\": 100000}")
         let clone = try rig.inSandbox(["git", "clone", "https://github.com/owner/repo", "cut"], token: token)
         XCTAssertNotEqual(clone.status, 0, clone.description)
-        XCTAssertFalse(clone.stderr.isEmpty)
+        // What the user sees: the transfer was cut (the gateway ends the response where the
+        // upstream did, never pads or completes it), and git refuses the partial pack.
+        XCTAssertTrue(clone.stderr.contains("transfer closed with"), clone.stderr)
+        XCTAssertTrue(clone.stderr.contains("fatal: early EOF"), clone.stderr)
+        XCTAssertNotNil(lastAudit("git_allow", containing: "closed the connection mid-response"))
     }
 
     func testControlSocketRefusesNonRootPeer() throws {
