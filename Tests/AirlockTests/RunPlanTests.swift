@@ -68,6 +68,20 @@ final class RunPlanTests: XCTestCase {
         XCTAssertEqual(plan.upstreamToken?.withRevealed { $0 }, token)
     }
 
+    /// The caller's proxy settings never reach the command: every one, `ALL_PROXY`
+    /// included, is airlock's own or absent.
+    func testCallersProxySettingsNeverReachTheCommand() throws {
+        var inherited = ["PATH": "/usr/bin:/bin", "PLAINVAR": token]
+        for name in SandboxEnvironment.proxyNames { inherited[name] = "socks5://corp-proxy.example:1080" }
+        let plan = try plan(tokenEnv: "PLAINVAR", inherited: inherited)
+        for name in SandboxEnvironment.proxyNames {
+            XCTAssertNotEqual(plan.environment[name], "socks5://corp-proxy.example:1080", name)
+        }
+        XCTAssertNil(plan.environment["ALL_PROXY"])
+        XCTAssertNil(plan.environment["all_proxy"])
+        XCTAssertEqual(plan.environment["HTTPS_PROXY"], SandboxEnvironment.proxyURL)
+    }
+
     /// What the notice lists as not passed is what was left out: every listed name was in
     /// airlock's environment and is not in the command's (or holds airlock's own value),
     /// and every inherited name not listed reaches the command unchanged (proxy settings
