@@ -101,5 +101,7 @@ let package = Package(
             swiftSettings: swiftSettings
         ),
         .testTarget(name: "EndToEndTests", dependencies: ["TestSupport"], swiftSettings: swiftSettings),
+        // The executable's own logic, in process (`@testable import airlock`): the run plan.
+        .testTarget(name: "AirlockTests", dependencies: ["airlock", "Netns", "Gateway", .product(name: "ArgumentParser", package: "swift-argument-parser")], swiftSettings: swiftSettings),
     ]
 )

@@ -64,7 +64,7 @@ final class RunTests: XCTestCase {
         get throws {
             try RootTier.require()
             if let error = Self.rigError { throw error }
-            guard let rig = Self.rig else { throw XCTSkip("run rig not set up") }
+            guard let rig = Self.rig else { throw Precondition.unmet("run rig not set up") }
             return rig
         }
     }
@@ -372,7 +372,7 @@ final class RunTests: XCTestCase {
             let after = try snapshot()
             XCTAssertEqual(after.links, before.links, "\(mode): no interface left in the host namespace")
             XCTAssertEqual(after.mounts, before.mounts, "\(mode): no mount left")
-            XCTAssertTrue(Wait.until(timeout: 20) { ((try? self.snapshot().netns) ?? -1) <= before.netns },
+            XCTAssertTrue(Wait.until(timeout: 20) { ((try? self.snapshot().netns) ?? Int.max) <= before.netns },
                           "\(mode): no network namespace left")
         }
     }
@@ -382,7 +382,9 @@ final class RunTests: XCTestCase {
         let links = try Run.process(["ip", "-o", "link", "show"]).stdout
             .split(separator: "\n").map { $0.split(separator: ":").dropFirst().first.map(String.init) ?? "" }.joined(separator: ",")
         let mounts = try String(contentsOfFile: "/proc/self/mountinfo", encoding: .utf8).split(separator: "\n").count
-        let netns = try Run.process(["lsns", "-n", "-t", "net", "-o", "NS"]).stdout.split(separator: "\n").count
+        let lsns = try Run.process(["lsns", "-n", "-t", "net", "-o", "NS"])
+        guard lsns.status == 0, !lsns.stdout.isEmpty else { throw FixtureError("lsns listed no network namespace: \(lsns)") }
+        let netns = lsns.stdout.split(separator: "\n").count
         return (links, mounts, netns)
     }
 

@@ -79,14 +79,21 @@ final class AuditLogTests: XCTestCase {
         XCTAssertEqual(sink.lines.filter { $0.contains("\"egress_allow\"") }.count, 20)
         XCTAssertTrue(sink.lines.prefix(3).allSatisfy { $0.contains("flood") }, "the first denials are the ones written")
 
-        // Once the budget refills, the next denial is written after a line counting the dropped ones.
-        Thread.sleep(forTimeInterval: 0.6)
-        log.record(event("later.example"))
+        // Once the budget refills, the next denial is written after a line counting the dropped
+        // ones: denials are sent until one is written (each dropped one is counted too).
+        var sent = 0
+        let linesBefore = sink.lines.count
+        XCTAssertTrue(Wait.until(timeout: 30) {
+            sent += 1
+            log.record(event("later\(sent).example"))
+            return sink.lines.count > linesBefore
+        }, "the budget refills")
         let tail = Array(sink.lines.suffix(2))
         XCTAssertEqual(tail.count, 2)
-        XCTAssertTrue(tail[0].contains("\"reason\":\"12 more denied name(s) not written one by one: over 3 at once or 2 a second\""), tail[0])
+        XCTAssertEqual(sink.lines.count, linesBefore + 2, "the count line and the denial: \(sink.lines.suffix(3))")
+        XCTAssertTrue(tail[0].contains("\"reason\":\"\(12 + sent - 1) more denied name(s) not written one by one: over 3 at once or 2 a second\""), tail[0])
         XCTAssertTrue(tail[0].contains("\"event\":\"dns_deny\"") && tail[0].contains("\"sandbox\":\"sbx\""), tail[0])
-        XCTAssertTrue(tail[1].contains("later.example"), tail[1])
+        XCTAssertTrue(tail[1].contains("later\(sent).example"), tail[1])
     }
 
     func testEveryDenialKindSharesTheSandboxBudgetAndTheDroppedOnesAreCountedByKind() throws {

@@ -94,15 +94,33 @@ final class DNSMessageTests: XCTestCase {
         XCTAssertThrowsError(try DNSMessage(parsing: extended)) { XCTAssertEqual($0 as? DNSMessageError, .badLabelType(offset: 12)) }
     }
 
-    func testRandomBytesNeverCrashTheParser() {
-        var generator = SystemRandomNumberGenerator()
+    /// Random bytes (seeded, so a failure can be reproduced): the parser either reads them
+    /// or throws a `DNSMessageError`, and under a policy that allows nothing the responder
+    /// drops them or answers with the query's id and no answer record.
+    func testRandomBytesAreParsedOrRefusedAndNeverAnswered() {
+        var generator = SplitMix64(seed: 0xD15_97)
+        var answered = 0
         for _ in 0..<2000 {
             let count = Int.random(in: 0..<80, using: &generator)
             var bytes = (0..<count).map { _ in UInt8.random(in: 0...255, using: &generator) }
             if bytes.count > 5 { bytes[4] = 0; bytes[5] = 1 }
-            _ = try? DNSMessage(parsing: bytes)
-            _ = DNSResponder(gatewayAddress: .v4(0xA9FE_C801)).respond(to: bytes, policy: .denyAll)
+            do {
+                _ = try DNSMessage(parsing: bytes)
+            } catch {
+                XCTAssertNotNil(error as? DNSMessageError, "\(bytes): \(error)")
+            }
+            guard let response = DNSResponder(gatewayAddress: .v4(0xA9FE_C801)).respond(to: bytes, policy: .denyAll).response else {
+                XCTAssertTrue(bytes.count < 12 || bytes[2] & 0x80 != 0, "dropped only when shorter than a header or a response: \(bytes)")
+                continue
+            }
+            answered += 1
+            XCTAssertGreaterThanOrEqual(bytes.count, 12, "\(bytes)")
+            XCTAssertEqual(bytes[2] & 0x80, 0, "a response is never answered: \(bytes)")
+            XCTAssertEqual(Array(response.prefix(2)), Array(bytes.prefix(2)), "the query's id: \(bytes)")
+            XCTAssertEqual(response[2] & 0x80, 0x80, "QR set: \(response)")
+            XCTAssertEqual(Array(response[6..<8]), [0, 0], "nothing is answered under a deny-all policy: \(bytes) -> \(response)")
         }
+        XCTAssertGreaterThan(answered, 0, "some queries were answered (FORMERR, NOTIMP or NXDOMAIN)")
     }
 
     func testNamePresentation() {

@@ -13,7 +13,7 @@ final class DNSSocketTests: XCTestCase {
     private var tcpPort = 0
 
     override func setUpWithError() throws {
-        try XCTSkipUnless(FileManager.default.isExecutableFile(atPath: "/usr/bin/dig"), "dig is not installed (apt-get install dnsutils)")
+        try Precondition.require(FileManager.default.isExecutableFile(atPath: "/usr/bin/dig"), "dig is not installed (apt-get install dnsutils)")
         group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
         sink = MemoryAuditSink()
         let audit = AuditLog(sink: sink, sandbox: "sbx")

@@ -11,7 +11,7 @@ final class PolicyCommandTests: XCTestCase {
     }
 
     private func requireBinary() throws {
-        try XCTSkipUnless(FileManager.default.isExecutableFile(atPath: TestPaths.airlock),
+        try Precondition.require(FileManager.default.isExecutableFile(atPath: TestPaths.airlock),
                           "build the binary first: swift build (missing \(TestPaths.airlock))")
     }
 

