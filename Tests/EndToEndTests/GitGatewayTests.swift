@@ -344,6 +344,7 @@ final class GitGatewayTests: XCTestCase {
         XCTAssertEqual(again.status, 3, again.description)
         let refused = try rig.inSandbox(["git", "ls-remote", "https://github.com/owner/repo"], token: revoked)
         XCTAssertNotEqual(refused.status, 0)
+        XCTAssertTrue(refused.stderr.contains("terminal prompts disabled") || refused.stderr.contains("Authentication failed"), refused.stderr)
         XCTAssertNotNil(lastAudit("git_deny", containing: "\"reason\":\"the session was revoked\""))
         XCTAssertNotNil(lastAudit("session_revoke", containing: live[0]))
     }
