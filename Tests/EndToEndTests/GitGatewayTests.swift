@@ -372,6 +372,7 @@ final class GitGatewayTests: XCTestCase {
         let refused = try rig.inSandbox(["git", "ls-remote", "http://airlock.internal/git/github.com/owner/repo"], token: revoked)
         XCTAssertTrue(refused.stderr.contains("airlock: git rewrites cover whole hosts only (the gateway of \(rig.name) has no live session "), refused.stderr)
         XCTAssertNotEqual(refused.status, 0)
+        XCTAssertTrue(refused.stderr.contains("terminal prompts disabled") || refused.stderr.contains("Authentication failed"), refused.stderr)
         XCTAssertNotNil(lastAudit("git_deny", containing: "\"reason\":\"the session was revoked\""))
         XCTAssertNotNil(lastAudit("session_revoke", containing: live[0]))
     }
