@@ -116,6 +116,9 @@ final class GitRouteTests: XCTestCase {
     func testScopeEntryParsing() throws {
         XCTAssertEqual(try ScopeEntry(parsing: "Owner/Repo").description, "github.com/owner/repo:read")
         XCTAssertEqual(try ScopeEntry(parsing: "owner/repo.git:rw").description, "github.com/owner/repo:rw")
+        // The URL a user copies names the same repository.
+        XCTAssertEqual(try ScopeEntry(parsing: "https://github.com/Owner/Repo.git").description, "github.com/owner/repo:read")
+        XCTAssertEqual(try ScopeEntry(parsing: "https://ghe.example.com/o/r/:rw").description, "ghe.example.com/o/r:rw")
         XCTAssertEqual(try ScopeEntry(parsing: "ghe.example.com:8443/o/r:rw").description, "ghe.example.com:8443/o/r:rw")
         XCTAssertThrowsError(try ScopeEntry(parsing: "owner/*")) {
             XCTAssertEqual(String(describing: $0), "scope entry \"owner/*\": repository name \"*\" contains `*`; wildcards are not supported, name each repository")

@@ -20,8 +20,8 @@ package struct ScopeEntry: Sendable, Hashable, CustomStringConvertible {
         self.access = access
     }
 
-    /// Parses `[HOST/]OWNER/REPO[.git][:read|:rw]`; the host defaults to `defaultHost`, the
-    /// access to `read`.
+    /// Parses `[HOST/]OWNER/REPO[.git][:read|:rw]` or `https://HOST/OWNER/REPO[.git][:rw]`;
+    /// the host defaults to `defaultHost`, the access to `read`.
     /// - Throws: `GitRepository.Invalid` naming the entry and what is wrong with it.
     package init(parsing text: String, defaultHost: String = "github.com") throws {
         var body = Substring(text)
@@ -34,6 +34,9 @@ package struct ScopeEntry: Sendable, Hashable, CustomStringConvertible {
             access = parsed
             body = text[..<colon]
         }
+        // The URL a user copies from the browser or `git remote -v` names the same repository.
+        if body.hasPrefix("https://") { body = body.dropFirst("https://".count) }
+        if body.hasSuffix("/") { body = body.dropLast() }
         let parts = body.split(separator: "/", omittingEmptySubsequences: false).map(String.init)
         let repository: GitRepository
         do {
