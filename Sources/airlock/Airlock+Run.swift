@@ -59,6 +59,8 @@ struct RunCommand: ParsableCommand {
 
     @OptionGroup var sandbox: SandboxOptions
 
+    @OptionGroup var push: PushOptions
+
     @Flag(help: "When CMD exits, print a JSON summary line on stderr (exit status, decisions).")
     var json = false
 

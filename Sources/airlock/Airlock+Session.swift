@@ -48,6 +48,8 @@ struct SessionCommand: ParsableCommand {
         @Option(name: .customLong("token-file"), help: "Read the upstream token from FILE (owned by root, mode 0600 or stricter) instead of stdin.")
         var tokenFile: String?
 
+        @OptionGroup var push: PushOptions
+
         func validate() throws {
             guard !repos.isEmpty else { throw ValidationError("name at least one repository with --repo OWNER/REPO[:rw]") }
         }
@@ -56,9 +58,10 @@ struct SessionCommand: ParsableCommand {
             try reportingErrors(exitCode: SessionCommand.exitCode) {
                 let sandbox = try NamespaceName(name)
                 for repo in repos { _ = try ScopeEntry(parsing: repo) }
+                _ = try push.policy()
                 let token = try tokenFile.map(SessionCommand.readTokenFile) ?? SessionCommand.readTokenFromStandardInput()
                 let response = try ControlClient.send(
-                    .create(repos: repos, ttlSeconds: ttl.seconds, upstreamToken: token),
+                    .create(repos: repos, ttlSeconds: ttl.seconds, upstreamToken: token, protect: push.protect, pushRefs: push.pushRefs),
                     path: ControlServer.socketPath(sandbox: sandbox.rawValue), sandbox: sandbox.rawValue)
                 switch response {
                 case let .created(sessionToken, summary):

@@ -99,8 +99,8 @@ final class GitRig {
     }
 
     /// Creates a session through the CLI and returns its token.
-    func createSession(_ repos: [String], ttl: String? = nil) throws -> String {
-        var args = ["session", "create", name]
+    func createSession(_ repos: [String], ttl: String? = nil, push: [String] = []) throws -> String {
+        var args = ["session", "create", name] + push
         for repo in repos { args += ["--repo", repo] }
         if let ttl { args += ["--ttl", ttl] }
         let r = try Run.airlock(args, stdin: Self.realToken + "\n")
@@ -247,14 +247,14 @@ final class GitGatewayTests: XCTestCase {
         try "change\n".write(toFile: work + "/CHANGE", atomically: true, encoding: .utf8)
         XCTAssertEqual(try rig.inSandbox(["git", "add", "CHANGE"], token: token, cwd: work).status, 0)
         XCTAssertEqual(try rig.inSandbox(["git", "commit", "-q", "-m", "from the sandbox"], token: token, cwd: work).status, 0)
-        let push = try rig.inSandbox(["git", "push", "origin", "HEAD:main"], token: token, cwd: work)
+        let push = try rig.inSandbox(["git", "push", "origin", "HEAD:feature"], token: token, cwd: work)
         XCTAssertEqual(push.status, 0, push.description)
         let local = try rig.git(["-C", work, "rev-parse", "HEAD"]).stdout.trimmingCharacters(in: .whitespacesAndNewlines)
-        XCTAssertEqual(try rig.upstreamCommit("repo"), local)
+        XCTAssertEqual(try rig.upstreamCommit("repo", "refs/heads/feature"), local)
 
         let fetch = try rig.inSandbox(["git", "fetch", "origin"], token: token, cwd: rig.dir.file("clone-v0"))
         XCTAssertEqual(fetch.status, 0, fetch.description)
-        XCTAssertEqual(try rig.git(["-C", rig.dir.file("clone-v0"), "rev-parse", "origin/main"]).stdout.trimmingCharacters(in: .whitespacesAndNewlines), local)
+        XCTAssertEqual(try rig.git(["-C", rig.dir.file("clone-v0"), "rev-parse", "origin/feature"]).stdout.trimmingCharacters(in: .whitespacesAndNewlines), local)
 
         let allow = try XCTUnwrap(lastAudit("git_allow", containing: "\"service\":\"git-receive-pack\""))
         XCTAssertTrue(allow.contains("\"repo\":\"github.com/owner/repo\""))
@@ -262,6 +262,42 @@ final class GitGatewayTests: XCTestCase {
         XCTAssertTrue(allow.contains("\"bytes_up\":"))
         XCTAssertTrue(allow.contains("\"sandbox\":\"\(rig.name)\""))
         XCTAssertNotNil(lastAudit("session_create", containing: "github.com/owner/repo:rw"))
+    }
+
+    /// Pushes through the gateway's push policy, as git shows them: the default branch and
+    /// ref deletions are refused with a `remote:` line and git's own `[remote rejected]`,
+    /// nothing reaches the upstream; other branches go through; `--push-refs` narrows
+    /// pushes to a pattern and `--protect none` lifts the protection.
+    func testPushPolicyRefusesProtectedBranchesAndDeletions() throws {
+        let token = try rig.createSession(["owner/repo:rw"])
+        XCTAssertEqual(try rig.inSandbox(["git", "clone", "-q", "https://github.com/owner/repo", "policy"], token: token).status, 0)
+        let work = rig.dir.file("policy")
+        XCTAssertEqual(try rig.inSandbox(["git", "commit", "-q", "--allow-empty", "-m", "policy"], token: token, cwd: work).status, 0)
+        let before = try rig.upstreamCommit("repo")
+
+        let main = try rig.inSandbox(["git", "push", "origin", "HEAD:main"], token: token, cwd: work)
+        XCTAssertNotEqual(main.status, 0, main.description)
+        XCTAssertTrue(main.stderr.contains("remote: airlock: refs/heads/main: main is protected by airlock; push another branch and open a pull request"), main.stderr)
+        XCTAssertTrue(main.stderr.contains("! [remote rejected] HEAD -> main (main is protected by airlock; push another branch and open a pull request)"), main.stderr)
+        XCTAssertEqual(try rig.upstreamCommit("repo"), before, "nothing reached the upstream")
+        XCTAssertNotNil(lastAudit("git_deny", containing: "\"reason\":\"push refused: refs/heads/main: main is protected by airlock"))
+
+        let feature = try rig.inSandbox(["git", "push", "origin", "HEAD:topic"], token: token, cwd: work)
+        XCTAssertEqual(feature.status, 0, feature.description)
+        let deletion = try rig.inSandbox(["git", "push", "origin", ":topic"], token: token, cwd: work)
+        XCTAssertNotEqual(deletion.status, 0, deletion.description)
+        XCTAssertTrue(deletion.stderr.contains("! [remote rejected] topic (deleting refs is not allowed through airlock)"), deletion.stderr)
+        XCTAssertFalse(try rig.upstreamCommit("repo", "refs/heads/topic").isEmpty, "the branch is still there")
+
+        let agent = try rig.createSession(["owner/repo:rw"], push: ["--push-refs", "agent/*"])
+        let outside = try rig.inSandbox(["git", "push", "origin", "HEAD:other"], token: agent, cwd: work)
+        XCTAssertTrue(outside.stderr.contains("(this session pushes only to agent/*)"), outside.stderr)
+        XCTAssertEqual(try rig.inSandbox(["git", "push", "origin", "HEAD:agent/one"], token: agent, cwd: work).status, 0)
+
+        let open = try rig.createSession(["owner/repo:rw"], push: ["--protect", "none"])
+        let unprotected = try rig.inSandbox(["git", "push", "origin", "HEAD:main"], token: open, cwd: work)
+        XCTAssertEqual(unprotected.status, 0, unprotected.description)
+        XCTAssertNotEqual(try rig.upstreamCommit("repo"), before)
     }
 
     func testLargeChunkedPushAndGzipFetch() throws {
@@ -273,10 +309,10 @@ final class GitGatewayTests: XCTestCase {
         try Data(bytes).write(to: URL(fileURLWithPath: work + "/blob.bin"))
         XCTAssertEqual(try rig.inSandbox(["git", "add", "blob.bin"], token: token, cwd: work).status, 0)
         XCTAssertEqual(try rig.inSandbox(["git", "commit", "-q", "-m", "3 MiB"], token: token, cwd: work).status, 0)
-        let push = try rig.inSandbox(["git", "-c", "http.postBuffer=65520", "push", "origin", "HEAD:main"], token: token, cwd: work)
+        let push = try rig.inSandbox(["git", "-c", "http.postBuffer=65520", "push", "origin", "HEAD:big"], token: token, cwd: work)
         XCTAssertEqual(push.status, 0, push.description)
         let local = try rig.git(["-C", work, "rev-parse", "HEAD"]).stdout.trimmingCharacters(in: .whitespacesAndNewlines)
-        XCTAssertEqual(try rig.upstreamCommit("repo"), local)
+        XCTAssertEqual(try rig.upstreamCommit("repo", "refs/heads/big"), local)
         // The pack went up in a chunked request (no Content-Length), after git's small probe.
         let pushes = rig.captured.filter { $0.method == "POST" && $0.path.hasSuffix("/git-receive-pack") }
         XCTAssertTrue(pushes.contains { $0.headers.contains { $0.0.lowercased() == "transfer-encoding" && $0.1.lowercased().contains("chunked") } },

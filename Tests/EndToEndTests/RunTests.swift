@@ -138,13 +138,13 @@ final class RunTests: XCTestCase {
                 echo "\(mode)" > from-sandbox.txt
                 git add from-sandbox.txt
                 git commit -q -m "pushed from the \(mode) sandbox"
-                git push -q origin main
+                git push -q origin HEAD:agent/\(mode)
                 git fetch -q origin
                 echo done
                 """, audit: audit)
             XCTAssertEqual(result.status, 0, "\(mode): \(result)")
             XCTAssertTrue(result.stdout.contains("done"), "\(mode): \(result)")
-            XCTAssertTrue(try rig.git.log("owner/app").contains("pushed from the \(mode) sandbox"), "\(mode)")
+            XCTAssertTrue(try rig.git.log("owner/app", branch: "agent/\(mode)").contains("pushed from the \(mode) sandbox"), "\(mode)")
             let lines = auditLines(audit)
             let allows = lines.filter { $0["event"] as? String == "git_allow" }
             XCTAssertTrue(allows.contains { $0["service"] as? String == "git-receive-pack" && $0["repo"] as? String == "github.com/owner/app" && $0["status"] as? Int == 200 }, "\(mode): \(lines)")

@@ -12,8 +12,9 @@ import Foundation
 /// {"op":"revoke","id":"0123456789ab"}
 /// ```
 package enum ControlRequest: Sendable, Equatable {
-    /// Create a session for `repos` (`[HOST/]OWNER/REPO[:read|:rw]`) standing for `upstreamToken`.
-    case create(repos: [String], ttlSeconds: Double?, upstreamToken: Secret)
+    /// Create a session for `repos` (`[HOST/]OWNER/REPO[:read|:rw]`) standing for
+    /// `upstreamToken`, with its push policy (`PushPolicy(protect:pushRefs:)`).
+    case create(repos: [String], ttlSeconds: Double?, upstreamToken: Secret, protect: [String] = [], pushRefs: [String] = [])
     /// List live sessions, without secrets.
     case list
     /// Revoke the session with this id.
@@ -25,6 +26,8 @@ package enum ControlRequest: Sendable, Equatable {
         var ttl: Double?
         var upstream_token: String?
         var id: String?
+        var protect: [String]?
+        var push_refs: [String]?
     }
 
     /// The request as one JSON line, without the newline. Contains the upstream token for
@@ -32,8 +35,11 @@ package enum ControlRequest: Sendable, Equatable {
     package func jsonLine() throws -> String {
         let wire: Wire
         switch self {
-        case let .create(repos, ttl, token):
-            wire = token.withRevealed { Wire(op: "create", repos: repos, ttl: ttl, upstream_token: $0, id: nil) }
+        case let .create(repos, ttl, token, protect, pushRefs):
+            wire = token.withRevealed {
+                Wire(op: "create", repos: repos, ttl: ttl, upstream_token: $0, id: nil,
+                     protect: protect.isEmpty ? nil : protect, push_refs: pushRefs.isEmpty ? nil : pushRefs)
+            }
         case .list:
             wire = Wire(op: "list")
         case let .revoke(id):
@@ -56,7 +62,7 @@ package enum ControlRequest: Sendable, Equatable {
             guard let repos = wire.repos, let token = wire.upstream_token else {
                 throw ControlProtocolError(description: "create needs `repos` and `upstream_token`")
             }
-            self = .create(repos: repos, ttlSeconds: wire.ttl, upstreamToken: Secret(token))
+            self = .create(repos: repos, ttlSeconds: wire.ttl, upstreamToken: Secret(token), protect: wire.protect ?? [], pushRefs: wire.push_refs ?? [])
         case "list":
             self = .list
         case "revoke":

@@ -23,7 +23,13 @@ package struct ControlResponder: Sendable {
     /// The answer to `request`.
     package func respond(to request: ControlRequest) -> ControlResponse {
         switch request {
-        case let .create(repos, ttl, upstreamToken):
+        case let .create(repos, ttl, upstreamToken, protect, pushRefs):
+            let pushPolicy: PushPolicy
+            do {
+                pushPolicy = try PushPolicy(protect: protect, pushRefs: pushRefs)
+            } catch {
+                return .failure(String(describing: error))
+            }
             guard !repos.isEmpty else { return .failure("name at least one repository (--repo OWNER/REPO[:rw])") }
             guard repos.count <= 256 else { return .failure("at most 256 repositories per session") }
             var entries: [ScopeEntry] = []
@@ -39,7 +45,8 @@ package struct ControlResponder: Sendable {
                 }
             }
             do {
-                let (token, summary) = try sessions.create(sandbox: sandbox, scope: SessionScope(entries), upstreamToken: upstreamToken, ttl: ttl)
+                let (token, summary) = try sessions.create(
+                    sandbox: sandbox, scope: SessionScope(entries), upstreamToken: upstreamToken, ttl: ttl, pushPolicy: pushPolicy)
                 return .created(token: token, session: summary)
             } catch {
                 return .failure(String(describing: error))

@@ -107,7 +107,7 @@ package struct GitRouter: HTTPRouter {
         let intercepted = NIOLockedValueBox<String?>(nil)
         let audit = self.audit
         let sessionID = grant.id
-        return UpstreamExchange(
+        var exchange = UpstreamExchange(
             target: upstream.target,
             head: upstreamHead,
             gatewayHeaders: ["host", "authorization"],
@@ -129,6 +129,34 @@ package struct GitRouter: HTTPRouter {
                         status: outcome.status, session: sessionID))
                 }
             })
+        if route.service == .receivePack && route.endpoint == .rpc {
+            let policy = grant.pushPolicy
+            exchange.bodyCheck = { prefix, ended in
+                let refused: (reason: String, response: LocalResponse)
+                switch ReceivePackCommands.parse(prefix) {
+                case .needMore:
+                    guard ended else { return .needMore }
+                    refused = ("the push ended inside its commands", Refusal(.badRequest, reason: "cannot check this push: it ended inside its commands").response)
+                case .malformed(let why):
+                    refused = ("push not checkable: \(why)", Refusal(.badRequest, reason: "cannot check this push: \(why)").response)
+                case let .complete(updates, capabilities, _):
+                    let refusals = policy.refusals(updates)
+                    guard let first = refusals.first else { return .pass }
+                    var headers = HTTPHeaders()
+                    headers.add(name: "Content-Type", value: ReceivePackReport.contentType)
+                    headers.add(name: "Cache-Control", value: "no-cache")
+                    headers.add(name: "X-Airlock-Denied", value: "\(first.ref): \(first.reason)")
+                    let report = ReceivePackReport.refused(updates, refusals: refusals, capabilities: capabilities)
+                    let reason = refusals.map { "\($0.ref): \($0.reason)" }.joined(separator: "; ")
+                    refused = ("push refused: \(reason)", LocalResponse(status: .ok, headers: headers, body: String(decoding: report, as: UTF8.self)))
+                }
+                audit.record(AuditEvent(
+                    .gitDeny, sandbox: sandbox, via: .git, host: gitHost, reason: refused.reason, repo: repo.description,
+                    service: service, status: 403, session: sessionID))
+                return .refuse(refused.response)
+            }
+        }
+        return exchange
     }
 
     /// The refusal that replaces an upstream response the sandbox must not see: `401`/`407`

@@ -74,6 +74,21 @@ package struct PushPolicy: Equatable, Sendable {
         self.allowed = allowed
     }
 
+    /// The policy the flags describe: `--protect` replaces the default protected
+    /// branches (`--protect none` protects nothing), `--push-refs` limits pushes to the
+    /// matching refs.
+    /// - Throws: `RefPattern.Invalid` naming a bad pattern.
+    package init(protect: [String], pushRefs: [String]) throws {
+        if protect.isEmpty {
+            protected = PushPolicy.standard.protected
+        } else if protect == ["none"] {
+            protected = []
+        } else {
+            protected = try protect.map(RefPattern.init)
+        }
+        allowed = pushRefs.isEmpty ? nil : try pushRefs.map(RefPattern.init)
+    }
+
     /// One refused update: the ref and why.
     package struct Refusal: Equatable, Sendable {
         package var ref: String

@@ -44,7 +44,7 @@ package enum ReceivePackCommands {
             case .malformed(let why):
                 return .malformed(why)
             case .line(.flush, let next):
-                guard !updates.isEmpty else { return .malformed("the push names no ref") }
+                // No command at all is git's probe before a large push (`0000`): it updates nothing.
                 return .complete(updates, capabilities: capabilities, length: next)
             case .line(.data(var payload), let next):
                 offset = next

@@ -20,6 +20,10 @@ package final class HTTPForwarder {
         case dialing
         case forwarding
         case discardingBody
+        /// `UpstreamExchange.bodyCheck` reads the start of the body before anything is dialled.
+        case checkingBody
+        /// The body check refused: the rest of the body is dropped, then the answer goes out.
+        case discardingBeforeAnswer
         /// The tunnel's upstream is connected; waiting for the CONNECT request's end.
         case tunnelReady
         case tunnelling
@@ -58,6 +62,13 @@ package final class HTTPForwarder {
     private var bytesDown: UInt64 = 0
     private var startedAt = NIODeadline.now()
     private var generation = 0
+    /// The body bytes the check has seen, and the parts held until it decides.
+    private var checkedBody: [UInt8] = []
+    private var heldParts: [HTTPServerRequestPart] = []
+    private var pendingAnswer: LocalResponse?
+    private var continueSent = false
+    /// The most body a check may hold before it must decide.
+    private static let checkedBodyLimit = 4 << 20
     private var tunnelPlan: (upstream: TunnelUpstream, startedAt: NIODeadline, completion: @Sendable (ExchangeOutcome) -> Void)?
 
     /// - Parameters:
@@ -90,7 +101,7 @@ package final class HTTPForwarder {
         case .discardingBody: return inbox.isEmpty
         case .forwarding:
             return !requestEnded && inbox.isEmpty && (upstream?.isWritable ?? false)
-        case .tunnelReady: return inbox.isEmpty
+        case .tunnelReady, .checkingBody, .discardingBeforeAnswer: return inbox.isEmpty
         case .routing, .dialing, .tunnelling, .closing: return false
         }
     }
@@ -123,6 +134,17 @@ package final class HTTPForwarder {
                     requestEnded = true
                     finishRequest()
                 }
+            case .checkingBody:
+                inbox.removeFirst()
+                if !checkBody(with: part) { return }
+            case .discardingBeforeAnswer:
+                inbox.removeFirst()
+                if case .end = part, let answer = pendingAnswer {
+                    pendingAnswer = nil
+                    requestEnded = true
+                    respondLocally(answer)
+                    return
+                }
             case .tunnelReady:
                 inbox.removeFirst()
                 if case .end = part, let plan = tunnelPlan {
@@ -150,6 +172,10 @@ package final class HTTPForwarder {
         request = head
         requestEnded = false
         exchange = nil
+        checkedBody = []
+        heldParts = []
+        pendingAnswer = nil
+        continueSent = false
         responseHeadSent = false
         responseEnded = false
         responseCloseDelimited = false
@@ -180,10 +206,78 @@ package final class HTTPForwarder {
             case .success(.respond(let response)):
                 self.respondLocally(response)
             case .success(.forward(let exchange)):
-                self.dial(exchange)
+                if exchange.bodyCheck != nil && self.requestHasBody {
+                    self.beginBodyCheck(exchange)
+                } else {
+                    self.dial(exchange)
+                }
             case .failure:
                 self.respondLocally(Refusal(.badGateway, reason: "the gateway could not route this request", closeConnection: true).response)
             }
+        }
+    }
+
+    /// Holds the body's first parts until the exchange's check decides.
+    private func beginBodyCheck(_ exchange: UpstreamExchange) {
+        self.exchange = exchange
+        phase = .checkingBody
+        if let request, expectsContinue(request), let context {
+            // The client waits for this before it sends the body the check needs.
+            continueSent = true
+            var continueHead = HTTPResponseHead(version: request.version, status: .continue)
+            continueHead.headers = HTTPHeaders()
+            context.writeAndFlush(NIOAny(HTTPServerResponsePart.head(continueHead)), promise: nil)
+        }
+        drainInbox()
+    }
+
+    /// Feeds one part to the body check; false once the check has decided (the phase has
+    /// changed and the inbox is the next phase's).
+    private func checkBody(with part: HTTPServerRequestPart) -> Bool {
+        guard let exchange, let check = exchange.bodyCheck else { return false }
+        heldParts.append(part)
+        var ended = false
+        switch part {
+        case .body(let buffer): checkedBody += buffer.readableBytesView
+        case .end: ended = true
+        case .head: break
+        }
+        let verdict: UpstreamExchange.BodyCheck
+        if checkedBody.count > Self.checkedBodyLimit {
+            verdict = .refuse(Refusal(.payloadTooLarge, reason: "the start of this request is too large to check").response)
+        } else {
+            verdict = check(checkedBody, ended)
+        }
+        switch verdict {
+        case .needMore:
+            if ended {
+                self.exchange = nil
+                heldParts = []
+                requestEnded = true
+                respondLocally(Refusal(.badRequest, reason: "the request body ended before it could be checked").response)
+                return false
+            }
+            return true
+        case .pass:
+            // The held parts go first, then whatever follows, once connected.
+            for held in heldParts.reversed() { inbox.prepend(held) }
+            heldParts = []
+            checkedBody = []
+            dial(exchange)
+            return false
+        case .refuse(let answer):
+            self.exchange = nil
+            heldParts = []
+            checkedBody = []
+            if ended {
+                requestEnded = true
+                respondLocally(answer)
+            } else {
+                pendingAnswer = answer
+                phase = .discardingBeforeAnswer
+                drainInbox()
+            }
+            return false
         }
     }
 
@@ -242,7 +336,7 @@ package final class HTTPForwarder {
         }
         channel.flush()
 
-        if expectsContinue(request) && !requestEnded {
+        if expectsContinue(request) && !requestEnded && !continueSent {
             var continueHead = HTTPResponseHead(version: request.version, status: .continue)
             continueHead.headers = HTTPHeaders()
             context?.writeAndFlush(NIOAny(HTTPServerResponsePart.head(continueHead)), promise: nil)

@@ -18,6 +18,21 @@ package struct UpstreamExchange: Sendable {
     package var interceptResponse: (@Sendable (HTTPResponseHead) -> LocalResponse?)?
     /// Called once when the exchange ends, successfully or not; for audit.
     package var completion: (@Sendable (ExchangeOutcome) -> Void)?
+    /// Looks at the start of the request body before anything is dialled (git's push
+    /// commands): called with the bytes so far and whether the body has ended, until it
+    /// passes or refuses. A refused request's body is read to its end and dropped, then the
+    /// refusal is the answer; `completion` is not called.
+    package var bodyCheck: (@Sendable (_ prefix: [UInt8], _ ended: Bool) -> BodyCheck)?
+
+    /// What `bodyCheck` says.
+    package enum BodyCheck: Sendable {
+        /// Not decided yet: more of the body is needed.
+        case needMore
+        /// Forward the request, body and all.
+        case pass
+        /// Answer with this instead; nothing is forwarded.
+        case refuse(LocalResponse)
+    }
 
     /// Creates an exchange.
     package init(

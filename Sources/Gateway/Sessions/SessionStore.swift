@@ -32,6 +32,7 @@ package final class SessionStore: Sendable {
         var sandbox: String
         var scope: SessionScope
         var upstreamToken: Secret
+        var pushPolicy: PushPolicy
         var createdAt: Double
         var expiresAt: Double
         var lastUsedAt: Double
@@ -80,9 +81,11 @@ package final class SessionStore: Sendable {
     /// - Parameters:
     ///   - ttl: absolute lifetime in seconds (default from the limits).
     ///   - idleTimeout: idle expiry in seconds (default from the limits, never longer than `ttl`).
+    ///   - pushPolicy: what its pushes may update (default: `main`, `master`, `release/*` protected).
     /// - Throws: `Failure` when the token is empty, the lifetime out of range, or the cap reached.
     package func create(
-        sandbox: String, scope: SessionScope, upstreamToken: Secret, ttl: Double? = nil, idleTimeout: Double? = nil
+        sandbox: String, scope: SessionScope, upstreamToken: Secret, ttl: Double? = nil, idleTimeout: Double? = nil,
+        pushPolicy: PushPolicy = .standard
     ) throws -> (token: Secret, summary: SessionSummary) {
         guard !sandbox.isEmpty, sandbox.utf8.count <= 64 else { throw Failure.invalidSandbox(sandbox) }
         guard !upstreamToken.isEmpty else { throw Failure.emptyUpstreamToken }
@@ -100,7 +103,7 @@ package final class SessionStore: Sendable {
                 let id = digest.sessionID
                 if state.live[id] != nil || state.tombstones[id] != nil { continue }
                 let record = Record(
-                    digest: digest, sandbox: sandbox, scope: scope, upstreamToken: upstreamToken,
+                    digest: digest, sandbox: sandbox, scope: scope, upstreamToken: upstreamToken, pushPolicy: pushPolicy,
                     createdAt: now, expiresAt: now + lifetime, lastUsedAt: now, idleTimeout: idle)
                 state.live[id] = record
                 return (token, Self.summary(id: id, record))
@@ -127,7 +130,8 @@ package final class SessionStore: Sendable {
                 }
                 guard record.sandbox == sandbox else { return .otherSandbox(id: id, issuedFor: record.sandbox) }
                 state.live[id]?.lastUsedAt = now
-                return .valid(SessionGrant(id: id, sandbox: record.sandbox, scope: record.scope, upstreamToken: record.upstreamToken))
+                return .valid(SessionGrant(
+                    id: id, sandbox: record.sandbox, scope: record.scope, upstreamToken: record.upstreamToken, pushPolicy: record.pushPolicy))
             }
             if let tomb = state.tombstones[id], tomb.digest.constantTimeEquals(digest) {
                 switch tomb.ending {

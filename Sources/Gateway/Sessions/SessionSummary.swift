@@ -33,6 +33,8 @@ package struct SessionGrant: Sendable {
     package var scope: SessionScope
     /// The real upstream credential this session stands for.
     package var upstreamToken: Secret
+    /// What its pushes may update.
+    package var pushPolicy: PushPolicy = .standard
 }
 
 /// The outcome of presenting a token to the store.

@@ -43,7 +43,7 @@ struct OneShotRun {
         if let upstreamToken = plan.upstreamToken {
             let session = try runtime.sessions.create(
                 sandbox: plan.sandboxName, scope: plan.scope, upstreamToken: upstreamToken,
-                ttl: SessionLimits().maxTTL)
+                ttl: SessionLimits().maxTTL, pushPolicy: plan.pushPolicy)
             extraEnvironment = GitSandboxConfig.environment(
                 hosts: runtime.gitUpstreams.hosts, repositories: plan.scope.entries.map(\.repository), token: session.token)
         }

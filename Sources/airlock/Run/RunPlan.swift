@@ -25,6 +25,7 @@ struct RunPlan {
     let command: [String]
     let user: SandboxUser
     let scope: SessionScope
+    let pushPolicy: PushPolicy
     let upstreamToken: Secret?
     let environment: [String: String]
     let droppedNames: [String]
@@ -56,6 +57,7 @@ struct RunPlan {
             }
         }
         scope = SessionScope(entries)
+        pushPolicy = try options.push.policy()
         upstreamToken = try Self.readToken(env: options.tokenEnv, file: options.tokenFile, environment: inherited)
         if !entries.isEmpty && upstreamToken == nil {
             throw Invalid("--repo needs the upstream git token: pass --token-env VAR or --token-file FILE")

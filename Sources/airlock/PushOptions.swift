@@ -1,0 +1,25 @@
+import ArgumentParser
+import Gateway
+
+/// The push policy flags of `airlock run` and `airlock session create`.
+struct PushOptions: ParsableArguments {
+    @Option(name: .customLong("protect"), help: ArgumentHelp("A branch (or refs/… pattern, * allowed) pushes may not update; repeatable; replaces the defaults main, master, release/*; `none` protects nothing.", valueName: "pattern"))
+    var protect: [String] = []
+
+    @Option(name: .customLong("push-refs"), help: ArgumentHelp("Push only to matching branches (e.g. 'agent/*'); repeatable.", valueName: "pattern"))
+    var pushRefs: [String] = []
+
+    func validate() throws {
+        do {
+            _ = try policy()
+        } catch {
+            throw ValidationError(String(describing: error))
+        }
+    }
+
+    /// The policy these flags describe.
+    /// - Throws: `RefPattern.Invalid` naming a bad pattern.
+    func policy() throws -> PushPolicy {
+        try PushPolicy(protect: protect, pushRefs: pushRefs)
+    }
+}
