@@ -13,11 +13,11 @@ final class RunPlanTests: XCTestCase {
     let token = "tok_" + UUID().uuidString.replacingOccurrences(of: "-", with: "")
 
     /// The plan for `airlock run --repo owner/app --token-env NAME -- /bin/true` with
-    /// `inherited` as airlock's environment. As root the command runs as root (`--user`);
+    /// `inherited` as airlock's environment. As root the command runs as nobody (`--user`; never root);
     /// rootless as the caller.
     func plan(tokenEnv name: String, inherited: [String: String]) throws -> RunPlan {
         var argv = ["--repo", "owner/app", "--token-env", name]
-        if geteuid() == 0 { argv += ["--user", "root"] }
+        if geteuid() == 0 { argv += ["--user", "nobody"] }
         argv += ["--", "/bin/true"]
         let command = try RunCommand.parse(argv)
         return try RunPlan(command: command, environment: inherited)

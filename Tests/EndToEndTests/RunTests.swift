@@ -41,32 +41,22 @@ final class RunTests: XCTestCase {
         }
     }
 
-    static var rig: Rig?
-    static var rigError: Error?
+    static let shared = SharedRig<Rig>("run rig")
 
     override class func setUp() {
         super.setUp()
-        guard getuid() == 0, ProcessInfo.processInfo.environment["AIRLOCK_THROWAWAY_NS"] == "1" else { return }
-        do { rig = try Rig() } catch { rigError = error }
+        shared.setUp { try Rig() }
     }
 
     override class func tearDown() {
-        rig = nil
+        shared.tearDown()
         super.tearDown()
     }
 
-    enum Mode: CaseIterable, CustomStringConvertible {
-        case root, rootless
-        var description: String { self == .root ? "root" : "rootless" }
-    }
+    typealias Mode = RunMode
 
     var rig: Rig {
-        get throws {
-            try RootTier.require()
-            if let error = Self.rigError { throw error }
-            guard let rig = Self.rig else { throw Precondition.unmet("run rig not set up") }
-            return rig
-        }
+        get throws { try Self.shared.get() }
     }
 
     /// The flags that point the git gateway at the stand-in and let names reach 127.0.0.1.
