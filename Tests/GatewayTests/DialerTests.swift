@@ -76,7 +76,7 @@ final class DialerTests: XCTestCase {
         guard case .refused(let host, let reason) = other else { return XCTFail("\(other)") }
         XCTAssertEqual(host, "other.test")
         XCTAssertEqual(reason, "resolves to 127.0.0.1 is loopback; add allow-private 127.0.0.0/8 to permit it")
-        XCTAssertEqual(other.status, .forbidden)
+        XCTAssertEqual(other.status.code, 403)
         XCTAssertNotNil(refusal(dialer, "a.internal.test"))
 
         let policy = try Policy.parse("web.test\nother.test\nallow-private 127.0.0.0/8 for web.test\nallow-private 10.0.0.0/8 for *.corp.test\n",

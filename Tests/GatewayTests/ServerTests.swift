@@ -260,7 +260,7 @@ final class ServerTests: XCTestCase {
             XCTAssertEqual(host, "web.test")
             XCTAssertTrue(reason.contains("127.0.0.1"), reason)
             XCTAssertTrue(reason.contains("allow-private"), reason)
-            XCTAssertEqual(error.status, .forbidden)
+            XCTAssertEqual(error.status.code, 403)
         }
         let gateway = PolicyDialer(policy: store, limits: GatewayLimits(), forbidden: [IPAddress("127.0.0.1")!], threadPool: pool)
         do {

@@ -42,7 +42,19 @@ package struct Refusal: Sendable, Equatable {
         all.add(name: "Content-Type", value: "text/plain; charset=utf-8")
         all.add(name: "X-Airlock-Denied", value: line)
         all.add(contentsOf: headers)
-        return LocalResponse(status: status, headers: all, body: line + "\n", closeConnection: closeConnection)
+        return LocalResponse(status: phrased, headers: all, body: line + "\n", closeConnection: closeConnection)
+    }
+
+    /// The status with the reason in its phrase (`403 airlock: example.org is not on the
+    /// allowlist`): clients that show nothing else of a refused CONNECT print the phrase
+    /// (pip: "Tunnel connection failed: 403 …", wget: "Proxy tunneling failed: …").
+    /// Printable ASCII only, at most 120 characters; the status code is unchanged. Other
+    /// statuses keep their standard phrase (git and curl print the body for those).
+    var phrased: HTTPResponseStatus {
+        guard status.code == 403 else { return status }
+        var phrase = String((Self.prefix + reason).unicodeScalars.map { $0.value >= 0x20 && $0.value < 0x7F ? Character($0) : "?" })
+        if phrase.count > 120 { phrase = String(phrase.prefix(117)) + "..." }
+        return .custom(code: status.code, reasonPhrase: phrase)
     }
 
     /// The policy's refusal of `host:port` (as the client sent it): `403`, with what to
