@@ -64,7 +64,7 @@ final class GatewayServeTests: XCTestCase {
             """)
         XCTAssertTrue(refused.stdout.contains("airlock: later.test is not on the allowlist; add it to \(policy) or pass --allow later.test"), "\(refused)")
         XCTAssertTrue(refused.stdout.contains("status: NXDOMAIN"), "\(refused)")
-        XCTAssertTrue(refused.stdout.contains("HTTP/1.1 403 Forbidden"), "\(refused)")
+        XCTAssertTrue(refused.stdout.contains("HTTP/1.1 403 airlock: IP literal 0x7f000001 refused"), "the reason is in the status line: \(refused)")
         XCTAssertTrue(refused.stdout.contains("X-Airlock-Denied: airlock: IP literal 0x7f000001 refused"), "\(refused)")
         XCTAssertTrue(refused.stdout.contains("127.0.0.2 is loopback"), "\(refused)")
 
