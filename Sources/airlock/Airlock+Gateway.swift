@@ -23,7 +23,8 @@ struct GatewayCommand: ParsableCommand {
                 --run-as (no capabilities, not dumpable) and serves until SIGTERM or SIGINT, which \
                 drain open connections. The policy is reloaded on SIGHUP and when its file changes; \
                 a file that does not parse keeps the old policy. The policy file must stay readable \
-                by the --run-as user for reloads. Requires root (CAP_SYS_ADMIN, CAP_NET_BIND_SERVICE, \
+                by the --run-as user for reloads. Started by systemd with Type=notify, it reports \
+                READY=1 once every listener serves (sd_notify over $NOTIFY_SOCKET). Requires root (CAP_SYS_ADMIN, CAP_NET_BIND_SERVICE, \
                 CAP_SETUID, CAP_SETGID, CAP_SETPCAP).
                 """
         )
@@ -74,6 +75,8 @@ struct GatewayCommand: ParsableCommand {
             // drop (binding starts no thread), served after it.
             let controlSocket = try ControlSocket(path: ControlSocket.path(sandbox: sandbox))
             let startedBy = getuid()
+            // systemd (Type=notify): connected now, while the notify socket is still reachable.
+            let notifier = try SystemdNotifier.fromEnvironment()
 
             try Privileges.dropProcessPrivileges(to: user)
 
@@ -92,7 +95,9 @@ struct GatewayCommand: ParsableCommand {
                 ready: {
                     print(readyLine)
                     fflush(stdout)
+                    notifier?.ready(status: "serving \(sandbox) on \(gatewayAddress)")
                 })
+            defer { notifier?.stopping() }
             try runtime.wait()
         }
     }
