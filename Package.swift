@@ -64,6 +64,8 @@ let package = Package(
             ],
             swiftSettings: swiftSettings
         ),
+        // The commit a release binary was built from (`-Xcc -DAIRLOCK_COMMIT=…`), for --version.
+        .target(name: "CBuildInfo"),
         // The executable: argument parsing and wiring only.
         .executableTarget(
             name: "airlock",
@@ -71,6 +73,7 @@ let package = Package(
                 "Netns",
                 "Gateway",
                 "SystemCalls",
+                "CBuildInfo",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),

@@ -45,9 +45,6 @@ struct NetnsExec: ParsableCommand {
     @Option(name: .customLong("git-host"), help: ArgumentHelp("A git host the gateway serves (default github.com); repeatable.", valueName: "host"))
     var gitHosts: [String] = []
 
-    @Option(help: ArgumentHelp("CMD's working directory (default: the current one).", valueName: "dir"))
-    var cwd: String?
-
     @Argument(parsing: .postTerminator, help: "The command and its arguments.")
     var command: [String] = []
 
@@ -81,7 +78,7 @@ struct NetnsExec: ParsableCommand {
             if !built.droppedNames.isEmpty {
                 printNotice("airlock: not passed to the sandbox (credential-looking): \(built.droppedNames.joined(separator: ", "))")
             }
-            let workingDirectory = cwd ?? Self.currentDirectory()
+            let workingDirectory = sandbox.workingDirectory()
             let view = try sandbox.view(for: target, workingDirectory: workingDirectory)
             view.notices.forEach(printNotice)
 

@@ -15,6 +15,7 @@ struct Airlock: ParsableCommand {
             One command:  airlock run --repo owner/repo --token-env GH_TOKEN --allow pypi.org -- CMD
             Persistent:   airlock netns create NAME; airlock gateway serve NAME; airlock session create NAME …
             """,
+        version: AirlockVersion.description,
         subcommands: [
             RunCommand.self,
             NetnsCommand.self,

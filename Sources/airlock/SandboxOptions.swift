@@ -10,8 +10,19 @@ struct SandboxOptions: ParsableArguments {
     @Flag(help: "Share the host's /tmp and /dev/shm instead of fresh ones. Risky: the command can then reach every socket and file other processes keep there (tmux, ssh-agent, IDE and X sockets).")
     var shareTmp = false
 
+    @Option(help: ArgumentHelp("The command's working directory (default: the current one). The command's user must be able to enter it.", valueName: "dir"))
+    var cwd: String?
+
     @Flag(help: "Let the command create user namespaces (for tools that build their own sandbox: browsers, bwrap). Every other seccomp rule stays.")
     var allowNestedNamespaces = false
+
+    /// The command's working directory: `--cwd` made absolute, else the current directory.
+    func workingDirectory() -> String? {
+        let current = NetnsExec.currentDirectory()
+        guard let cwd else { return current }
+        if cwd.hasPrefix("/") { return cwd }
+        return current.map { ($0 == "/" ? "" : $0) + "/" + cwd } ?? cwd
+    }
 
     /// The sandbox view for `user` working in `workingDirectory`, with airlock's own
     /// `protectedFiles` hidden too.

@@ -280,8 +280,11 @@ public enum TCP {
 public final class TemporaryDirectory {
     public let path: String
 
-    public init(prefix: String = "airlock-test") throws {
-        var template = Array((NSTemporaryDirectory() + "/\(prefix).XXXXXX").utf8CString)
+    /// Makes `PARENT/PREFIX.XXXXXX`; the parent defaults to the temporary directory.
+    public init(prefix: String = "airlock-test", in parent: String? = nil) throws {
+        var base = parent ?? NSTemporaryDirectory()
+        while base.count > 1 && base.hasSuffix("/") { base.removeLast() }
+        var template = Array((base + "/\(prefix).XXXXXX").utf8CString)
         guard let p = mkdtemp(&template) else { throw POSIXError(.EIO) }
         path = String(cString: p)
     }

@@ -118,7 +118,8 @@ package final class SandboxProcess {
         withExtendedLifetime(filter) {}
         if result != 0 {
             let step = SandboxSetupError.describe(failure, masks: spec.masks, user: spec.user, cwd: spec.workingDirectory)
-            throw SpawnError.setup(SandboxSetupError(step: step, code: failure.error))
+            let hint = SandboxSetupError.hint(failure, user: spec.user, cwd: spec.workingDirectory)
+            throw SpawnError.setup(SandboxSetupError(step: step, code: failure.error, hint: hint))
         }
         return SandboxProcess(pid: pid, statusDescriptor: statusFD)
     }

@@ -9,16 +9,30 @@ package struct SandboxSetupError: Error, Equatable, CustomStringConvertible {
     package var step: String
     /// The errno the kernel returned.
     package var code: Int32
+    /// What to do about it, when airlock knows.
+    package var hint: String?
 
     /// An error for `step` failing with `code`.
-    package init(step: String, code: Int32) {
+    package init(step: String, code: Int32, hint: String? = nil) {
         self.step = step
         self.code = code
+        self.hint = hint
     }
 
     /// `sandbox setup: mount proc on /proc: Operation not permitted`.
     package var description: String {
-        "sandbox setup: \(step): \(String(cString: strerror(code)))"
+        "sandbox setup: \(step): \(String(cString: strerror(code)))" + (hint.map { "; \($0)" } ?? "")
+    }
+
+    /// The fix for a working directory the command's user cannot enter (a checkout under
+    /// root's 0700 home, run as another user).
+    static func hint(_ failure: cnl_spawn_failure, user: SandboxUser?, cwd: String?) -> String? {
+        guard cnl_spawn_step(rawValue: UInt32(bitPattern: failure.step)) == CNL_STEP_CHDIR,
+              failure.error == EACCES || failure.error == ENOENT, let user, let cwd else { return nil }
+        let why = failure.error == EACCES ? "\(user.name) cannot enter \(cwd)" : "\(cwd) does not exist in the sandbox"
+        var info = stat()
+        let example = stat(user.home, &info) == 0 && (info.st_mode & S_IFMT) == S_IFDIR ? " (for example --cwd \(user.home))" : ""
+        return "\(why); start airlock from a directory \(user.name) can enter, or pass --cwd DIR\(example)"
     }
 
     /// Words for a step reported by the C child. `masks` names the path of a mask step.
@@ -50,7 +64,7 @@ package struct SandboxSetupError: Error, Equatable, CustomStringConvertible {
         case CNL_STEP_CAPSET: return "set capabilities"
         case CNL_STEP_NO_NEW_PRIVS: return "set no_new_privs"
         case CNL_STEP_FORK_COMMAND: return "start the command"
-        case CNL_STEP_CHDIR: return "change directory to \(cwd ?? "?")"
+        case CNL_STEP_CHDIR: return "change directory to \(cwd ?? "?")" + (user.map { " as \($0.name)" } ?? "")
         case CNL_STEP_SIGNALS: return "set up signals"
         case CNL_STEP_UNSHARE: return "create user, network and mount namespaces"
         case CNL_STEP_SETGROUPS_DENY: return "write /proc/self/setgroups"

@@ -89,7 +89,7 @@ struct RunPlan {
         environment = built.environment
         // The token variable is removed whatever its name; it is listed with the others.
         droppedNames = Array(Set(built.droppedNames + (options.tokenEnv.map { [$0] } ?? []))).sorted()
-        workingDirectory = NetnsExec.currentDirectory()
+        workingDirectory = options.sandbox.workingDirectory()
 
         // airlock's own files are out of the command's reach: hidden inside, and as root
         // an audit log the command's user could change elsewhere is refused.
