@@ -58,7 +58,7 @@ struct NetnsExec: ParsableCommand {
     }
 
     func run() throws {
-        let status = try reportingErrors(exitCode: Self.exitCode(for:)) { () throws -> ExitStatus in
+        let status = try reportingWrapperErrors { () throws -> ExitStatus in
             try Privileges.requireRoot(
                 for: "airlock netns exec", capabilities: [.sysAdmin, .setuid, .setgid, .setpcap])
             let sandboxName = try NamespaceName(name)
@@ -154,15 +154,6 @@ struct NetnsExec: ParsableCommand {
         var buffer = [CChar](repeating: 0, count: Int(PATH_MAX) + 1)
         guard getcwd(&buffer, buffer.count) != nil else { return nil }
         return String(cString: buffer)
-    }
-
-    static func exitCode(for error: Error) -> Int32? {
-        switch error {
-        case is Privileges.PrivilegeError: return ExitCodes.permission
-        case is Users.LookupError, is SandboxUser.HostRootError: return ExitCodes.usage
-        case SandboxError.notFound: return ExitCodes.notFound
-        default: return nil
-        }
     }
 }
 

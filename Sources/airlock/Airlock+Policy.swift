@@ -44,8 +44,9 @@ struct PolicyCommand: ParsableCommand {
             discussion: """
                 The port defaults to 443. Prints the decision, every rule that matches the host, \
                 what the gateway's DNS would answer, pinned addresses and, for IP literals, the \
-                address class. Exits 0 whether the host is allowed or not; 1 when the file does \
-                not parse or the target is malformed.
+                address class. Exits 0 when the host would be allowed, 1 when it would be refused, \
+                2 when the file does not parse or the target is malformed, so scripts and CI can \
+                use it as a test.
                 """
         )
 
@@ -56,22 +57,25 @@ struct PolicyCommand: ParsableCommand {
         var target: String
 
         func run() throws {
-            try reportingErrors {
+            let allowed = try reportingErrors(exitCode: { _ in 2 }) { () throws -> Bool in
                 let (host, port) = try Self.split(target)
                 let policy = try Policy.load(path: file)
                 for line in policy.explain(host: host, port: port) { print(line) }
+                if case .allow = policy.decide(host: host, port: port) { return true }
+                return false
             }
+            if !allowed { throw ExitCode(1) }
         }
 
         /// Splits `HOST[:PORT]`; an unbracketed IPv6 literal is all host.
         static func split(_ target: String) throws -> (host: String, port: Int) {
-            guard !target.isEmpty else { throw CLIError("empty target; give HOST or HOST:PORT") }
+            guard !target.isEmpty else { throw CLIError("empty target; give HOST or HOST:PORT", exitCode: 2) }
             var host = Substring(target)
             var portText: Substring?
             if host.hasPrefix("["), let close = host.firstIndex(of: "]") {
                 let rest = host[host.index(after: close)...]
                 if rest.hasPrefix(":") { portText = rest.dropFirst() } else if !rest.isEmpty {
-                    throw CLIError("'\(target)' is not HOST[:PORT]")
+                    throw CLIError("'\(target)' is not HOST[:PORT]", exitCode: 2)
                 }
                 host = host[...close]
             } else if host.filter({ $0 == ":" }).count == 1, let colon = host.firstIndex(of: ":") {
@@ -82,11 +86,11 @@ struct PolicyCommand: ParsableCommand {
             if let portText {
                 guard !portText.isEmpty, portText.count <= 5, portText.allSatisfy({ $0.isASCII && $0.isNumber }),
                       let value = Int(portText), (1...65535).contains(value) else {
-                    throw CLIError("'\(portText)' in '\(target)' is not a port (1-65535)")
+                    throw CLIError("'\(portText)' in '\(target)' is not a port (1-65535)", exitCode: 2)
                 }
                 port = value
             }
-            guard !host.isEmpty else { throw CLIError("'\(target)' has no host") }
+            guard !host.isEmpty else { throw CLIError("'\(target)' has no host", exitCode: 2) }
             return (String(host), port)
         }
     }

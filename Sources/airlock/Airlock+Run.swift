@@ -79,18 +79,9 @@ struct RunCommand: ParsableCommand {
     }
 
     func run() throws {
-        let status = try reportingErrors(exitCode: Self.exitCode(for:)) {
+        let status = try reportingWrapperErrors {
             try OneShotRun(plan: try RunPlan(command: self)).execute()
         }
         throw ExitCode(status)
-    }
-
-    static func exitCode(for error: Error) -> Int32? {
-        switch error {
-        case is Privileges.PrivilegeError: return ExitCodes.permission
-        case is Users.LookupError, is SandboxUser.HostRootError: return ExitCodes.usage
-        case is RunPlan.Invalid: return ExitCodes.usage
-        default: return nil
-        }
     }
 }

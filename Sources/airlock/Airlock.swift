@@ -26,4 +26,30 @@ struct Airlock: ParsableCommand {
             SandboxChild.self,
         ]
     )
+
+    /// swift-argument-parser's `main`, except that a usage error of `run` or `netns exec`
+    /// exits 125 like their other failures, never 64, which the command might use itself.
+    static func main() {
+        let arguments = Array(CommandLine.arguments.dropFirst())
+        do {
+            var command = try parseAsRoot(arguments)
+            try command.run()
+        } catch let status as ExitCode {
+            exit(withError: status)
+        } catch {
+            if exitCode(for: error) == .validationFailure && wrapsACommand(arguments) {
+                var line = fullMessage(for: error).split(separator: "\n").first.map(String.init) ?? "\(error)"
+                if line.hasPrefix("Error: ") { line.removeFirst("Error: ".count) }
+                printError(line + " (see airlock \(arguments.first == "run" ? "run" : "netns exec") --help)")
+                exit(withError: ExitCode(ExitCodes.wrapperFailure))
+            }
+            exit(withError: error)
+        }
+    }
+
+    /// Whether `arguments` name `run` or `netns exec`, whose exit status is the command's.
+    static func wrapsACommand(_ arguments: [String]) -> Bool {
+        let words = arguments.prefix { $0 != "--" }.filter { !$0.hasPrefix("-") }
+        return words.first == "run" || Array(words.prefix(2)) == ["netns", "exec"]
+    }
 }

@@ -13,6 +13,11 @@ enum ExitCodes {
     static let permission: Int32 = 4
     /// Command-line usage errors (swift-argument-parser's own code).
     static let usage: Int32 = 64
+    /// `run` and `netns exec` only: airlock itself failed before or around the command
+    /// (a bad flag, a missing privilege, a setup step), so the command's own statuses
+    /// (1, 2, 64…) never collide with airlock's. The convention of `docker run`, `chroot`
+    /// and `env`; 126 (not executable), 127 (not found) and 128+n (signal n) follow it too.
+    static let wrapperFailure: Int32 = 125
     /// The command to run was not found, like a shell.
     static let commandNotFound: Int32 = 127
 }
@@ -39,6 +44,22 @@ func printError(_ message: String) {
 /// Prints a line on stderr.
 func printNotice(_ message: String) {
     _ = (message + "\n").withCString { fputs($0, stderr) }
+}
+
+/// For `run` and `netns exec`: any error of airlock's own is printed as one line and
+/// exits 125, so it cannot be mistaken for the command's status.
+func reportingWrapperErrors<R>(_ body: () throws -> R) throws -> R {
+    do {
+        return try body()
+    } catch let error as ExitCode {
+        throw error
+    } catch let error as CLIError {
+        printError(error.message)
+        throw ExitCode(ExitCodes.wrapperFailure)
+    } catch {
+        printError(String(describing: error))
+        throw ExitCode(ExitCodes.wrapperFailure)
+    }
 }
 
 /// Runs `body`; any error is printed as one line and turned into its exit code.

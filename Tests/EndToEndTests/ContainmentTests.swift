@@ -173,7 +173,7 @@ final class ContainmentTests: XCTestCase {
         }
         let work = try rig.workDirectory()
         let refused = try airlockRun(.root, ["--audit-log", work + "/audit.jsonl"], script: "echo ran", cwd: work)
-        XCTAssertEqual(refused.status, 64, "\(refused)")
+        XCTAssertEqual(refused.status, 125, "\(refused)")
         XCTAssertEqual(refused.stdout, "", "nothing ran: \(refused)")
         let normalized = work.replacingOccurrences(of: "//", with: "/")
         XCTAssertTrue(refused.stderr.contains("--audit-log \(work)/audit.jsonl: \(Rig.userName) (uid \(rig.uid)) could change \(normalized)"), "\(refused)")
@@ -185,7 +185,7 @@ final class ContainmentTests: XCTestCase {
         let rig = try rig
         let work = try rig.workDirectory()
         let result = try Run.process([rig.binary, "run", "--user", "root", "--", "id", "-u"], currentDirectory: work)
-        XCTAssertEqual(result.status, 64, "\(result)")
+        XCTAssertEqual(result.status, 125, "\(result)")
         XCTAssertEqual(result.stdout, "")
         XCTAssertEqual(result.stderr.split(separator: "\n").count, 1, "one line: \(result)")
         XCTAssertTrue(result.stderr.hasPrefix("airlock: error: --user root: uid 0 is the host's root"), "\(result)")

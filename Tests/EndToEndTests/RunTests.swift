@@ -410,7 +410,7 @@ final class RunTests: XCTestCase {
         XCTAssertEqual(noUser.stderr.split(separator: "\n").count, 1, "one line: \(noUser)")
 
         let drain = try run(["--drain-timeout", "4000", "--", "true"], rootless: true)
-        XCTAssertEqual(drain.status, 64, "\(drain)")
+        XCTAssertEqual(drain.status, 125, "a usage error of run exits 125, never a status the command could use: \(drain)")
         XCTAssertTrue(drain.stderr.contains("--drain-timeout 4000 is out of range (0…3600 seconds)"), "\(drain)")
 
         let preset = try run(["--allow", "@pipy", "--", "true"], rootless: true)

@@ -54,11 +54,12 @@ final class PolicyCommandTests: XCTestCase {
         XCTAssertTrue(lines.contains("dns: A www.example.com -> the gateway address; AAAA and other types -> no answer"), "\(lines)")
 
         let denied = try Run.airlock(["policy", "explain", path, "evil.example.com:80"], timeout: 30)
-        XCTAssertEqual(denied.status, 0)
+        XCTAssertEqual(denied.status, 1, "explain exits 1 for a refused target, so scripts can test with it: \(denied)")
         XCTAssertTrue(denied.stdout.contains("decision: deny: evil.example.com is denied by rule !evil.example.com (line 2)\n"), denied.stdout)
         XCTAssertTrue(denied.stdout.contains("dns: NXDOMAIN for evil.example.com (audited as dns_deny)\n"), denied.stdout)
 
         let port = try Run.airlock(["policy", "explain", path, "www.example.com:22"], timeout: 30)
+        XCTAssertEqual(port.status, 1, "\(port)")
         XCTAssertTrue(port.stdout.contains("decision: deny: port 22 is not allowed for www.example.com (only 80 and 443 without a host:port rule)\n"), port.stdout)
     }
 
@@ -67,7 +68,7 @@ final class PolicyCommandTests: XCTestCase {
         let (dir, path) = try policyFile("allow-private 169.254.0.0/16\n")
         _ = dir
         let result = try Run.airlock(["policy", "explain", path, "[::ffff:169.254.169.254]:443"], timeout: 30)
-        XCTAssertEqual(result.status, 0, "\(result)")
+        XCTAssertEqual(result.status, 1, "\(result)")
         XCTAssertTrue(result.stdout.contains("decision: deny: IP literal [::ffff:169.254.169.254] refused: connect by name, or add a cidr rule\n"), result.stdout)
         XCTAssertTrue(result.stdout.contains("address: [::ffff:169.254.169.254] is an IP literal for ::ffff:169.254.169.254, class link-local (embeds 169.254.169.254)\n"), result.stdout)
     }
@@ -77,7 +78,9 @@ final class PolicyCommandTests: XCTestCase {
         let (dir, path) = try policyFile("pypi.org\n")
         _ = dir
         let result = try Run.airlock(["policy", "explain", path, "pypi.org:99999"], timeout: 30)
-        XCTAssertEqual(result.status, 1)
+        XCTAssertEqual(result.status, 2, "a malformed target is not a refusal: \(result)")
         XCTAssertEqual(result.stderr, "airlock: error: '99999' in 'pypi.org:99999' is not a port (1-65535)\n")
+        let missing = try Run.airlock(["policy", "explain", dir.file("no-such-policy"), "pypi.org"], timeout: 30)
+        XCTAssertEqual(missing.status, 2, "a file that cannot be read is not a refusal: \(missing)")
     }
 }

@@ -123,20 +123,20 @@ final class ExecTests: XCTestCase {
 
     func testRootWithoutSudoMustNameTheUser() throws {
         let result = try exec(["true"], environment: ["PATH": "/usr/bin:/bin"])
-        XCTAssertEqual(result.status, 1)
+        XCTAssertEqual(result.status, 125)
         XCTAssertEqual(result.stderr, "airlock: error: no user to run as: pass --user USER (an ordinary account; airlock never runs sandboxed commands as the host's root)\n")
         let asRoot = try exec(["id", "-u"], options: ["--user", "root"], environment: ["PATH": "/usr/bin:/bin"])
-        XCTAssertEqual(asRoot.status, 64, asRoot.description)
+        XCTAssertEqual(asRoot.status, 125, asRoot.description)
         XCTAssertEqual(asRoot.stdout, "", "nothing ran")
         XCTAssertTrue(asRoot.stderr.hasPrefix("airlock: error: --user root: uid 0 is the host's root"), asRoot.stderr)
     }
 
     func testUnknownUserAndMissingSandboxAreClearErrors() throws {
         let unknown = try exec(["true"], options: ["--user", "no-such-airlock-user"])
-        XCTAssertNotEqual(unknown.status, 0)
+        XCTAssertEqual(unknown.status, 125)
         XCTAssertEqual(unknown.stderr, "airlock: error: unknown user 'no-such-airlock-user'\n")
         let missing = try Run.airlock(["netns", "exec", "nosuchsbx", "--", "true"], environment: sudoEnvironment)
-        XCTAssertEqual(missing.status, 3, missing.description)
+        XCTAssertEqual(missing.status, 125, missing.description)
         XCTAssertTrue(missing.stderr.hasPrefix("airlock: error: "), missing.stderr)
         XCTAssertTrue(missing.stderr.contains("nosuchsbx"), missing.stderr)
     }

@@ -92,8 +92,8 @@ struct SandboxChild: ParsableCommand {
 
     func run() throws {
         // Die with the gateway: a SIGKILL of `airlock run` must leave nothing behind.
-        guard ProcessControl.dieWithParent(expectedParent: Self.gatewayPID) else { throw ExitCode(ExitCodes.failure) }
-        let status = try reportingErrors(exitCode: RunCommand.exitCode(for:)) { () throws -> Int32 in
+        guard ProcessControl.dieWithParent(expectedParent: Self.gatewayPID) else { throw ExitCode(ExitCodes.wrapperFailure) }
+        let status = try reportingWrapperErrors { () throws -> Int32 in
             let channel = DescriptorChannel(adopting: 3)
             guard let (message, _) = try channel.receive() else {
                 throw CLIError("sandbox builder: the gateway went away before sending the plan")
