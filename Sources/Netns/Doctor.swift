@@ -62,6 +62,9 @@ package enum Doctor {
         package var runNetns: (ok: Bool, detail: String)
         /// Whether the sandbox's seccomp filter builds and the kernel loads filters.
         package var seccomp: (ok: Bool, detail: String)
+        /// Whether this is the host's initial user namespace (not `unshare -U`, a rootless
+        /// container, a pod with user namespaces).
+        package var initialUserNamespace: Bool
 
         package static func == (lhs: Facts, rhs: Facts) -> Bool {
             lhs.uid == rhs.uid && lhs.effective == rhs.effective && lhs.userNamespaceFailure == rhs.userNamespaceFailure
@@ -69,6 +72,7 @@ package enum Doctor {
                 && lhs.kernel == rhs.kernel && lhs.veth == rhs.veth && lhs.runNetns == rhs.runNetns
                 && lhs.libmnl == rhs.libmnl && lhs.libcap == rhs.libcap && lhs.rootlessLaunch == rhs.rootlessLaunch
                 && lhs.unprivilegedUsernsClone == rhs.unprivilegedUsernsClone && lhs.seccomp == rhs.seccomp
+                && lhs.initialUserNamespace == rhs.initialUserNamespace
         }
 
         /// Facts with every field given (for tests and `examine`).
@@ -76,8 +80,10 @@ package enum Doctor {
             uid: uid_t, effective: [Capability], userNamespaceFailure: String?, maxUserNamespaces: Int?,
             unprivilegedUsernsClone: Int?, apparmorRestrictsUserns: Int?, rootlessLaunch: RootlessLaunchCheck?,
             libmnl: String?, libcap: String?, kernel: String, veth: (ok: Bool, detail: String),
-            runNetns: (ok: Bool, detail: String), seccomp: (ok: Bool, detail: String) = (true, "filters available")
+            runNetns: (ok: Bool, detail: String), seccomp: (ok: Bool, detail: String) = (true, "filters available"),
+            initialUserNamespace: Bool = true
         ) {
+            self.initialUserNamespace = initialUserNamespace
             self.uid = uid
             self.effective = effective
             self.userNamespaceFailure = userNamespaceFailure
@@ -139,19 +145,26 @@ package enum Doctor {
             kernel: kernelRelease(),
             veth: veth,
             runNetns: runNetnsState(),
-            seccomp: seccompState())
+            seccomp: seccompState(),
+            initialUserNamespace: UserNamespace.isInitial())
     }
 
     /// The checks and verdicts for `facts`.
     package static func report(_ facts: Facts) -> Report {
         var checks: [Check] = []
-        let isRoot = facts.uid == 0
-        checks.append(Check(name: "root", ok: isRoot, detail: isRoot ? "running as root" : "running as uid \(facts.uid)"))
-        let missingRootCaps = Privileges.missing(rootCapabilities, effective: Set(facts.effective))
+        let isRoot = facts.uid == 0 && facts.initialUserNamespace
+        let nestedRoot = facts.uid == 0 && !facts.initialUserNamespace
+        checks.append(Check(
+            name: "root", ok: isRoot,
+            detail: isRoot ? "running as root"
+                : nestedRoot ? "uid 0 of a user namespace that is not the host's (unshare -U, a rootless container): run takes the rootless path"
+                : "running as uid \(facts.uid)"))
+        // Capabilities held in a nested user namespace do not reach the host's namespaces.
+        let missingRootCaps = nestedRoot ? rootCapabilities : Privileges.missing(rootCapabilities, effective: Set(facts.effective))
         checks.append(Check(
             name: "capabilities", ok: missingRootCaps.isEmpty,
             detail: describe(facts.effective),
-            fix: missingRootCaps.isEmpty ? nil : "root mode and persistent sandboxes need \(missingRootCaps.map(\.description).joined(separator: ", ")): run with sudo"))
+            fix: missingRootCaps.isEmpty ? nil : nestedRoot ? "capabilities of a nested user namespace do not reach the host's; root mode and persistent sandboxes need the host's root" : "root mode and persistent sandboxes need \(missingRootCaps.map(\.description).joined(separator: ", ")): run with sudo"))
 
         let usernsFix = userNamespaceFix(facts)
         checks.append(Check(
@@ -210,7 +223,11 @@ package enum Doctor {
         if !facts.seccomp.ok { rootless.append("seccomp: \(facts.seccomp.detail); fix: a kernel with CONFIG_SECCOMP_FILTER") }
 
         var asRoot: [String] = []
-        if !missingRootCaps.isEmpty { asRoot.append("needs \(missingRootCaps.map(\.description).joined(separator: ", ")); fix: run with sudo") }
+        if nestedRoot {
+            asRoot.append("uid 0 here is the root of a nested user namespace, not the host's; fix: run airlock as the host's root for this mode (rootless mode works here)")
+        } else if !missingRootCaps.isEmpty {
+            asRoot.append("needs \(missingRootCaps.map(\.description).joined(separator: ", ")); fix: run with sudo")
+        }
         if facts.libmnl == nil { asRoot.append("libmnl is not loaded; fix: apt-get install libmnl0") }
         if !facts.veth.ok { asRoot.append("veth is not available; fix: modprobe veth") }
         if !facts.seccomp.ok { asRoot.append("seccomp: \(facts.seccomp.detail); fix: a kernel with CONFIG_SECCOMP_FILTER") }

@@ -5,13 +5,14 @@ final class DoctorTests: XCTestCase {
     private func facts(
         uid: uid_t = 1000, effective: [Capability] = [], usernsFailure: String? = nil, max: Int? = 15000,
         clone: Int? = nil, apparmor: Int? = nil, launch: Doctor.RootlessLaunchCheck? = nil,
-        libmnl: String? = "libmnl.so.0.2.0", veth: Bool = true, runNetns: Bool = false
+        libmnl: String? = "libmnl.so.0.2.0", veth: Bool = true, runNetns: Bool = false, initialUserNamespace: Bool = true
     ) -> Doctor.Facts {
         Doctor.Facts(
             uid: uid, effective: effective, userNamespaceFailure: usernsFailure, maxUserNamespaces: max,
             unprivilegedUsernsClone: clone, apparmorRestrictsUserns: apparmor, rootlessLaunch: launch,
             libmnl: libmnl, libcap: "libcap.so.2.66", kernel: "6.8.0",
-            veth: (veth, veth ? "veth module loaded" : "not found"), runNetns: (runNetns, runNetns ? "exists" : "not writable"))
+            veth: (veth, veth ? "veth module loaded" : "not found"), runNetns: (runNetns, runNetns ? "exists" : "not writable"),
+            initialUserNamespace: initialUserNamespace)
     }
 
     private func verdict(_ report: Doctor.Report, _ prefix: String) -> Doctor.Verdict? {
@@ -52,6 +53,34 @@ final class DoctorTests: XCTestCase {
         let report = Doctor.report(facts(uid: 0, effective: Doctor.rootCapabilities, runNetns: true))
         XCTAssertEqual(verdict(report, "run (as root)"), Doctor.Verdict(mode: "run (as root)", ready: true, missing: []))
         XCTAssertEqual(verdict(report, "persistent")?.ready, true)
+    }
+
+    /// uid 0 with every capability, but in `unshare -Ur` or a rootless container: the
+    /// capabilities do not reach the host's namespaces, so only rootless mode is ready.
+    func testRootOfANestedUserNamespaceIsNotTheHostsRoot() {
+        let launch = Doctor.RootlessLaunchCheck(uid: 0, effective: RootlessLauncher.sandboxBuilderCapabilities, failure: nil)
+        let report = Doctor.report(facts(
+            uid: 0, effective: Doctor.rootCapabilities, launch: launch, runNetns: true, initialUserNamespace: false))
+        XCTAssertEqual(verdict(report, "run (rootless)")?.ready, true)
+        XCTAssertEqual(verdict(report, "run (as root)")?.ready, false)
+        XCTAssertEqual(verdict(report, "run (as root)")?.missing.first,
+                       "uid 0 here is the root of a nested user namespace, not the host's; fix: run airlock as the host's root for this mode (rootless mode works here)")
+        XCTAssertEqual(verdict(report, "persistent")?.ready, false)
+        let root = report.checks.first { $0.name == "root" }
+        XCTAssertEqual(root?.ok, false)
+        XCTAssertTrue(root?.detail.contains("not the host's") == true, "\(String(describing: root))")
+    }
+
+    func testUserNamespaceMaps() {
+        XCTAssertTrue(UserNamespace.isInitial(uidMapText: "         0          0 4294967295\n"))
+        XCTAssertFalse(UserNamespace.isInitial(uidMapText: "         0       1000          1\n"))
+        XCTAssertFalse(UserNamespace.isInitial(uidMapText: "         0          0          1\n"))
+        XCTAssertFalse(UserNamespace.isInitial(uidMapText: ""), "unreadable or empty: not initial (fail closed)")
+        let map = "         0       1000          1\n         1     100000      65536\n"
+        XCTAssertEqual(UserNamespace.outsideID(of: 0, mapText: map), 1000)
+        XCTAssertEqual(UserNamespace.outsideID(of: 5, mapText: map), 100004)
+        XCTAssertNil(UserNamespace.outsideID(of: 70000, mapText: map))
+        XCTAssertEqual(UserNamespace.outsideID(of: 0, mapText: "0 0 1\n"), 0)
     }
 
     func testMissingVethOrLibmnlBlocksEveryMode() {

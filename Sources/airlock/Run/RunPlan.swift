@@ -40,7 +40,9 @@ struct RunPlan {
     let sandboxName: String
 
     init(command options: RunCommand, environment inherited: [String: String] = ProcessInfoEnvironment.current) throws {
-        mode = geteuid() == 0 ? .root : .rootless
+        // uid 0 of a user namespace someone else made (unshare -Ur, a rootless container)
+        // is not the host's root: it cannot build the veth pair, the rootless path can.
+        mode = geteuid() == 0 && UserNamespace.isInitial() ? .root : .rootless
         command = options.command
         gatewayOptions = options.gateway
         json = options.json
@@ -72,8 +74,11 @@ struct RunPlan {
             user = try NetnsExec.resolveUser(options.user, environment: inherited)
         case .rootless:
             if let requested = options.user {
-                throw Invalid("--user \(requested) needs root: a rootless run runs CMD as you (uid \(getuid()))")
+                let why = getuid() == 0 ? "needs the host's root (this is uid 0 of a nested user namespace)" : "needs root"
+                throw Invalid("--user \(requested) \(why): a rootless run runs CMD as you (uid \(getuid()))")
             }
+            // In a nested namespace, uid 0 inside must not be the host's root outside.
+            if !UserNamespace.isInitial() { try UserNamespace.refuseRootMappedToRoot(uid: getuid(), gid: getgid()) }
             var me = try Users.lookup(uid: getuid())
             me.gid = getgid()
             me.groups = []
