@@ -11,7 +11,8 @@ import NIOHTTP1
 /// `Expect: 100-continue` is answered after the route is decided; a refusal goes out
 /// without `100` and the connection closes. An upstream failure before the response head
 /// is a `502`/`504`; after it, the client connection is closed without the final chunk.
-/// With a `TunnelRouter`, `CONNECT host:port` opens a spliced byte tunnel.
+/// `CONNECT` is not served here: on the explicit proxy a `ConnectHandler` ahead of the
+/// forwarder takes it; elsewhere it is answered with `405`.
 package final class HTTPForwarder {
     /// What the forwarder is doing with the current request.
     private enum Phase {
@@ -24,14 +25,10 @@ package final class HTTPForwarder {
         case checkingBody
         /// The body check refused: the rest of the body is dropped, then the answer goes out.
         case discardingBeforeAnswer
-        /// The tunnel's upstream is connected; waiting for the CONNECT request's end.
-        case tunnelReady
-        case tunnelling
         case closing
     }
 
     private let router: any HTTPRouter
-    private let tunnels: (any TunnelRouter)?
     private let dialer: any UpstreamDialer
     private let sandbox: String
     private let via: AuditEvent.Via
@@ -69,24 +66,21 @@ package final class HTTPForwarder {
     private var continueSent = false
     /// The most body a check may hold before it must decide.
     private static let checkedBodyLimit = 4 << 20
-    private var tunnelPlan: (upstream: TunnelUpstream, startedAt: NIODeadline, completion: @Sendable (ExchangeOutcome) -> Void)?
 
     /// - Parameters:
     ///   - router: decides each request.
-    ///   - tunnels: decides `CONNECT`; `nil` answers `CONNECT` with `405`.
     ///   - dialer: opens upstream connections.
     ///   - sandbox: the sandbox this listener belongs to.
     ///   - via: the listener, for the router's context.
     ///   - headGuard: the guard ahead of the decoder, told when heads arrive.
     ///   - refusalsPerConnection: the refusal after which the connection is closed.
     package init(
-        router: any HTTPRouter, tunnels: (any TunnelRouter)? = nil, dialer: any UpstreamDialer,
+        router: any HTTPRouter, dialer: any UpstreamDialer,
         sandbox: String, via: AuditEvent.Via, headGuard: RequestHeadGuard? = nil,
         refusalsPerConnection: Int = GatewayLimits().refusalsPerConnection
     ) {
         self.refusalsAllowed = max(1, refusalsPerConnection)
         self.router = router
-        self.tunnels = tunnels
         self.dialer = dialer
         self.sandbox = sandbox
         self.via = via
@@ -101,8 +95,8 @@ package final class HTTPForwarder {
         case .discardingBody: return inbox.isEmpty
         case .forwarding:
             return !requestEnded && inbox.isEmpty && (upstream?.isWritable ?? false)
-        case .tunnelReady, .checkingBody, .discardingBeforeAnswer: return inbox.isEmpty
-        case .routing, .dialing, .tunnelling, .closing: return false
+        case .checkingBody, .discardingBeforeAnswer: return inbox.isEmpty
+        case .routing, .dialing, .closing: return false
         }
     }
 
@@ -145,17 +139,9 @@ package final class HTTPForwarder {
                     respondLocally(answer)
                     return
                 }
-            case .tunnelReady:
-                inbox.removeFirst()
-                if case .end = part, let plan = tunnelPlan {
-                    tunnelPlan = nil
-                    inbox.removeAll()
-                    openTunnel(to: plan.upstream, startedAt: plan.startedAt, completion: plan.completion)
-                    return
-                }
             case .routing, .dialing:
                 return
-            case .tunnelling, .closing:
+            case .closing:
                 inbox.removeAll()
                 return
             }
@@ -193,7 +179,7 @@ package final class HTTPForwarder {
             return
         }
         if head.method == .CONNECT {
-            startTunnel(head)
+            respondLocally(Refusal(.methodNotAllowed, reason: "CONNECT is served only by the proxy on port 3128", closeConnection: true).response)
             return
         }
         phase = .routing
@@ -295,7 +281,7 @@ package final class HTTPForwarder {
             case .success(let channel):
                 self.connected(to: channel)
             case .failure(let error):
-                let refusal = Self.refusal(for: error, host: exchange.target.host, port: exchange.target.port)
+                let refusal = Refusal(dialFailure: error, host: exchange.target.host, port: exchange.target.port)
                 self.finishExchange(failure: refusal.reason, status: Int(refusal.status.code))
                 self.respondLocally(refusal.response)
             }
@@ -375,13 +361,8 @@ package final class HTTPForwarder {
         if response.headers.contains(name: "X-Airlock-Denied") { refusals += 1 }
         let unreadBody = requestHasBody && !requestEnded
         let close = response.closeConnection || !keepAlive || unreadBody || refusals >= refusalsAllowed
-        var head = HTTPResponseHead(version: request.version.major == 1 && request.version.minor == 0 ? .http1_0 : .http1_1,
-                                    status: response.status)
-        var headers = response.headers
+        let head = response.head(version: request.version, closing: close)
         let body = context.channel.allocator.buffer(string: request.method == .HEAD ? "" : response.body)
-        headers.replaceOrAdd(name: "Content-Length", value: String(response.body.utf8.count))
-        headers.replaceOrAdd(name: "Connection", value: close ? "close" : "keep-alive")
-        head.headers = headers
         responseStatus = Int(response.status.code)
         responseHeadSent = true
         responseEnded = true
@@ -528,149 +509,6 @@ package final class HTTPForwarder {
         inbox.removeAll()
         context?.close(promise: nil)
     }
-
-    /// The refusal for a failed dial.
-    package static func refusal(for error: Error, host: String, port: Int) -> Refusal {
-        if let error = error as? DialError {
-            return Refusal(error.status, reason: error.reason, closeConnection: true)
-        }
-        return Refusal(.badGateway, reason: "cannot connect to \(host):\(port)", closeConnection: true)
-    }
-
-    // MARK: CONNECT
-
-    private func startTunnel(_ head: HTTPRequestHead) {
-        guard let context else { return }
-        guard let tunnels else {
-            respondLocally(Refusal(.methodNotAllowed, reason: "CONNECT is served only by the proxy on port 3128", closeConnection: true).response)
-            return
-        }
-        let authority: HostAndPort
-        switch HostAndPort.parseAuthority(head.uri) {
-        case .success(let parsed): authority = parsed
-        case .failure(let problem):
-            respondLocally(Refusal(.badRequest, reason: problem.description, closeConnection: true).response)
-            return
-        }
-        let requestContext = RequestContext(
-            sandbox: sandbox, via: .connect, eventLoop: context.eventLoop, clientAddress: context.channel.remoteAddress)
-        switch tunnels.routeTunnel(host: authority.host, port: authority.port, context: requestContext) {
-        case .refuse(let response):
-            var response = response
-            response.closeConnection = true
-            respondLocally(response)
-        case .open(let target, let completion):
-            phase = .dialing
-            let startedAt = NIODeadline.now()
-            let generation = self.generation
-            TunnelUpstream.dial(target, dialer: dialer, pipeline: context.pipeline, on: context.eventLoop)
-                .hop(to: context.eventLoop).whenComplete { result in
-                guard self.generation == generation, self.phase == .dialing else {
-                    if case .success(let upstream) = result { upstream.close() }
-                    return
-                }
-                switch result {
-                case .success(let upstream):
-                    self.tunnelPlan = (upstream, startedAt, completion)
-                    self.phase = .tunnelReady
-                    self.drainInbox()
-                case .failure(let error):
-                    let refusal = Self.refusal(for: error, host: target.host, port: target.port)
-                    self.respondLocally(refusal.response)
-                    let ms = startedAt.millisecondsAgo
-                    completion(ExchangeOutcome(status: Int(refusal.status.code), bytesUp: 0, bytesDown: 0,
-                                               milliseconds: ms, failure: refusal.reason))
-                }
-            }
-        }
-    }
-
-    private func openTunnel(to upstream: TunnelUpstream, startedAt: NIODeadline, completion: @escaping @Sendable (ExchangeOutcome) -> Void) {
-        switch upstream {
-        case .channel(let channel):
-            glueTunnel(to: channel, startedAt: startedAt, completion: completion)
-        case .socket(let fd):
-            handOffTunnel(to: fd, startedAt: startedAt, completion: completion)
-        }
-    }
-
-    /// Answers the `CONNECT` and hands the connection to the socket loop, which splices
-    /// it with `upstream`: the answer and any bytes the client sent early go first.
-    private func handOffTunnel(to upstream: CInt, startedAt: NIODeadline, completion: @escaping @Sendable (ExchangeOutcome) -> Void) {
-        guard let context, let request,
-              let handoff = try? context.pipeline.syncOperations.handler(type: TunnelHandoff.self) else {
-            TunnelUpstream.socket(upstream).close()
-            self.context?.close(promise: nil)
-            return
-        }
-        phase = .tunnelling
-        let channel = context.channel
-        let leftover = LeftoverBytes()
-        let decoderRemoved = context.eventLoop.makePromise(of: Void.self)
-        do {
-            let pipeline = context.pipeline
-            try pipeline.syncOperations.addHandler(leftover, position: .after(self))
-            // Removing the decoder (done on the next loop tick) passes on any bytes it
-            // still holds, sent after the CONNECT head; they reach `leftover`.
-            let decoder = try pipeline.syncOperations.handler(type: ByteToMessageHandler<HTTPRequestDecoder>.self)
-            pipeline.syncOperations.removeHandler(decoder, promise: decoderRemoved)
-        } catch {
-            TunnelUpstream.socket(upstream).close()
-            context.close(promise: nil)
-            return
-        }
-        let answer = Array("HTTP/\(request.version.major).\(request.version.minor) 200 Connection established\r\n\r\n".utf8)
-        decoderRemoved.futureResult.whenComplete { _ in
-            handoff.handOff(channel, upstream: upstream, toClient: answer, toUpstream: leftover.bytes) { totals in
-                let ms = startedAt.millisecondsAgo
-                // The reason an established tunnel ended early (idle, reset) goes on its line.
-                completion(ExchangeOutcome(status: 200, bytesUp: totals.up, bytesDown: totals.down, milliseconds: ms,
-                                           failure: totals.ending))
-            }
-        }
-    }
-
-    /// Answers the `CONNECT` and glues the client's channel to the upstream's, byte for byte.
-    private func glueTunnel(to upstream: any Channel, startedAt: NIODeadline, completion: @escaping @Sendable (ExchangeOutcome) -> Void) {
-        guard let context, let request else {
-            upstream.close(promise: nil)
-            return
-        }
-        let (clientGlue, upstreamGlue) = GlueHandler.matchedPair()
-        do {
-            var head = HTTPResponseHead(version: request.version, status: .ok)
-            head.headers = HTTPHeaders()
-            context.write(NIOAny(HTTPServerResponsePart.head(head)), promise: nil)
-            context.writeAndFlush(NIOAny(HTTPServerResponsePart.end(nil)), promise: nil)
-            phase = .tunnelling
-            try upstream.pipeline.syncOperations.addHandler(upstreamGlue)
-            try context.pipeline.syncOperations.addHandler(clientGlue, position: .after(self))
-            let pipeline = context.pipeline
-            let decoder = try pipeline.syncOperations.handler(type: ByteToMessageHandler<HTTPRequestDecoder>.self)
-            let encoder = try pipeline.syncOperations.handler(type: HTTPResponseEncoder.self)
-            // Removing the decoder (done on the next loop tick) forwards any bytes it still
-            // holds, sent after the CONNECT head, to the glue; flush them on.
-            let decoderRemoved = context.eventLoop.makePromise(of: Void.self)
-            decoderRemoved.futureResult.whenComplete { _ in upstream.flush() }
-            pipeline.syncOperations.removeHandler(decoder, promise: decoderRemoved)
-            pipeline.syncOperations.removeHandler(encoder, promise: nil)
-            if let headGuard { pipeline.syncOperations.removeHandler(headGuard, promise: nil) }
-            pipeline.syncOperations.removeHandler(context: context, promise: nil)
-        } catch {
-            upstream.close(promise: nil)
-            context.close(promise: nil)
-        }
-        let client = context.channel
-        let done = client.closeFuture.and(upstream.closeFuture)
-        done.whenComplete { _ in
-            let ms = startedAt.millisecondsAgo
-            completion(ExchangeOutcome(status: 200, bytesUp: clientGlue.bytesRead, bytesDown: upstreamGlue.bytesRead, milliseconds: ms))
-        }
-        upstream.read()
-        // The client's read was parked by this handler while dialling, and this handler is
-        // gone now: ask for the tunnel's first bytes, or they would wait in the socket.
-        client.read()
-    }
 }
 
 extension HTTPForwarder: ChannelDuplexHandler, RemovableChannelHandler {
@@ -687,20 +525,7 @@ extension HTTPForwarder: ChannelDuplexHandler, RemovableChannelHandler {
     }
 
     package func channelRead(context: ChannelHandlerContext, data: NIOAny) {
-        if phase == .tunnelling {
-            context.fireChannelRead(data)
-            return
-        }
         let part = unwrapInboundIn(data)
-        // The guard ahead of the decoder counts head bytes by what the decoder produced.
-        switch part {
-        case .head(let head):
-            let chunked = head.headers[canonicalForm: "transfer-encoding"].contains { $0.lowercased() == "chunked" }
-            let length = chunked ? nil : (head.headers.first(name: "content-length").flatMap { Int($0) } ?? 0)
-            headGuard?.headDecoded(isConnect: head.method == .CONNECT, bodyLength: length)
-        case .end: headGuard?.requestDecoded()
-        case .body: break
-        }
         if phase == .closing { return }
         inbox.append(part)
         drainInbox()
@@ -712,10 +537,6 @@ extension HTTPForwarder: ChannelDuplexHandler, RemovableChannelHandler {
     }
 
     package func read(context: ChannelHandlerContext) {
-        if phase == .tunnelling {
-            context.read()
-            return
-        }
         if canReadClient {
             context.read()
         } else {
@@ -729,22 +550,16 @@ extension HTTPForwarder: ChannelDuplexHandler, RemovableChannelHandler {
     }
 
     package func channelInactive(context: ChannelHandlerContext) {
-        if let plan = tunnelPlan {
-            tunnelPlan = nil
-            plan.upstream.close()
-        }
-        if phase != .tunnelling {
-            if exchange != nil { finishExchange(failure: "the sandbox closed the connection") }
-            upstreamHandler?.detach()
-            upstream?.close(promise: nil)
-            upstream = nil
-            phase = .closing
-        }
+        if exchange != nil { finishExchange(failure: "the sandbox closed the connection") }
+        upstreamHandler?.detach()
+        upstream?.close(promise: nil)
+        upstream = nil
+        phase = .closing
         context.fireChannelInactive()
     }
 
     package func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
-        if let event = event as? ChannelEvent, case .inputClosed = event, phase != .tunnelling {
+        if let event = event as? ChannelEvent, case .inputClosed = event {
             // The client will send nothing more: finish the exchange in flight, then close.
             keepAlive = false
             if phase == .awaitingHead || phase == .discardingBody { close() }
@@ -754,10 +569,6 @@ extension HTTPForwarder: ChannelDuplexHandler, RemovableChannelHandler {
     }
 
     package func errorCaught(context: ChannelHandlerContext, error: Error) {
-        if phase == .tunnelling {
-            context.fireErrorCaught(error)
-            return
-        }
         if headGuard?.hasAnswered == true {
             // The guard answered (431, 408) and closes; the decoder's complaint about the
             // head it never finished is not a second answer.
