@@ -46,6 +46,15 @@ package final class ConnectHandler {
         return false
     }
 
+    /// Reads go on while requests pass on, and while a connected tunnel waits for its
+    /// request's end; never while deciding, dialling or handing off.
+    private var canRead: Bool {
+        switch state {
+        case .forwarding, .connected: return true
+        case .waiting, .dialing, .handingOff, .done: return false
+        }
+    }
+
     // MARK: one CONNECT
 
     private func receive(_ part: HTTPServerRequestPart, context: ChannelHandlerContext) {
@@ -200,7 +209,7 @@ extension ConnectHandler: ChannelDuplexHandler, RemovableChannelHandler {
     }
 
     package func read(context: ChannelHandlerContext) {
-        if isForwarding {
+        if canRead {
             context.read()
         } else {
             pendingRead = true
