@@ -4,42 +4,78 @@ import NIOHTTP1
 import XCTest
 @testable import Gateway
 
-/// `CONNECT` on the explicit proxy: allowed tunnels splice, refusals are real HTTP answers.
+/// `CONNECT` on the explicit proxy: allowed tunnels are handed to the tunnel sink with their
+/// answer, refusals are real HTTP answers.
 final class ConnectTests: XCTestCase {
-    func testAllowedConnectAnswers200ThenSplicesBothWays() throws {
+    func testAllowedConnectIsHandedOffWithItsAnswerAndAuditedWhenItEnds() throws {
         let h = try GatewayHarness(listener: .proxy)
         try h.send("CONNECT allowed.test:443 HTTP/1.1\r\nHost: allowed.test:443\r\n\r\n")
-        XCTAssertEqual(h.dialer.targets.map { "\($0.host):\($0.port)" }, ["allowed.test:443"])
-        XCTAssertNil(h.dialer.targets.first?.tls, "a tunnel is plain TCP; TLS is the sandbox's")
-        let answer = try h.received()
-        XCTAssertTrue(answer.hasPrefix("HTTP/1.1 200 "), answer)
-        XCTAssertTrue(answer.hasSuffix("\r\n\r\n"), answer)
-        XCTAssertFalse(answer.lowercased().contains("content-length"), answer)
-        XCTAssertFalse(answer.lowercased().contains("transfer-encoding"), answer)
+        XCTAssertEqual(h.tunnels.targets.map { "\($0.host):\($0.port)" }, ["allowed.test:443"])
+        XCTAssertNil(h.tunnels.targets.first?.tls, "a tunnel is plain TCP; TLS is the sandbox's")
+        XCTAssertTrue(h.dialer.targets.isEmpty, "tunnels are dialled by the tunnel sink only")
+        let tunnel = try XCTUnwrap(h.tunnels.last)
+        // The answer goes first on the spliced connection: no framing headers, nothing else.
+        XCTAssertEqual(tunnel.toClient, "HTTP/1.1 200 Connection established\r\n\r\n")
+        XCTAssertEqual(tunnel.toUpstream, [])
+        XCTAssertEqual(try h.received(), "", "nothing more is written through the HTTP pipeline")
+        XCTAssertFalse(h.clientIsOpen, "the connection left NIO for the socket loop")
+        XCTAssertFalse(h.auditLines.contains { $0.contains("egress_allow") }, "the tunnel is audited when it ends")
 
-        // After the 200, bytes pass untouched in both directions.
-        try h.send("\u{16}\u{03}\u{01}client-hello-bytes")
-        XCTAssertEqual(try h.sentUpstream(), "\u{16}\u{03}\u{01}client-hello-bytes")
-        try h.upstreamSends("server-bytes")
-        XCTAssertEqual(try h.received(), "server-bytes")
-
-        // Closing the upstream closes the sandbox side; the tunnel's end is audited.
-        try h.dialer.last!.close().wait()
-        h.loop.run()
-        XCTAssertFalse(h.clientIsOpen)
+        tunnel.end(up: 21, down: 12)
         let line = try XCTUnwrap(h.auditLines.last)
         XCTAssertTrue(line.contains("\"event\":\"egress_allow\",\"sandbox\":\"sbx\",\"via\":\"connect\",\"host\":\"allowed.test\",\"port\":443"), line)
         XCTAssertTrue(line.contains("\"bytes_up\":21,\"bytes_down\":12"), line)
+        XCTAssertFalse(line.contains("\"reason\""), line)
+    }
+
+    func testATunnelThatEndedEarlySaysWhyOnItsLine() throws {
+        let h = try GatewayHarness(listener: .proxy)
+        try h.send("CONNECT allowed.test:443 HTTP/1.1\r\nHost: allowed.test\r\n\r\n")
+        try XCTUnwrap(h.tunnels.last).end(up: 5, down: 0, ending: "no bytes for 300 s")
+        let line = try XCTUnwrap(h.auditLines.last)
+        XCTAssertTrue(line.contains("\"event\":\"egress_allow\""), line)
+        XCTAssertTrue(line.contains("\"reason\":\"no bytes for 300 s\""), line)
     }
 
     func testBytesSentWithTheConnectHeadReachTheUpstream() throws {
         let h = try GatewayHarness(listener: .proxy)
-        h.dialer.holdDials = true
+        h.tunnels.holdDials = true
         try h.send("CONNECT allowed.test:443 HTTP/1.1\r\nHost: allowed.test\r\n\r\nearly-bytes")
-        h.dialer.completePending()
+        XCTAssertNil(h.tunnels.last, "still dialling")
+        h.tunnels.completePending()
         h.loop.run()
-        XCTAssertTrue(try h.received().hasPrefix("HTTP/1.1 200 "))
-        XCTAssertEqual(try h.sentUpstream(), "early-bytes")
+        let tunnel = try XCTUnwrap(h.tunnels.last)
+        XCTAssertEqual(tunnel.toClient, "HTTP/1.1 200 Connection established\r\n\r\n")
+        XCTAssertEqual(tunnel.toUpstream.map { String(decoding: $0, as: UTF8.self) }, "early-bytes")
+    }
+
+    func testAConnectPipelinedAfterARequestWaitsForItsAnswer() throws {
+        let h = try GatewayHarness(listener: .proxy)
+        try h.send("GET http://allowed.test/one HTTP/1.1\r\nHost: allowed.test\r\n\r\n"
+                   + "CONNECT allowed.test:443 HTTP/1.1\r\nHost: allowed.test\r\n\r\nearly")
+        XCTAssertEqual(h.dialer.targets.map(\.host), ["allowed.test"])
+        XCTAssertTrue(h.tunnels.targets.isEmpty, "the CONNECT waits until the request before it is answered")
+        try h.upstreamSends("HTTP/1.1 200 OK\r\nContent-Length: 3\r\n\r\none")
+        XCTAssertEqual(ParsedResponse(try h.received())?.body, "one")
+        let tunnel = try XCTUnwrap(h.tunnels.last)
+        XCTAssertEqual(tunnel.toClient, "HTTP/1.1 200 Connection established\r\n\r\n")
+        XCTAssertEqual(tunnel.toUpstream.map { String(decoding: $0, as: UTF8.self) }, "early")
+    }
+
+    func testAClientLeavingWhileItsTunnelIsDialledClosesTheUpstreamAndIsAudited() throws {
+        let h = try GatewayHarness(listener: .proxy)
+        h.tunnels.holdDials = true
+        try h.send("CONNECT allowed.test:443 HTTP/1.1\r\nHost: allowed.test\r\n\r\n")
+        try h.client.close().wait()
+        h.loop.run()
+        h.tunnels.completePending()
+        h.loop.run()
+        let tunnel = try XCTUnwrap(h.tunnels.last)
+        XCTAssertTrue(tunnel.closedUnused, "the upstream dialled for a client that left is closed")
+        XCTAssertFalse(tunnel.handedOff)
+        let line = try XCTUnwrap(h.auditLines.last)
+        XCTAssertTrue(line.contains("\"via\":\"connect\",\"host\":\"allowed.test\",\"port\":443"), line)
+        XCTAssertTrue(line.contains("\"reason\":\"the sandbox closed the connection\""), line)
     }
 
     func testDeniedConnectGets403AndCloses() throws {
@@ -51,7 +87,7 @@ final class ConnectTests: XCTestCase {
         XCTAssertEqual(response.body, reason + "\n")
         XCTAssertEqual(response.header("x-airlock-denied"), reason)
         XCTAssertFalse(h.clientIsOpen)
-        XCTAssertTrue(h.dialer.targets.isEmpty)
+        XCTAssertTrue(h.tunnels.targets.isEmpty)
         let line = try XCTUnwrap(h.auditLines.last)
         XCTAssertTrue(line.contains("\"event\":\"egress_deny\",\"sandbox\":\"sbx\",\"via\":\"connect\",\"host\":\"evil.test\",\"port\":443"), line)
     }
@@ -66,8 +102,8 @@ final class ConnectTests: XCTestCase {
 
         let h2 = try GatewayHarness(listener: .proxy, policy: "allowed.test\napi.test:8443\n")
         try h2.send("CONNECT api.test:8443 HTTP/1.1\r\nHost: api.test\r\n\r\n")
-        XCTAssertTrue(try h2.received().hasPrefix("HTTP/1.1 200 "))
-        XCTAssertEqual(h2.dialer.targets.map(\.port), [8443])
+        XCTAssertEqual(h2.tunnels.last?.toClient, "HTTP/1.1 200 Connection established\r\n\r\n")
+        XCTAssertEqual(h2.tunnels.targets.map(\.port), [8443])
     }
 
     func testMalformedConnectTargetsGet400() throws {
@@ -82,14 +118,14 @@ final class ConnectTests: XCTestCase {
             XCTAssertEqual(response.status, 400, target)
             XCTAssertTrue(response.body.hasPrefix("airlock: malformed request"), "\(target): \(response.body)")
             XCTAssertNotNil(response.header("x-airlock-denied"), target)
-            XCTAssertTrue(h.dialer.targets.isEmpty, target)
+            XCTAssertTrue(h.tunnels.targets.isEmpty, target)
             XCTAssertFalse(h.clientIsOpen, target)
         }
     }
 
     func testConnectDialFailureIs502AndAudited() throws {
         let h = try GatewayHarness(listener: .proxy)
-        h.dialer.failure = .connectFailed(host: "allowed.test", port: 443, reason: "Connection refused")
+        h.tunnels.failure = .connectFailed(host: "allowed.test", port: 443, reason: "Connection refused")
         try h.send("CONNECT allowed.test:443 HTTP/1.1\r\nHost: allowed.test\r\n\r\n")
         let response = try XCTUnwrap(ParsedResponse(try h.received()))
         XCTAssertEqual(response.status, 502)
@@ -104,6 +140,8 @@ final class ConnectTests: XCTestCase {
         try h.send("CONNECT allowed.test:443 HTTP/1.1\r\nHost: allowed.test\r\n\r\n")
         let response = try XCTUnwrap(ParsedResponse(try h.received()))
         XCTAssertEqual(response.status, 405)
+        XCTAssertEqual(response.body, "airlock: CONNECT is served only by the proxy on port 3128\n")
         XCTAssertTrue(h.dialer.targets.isEmpty)
+        XCTAssertTrue(h.tunnels.targets.isEmpty)
     }
 }

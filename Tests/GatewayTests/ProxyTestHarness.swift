@@ -53,6 +53,85 @@ final class EmbeddedDialer: UpstreamDialer, @unchecked Sendable {
     var last: EmbeddedChannel? { channels.last }
 }
 
+/// The tunnel sink of handler tests: records what the gateway would hand to the socket
+/// loop (the target, the client's first bytes, the replayed bytes) and closes the client
+/// channel as the hand-off does. Dials succeed, fail with a chosen error, or wait.
+final class RecordingTunnelSink: TunnelSink, @unchecked Sendable {
+    // @unchecked: used only on the EmbeddedEventLoop's (the test's) thread.
+    var failure: DialError?
+    /// When true, a dial stays pending until `completePending()`.
+    var holdDials = false
+    private(set) var targets: [UpstreamTarget] = []
+    private(set) var tunnels: [RecordedTunnel] = []
+    private var pending: [(EventLoopPromise<any TunnelUpstream>, RecordedTunnel)] = []
+
+    func connect(to target: UpstreamTarget, on eventLoop: any EventLoop) -> EventLoopFuture<any TunnelUpstream> {
+        targets.append(target)
+        let promise = eventLoop.makePromise(of: (any TunnelUpstream).self)
+        let tunnel = RecordedTunnel(target: target)
+        if holdDials {
+            pending.append((promise, tunnel))
+        } else {
+            complete(promise, tunnel)
+        }
+        return promise.futureResult
+    }
+
+    func completePending() {
+        let waiting = pending
+        pending = []
+        for (promise, tunnel) in waiting { complete(promise, tunnel) }
+    }
+
+    private func complete(_ promise: EventLoopPromise<any TunnelUpstream>, _ tunnel: RecordedTunnel) {
+        if let failure {
+            promise.fail(failure)
+            return
+        }
+        tunnels.append(tunnel)
+        promise.succeed(tunnel)
+    }
+
+    /// The most recent connected upstream.
+    var last: RecordedTunnel? { tunnels.last }
+}
+
+/// One upstream the recording sink connected, and what was handed over with it.
+final class RecordedTunnel: TunnelUpstream, @unchecked Sendable {
+    let target: UpstreamTarget
+    /// What the client gets first (`CONNECT`'s answer), once handed off.
+    private(set) var toClient: String?
+    /// What the upstream gets first (early bytes, the replayed ClientHello).
+    private(set) var toUpstream: [UInt8]?
+    private(set) var closedUnused = false
+    private var completion: (@Sendable (SocketLoop.Totals) -> Void)?
+
+    init(target: UpstreamTarget) {
+        self.target = target
+    }
+
+    var handedOff: Bool { toClient != nil }
+
+    func splice(_ channel: any Channel, toClient: [UInt8], toUpstream: [UInt8],
+                completion: @escaping @Sendable (SocketLoop.Totals) -> Void) {
+        self.toClient = String(decoding: toClient, as: UTF8.self)
+        self.toUpstream = toUpstream
+        self.completion = completion
+        // As the socket loop's hand-off does: the connection leaves NIO.
+        channel.close(promise: nil)
+    }
+
+    func close() {
+        closedUnused = true
+    }
+
+    /// Ends the spliced tunnel as the socket loop reports it.
+    func end(up: UInt64, down: UInt64, ending: String? = nil) {
+        completion?(SocketLoop.Totals(up: up, down: down, ending: ending))
+        completion = nil
+    }
+}
+
 /// A router that answers `/git/…` for tests of the internal-router hook.
 struct RecordingRouter: HTTPRouter {
     let seen = NIOLockedValueBox<[String]>([])
@@ -68,6 +147,7 @@ final class GatewayHarness {
     let loop = EmbeddedEventLoop()
     let client: EmbeddedChannel
     let dialer: EmbeddedDialer
+    let tunnels = RecordingTunnelSink()
     let sink = MemoryAuditSink()
     let audit: AuditLog
     let policy: PolicyStore
@@ -88,8 +168,8 @@ final class GatewayHarness {
         let pipelines = GatewayPipelines(configuration: configuration, dialer: dialer)
         switch listener {
         case .http: try pipelines.configureHTTP(client)
-        case .proxy: try pipelines.configureProxy(client)
-        case .tls: try pipelines.configureTLS(client)
+        case .proxy: try pipelines.configureProxy(client, tunnels: tunnels)
+        case .tls: try pipelines.configureTLS(client, tunnels: tunnels)
         }
         try client.connect(to: SocketAddress(ipAddress: "169.254.200.2", port: 40000)).wait()
     }

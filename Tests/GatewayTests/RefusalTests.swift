@@ -43,7 +43,7 @@ final class RefusalTests: XCTestCase {
         XCTAssertEqual(refusal.response.body, "airlock: cannot resolve x.test: Name or service not known\n")
         XCTAssertEqual(DialError.unresolvable(host: "x.test", reason: "Name or service not known").description,
                        "airlock: cannot resolve x.test: Name or service not known")
-        XCTAssertEqual(HTTPForwarder.refusal(for: DialError.timedOut(host: "x.test", port: 443, what: "connecting"), host: "x.test", port: 443).text,
+        XCTAssertEqual(Refusal(dialFailure: DialError.timedOut(host: "x.test", port: 443, what: "connecting"), host: "x.test", port: 443).text,
                        "airlock: connecting to x.test:443 timed out")
     }
 }

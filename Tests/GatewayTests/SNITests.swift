@@ -72,25 +72,35 @@ final class SNITests: XCTestCase {
         let hello = fragment(try clientHello(serverName: "allowed.test"), size: 100)
         let half = hello.readableBytes / 2
         try h.send(hello.getSlice(at: 0, length: half)!)
-        XCTAssertTrue(h.dialer.targets.isEmpty, "nothing is dialled before the hello is complete")
+        XCTAssertTrue(h.tunnels.targets.isEmpty, "nothing is dialled before the hello is complete")
         try h.send(hello.getSlice(at: half, length: hello.readableBytes - half)!)
-        XCTAssertEqual(h.dialer.targets.map { "\($0.host):\($0.port)" }, ["allowed.test:443"])
-        let replayed = try GatewayHarness.drain(try XCTUnwrap(h.dialer.last))
-        XCTAssertEqual(replayed, hello, "the upstream gets exactly the bytes the sandbox sent")
-        try h.upstreamSends("server-hello")
-        XCTAssertEqual(try h.received(), "server-hello")
-        try h.client.close().wait()
-        h.loop.run()
+        XCTAssertEqual(h.tunnels.targets.map { "\($0.host):\($0.port)" }, ["allowed.test:443"])
+        let tunnel = try XCTUnwrap(h.tunnels.last)
+        XCTAssertEqual(tunnel.toUpstream.map { ByteBuffer(bytes: $0) }, hello, "the upstream gets exactly the bytes the sandbox sent")
+        XCTAssertEqual(tunnel.toClient, "", "transparent TLS has no answer of its own")
+        XCTAssertFalse(h.clientIsOpen, "the connection left NIO for the socket loop")
+        tunnel.end(up: UInt64(hello.readableBytes), down: 12, ending: "no bytes for 300 s")
         let line = try XCTUnwrap(h.auditLines.last)
         XCTAssertTrue(line.contains("\"event\":\"egress_allow\",\"sandbox\":\"sbx\",\"via\":\"sni\",\"host\":\"allowed.test\",\"port\":443"), line)
         XCTAssertTrue(line.contains("\"bytes_up\":\(hello.readableBytes),\"bytes_down\":12"), line)
+    }
+
+    func testSNIDialFailureClosesAndIsAudited() throws {
+        let h = try GatewayHarness(listener: .tls)
+        h.tunnels.failure = .connectFailed(host: "allowed.test", port: 443, reason: "Connection refused")
+        try h.send(try clientHello(serverName: "allowed.test"))
+        XCTAssertFalse(h.clientIsOpen)
+        XCTAssertEqual(try h.received(), "", "transparent TLS never answers in plain text")
+        let line = try XCTUnwrap(h.auditLines.last)
+        XCTAssertTrue(line.contains("\"event\":\"egress_deny\",\"sandbox\":\"sbx\",\"via\":\"sni\",\"host\":\"allowed.test\",\"port\":443"), line)
+        XCTAssertTrue(line.contains("cannot connect to allowed.test:443: Connection refused"), line)
     }
 
     func testDeniedServerNameClosesAndIsAudited() throws {
         let h = try GatewayHarness(listener: .tls)
         try h.send(try clientHello(serverName: "evil.test"))
         XCTAssertFalse(h.clientIsOpen)
-        XCTAssertTrue(h.dialer.targets.isEmpty)
+        XCTAssertTrue(h.tunnels.targets.isEmpty)
         XCTAssertEqual(try h.received(), "", "transparent TLS never answers in plain text")
         let line = try XCTUnwrap(h.auditLines.last)
         XCTAssertTrue(line.contains("\"event\":\"egress_deny\",\"sandbox\":\"sbx\",\"via\":\"sni\",\"host\":\"evil.test\",\"port\":443"), line)
@@ -110,7 +120,7 @@ final class SNITests: XCTestCase {
         let h = try GatewayHarness(listener: .tls)
         try h.send("GET / HTTP/1.1\r\nHost: allowed.test\r\n\r\n")
         XCTAssertFalse(h.clientIsOpen)
-        XCTAssertTrue(h.dialer.targets.isEmpty)
+        XCTAssertTrue(h.tunnels.targets.isEmpty)
         XCTAssertTrue(try XCTUnwrap(h.auditLines.last).contains("not TLS"))
     }
 
@@ -133,7 +143,7 @@ final class SNITests: XCTestCase {
         XCTAssertTrue(h.clientIsOpen)
         h.loop.advanceTime(by: .seconds(2))
         XCTAssertFalse(h.clientIsOpen)
-        XCTAssertTrue(h.dialer.targets.isEmpty)
+        XCTAssertTrue(h.tunnels.targets.isEmpty)
         XCTAssertTrue(try XCTUnwrap(h.auditLines.last).contains("no complete TLS ClientHello"))
     }
 }

@@ -28,4 +28,15 @@ package struct LocalResponse: Sendable, Equatable {
         headers.add(name: "Content-Type", value: "text/plain; charset=utf-8")
         return LocalResponse(status: status, headers: headers, body: body)
     }
+
+    /// The response head for a request of `version`: HTTP/1.0 for an HTTP/1.0 client,
+    /// else HTTP/1.1; `Content-Length` of the body and `Connection` as `closing` says.
+    package func head(version: HTTPVersion, closing: Bool) -> HTTPResponseHead {
+        var head = HTTPResponseHead(version: version.major == 1 && version.minor == 0 ? .http1_0 : .http1_1, status: status)
+        var headers = self.headers
+        headers.replaceOrAdd(name: "Content-Length", value: String(body.utf8.count))
+        headers.replaceOrAdd(name: "Connection", value: closing ? "close" : "keep-alive")
+        head.headers = headers
+        return head
+    }
 }

@@ -73,4 +73,14 @@ package struct Refusal: Sendable, Equatable {
         }
         self.init(.forbidden, reason: reason.description, hint: hint, closeConnection: closeConnection)
     }
+
+    /// The answer to a failed dial of `host:port`: the `DialError`'s status and reason
+    /// (`403`, `502`, `504`), else `502`. The connection closes after it.
+    package init(dialFailure error: Error, host: String, port: Int) {
+        if let error = error as? DialError {
+            self.init(error.status, reason: error.reason, closeConnection: true)
+        } else {
+            self.init(.badGateway, reason: "cannot connect to \(host):\(port)", closeConnection: true)
+        }
+    }
 }

@@ -245,3 +245,34 @@ package final class RequestHeadGuard: ChannelInboundHandler, RemovableChannelHan
         context.writeAndFlush(wrapOutboundOut(buffer)).whenComplete { _ in context.close(promise: nil) }
     }
 }
+
+extension RequestHeadGuard {
+    /// Sits right after the HTTP decoder and tells the guard, synchronously, what the
+    /// decoder produced from the bytes the guard fed it: a head (and whether the bytes after
+    /// its request are a tunnel's), a request's end.
+    package final class DecodedParts: ChannelInboundHandler, RemovableChannelHandler {
+        package typealias InboundIn = HTTPServerRequestPart
+        package typealias InboundOut = HTTPServerRequestPart
+
+        private let watched: RequestHeadGuard
+
+        /// - Parameter headGuard: the guard ahead of the decoder.
+        package init(_ headGuard: RequestHeadGuard) {
+            self.watched = headGuard
+        }
+
+        package func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+            switch unwrapInboundIn(data) {
+            case .head(let head):
+                let chunked = head.headers[canonicalForm: "transfer-encoding"].contains { $0.lowercased() == "chunked" }
+                let length = chunked ? nil : (head.headers.first(name: "content-length").flatMap { Int($0) } ?? 0)
+                watched.headDecoded(isConnect: head.method == .CONNECT, bodyLength: length)
+            case .end:
+                watched.requestDecoded()
+            case .body:
+                break
+            }
+            context.fireChannelRead(data)
+        }
+    }
+}

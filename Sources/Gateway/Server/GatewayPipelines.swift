@@ -4,7 +4,8 @@ import NIOHTTP1
 /// Builds the per-connection pipelines of the gateway's TCP listeners.
 ///
 /// Shared by `GatewayServer` and the handler tests, so tests exercise the exact
-/// pipelines the gateway serves.
+/// pipelines the gateway serves. Established tunnels go to the `TunnelSink` given per
+/// connection: the server's `TunnelHandoff`, or a test's recorder.
 package struct GatewayPipelines: Sendable {
     private let configuration: GatewayConfiguration
     private let dialer: any UpstreamDialer
@@ -27,28 +28,37 @@ package struct GatewayPipelines: Sendable {
     /// Transparent HTTP (port 80): requests routed by `Host`.
     /// - Throws: if a handler cannot be added (the channel is closing).
     package func configureHTTP(_ channel: any Channel) throws {
-        try configureHTTPServer(channel, router: transparentRouter, tunnels: nil, via: .http)
+        try configureHTTPServer(channel, router: transparentRouter, via: .http)
     }
 
-    /// The explicit proxy (port 3128): `CONNECT` and absolute-form requests.
+    /// The explicit proxy (port 3128): `CONNECT` (tunnels go to `tunnels`) and
+    /// absolute-form requests.
     /// - Throws: if a handler cannot be added (the channel is closing).
-    package func configureProxy(_ channel: any Channel) throws {
-        try configureHTTPServer(channel, router: proxyRouter, tunnels: proxyRouter, via: .proxy)
+    package func configureProxy(_ channel: any Channel, tunnels: any TunnelSink) throws {
+        let opener = TunnelOpener(router: proxyRouter, sink: tunnels, sandbox: configuration.sandbox, via: .connect)
+        try configureHTTPServer(channel, router: proxyRouter, via: .proxy) { headGuard in
+            ConnectHandler(opener: opener, headGuard: headGuard)
+        }
     }
 
-    /// Transparent TLS (port 443): routed by the ClientHello's server name.
+    /// Transparent TLS (port 443): routed by the ClientHello's server name; tunnels go to
+    /// `tunnels`.
     /// - Throws: if a handler cannot be added (the channel is closing).
-    package func configureTLS(_ channel: any Channel) throws {
+    package func configureTLS(_ channel: any Channel, tunnels: any TunnelSink) throws {
         let limits = configuration.limits
         let sync = channel.pipeline.syncOperations
         try sync.addHandler(IdleStateHandler(allTimeout: limits.idleTimeout))
         try sync.addHandler(IdleCloser())
+        let opener = TunnelOpener(router: transparentRouter, sink: tunnels, sandbox: configuration.sandbox, via: .sni)
         try sync.addHandler(SNIPeekHandler(
-            router: transparentRouter, dialer: dialer, audit: configuration.audit, sandbox: configuration.sandbox,
+            opener: opener, audit: configuration.audit, sandbox: configuration.sandbox,
             maxBytes: limits.clientHelloBytes, timeout: limits.clientHelloTimeout))
     }
 
-    private func configureHTTPServer(_ channel: any Channel, router: any HTTPRouter, tunnels: (any TunnelRouter)?, via: AuditEvent.Via) throws {
+    private func configureHTTPServer(
+        _ channel: any Channel, router: any HTTPRouter, via: AuditEvent.Via,
+        connectHandler: ((RequestHeadGuard) -> ConnectHandler)? = nil
+    ) throws {
         let limits = configuration.limits
         let sync = channel.pipeline.syncOperations
         let headGuard = RequestHeadGuard(
@@ -60,8 +70,10 @@ package struct GatewayPipelines: Sendable {
         try sync.addHandler(headGuard)
         try sync.addHandler(HTTPResponseEncoder(configuration: encoderConfiguration))
         try sync.addHandler(ByteToMessageHandler(HTTPRequestDecoder(leftOverBytesStrategy: .forwardBytes)))
+        try sync.addHandler(RequestHeadGuard.DecodedParts(headGuard))
+        if let connectHandler { try sync.addHandler(connectHandler(headGuard)) }
         try sync.addHandler(HTTPForwarder(
-            router: router, tunnels: tunnels, dialer: dialer, sandbox: configuration.sandbox, via: via, headGuard: headGuard,
+            router: router, dialer: dialer, sandbox: configuration.sandbox, via: via, headGuard: headGuard,
             refusalsPerConnection: limits.refusalsPerConnection))
     }
 }

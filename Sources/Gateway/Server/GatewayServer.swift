@@ -73,28 +73,38 @@ package final class GatewayServer: Service {
         }
         let ring = SocketLoopRing(loops)
         serving.withLockedValue { $0 = loops }
-        let dialer = configuration.dialer ?? PolicyDialer(
+        let policyDialer = PolicyDialer(
             policy: configuration.policy, limits: configuration.limits,
             forbidden: [configuration.gatewayAddress], threadPool: threadPool)
+        let dialer = configuration.dialer ?? policyDialer
+        // Tunnels need bare sockets for the socket loop: a configured dialer that cannot
+        // make them leaves tunnels to the policy's own dialer.
+        let tunnelDialer = configuration.dialer as? any TunnelSocketDialer ?? policyDialer
         let pipelines = GatewayPipelines(configuration: configuration, dialer: dialer)
         var datagramChannels: [any Channel] = []
         do {
             // TCP listeners are accepted by the socket loop, so that every connection's
             // descriptor is known and established tunnels can be spliced.
             if let fd = listeners.http {
-                try serve(fd, name: "http", via: .http, loop: ring) { try pipelines.configureHTTP($0) }
+                try serve(fd, name: "http", via: .http, loop: ring, dialer: tunnelDialer) { channel, _ in
+                    try pipelines.configureHTTP(channel)
+                }
             }
             if let fd = listeners.tls {
-                try serve(fd, name: "tls", via: .sni, loop: ring) { try pipelines.configureTLS($0) }
+                try serve(fd, name: "tls", via: .sni, loop: ring, dialer: tunnelDialer) { channel, tunnels in
+                    try pipelines.configureTLS(channel, tunnels: tunnels)
+                }
             }
             if let fd = listeners.proxy {
-                try serve(fd, name: "proxy", via: .proxy, loop: ring) { try pipelines.configureProxy($0) }
+                try serve(fd, name: "proxy", via: .proxy, loop: ring, dialer: tunnelDialer) { channel, tunnels in
+                    try pipelines.configureProxy(channel, tunnels: tunnels)
+                }
             }
             if let fd = listeners.dnsTCP {
                 let policy = configuration.policy
                 let address = configuration.gatewayAddress
                 let audit = configuration.audit
-                try serve(fd, name: "dns-tcp", via: .dns, loop: ring) { channel in
+                try serve(fd, name: "dns-tcp", via: .dns, loop: ring, dialer: tunnelDialer) { channel, _ in
                     try channel.pipeline.syncOperations.addHandlers(
                         DNSTCPHandler.handlers(policy: policy, gatewayAddress: address, audit: audit))
                 }
@@ -127,9 +137,12 @@ package final class GatewayServer: Service {
     }
 
     /// Serves a listening TCP socket: the loop accepts, NIO serves each connection with
-    /// the pipeline `configure` builds, behind a `TunnelHandoff`.
+    /// the pipeline `configure` builds, given the connection's `TunnelHandoff`.
     /// - Throws: if `fd` is not a listening stream socket.
-    private func serve(_ fd: CInt, name: String, via: AuditEvent.Via, loop ring: SocketLoopRing, configure: @escaping @Sendable (any Channel) throws -> Void) throws {
+    private func serve(
+        _ fd: CInt, name: String, via: AuditEvent.Via, loop ring: SocketLoopRing, dialer: any TunnelSocketDialer,
+        configure: @escaping @Sendable (any Channel, TunnelHandoff) throws -> Void
+    ) throws {
         try Self.checkListening(fd, name: name)
         let tracker = self.tracker
         let logger = configuration.logger
@@ -151,9 +164,9 @@ package final class GatewayServer: Service {
                         return channel.eventLoop.makeFailedFuture(GatewayServerError.connectionLimit(limit))
                     }
                     return channel.eventLoop.makeCompletedFuture {
-                        try channel.pipeline.syncOperations.addHandler(TunnelHandoff(
-                            descriptor: connection, loop: splicer, tracker: tracker, idleTimeout: idleTimeout))
-                        try configure(channel)
+                        let handoff = TunnelHandoff(
+                            descriptor: connection, loop: splicer, tracker: tracker, idleTimeout: idleTimeout, dialer: dialer)
+                        try configure(channel, handoff)
                     }
                 }
                 .withConnectedSocket(connection)

@@ -3,20 +3,20 @@ import Glibc
 #endif
 import NIOCore
 
-/// The first handler of every connection the gateway accepts. It knows the connection's
+/// The gateway's `TunnelSink` for one accepted connection. It knows the connection's
 /// descriptor, so that once a tunnel is established (a `CONNECT` answered, a ClientHello
 /// routed) the connection can leave NIO and be spliced by the socket loop: the bytes of an
 /// established tunnel then never pass through user space.
 ///
-/// The handler itself passes everything on; `handOff` is what the proxies call.
-package final class TunnelHandoff: ChannelInboundHandler, RemovableChannelHandler {
-    package typealias InboundIn = NIOAny
-
+/// Upstreams are dialled as bare sockets (`TunnelSocketDialer.dialSocket`, the same checks
+/// as `dial`), connected through the same socket loop.
+package final class TunnelHandoff: TunnelSink {
     /// The socket loop that splices handed-off tunnels and dials their upstreams.
     package let loop: SocketLoop
     private let descriptor: CInt
     private let tracker: ConnectionTracker?
     private let idleTimeout: TimeAmount
+    private let dialer: any TunnelSocketDialer
     private var handedOff = false
 
     /// - Parameters:
@@ -24,11 +24,20 @@ package final class TunnelHandoff: ChannelInboundHandler, RemovableChannelHandle
     ///   - loop: the loop that will splice the tunnel.
     ///   - tracker: counts the tunnel in place of the channel, so limits and draining see it.
     ///   - idleTimeout: how long a spliced tunnel may move no byte at all.
-    package init(descriptor: CInt, loop: SocketLoop, tracker: ConnectionTracker?, idleTimeout: TimeAmount) {
+    ///   - dialer: connects the tunnel's upstream socket.
+    package init(descriptor: CInt, loop: SocketLoop, tracker: ConnectionTracker?, idleTimeout: TimeAmount,
+                 dialer: any TunnelSocketDialer) {
         self.descriptor = descriptor
         self.loop = loop
         self.tracker = tracker
         self.idleTimeout = idleTimeout
+        self.dialer = dialer
+    }
+
+    package func connect(to target: UpstreamTarget, on eventLoop: any EventLoop) -> EventLoopFuture<any TunnelUpstream> {
+        dialer.dialSocket(target, loop: loop, on: eventLoop).map { fd in
+            SplicedUpstream(descriptor: fd, handoff: self)
+        }
     }
 
     /// Takes the connection out of NIO and has the socket loop splice it with `upstream`.
@@ -80,30 +89,31 @@ package final class TunnelHandoff: ChannelInboundHandler, RemovableChannelHandle
     }
 }
 
-/// An upstream connection for a tunnel: a NIO channel (glued byte for byte) or, when the
-/// connection can be handed off, a bare connected socket for the socket loop.
-package enum TunnelUpstream {
-    case channel(any Channel)
-    case socket(CInt)
+/// A bare connected upstream socket, spliced by the socket loop once handed off.
+private final class SplicedUpstream: TunnelUpstream {
+    private var descriptor: CInt?
+    private let handoff: TunnelHandoff
 
-    /// Dials `target` for a tunnel whose client is served by `pipeline`: a bare socket
-    /// when the connection can be handed off and the dialer can make one, else a channel.
-    package static func dial(
-        _ target: UpstreamTarget, dialer: any UpstreamDialer, pipeline: ChannelPipeline, on eventLoop: any EventLoop
-    ) -> EventLoopFuture<TunnelUpstream> {
-        if target.tls == nil, let socketDialer = dialer as? any TunnelSocketDialer,
-           let handoff = try? pipeline.syncOperations.handler(type: TunnelHandoff.self) {
-            return socketDialer.dialSocket(target, loop: handoff.loop, on: eventLoop).map { .socket($0) }
-        }
-        return dialer.dial(target, on: eventLoop).map { .channel($0) }
+    init(descriptor: CInt, handoff: TunnelHandoff) {
+        self.descriptor = descriptor
+        self.handoff = handoff
     }
 
-    /// Closes the connection unused.
-    package func close() {
-        switch self {
-        case .channel(let channel): channel.close(promise: nil)
-        case .socket(let fd): _ = Glibc.close(fd)
-        }
+    func splice(_ channel: any Channel, toClient: [UInt8], toUpstream: [UInt8],
+                completion: @escaping @Sendable (SocketLoop.Totals) -> Void) {
+        guard let descriptor else { return }
+        self.descriptor = nil
+        handoff.handOff(channel, upstream: descriptor, toClient: toClient, toUpstream: toUpstream, completion: completion)
+    }
+
+    func close() {
+        guard let descriptor else { return }
+        self.descriptor = nil
+        _ = Glibc.close(descriptor)
+    }
+
+    deinit {
+        close()
     }
 }
 
@@ -112,18 +122,4 @@ package protocol TunnelSocketDialer: UpstreamDialer {
     /// Resolves and checks `target` exactly as `dial` does, then connects a bare socket
     /// through `loop`. The descriptor is the caller's.
     func dialSocket(_ target: UpstreamTarget, loop: SocketLoop, on eventLoop: any EventLoop) -> EventLoopFuture<CInt>
-}
-
-/// Collects the bytes that reach the end of a pipeline while a tunnel is being handed off
-/// (bytes the client sent right after its `CONNECT`, released by the HTTP decoder).
-package final class LeftoverBytes: ChannelInboundHandler, RemovableChannelHandler {
-    package typealias InboundIn = ByteBuffer
-    package private(set) var bytes: [UInt8] = []
-
-    package init() {}
-
-    package func channelRead(context: ChannelHandlerContext, data: NIOAny) {
-        var buffer = unwrapInboundIn(data)
-        if let read = buffer.readBytes(length: buffer.readableBytes) { bytes += read }
-    }
 }

@@ -1,0 +1,508 @@
+import NIOCore
+import NIOHTTP1
+
+/// The decisions of `HTTPForwarder` for one client connection, without channels: each
+/// event (a request part, the route, the dial, the upstream's response) moves the state
+/// and returns the actions the handler carries out, in order.
+///
+/// One request at a time: routed, optionally checked (`UpstreamExchange.bodyCheck`),
+/// dialled, then streamed both ways; or answered locally, its unread body dropped. The
+/// connection closes after a refusal that asks to, when the client asked to, when a body
+/// was left unread, after the connection's `refusalsPerConnection`th refusal, and after a
+/// close-delimited response.
+package struct HTTPForwardingStateMachine {
+    /// The request being served.
+    package struct Request {
+        package let head: HTTPRequestHead
+        package let hasBody: Bool
+        package let chunked: Bool
+        package let startedAt: NIODeadline
+        /// Its `.end` has been read.
+        package var ended = false
+        /// The connection stays open after this exchange.
+        package var keepAlive: Bool
+        /// `100 Continue` has been sent.
+        package var continueSent = false
+
+        init(head: HTTPRequestHead, startedAt: NIODeadline) {
+            self.head = head
+            self.startedAt = startedAt
+            chunked = head.headers[canonicalForm: "transfer-encoding"].contains { $0.lowercased() == "chunked" }
+            let length = head.headers.first(name: "content-length").flatMap { Int($0) } ?? 0
+            hasBody = chunked || length > 0
+            keepAlive = head.isKeepAlive
+        }
+
+        var expectsContinue: Bool {
+            head.headers[canonicalForm: "expect"].contains { $0.lowercased() == "100-continue" }
+        }
+    }
+
+    /// A routed exchange and how far its response got.
+    package struct Exchange {
+        package let exchange: UpstreamExchange
+        package var responseHeadSent = false
+        package var responseEnded = false
+        package var responseStatus: Int?
+        /// An HTTP/1.0 client gets an unframed body, ended by closing the connection.
+        package var closeDelimited = false
+        package var bytesUp: UInt64 = 0
+        package var bytesDown: UInt64 = 0
+
+        init(_ exchange: UpstreamExchange) {
+            self.exchange = exchange
+        }
+    }
+
+    /// Where the connection is; each state carries what it needs.
+    package enum State {
+        /// Between requests.
+        case awaitingHead
+        /// The router is deciding.
+        case routing(Request)
+        /// The body check reads the start of the body (`held`) before anything is dialled.
+        case checkingBody(Request, UpstreamExchange, checked: [UInt8], held: [HTTPServerRequestPart])
+        /// The body check refused: the rest of the body is dropped, then `answer` goes out.
+        case discardingBeforeAnswer(Request, answer: LocalResponse)
+        /// Connecting to the upstream.
+        case dialing(Request, Exchange)
+        /// Streaming the request up and the response down.
+        case forwarding(Request, Exchange)
+        /// Answered locally; the rest of the request's body is dropped.
+        case discardingBody(Request)
+        /// Nothing more is served; the connection is closing.
+        case closing
+    }
+
+    /// What the handler does, in order.
+    package enum Action {
+        /// Ask the router about the request.
+        case route(HTTPRequestHead)
+        /// Dial the exchange's upstream.
+        case dial(UpstreamTarget)
+        /// Write `100 Continue` to the client.
+        case sendContinue(HTTPVersion)
+        /// Write a whole local answer; close the connection afterwards when `close`.
+        case respond(HTTPResponseHead, body: String, close: Bool)
+        /// Put the parts the body check held back in front of the unread ones.
+        case requeue([HTTPServerRequestPart])
+        /// Send the request head to the connected upstream.
+        case sendRequestHead(HTTPRequestHead)
+        /// Send a request body part upstream.
+        case sendRequestBody(ByteBuffer)
+        /// Send the request's end upstream.
+        case sendRequestEnd(HTTPHeaders?)
+        /// Write the response head to the client.
+        case writeResponseHead(HTTPResponseHead)
+        /// Write a response body part to the client.
+        case writeResponseBody(ByteBuffer)
+        /// Write the response's end; close the connection afterwards when `close`.
+        case writeResponseEnd(HTTPHeaders?, close: Bool)
+        /// Report how the exchange ended to its `completion`.
+        case report(UpstreamExchange, ExchangeOutcome)
+        /// Close the upstream connection.
+        case closeUpstream
+        /// Close the client connection now (an aborted response, a broken request).
+        case closeClient
+        /// Drop request parts not yet taken.
+        case dropUnread
+        /// The request and its response are complete: ready for the next head.
+        case awaitNextHead
+    }
+
+    package private(set) var state = State.awaitingHead
+    /// Counts requests; results of an earlier request's router or dial are stale.
+    package private(set) var generation = 0
+    /// Refusals answered on this connection so far.
+    package private(set) var refusals = 0
+    private let refusalsAllowed: Int
+    /// The most body a check may hold before it must decide.
+    package static let checkedBodyLimit = 4 << 20
+
+    /// - Parameter refusalsPerConnection: the refusal after which the connection closes.
+    package init(refusalsPerConnection: Int) {
+        refusalsAllowed = max(1, refusalsPerConnection)
+    }
+
+    // MARK: reading from the client
+
+    /// Whether the next request part can be taken now (else it waits, unread).
+    package var takesRequestParts: Bool {
+        switch state {
+        case .awaitingHead, .discardingBody, .checkingBody, .discardingBeforeAnswer: return true
+        case .forwarding(let request, _): return !request.ended
+        case .routing, .dialing, .closing: return false
+        }
+    }
+
+    /// Whether more may be read from the client, given whether the upstream takes more.
+    package func readsClient(upstreamWritable: Bool) -> Bool {
+        switch state {
+        case .forwarding(let request, _): return !request.ended && upstreamWritable
+        case .awaitingHead, .discardingBody, .checkingBody, .discardingBeforeAnswer: return true
+        case .routing, .dialing, .closing: return false
+        }
+    }
+
+    /// Whether the upstream is being dialled (a connection that arrives now is used).
+    package var isDialing: Bool {
+        if case .dialing = state { return true }
+        return false
+    }
+
+    // MARK: events from the client
+
+    /// A request part the handler takes (only while `takesRequestParts`).
+    package mutating func requestPart(_ part: HTTPServerRequestPart, now: NIODeadline = .now()) -> [Action] {
+        switch state {
+        case .awaitingHead:
+            guard case .head(let head) = part else {
+                // Body without a head cannot happen after a clean exchange; refuse.
+                return close()
+            }
+            return requestHead(head, now: now)
+        case .forwarding(var request, var exchange):
+            switch part {
+            case .head:
+                return []
+            case .body(let buffer):
+                exchange.bytesUp += UInt64(buffer.readableBytes)
+                state = .forwarding(request, exchange)
+                return [.sendRequestBody(buffer)]
+            case .end(let trailers):
+                request.ended = true
+                state = .forwarding(request, exchange)
+                var actions: [Action] = [.sendRequestEnd(trailers)]
+                if exchange.responseEnded { actions += finishRequest() }
+                return actions
+            }
+        case .discardingBody(var request):
+            guard case .end = part else { return [] }
+            request.ended = true
+            state = .discardingBody(request)
+            return finishRequest()
+        case .checkingBody(let request, let exchange, let checked, let held):
+            return checkBody(part, request: request, exchange: exchange, checked: checked, held: held)
+        case .discardingBeforeAnswer(var request, let answer):
+            guard case .end = part else { return [] }
+            request.ended = true
+            state = .discardingBeforeAnswer(request, answer: answer)
+            return respond(answer)
+        case .routing, .dialing, .closing:
+            return []
+        }
+    }
+
+    private mutating func requestHead(_ head: HTTPRequestHead, now: NIODeadline) -> [Action] {
+        generation += 1
+        let request = Request(head: head, startedAt: now)
+        state = .routing(request)
+        if let problem = RequestValidation.problem(in: head) {
+            return respond(Refusal(.badRequest, reason: problem, closeConnection: true).response)
+        }
+        if head.method == .CONNECT {
+            return respond(Refusal(.methodNotAllowed, reason: "CONNECT is served only by the proxy on port 3128", closeConnection: true).response)
+        }
+        return [.route(head)]
+    }
+
+    /// The client will send nothing more: the exchange in flight finishes, then the
+    /// connection closes.
+    package mutating func clientInputClosed() -> [Action] {
+        switch state {
+        case .awaitingHead, .discardingBody:
+            return close()
+        case .routing(var request):
+            request.keepAlive = false
+            state = .routing(request)
+        case .checkingBody(var request, let exchange, let checked, let held):
+            request.keepAlive = false
+            state = .checkingBody(request, exchange, checked: checked, held: held)
+        case .discardingBeforeAnswer(var request, let answer):
+            request.keepAlive = false
+            state = .discardingBeforeAnswer(request, answer: answer)
+        case .dialing(var request, let exchange):
+            request.keepAlive = false
+            state = .dialing(request, exchange)
+        case .forwarding(var request, let exchange):
+            request.keepAlive = false
+            state = .forwarding(request, exchange)
+        case .closing:
+            break
+        }
+        return []
+    }
+
+    /// The client connection is gone.
+    package mutating func clientClosed() -> [Action] {
+        var actions: [Action] = []
+        switch state {
+        case .checkingBody(let request, let exchange, _, _):
+            actions.append(.report(exchange, Self.outcome(request, Exchange(exchange), failure: "the sandbox closed the connection")))
+        case .dialing(let request, let exchange), .forwarding(let request, let exchange):
+            if !exchange.responseEnded {
+                actions.append(.report(exchange.exchange, Self.outcome(request, exchange, failure: "the sandbox closed the connection")))
+            }
+        default:
+            break
+        }
+        state = .closing
+        return actions + [.closeUpstream, .dropUnread]
+    }
+
+    /// The HTTP decoder could not parse the request: `400` between requests, else close.
+    package mutating func requestMalformed(_ description: String) -> [Action] {
+        guard case .awaitingHead = state else { return close() }
+        var request = Request(head: HTTPRequestHead(version: .http1_1, method: .GET, uri: "/"), startedAt: .now())
+        request.ended = true
+        state = .routing(request)
+        return respond(Refusal(.badRequest, reason: "malformed HTTP request (\(description))", closeConnection: true).response)
+    }
+
+    // MARK: routing and the body check
+
+    /// The router's decision.
+    package mutating func routed(_ route: HTTPRoute) -> [Action] {
+        guard case .routing(let request) = state else { return [] }
+        switch route {
+        case .respond(let response):
+            return respond(response)
+        case .forward(let exchange):
+            guard exchange.bodyCheck != nil && request.hasBody else {
+                return dial(request, exchange)
+            }
+            var request = request
+            var actions: [Action] = []
+            if request.expectsContinue {
+                // The client waits for this before it sends the body the check needs.
+                request.continueSent = true
+                actions.append(.sendContinue(request.head.version))
+            }
+            state = .checkingBody(request, exchange, checked: [], held: [])
+            return actions
+        }
+    }
+
+    /// The router failed.
+    package mutating func routingFailed() -> [Action] {
+        guard case .routing = state else { return [] }
+        return respond(Refusal(.badGateway, reason: "the gateway could not route this request", closeConnection: true).response)
+    }
+
+    private mutating func checkBody(
+        _ part: HTTPServerRequestPart, request: HTTPForwardingStateMachine.Request, exchange: UpstreamExchange,
+        checked: [UInt8], held: [HTTPServerRequestPart]
+    ) -> [Action] {
+        guard let check = exchange.bodyCheck else { return dial(request, exchange) }
+        var request = request
+        var checked = checked
+        var held = held
+        held.append(part)
+        switch part {
+        case .body(let buffer): checked += buffer.readableBytesView
+        case .end: request.ended = true
+        case .head: break
+        }
+        let verdict: UpstreamExchange.BodyCheck
+        if checked.count > Self.checkedBodyLimit {
+            verdict = .refuse(Refusal(.payloadTooLarge, reason: "the start of this request is too large to check").response)
+        } else {
+            verdict = check(checked, request.ended)
+        }
+        switch verdict {
+        case .needMore:
+            if request.ended {
+                state = .routing(request)
+                return respond(Refusal(.badRequest, reason: "the request body ended before it could be checked").response)
+            }
+            state = .checkingBody(request, exchange, checked: checked, held: held)
+            return []
+        case .pass:
+            // The held parts go first, then whatever follows, once connected.
+            request.ended = false
+            return [.requeue(held)] + dial(request, exchange)
+        case .refuse(let answer):
+            if request.ended {
+                state = .routing(request)
+                return respond(answer)
+            }
+            state = .discardingBeforeAnswer(request, answer: answer)
+            return []
+        }
+    }
+
+    // MARK: the upstream
+
+    private mutating func dial(_ request: HTTPForwardingStateMachine.Request, _ exchange: UpstreamExchange) -> [Action] {
+        state = .dialing(request, Exchange(exchange))
+        return [.dial(exchange.target)]
+    }
+
+    /// The dial failed: `403`/`502`/`504` as the error says.
+    package mutating func dialFailed(_ error: Error) -> [Action] {
+        guard case .dialing(let request, let exchange) = state else { return [] }
+        let target = exchange.exchange.target
+        let refusal = Refusal(dialFailure: error, host: target.host, port: target.port)
+        return [.report(exchange.exchange, Self.outcome(request, exchange, failure: refusal.reason, status: Int(refusal.status.code)))]
+            + respond(refusal.response)
+    }
+
+    /// The upstream connection could not be prepared.
+    package mutating func upstreamSetupFailed() -> [Action] {
+        guard case .dialing(let request, let exchange) = state else { return [] }
+        return [.report(exchange.exchange, Self.outcome(request, exchange, failure: "pipeline setup failed", status: 502))]
+            + respond(Refusal(.badGateway, reason: "cannot set up the connection to \(exchange.exchange.target.host)",
+                              closeConnection: true).response)
+    }
+
+    /// Connected: the request head goes upstream, then the body as it is read.
+    package mutating func connected() -> [Action] {
+        guard case .dialing(var request, let exchange) = state else { return [.closeUpstream] }
+        var head = exchange.exchange.head
+        var headers = HopByHopHeaders.stripped(head.headers, keeping: exchange.exchange.gatewayHeaders)
+        headers.remove(name: "expect")
+        headers.remove(name: "content-length")
+        if request.chunked {
+            headers.add(name: "Transfer-Encoding", value: "chunked")
+        } else if let length = request.head.headers.first(name: "content-length") {
+            headers.add(name: "Content-Length", value: length)
+        }
+        headers.add(name: "Connection", value: "close")
+        head.headers = headers
+        head.version = .http1_1
+        var actions: [Action] = [.sendRequestHead(head)]
+        if request.expectsContinue && !request.ended && !request.continueSent {
+            request.continueSent = true
+            actions.append(.sendContinue(request.head.version))
+        }
+        state = .forwarding(request, exchange)
+        return actions
+    }
+
+    /// The upstream's response head.
+    package mutating func responseHead(_ upstreamHead: HTTPResponseHead) -> [Action] {
+        guard case .forwarding(var request, var exchange) = state else { return [] }
+        if let replacement = exchange.exchange.interceptResponse?(upstreamHead) {
+            return [.closeUpstream,
+                    .report(exchange.exchange, Self.outcome(request, exchange, failure: nil, status: Int(replacement.status.code)))]
+                + respond(replacement)
+        }
+        let noBody = request.head.method == .HEAD || upstreamHead.status == .noContent
+            || upstreamHead.status == .notModified || upstreamHead.status.code < 200
+        let upstreamChunked = upstreamHead.headers[canonicalForm: "transfer-encoding"].contains { $0.lowercased() == "chunked" }
+        let length = upstreamHead.headers.first(name: "content-length")
+        var headers = HopByHopHeaders.stripped(upstreamHead.headers)
+        headers.remove(name: "content-length")
+        let clientIsHTTP10 = request.head.version.major == 1 && request.head.version.minor == 0
+        if noBody {
+            if let length { headers.add(name: "Content-Length", value: length) }
+        } else if let length, !upstreamChunked {
+            headers.add(name: "Content-Length", value: length)
+        } else if clientIsHTTP10 {
+            exchange.closeDelimited = true
+        } else {
+            headers.add(name: "Transfer-Encoding", value: "chunked")
+        }
+        if !request.ended && request.hasBody {
+            // The upstream answered before the request body was done; the rest of the
+            // body cannot be skipped reliably, so this connection ends with the response.
+            request.keepAlive = false
+        }
+        if exchange.closeDelimited { request.keepAlive = false }
+        headers.add(name: "Connection", value: request.keepAlive ? "keep-alive" : "close")
+        var head = HTTPResponseHead(version: clientIsHTTP10 ? .http1_0 : .http1_1, status: upstreamHead.status)
+        head.headers = headers
+        exchange.responseStatus = Int(upstreamHead.status.code)
+        exchange.responseHeadSent = true
+        state = .forwarding(request, exchange)
+        return [.writeResponseHead(head)]
+    }
+
+    /// A part of the upstream's response body.
+    package mutating func responseBody(_ buffer: ByteBuffer) -> [Action] {
+        guard case .forwarding(let request, var exchange) = state, exchange.responseHeadSent, !exchange.responseEnded else { return [] }
+        exchange.bytesDown += UInt64(buffer.readableBytes)
+        state = .forwarding(request, exchange)
+        return [.writeResponseBody(buffer)]
+    }
+
+    /// The upstream's response ended.
+    package mutating func responseEnd(_ trailers: HTTPHeaders?) -> [Action] {
+        guard case .forwarding(let request, var exchange) = state, !exchange.responseEnded else { return [] }
+        exchange.responseEnded = true
+        var actions: [Action] = [.closeUpstream, .report(exchange.exchange, Self.outcome(request, exchange, failure: nil))]
+        actions.append(.writeResponseEnd(exchange.closeDelimited ? nil : trailers, close: !request.keepAlive))
+        if !request.keepAlive {
+            state = .closing
+            return actions + [.dropUnread]
+        }
+        state = .forwarding(request, exchange)
+        if request.ended { actions += finishRequest() }
+        return actions
+    }
+
+    /// The upstream connection closed.
+    package mutating func upstreamClosed() -> [Action] {
+        guard case .forwarding(let request, let exchange) = state, !exchange.responseEnded else { return [] }
+        let host = exchange.exchange.target.host
+        if exchange.responseHeadSent {
+            // Mid-stream: abort, so the client sees a truncated response, never a clean end.
+            state = .closing
+            return [.report(exchange.exchange, Self.outcome(request, exchange, failure: "upstream \(host) closed the connection mid-response")),
+                    .dropUnread, .closeClient]
+        }
+        let refusal = Refusal(.badGateway, reason: "upstream \(host) closed the connection before answering", closeConnection: true)
+        return [.report(exchange.exchange, Self.outcome(request, exchange, failure: refusal.reason, status: 502))]
+            + respond(refusal.response)
+    }
+
+    // MARK: answers
+
+    /// A gateway-made answer to the current request; closes afterwards when asked to,
+    /// when the client asked to, when the request's body has not been read (it is never
+    /// forwarded), or when this is the connection's `refusalsPerConnection`th refusal.
+    private mutating func respond(_ response: LocalResponse) -> [Action] {
+        guard let request = currentRequest else { return [] }
+        if response.headers.contains(name: "X-Airlock-Denied") { refusals += 1 }
+        let keepAlive = request.keepAlive
+        let unreadBody = request.hasBody && !request.ended
+        let close = response.closeConnection || !keepAlive || unreadBody || refusals >= refusalsAllowed
+        let head = response.head(version: request.head.version, closing: close)
+        let actions: [Action] = [.respond(head, body: request.head.method == .HEAD ? "" : response.body, close: close)]
+        if close {
+            state = .closing
+            return actions + [.dropUnread]
+        }
+        state = .discardingBody(request)
+        if request.ended { return actions + finishRequest() }
+        return actions
+    }
+
+    private var currentRequest: Request? {
+        switch state {
+        case .routing(let request), .checkingBody(let request, _, _, _), .discardingBeforeAnswer(let request, _),
+             .dialing(let request, _), .forwarding(let request, _), .discardingBody(let request):
+            return request
+        case .awaitingHead, .closing:
+            return nil
+        }
+    }
+
+    /// The request and its response are both complete.
+    private mutating func finishRequest() -> [Action] {
+        state = .awaitingHead
+        return [.awaitNextHead]
+    }
+
+    /// Closes the connection: nothing more is served.
+    package mutating func close() -> [Action] {
+        state = .closing
+        return [.dropUnread, .closeClient]
+    }
+
+    private static func outcome(_ request: Request, _ exchange: Exchange, failure: String?, status: Int? = nil) -> ExchangeOutcome {
+        ExchangeOutcome(
+            status: status ?? (exchange.responseHeadSent ? exchange.responseStatus : nil), bytesUp: exchange.bytesUp,
+            bytesDown: exchange.bytesDown, milliseconds: request.startedAt.millisecondsAgo, failure: failure)
+    }
+}

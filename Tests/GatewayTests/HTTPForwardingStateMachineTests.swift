@@ -1,0 +1,214 @@
+import NIOCore
+import NIOHTTP1
+import XCTest
+@testable import Gateway
+
+/// The forwarder's decisions, event by event, without channels.
+final class HTTPForwardingStateMachineTests: XCTestCase {
+    private func head(_ method: HTTPMethod = .GET, _ uri: String = "/", _ headers: [(String, String)] = [("Host", "allowed.test")],
+                      version: HTTPVersion = .http1_1) -> HTTPRequestHead {
+        HTTPRequestHead(version: version, method: method, uri: uri, headers: HTTPHeaders(headers))
+    }
+
+    private func exchange(_ check: (@Sendable ([UInt8], Bool) -> UpstreamExchange.BodyCheck)? = nil,
+                          intercept: (@Sendable (HTTPResponseHead) -> LocalResponse?)? = nil) -> UpstreamExchange {
+        var exchange = UpstreamExchange(target: UpstreamTarget(host: "allowed.test", port: 80), head: head(), interceptResponse: intercept)
+        exchange.bodyCheck = check
+        return exchange
+    }
+
+    /// What the actions say, in a form a test can compare.
+    private func describe(_ actions: [HTTPForwardingStateMachine.Action]) -> [String] {
+        actions.map { action in
+            switch action {
+            case .route(let head): "route \(head.uri)"
+            case .dial(let target): "dial \(target.host):\(target.port)"
+            case .sendContinue: "100"
+            case .respond(let head, let body, let close): "respond \(head.status.code) \(body.trimmingCharacters(in: .newlines))\(close ? " close" : "")"
+            case .requeue(let parts): "requeue \(parts.count)"
+            case .sendRequestHead(let head): "up head \(head.headers.first(name: "connection") ?? "")"
+            case .sendRequestBody(let buffer): "up body \(buffer.readableBytes)"
+            case .sendRequestEnd: "up end"
+            case .writeResponseHead(let head): "down head \(head.status.code) \(head.headers.first(name: "connection") ?? "")"
+            case .writeResponseBody(let buffer): "down body \(buffer.readableBytes)"
+            case .writeResponseEnd(_, let close): "down end\(close ? " close" : "")"
+            case .report(_, let outcome): "report \(outcome.status.map(String.init) ?? "-") \(outcome.bytesUp)/\(outcome.bytesDown) \(outcome.failure ?? "ok")"
+            case .closeUpstream: "close upstream"
+            case .closeClient: "close client"
+            case .dropUnread: "drop unread"
+            case .awaitNextHead: "next"
+            }
+        }
+    }
+
+    func testAForwardedRequestStreamsBothWaysAndIsReportedOnce() {
+        var machine = HTTPForwardingStateMachine(refusalsPerConnection: 3)
+        XCTAssertEqual(describe(machine.requestPart(.head(head(.POST, "/up", [("Host", "allowed.test"), ("Content-Length", "3")])))), ["route /up"])
+        XCTAssertFalse(machine.takesRequestParts, "nothing more is taken while routing")
+        XCTAssertEqual(describe(machine.routed(.forward(exchange()))), ["dial allowed.test:80"])
+        XCTAssertFalse(machine.readsClient(upstreamWritable: true), "nothing is read while dialling")
+        XCTAssertEqual(describe(machine.connected()), ["up head close"])
+        XCTAssertTrue(machine.readsClient(upstreamWritable: true))
+        XCTAssertFalse(machine.readsClient(upstreamWritable: false), "the body waits while the upstream is full")
+        XCTAssertEqual(describe(machine.requestPart(.body(ByteBuffer(string: "abc")))), ["up body 3"])
+        XCTAssertEqual(describe(machine.requestPart(.end(nil))), ["up end"])
+        XCTAssertFalse(machine.readsClient(upstreamWritable: true), "the next request waits for this response")
+        var response = HTTPResponseHead(version: .http1_1, status: .ok)
+        response.headers.add(name: "Content-Length", value: "2")
+        XCTAssertEqual(describe(machine.responseHead(response)), ["down head 200 keep-alive"])
+        XCTAssertEqual(describe(machine.responseBody(ByteBuffer(string: "ok"))), ["down body 2"])
+        XCTAssertEqual(describe(machine.responseEnd(nil)), ["close upstream", "report 200 3/2 ok", "down end", "next"])
+        XCTAssertEqual(describe(machine.upstreamClosed()), [], "a finished exchange is not reported again")
+        XCTAssertEqual(describe(machine.clientClosed()), ["close upstream", "drop unread"])
+    }
+
+    func testExpectContinueIsSentOnceConnectedAndNeverForARefusal() {
+        var machine = HTTPForwardingStateMachine(refusalsPerConnection: 3)
+        let expecting = head(.POST, "/up", [("Host", "allowed.test"), ("Content-Length", "3"), ("Expect", "100-continue")])
+        _ = machine.requestPart(.head(expecting))
+        _ = machine.routed(.forward(exchange()))
+        XCTAssertEqual(describe(machine.connected()), ["up head close", "100"])
+
+        var refused = HTTPForwardingStateMachine(refusalsPerConnection: 3)
+        _ = refused.requestPart(.head(expecting))
+        let refusal = Refusal(.forbidden, reason: "no").response
+        XCTAssertEqual(describe(refused.routed(.respond(refusal))), ["respond 403 airlock: no close", "drop unread"],
+                       "no 100, and the unread body closes the connection")
+    }
+
+    func testALocalAnswerKeepsTheConnectionUntilTheRefusalLimit() {
+        var machine = HTTPForwardingStateMachine(refusalsPerConnection: 2)
+        let refusal = Refusal(.forbidden, reason: "evil.test is not on the allowlist").response
+        _ = machine.requestPart(.head(head()))
+        XCTAssertEqual(describe(machine.routed(.respond(refusal))), ["respond 403 airlock: evil.test is not on the allowlist"])
+        XCTAssertEqual(describe(machine.requestPart(.end(nil))), ["next"], "kept alive once the request has ended")
+        _ = machine.requestPart(.head(head()))
+        XCTAssertEqual(describe(machine.routed(.respond(refusal))), ["respond 403 airlock: evil.test is not on the allowlist close", "drop unread"])
+        XCTAssertEqual(machine.refusals, 2)
+    }
+
+    func testTheBodyCheckHoldsPartsThenPassesThemOn() {
+        var machine = HTTPForwardingStateMachine(refusalsPerConnection: 3)
+        _ = machine.requestPart(.head(head(.POST, "/p", [("Host", "allowed.test"), ("Transfer-Encoding", "chunked")])))
+        let check: @Sendable ([UInt8], Bool) -> UpstreamExchange.BodyCheck = { prefix, _ in prefix.count >= 4 ? .pass : .needMore }
+        XCTAssertEqual(describe(machine.routed(.forward(exchange(check)))), [], "nothing is dialled before the check decides")
+        XCTAssertEqual(describe(machine.requestPart(.body(ByteBuffer(string: "ab")))), [])
+        XCTAssertEqual(describe(machine.requestPart(.body(ByteBuffer(string: "cd")))), ["requeue 2", "dial allowed.test:80"])
+    }
+
+    func testARefusingBodyCheckAnswersAfterTheBodyIsDrainedAndReportsNothing() {
+        var machine = HTTPForwardingStateMachine(refusalsPerConnection: 3)
+        _ = machine.requestPart(.head(head(.POST, "/p", [("Host", "allowed.test"), ("Content-Length", "8")])))
+        let answer = Refusal(.forbidden, reason: "push to main refused").response
+        let check: @Sendable ([UInt8], Bool) -> UpstreamExchange.BodyCheck = { _, _ in .refuse(answer) }
+        _ = machine.routed(.forward(exchange(check)))
+        XCTAssertEqual(describe(machine.requestPart(.body(ByteBuffer(string: "abcd")))), [])
+        XCTAssertEqual(describe(machine.requestPart(.body(ByteBuffer(string: "efgh")))), [], "the rest of the body is dropped")
+        XCTAssertEqual(describe(machine.requestPart(.end(nil))), ["respond 403 airlock: push to main refused", "next"])
+    }
+
+    func testABodyThatEndsBeforeTheCheckDecidesIs400() {
+        var machine = HTTPForwardingStateMachine(refusalsPerConnection: 3)
+        _ = machine.requestPart(.head(head(.POST, "/p", [("Host", "allowed.test"), ("Content-Length", "1")])))
+        _ = machine.routed(.forward(exchange { _, _ in .needMore }))
+        _ = machine.requestPart(.body(ByteBuffer(string: "a")))
+        XCTAssertEqual(describe(machine.requestPart(.end(nil))), ["respond 400 airlock: the request body ended before it could be checked", "next"])
+    }
+
+    func testDialFailuresMapTo403And502And504() {
+        let cases: [(DialError, String)] = [
+            (.refused(host: "allowed.test", reason: "resolves to 127.0.0.1"), "403"),
+            (.connectFailed(host: "allowed.test", port: 80, reason: "Connection refused"), "502"),
+            (.timedOut(host: "allowed.test", port: 80, what: "connecting"), "504"),
+        ]
+        for (error, status) in cases {
+            var machine = HTTPForwardingStateMachine(refusalsPerConnection: 3)
+            _ = machine.requestPart(.head(head()))
+            _ = machine.routed(.forward(exchange()))
+            let actions = describe(machine.dialFailed(error))
+            XCTAssertEqual(actions.first, "report \(status) 0/0 \(error.reason)")
+            XCTAssertTrue(actions.contains("respond \(status) airlock: \(error.reason) close"), "\(actions)")
+        }
+    }
+
+    func testAnUpstreamThatClosesMidResponseAbortsTheClient() {
+        var machine = HTTPForwardingStateMachine(refusalsPerConnection: 3)
+        _ = machine.requestPart(.head(head()))
+        _ = machine.routed(.forward(exchange()))
+        _ = machine.connected()
+        _ = machine.requestPart(.end(nil))
+        var response = HTTPResponseHead(version: .http1_1, status: .ok)
+        response.headers.add(name: "Transfer-Encoding", value: "chunked")
+        _ = machine.responseHead(response)
+        _ = machine.responseBody(ByteBuffer(string: "hello"))
+        XCTAssertEqual(describe(machine.upstreamClosed()),
+                       ["report 200 0/5 upstream allowed.test closed the connection mid-response", "drop unread", "close client"])
+    }
+
+    func testAnUpstreamThatClosesBeforeAnsweringIs502() {
+        var machine = HTTPForwardingStateMachine(refusalsPerConnection: 3)
+        _ = machine.requestPart(.head(head()))
+        _ = machine.routed(.forward(exchange()))
+        _ = machine.connected()
+        XCTAssertEqual(describe(machine.upstreamClosed()), [
+            "report 502 0/0 upstream allowed.test closed the connection before answering",
+            "respond 502 airlock: upstream allowed.test closed the connection before answering close", "drop unread",
+        ])
+    }
+
+    func testAnHTTP10ClientGetsACloseDelimitedBody() {
+        var machine = HTTPForwardingStateMachine(refusalsPerConnection: 3)
+        _ = machine.requestPart(.head(head(version: .http1_0)))
+        _ = machine.routed(.forward(exchange()))
+        _ = machine.connected()
+        _ = machine.requestPart(.end(nil))
+        var response = HTTPResponseHead(version: .http1_1, status: .ok)
+        response.headers.add(name: "Transfer-Encoding", value: "chunked")
+        XCTAssertEqual(describe(machine.responseHead(response)), ["down head 200 close"])
+        XCTAssertEqual(describe(machine.responseEnd(nil)), ["close upstream", "report 200 0/0 ok", "down end close", "drop unread"])
+    }
+
+    func testAnInterceptedResponseIsReplacedAndReportedWithTheLocalStatus() {
+        var machine = HTTPForwardingStateMachine(refusalsPerConnection: 3)
+        _ = machine.requestPart(.head(head()))
+        let intercept: @Sendable (HTTPResponseHead) -> LocalResponse? = { head in
+            head.status == .unauthorized ? Refusal(.forbidden, reason: "upstream credential refused").response : nil
+        }
+        _ = machine.routed(.forward(exchange(intercept: intercept)))
+        _ = machine.connected()
+        _ = machine.requestPart(.end(nil))
+        XCTAssertEqual(describe(machine.responseHead(HTTPResponseHead(version: .http1_1, status: .unauthorized))),
+                       ["close upstream", "report 403 0/0 ok", "respond 403 airlock: upstream credential refused", "next"])
+    }
+
+    func testHalfCloseBetweenRequestsClosesAndDuringAnExchangeEndsKeepAlive() {
+        var idle = HTTPForwardingStateMachine(refusalsPerConnection: 3)
+        XCTAssertEqual(describe(idle.clientInputClosed()), ["drop unread", "close client"])
+
+        var busy = HTTPForwardingStateMachine(refusalsPerConnection: 3)
+        _ = busy.requestPart(.head(head()))
+        _ = busy.routed(.forward(exchange()))
+        _ = busy.connected()
+        _ = busy.requestPart(.end(nil))
+        XCTAssertEqual(describe(busy.clientInputClosed()), [])
+        var response = HTTPResponseHead(version: .http1_1, status: .ok)
+        response.headers.add(name: "Content-Length", value: "0")
+        XCTAssertEqual(describe(busy.responseHead(response)), ["down head 200 close"])
+    }
+
+    func testAClientLeavingMidExchangeIsReported() {
+        var machine = HTTPForwardingStateMachine(refusalsPerConnection: 3)
+        _ = machine.requestPart(.head(head()))
+        _ = machine.routed(.forward(exchange()))
+        XCTAssertEqual(describe(machine.clientClosed()), ["report - 0/0 the sandbox closed the connection", "close upstream", "drop unread"])
+    }
+
+    func testMalformedRequestsAre400OnlyBetweenRequests() {
+        var machine = HTTPForwardingStateMachine(refusalsPerConnection: 3)
+        XCTAssertEqual(describe(machine.requestMalformed("invalid header")),
+                       ["respond 400 airlock: malformed HTTP request (invalid header) close", "drop unread"])
+        var busy = HTTPForwardingStateMachine(refusalsPerConnection: 3)
+        _ = busy.requestPart(.head(head()))
+        XCTAssertEqual(describe(busy.requestMalformed("x")), ["drop unread", "close client"])
+    }
+}
