@@ -33,6 +33,9 @@ struct PolicyCommand: ParsableCommand {
                     let hosts = Presets.all[name] ?? []
                     print("@\(name): \(hosts.joined(separator: ", "))")
                 }
+                for route in policy.routes {
+                    print("route \(route.name): \(route.sandboxURL) -> \(route.url), secrets \(route.secretNames.joined(separator: ", "))")
+                }
             }
         }
     }
@@ -60,6 +63,9 @@ struct PolicyCommand: ParsableCommand {
                 let (host, port) = try Self.split(target)
                 let policy = try Policy.load(path: file)
                 for line in policy.explain(host: host, port: port) { print(line) }
+                if !policy.routes.isEmpty {
+                    for line in policy.explainRoutes() { print(line) }
+                }
             }
         }
 
