@@ -37,6 +37,11 @@ extension Policy {
 
     /// The routes' secrets not among `known`, as (route, secret) pairs in route order.
     package func missingRouteSecrets(known: Set<String>) -> [(route: String, secret: String)] {
+        Self.missingSecrets(of: routes, known: known)
+    }
+
+    /// The secrets of `routes` not among `known`, as (route, secret) pairs in route order.
+    package static func missingSecrets(of routes: [CredentialRoute], known: Set<String>) -> [(route: String, secret: String)] {
         routes.flatMap { route in route.secretNames.filter { !known.contains($0) }.map { (route.name, $0) } }
     }
 
