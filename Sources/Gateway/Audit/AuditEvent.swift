@@ -24,7 +24,7 @@ package struct AuditEvent: Sendable, Equatable {
         package static let denials: [Kind] = [.dnsDeny, .egressDeny, .gitDeny, .apiDeny]
 
         /// Whether this kind is a refusal, limited by the sandbox's `DenialBudget`.
-        package var isDenial: Bool { Self.denials.contains(self) }
+        package var isDenial: Bool { self == .dnsDeny || self == .egressDeny || self == .gitDeny || self == .apiDeny }
     }
 
     /// The listener or path a decision was made on.

@@ -90,12 +90,14 @@ struct RunPlan {
         var base = inherited
         if let name = options.tokenEnv { base.removeValue(forKey: name) }
         for name in loadedSecrets.variables { base.removeValue(forKey: name) }
-        let built = SandboxEnvironment.build(
+        var built = SandboxEnvironment.build(
             from: base, home: user.home, user: user.name,
             gateway: topology.gatewayAddress.address.description)
+        // The secrets' variables are removed whatever their names, and listed too.
+        built.droppedNames += loadedSecrets.variables
         environment = built.environment
         // The token variable is removed whatever its name; it is listed with the others.
-        droppedNames = Array(Set(built.droppedNames + (options.tokenEnv.map { [$0] } ?? []) + loadedSecrets.variables)).sorted()
+        droppedNames = Array(Set(built.droppedNames + (options.tokenEnv.map { [$0] } ?? []))).sorted()
         workingDirectory = NetnsExec.currentDirectory()
 
         // airlock's own files are out of the command's reach: hidden inside, and as root
