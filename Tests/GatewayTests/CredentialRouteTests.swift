@@ -178,6 +178,14 @@ final class CredentialRouteTests: XCTestCase {
         XCTAssertEqual(HopByHopHeaders.stripped(e.head.headers, keeping: e.gatewayHeaders)["x-api-key"], [Self.realKey])
     }
 
+    func testTheRoutesOwnHeaderSentByTheClientIsReplaced() throws {
+        let router = try router("route corp https://corp.example header x-team=secret:openai header x-api-key=secret:anthropic\n")
+        let e = try XCTUnwrap(exchange(router.decide(head(.GET, "/api/corp/x", [("X-Team", "from-sandbox"), ("x-team", "again")]), sandbox: "sbx")))
+        XCTAssertEqual(e.head.headers["x-team"], [Self.realOpenAI])
+        XCTAssertEqual(e.head.headers["x-api-key"], [Self.realKey])
+        XCTAssertEqual(e.gatewayHeaders, ["host", "x-team", "x-api-key"])
+    }
+
     func testBearerRouteAndBasePath() throws {
         let router = try router("route corp https://127.0.0.1:9443/base header authorization=bearer:openai\n")
         let e = try XCTUnwrap(exchange(router.decide(head(.GET, "/api/corp", [("Authorization", "Bearer placeholder")]), sandbox: "sbx")))
