@@ -231,4 +231,53 @@ final class CredentialRouteTests: XCTestCase {
         let seen = rig.captured(after: before)
         XCTAssertEqual(seen.last?.headers.filter { $0.0 == "x-corp-key" }.map(\.1), [key], "\(seen)")
     }
+
+    /// The persistent form: `gateway serve --route`, the secret handed over later with
+    /// `airlock secret set`, curl inside through `netns exec`.
+    func testSecretSetOverTheControlSocketEnablesTheRoute() throws {
+        try RootTier.require()
+        let rig = try rig
+        let name = "rt\(UUID().uuidString.prefix(6).lowercased())"
+        let audit = rig.dir.file("serve-audit-\(name).jsonl")
+        let key = "sk-serve-" + UUID().uuidString
+        let create = try Run.airlock(["netns", "create", name])
+        XCTAssertEqual(create.status, 0, "\(create)")
+        defer { _ = try? Run.airlock(["netns", "destroy", name]) }
+        let gateway = try BackgroundProcess([
+            TestPaths.airlock, "gateway", "serve", name, "--route", "corp https://127.0.0.1/v1 header x-api-key=secret:corp",
+            "--upstream-ca", rig.ca.caFile, "--audit-log", audit,
+        ])
+        var stopped = false
+        defer { if !stopped { _ = gateway.stop() } }
+        XCTAssertTrue(Wait.until(timeout: 30) { (try? Run.airlock(["session", "list", name], timeout: 10).status) == 0 }, "gateway did not start")
+        let curl = ["netns", "exec", name, "--user", "nobody", "--", "curl", "-sS", "-w", " %{http_code}", "-H", "x-api-key: sandbox-key",
+                    "http://airlock.internal/api/corp/models"]
+
+        let before = try Run.airlock(curl, timeout: 60)
+        XCTAssertEqual(before.stdout, "airlock: route corp: the secret corp is not set; set it with `airlock secret set \(name) corp`\n 503", "\(before)")
+
+        let set = try Run.airlock(["secret", "set", name, "corp"], stdin: key + "\n")
+        XCTAssertEqual(set.status, 0, "\(set)")
+        XCTAssertEqual(set.stderr, "airlock: secret corp set for \(name)\n")
+        XCTAssertFalse(set.stdout.contains(key) || set.stderr.contains(key))
+
+        let offset = rig.captured().count
+        let after = try Run.airlock(curl, timeout: 60)
+        XCTAssertEqual(after.stdout, #"{"path": "/v1/models"} 200"#, "\(after)")
+        XCTAssertEqual(rig.captured(after: offset).last?.headers.filter { $0.0 == "x-api-key" }.map(\.1), [key])
+
+        let bad = try Run.airlock(["secret", "set", name, "Corp"], stdin: key + "\n")
+        XCTAssertEqual(bad.status, 64, "\(bad)")
+        XCTAssertEqual(bad.stderr, "airlock: error: \"Corp\" is not a secret name (1–64 of a-z, 0-9, '-', '_', '.')\n")
+
+        let out = gateway.stop()
+        stopped = true
+        let auditText = (try? String(contentsOfFile: audit, encoding: .utf8)) ?? ""
+        XCTAssertTrue(auditText.contains(#""event":"secret_set""#), auditText)
+        XCTAssertTrue(auditText.contains(#""event":"api_allow""#), auditText)
+        for text in [auditText, out.stdout, out.stderr] {
+            XCTAssertFalse(text.contains(key), text)
+            XCTAssertFalse(text.contains("sandbox-key"), text)
+        }
+    }
 }
