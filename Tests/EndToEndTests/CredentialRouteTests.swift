@@ -124,9 +124,13 @@ final class CredentialRouteTests: XCTestCase {
             let before = rig.captured().count
             let work = try rig.workDirectory()
             let audit = mode == .root ? rig.dir.file("audit-\(UUID().uuidString.prefix(8)).jsonl") : work + "/audit.jsonl"
+            // The key file sits in the working directory, which the command shares: it must be hidden.
+            let keyFile = work + "/openai.key"
+            try FileManager.default.copyItem(atPath: rig.openaiKeyFile, toPath: keyFile)
+            chmod(keyFile, 0o644)
             let result = try airlockRun(mode, standInFlags(rig) + [
                 "--allow", "@anthropic-api", "--allow", "@openai-api", "--audit-log", audit,
-                "--secret", "anthropic=env:ANTHROPIC_API_KEY", "--secret", "openai=file:\(rig.openaiKeyFile)",
+                "--secret", "anthropic=env:ANTHROPIC_API_KEY", "--secret", "openai=file:\(keyFile)",
             ], script: """
                 echo "== env"; env
                 echo "== messages"
@@ -137,7 +141,7 @@ final class CredentialRouteTests: XCTestCase {
                 echo; echo "== redirect"
                 curl -sS -w ' %{http_code}\\n' "$ANTHROPIC_BASE_URL/v1/redirect"
                 echo "== files"
-                cat \(rig.openaiKeyFile) 2>&1; cat /proc/self/environ 2>&1 | tr '\\0' '\\n'
+                cat \(keyFile) 2>&1; cat /proc/self/environ 2>&1 | tr '\\0' '\\n'
                 grep -rs 'sk-' \(work) /tmp 2>/dev/null | head -5
                 echo "== stream"
                 curl -sSN "$ANTHROPIC_BASE_URL/v1/stream?pieces=3&gap=1" | while IFS= read -r line; do
