@@ -88,7 +88,11 @@ final class CredentialRouteTests: XCTestCase {
             ("route a https://x.example header host=secret:s", "p:1: route a: the gateway sets host itself; a route cannot"),
             ("route a https://x.example header content-length=secret:s", "p:1: route a: the gateway sets content-length itself; a route cannot"),
             ("route a https://x.example header k=secret:s header K=secret:t", "p:1: route a: header k is set twice"),
-            ("route a https://x.example query k=secret:s", "p:1: route a: unexpected 'query' (expected 'header HEADER=secret:SECRET')"),
+            ("route a https://x.example query k=secret:s", "p:1: route a: unexpected 'query' (expected 'header HEADER=secret:SECRET' or 'budget REQUESTS')"),
+            ("route a https://x.example budget 5", "p:1: route a: no header; a route adds at least one 'header HEADER=secret:SECRET'"),
+            ("route a https://x.example header k=secret:s budget 0", "p:1: route a: budget '0' is not a number of requests (1–999999999)"),
+            ("route a https://x.example header k=secret:s budget -1", "p:1: route a: budget '-1' is not a number of requests (1–999999999)"),
+            ("route a https://x.example header k=secret:s budget 1 budget 2", "p:1: route a: budget is given twice"),
             ("route a https://x.example header k=secret:s\nroute a https://y.example header k=secret:s", "p:2: route a is already defined (line 1)"),
         ]
         for (text, expected) in cases {
@@ -268,6 +272,21 @@ final class CredentialRouteTests: XCTestCase {
         XCTAssertTrue(store.reload())
         XCTAssertEqual(try XCTUnwrap(refusal(router.decide(head(.GET, "/api/a/x"), sandbox: "sbx"))).status, .notFound)
         XCTAssertEqual(try XCTUnwrap(exchange(router.decide(head(.GET, "/api/b/x"), sandbox: "sbx"))).target.host, "b.example")
+    }
+
+    func testABudgetAllowsThatManyRequestsThen429() throws {
+        let policy = try Policy.parse("route a https://a.example header k=secret:anthropic budget 2\n", source: "p")
+        XCTAssertEqual(policy.route(named: "a")?.budget, 2)
+        XCTAssertTrue(policy.explainRoutes()[1].contains("; budget 2 requests;"), policy.explainRoutes()[1])
+        let router = try router("route a https://a.example header k=secret:anthropic budget 2\n@openai-api\n")
+        XCTAssertNotNil(exchange(router.decide(head(.POST, "/api/a/1"), sandbox: "sbx")))
+        XCTAssertNotNil(exchange(router.decide(head(.POST, "/api/a/2"), sandbox: "sbx")))
+        let spent = try XCTUnwrap(refusal(router.decide(head(.POST, "/api/a/3"), sandbox: "sbx")))
+        XCTAssertEqual(spent.status, .tooManyRequests)
+        XCTAssertEqual(spent.body, "airlock: route a: its budget of 2 requests is spent; the route's `budget` allows no more requests in this run\n")
+        XCTAssertTrue(sink.lines.last!.contains(#""event":"api_deny""#), sink.lines.last!)
+        XCTAssertEqual(router.budgets.used("a"), 2)
+        for _ in 0..<5 { XCTAssertNotNil(exchange(router.decide(head(.GET, "/api/openai/v1/models"), sandbox: "sbx")), "a route without a budget") }
     }
 
     func testSecretsNeverPrint() {

@@ -52,7 +52,8 @@ extension Policy {
         var lines = ["routes:"]
         for route in routes {
             let headers = route.headers.map(\.text).joined(separator: ", ")
-            lines.append("  \(route.sandboxURL)/… -> \(route.url)/… (\(route.origin)); sets \(headers); client credential headers are removed; redirects are not followed")
+            let budget = route.budget.map { "; budget \($0) requests" } ?? ""
+            lines.append("  \(route.sandboxURL)/… -> \(route.url)/… (\(route.origin)); sets \(headers)\(budget); client credential headers are removed; redirects are not followed")
         }
         return lines
     }

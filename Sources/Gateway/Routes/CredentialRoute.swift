@@ -2,8 +2,9 @@
 /// base URL with headers whose values are secrets the gateway holds.
 ///
 /// Written in the policy as
-/// `route NAME https://HOST[:PORT][/BASE] header HEADER=secret:SECRET [header …]`;
-/// `HEADER=bearer:SECRET` sends `Bearer <secret>`. A plain value, part of the `Policy`,
+/// `route NAME https://HOST[:PORT][/BASE] header HEADER=secret:SECRET [header …] [budget N]`;
+/// `HEADER=bearer:SECRET` sends `Bearer <secret>`; `budget N` allows N requests through the
+/// route for the gateway's life (a run), then answers `429`. A plain value, part of the `Policy`,
 /// so routes reload with it. It names secrets, never holds them.
 package struct CredentialRoute: Sendable, Equatable {
     /// One header the gateway adds to every request of the route.
@@ -43,6 +44,8 @@ package struct CredentialRoute: Sendable, Equatable {
     package var basePath: String
     /// The headers added to every request.
     package var headers: [Header]
+    /// How many requests the route passes in the gateway's life; nil for no limit.
+    package var budget: Int?
     /// The line as written (with `@preset: ` in front when a preset expanded it).
     package var text: String
     /// Where the route came from: `line N` or the flag.
@@ -99,10 +102,21 @@ package struct CredentialRoute: Sendable, Equatable {
         self.name = name
         (host, port, basePath) = try Self.parseURL(String(words[1]), route: name)
         var headers: [Header] = []
+        var budget: Int?
         var index = 2
         while index < words.count {
+            if words[index] == "budget" {
+                let text = words[index + 1]
+                guard budget == nil else { throw Invalid(description: "route \(name): budget is given twice") }
+                guard text.count <= 9, text.utf8.allSatisfy({ $0 >= 0x30 && $0 <= 0x39 }), let value = Int(text), value >= 1 else {
+                    throw Invalid(description: "route \(name): budget '\(text)' is not a number of requests (1–999999999)")
+                }
+                budget = value
+                index += 2
+                continue
+            }
             guard words[index] == "header" else {
-                throw Invalid(description: "route \(name): unexpected '\(words[index])' (expected 'header HEADER=secret:SECRET')")
+                throw Invalid(description: "route \(name): unexpected '\(words[index])' (expected 'header HEADER=secret:SECRET' or 'budget REQUESTS')")
             }
             let header = try Self.parseHeader(words[index + 1], route: name)
             guard !headers.contains(where: { $0.name == header.name }) else {
@@ -111,7 +125,11 @@ package struct CredentialRoute: Sendable, Equatable {
             headers.append(header)
             index += 2
         }
+        guard !headers.isEmpty else {
+            throw Invalid(description: "route \(name): no header; a route adds at least one 'header HEADER=secret:SECRET'")
+        }
         self.headers = headers
+        self.budget = budget
         self.text = text
         self.origin = origin
     }

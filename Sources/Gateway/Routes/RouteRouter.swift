@@ -16,6 +16,8 @@ package struct RouteRouter: HTTPRouter {
     package let secrets: SecretStore
     package let trust: RouteUpstreamTrust
     package let audit: AuditLog
+    /// Requests used per route, against the routes' `budget`.
+    package let budgets: RouteBudgets
 
     /// The prefix every route path starts with.
     package static let prefix = "/api/"
@@ -30,7 +32,8 @@ package struct RouteRouter: HTTPRouter {
     /// The longest path written to an audit line.
     static let auditPathLimit = 200
 
-    package init(policy: PolicyStore, secrets: SecretStore, trust: RouteUpstreamTrust, audit: AuditLog) {
+    package init(policy: PolicyStore, secrets: SecretStore, trust: RouteUpstreamTrust, audit: AuditLog, budgets: RouteBudgets = RouteBudgets()) {
+        self.budgets = budgets
         self.policy = policy
         self.secrets = secrets
         self.trust = trust
@@ -138,6 +141,11 @@ package struct RouteRouter: HTTPRouter {
                             sandbox: sandbox, route: route.name, method: method, path: target.auditPath)
             }
             secret.withRevealed { headers.add(name: header.name, value: header.value(for: $0)) }
+        }
+        if let budget = route.budget, !budgets.take(route.name, limit: budget) {
+            return deny(Refusal(.tooManyRequests, reason: "route \(route.name): its budget of \(budget) requests is spent",
+                                hint: "the route's `budget` allows no more requests in this run"),
+                        sandbox: sandbox, route: route.name, method: method, path: target.auditPath)
         }
         var upstreamHead = HTTPRequestHead(version: head.version, method: head.method, uri: target.upstreamURI(basePath: route.basePath))
         upstreamHead.headers = headers

@@ -28,3 +28,29 @@ package final class SecretStore: Sendable {
         secrets.withLockedValue { $0.keys.sorted() }
     }
 }
+
+/// What each route's `budget` has used, for the gateway's life: shared by every copy of the
+/// router and kept across policy reloads (a reload does not refill a budget).
+package final class RouteBudgets: Sendable {
+    private let used: NIOLockedValueBox<[String: Int]>
+
+    package init() {
+        used = NIOLockedValueBox([:])
+    }
+
+    /// Takes one request from `route`'s budget of `limit`.
+    /// - Returns: false when the budget is spent (nothing is taken).
+    package func take(_ route: String, limit: Int) -> Bool {
+        used.withLockedValue { used in
+            let count = used[route, default: 0]
+            guard count < limit else { return false }
+            used[route] = count + 1
+            return true
+        }
+    }
+
+    /// How many requests `route` has used.
+    package func used(_ route: String) -> Int {
+        used.withLockedValue { $0[route, default: 0] }
+    }
+}
