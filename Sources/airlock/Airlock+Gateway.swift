@@ -88,7 +88,9 @@ struct GatewayCommand: ParsableCommand {
                 extraServices: { group in
                     [ControlServer(
                         socket: controlSocket,
-                        responder: ControlResponder(sandbox: sandbox, sessions: runtime.sessions, gitHosts: runtime.gitUpstreams.hosts),
+                        responder: ControlResponder(
+                            sandbox: sandbox, sessions: runtime.sessions, gitHosts: runtime.gitUpstreams.hosts,
+                            secrets: runtime.secrets, audit: runtime.audit),
                         allowedUIDs: [startedBy], audit: runtime.audit, group: group)]
                 },
                 shutdownSignals: [.sigterm, .sigint],

@@ -42,6 +42,12 @@ struct RunCommand: ParsableCommand {
             Egress: --policy FILE and --allow HOST (repeatable; `@preset` works too). With neither, \
             nothing but the git gateway is reachable.
 
+            Credential routes: --route (or `route` lines in the policy, or --allow @anthropic-api, \
+            @openai-api, @gemini-api) maps http://airlock.internal/api/NAME/… to an HTTPS API and \
+            adds a header holding a secret given with --secret NAME=env:VAR, file:PATH or - (stdin). \
+            The presets point the provider's SDK at the route and give its key variable a \
+            placeholder; the real key never enters the sandbox. See docs/credential-routes.md.
+
             Example: airlock run --repo octo/app:rw --token-env GH_TOKEN --allow @pypi -- ./agent.sh
             """)
 
@@ -65,6 +71,8 @@ struct RunCommand: ParsableCommand {
     var json = false
 
     @OptionGroup var gateway: GatewayOptions
+
+    @OptionGroup var routes: RouteOptions
 
     @Argument(parsing: .postTerminator, help: "The command and its arguments.")
     var command: [String] = []

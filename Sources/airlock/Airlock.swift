@@ -21,6 +21,7 @@ struct Airlock: ParsableCommand {
             NetnsCommand.self,
             GatewayCommand.self,
             SessionCommand.self,
+            SecretCommand.self,
             PolicyCommand.self,
             DoctorCommand.self,
             SandboxChild.self,

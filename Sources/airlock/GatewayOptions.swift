@@ -6,7 +6,7 @@ import Gateway
 import NIOCore
 
 /// Flags shared by `airlock gateway serve` and `airlock run`: the policy, the audit log,
-/// the limits and the git upstreams.
+/// the limits, the git upstreams and credential routes.
 struct GatewayOptions: ParsableArguments {
     /// The policy file used when `--policy` is not given, if it exists.
     static let defaultPolicyPath = "/etc/airlock/policy"
@@ -22,6 +22,9 @@ struct GatewayOptions: ParsableArguments {
 
     @Option(name: .long, help: ArgumentHelp("Pin a name to addresses, like curl --resolve; repeatable.", valueName: "host=addr"))
     var resolve: [String] = []
+
+    @Option(name: .long, help: ArgumentHelp("A credential route: `NAME https://HOST[/BASE] header HEADER=secret:SECRET` (one argument, quoted); http://airlock.internal/api/NAME/… goes there with the header added; repeatable. See docs/credential-routes.md.", valueName: "route"))
+    var route: [String] = []
 
     @Option(name: .long, help: ArgumentHelp("Append audit lines (JSON) to this file instead of stderr.", valueName: "file"))
     var auditLog: String?
@@ -53,7 +56,7 @@ struct GatewayOptions: ParsableArguments {
     @Option(name: .long, help: ArgumentHelp("Git upstream for a host (default https://HOST); repeatable.", valueName: "host=url"))
     var gitUpstream: [String] = []
 
-    @Option(name: .long, help: ArgumentHelp("Extra CA certificates (PEM) trusted for git upstreams.", valueName: "file"))
+    @Option(name: .long, help: ArgumentHelp("Extra CA certificates (PEM) trusted for git upstreams and route upstreams.", valueName: "file"))
     var upstreamCA: String?
 
     func validate() throws {
@@ -115,10 +118,10 @@ struct GatewayOptions: ParsableArguments {
         return access(Self.defaultPolicyPath, F_OK) == 0 ? Self.defaultPolicyPath : nil
     }
 
-    /// The rules from `--allow`, `--allow-private` and `--resolve`.
+    /// The rules from `--allow`, `--allow-private`, `--resolve` and `--route`.
     /// - Throws: `PolicyError` naming the flag and the value.
     func flagPolicy() throws -> Policy {
-        try Policy.rules(allow: allow, allowPrivate: allowPrivate, resolve: resolve, source: "command line")
+        try Policy.rules(allow: allow, allowPrivate: allowPrivate, resolve: resolve, routes: route, source: "command line")
     }
 
     /// The initial policy: the file (if any) with the flags' rules added.

@@ -22,6 +22,9 @@ final class GatewayRuntime {
     let audit: AuditLog
     let sessions: SessionStore
     let gitUpstreams: GitUpstreams
+    /// The secrets credential routes send: `run --secret`, later `airlock secret set`.
+    let secrets: SecretStore
+    private let routeTrust: RouteUpstreamTrust
     private let options: GatewayOptions
     private let policyFile: String?
     private let reloadPolicy: Bool
@@ -42,14 +45,16 @@ final class GatewayRuntime {
     ///     file when `--policy` is absent; `run` only an explicit one).
     ///   - extraGitHosts: git hosts that must have an upstream (`run --repo` hosts); each
     ///     gets `https://HOST` unless `--git-upstream` names it.
-    /// - Throws: `PolicyError`, `AuditLogError`, `GitUpstreams.ConfigurationError`, each one line.
+    ///   - secrets: the credential routes' secrets known at start (`run --secret`).
+    /// - Throws: `PolicyError`, `AuditLogError`, `GitUpstreams.ConfigurationError`, `CredentialRoute.Invalid`, each one line.
     ///   - reloadPolicy: whether the policy file is re-read on change and SIGHUP (`run`
     ///     reads it once: its command may be able to change the file).
     ///   - audit: where audit lines go instead of `--audit-log` or stderr.
     init(
         sandbox: String, gatewayAddress: IPAddress, options: GatewayOptions, policyFile: String?,
         extraGitHosts: [String] = [], sessionLimits: SessionLimits = SessionLimits(),
-        reloadPolicy: Bool = true, audit: AuditLog? = nil, logLevel: Logger.Level = .info
+        reloadPolicy: Bool = true, audit: AuditLog? = nil, logLevel: Logger.Level = .info,
+        secrets: [String: Secret] = [:]
     ) throws {
         self.sandbox = sandbox
         self.gatewayAddress = gatewayAddress
@@ -68,6 +73,8 @@ final class GatewayRuntime {
             mappings.append(GitUpstreams.Mapping(gitHost: host, url: "https://\(host)"))
         }
         gitUpstreams = try GitUpstreams(mappings: mappings.sorted { $0.gitHost < $1.gitHost }, caFile: options.upstreamCA)
+        routeTrust = try RouteUpstreamTrust(caFile: options.upstreamCA)
+        self.secrets = SecretStore(secrets)
         if let audit {
             self.audit = audit
         } else {
@@ -78,6 +85,9 @@ final class GatewayRuntime {
         logger = Logger(label: "airlock.gateway")
         logger.logLevel = logLevel
     }
+
+    /// The credential routes of the policy in force at start.
+    var routes: [CredentialRoute] { initialPolicy.routes }
 
     /// Starts serving `listeners` (descriptors the server takes over) and `extraServices`.
     ///
@@ -105,7 +115,9 @@ final class GatewayRuntime {
         let configuration = GatewayConfiguration(
             sandbox: sandbox, gatewayAddress: gatewayAddress, policy: store, audit: audit,
             limits: options.limits,
-            internalRouter: GitRouter(upstreams: gitUpstreams, sessions: sessions, audit: audit),
+            internalRouter: InternalRouter(
+                git: GitRouter(upstreams: gitUpstreams, sessions: sessions, audit: audit),
+                routes: RouteRouter(policy: store, secrets: secrets, trust: routeTrust, audit: audit)),
             logger: logger)
         let readyOrStopped = self.readyOrStopped
         let server = GatewayServer(

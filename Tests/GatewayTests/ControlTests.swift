@@ -175,3 +175,49 @@ final class ControlTests: XCTestCase {
         }
     }
 }
+
+/// `secret-set` on the control socket: the value travels in the request only, is held by the
+/// gateway, and is never sent back, audited or repeated in an error.
+final class SecretControlTests: XCTestCase {
+    let value = "sk-CONTROL-" + UUID().uuidString
+
+    func testSecretSetRoundTripsAndIsHeld() throws {
+        let request = ControlRequest.setSecret(name: "anthropic", value: Secret(value))
+        let line = try request.jsonLine()
+        XCTAssertEqual(try ControlRequest(jsonLine: Array(line.utf8)), request)
+        let response = ControlResponse.secretSet(name: "anthropic")
+        let answer = try response.jsonLine()
+        XCTAssertEqual(answer, #"{"ok":true,"secret_set":"anthropic"}"#)
+        XCTAssertEqual(try ControlResponse(jsonLine: Array(answer.utf8)), response)
+
+        let sink = MemoryAuditSink()
+        let secrets = SecretStore()
+        let responder = ControlResponder(sandbox: "sbx", sessions: SessionStore(audit: AuditLog(sink: sink)), gitHosts: ["github.com"],
+                                         secrets: secrets, audit: AuditLog(sink: sink, sandbox: "sbx"))
+        XCTAssertEqual(responder.respond(to: request), .secretSet(name: "anthropic"))
+        XCTAssertEqual(secrets.secret(named: "anthropic")?.withRevealed { $0 }, value)
+        XCTAssertEqual(sink.lines.count, 1)
+        XCTAssertTrue(sink.lines[0].contains(#""event":"secret_set","sandbox":"sbx","via":"control","secret":"anthropic""#), sink.lines[0])
+        XCTAssertFalse(sink.lines[0].contains(value))
+    }
+
+    func testBadSecretsAreRefusedWithoutTheValue() {
+        let secrets = SecretStore()
+        let responder = ControlResponder(sandbox: "sbx", sessions: SessionStore(audit: AuditLog(sink: MemoryAuditSink())), gitHosts: ["github.com"], secrets: secrets)
+        let cases: [(String, String, String)] = [
+            ("Bad Name", value, "\"Bad Name\" is not a secret name (1–64 of a-z, 0-9, '-', '_', '.')"),
+            ("a", "", "secret a: the secret is empty"),
+            ("a", value + "\n" + value, "secret a: the secret must be one line without control characters"),
+            ("a", String(repeating: "k", count: 16 * 1024 + 1), "secret a: the secret is larger than 16384 bytes"),
+        ]
+        for (name, text, expected) in cases {
+            XCTAssertEqual(responder.respond(to: .setSecret(name: name, value: Secret(text))), .failure(expected), name)
+        }
+        XCTAssertTrue(secrets.names.isEmpty)
+        let none = ControlResponder(sandbox: "sbx", sessions: SessionStore(audit: AuditLog(sink: MemoryAuditSink())), gitHosts: ["github.com"])
+        XCTAssertEqual(none.respond(to: .setSecret(name: "a", value: Secret(value))), .failure("this gateway holds no route secrets"))
+        XCTAssertThrowsError(try ControlRequest(jsonLine: Array(#"{"op":"secret-set","name":"a"}"#.utf8))) { error in
+            XCTAssertEqual(String(describing: error), "secret-set needs `name` and `secret`")
+        }
+    }
+}

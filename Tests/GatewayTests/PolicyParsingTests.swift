@@ -14,14 +14,14 @@ final class PolicyParsingTests: XCTestCase {
     }
 
     func testErrorsNameFileLineAndProblem() {
-        let known = "@cargo, @debian, @github, @go, @maven, @npm, @pypi, @rubygems"
+        let known = "@anthropic-api, @cargo, @debian, @gemini-api, @github, @go, @maven, @npm, @openai-api, @pypi, @rubygems"
         let table: [(String, String)] = [
             ("pypi.org\n\n@pipy\n", "policy.txt:3: unknown preset @pipy (known: \(known))"),
             ("bücher.de\n", "policy.txt:1: 'bücher.de' contains non-ASCII characters; write international names as punycode (xn--…)"),
             ("pypi..org\n", "policy.txt:1: 'pypi..org': empty label (two dots in a row, or a leading dot)"),
             (".pypi.org\n", "policy.txt:1: '.pypi.org': empty label (two dots in a row, or a leading dot)"),
             ("pypi.org..\n", "policy.txt:1: 'pypi.org..': empty label (two dots in a row, or a leading dot)"),
-            ("a.com b.com\n", "policy.txt:1: 'a.com b.com' is not a rule (one host, @preset, cidr, allow-private or resolve a line)"),
+            ("a.com b.com\n", "policy.txt:1: 'a.com b.com' is not a rule (one host, @preset, cidr, allow-private, resolve or route a line)"),
             ("a.com:0\n", "policy.txt:1: 'a.com:0' has an invalid port (1–65535)"),
             ("a.com:65536\n", "policy.txt:1: 'a.com:65536' has an invalid port (1–65535)"),
             ("a.com:\n", "policy.txt:1: 'a.com:' has an invalid port (1–65535)"),
@@ -43,8 +43,8 @@ final class PolicyParsingTests: XCTestCase {
             ("resolve a.test\n", "policy.txt:1: resolve 'a.test': expected HOST=ADDRESS[,ADDRESS]"),
             ("resolve a.test=127.1\n", "policy.txt:1: resolve 'a.test=127.1': '127.1' is not an address (write 127.0.0.1 or ::1)"),
             ("resolve 127.0.0.1=127.0.0.1\n", "policy.txt:1: resolve '127.0.0.1=127.0.0.1': the last label is numeric, which spells an IP address"),
-            ("a.com\tb.com\n", "policy.txt:1: 'a.com\tb.com' is not a rule (one host, @preset, cidr, allow-private or resolve a line)"),
-            ("ex ample.com\n", "policy.txt:1: 'ex ample.com' is not a rule (one host, @preset, cidr, allow-private or resolve a line)"),
+            ("a.com\tb.com\n", "policy.txt:1: 'a.com\tb.com' is not a rule (one host, @preset, cidr, allow-private, resolve or route a line)"),
+            ("ex ample.com\n", "policy.txt:1: 'ex ample.com' is not a rule (one host, @preset, cidr, allow-private, resolve or route a line)"),
             ("a_b%2e.com\n", "policy.txt:1: 'a_b%2e.com': character '%' is not allowed in a host name"),
             ("-a.com\n", "policy.txt:1: '-a.com': label '-a' starts or ends with '-'"),
         ]

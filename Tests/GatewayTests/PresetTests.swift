@@ -4,7 +4,7 @@ import XCTest
 /// Every preset parses and names the real hosts its tools use.
 final class PresetTests: XCTestCase {
     func testEveryPresetParsesAndAllowsItsHosts() throws {
-        for (name, lines) in Presets.all {
+        for (name, lines) in Presets.hosts {
             let p = try Policy.parse("@\(name)\n", source: "p")
             XCTAssertEqual(p.presets, [name])
             XCTAssertEqual(p.ruleCount, lines.count, name)
@@ -28,7 +28,7 @@ final class PresetTests: XCTestCase {
             "github": ["github.com", "api.github.com", "raw.githubusercontent.com", "codeload.github.com",
                        "release-assets.githubusercontent.com", "objects.githubusercontent.com"],
         ]
-        XCTAssertEqual(Set(Presets.all.keys), Set(expected.keys))
+        XCTAssertEqual(Set(Presets.hosts.keys), Set(expected.keys))
         for (name, hosts) in expected {
             let p = try Policy.parse("@\(name)\n", source: "p")
             for host in hosts {

@@ -11,6 +11,9 @@ package struct AuditEvent: Sendable, Equatable {
         case dnsDeny = "dns_deny"
         case gitAllow = "git_allow"
         case gitDeny = "git_deny"
+        case apiAllow = "api_allow"
+        case apiDeny = "api_deny"
+        case secretSet = "secret_set"
         case sessionCreate = "session_create"
         case sessionRevoke = "session_revoke"
         case sessionExpire = "session_expire"
@@ -18,10 +21,10 @@ package struct AuditEvent: Sendable, Equatable {
 
         /// The refusals, which share the sandbox's `DenialBudget`, in the order their
         /// dropped-line counts are written.
-        package static let denials: [Kind] = [.dnsDeny, .egressDeny, .gitDeny]
+        package static let denials: [Kind] = [.dnsDeny, .egressDeny, .gitDeny, .apiDeny]
 
         /// Whether this kind is a refusal, limited by the sandbox's `DenialBudget`.
-        package var isDenial: Bool { self == .dnsDeny || self == .egressDeny || self == .gitDeny }
+        package var isDenial: Bool { self == .dnsDeny || self == .egressDeny || self == .gitDeny || self == .apiDeny }
     }
 
     /// The listener or path a decision was made on.
@@ -36,6 +39,8 @@ package struct AuditEvent: Sendable, Equatable {
         case http
         case dns
         case git
+        /// A credential route, `http://airlock.internal/api/NAME/…`.
+        case api
         case control
     }
 
@@ -67,13 +72,21 @@ package struct AuditEvent: Sendable, Equatable {
     package var ok: Bool?
     /// Policy reload: the file that was read.
     package var file: String?
+    /// Credential routes: the route's name.
+    package var route: String?
+    /// Credential routes: the request method.
+    package var method: String?
+    /// Credential routes: the request path below the route, without the query.
+    package var path: String?
+    /// Secrets: the secret's name; never its value.
+    package var secret: String?
 
     package init(
         _ kind: Kind, sandbox: String? = nil, via: Via? = nil, host: String? = nil, port: Int? = nil,
         rule: String? = nil, reason: String? = nil, bytesUp: UInt64? = nil, bytesDown: UInt64? = nil,
         ms: Int? = nil, qtype: String? = nil, repo: String? = nil, service: String? = nil,
         status: Int? = nil, session: String? = nil, scope: [String]? = nil, ok: Bool? = nil,
-        file: String? = nil
+        file: String? = nil, route: String? = nil, method: String? = nil, path: String? = nil, secret: String? = nil
     ) {
         self.kind = kind
         self.sandbox = sandbox
@@ -93,6 +106,10 @@ package struct AuditEvent: Sendable, Equatable {
         self.scope = scope
         self.ok = ok
         self.file = file
+        self.route = route
+        self.method = method
+        self.path = path
+        self.secret = secret
     }
 
     /// The JSON line for this event, without the trailing newline. `ts` is UTC with
@@ -114,6 +131,10 @@ package struct AuditEvent: Sendable, Equatable {
         json.field("qtype", qtype)
         json.field("repo", repo)
         json.field("service", service)
+        json.field("route", route)
+        json.field("method", method)
+        json.field("path", path)
+        json.field("secret", secret)
         json.field("status", status)
         json.field("session", session)
         json.field("scope", scope)

@@ -10,6 +10,7 @@ import Foundation
 /// {"op":"create","repos":["github.com/owner/repo:rw"],"ttl":28800,"upstream_token":"…"}
 /// {"op":"list"}
 /// {"op":"revoke","id":"0123456789ab"}
+/// {"op":"secret-set","name":"anthropic","secret":"…"}
 /// ```
 package enum ControlRequest: Sendable, Equatable {
     /// Create a session for `repos` (`[HOST/]OWNER/REPO[:read|:rw]`) standing for
@@ -19,6 +20,8 @@ package enum ControlRequest: Sendable, Equatable {
     case list
     /// Revoke the session with this id.
     case revoke(id: String)
+    /// Set (or replace) the credential routes' secret `name`, held in memory only.
+    case setSecret(name: String, value: Secret)
 
     private struct Wire: Codable {
         var op: String
@@ -28,6 +31,8 @@ package enum ControlRequest: Sendable, Equatable {
         var id: String?
         var protect: [String]?
         var push_refs: [String]?
+        var name: String?
+        var secret: String?
     }
 
     /// The request as one JSON line, without the newline. Contains the upstream token for
@@ -44,6 +49,8 @@ package enum ControlRequest: Sendable, Equatable {
             wire = Wire(op: "list")
         case let .revoke(id):
             wire = Wire(op: "revoke", id: id)
+        case let .setSecret(name, value):
+            wire = value.withRevealed { Wire(op: "secret-set", name: name, secret: $0) }
         }
         return String(decoding: try JSONEncoder().encode(wire), as: UTF8.self)
     }
@@ -68,8 +75,13 @@ package enum ControlRequest: Sendable, Equatable {
         case "revoke":
             guard let id = wire.id else { throw ControlProtocolError(description: "revoke needs `id`") }
             self = .revoke(id: id)
+        case "secret-set":
+            guard let name = wire.name, let secret = wire.secret else {
+                throw ControlProtocolError(description: "secret-set needs `name` and `secret`")
+            }
+            self = .setSecret(name: name, value: Secret(secret))
         default:
-            throw ControlProtocolError(description: "unknown control operation; expected create, list or revoke")
+            throw ControlProtocolError(description: "unknown control operation; expected create, list, revoke or secret-set")
         }
     }
 }
@@ -80,12 +92,15 @@ package enum ControlRequest: Sendable, Equatable {
 /// {"ok":true,"token":"airlock_s_…","session":{…}}
 /// {"ok":true,"sessions":[{…},…]}
 /// {"ok":true,"session":{…}}            (revoked)
+/// {"ok":true,"secret_set":"anthropic"}
 /// {"ok":false,"error":"…"}
 /// ```
 package enum ControlResponse: Sendable, Equatable {
     case created(token: Secret, session: SessionSummary)
     case sessions([SessionSummary])
     case revoked(SessionSummary)
+    /// The secret of this name was set; the value is never sent back.
+    case secretSet(name: String)
     case failure(String)
 
     private struct Wire: Codable {
@@ -94,6 +109,7 @@ package enum ControlResponse: Sendable, Equatable {
         var token: String?
         var session: SessionSummary?
         var sessions: [SessionSummary]?
+        var secret_set: String?
     }
 
     /// The response as one JSON line, without the newline. Holds the session token for
@@ -107,6 +123,8 @@ package enum ControlResponse: Sendable, Equatable {
             wire = Wire(ok: true, sessions: list)
         case let .revoked(session):
             wire = Wire(ok: true, session: session)
+        case let .secretSet(name):
+            wire = Wire(ok: true, secret_set: name)
         case let .failure(message):
             wire = Wire(ok: false, error: message)
         }
@@ -130,6 +148,8 @@ package enum ControlResponse: Sendable, Equatable {
             self = .created(token: Secret(token), session: session)
         } else if let sessions = wire.sessions {
             self = .sessions(sessions)
+        } else if let name = wire.secret_set {
+            self = .secretSet(name: name)
         } else if let session = wire.session {
             self = .revoked(session)
         } else {

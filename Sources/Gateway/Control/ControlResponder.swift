@@ -1,4 +1,5 @@
-/// Answers control requests for one gateway: creates, lists and revokes its sessions.
+/// Answers control requests for one gateway: creates, lists and revokes its sessions, and
+/// sets the credential routes' secrets.
 ///
 /// Pure decisions over the session store, so tests need no socket. Sessions are always
 /// bound to this gateway's sandbox, and every repository must be on a configured git host.
@@ -7,11 +8,20 @@ package struct ControlResponder: Sendable {
     package let sessions: SessionStore
     /// The git hosts this gateway serves; the first is the default for `OWNER/REPO` entries.
     package let gitHosts: [String]
+    /// Where `secret-set` puts secrets; nil refuses it.
+    package let secrets: SecretStore?
+    /// Where `secret_set` events go (the name, never the value).
+    package let audit: AuditLog?
 
-    package init(sandbox: String, sessions: SessionStore, gitHosts: [String]) {
+    /// The longest secret accepted.
+    package static let maximumSecretBytes = 16 * 1024
+
+    package init(sandbox: String, sessions: SessionStore, gitHosts: [String], secrets: SecretStore? = nil, audit: AuditLog? = nil) {
         self.sandbox = sandbox
         self.sessions = sessions
         self.gitHosts = gitHosts.map { $0.lowercased() }
+        self.secrets = secrets
+        self.audit = audit
     }
 
     /// The default host for scope entries without one: `github.com` when configured, else
@@ -59,6 +69,23 @@ package struct ControlResponder: Sendable {
             } catch {
                 return .failure(String(describing: error))
             }
+        case let .setSecret(name, value):
+            guard let secrets else { return .failure("this gateway holds no route secrets") }
+            guard CredentialRoute.isValidName(name) else {
+                return .failure("\(GitRepository.printable(String(name.prefix(64)))) is not a secret name (1–64 of a-z, 0-9, '-', '_', '.')")
+            }
+            let problem: String? = value.withRevealed { text in
+                if text.isEmpty { return "the secret is empty" }
+                if text.utf8.count > Self.maximumSecretBytes { return "the secret is larger than \(Self.maximumSecretBytes) bytes" }
+                if text.unicodeScalars.contains(where: { $0.value < 0x20 || $0.value == 0x7F }) {
+                    return "the secret must be one line without control characters"
+                }
+                return nil
+            }
+            if let problem { return .failure("secret \(name): \(problem)") }
+            secrets.set(name, value)
+            audit?.record(AuditEvent(.secretSet, sandbox: sandbox, via: .control, secret: name))
+            return .secretSet(name: name)
         }
     }
 }

@@ -74,7 +74,8 @@ extension Policy {
     ///   - resolve: `--resolve HOST=ADDRESS[,ADDRESS]` values.
     ///   - source: how the policy names itself, such as `--allow`.
     /// - Throws: `PolicyError` whose file is the flag and whose message names the value.
-    package static func rules(allow hosts: [String], allowPrivate: [String], resolve: [String], source: String) throws -> Policy {
+    ///   - routes: `--route` values, each a route line without the leading `route`.
+    package static func rules(allow hosts: [String], allowPrivate: [String], resolve: [String], routes: [String] = [], source: String) throws -> Policy {
         var policy = Policy(source: source)
         func add(_ value: String, flag: String, line: String) throws {
             do {
@@ -97,6 +98,9 @@ extension Policy {
         }
         for pin in resolve {
             try add(pin, flag: "--resolve", line: "resolve " + pin)
+        }
+        for route in routes {
+            try add(route, flag: "--route", line: "route " + route)
         }
         return policy
     }
@@ -148,6 +152,8 @@ extension Policy {
             }
             let kind: Rule.Kind = words[0] == "cidr" ? .cidr(range) : .allowPrivate(range)
             append(Rule(kind: kind, text: shown, origin: origin))
+        case "route":
+            try addRoute(Array(words.dropFirst()), text: shown, origin: origin)
         case "resolve":
             guard words.count == 2 else {
                 throw RuleProblem(message: "'\(text)': expected 'resolve HOST=ADDRESS[,ADDRESS]'")
@@ -155,7 +161,7 @@ extension Policy {
             append(try Policy.resolveRule(words[1], text: shown, origin: origin))
         default:
             guard words.count == 1 else {
-                throw RuleProblem(message: "'\(text)' is not a rule (one host, @preset, cidr, allow-private or resolve a line)")
+                throw RuleProblem(message: "'\(text)' is not a rule (one host, @preset, cidr, allow-private, resolve or route a line)")
             }
             let word = words[0]
             if word.hasPrefix("@") {

@@ -23,6 +23,8 @@ package struct Policy: Sendable {
     package private(set) var resolveRules: [String: Rule] = [:]
     /// Presets used, in first-use order, without the `@`.
     package private(set) var presets: [String] = []
+    /// Credential routes (`route NAME URL header …`), in file order, one per name.
+    package internal(set) var routes: [CredentialRoute] = []
     /// The file path, or the flag the rules came from (`--allow`); `a + b` after merging.
     package var source: String
 
@@ -70,7 +72,8 @@ package struct Policy: Sendable {
             if let rule = other.resolveRules[host] { merged.append(rule) }
         }
         for preset in other.presets { merged.notePreset(preset) }
-        if other.ruleCount > 0 {
+        for route in other.routes { merged.replaceRoute(route) }
+        if other.ruleCount > 0 || !other.routes.isEmpty {
             merged.source = self.source == Policy.denyAll.source ? other.source : self.source + " + " + other.source
         }
         return merged

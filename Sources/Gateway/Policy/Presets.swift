@@ -4,8 +4,12 @@
 /// Sources are in docs/policy.md. Some hosts are shared hosting (`storage.googleapis.com`,
 /// `*.githubusercontent.com`): allowing them allows other tenants' content too.
 package enum Presets {
-    /// Preset name (without `@`) → rule lines, in the policy file syntax.
-    package static let all: [String: [String]] = [
+    /// Preset name (without `@`) → rule lines, in the policy file syntax: the host presets
+    /// and the credential-route presets (`RoutePreset`).
+    package static let all: [String: [String]] = hosts.merging(RoutePreset.lines) { host, _ in host }
+
+    /// Host presets: preset name (without `@`) → host rule lines.
+    package static let hosts: [String: [String]] = [
         // pip and uv: the index and JSON API, wheels and sdists, the legacy redirect, get-pip.
         "pypi": [
             "pypi.org",

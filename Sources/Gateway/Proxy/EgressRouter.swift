@@ -27,7 +27,7 @@ package struct EgressRouter: HTTPRouter, TunnelRouter {
     ///   - policy: the sandbox's policy, read per request.
     ///   - audit: where decisions go.
     ///   - gatewayHost: the gateway's address as text (`169.254.200.1`), treated like `airlock.internal`.
-    ///   - internalRouter: serves `/git/…` on `airlock.internal`; `nil` answers `404`.
+    ///   - internalRouter: serves `/git/…` and `/api/…` on `airlock.internal`; `nil` answers `404`.
     package init(mode: Mode, policy: PolicyStore, audit: AuditLog, gatewayHost: String, internalRouter: (any HTTPRouter)?) {
         self.mode = mode
         self.policy = policy
@@ -148,9 +148,10 @@ package struct EgressRouter: HTTPRouter, TunnelRouter {
             }
             return loop.makeSucceededFuture(.respond(.text(.ok, "ok\n")))
         }
-        if pathOnly.hasPrefix("/git/") {
+        if pathOnly.hasPrefix("/git/") || pathOnly.hasPrefix("/api/") {
             guard let internalRouter else {
-                return loop.makeSucceededFuture(.respond(Refusal(.notFound, reason: "the git gateway is not enabled for this sandbox").response))
+                let what = pathOnly.hasPrefix("/git/") ? "the git gateway is" : "credential routes are"
+                return loop.makeSucceededFuture(.respond(Refusal(.notFound, reason: "\(what) not enabled for this sandbox").response))
             }
             var internalHead = head
             internalHead.uri = path

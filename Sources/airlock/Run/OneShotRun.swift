@@ -37,7 +37,12 @@ struct OneShotRun {
             policyFile: plan.gatewayOptions.policy, extraGitHosts: plan.gitHosts,
             sessionLimits: SessionLimits(maxLiveSessions: 4, idleTimeout: SessionLimits().maxTTL),
             reloadPolicy: false, audit: heldAudit.map { AuditLog(sink: $0, sandbox: plan.sandboxName) },
-            logLevel: .warning)
+            logLevel: .warning, secrets: plan.routeSecrets)
+        if let missing = RouteOptions.missingSecretError(
+            Policy.missingSecrets(of: runtime.routes, known: Set(plan.routeSecrets.keys)), environment: ProcessInfoEnvironment.current)
+        {
+            throw missing
+        }
 
         var extraEnvironment: [String: String] = [:]
         if let upstreamToken = plan.upstreamToken {
@@ -47,6 +52,9 @@ struct OneShotRun {
             extraEnvironment = GitSandboxConfig.environment(
                 hosts: runtime.gitUpstreams.hosts, repositories: plan.scope.entries.map(\.repository), token: session.token)
         }
+        // Preset routes point the provider's tools at the gateway; their key variable
+        // holds a placeholder, never the key.
+        extraEnvironment.merge(RoutePreset.environment(for: runtime.routes)) { _, route in route }
         if !plan.droppedNames.isEmpty {
             printNotice("airlock: not passed to the sandbox (credential-looking): \(plan.droppedNames.joined(separator: ", "))")
         }

@@ -27,6 +27,8 @@ struct RunPlan {
     let scope: SessionScope
     let pushPolicy: PushPolicy
     let upstreamToken: Secret?
+    /// The credential routes' secrets (`--secret`).
+    let routeSecrets: [String: Secret]
     let environment: [String: String]
     let droppedNames: [String]
     let view: SandboxView
@@ -68,6 +70,10 @@ struct RunPlan {
             throw Invalid("a token was given but no --repo: name the repositories the command may use")
         }
 
+        // Credential routes' secrets: read now; their variables and files stay outside.
+        let loadedSecrets = try options.routes.load(environment: inherited)
+        routeSecrets = loadedSecrets.secrets
+
         // Who runs CMD.
         switch mode {
         case .root:
@@ -88,9 +94,12 @@ struct RunPlan {
         // CMD's environment: built, not inherited; the token variable never passes.
         var base = inherited
         if let name = options.tokenEnv { base.removeValue(forKey: name) }
-        let built = SandboxEnvironment.build(
+        for name in loadedSecrets.variables { base.removeValue(forKey: name) }
+        var built = SandboxEnvironment.build(
             from: base, home: user.home, user: user.name,
             gateway: topology.gatewayAddress.address.description)
+        // The secrets' variables are removed whatever their names, and listed too.
+        built.droppedNames += loadedSecrets.variables
         environment = built.environment
         // The token variable is removed whatever its name; it is listed with the others.
         droppedNames = Array(Set(built.droppedNames + (options.tokenEnv.map { [$0] } ?? []))).sorted()
@@ -99,7 +108,7 @@ struct RunPlan {
         // airlock's own files are out of the command's reach: hidden inside, and as root
         // an audit log the command's user could change elsewhere is refused.
         sandboxOptions = options.sandbox
-        let ownFiles = [options.tokenFile, options.gateway.policy, options.gateway.auditLog].compactMap { $0 }
+        let ownFiles = [options.tokenFile, options.gateway.policy, options.gateway.auditLog].compactMap { $0 } + loadedSecrets.files
         if mode == .root, let audit = options.gateway.auditLog, let weak = PathSafety.changeable(audit, by: user) {
             throw Invalid("--audit-log \(audit): \(user.name) (uid \(user.uid)) could change \(weak); put the audit log where the command's user cannot write")
         }

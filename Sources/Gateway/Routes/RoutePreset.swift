@@ -1,0 +1,63 @@
+/// Credential-route presets for the common model APIs: the route, and the variables that
+/// point the provider's SDKs and CLIs inside the sandbox at it.
+///
+/// `@anthropic-api` in a policy (or `--allow @anthropic-api`) adds the route `anthropic`;
+/// `airlock run` then sets `ANTHROPIC_BASE_URL` to the gateway and `ANTHROPIC_API_KEY` to
+/// `placeholder`, a value useless outside (the SDKs refuse to start without one; the
+/// gateway replaces whatever key the client sends). Sources are in docs/credential-routes.md.
+package struct RoutePreset: Sendable, Equatable {
+    /// The preset's name, without the `@`.
+    package var name: String
+    /// The route it defines; also the secret's name.
+    package var route: String
+    /// The route line, in the policy file syntax.
+    package var line: String
+    /// Variables set inside the sandbox when the route is in the policy.
+    package var environment: [String: String]
+    /// The variable the provider's tools read the key from on the host, for hints.
+    package var keyVariable: String
+
+    /// The value given to the key variable inside the sandbox.
+    package static let placeholder = "airlock-placeholder-key-the-gateway-adds-the-real-one"
+
+    /// Every route preset.
+    package static let all: [RoutePreset] = [
+        RoutePreset(
+            name: "anthropic-api", route: "anthropic",
+            line: "route anthropic https://api.anthropic.com header x-api-key=secret:anthropic",
+            environment: ["ANTHROPIC_BASE_URL": "http://\(HostName.gateway)/api/anthropic", "ANTHROPIC_API_KEY": placeholder],
+            keyVariable: "ANTHROPIC_API_KEY"),
+        RoutePreset(
+            name: "openai-api", route: "openai",
+            line: "route openai https://api.openai.com header authorization=bearer:openai",
+            environment: ["OPENAI_BASE_URL": "http://\(HostName.gateway)/api/openai/v1", "OPENAI_API_KEY": placeholder],
+            keyVariable: "OPENAI_API_KEY"),
+        RoutePreset(
+            name: "gemini-api", route: "gemini",
+            line: "route gemini https://generativelanguage.googleapis.com header x-goog-api-key=secret:gemini",
+            environment: ["GOOGLE_GEMINI_BASE_URL": "http://\(HostName.gateway)/api/gemini", "GEMINI_API_KEY": placeholder],
+            keyVariable: "GEMINI_API_KEY"),
+    ]
+
+    /// Preset name → its one rule line, for `Presets.all`.
+    static var lines: [String: [String]] {
+        Dictionary(uniqueKeysWithValues: all.map { ($0.name, [$0.line]) })
+    }
+
+    /// The preset whose route is `route`, if any.
+    package static func forRoute(_ route: String) -> RoutePreset? {
+        all.first { $0.route == route }
+    }
+
+    /// The variables to set inside the sandbox for `routes`: each preset route's variables,
+    /// when the policy's route of that name is still the preset's (a route redefined in the
+    /// policy gets none).
+    package static func environment(for routes: [CredentialRoute]) -> [String: String] {
+        var environment: [String: String] = [:]
+        for route in routes {
+            guard let preset = forRoute(route.name), route.text.hasPrefix("@\(preset.name): ") else { continue }
+            environment.merge(preset.environment) { _, new in new }
+        }
+        return environment
+    }
+}

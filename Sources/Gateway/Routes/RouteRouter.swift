@@ -1,0 +1,194 @@
+import NIOConcurrencyHelpers
+import NIOCore
+import NIOHTTP1
+
+/// The credential routes' router: decides every request under `http://airlock.internal/api/`.
+///
+/// `/api/NAME/REST?QUERY` goes to the route's upstream as `BASE/REST?QUERY` over verified
+/// TLS. Every credential header the sandbox sent (`authorization`, `x-api-key`, `api-key`,
+/// `x-goog-api-key`, cookies, and the route's own header names) is removed and the route's
+/// headers are added with the secrets' values. Bodies stream both ways through the
+/// forwarder. An upstream redirect is never passed on: the sandbox gets a `502` saying so.
+/// One audit line per request (`api_allow`, `api_deny`): route, method, path without the
+/// query, status, bytes, time; never a header value, a query or a body.
+package struct RouteRouter: HTTPRouter {
+    package let policy: PolicyStore
+    package let secrets: SecretStore
+    package let trust: RouteUpstreamTrust
+    package let audit: AuditLog
+    /// Requests used per route, against the routes' `budget`.
+    package let budgets: RouteBudgets
+
+    /// The prefix every route path starts with.
+    package static let prefix = "/api/"
+
+    /// Request headers that never go upstream: credentials in every spelling the common
+    /// APIs use, cookies, forwarding claims and `Host` (the router sets its own).
+    package static let strippedRequestHeaders: Set<String> = [
+        "authorization", "proxy-authorization", "x-api-key", "api-key", "x-goog-api-key", "cookie",
+        "host", "forwarded", "x-forwarded-for", "x-forwarded-host", "x-forwarded-proto", "x-real-ip",
+    ]
+
+    /// The longest path written to an audit line.
+    static let auditPathLimit = 200
+
+    package init(policy: PolicyStore, secrets: SecretStore, trust: RouteUpstreamTrust, audit: AuditLog, budgets: RouteBudgets = RouteBudgets()) {
+        self.budgets = budgets
+        self.policy = policy
+        self.secrets = secrets
+        self.trust = trust
+        self.audit = audit
+    }
+
+    package func route(_ head: HTTPRequestHead, context: RequestContext) -> EventLoopFuture<HTTPRoute> {
+        context.eventLoop.makeSucceededFuture(decide(head, sandbox: context.sandbox))
+    }
+
+    /// What `Target.parse` says: the target, or the refusal of the path.
+    package enum Parsed: Equatable, Sendable {
+        case success(Target)
+        case failure(Refusal)
+    }
+
+    /// A request path split into the route's name, the rest of the path and the query.
+    package struct Target: Equatable, Sendable {
+        package var name: String
+        /// The path below the route, `""` or starting with `/`.
+        package var rest: String
+        /// `""` or starting with `?`.
+        package var query: String
+
+        /// Splits `uri` (`/api/NAME[/REST][?QUERY]`).
+        /// - Returns: the target, or why the path is refused.
+        package static func parse(_ uri: String) -> Parsed {
+            guard uri.hasPrefix(RouteRouter.prefix) else {
+                return .failure(Refusal(.notFound, reason: "credential routes are under \(RouteRouter.prefix)NAME/"))
+            }
+            let afterPrefix = uri.dropFirst(RouteRouter.prefix.count)
+            let pathPart: Substring
+            var query: Substring = ""
+            if let mark = afterPrefix.firstIndex(of: "?") {
+                pathPart = afterPrefix[..<mark]
+                query = afterPrefix[mark...]
+            } else {
+                pathPart = afterPrefix
+            }
+            let name: Substring
+            var rest: Substring = ""
+            if let slash = pathPart.firstIndex(of: "/") {
+                name = pathPart[..<slash]
+                rest = pathPart[slash...]
+            } else {
+                name = pathPart
+            }
+            guard uri.utf8.allSatisfy({ $0 > 0x20 && $0 < 0x7F }), !rest.contains("\\"), !rest.contains("#") else {
+                return .failure(Refusal(.badRequest, reason: "the path has characters a route does not pass"))
+            }
+            guard CredentialRoute.isValidName(String(name)) else {
+                return .failure(Refusal(.notFound, reason: "no route '\(String(name.prefix(64)))' on \(HostName.gateway)"))
+            }
+            let lower = rest.lowercased()
+            if lower.contains("%2e") || lower.contains("%2f") || lower.contains("%5c")
+                || rest.split(separator: "/", omittingEmptySubsequences: false).contains(where: { $0 == "." || $0 == ".." })
+            {
+                return .failure(Refusal(.badRequest, reason: "route \(name): `.`, `..` and escaped dots or slashes are not allowed in the path"))
+            }
+            return .success(Target(name: String(name), rest: String(rest), query: String(query)))
+        }
+
+        /// The URI sent upstream: the route's base path, the rest, the query.
+        package func upstreamURI(basePath: String) -> String {
+            let path = basePath + rest
+            return (path.isEmpty ? "/" : path) + query
+        }
+
+        /// The path as audited: the rest, without the query, bounded.
+        var auditPath: String {
+            let path = rest.isEmpty ? "/" : rest
+            return path.count > RouteRouter.auditPathLimit ? String(path.prefix(RouteRouter.auditPathLimit)) + "…" : path
+        }
+    }
+
+    /// The decision for one request head received on `sandbox`'s listener.
+    package func decide(_ head: HTTPRequestHead, sandbox: String) -> HTTPRoute {
+        let method = head.method.rawValue
+        let target: Target
+        switch Target.parse(head.uri) {
+        case .failure(let refusal):
+            return deny(refusal, sandbox: sandbox, route: nil, method: method, path: nil)
+        case .success(let parsed):
+            target = parsed
+        }
+        let current = policy.current
+        guard let route = current.route(named: target.name) else {
+            let known = current.routes.map(\.name)
+            let hint = known.isEmpty ? "the policy defines no routes (see `route` in docs/policy.md)" : "routes: " + known.joined(separator: ", ")
+            return deny(Refusal(.notFound, reason: "no route '\(target.name)' on \(HostName.gateway)", hint: hint),
+                        sandbox: sandbox, route: target.name, method: method, path: target.auditPath)
+        }
+        var headers = HTTPHeaders()
+        let replaced = Set(route.headers.map(\.name))
+        for (name, value) in head.headers {
+            let lower = name.lowercased()
+            if Self.strippedRequestHeaders.contains(lower) || replaced.contains(lower) { continue }
+            headers.add(name: name, value: value)
+        }
+        headers.add(name: "Host", value: route.hostHeader)
+        for header in route.headers {
+            guard let secret = secrets.secret(named: header.secret) else {
+                return deny(Refusal(.serviceUnavailable, reason: "route \(route.name): the secret \(header.secret) is not set",
+                                    hint: "set it with `airlock secret set \(sandbox) \(header.secret)`"),
+                            sandbox: sandbox, route: route.name, method: method, path: target.auditPath)
+            }
+            secret.withRevealed { headers.add(name: header.name, value: header.value(for: $0)) }
+        }
+        if let budget = route.budget, !budgets.take(route.name, limit: budget) {
+            return deny(Refusal(.tooManyRequests, reason: "route \(route.name): its budget of \(budget) requests is spent",
+                                hint: "the route's `budget` allows no more requests in this run"),
+                        sandbox: sandbox, route: route.name, method: method, path: target.auditPath)
+        }
+        var upstreamHead = HTTPRequestHead(version: head.version, method: head.method, uri: target.upstreamURI(basePath: route.basePath))
+        upstreamHead.headers = headers
+
+        let audit = self.audit
+        let name = route.name
+        let path = target.auditPath
+        let host = route.host
+        let intercepted = NIOLockedValueBox<String?>(nil)
+        let exchange = UpstreamExchange(
+            target: UpstreamTarget(host: route.host, port: route.port, tls: trust.context,
+                                   address: try? SocketAddress(ipAddress: route.host, port: route.port)),
+            head: upstreamHead,
+            gatewayHeaders: replaced.union(["host"]),
+            interceptResponse: { response in
+                guard let refusal = Self.refusalForUpstream(status: Int(response.status.code), route: name) else { return nil }
+                intercepted.withLockedValue { $0 = refusal.reason }
+                return refusal.response
+            },
+            completion: { outcome in
+                let refused = intercepted.withLockedValue { $0 }
+                let failed = outcome.failure != nil && outcome.bytesDown == 0 && (outcome.status.map { $0 >= 400 } ?? true)
+                audit.record(AuditEvent(
+                    refused != nil || failed ? .apiDeny : .apiAllow, sandbox: sandbox, via: .api, host: host,
+                    reason: refused ?? outcome.failure, bytesUp: outcome.bytesUp, bytesDown: outcome.bytesDown,
+                    ms: outcome.milliseconds, status: outcome.status ?? (refused != nil ? 502 : nil),
+                    route: name, method: method, path: path))
+            })
+        return .forward(exchange)
+    }
+
+    /// The refusal that replaces an upstream redirect: never followed, never passed on (a
+    /// client following it would leave the route, or take the credential elsewhere).
+    package static func refusalForUpstream(status: Int, route: String) -> Refusal? {
+        guard (300..<400).contains(status), status != 304 else { return nil }
+        return Refusal(.badGateway, reason: "route \(route): the upstream answered with a redirect (HTTP \(status)); airlock does not follow redirects",
+                       closeConnection: true)
+    }
+
+    private func deny(_ refusal: Refusal, sandbox: String, route: String?, method: String, path: String?) -> HTTPRoute {
+        audit.record(AuditEvent(
+            .apiDeny, sandbox: sandbox, via: .api, reason: refusal.reason, status: Int(refusal.status.code),
+            route: route, method: method, path: path))
+        return .respond(refusal.response)
+    }
+}

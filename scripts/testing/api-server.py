@@ -1,0 +1,118 @@
+#!/usr/bin/env python3
+"""A stand-in for a model API over HTTPS on 127.0.0.1, for airlock's credential-route tests.
+
+Every request is appended to the capture file as one JSON line (method, path, headers), so a
+test can see which key reached the upstream. Answers never repeat a request header.
+  POST /v1/messages, /v1/chat/completions   200 JSON naming the path and the body's length
+  GET  /v1/stream?pieces=N&gap=S            200 text/event-stream: N events, S seconds apart,
+                                            each flushed as it is written (chunked)
+  GET  /v1/redirect                         302 to https://elsewhere.invalid/
+  anything else                             200 JSON naming the path
+
+Usage: api-server.py --port P --cert CERT --key KEY --capture FILE
+Prints "listening on ADDR:PORT" when ready.
+"""
+import argparse
+import json
+import socketserver
+import ssl
+import sys
+import time
+from http.server import BaseHTTPRequestHandler, HTTPServer
+from urllib.parse import parse_qs, urlsplit
+
+
+class Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    capture = None
+
+    def log_message(self, fmt, *args):
+        pass
+
+    def _record(self):
+        entry = {"method": self.command, "path": self.path,
+                 "headers": [[k.lower(), v] for k, v in self.headers.items()]}
+        with open(self.capture, "a") as f:
+            f.write(json.dumps(entry) + "\n")
+
+    def _json(self, status, obj):
+        body = json.dumps(obj).encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def _body(self):
+        if self.headers.get("Transfer-Encoding", "").lower() == "chunked":
+            body = b""
+            while True:
+                size = int(self.rfile.readline().split(b";")[0].strip(), 16)
+                if size == 0:
+                    self.rfile.readline()
+                    return body
+                body += self.rfile.read(size)
+                self.rfile.readline()
+        return self.rfile.read(int(self.headers.get("Content-Length", "0")))
+
+    def do_GET(self):
+        self._record()
+        url = urlsplit(self.path)
+        if url.path == "/v1/stream":
+            query = parse_qs(url.query)
+            pieces = int(query.get("pieces", ["3"])[0])
+            gap = float(query.get("gap", ["1"])[0])
+            self.send_response(200)
+            self.send_header("Content-Type", "text/event-stream")
+            self.send_header("Cache-Control", "no-cache")
+            self.send_header("Transfer-Encoding", "chunked")
+            self.end_headers()
+            for i in range(pieces):
+                event = f"data: piece {i}\n\n".encode()
+                self.wfile.write(b"%x\r\n%s\r\n" % (len(event), event))
+                self.wfile.flush()
+                if i + 1 < pieces:
+                    time.sleep(gap)
+            self.wfile.write(b"0\r\n\r\n")
+            self.wfile.flush()
+            return
+        if url.path == "/v1/redirect":
+            self.send_response(302)
+            self.send_header("Location", "https://elsewhere.invalid/")
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+            return
+        self._json(200, {"path": url.path})
+
+    def do_POST(self):
+        self._record()
+        body = self._body()
+        self._json(200, {"path": urlsplit(self.path).path, "received_bytes": len(body)})
+
+
+class Server(socketserver.ThreadingMixIn, HTTPServer):
+    daemon_threads = True
+    allow_reuse_address = True
+
+
+def main():
+    p = argparse.ArgumentParser()
+    p.add_argument("--port", type=int, required=True)
+    p.add_argument("--cert", required=True)
+    p.add_argument("--key", required=True)
+    p.add_argument("--capture", required=True)
+    a = p.parse_args()
+    Handler.capture = a.capture
+    server = Server(("127.0.0.1", a.port), Handler)
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(a.cert, a.key)
+    server.socket = context.wrap_socket(server.socket, server_side=True)
+    print(f"listening on 127.0.0.1:{server.server_address[1]}", flush=True)
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        pass
+
+
+if __name__ == "__main__":
+    sys.exit(main())
