@@ -64,14 +64,11 @@ struct PolicyCommand: ParsableCommand {
                 let (host, port) = try Self.split(target)
                 let policy = try Policy.load(path: file)
                 for line in policy.explain(host: host, port: port) { print(line) }
-<<<<<<< HEAD
-                if case .allow = policy.decide(host: host, port: port) { return true }
-                return false
-=======
                 if !policy.routes.isEmpty {
                     for line in policy.explainRoutes() { print(line) }
                 }
->>>>>>> feb1c5caa61f6206c67d3885d0019150c71a99aa
+                if case .allow = policy.decide(host: host, port: port) { return true }
+                return false
             }
             if !allowed { throw ExitCode(1) }
         }

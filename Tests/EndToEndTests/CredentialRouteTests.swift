@@ -208,7 +208,7 @@ final class CredentialRouteTests: XCTestCase {
         let rig = try rig
         let marker = try rig.workDirectory() + "/ran"
         let missing = try airlockRun(.rootless, standInFlags(rig) + ["--allow", "@anthropic-api"], script: "touch \(marker)")
-        XCTAssertEqual(missing.status, 64, "\(missing)")
+        XCTAssertEqual(missing.status, 125, "\(missing)")
         XCTAssertEqual(missing.stderr, "airlock: error: route anthropic (@anthropic-api) needs the secret anthropic: ANTHROPIC_API_KEY is set here; pass --secret anthropic=env:ANTHROPIC_API_KEY to use it\n")
         XCTAssertFalse(FileManager.default.fileExists(atPath: marker), "the command ran")
 
@@ -216,7 +216,7 @@ final class CredentialRouteTests: XCTestCase {
         XCTAssertEqual(custom.stderr, "airlock: error: route corp needs the secret corp, which was not given: pass --secret corp=env:VAR, --secret corp=file:PATH or --secret corp=- (standard input)\n", "\(custom)")
 
         let inline = try airlockRun(.rootless, ["--allow", "@anthropic-api", "--secret", "anthropic=sk-inline"], script: "true")
-        XCTAssertEqual(inline.status, 64)
+        XCTAssertEqual(inline.status, 125)
         XCTAssertEqual(inline.stderr, "airlock: error: --secret anthropic: give env:VAR, file:PATH or - (standard input); a value on the command line would show in ps\n", "\(inline)")
         XCTAssertFalse(FileManager.default.fileExists(atPath: marker))
     }
