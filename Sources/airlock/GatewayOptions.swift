@@ -132,10 +132,10 @@ struct GatewayOptions: ParsableArguments {
 
     /// The audit log: `--audit-log FILE` (appended, 0600) or stderr.
     /// - Throws: `AuditLogError.cannotOpen` naming the file.
-    func openAuditLog(sandbox: String) throws -> AuditLog {
+    func openAuditLog(sandbox: String, tally: RefusalTally? = nil) throws -> AuditLog {
         if let auditLog {
-            return AuditLog(sink: try FileDescriptorAuditSink(appendingTo: auditLog), sandbox: sandbox)
+            return AuditLog(sink: try FileDescriptorAuditSink(appendingTo: auditLog), sandbox: sandbox, tally: tally)
         }
-        return AuditLog(sink: FileDescriptorAuditSink.standardError, sandbox: sandbox)
+        return AuditLog(sink: FileDescriptorAuditSink.standardError, sandbox: sandbox, tally: tally)
     }
 }

@@ -25,6 +25,7 @@ final class GatewayRuntime {
     private let options: GatewayOptions
     private let policyFile: String?
     private let reloadPolicy: Bool
+    private let repositoriesGiven: Bool
     private let initialPolicy: Policy
     private let flagPolicy: Policy
     private var logger: Logger
@@ -45,11 +46,16 @@ final class GatewayRuntime {
     /// - Throws: `PolicyError`, `AuditLogError`, `GitUpstreams.ConfigurationError`, each one line.
     ///   - reloadPolicy: whether the policy file is re-read on change and SIGHUP (`run`
     ///     reads it once: its command may be able to change the file).
+    ///   - repositoriesGiven: false for a `run` without `--repo`: no session can exist, and
+    ///     every git request is answered with the `--repo` to pass (`UnscopedGitRouter`).
     ///   - audit: where audit lines go instead of `--audit-log` or stderr.
+    ///   - tally: counts the refusals of the log opened from `--audit-log` or stderr (when
+    ///     `audit` is given, that log carries its own).
     init(
         sandbox: String, gatewayAddress: IPAddress, options: GatewayOptions, policyFile: String?,
         extraGitHosts: [String] = [], sessionLimits: SessionLimits = SessionLimits(),
-        reloadPolicy: Bool = true, audit: AuditLog? = nil, logLevel: Logger.Level = .info
+        reloadPolicy: Bool = true, audit: AuditLog? = nil, tally: RefusalTally? = nil, repositoriesGiven: Bool = true,
+        logLevel: Logger.Level = .info
     ) throws {
         self.sandbox = sandbox
         self.gatewayAddress = gatewayAddress
@@ -71,12 +77,18 @@ final class GatewayRuntime {
         if let audit {
             self.audit = audit
         } else {
-            self.audit = try options.openAuditLog(sandbox: sandbox)
+            self.audit = try options.openAuditLog(sandbox: sandbox, tally: tally)
         }
         self.reloadPolicy = reloadPolicy
+        self.repositoriesGiven = repositoriesGiven
         sessions = SessionStore(limits: sessionLimits, audit: self.audit)
         logger = Logger(label: "airlock.gateway")
         logger.logLevel = logLevel
+    }
+
+    /// Whether the policy in force at start allows `host` on port 443 (git over HTTPS).
+    func allowsHTTPS(to host: String) -> Bool {
+        initialPolicy.decide(host: host, port: 443).isAllowed
     }
 
     /// Starts serving `listeners` (descriptors the server takes over) and `extraServices`.
@@ -105,7 +117,9 @@ final class GatewayRuntime {
         let configuration = GatewayConfiguration(
             sandbox: sandbox, gatewayAddress: gatewayAddress, policy: store, audit: audit,
             limits: options.limits,
-            internalRouter: GitRouter(upstreams: gitUpstreams, sessions: sessions, audit: audit),
+            internalRouter: repositoriesGiven
+                ? GitRouter(upstreams: gitUpstreams, sessions: sessions, audit: audit)
+                : UnscopedGitRouter(hosts: gitUpstreams.hosts, audit: audit),
             logger: logger)
         let readyOrStopped = self.readyOrStopped
         let server = GatewayServer(

@@ -35,6 +35,9 @@ struct RunPlan {
     let topology: SandboxTopology
     let gatewayOptions: GatewayOptions
     let json: Bool
+    /// GitHub Actions' step summary file (`GITHUB_STEP_SUMMARY`), where the run report is
+    /// appended as Markdown.
+    let stepSummary: String?
 
     /// The sandbox's name in audit lines: `run-<pid>`.
     let sandboxName: String
@@ -44,6 +47,7 @@ struct RunPlan {
         command = options.command
         gatewayOptions = options.gateway
         json = options.json
+        stepSummary = inherited["GITHUB_STEP_SUMMARY"].flatMap { $0.isEmpty ? nil : $0 }
         topology = try SandboxTopology()
         sandboxName = "run-\(getpid())"
 
