@@ -56,7 +56,7 @@ struct RunReport: Equatable {
             }
         }
         if untallied > 0 {
-            lines.append("  and \(Self.times(untallied)) more, for names and addresses past the first \(items.count) listed")
+            lines.append("  and \(untallied) more, of names and addresses past the first \(items.count) listed")
         }
         return lines
     }
@@ -74,7 +74,7 @@ struct RunReport: Equatable {
             text += "| \(Self.code(item.what)) | \(item.count) | \(Self.cell(item.reason)) | \(fix) |\n"
         }
         if untallied > 0 {
-            text += "\nAnd \(Self.times(untallied)) more, for names and addresses past the first \(items.count) listed.\n"
+            text += "\nAnd \(untallied) more, of names and addresses past the first \(items.count) listed.\n"
         }
         return text + "\n"
     }
