@@ -93,6 +93,8 @@ struct GatewayCommand: ParsableCommand {
                     print(readyLine)
                     fflush(stdout)
                 })
+            options.learnStartNotice.map(printNotice)
+            defer { options.learnEndNotice.map(printNotice) }
             try runtime.wait()
         }
     }

@@ -25,6 +25,13 @@ package struct Policy: Sendable {
     package private(set) var presets: [String] = []
     /// The file path, or the flag the rules came from (`--allow`); `a + b` after merging.
     package var source: String
+    /// Learn mode (`--learn`): every valid name is allowed, on every port, where no deny
+    /// rule matches. IP literals still need a `cidr` rule and resolved addresses still pass
+    /// the address check. Set only from the command line, never by a policy file.
+    package var learning = false
+
+    /// The `rule` of decisions that only learn mode allowed.
+    package static let learnRule = "learn mode"
 
     /// A policy that allows nothing.
     package static let denyAll = Policy(source: "no policy")
@@ -70,6 +77,7 @@ package struct Policy: Sendable {
             if let rule = other.resolveRules[host] { merged.append(rule) }
         }
         for preset in other.presets { merged.notePreset(preset) }
+        merged.learning = learning || other.learning
         if other.ruleCount > 0 {
             merged.source = self.source == Policy.denyAll.source ? other.source : self.source + " + " + other.source
         }
@@ -101,6 +109,7 @@ package struct Policy: Sendable {
         }
         let matching = allowRules.filter { $0.matches(name: name) }
         if matching.isEmpty {
+            if learning { return .allow(rule: Self.learnRule) }
             return .deny(.notAllowlisted(name: name))
         }
         // Exact hosts before subdomain rules, a rule naming this port before the defaults.
@@ -108,6 +117,7 @@ package struct Policy: Sendable {
         if let rule = ranked.first(where: { $0.allows(port: port) }) {
             return .allow(rule: rule.text)
         }
+        if learning { return .allow(rule: Self.learnRule) }
         let ports = Set(matching.compactMap(\.port)).sorted()
         let other = ports.isEmpty ? "" : "; rules allow \(ports.map(String.init).joined(separator: ", "))"
         let defaults = matching.contains { $0.port == nil } ? "only 80 and 443 without a host:port rule" : "no rule for this port"
@@ -150,7 +160,7 @@ package struct Policy: Sendable {
         guard HostLiteral.parse(name) == nil, let normal = try? HostName.normalise(name) else { return false }
         if normal == HostName.gateway || normal.hasSuffix("." + HostName.gateway) { return false }
         if denyRules.contains(where: { $0.matches(name: normal) }) { return false }
-        return allowRules.contains { $0.matches(name: normal) }
+        return learning || allowRules.contains { $0.matches(name: normal) }
     }
 
     /// Checks an address after resolution (or an allowed literal) against the address

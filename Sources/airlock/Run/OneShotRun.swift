@@ -30,7 +30,7 @@ struct OneShotRun {
             throw CLIError("gateway address \(plan.topology.gatewayAddress) is not usable")
         }
         // Without --audit-log the audit lines wait until CMD has ended: CMD shares stderr.
-        let heldAudit = plan.gatewayOptions.auditLog == nil ? HeldAuditSink() : nil
+        let heldAudit = plan.gatewayOptions.auditLogPath == nil ? HeldAuditSink() : nil
         // Every refusal is counted for the report printed when CMD has ended.
         let tally = RefusalTally()
         // The policy is read once: CMD may be able to change the file (always, rootless).
@@ -61,6 +61,7 @@ struct OneShotRun {
             printNotice("airlock: not passed to the sandbox (credential-looking): \(plan.droppedNames.joined(separator: ", "))")
         }
         plan.view.notices.forEach(printNotice)
+        plan.gatewayOptions.learnStartNotice.map(printNotice)
         let spec = SandboxChildSpec(plan: plan, extraEnvironment: extraEnvironment)
 
         let status: Int32
@@ -75,6 +76,7 @@ struct OneShotRun {
             heldAudit?.release(to: 2)
             refusals = tally.summary
         }
+        plan.gatewayOptions.learnEndNotice.map(printNotice)
         let report = RunReport(refusals ?? RefusalTally.Summary())
         report.lines.forEach(printNotice)
         if refusals == nil {
