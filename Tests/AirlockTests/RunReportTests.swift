@@ -73,3 +73,19 @@ final class RunReportTests: XCTestCase {
         ])
     }
 }
+
+/// `--learn FILE` is the audit log: it replaces `--audit-log`, and giving both is refused.
+final class LearnOptionTests: XCTestCase {
+    func testLearnAndAuditLogAreExclusiveAndLearnIsTheAuditLog() throws {
+        XCTAssertThrowsError(try RunCommand.parse(["--learn", "a.jsonl", "--audit-log", "b.jsonl", "--", "/bin/true"])) { error in
+            XCTAssertEqual(RunCommand.message(for: error), "--learn a.jsonl is the audit log: give --learn or --audit-log, not both")
+        }
+        let learning = try RunCommand.parse(["--learn", "a.jsonl", "--", "/bin/true"])
+        XCTAssertEqual(learning.gateway.auditLogPath, "a.jsonl")
+        XCTAssertTrue(try learning.gateway.flagPolicy().learning)
+        let enforcing = try RunCommand.parse(["--audit-log", "b.jsonl", "--", "/bin/true"])
+        XCTAssertEqual(enforcing.gateway.auditLogPath, "b.jsonl")
+        XCTAssertFalse(try enforcing.gateway.flagPolicy().learning)
+        XCTAssertNil(enforcing.gateway.learnStartNotice)
+    }
+}

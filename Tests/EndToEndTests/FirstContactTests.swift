@@ -8,14 +8,20 @@ import XCTest
 /// 65534), with the built binary and real curl, dig and git. Nothing is dialled: every
 /// name asked for is refused by the gateway.
 final class FirstContactTests: XCTestCase {
-    /// Shared by every test of the class: a copy of the binary an unprivileged user can run.
+    /// Shared by every test of the class: a copy of the binary an unprivileged user can
+    /// run, and an HTTPS stand-in on 127.0.0.1:443 for a package index (`index.test`) whose
+    /// files are on a second name (`files.test`), as PyPI's are.
     final class Rig {
         let dir: TemporaryDirectory
         let binary: String
+        let ca: TestCA
+        let https: WebUpstream
 
         init() throws {
             dir = try TemporaryDirectory(prefix: "airlock-first-contact")
             chmod(dir.path, 0o755)
+            ca = try TestCA(in: dir.path, names: ["index.test", "files.test", "other.test"])
+            https = try WebUpstream(port: 443, tls: ca)
             binary = dir.file("airlock")
             try FileManager.default.copyItem(atPath: TestPaths.airlock, toPath: binary)
             chmod(binary, 0o755)
@@ -105,6 +111,48 @@ final class FirstContactTests: XCTestCase {
             XCTAssertTrue(markdown.contains("| `denied.example:443` | 2 | denied.example is not on the allowlist | `--allow denied.example` or the policy line `denied.example` |"),
                           "\(mode): \(markdown)")
             XCTAssertTrue(markdown.contains("| `nope.example (DNS A)` | 1 |"), "\(mode): \(markdown)")
+        }
+    }
+
+    /// Learn, suggest, enforce: a learn run fetches from the index and its files host (both
+    /// on loopback, which only the pins and `allow-private` flags reach); `policy suggest`
+    /// turns the learn file into a policy; an enforced run with that policy fetches the same
+    /// and is refused a name it never used.
+    func testLearnThenSuggestThenEnforce() throws {
+        let pins = ["--resolve", "index.test=127.0.0.1", "--resolve", "files.test=127.0.0.1", "--resolve", "other.test=127.0.0.1",
+                    "--allow-private", "127.0.0.0/8=index.test", "--allow-private", "127.0.0.0/8=files.test",
+                    "--allow-private", "127.0.0.0/8=other.test"]
+        for mode in RunMode.allCases {
+            let rig = try rig
+            let fetch = """
+                curl -sS --max-time 20 --cacert \(rig.ca.caFile) https://index.test/simple/demo/ && echo
+                curl -sS --max-time 20 --cacert \(rig.ca.caFile) https://files.test/packages/demo-1.0.tar.gz && echo
+                """
+            // As root the learn file lies where the command's account cannot write; rootless,
+            // the gateway is that account, and the file is hidden from the command.
+            let learned = mode == .root ? rig.dir.file("learn-\(UUID().uuidString.prefix(8)).jsonl") : try rig.workDirectory() + "/learn.jsonl"
+            let learn = try airlockRun(mode, ["--learn", learned] + pins, script: fetch)
+            XCTAssertEqual(learn.status, 0, "\(mode): \(learn)")
+            XCTAssertEqual(learn.stdout, "host=index.test path=/simple/demo/\nhost=files.test path=/packages/demo-1.0.tar.gz\n", "\(mode): \(learn)")
+            XCTAssertTrue(learn.stderr.contains("airlock: learn mode: NOTHING IS ENFORCED: every name is reachable on every port (no IP literals, no private addresses); what is used is recorded in \(learned)"), "\(mode): \(learn)")
+            XCTAssertTrue(learn.stderr.contains("airlock: learn mode: nothing was enforced; what was used is in \(learned); turn it into a policy with `airlock policy suggest \(learned)`"), "\(mode): \(learn)")
+
+            let suggest = try Run.process([rig.binary, "policy", "suggest", learned], environment: ["PATH": "/usr/bin:/bin"])
+            XCTAssertEqual(suggest.status, 0, "\(mode): \(suggest)")
+            let rules = suggest.stdout.split(separator: "\n").filter { !$0.hasPrefix("#") && !$0.isEmpty }
+            XCTAssertEqual(rules, ["index.test", "files.test"], "\(mode): \(suggest)")
+            let policy = rig.dir.file("suggested-\(UUID().uuidString.prefix(8)).txt")
+            try suggest.stdout.write(toFile: policy, atomically: true, encoding: .utf8)
+            chmod(policy, 0o644)
+
+            let enforced = try airlockRun(mode, ["--policy", policy] + pins, script: fetch + "\n" + """
+                curl -sS --max-time 20 --cacert \(rig.ca.caFile) https://other.test/ 2>&1; echo "other=$?"
+                """)
+            XCTAssertEqual(enforced.status, 0, "\(mode): \(enforced)")
+            XCTAssertTrue(enforced.stdout.hasPrefix("host=index.test path=/simple/demo/\nhost=files.test path=/packages/demo-1.0.tar.gz\n"), "\(mode): \(enforced)")
+            XCTAssertTrue(enforced.stdout.contains("CONNECT tunnel failed, response 403"), "\(mode): \(enforced)")
+            XCTAssertFalse(enforced.stderr.contains("learn mode"), "\(mode): \(enforced)")
+            XCTAssertTrue(enforced.stderr.contains("  other.test:443 (1 time): other.test is not on the allowlist\n"), "\(mode): \(enforced)")
         }
     }
 
