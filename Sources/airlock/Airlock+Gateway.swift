@@ -99,6 +99,8 @@ struct GatewayCommand: ParsableCommand {
                     fflush(stdout)
                     notifier?.ready(status: "serving \(sandbox) on \(gatewayAddress)")
                 })
+            options.learnStartNotice.map(printNotice)
+            defer { options.learnEndNotice.map(printNotice) }
             defer { notifier?.stopping() }
             try runtime.wait()
         }

@@ -1,3 +1,6 @@
+#if canImport(Glibc)
+import Glibc
+#endif
 import ArgumentParser
 import Gateway
 
@@ -5,14 +8,14 @@ import Gateway
 struct PolicyCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "policy",
-        abstract: "Check and explain policy files.",
+        abstract: "Check, explain and suggest policy files.",
         discussion: """
             A policy file lists the hosts a sandbox may reach, one rule a line: `host` (ports 80 \
             and 443), `*.suffix` (subdomains, not the apex), `host:port`, `!host` (deny wins), \
             `@preset`, `cidr CIDR`, `allow-private CIDR`, `resolve HOST=ADDRESS[,ADDRESS]`, and \
             `#` comments. See docs/policy.md.
             """,
-        subcommands: [Check.self, Explain.self]
+        subcommands: [Check.self, Explain.self, Suggest.self]
     )
 
     /// `airlock policy check FILE`
@@ -37,6 +40,71 @@ struct PolicyCommand: ParsableCommand {
                     print("route \(route.name): \(route.sandboxURL) -> \(route.url), secrets \(route.secretNames.joined(separator: ", "))")
                 }
             }
+        }
+    }
+
+    /// `airlock policy suggest AUDIT…`
+    struct Suggest: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Turn audit logs (of `run --learn`, or of enforced runs) into a policy file on stdout.",
+            discussion: """
+                Every host used (or refused for want of a rule) becomes a rule: a preset where \
+                the host is one of a preset's, `*.suffix` where several siblings were used, \
+                `host:port` off ports 80 and 443, else the host; each with a comment giving its \
+                counts and first and last use. Shared-hosting names are flagged. IP literals, git \
+                requests and refusals no rule lifts are left out. Review the result before use: \
+                it allows what the command used, not what it needs.
+                """
+        )
+
+        /// Longer lines are not audit lines; they are skipped, not held.
+        static let maxLineBytes = 64 << 10
+
+        @Argument(help: "Audit log files (JSON lines).")
+        var files: [String] = []
+
+        func validate() throws {
+            if files.isEmpty { throw ValidationError("missing the audit log: airlock policy suggest AUDIT…") }
+        }
+
+        func run() throws {
+            try reportingErrors {
+                var suggestion = PolicySuggestion()
+                for file in files {
+                    try Self.readLines(file) { suggestion.add(line: $0) }
+                }
+                print(suggestion.policy(sources: files), terminator: "")
+            }
+        }
+
+        /// Calls `body` with each line of `path`, read in pieces: no whole file is held.
+        static func readLines(_ path: String, _ body: (String) -> Void) throws {
+            guard let file = fopen(path, "r") else {
+                throw CLIError("\(path): cannot read it (\(String(cString: strerror(errno))))")
+            }
+            defer { fclose(file) }
+            var line: [UInt8] = []
+            var skipping = false
+            var buffer = [UInt8](repeating: 0, count: 65536)
+            while true {
+                let count = buffer.withUnsafeMutableBytes { fread($0.baseAddress, 1, $0.count, file) }
+                if count == 0 { break }
+                for byte in buffer[..<count] {
+                    if byte == UInt8(ascii: "\n") {
+                        if !skipping { body(String(decoding: line, as: UTF8.self)) }
+                        line.removeAll(keepingCapacity: true)
+                        skipping = false
+                    } else if !skipping {
+                        line.append(byte)
+                        if line.count > maxLineBytes {
+                            skipping = true
+                            line.removeAll(keepingCapacity: true)
+                        }
+                    }
+                }
+            }
+            if ferror(file) != 0 { throw CLIError("\(path): cannot read it") }
+            if !skipping && !line.isEmpty { body(String(decoding: line, as: UTF8.self)) }
         }
     }
 

@@ -29,6 +29,9 @@ struct GatewayOptions: ParsableArguments {
     @Option(name: .long, help: ArgumentHelp("Append audit lines (JSON) to this file instead of stderr.", valueName: "file"))
     var auditLog: String?
 
+    @Option(name: .long, help: ArgumentHelp("Learn mode: enforce nothing (every name, every port; still no IP literals and no private addresses) and append the audit lines, which record what was used, to this file; `airlock policy suggest FILE` turns them into a policy.", valueName: "file"))
+    var learn: String?
+
     @Option(name: .long, help: ArgumentHelp("Largest request head accepted, in bytes.", valueName: "bytes"))
     var maxHeaderBytes: Int = GatewayLimits().maxHeaderBytes
 
@@ -60,6 +63,9 @@ struct GatewayOptions: ParsableArguments {
     var upstreamCA: String?
 
     func validate() throws {
+        if let learn, auditLog != nil {
+            throw ValidationError("--learn \(learn) is the audit log: give --learn or --audit-log, not both")
+        }
         if maxHeaderBytes < 1024 || maxHeaderBytes > 1 << 20 {
             throw ValidationError("--max-header-bytes \(maxHeaderBytes) is out of range (1024…1048576)")
         }
@@ -112,6 +118,19 @@ struct GatewayOptions: ParsableArguments {
         return result
     }
 
+    /// Where audit lines go instead of stderr: `--audit-log`, or `--learn`'s file.
+    var auditLogPath: String? { learn ?? auditLog }
+
+    /// The notice printed when a learn-mode gateway starts.
+    var learnStartNotice: String? {
+        learn.map { "airlock: learn mode: NOTHING IS ENFORCED: every name is reachable on every port (no IP literals, no private addresses); what is used is recorded in \($0)" }
+    }
+
+    /// The notice printed when a learn-mode gateway ends.
+    var learnEndNotice: String? {
+        learn.map { "airlock: learn mode: nothing was enforced; what was used is in \($0); turn it into a policy with `airlock policy suggest \($0)`" }
+    }
+
     /// The policy file in force: `--policy`, else the default file if it exists.
     var policyPath: String? {
         if let policy { return policy }
@@ -121,7 +140,9 @@ struct GatewayOptions: ParsableArguments {
     /// The rules from `--allow`, `--allow-private`, `--resolve` and `--route`.
     /// - Throws: `PolicyError` naming the flag and the value.
     func flagPolicy() throws -> Policy {
-        try Policy.rules(allow: allow, allowPrivate: allowPrivate, resolve: resolve, routes: route, source: "command line")
+        var policy = try Policy.rules(allow: allow, allowPrivate: allowPrivate, resolve: resolve, routes: route, source: "command line")
+        policy.learning = learn != nil
+        return policy
     }
 
     /// The initial policy: the file (if any) with the flags' rules added.
@@ -135,10 +156,10 @@ struct GatewayOptions: ParsableArguments {
 
     /// The audit log: `--audit-log FILE` (appended, 0600) or stderr.
     /// - Throws: `AuditLogError.cannotOpen` naming the file.
-    func openAuditLog(sandbox: String) throws -> AuditLog {
-        if let auditLog {
-            return AuditLog(sink: try FileDescriptorAuditSink(appendingTo: auditLog), sandbox: sandbox)
+    func openAuditLog(sandbox: String, tally: RefusalTally? = nil) throws -> AuditLog {
+        if let auditLog = auditLogPath {
+            return AuditLog(sink: try FileDescriptorAuditSink(appendingTo: auditLog), sandbox: sandbox, tally: tally)
         }
-        return AuditLog(sink: FileDescriptorAuditSink.standardError, sandbox: sandbox)
+        return AuditLog(sink: FileDescriptorAuditSink.standardError, sandbox: sandbox, tally: tally)
     }
 }

@@ -28,6 +28,7 @@ final class GatewayRuntime {
     private let options: GatewayOptions
     private let policyFile: String?
     private let reloadPolicy: Bool
+    private let repositoriesGiven: Bool
     private let initialPolicy: Policy
     private let flagPolicy: Policy
     private var logger: Logger
@@ -49,12 +50,16 @@ final class GatewayRuntime {
     /// - Throws: `PolicyError`, `AuditLogError`, `GitUpstreams.ConfigurationError`, `CredentialRoute.Invalid`, each one line.
     ///   - reloadPolicy: whether the policy file is re-read on change and SIGHUP (`run`
     ///     reads it once: its command may be able to change the file).
+    ///   - repositoriesGiven: false for a `run` without `--repo`: no session can exist, and
+    ///     every git request is answered with the `--repo` to pass (`UnscopedGitRouter`).
     ///   - audit: where audit lines go instead of `--audit-log` or stderr.
+    ///   - tally: counts the refusals of the log opened from `--audit-log` or stderr (when
+    ///     `audit` is given, that log carries its own).
     init(
         sandbox: String, gatewayAddress: IPAddress, options: GatewayOptions, policyFile: String?,
         extraGitHosts: [String] = [], sessionLimits: SessionLimits = SessionLimits(),
-        reloadPolicy: Bool = true, audit: AuditLog? = nil, logLevel: Logger.Level = .info,
-        secrets: [String: Secret] = [:]
+        reloadPolicy: Bool = true, audit: AuditLog? = nil, tally: RefusalTally? = nil, repositoriesGiven: Bool = true,
+        logLevel: Logger.Level = .info, secrets: [String: Secret] = [:]
     ) throws {
         self.sandbox = sandbox
         self.gatewayAddress = gatewayAddress
@@ -78,9 +83,10 @@ final class GatewayRuntime {
         if let audit {
             self.audit = audit
         } else {
-            self.audit = try options.openAuditLog(sandbox: sandbox)
+            self.audit = try options.openAuditLog(sandbox: sandbox, tally: tally)
         }
         self.reloadPolicy = reloadPolicy
+        self.repositoriesGiven = repositoriesGiven
         sessions = SessionStore(limits: sessionLimits, audit: self.audit)
         logger = Logger(label: "airlock.gateway")
         logger.logLevel = logLevel
@@ -88,6 +94,11 @@ final class GatewayRuntime {
 
     /// The credential routes of the policy in force at start.
     var routes: [CredentialRoute] { initialPolicy.routes }
+
+    /// Whether the policy in force at start allows `host` on port 443 (git over HTTPS).
+    func allowsHTTPS(to host: String) -> Bool {
+        initialPolicy.decide(host: host, port: 443).isAllowed
+    }
 
     /// Starts serving `listeners` (descriptors the server takes over) and `extraServices`.
     ///
@@ -116,7 +127,9 @@ final class GatewayRuntime {
             sandbox: sandbox, gatewayAddress: gatewayAddress, policy: store, audit: audit,
             limits: options.limits,
             internalRouter: InternalRouter(
-                git: GitRouter(upstreams: gitUpstreams, sessions: sessions, audit: audit),
+                git: repositoriesGiven
+                    ? GitRouter(upstreams: gitUpstreams, sessions: sessions, audit: audit)
+                    : UnscopedGitRouter(hosts: gitUpstreams.hosts, audit: audit),
                 routes: RouteRouter(policy: store, secrets: secrets, trust: routeTrust, audit: audit)),
             logger: logger)
         let readyOrStopped = self.readyOrStopped

@@ -82,6 +82,11 @@ final class DNSInPlaceTests: XCTestCase {
         // A name longer than 255 bytes.
         out.append(Q.header(qd: 1) + Array(repeating: [UInt8]([63] + Array(repeating: 0x61, count: 63)), count: 4).flatMap { $0 }
                    + [0, 0, 1, 0, 1])
+        // Service lookups under allowed and other names.
+        for (name, type) in [("_http._tcp.pypi.org", UInt16(33)), ("_HTTP._Tcp.PyPI.org", 33), ("_http._tcp.pypi.org", 1),
+                             ("_http._tcp.example.org", 33), ("_http._tcp", 33), ("_x._y.airlock.internal", 65)] {
+            out.append(Q.query(name: name, type: type))
+        }
         // Header-level cases: no question, two, a response, other opcodes, short.
         out.append(Q.header(qd: 0))
         out.append(Q.header(flags: 0, qd: 0))

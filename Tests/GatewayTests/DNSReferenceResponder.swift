@@ -61,6 +61,15 @@ struct ReferenceDNSResponder: Sendable {
             if let host = name.hostName, policy.allowsName(host) {
                 return Outcome(response: reply(.noError, questions: questions, answers: addressAnswer(for: question)), audit: nil)
             }
+            // Service lookups (`_http._tcp.NAME`, not A or AAAA) under an allowed NAME: no data, no line.
+            if let host = name.hostName, question.type != .a, question.type != .aaaa {
+                let labels = host.split(separator: ".", omittingEmptySubsequences: false)
+                let service = labels.prefix { $0.hasPrefix("_") }
+                if !service.isEmpty, service.count < labels.count,
+                   policy.allowsName(labels.dropFirst(service.count).joined(separator: ".")) {
+                    return Outcome(response: reply(.noError, questions: questions), audit: nil)
+                }
+            }
         }
         let shown = name.description
         let reason: String

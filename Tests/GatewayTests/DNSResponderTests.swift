@@ -38,6 +38,23 @@ final class DNSResponderTests: XCTestCase {
         }
     }
 
+    /// Service lookups under an allowed name (apt's SRV, HTTPS records for a port) get
+    /// NOERROR without an answer and no `dns_deny` line; under other names, and as A or
+    /// AAAA lookups, they are refused as before.
+    func testServiceLookupsUnderAllowedNamesGetNoDataWithoutADenyLine() throws {
+        for (name, type) in [("_http._tcp.pypi.org", UInt16(33)), ("_8443._https.api.example.com", 65), ("_x.files.pythonhosted.org", 16)] {
+            let outcome = responder.respond(to: Q.query(name: name, type: type), policy: try policy())
+            XCTAssertNil(outcome.audit, name)
+            XCTAssertEqual(outcome.response, Q.header(flags: 0x8580, qd: 1) + Q.name(name) + Q.u16(type) + [0, 1], name)
+        }
+        for (name, type) in [("_http._tcp.example.org", UInt16(33)), ("_http._tcp.pythonhosted.org.example", 33),
+                             ("_http._tcp.pypi.org", 1), ("_http._tcp", 33), ("_x._y.airlock.internal", 33)] {
+            let outcome = responder.respond(to: Q.query(name: name, type: type), policy: try policy())
+            XCTAssertEqual(outcome.audit?.kind, .dnsDeny, name)
+            XCTAssertEqual(outcome.response, Q.header(flags: 0x8583, qd: 1) + Q.name(name) + Q.u16(type) + [0, 1], name)
+        }
+    }
+
     func testDeniedNamesGetNXDOMAINAndAnAuditEvent() throws {
         let table: [(String, UInt16, String, String)] = [
             ("example.org", 1, "A", "example.org is not on the allowlist"),

@@ -38,8 +38,8 @@ final class EnvironmentTests: XCTestCase {
         for name in ["HTTP_PROXY", "HTTPS_PROXY", "http_proxy", "https_proxy"] {
             XCTAssertEqual(env[name], "http://airlock.internal:3128", name)
         }
-        XCTAssertEqual(env["NO_PROXY"], "airlock.internal,169.254.200.1,localhost,127.0.0.1")
-        XCTAssertEqual(env["no_proxy"], "airlock.internal,169.254.200.1,localhost,127.0.0.1")
+        XCTAssertEqual(env["NO_PROXY"], "airlock.internal,169.254.200.1,localhost,127.0.0.1,::1")
+        XCTAssertEqual(env["no_proxy"], "airlock.internal,169.254.200.1,localhost,127.0.0.1,::1")
     }
 
     func testUserVariablesAreTheTargetUsers() {

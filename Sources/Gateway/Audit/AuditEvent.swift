@@ -264,6 +264,14 @@ package struct JSONLineWriter {
         out.append(UInt8(ascii: "]"))
     }
 
+    /// An array of objects, each a complete JSON object from another writer's `finish()`.
+    package mutating func field(_ name: String, objects: [String]) {
+        key(name)
+        out.append(UInt8(ascii: "["))
+        out.append(contentsOf: objects.joined(separator: ",").utf8)
+        out.append(UInt8(ascii: "]"))
+    }
+
     package mutating func finish() -> String {
         finish(newline: false)
     }

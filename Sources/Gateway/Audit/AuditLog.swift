@@ -39,17 +39,20 @@ package final class AuditLog: Sendable {
     private let sink: any AuditSink
     private let sandbox: String?
     private let denials: DenialBudget
+    private let tally: RefusalTally?
 
     /// - Parameters:
     ///   - sink: where lines go.
     ///   - sandbox: filled into events that do not name their sandbox.
     ///   - denials: the budget for denial lines, shared by every denial kind.
     ///   - clock: the budget's clock; tests pass their own.
+    ///   - tally: counts every refusal, those over the budget too (`airlock run`'s report).
     package init(sink: any AuditSink, sandbox: String? = nil, denials: DenialBudget.Limits = .standard,
-                 clock: @escaping @Sendable () -> NIODeadline = { .now() }) {
+                 clock: @escaping @Sendable () -> NIODeadline = { .now() }, tally: RefusalTally? = nil) {
         self.sink = sink
         self.sandbox = sandbox
         self.denials = DenialBudget(denials, clock: clock)
+        self.tally = tally
     }
 
     /// Records one decision.
@@ -102,6 +105,7 @@ package final class AuditLog: Sendable {
     /// in order: for a handler that decides many things in one read batch and records
     /// them when the batch ends, before it sends the batch's answers.
     package func record(contentsOf events: [AuditEvent]) {
+        tally?.observe(events)
         let events = limitingDenials(events)
         guard events.count > 1 else {
             if var event = events.first {
@@ -128,7 +132,7 @@ package final class AuditLog: Sendable {
 
     /// An audit log for another sandbox that shares this log's sink.
     package func forSandbox(_ name: String) -> AuditLog {
-        AuditLog(sink: sink, sandbox: name, denials: denials.limits)
+        AuditLog(sink: sink, sandbox: name, denials: denials.limits, tally: tally)
     }
 }
 

@@ -144,6 +144,13 @@ package struct DNSResponder: Sendable {
                 if isHostName && rules.allowsName(lowercaseBytes: host) {
                     return answer(query, question, id: id, flags: baseFlags, record: addressRecord(question.type), into: &out)
                 }
+                // A service lookup under an allowed name (`_http._tcp.deb.debian.org` SRV,
+                // `_8443._https.api.example.com` HTTPS), which resolvers and apt make on
+                // their own: no such records, and nothing refused worth a line.
+                if isHostName, question.type != DNSRecordType.a.rawValue, question.type != DNSRecordType.aaaa.rawValue,
+                   let owner = Self.afterServiceLabels(host), rules.allowsName(lowercaseBytes: owner) {
+                    return answer(query, question, id: id, flags: baseFlags, record: nil, into: &out)
+                }
             }
             // Refused. A host name is shown as sent (it needs no escapes); others in
             // presentation form.
@@ -168,6 +175,18 @@ package struct DNSResponder: Sendable {
             _ = answer(query, question, id: id, flags: baseFlags | UInt16(DNSResponseCode.nameError.rawValue), record: nil, into: &out)
             return .answer(audit: event)
         }
+    }
+
+    /// The name after the leading `_`-labels of a service name (`_http._tcp.NAME` → `NAME`);
+    /// nil when the name does not start with one, or is nothing but them.
+    static func afterServiceLabels(_ name: UnsafeRawBufferPointer) -> UnsafeRawBufferPointer? {
+        var start = 0
+        while start < name.count, name[start] == UInt8(ascii: "_") {
+            guard let dot = name[start...].firstIndex(of: UInt8(ascii: ".")) else { return nil }
+            start = dot + 1
+        }
+        guard start > 0, start < name.count else { return nil }
+        return UnsafeRawBufferPointer(rebasing: name[start...])
     }
 
     /// The one record an answer may carry.

@@ -26,7 +26,9 @@ package enum GitSandboxConfig {
         ]
     }
 
-    /// The environment for a sandbox process using `token` on the git hosts `hosts`.
+    /// The environment for a sandbox process using `token` on the git hosts `hosts`. Without
+    /// a token (a run given no `--repo`) git is still sent to the gateway, which answers with
+    /// the `--repo` to pass.
     ///
     /// `repositories` (the session's scope) adds the same rewrites per owner and per
     /// repository (`https://github.com/octo/`, `https://github.com/octo/app` …). git applies
@@ -39,7 +41,7 @@ package enum GitSandboxConfig {
     /// The result contains the session token (in `GIT_CONFIG_VALUE_n`); it is meant for
     /// the sandboxed process only and must never be logged.
     package static func environment(
-        gatewayURL: String = defaultGatewayURL, hosts: [String], repositories: [GitRepository] = [], token: Secret
+        gatewayURL: String = defaultGatewayURL, hosts: [String], repositories: [GitRepository] = [], token: Secret?
     ) -> [String: String] {
         let gateway = gatewayURL.hasSuffix("/") ? String(gatewayURL.dropLast()) : gatewayURL
         var entries: [(String, String)] = []
@@ -54,7 +56,7 @@ package enum GitSandboxConfig {
                 for spelling in spellings(of: host) { entries.append((pathKey, spelling + path)) }
             }
         }
-        token.withRevealed { entries.append(("http.\(gateway)/.extraHeader", "Authorization: Bearer \($0)")) }
+        token?.withRevealed { entries.append(("http.\(gateway)/.extraHeader", "Authorization: Bearer \($0)")) }
         entries.append(("credential.helper", ""))
         var environment: [String: String] = ["GIT_CONFIG_COUNT": String(entries.count), "GIT_TERMINAL_PROMPT": "0"]
         for (index, entry) in entries.enumerated() {

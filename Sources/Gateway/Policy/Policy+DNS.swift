@@ -19,7 +19,7 @@ extension Policy {
         case .plainName:
             if Self.bytes(name, equalOrSubdomainOf: HostName.gateway) { return false }
             if denyRules.contains(where: { Self.rule($0, matches: name) }) { return false }
-            return allowRules.contains { Self.rule($0, matches: name) }
+            return learning || allowRules.contains { Self.rule($0, matches: name) }
         }
     }
 
@@ -181,7 +181,7 @@ package final class DNSNameRules: Sendable {
             return false
         case .plainName:
             if Policy.bytes(name, equalOrSubdomainOf: HostName.gateway) { return false }
-            guard let index = firstMatch(name) else { return false }
+            guard let index = firstMatch(name) else { return policy.learning }
             return index >= denyCount
         }
     }
@@ -201,7 +201,7 @@ package final class DNSNameRules: Sendable {
             let rule = policy.denyRules[entries[index].ruleIndex]
             return "\(text) is denied by rule \(rule.text) (\(rule.origin))"
         case nil:
-            return "\(text) is not on the allowlist"
+            return policy.learning ? nil : "\(text) is not on the allowlist"
         default:
             return nil
         }

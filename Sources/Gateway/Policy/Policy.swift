@@ -27,6 +27,13 @@ package struct Policy: Sendable {
     package internal(set) var routes: [CredentialRoute] = []
     /// The file path, or the flag the rules came from (`--allow`); `a + b` after merging.
     package var source: String
+    /// Learn mode (`--learn`): every valid name is allowed, on every port, where no deny
+    /// rule matches. IP literals still need a `cidr` rule and resolved addresses still pass
+    /// the address check. Set only from the command line, never by a policy file.
+    package var learning = false
+
+    /// The `rule` of decisions that only learn mode allowed.
+    package static let learnRule = "learn mode"
 
     /// A policy that allows nothing.
     package static let denyAll = Policy(source: "no policy")
@@ -73,6 +80,7 @@ package struct Policy: Sendable {
         }
         for preset in other.presets { merged.notePreset(preset) }
         for route in other.routes { merged.replaceRoute(route) }
+        merged.learning = learning || other.learning
         if other.ruleCount > 0 || !other.routes.isEmpty {
             merged.source = self.source == Policy.denyAll.source ? other.source : self.source + " + " + other.source
         }
@@ -104,6 +112,7 @@ package struct Policy: Sendable {
         }
         let matching = allowRules.filter { $0.matches(name: name) }
         if matching.isEmpty {
+            if learning { return .allow(rule: Self.learnRule) }
             return .deny(.notAllowlisted(name: name))
         }
         // Exact hosts before subdomain rules, a rule naming this port before the defaults.
@@ -111,6 +120,7 @@ package struct Policy: Sendable {
         if let rule = ranked.first(where: { $0.allows(port: port) }) {
             return .allow(rule: rule.text)
         }
+        if learning { return .allow(rule: Self.learnRule) }
         let ports = Set(matching.compactMap(\.port)).sorted()
         let other = ports.isEmpty ? "" : "; rules allow \(ports.map(String.init).joined(separator: ", "))"
         let defaults = matching.contains { $0.port == nil } ? "only 80 and 443 without a host:port rule" : "no rule for this port"
@@ -153,7 +163,7 @@ package struct Policy: Sendable {
         guard HostLiteral.parse(name) == nil, let normal = try? HostName.normalise(name) else { return false }
         if normal == HostName.gateway || normal.hasSuffix("." + HostName.gateway) { return false }
         if denyRules.contains(where: { $0.matches(name: normal) }) { return false }
-        return allowRules.contains { $0.matches(name: normal) }
+        return learning || allowRules.contains { $0.matches(name: normal) }
     }
 
     /// Checks an address after resolution (or an allowed literal) against the address

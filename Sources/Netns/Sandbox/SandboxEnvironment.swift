@@ -54,7 +54,7 @@ package enum SandboxEnvironment {
         for name in ["HTTP_PROXY", "HTTPS_PROXY", "http_proxy", "https_proxy"] {
             environment[name] = proxyURL
         }
-        let noProxy = "airlock.internal,\(gateway),localhost,127.0.0.1"
+        let noProxy = "airlock.internal,\(gateway),localhost,127.0.0.1,::1"
         environment["NO_PROXY"] = noProxy
         environment["no_proxy"] = noProxy
         for (name, value) in extra {

@@ -1,6 +1,7 @@
 #if canImport(Glibc)
 import Glibc
 #endif
+import Foundation
 import Gateway
 import Netns
 import SystemCalls
@@ -11,45 +12,61 @@ import SystemCalls
 /// The parent keeps root for what needs it (starting the command inside the sandbox,
 /// forwarding signals, waiting) and never reads sandbox input. The child, forked before
 /// any thread exists, drops to an unprivileged account with no capabilities, serves until
-/// SIGTERM, releases the held audit lines and exits. It dies with the parent
-/// (`PR_SET_PDEATHSIG`), so a SIGKILL of airlock still leaves nothing behind.
+/// SIGTERM, releases the held audit lines, sends its count of refusals back over a pipe
+/// and exits. It dies with the parent (`PR_SET_PDEATHSIG`), so a SIGKILL of airlock still
+/// leaves nothing behind.
 struct GatewayProcess {
     let pid: pid_t
+    /// The read end of the pipe the child writes its `RefusalTally.Summary` to, as JSON.
+    let refusals: CInt
+
+    /// The most the parent reads of the child's summary (a thousand entries are far less).
+    static let summaryLimit = 4 << 20
 
     /// Forks the gateway; returns once every listener serves.
     /// - Parameters:
     ///   - user: the account the gateway drops to.
     ///   - heldAudit: audit lines to write to stderr when the gateway ends.
+    ///   - tally: the runtime's count of refusals, sent back when the gateway ends.
     /// - Throws: `CLIError` when the process cannot start or stops before it is ready.
     static func start(
-        runtime: GatewayRuntime, listeners: [CInt], user: SandboxUser, heldAudit: HeldAuditSink?, readyTimeout: Double
+        runtime: GatewayRuntime, listeners: [CInt], user: SandboxUser, heldAudit: HeldAuditSink?, tally: RefusalTally,
+        readyTimeout: Double
     ) throws -> GatewayProcess {
         try waitUntilSingleThreaded()
         var ends: [CInt] = [-1, -1]
-        guard pipe(&ends) == 0, fcntl(ends[0], F_SETFD, FD_CLOEXEC) == 0, fcntl(ends[1], F_SETFD, FD_CLOEXEC) == 0 else {
+        guard closeOnExecPipe(&ends) else {
             throw CLIError("start the gateway process: pipe: \(String(cString: strerror(errno)))")
+        }
+        var summaryEnds: [CInt] = [-1, -1]
+        guard closeOnExecPipe(&summaryEnds) else {
+            let code = errno
+            close(ends[0])
+            close(ends[1])
+            throw CLIError("start the gateway process: pipe: \(String(cString: strerror(code)))")
         }
         let parent = getpid()
         let pid = fork()
         if pid < 0 {
             let code = errno
-            close(ends[0])
-            close(ends[1])
+            for end in ends + summaryEnds { close(end) }
             throw CLIError("start the gateway process: fork: \(String(cString: strerror(code)))")
         }
         if pid == 0 {
             close(ends[0])
-            serve(runtime: runtime, listeners: listeners, user: user, heldAudit: heldAudit, readyTimeout: readyTimeout,
-                  readyPipe: ends[1], parent: parent)
+            close(summaryEnds[0])
+            serve(runtime: runtime, listeners: listeners, user: user, heldAudit: heldAudit, tally: tally,
+                  readyTimeout: readyTimeout, readyPipe: ends[1], summaryPipe: summaryEnds[1], parent: parent)
         }
         close(ends[1])
+        close(summaryEnds[1])
         for listener in listeners { close(listener) }
         var byte: UInt8 = 0
         let count = retryingInterrupted { read(ends[0], &byte, 1) }
         close(ends[0])
-        let process = GatewayProcess(pid: pid)
+        let process = GatewayProcess(pid: pid, refusals: summaryEnds[0])
         guard count == 1 else {
-            _ = process.wait()
+            _ = process.stop()
             throw CLIError("the gateway stopped before it was ready")
         }
         return process
@@ -57,8 +74,8 @@ struct GatewayProcess {
 
     /// The child: drop, serve, release the audit, exit. Never returns.
     private static func serve(
-        runtime: GatewayRuntime, listeners: [CInt], user: SandboxUser, heldAudit: HeldAuditSink?, readyTimeout: Double,
-        readyPipe: CInt, parent: pid_t
+        runtime: GatewayRuntime, listeners: [CInt], user: SandboxUser, heldAudit: HeldAuditSink?, tally: RefusalTally,
+        readyTimeout: Double, readyPipe: CInt, summaryPipe: CInt, parent: pid_t
     ) -> Never {
         guard ProcessControl.dieWithParent(expectedParent: parent, signal: SIGKILL) else { _exit(125) }
         // The terminal's signals reach the whole process group; the command gets them, the
@@ -82,18 +99,52 @@ struct GatewayProcess {
             status = 125
         }
         heldAudit?.release(to: 2)
+        if let summary = try? JSONEncoder().encode(tally.summary) {
+            var bytes = [UInt8](summary)[...]
+            while !bytes.isEmpty {
+                let n = retryingInterrupted { bytes.withUnsafeBytes { write(summaryPipe, $0.baseAddress, $0.count) } }
+                if n <= 0 { break }
+                bytes = bytes.dropFirst(n)
+            }
+        }
+        close(summaryPipe)
         _exit(status)
     }
 
     /// Asks the gateway to drain and stop, and waits for it.
-    func stop() {
+    /// - Returns: its count of refusals; nil if it ended without sending one.
+    @discardableResult
+    func stop() -> RefusalTally.Summary? {
         _ = kill(pid, SIGTERM)
+        // Read before waiting: the child blocks on a full pipe until it is read.
+        var data: [UInt8] = []
+        var buffer = [UInt8](repeating: 0, count: 65536)
+        while data.count <= Self.summaryLimit {
+            let n = retryingInterrupted { buffer.withUnsafeMutableBytes { read(refusals, $0.baseAddress, $0.count) } }
+            if n <= 0 { break }
+            data += buffer[..<n]
+        }
+        close(refusals)
         _ = wait()
+        return try? JSONDecoder().decode(RefusalTally.Summary.self, from: Data(data))
     }
 
     private func wait() -> Int32 {
         var status: Int32 = 0
         return retryingInterrupted { waitpid(pid, &status, 0) } < 0 ? -1 : status
+    }
+
+    /// A pipe whose ends close on exec.
+    private static func closeOnExecPipe(_ ends: inout [CInt]) -> Bool {
+        guard pipe(&ends) == 0 else { return false }
+        guard fcntl(ends[0], F_SETFD, FD_CLOEXEC) == 0, fcntl(ends[1], F_SETFD, FD_CLOEXEC) == 0 else {
+            let code = errno
+            close(ends[0])
+            close(ends[1])
+            errno = code
+            return false
+        }
+        return true
     }
 
     /// fork copies only the calling thread: nothing may run on another one. Threads used

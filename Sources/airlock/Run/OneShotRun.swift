@@ -30,14 +30,16 @@ struct OneShotRun {
             throw CLIError("gateway address \(plan.topology.gatewayAddress) is not usable")
         }
         // Without --audit-log the audit lines wait until CMD has ended: CMD shares stderr.
-        let heldAudit = plan.gatewayOptions.auditLog == nil ? HeldAuditSink() : nil
+        let heldAudit = plan.gatewayOptions.auditLogPath == nil ? HeldAuditSink() : nil
+        // Every refusal is counted for the report printed when CMD has ended.
+        let tally = RefusalTally()
         // The policy is read once: CMD may be able to change the file (always, rootless).
         let runtime = try GatewayRuntime(
             sandbox: plan.sandboxName, gatewayAddress: gatewayAddress, options: plan.gatewayOptions,
             policyFile: plan.gatewayOptions.policy, extraGitHosts: plan.gitHosts,
             sessionLimits: SessionLimits(maxLiveSessions: 4, idleTimeout: SessionLimits().maxTTL),
-            reloadPolicy: false, audit: heldAudit.map { AuditLog(sink: $0, sandbox: plan.sandboxName) },
-            logLevel: .warning, secrets: plan.routeSecrets)
+            reloadPolicy: false, audit: heldAudit.map { AuditLog(sink: $0, sandbox: plan.sandboxName, tally: tally) },
+            tally: tally, repositoriesGiven: !plan.scope.entries.isEmpty, logLevel: .warning, secrets: plan.routeSecrets)
         if let missing = RouteOptions.missingSecretError(
             Policy.missingSecrets(of: runtime.routes, known: Set(plan.routeSecrets.keys)), environment: ProcessInfoEnvironment.current)
         {
@@ -51,6 +53,14 @@ struct OneShotRun {
                 ttl: SessionLimits().maxTTL, pushPolicy: plan.pushPolicy)
             extraEnvironment = GitSandboxConfig.environment(
                 hosts: runtime.gitUpstreams.hosts, repositories: plan.scope.entries.map(\.repository), token: session.token)
+        } else {
+            // No --repo: git on the git hosts the policy does not allow goes to the gateway
+            // anyway, which answers with the --repo to pass (instead of a DNS error). Hosts the
+            // policy allows stay direct, through the proxy.
+            let hosts = runtime.gitUpstreams.hosts.filter { !runtime.allowsHTTPS(to: $0) }
+            if !hosts.isEmpty {
+                extraEnvironment = GitSandboxConfig.environment(hosts: hosts, token: nil)
+            }
         }
         // Preset routes point the provider's tools at the gateway; their key variable
         // holds a placeholder, never the key.
@@ -59,23 +69,36 @@ struct OneShotRun {
             printNotice("airlock: not passed to the sandbox (credential-looking): \(plan.droppedNames.joined(separator: ", "))")
         }
         plan.view.notices.forEach(printNotice)
+        plan.gatewayOptions.learnStartNotice.map(printNotice)
         let spec = SandboxChildSpec(plan: plan, extraEnvironment: extraEnvironment)
 
         let status: Int32
+        var refusals: RefusalTally.Summary?
         switch plan.mode {
         case .root:
-            status = try runAsRoot(spec: spec, runtime: runtime, heldAudit: heldAudit)
+            status = try runAsRoot(spec: spec, runtime: runtime, heldAudit: heldAudit, tally: tally, refusals: &refusals)
         case .rootless:
             status = try runRootless(spec: spec, runtime: runtime)
             runtime.shutdown()
             _ = try? runtime.wait(timeout: 5)
             heldAudit?.release(to: 2)
+            refusals = tally.summary
+        }
+        plan.gatewayOptions.learnEndNotice.map(printNotice)
+        let report = RunReport(refusals ?? RefusalTally.Summary())
+        report.lines.forEach(printNotice)
+        if refusals == nil {
+            printNotice("airlock: the gateway ended without its count of refusals; the audit log has every one")
+        }
+        if !report.isEmpty, let path = plan.stepSummary {
+            report.appendMarkdown(to: path)
         }
         if plan.json {
             var line = JSONLineWriter()
             line.field("event", "run_exit")
             line.field("sandbox", plan.sandboxName)
             line.field("status", Int(status))
+            line.field("refused", objects: report.jsonObjects)
             printNotice(line.finish())
         }
         return status
@@ -83,7 +106,11 @@ struct OneShotRun {
 
     /// As root: this process builds the sandbox and starts CMD; the gateway serves from a
     /// child process that has dropped to `nobody` (see `GatewayProcess`).
-    private func runAsRoot(spec: SandboxChildSpec, runtime: GatewayRuntime, heldAudit: HeldAuditSink?) throws -> Int32 {
+    /// `refusals` is the gateway process's count of refusals, once it has ended.
+    private func runAsRoot(
+        spec: SandboxChildSpec, runtime: GatewayRuntime, heldAudit: HeldAuditSink?, tally: RefusalTally,
+        refusals: inout RefusalTally.Summary?
+    ) throws -> Int32 {
         try Privileges.requireRoot(
             for: "airlock run as root", capabilities: [.sysAdmin, .netAdmin, .netBindService, .setuid, .setgid, .setpcap])
         ProcessControl.forbidDumping()
@@ -92,8 +119,8 @@ struct OneShotRun {
         let sockets = try GatewaySockets.bind(in: sandbox.gateway.descriptor, address: plan.topology.gatewayAddress.address)
         let gateway = try GatewayProcess.start(
             runtime: runtime, listeners: sockets.all.map(\.descriptor.rawValue), user: gatewayUser,
-            heldAudit: heldAudit, readyTimeout: Self.readyTimeout)
-        defer { gateway.stop() }
+            heldAudit: heldAudit, tally: tally, readyTimeout: Self.readyTimeout)
+        defer { refusals = gateway.stop() }
         let process = try SandboxProcess.spawn(spec.processSpec(networkNamespace: sandbox.sandbox.descriptor.rawValue))
         try SignalForwarding.start(to: process.pid)
         defer { SignalForwarding.stop() }

@@ -37,6 +37,9 @@ struct RunPlan {
     let topology: SandboxTopology
     let gatewayOptions: GatewayOptions
     let json: Bool
+    /// GitHub Actions' step summary file (`GITHUB_STEP_SUMMARY`), where the run report is
+    /// appended as Markdown.
+    let stepSummary: String?
 
     /// The sandbox's name in audit lines: `run-<pid>`.
     let sandboxName: String
@@ -48,6 +51,7 @@ struct RunPlan {
         command = options.command
         gatewayOptions = options.gateway
         json = options.json
+        stepSummary = inherited["GITHUB_STEP_SUMMARY"].flatMap { $0.isEmpty ? nil : $0 }
         topology = try SandboxTopology()
         sandboxName = "run-\(getpid())"
 
@@ -108,14 +112,15 @@ struct RunPlan {
         // airlock's own files are out of the command's reach: hidden inside, and as root
         // an audit log the command's user could change elsewhere is refused.
         sandboxOptions = options.sandbox
-        let ownFiles = [options.tokenFile, options.gateway.policy, options.gateway.auditLog].compactMap { $0 } + loadedSecrets.files
-        if mode == .root, let audit = options.gateway.auditLog, let weak = PathSafety.changeable(audit, by: user) {
-            throw Invalid("--audit-log \(audit): \(user.name) (uid \(user.uid)) could change \(weak); put the audit log where the command's user cannot write")
+        let ownFiles = [options.tokenFile, options.gateway.policy, options.gateway.auditLogPath].compactMap { $0 } + loadedSecrets.files
+        let auditFlag = options.gateway.learn == nil ? "--audit-log" : "--learn"
+        if mode == .root, let audit = options.gateway.auditLogPath, let weak = PathSafety.changeable(audit, by: user) {
+            throw Invalid("\(auditFlag) \(audit): \(user.name) (uid \(user.uid)) could change \(weak); put the audit log where the command's user cannot write")
         }
         // The audit log exists before the view is taken, so it is hidden from the start.
-        if let audit = options.gateway.auditLog {
+        if let audit = options.gateway.auditLogPath {
             let fd = open(audit, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0o600)
-            guard fd >= 0 else { throw Invalid("--audit-log \(audit): cannot open it (\(String(cString: strerror(errno))))") }
+            guard fd >= 0 else { throw Invalid("\(auditFlag) \(audit): cannot open it (\(String(cString: strerror(errno))))") }
             close(fd)
         }
         view = try options.sandbox.view(for: user, workingDirectory: workingDirectory, protectedFiles: ownFiles)

@@ -1,0 +1,201 @@
+import Foundation
+import TestSupport
+import XCTest
+
+/// What a new user sees when something is refused in `airlock run`: the report printed when
+/// the command ends (stderr, `--json`, GitHub Actions' step summary), and git's own output
+/// for a clone in a run given no `--repo`. As root (`--user nobody`) and rootless (as uid
+/// 65534), with the built binary and real curl, dig and git. Nothing is dialled: every
+/// name asked for is refused by the gateway.
+final class FirstContactTests: XCTestCase {
+    /// Shared by every test of the class: a copy of the binary an unprivileged user can
+    /// run, and an HTTPS stand-in on 127.0.0.1:443 for a package index (`index.test`) whose
+    /// files are on a second name (`files.test`), as PyPI's are.
+    final class Rig {
+        let dir: TemporaryDirectory
+        let binary: String
+        let ca: TestCA
+        let https: WebUpstream
+
+        init() throws {
+            dir = try TemporaryDirectory(prefix: "airlock-first-contact")
+            chmod(dir.path, 0o755)
+            ca = try TestCA(in: dir.path, names: ["index.test", "files.test", "other.test"])
+            https = try WebUpstream(port: 443, tls: ca)
+            binary = dir.file("airlock")
+            try FileManager.default.copyItem(atPath: TestPaths.airlock, toPath: binary)
+            chmod(binary, 0o755)
+        }
+
+        /// A fresh directory uid 65534 can write.
+        func workDirectory() throws -> String {
+            let path = dir.file("work-\(UUID().uuidString.prefix(8))")
+            try FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: false)
+            chown(path, 65534, 65534)
+            return path
+        }
+    }
+
+    static let shared = SharedRig<Rig>("first contact rig")
+
+    override class func setUp() {
+        super.setUp()
+        shared.setUp { try Rig() }
+    }
+
+    override class func tearDown() {
+        shared.tearDown()
+        super.tearDown()
+    }
+
+    var rig: Rig {
+        get throws { try Self.shared.get() }
+    }
+
+    /// Runs `airlock run FLAGS -- /bin/sh -c SCRIPT` in `mode` with `extra` added to
+    /// airlock's environment.
+    func airlockRun(_ mode: RunMode, _ flags: [String], script: String, extra: [String: String] = [:]) throws -> ProcessResult {
+        let rig = try rig
+        var argv: [String] = switch mode {
+        case .root: [rig.binary, "run", "--user", "nobody"]
+        case .rootless: ["/usr/bin/setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", rig.binary, "run"]
+        }
+        argv += flags + ["--", "/bin/sh", "-c", script]
+        var environment = ["PATH": "/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin", "HOME": "/nonexistent", "LANG": "C"]
+        environment.merge(extra) { $1 }
+        return try Run.process(argv, environment: environment, currentDirectory: rig.dir.path, timeout: 120)
+    }
+
+    /// The report lists each refused host:port and name with its count, the reason and the
+    /// exact flag (and policy line) that would allow it; `--json` carries the same, and
+    /// with `GITHUB_STEP_SUMMARY` set it is appended there as a Markdown table.
+    func testRunReportSaysWhatWasRefusedAndHowToAllowIt() throws {
+        for mode in RunMode.allCases {
+            let summary = try rig.workDirectory() + "/step-summary.md"
+            try "# earlier step\n".write(toFile: summary, atomically: false, encoding: .utf8)
+            chown(summary, 65534, 65534)
+            let result = try airlockRun(mode, ["--allow", "pypi.org", "--json"], script: """
+                curl -sS --max-time 20 https://denied.example/ 2>&1; echo "connect=$?"
+                curl -sS --max-time 20 https://denied.example/ 2>&1; echo "again=$?"
+                curl -sS --max-time 20 http://odd.example:8080/; echo "http=$?"
+                dig +tries=1 +time=5 nope.example A | grep -o 'status: [A-Z]*'
+                """, extra: ["GITHUB_STEP_SUMMARY": summary])
+            XCTAssertEqual(result.status, 0, "\(mode): \(result)")
+            XCTAssertTrue(result.stdout.contains("CONNECT tunnel failed, response 403"), "\(mode): \(result)")
+            XCTAssertTrue(result.stdout.contains("airlock: odd.example is not on the allowlist; pass --allow odd.example"), "\(mode): \(result)")
+            XCTAssertTrue(result.stdout.contains("status: NXDOMAIN"), "\(mode): \(result)")
+
+            let lines = result.stderr.split(separator: "\n").map(String.init)
+            let start = try XCTUnwrap(lines.firstIndex(of: "airlock: refused during the run (4 times):"), "\(mode): \(result)")
+            XCTAssertEqual(Array(lines[start...].prefix(7)), [
+                "airlock: refused during the run (4 times):",
+                "  denied.example:443 (2 times): denied.example is not on the allowlist",
+                "    to allow: --allow denied.example (policy line: denied.example)",
+                "  odd.example:8080 (1 time): odd.example is not on the allowlist",
+                "    to allow: --allow odd.example:8080 (policy line: odd.example:8080)",
+                "  nope.example (DNS A) (1 time): nope.example is not on the allowlist",
+                "    to allow: --allow nope.example (policy line: nope.example)",
+            ], "\(mode): \(result)")
+
+            let exit = try XCTUnwrap(lines.last { $0.hasPrefix(#"{"event":"run_exit""#) }, "\(mode): \(result)")
+            let object = try XCTUnwrap(JSONSerialization.jsonObject(with: Data(exit.utf8)) as? [String: Any], "\(mode): \(exit)")
+            let refused = try XCTUnwrap(object["refused"] as? [[String: Any]], "\(mode): \(exit)")
+            XCTAssertEqual(refused.compactMap { $0["allow"] as? String },
+                           ["--allow denied.example", "--allow odd.example:8080", "--allow nope.example"], "\(mode): \(exit)")
+            XCTAssertEqual(refused.compactMap { $0["count"] as? Int }, [2, 1, 1], "\(mode): \(exit)")
+            XCTAssertEqual(refused.first?["port"] as? Int, 443, "\(mode): \(exit)")
+            XCTAssertEqual(refused.last?["qtypes"] as? [String], ["A"], "\(mode): \(exit)")
+
+            let markdown = try String(contentsOfFile: summary, encoding: .utf8)
+            XCTAssertTrue(markdown.hasPrefix("# earlier step\n### airlock: refused during the run (4 times)\n"), "\(mode): appended: \(markdown)")
+            XCTAssertTrue(markdown.contains("| `denied.example:443` | 2 | denied.example is not on the allowlist | `--allow denied.example` or the policy line `denied.example` |"),
+                          "\(mode): \(markdown)")
+            XCTAssertTrue(markdown.contains("| `nope.example (DNS A)` | 1 |"), "\(mode): \(markdown)")
+        }
+    }
+
+    /// Learn, suggest, enforce: a learn run fetches from the index and its files host (both
+    /// on loopback, which only the pins and `allow-private` flags reach); `policy suggest`
+    /// turns the learn file into a policy; an enforced run with that policy fetches the same
+    /// and is refused a name it never used.
+    func testLearnThenSuggestThenEnforce() throws {
+        let pins = ["--resolve", "index.test=127.0.0.1", "--resolve", "files.test=127.0.0.1", "--resolve", "other.test=127.0.0.1",
+                    "--allow-private", "127.0.0.0/8=index.test", "--allow-private", "127.0.0.0/8=files.test",
+                    "--allow-private", "127.0.0.0/8=other.test"]
+        for mode in RunMode.allCases {
+            let rig = try rig
+            let fetch = """
+                curl -sS --max-time 20 --cacert \(rig.ca.caFile) https://index.test/simple/demo/ && echo
+                curl -sS --max-time 20 --cacert \(rig.ca.caFile) https://files.test/packages/demo-1.0.tar.gz && echo
+                """
+            // As root the learn file lies where the command's account cannot write; rootless,
+            // the gateway is that account, and the file is hidden from the command.
+            let learned = mode == .root ? rig.dir.file("learn-\(UUID().uuidString.prefix(8)).jsonl") : try rig.workDirectory() + "/learn.jsonl"
+            let learn = try airlockRun(mode, ["--learn", learned] + pins, script: fetch)
+            XCTAssertEqual(learn.status, 0, "\(mode): \(learn)")
+            XCTAssertEqual(learn.stdout, "host=index.test path=/simple/demo/\nhost=files.test path=/packages/demo-1.0.tar.gz\n", "\(mode): \(learn)")
+            XCTAssertTrue(learn.stderr.contains("airlock: learn mode: NOTHING IS ENFORCED: every name is reachable on every port (no IP literals, no private addresses); what is used is recorded in \(learned)"), "\(mode): \(learn)")
+            XCTAssertTrue(learn.stderr.contains("airlock: learn mode: nothing was enforced; what was used is in \(learned); turn it into a policy with `airlock policy suggest \(learned)`"), "\(mode): \(learn)")
+
+            let suggest = try Run.process([rig.binary, "policy", "suggest", learned], environment: ["PATH": "/usr/bin:/bin"])
+            XCTAssertEqual(suggest.status, 0, "\(mode): \(suggest)")
+            let rules = suggest.stdout.split(separator: "\n").filter { !$0.hasPrefix("#") && !$0.isEmpty }
+            XCTAssertEqual(rules, ["index.test", "files.test"], "\(mode): \(suggest)")
+            let policy = rig.dir.file("suggested-\(UUID().uuidString.prefix(8)).txt")
+            try suggest.stdout.write(toFile: policy, atomically: true, encoding: .utf8)
+            chmod(policy, 0o644)
+
+            let enforced = try airlockRun(mode, ["--policy", policy] + pins, script: fetch + "\n" + """
+                curl -sS --max-time 20 --cacert \(rig.ca.caFile) https://other.test/ 2>&1; echo "other=$?"
+                """)
+            XCTAssertEqual(enforced.status, 0, "\(mode): \(enforced)")
+            XCTAssertTrue(enforced.stdout.hasPrefix("host=index.test path=/simple/demo/\nhost=files.test path=/packages/demo-1.0.tar.gz\n"), "\(mode): \(enforced)")
+            XCTAssertTrue(enforced.stdout.contains("CONNECT tunnel failed, response 403"), "\(mode): \(enforced)")
+            XCTAssertFalse(enforced.stderr.contains("learn mode"), "\(mode): \(enforced)")
+            XCTAssertTrue(enforced.stderr.contains("  other.test:443 (1 time): other.test is not on the allowlist\n"), "\(mode): \(enforced)")
+        }
+    }
+
+    /// Nothing refused, nothing said: no report on stderr, an empty `refused` in `--json`,
+    /// and the step summary left alone.
+    func testRunReportIsQuietWhenNothingWasRefused() throws {
+        for mode in RunMode.allCases {
+            let summary = try rig.workDirectory() + "/step-summary.md"
+            let result = try airlockRun(mode, ["--json"], script: "echo ran", extra: ["GITHUB_STEP_SUMMARY": summary])
+            XCTAssertEqual(result.status, 0, "\(mode): \(result)")
+            XCTAssertEqual(result.stdout, "ran\n", "\(mode): \(result)")
+            XCTAssertFalse(result.stderr.contains("refused during the run"), "\(mode): \(result)")
+            let exit = try XCTUnwrap(result.stderr.split(separator: "\n").last, "\(mode): \(result)")
+            XCTAssertTrue(exit.hasPrefix(#"{"event":"run_exit","sandbox":"run-"#) && exit.hasSuffix(#""status":0,"refused":[]}"#), "\(mode): \(result)")
+            XCTAssertFalse(FileManager.default.fileExists(atPath: summary), "\(mode): nothing written to the step summary")
+        }
+    }
+
+    /// `git clone https://HOST/OWNER/REPO` (or its SSH spelling) in a run given no `--repo`
+    /// reaches the gateway, which answers with the flag to pass; git prints it as a
+    /// `remote:` line, and the report lists the repository with that flag.
+    ///
+    /// The git host is one named by `--git-upstream` (never dialled): this machine's own
+    /// git configuration rewrites `https://github.com/` host-wide, and a rule of the user's
+    /// for a whole host is read before airlock's and wins (see docs/git-gateway.md).
+    func testGitCloneWithoutRepoSaysWhichRepoToPass() throws {
+        for mode in RunMode.allCases {
+            let work = try rig.workDirectory()
+            let result = try airlockRun(mode, ["--git-upstream", "git.corp.test=https://127.0.0.1:9"], script: """
+                cd \(work)
+                git clone https://git.corp.test/owner/app 2>&1; echo "https=$?"
+                git clone git@git.corp.test:owner/app.git 2>&1; echo "ssh=$?"
+                """)
+            XCTAssertEqual(result.status, 0, "\(mode): \(result)")
+            let remote = "remote: airlock: this run has no --repo for git.corp.test/owner/app; pass --repo git.corp.test/owner/app and the token with --token-env VAR or --token-file FILE"
+            XCTAssertEqual(result.stdout.components(separatedBy: remote + "\n").count, 3, "\(mode): both clones show the line: \(result)")
+            XCTAssertTrue(result.stdout.contains("https=128") && result.stdout.contains("ssh=128"), "\(mode): \(result)")
+            XCTAssertFalse(result.stdout.contains("Could not resolve host"), "\(mode): \(result)")
+            XCTAssertTrue(result.stderr.contains("""
+                  git.corp.test/owner/app (git) (2 times): this run has no --repo for git.corp.test/owner/app
+                    to allow: --repo git.corp.test/owner/app
+
+                """), "\(mode): \(result)")
+        }
+    }
+}
