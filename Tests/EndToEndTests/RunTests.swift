@@ -391,7 +391,7 @@ final class RunTests: XCTestCase {
         // them off: the rootless path cannot start, and says why and what to do, in one line.
         let result = try Run.process(["/usr/bin/python3", TestPaths.fixture("without-userns.py"), rig.binary, "run", "--", "true"],
                                      environment: ["PATH": "/usr/bin:/bin"], timeout: 60)
-        XCTAssertEqual(result.status, 1, "\(result)")
+        XCTAssertEqual(result.status, 125, "\(result)")
         XCTAssertEqual(result.stderr.split(separator: "\n").count, 1, "one line: \(result)")
         XCTAssertTrue(result.stderr.hasPrefix("airlock: error: "), "\(result)")
         XCTAssertTrue(result.stderr.contains("unprivileged user namespaces are not available (see `airlock doctor`)"), "\(result)")
