@@ -49,25 +49,17 @@ func printNotice(_ message: String) {
 /// For `run` and `netns exec`: any error of airlock's own is printed as one line and
 /// exits 125, so it cannot be mistaken for the command's status.
 func reportingWrapperErrors<R>(_ body: () throws -> R) throws -> R {
-    do {
-        return try body()
-    } catch let error as ExitCode {
-        throw error
-    } catch let error as CLIError {
-        printError(error.message)
-        throw ExitCode(ExitCodes.wrapperFailure)
-    } catch {
-        printError(String(describing: error))
-        throw ExitCode(ExitCodes.wrapperFailure)
-    }
+    try reportingErrors(exitCode: { _ in ExitCodes.wrapperFailure }, overridingCLIErrors: true, body)
 }
 
 /// Runs `body`; any error is printed as one line and turned into its exit code.
 ///
 /// `map` lets the caller give library errors their own exit codes (a missing sandbox
-/// exits 3, a missing privilege 4); everything else exits 1.
+/// exits 3, a missing privilege 4), and with `overridingCLIErrors` also the errors that
+/// carry their own code; everything else exits 1.
 func reportingErrors<R>(
     exitCode map: (Error) -> Int32? = { _ in nil },
+    overridingCLIErrors: Bool = false,
     _ body: () throws -> R
 ) throws -> R {
     do {
@@ -76,7 +68,7 @@ func reportingErrors<R>(
         throw error
     } catch let error as CLIError {
         printError(error.message)
-        throw ExitCode(error.exitCode)
+        throw ExitCode(overridingCLIErrors ? map(error) ?? error.exitCode : error.exitCode)
     } catch {
         printError(String(describing: error))
         throw ExitCode(map(error) ?? ExitCodes.failure)

@@ -119,49 +119,13 @@ package struct GitUpstreams: Sendable {
 
     private static func parse(_ mapping: Mapping, tls: NIOSSLContext) throws -> Upstream {
         let shown = "--git-upstream \(mapping.gitHost)=\(GitRepository.printable(mapping.url))"
-        guard mapping.url.lowercased().hasPrefix("https://") else {
-            throw ConfigurationError(description: "\(shown): the URL must start with https:// (the credential never travels unencrypted)")
+        let parsed: HTTPSBaseURL
+        do {
+            parsed = try HTTPSBaseURL.parse(mapping.url, plainWords: "the URL must start with https:// (the credential never travels unencrypted)")
+        } catch {
+            throw ConfigurationError(description: "\(shown): \(GitRepository.printable(error.words))")
         }
-        let rest = mapping.url.dropFirst("https://".count)
-        let authority: Substring
-        var path: Substring = ""
-        if let slash = rest.firstIndex(of: "/") {
-            authority = rest[..<slash]
-            path = rest[slash...]
-        } else {
-            authority = rest
-        }
-        guard !authority.isEmpty, !authority.contains("@"), !path.contains("?"), !path.contains("#"), !path.contains("%"),
-              authority.utf8.allSatisfy({ $0 > 0x20 && $0 < 0x7F }), path.utf8.allSatisfy({ $0 > 0x20 && $0 < 0x7F })
-        else {
-            throw ConfigurationError(description: "\(shown): expected https://HOST[:PORT][/PATH] without user, query or fragment")
-        }
-        var host: Substring
-        var portText: Substring?
-        if authority.hasPrefix("[") {
-            guard let close = authority.firstIndex(of: "]") else {
-                throw ConfigurationError(description: "\(shown): unterminated IPv6 literal")
-            }
-            host = authority[authority.index(after: authority.startIndex)..<close]
-            let after = authority[authority.index(after: close)...]
-            if after.hasPrefix(":") { portText = after.dropFirst() } else if !after.isEmpty {
-                throw ConfigurationError(description: "\(shown): expected https://HOST[:PORT][/PATH]")
-            }
-        } else if let colon = authority.lastIndex(of: ":") {
-            host = authority[..<colon]
-            portText = authority[authority.index(after: colon)...]
-        } else {
-            host = authority
-        }
-        var port = 443
-        if let portText {
-            guard let value = Int(portText), value > 0, value <= 65535, portText.utf8.allSatisfy({ $0 >= 48 && $0 <= 57 }) else {
-                throw ConfigurationError(description: "\(shown): invalid port \(GitRepository.printable(String(portText)))")
-            }
-            port = value
-        }
-        let hostText = String(host).lowercased()
-        guard !hostText.isEmpty else { throw ConfigurationError(description: "\(shown): no host in the URL") }
+        let (hostText, port) = (parsed.host, parsed.port)
         let address = try? SocketAddress(ipAddress: hostText, port: port)
         if address == nil {
             do {
@@ -170,11 +134,6 @@ package struct GitUpstreams: Sendable {
                 throw ConfigurationError(description: "\(shown): invalid host \(GitRepository.printable(hostText))")
             }
         }
-        var base = String(path)
-        while base.hasSuffix("/") { base.removeLast() }
-        if base.split(separator: "/").contains(where: { $0 == "." || $0 == ".." }) {
-            throw ConfigurationError(description: "\(shown): `.` and `..` are not allowed in the path")
-        }
-        return Upstream(gitHost: mapping.gitHost, host: hostText, port: port, basePath: base, address: address, tls: tls)
+        return Upstream(gitHost: mapping.gitHost, host: hostText, port: port, basePath: parsed.basePath, address: address, tls: tls)
     }
 }

@@ -168,52 +168,14 @@ package struct CredentialRoute: Sendable, Equatable {
     /// fragment, escapes, `.` or `..`.
     private static func parseURL(_ url: String, route: String) throws -> (host: String, port: Int, basePath: String) {
         let shown = "route \(route): \(url)"
-        guard url.lowercased().hasPrefix("https://") else {
-            throw Invalid(description: "\(shown): the upstream must start with https:// (the credential never travels unencrypted)")
+        let parsed: HTTPSBaseURL
+        do {
+            parsed = try HTTPSBaseURL.parse(url, plainWords: "the upstream must start with https:// (the credential never travels unencrypted)")
+        } catch {
+            throw Invalid(description: "\(shown): \(error.words)")
         }
-        let rest = url.dropFirst("https://".count)
-        let authority: Substring
-        var path: Substring = ""
-        if let slash = rest.firstIndex(of: "/") {
-            authority = rest[..<slash]
-            path = rest[slash...]
-        } else {
-            authority = rest
-        }
-        guard !authority.isEmpty, !authority.contains("@"), !path.contains("?"), !path.contains("#"), !path.contains("%"),
-              authority.utf8.allSatisfy({ $0 > 0x20 && $0 < 0x7F }), path.utf8.allSatisfy({ $0 > 0x20 && $0 < 0x7F })
-        else {
-            throw Invalid(description: "\(shown): expected https://HOST[:PORT][/PATH] without user, query, fragment or escapes")
-        }
-        var host: Substring
-        var portText: Substring?
-        if authority.hasPrefix("[") {
-            guard let close = authority.firstIndex(of: "]") else {
-                throw Invalid(description: "\(shown): unterminated IPv6 literal")
-            }
-            host = authority[authority.index(after: authority.startIndex)..<close]
-            let after = authority[authority.index(after: close)...]
-            if after.hasPrefix(":") {
-                portText = after.dropFirst()
-            } else if !after.isEmpty {
-                throw Invalid(description: "\(shown): expected https://HOST[:PORT][/PATH]")
-            }
-        } else if let colon = authority.lastIndex(of: ":") {
-            host = authority[..<colon]
-            portText = authority[authority.index(after: colon)...]
-        } else {
-            host = authority
-        }
-        var port = 443
-        if let portText {
-            guard !portText.isEmpty, portText.count <= 5, portText.utf8.allSatisfy({ $0 >= 0x30 && $0 <= 0x39 }),
-                  let value = Int(portText), (1...65535).contains(value)
-            else {
-                throw Invalid(description: "\(shown): invalid port '\(portText)'")
-            }
-            port = value
-        }
-        var hostText = String(host).lowercased()
+        let port = parsed.port
+        var hostText = parsed.host
         if let address = IPAddress(hostText) {
             hostText = address.description
         } else {
@@ -230,11 +192,6 @@ package struct CredentialRoute: Sendable, Equatable {
                 throw Invalid(description: "\(shown): \(HostName.gateway) is the gateway itself")
             }
         }
-        var base = String(path)
-        while base.hasSuffix("/") { base.removeLast() }
-        if base.split(separator: "/").contains(where: { $0 == "." || $0 == ".." }) {
-            throw Invalid(description: "\(shown): `.` and `..` are not allowed in the path")
-        }
-        return (hostText, port, base)
+        return (hostText, port, parsed.basePath)
     }
 }
