@@ -20,9 +20,7 @@ final class ContainmentTests: XCTestCase {
         init() throws {
             dir = try TemporaryDirectory(prefix: "airlock-contain")
             chmod(dir.path, 0o755)
-            binary = dir.file("airlock")
-            try FileManager.default.copyItem(atPath: TestPaths.airlock, toPath: binary)
-            chmod(binary, 0o755)
+            binary = try dir.copyOfAirlock()
             if try Run.process(["id", "-u", Self.userName]).status != 0 {
                 let add = try Run.process(["useradd", "-m", "-s", "/bin/sh", Self.userName], timeout: 30)
                 guard add.status == 0 else { throw FixtureError("useradd \(Self.userName): \(add.stderr)") }
@@ -37,10 +35,7 @@ final class ContainmentTests: XCTestCase {
 
         /// A fresh directory owned by the test account: the command's working directory.
         func workDirectory() throws -> String {
-            let path = dir.file("work-\(UUID().uuidString.prefix(8))")
-            try FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: false)
-            chown(path, uid, gid)
-            return path
+            try dir.workDirectory(uid: uid, gid: gid)
         }
     }
 

@@ -39,19 +39,14 @@ final class CredentialRouteTests: XCTestCase {
             // Rootless, airlock itself runs as uid 65534 and reads the file; inside, it is hidden.
             try (Self.openaiKey + "\n").write(toFile: dir.file("openai.key"), atomically: true, encoding: .utf8)
             chmod(dir.file("openai.key"), 0o644)
-            binary = dir.file("airlock")
-            try FileManager.default.copyItem(atPath: TestPaths.airlock, toPath: binary)
-            chmod(binary, 0o755)
+            binary = try dir.copyOfAirlock()
         }
 
         func stop() { _ = server.stop() }
 
         /// A fresh directory uid 65534 can write.
         func workDirectory() throws -> String {
-            let path = dir.file("work-\(UUID().uuidString.prefix(8))")
-            try FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: false)
-            chown(path, 65534, 65534)
-            return path
+            try dir.workDirectory()
         }
 
         /// The requests the stand-in received since `offset` lines.

@@ -22,17 +22,12 @@ final class FirstContactTests: XCTestCase {
             chmod(dir.path, 0o755)
             ca = try TestCA(in: dir.path, names: ["index.test", "files.test", "other.test"])
             https = try WebUpstream(port: 443, tls: ca)
-            binary = dir.file("airlock")
-            try FileManager.default.copyItem(atPath: TestPaths.airlock, toPath: binary)
-            chmod(binary, 0o755)
+            binary = try dir.copyOfAirlock()
         }
 
         /// A fresh directory uid 65534 can write.
         func workDirectory() throws -> String {
-            let path = dir.file("work-\(UUID().uuidString.prefix(8))")
-            try FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: false)
-            chown(path, 65534, 65534)
-            return path
+            try dir.workDirectory()
         }
     }
 

@@ -14,9 +14,7 @@ final class RunEnvironmentTests: XCTestCase {
         let dir = try TemporaryDirectory(prefix: "airlock-run-env")
         chmod(dir.path, 0o755)
         // A copy the unprivileged user can execute, wherever the checkout is.
-        let binary = dir.file("airlock")
-        try FileManager.default.copyItem(atPath: TestPaths.airlock, toPath: binary)
-        chmod(binary, 0o755)
+        let binary = try dir.copyOfAirlock()
         let environment = [
             "PATH": "/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin", "HOME": "/nonexistent", "LANG": "C",
             "PLAINVAR": Self.token, "KEPT_SETTING": "kept-value",

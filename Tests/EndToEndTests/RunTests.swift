@@ -27,17 +27,12 @@ final class RunTests: XCTestCase {
             git = try GitUpstream(in: dir.path, ca: ca, repositories: ["owner/app", "owner/secret"], realToken: Self.realToken)
             https = try WebUpstream(port: 443, tls: ca)
             http = try WebUpstream(port: 80)
-            binary = dir.file("airlock")
-            try FileManager.default.copyItem(atPath: TestPaths.airlock, toPath: binary)
-            chmod(binary, 0o755)
+            binary = try dir.copyOfAirlock()
         }
 
         /// A fresh directory the sandboxed user (uid 65534) can write.
         func workDirectory() throws -> String {
-            let path = dir.file("work-\(UUID().uuidString.prefix(8))")
-            try FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: false)
-            chown(path, 65534, 65534)
-            return path
+            try dir.workDirectory()
         }
     }
 

@@ -293,3 +293,22 @@ public final class TemporaryDirectory {
 
     deinit { try? FileManager.default.removeItem(atPath: path) }
 }
+
+extension TemporaryDirectory {
+    /// A copy of the built airlock binary in this directory, mode 0755: rigs run airlock
+    /// from a directory every account can reach, as an installed binary would be.
+    public func copyOfAirlock() throws -> String {
+        let binary = file("airlock")
+        try FileManager.default.copyItem(atPath: TestPaths.airlock, toPath: binary)
+        chmod(binary, 0o755)
+        return binary
+    }
+
+    /// A fresh subdirectory owned by `uid`:`gid` (default the sandboxed user, 65534).
+    public func workDirectory(uid: uid_t = 65534, gid: gid_t = 65534) throws -> String {
+        let path = file("work-\(UUID().uuidString.prefix(8))")
+        try FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: false)
+        chown(path, uid, gid)
+        return path
+    }
+}
