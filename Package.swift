@@ -64,8 +64,14 @@ let package = Package(
             ],
             swiftSettings: swiftSettings
         ),
-        // The commit a release binary was built from (`-Xcc -DAIRLOCK_COMMIT=…`), for --version.
-        .target(name: "CBuildInfo"),
+        // The commit a release binary was built from, for --version: scripts/install sets
+        // AIRLOCK_COMMIT, which reaches this one C file only (a new commit rebuilds nothing else).
+        .target(
+            name: "CBuildInfo",
+            cSettings: Context.environment["AIRLOCK_COMMIT"].map { commit in
+                [.define("AIRLOCK_COMMIT", to: "\"\(commit.filter { $0.isLetter || $0.isNumber || $0 == "-" })\"")]
+            } ?? []
+        ),
         // The executable: argument parsing and wiring only.
         .executableTarget(
             name: "airlock",

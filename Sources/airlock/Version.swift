@@ -6,7 +6,7 @@ enum AirlockVersion {
     static let release = "0.5.0"
 
     /// The commit the binary was built from, when the build said (`scripts/install`,
-    /// `scripts/package`); `nil` for a plain `swift build`.
+    /// `scripts/package` set `AIRLOCK_COMMIT`); `nil` for a plain `swift build`.
     static var commit: String? {
         let commit = String(cString: airlock_build_commit())
         return commit.isEmpty ? nil : commit
