@@ -67,6 +67,10 @@ package final class HTTPForwarder {
     private var heldParts: [HTTPServerRequestPart] = []
     private var pendingAnswer: LocalResponse?
     private var continueSent = false
+    /// `UpstreamExchange.bodyInspector`'s inspector of this request, and the body's tail
+    /// held from the upstream until it decides.
+    private var inspector: (any RequestBodyInspector)?
+    private var heldTail: ByteBuffer?
     /// The most body a check may hold before it must decide.
     private static let checkedBodyLimit = 4 << 20
     private var tunnelPlan: (upstream: TunnelUpstream, startedAt: NIODeadline, completion: @Sendable (ExchangeOutcome) -> Void)?
@@ -176,6 +180,8 @@ package final class HTTPForwarder {
         heldParts = []
         pendingAnswer = nil
         continueSent = false
+        inspector = nil
+        heldTail = nil
         responseHeadSent = false
         responseEnded = false
         responseCloseDelimited = false
@@ -342,6 +348,7 @@ package final class HTTPForwarder {
             context?.writeAndFlush(NIOAny(HTTPServerResponsePart.head(continueHead)), promise: nil)
         }
         phase = .forwarding
+        if requestHasBody, let makeInspector = exchange.bodyInspector { inspector = makeInspector() }
         drainInbox()
         channel.read()
     }
@@ -352,12 +359,80 @@ package final class HTTPForwarder {
         case .head:
             return
         case .body(let buffer):
+            if let inspector {
+                if let refusal = inspector.inspect(buffer) {
+                    refuseInspected(refusal)
+                    return
+                }
+                writeHoldingTail(buffer, to: upstream)
+                return
+            }
             bytesUp += UInt64(buffer.readableBytes)
             upstream.write(HTTPClientRequestPart.body(.byteBuffer(buffer)), promise: nil)
         case .end(let trailers):
             requestEnded = true
+            if let inspector {
+                if let refusal = inspector.finish() {
+                    refuseInspected(refusal)
+                    return
+                }
+                self.inspector = nil
+                if let held = heldTail, held.readableBytes > 0 {
+                    bytesUp += UInt64(held.readableBytes)
+                    upstream.write(HTTPClientRequestPart.body(.byteBuffer(held)), promise: nil)
+                }
+                heldTail = nil
+            }
             upstream.writeAndFlush(HTTPClientRequestPart.end(trailers), promise: nil)
             if responseEnded { finishRequest() }
+        }
+    }
+
+    /// Forwards all of the body so far except its last `heldBodyBytes` bytes, which wait
+    /// for the inspector's decision.
+    private func writeHoldingTail(_ buffer: ByteBuffer, to upstream: any Channel) {
+        let hold = UpstreamExchange.heldBodyBytes
+        var buffer = buffer
+        var out: ByteBuffer?
+        if buffer.readableBytes >= hold {
+            // The held bytes go first, then all of this chunk but its tail.
+            out = heldTail
+            if out?.readableBytes == 0 { out = nil }
+            if let slice = buffer.readSlice(length: buffer.readableBytes - hold), slice.readableBytes > 0 {
+                if out == nil { out = slice } else { out!.writeImmutableBuffer(slice) }
+            }
+            heldTail = buffer
+        } else {
+            var tail = heldTail ?? ByteBuffer()
+            tail.writeImmutableBuffer(buffer)
+            if tail.readableBytes > hold { out = tail.readSlice(length: tail.readableBytes - hold) }
+            heldTail = tail
+        }
+        if let out {
+            bytesUp += UInt64(out.readableBytes)
+            upstream.write(HTTPClientRequestPart.body(.byteBuffer(out)), promise: nil)
+        }
+    }
+
+    /// The inspector refused the body: the upstream, which never got all of it, is closed,
+    /// and the refusal is the answer (once the body has been read), unless the upstream's
+    /// response has begun, when the connection is aborted.
+    private func refuseInspected(_ refusal: LocalResponse) {
+        inspector = nil
+        heldTail = nil
+        exchange = nil
+        upstreamHandler?.detach()
+        upstream?.close(promise: nil)
+        upstream = nil
+        if responseHeadSent {
+            phase = .closing
+            inbox.removeAll()
+            context?.close(promise: nil)
+        } else if requestEnded {
+            respondLocally(refusal)
+        } else {
+            pendingAnswer = refusal
+            phase = .discardingBeforeAnswer
         }
     }
 
