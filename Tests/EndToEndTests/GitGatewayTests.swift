@@ -295,6 +295,9 @@ final class GitGatewayTests: XCTestCase {
         XCTAssertEqual(try rig.inSandbox(["git", "push", "origin", "HEAD:agent/one"], token: agent, cwd: work).status, 0)
 
         let open = try rig.createSession(["owner/repo:rw"], push: ["--protect", "none"])
+        // A new commit: the one above is upstream already, and a push of it alone is not
+        // proven fast-forward (the pack holds none of its history).
+        XCTAssertEqual(try rig.inSandbox(["git", "commit", "-q", "--allow-empty", "-m", "for main"], token: open, cwd: work).status, 0)
         let unprotected = try rig.inSandbox(["git", "push", "origin", "HEAD:main"], token: open, cwd: work)
         XCTAssertEqual(unprotected.status, 0, unprotected.description)
         XCTAssertNotEqual(try rig.upstreamCommit("repo"), before)
@@ -314,10 +317,17 @@ final class GitGatewayTests: XCTestCase {
         XCTAssertEqual(try inWork("git", "commit", "-q", "--allow-empty", "-m", "first").status, 0)
         let created = try inWork("git", "push", "origin", "HEAD:topic")
         XCTAssertEqual(created.status, 0, "a new branch: \(created)")
+        XCTAssertEqual(try inWork("git", "push", "origin", "HEAD:mirror").status, 0)
         XCTAssertEqual(try inWork("git", "commit", "-q", "--allow-empty", "-m", "second").status, 0)
         let onTop = try inWork("git", "push", "origin", "HEAD:topic")
         XCTAssertEqual(onTop.status, 0, "a commit on top: \(onTop)")
         XCTAssertEqual(try rig.upstreamCommit("repo", "refs/heads/topic"), try local())
+        // The same commit to another branch: the push holds no commit, nothing proves it.
+        let mirrorBefore = try rig.upstreamCommit("repo", "refs/heads/mirror")
+        let mirror = try inWork("git", "push", "origin", "HEAD:mirror")
+        XCTAssertNotEqual(mirror.status, 0, mirror.description)
+        XCTAssertTrue(mirror.stderr.contains("! [remote rejected] HEAD -> mirror (not proven fast-forward: the push holds no commit \(try local().prefix(12)) (the upstream has it already), so airlock cannot see its history; push a new commit on top)"), mirror.stderr)
+        XCTAssertEqual(try rig.upstreamCommit("repo", "refs/heads/mirror"), mirrorBefore)
 
         // Someone else moves main upstream; the sandbox merges it into its branch.
         let seed = rig.dir.file("seed-repo")

@@ -187,6 +187,9 @@ final class PackReaderTests: XCTestCase {
         XCTAssertFalse(refused(zero, history.merge), "a new branch is not checked")
         XCTAssertTrue(refused(history.c2, history.side), "side does not contain c2")
         XCTAssertTrue(refused(history.merge, history.c2), "going back")
+        XCTAssertEqual(PushHistory.refusals([RefUpdate(old: history.c2, new: history.c1, ref: "refs/heads/back")], commits: pushed), [PushPolicy.Refusal(
+            ref: "refs/heads/back",
+            reason: "not proven fast-forward: the push holds no commit \(history.c1.prefix(12)) (the upstream has it already), so airlock cannot see its history; push a new commit on top")])
         let refusal = PushHistory.refusals([RefUpdate(old: history.c2, new: history.side, ref: "refs/heads/topic")], commits: pushed)
         XCTAssertEqual(refusal, [PushPolicy.Refusal(
             ref: "refs/heads/topic",

@@ -6,7 +6,8 @@
 /// proves the old commit is an ancestor of the new one. A walk that ends without it, inside
 /// the pack (an unrelated history) or at commits the pack does not hold (an amended or
 /// rebased commit sits on the old commit's parent, which the upstream has), does not prove
-/// it, and the update is refused: fail closed. Creations and the commits on top of a
+/// it, and the update is refused: fail closed. An update to a commit the pack does not
+/// hold at all (already upstream on another branch) is refused for the same reason. Creations and the commits on top of a
 /// branch, merges included (their first parent leads back to the old id), pass.
 package enum PushHistory {
     /// Whether `update` moves an existing ref, so that its history is checked.
@@ -19,8 +20,17 @@ package enum PushHistory {
     package static func refusals(_ updates: [RefUpdate], commits: [String: PackReader.Commit]) -> [PushPolicy.Refusal] {
         updates.compactMap { update in
             guard isChecked(update), !reaches(update.old, from: update.new, through: commits) else { return nil }
+            guard commits[update.new] != nil else {
+                return PushPolicy.Refusal(ref: update.ref, reason: unprovenReason(new: update.new))
+            }
             return PushPolicy.Refusal(ref: update.ref, reason: reason(old: update.old))
         }
+    }
+
+    /// The reason an update to a commit the pack does not hold (one the upstream has
+    /// already, pushed to another branch) is refused: its history cannot be seen.
+    package static func unprovenReason(new: String) -> String {
+        "not proven fast-forward: the push holds no commit \(new.prefix(12)) (the upstream has it already), so airlock cannot see its history; push a new commit on top"
     }
 
     /// The reason a non-fast-forward update is refused, as git shows it.
