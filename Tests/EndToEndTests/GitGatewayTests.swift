@@ -295,8 +295,9 @@ final class GitGatewayTests: XCTestCase {
         XCTAssertEqual(try rig.inSandbox(["git", "push", "origin", "HEAD:agent/one"], token: agent, cwd: work).status, 0)
 
         let open = try rig.createSession(["owner/repo:rw"], push: ["--protect", "none"])
-        // A new commit: the one above is upstream already, and a push of it alone is not
-        // proven fast-forward (the pack holds none of its history).
+        // A new commit on main's tip: the one above is upstream already (on topic), where
+        // the walk through the pushed commits would stop without proving a fast-forward.
+        XCTAssertEqual(try rig.inSandbox(["git", "reset", "-q", "--hard", before], token: open, cwd: work).status, 0)
         XCTAssertEqual(try rig.inSandbox(["git", "commit", "-q", "--allow-empty", "-m", "for main"], token: open, cwd: work).status, 0)
         let unprotected = try rig.inSandbox(["git", "push", "origin", "HEAD:main"], token: open, cwd: work)
         XCTAssertEqual(unprotected.status, 0, unprotected.description)
