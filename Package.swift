@@ -48,11 +48,14 @@ let package = Package(
         // The GNU-only calls of the gateway's socket loop (splice, pipe2, accept4), which
         // Swift's Glibc module does not import.
         .target(name: "CSplice"),
+        // zlib's inflate, for the objects of a pushed pack (`inflateInit` is a macro).
+        .target(name: "CZlib", linkerSettings: [.linkedLibrary("z")]),
         // Policy, proxies, DNS, git gateway, sessions, audit, control socket.
         .target(
             name: "Gateway",
             dependencies: [
                 "CSplice",
+                "CZlib",
                 "SystemCalls",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),

@@ -295,9 +295,76 @@ final class GitGatewayTests: XCTestCase {
         XCTAssertEqual(try rig.inSandbox(["git", "push", "origin", "HEAD:agent/one"], token: agent, cwd: work).status, 0)
 
         let open = try rig.createSession(["owner/repo:rw"], push: ["--protect", "none"])
+        // A new commit on main's tip: the one above is upstream already (on topic), where
+        // the walk through the pushed commits would stop without proving a fast-forward.
+        XCTAssertEqual(try rig.inSandbox(["git", "reset", "-q", "--hard", before], token: open, cwd: work).status, 0)
+        XCTAssertEqual(try rig.inSandbox(["git", "commit", "-q", "--allow-empty", "-m", "for main"], token: open, cwd: work).status, 0)
         let unprotected = try rig.inSandbox(["git", "push", "origin", "HEAD:main"], token: open, cwd: work)
         XCTAssertEqual(unprotected.status, 0, unprotected.description)
         XCTAssertNotEqual(try rig.upstreamCommit("repo"), before)
+    }
+
+    /// History rewrites, judged from the pushed pack: a new branch, commits on top and a
+    /// merge of the upstream's main go through; a force-push after `commit --amend` is
+    /// refused with git's own `[remote rejected]` line, in a small push and in a chunked
+    /// one, and the upstream branch stays where it was.
+    func testForcePushOfARewrittenHistoryIsRefused() throws {
+        let token = try rig.createSession(["owner/repo:rw"])
+        XCTAssertEqual(try rig.inSandbox(["git", "clone", "-q", "https://github.com/owner/repo", "history"], token: token).status, 0)
+        let work = rig.dir.file("history")
+        func inWork(_ argv: String...) throws -> ProcessResult { try rig.inSandbox(argv, token: token, cwd: work) }
+        func local() throws -> String { try rig.git(["-C", work, "rev-parse", "HEAD"]).stdout.trimmingCharacters(in: .whitespacesAndNewlines) }
+
+        XCTAssertEqual(try inWork("git", "commit", "-q", "--allow-empty", "-m", "first").status, 0)
+        let created = try inWork("git", "push", "origin", "HEAD:topic")
+        XCTAssertEqual(created.status, 0, "a new branch: \(created)")
+        XCTAssertEqual(try inWork("git", "push", "origin", "HEAD:mirror").status, 0)
+        XCTAssertEqual(try inWork("git", "commit", "-q", "--allow-empty", "-m", "second").status, 0)
+        let onTop = try inWork("git", "push", "origin", "HEAD:topic")
+        XCTAssertEqual(onTop.status, 0, "a commit on top: \(onTop)")
+        XCTAssertEqual(try rig.upstreamCommit("repo", "refs/heads/topic"), try local())
+        // The same commit to another branch: the push holds no commit, nothing proves it.
+        let mirrorBefore = try rig.upstreamCommit("repo", "refs/heads/mirror")
+        let mirror = try inWork("git", "push", "origin", "HEAD:mirror")
+        XCTAssertNotEqual(mirror.status, 0, mirror.description)
+        XCTAssertTrue(mirror.stderr.contains("! [remote rejected] HEAD -> mirror (not proven fast-forward: the push holds no commit \(try local().prefix(12)) (the upstream has it already), so airlock cannot see its history; push a new commit on top)"), mirror.stderr)
+        XCTAssertEqual(try rig.upstreamCommit("repo", "refs/heads/mirror"), mirrorBefore)
+
+        // Someone else moves main upstream; the sandbox merges it into its branch.
+        let seed = rig.dir.file("seed-repo")
+        try rig.git(["-C", seed, "-c", "user.email=t@example.com", "-c", "user.name=t", "commit", "-q", "--allow-empty", "-m", "upstream work"])
+        try rig.git(["-C", seed, "push", "-q", "\(rig.root)/owner/repo.git", "main"])
+        XCTAssertEqual(try inWork("git", "fetch", "-q", "origin").status, 0)
+        XCTAssertEqual(try inWork("git", "merge", "-q", "--no-ff", "--no-edit", "origin/main").status, 0)
+        let merged = try inWork("git", "push", "origin", "HEAD:topic")
+        XCTAssertEqual(merged.status, 0, "a merge of main: \(merged)")
+        let before = try rig.upstreamCommit("repo", "refs/heads/topic")
+        XCTAssertEqual(before, try local())
+
+        XCTAssertEqual(try inWork("git", "commit", "-q", "--amend", "--allow-empty", "-m", "rewritten").status, 0)
+        let forced = try inWork("git", "push", "--force", "origin", "HEAD:topic")
+        XCTAssertNotEqual(forced.status, 0, forced.description)
+        let reason = "non-fast-forward (history rewrite): the pushed commits do not lead back to \(before.prefix(12)), the ref's current commit; airlock accepts only updates it can prove fast-forward"
+        XCTAssertTrue(forced.stderr.contains("! [remote rejected] HEAD -> topic (\(reason))"), forced.stderr)
+        XCTAssertTrue(forced.stderr.contains("remote: airlock: refs/heads/topic: \(reason)"), forced.stderr)
+        XCTAssertEqual(try rig.upstreamCommit("repo", "refs/heads/topic"), before, "the upstream branch did not move")
+        XCTAssertNotNil(lastAudit("git_deny", containing: "\"reason\":\"push refused: refs/heads/topic: non-fast-forward (history rewrite)"))
+
+        // The same in a chunked push, with a pack larger than git's post buffer.
+        var random = SystemRandomNumberGenerator()
+        try Data((0..<(256 * 1024)).map { _ in UInt8.random(in: 0...255, using: &random) }).write(to: URL(fileURLWithPath: work + "/blob.bin"))
+        XCTAssertEqual(try inWork("git", "add", "blob.bin").status, 0)
+        XCTAssertEqual(try inWork("git", "commit", "-q", "--amend", "-m", "rewritten with a blob").status, 0)
+        let chunked = try inWork("git", "-c", "http.postBuffer=65520", "push", "--force", "origin", "HEAD:topic")
+        XCTAssertNotEqual(chunked.status, 0, chunked.description)
+        XCTAssertTrue(chunked.stderr.contains("! [remote rejected] HEAD -> topic (\(reason))"), chunked.stderr)
+        XCTAssertEqual(try rig.upstreamCommit("repo", "refs/heads/topic"), before)
+        // And a large push on top of the branch goes through.
+        XCTAssertEqual(try inWork("git", "reset", "-q", "--soft", before).status, 0)
+        XCTAssertEqual(try inWork("git", "commit", "-q", "-m", "a blob on top").status, 0)
+        let large = try inWork("git", "-c", "http.postBuffer=65520", "push", "origin", "HEAD:topic")
+        XCTAssertEqual(large.status, 0, large.description)
+        XCTAssertEqual(try rig.upstreamCommit("repo", "refs/heads/topic"), try local())
     }
 
     func testLargeChunkedPushAndGzipFetch() throws {

@@ -203,6 +203,11 @@ class Handler(BaseHTTPRequestHandler):
                             break
                         proc.stdin.write(piece)
                         n -= len(piece)
+                    if n > 0:
+                        # The client left before its Content-Length (the gateway refusing a
+                        # push cuts its pack short). git http-backend (2.39) spins forever on
+                        # an early end of a fixed-length body, so it is stopped here.
+                        proc.kill()
             except (BrokenPipeError, IOError):
                 pass
             finally:

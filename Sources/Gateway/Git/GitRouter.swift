@@ -141,22 +141,40 @@ package struct GitRouter: HTTPRouter {
                     refused = ("push not checkable: \(why)", Refusal(.badRequest, reason: "cannot check this push: \(why)").response)
                 case let .complete(updates, capabilities, _):
                     let refusals = policy.refusals(updates)
-                    guard let first = refusals.first else { return .pass }
-                    var headers = HTTPHeaders()
-                    headers.add(name: "Content-Type", value: ReceivePackReport.contentType)
-                    headers.add(name: "Cache-Control", value: "no-cache")
-                    headers.add(name: "X-Airlock-Denied", value: "\(first.ref): \(first.reason)")
-                    let report = ReceivePackReport.refused(updates, refusals: refusals, capabilities: capabilities)
-                    let reason = refusals.map { "\($0.ref): \($0.reason)" }.joined(separator: "; ")
-                    refused = ("push refused: \(reason)", LocalResponse(status: .ok, headers: headers, body: String(decoding: report, as: UTF8.self)))
+                    guard !refusals.isEmpty else { return .pass }
+                    refused = Self.refusedPush(updates, refusals: refusals, capabilities: capabilities)
                 }
                 audit.record(AuditEvent(
                     .gitDeny, sandbox: sandbox, via: .git, host: gitHost, reason: refused.reason, repo: repo.description,
                     service: service, status: 403, session: sessionID))
                 return .refuse(refused.response)
             }
+            exchange.bodyInspector = {
+                ReceivePackInspector { updates, refusals, capabilities in
+                    let refused = Self.refusedPush(updates, refusals: refusals, capabilities: capabilities)
+                    audit.record(AuditEvent(
+                        .gitDeny, sandbox: sandbox, via: .git, host: gitHost, reason: refused.reason, repo: repo.description,
+                        service: service, status: 403, session: sessionID))
+                    return refused.response
+                }
+            }
         }
         return exchange
+    }
+
+    /// The answer to a push with refused updates: git's report-status, one `ng` line per
+    /// ref; and the audit reason.
+    static func refusedPush(_ updates: [RefUpdate], refusals: [PushPolicy.Refusal], capabilities: [String]) -> (reason: String, response: LocalResponse) {
+        guard let first = refusals.first, !updates.isEmpty else {
+            return ("push not checkable: no commands", Refusal(.badRequest, reason: "cannot check this push: it names no ref").response)
+        }
+        var headers = HTTPHeaders()
+        headers.add(name: "Content-Type", value: ReceivePackReport.contentType)
+        headers.add(name: "Cache-Control", value: "no-cache")
+        headers.add(name: "X-Airlock-Denied", value: "\(first.ref): \(first.reason)")
+        let report = ReceivePackReport.refused(updates, refusals: refusals, capabilities: capabilities)
+        let reason = refusals.map { "\($0.ref): \($0.reason)" }.joined(separator: "; ")
+        return ("push refused: \(reason)", LocalResponse(status: .ok, headers: headers, body: String(decoding: report, as: UTF8.self)))
     }
 
     /// The refusal that replaces an upstream response the sandbox must not see: `401`/`407`

@@ -55,8 +55,8 @@ package struct RefPattern: Hashable, Sendable, CustomStringConvertible {
 /// - Protected refs are never updated: by default `main`, `master` and `release/*`.
 /// - With `allowed` set (`--push-refs 'agent/*'`), only matching refs are pushed at all.
 ///
-/// History rewrites of unprotected branches are not judged here (that needs the pack's
-/// commit graph); the upstream's own branch protection still applies.
+/// History rewrites are judged later, from the pushed pack's commits, as the push streams
+/// upstream (`ReceivePackInspector`, `PushHistory`).
 package struct PushPolicy: Equatable, Sendable {
     /// Refs that are never updated.
     package var protected: [RefPattern]

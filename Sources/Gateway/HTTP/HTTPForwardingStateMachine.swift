@@ -48,6 +48,10 @@ package struct HTTPForwardingStateMachine {
         package var closeDelimited = false
         package var bytesUp: UInt64 = 0
         package var bytesDown: UInt64 = 0
+        /// The exchange's `bodyInspector` for this request's body, while it has not decided,
+        /// and the body's tail held from the upstream until it does.
+        var inspector: (any RequestBodyInspector)?
+        var heldTail: ByteBuffer?
 
         init(_ exchange: UpstreamExchange) {
             self.exchange = exchange
@@ -166,13 +170,30 @@ package struct HTTPForwardingStateMachine {
             case .head:
                 return []
             case .body(let buffer):
+                if let inspector = exchange.inspector {
+                    if let refusal = inspector.inspect(buffer) { return refuseInspected(request, exchange, refusal) }
+                    let out = Self.holdingTail(buffer, held: &exchange.heldTail)
+                    exchange.bytesUp += UInt64(out?.readableBytes ?? 0)
+                    state = .forwarding(request, exchange)
+                    return out.map { [.sendRequestBody($0)] } ?? []
+                }
                 exchange.bytesUp += UInt64(buffer.readableBytes)
                 state = .forwarding(request, exchange)
                 return [.sendRequestBody(buffer)]
             case .end(let trailers):
                 request.ended = true
+                var actions: [Action] = []
+                if let inspector = exchange.inspector {
+                    if let refusal = inspector.finish() { return refuseInspected(request, exchange, refusal) }
+                    exchange.inspector = nil
+                    if let held = exchange.heldTail, held.readableBytes > 0 {
+                        exchange.bytesUp += UInt64(held.readableBytes)
+                        actions.append(.sendRequestBody(held))
+                    }
+                    exchange.heldTail = nil
+                }
                 state = .forwarding(request, exchange)
-                var actions: [Action] = [.sendRequestEnd(trailers)]
+                actions.append(.sendRequestEnd(trailers))
                 if exchange.responseEnded { actions += finishRequest() }
                 return actions
             }
@@ -357,7 +378,8 @@ package struct HTTPForwardingStateMachine {
 
     /// Connected: the request head goes upstream, then the body as it is read.
     package mutating func connected() -> [Action] {
-        guard case .dialing(var request, let exchange) = state else { return [.closeUpstream] }
+        guard case .dialing(var request, var exchange) = state else { return [.closeUpstream] }
+        if request.hasBody, let makeInspector = exchange.exchange.bodyInspector { exchange.inspector = makeInspector() }
         var head = exchange.exchange.head
         var headers = HopByHopHeaders.stripped(head.headers, keeping: exchange.exchange.gatewayHeaders)
         headers.remove(name: "expect")
@@ -454,6 +476,43 @@ package struct HTTPForwardingStateMachine {
         let refusal = Refusal(.badGateway, reason: "upstream \(host) closed the connection before answering", closeConnection: true)
         return [.report(exchange.exchange, Self.outcome(request, exchange, failure: refusal.reason, status: 502))]
             + respond(refusal.response)
+    }
+
+    // MARK: body inspection
+
+    /// Adds `buffer` to the body's held tail and returns what may go upstream now: all of
+    /// the body so far but its last `UpstreamExchange.heldBodyBytes` bytes.
+    private static func holdingTail(_ buffer: ByteBuffer, held: inout ByteBuffer?) -> ByteBuffer? {
+        let hold = UpstreamExchange.heldBodyBytes
+        var buffer = buffer
+        if buffer.readableBytes >= hold {
+            // The held bytes go first, then all of this chunk but its tail.
+            var out = held.flatMap { $0.readableBytes > 0 ? $0 : nil }
+            if let slice = buffer.readSlice(length: buffer.readableBytes - hold), slice.readableBytes > 0 {
+                if out == nil { out = slice } else { out!.writeImmutableBuffer(slice) }
+            }
+            held = buffer
+            return out
+        }
+        var tail = held ?? ByteBuffer()
+        tail.writeImmutableBuffer(buffer)
+        let out = tail.readableBytes > hold ? tail.readSlice(length: tail.readableBytes - hold) : nil
+        held = tail
+        return out
+    }
+
+    /// The inspector refused the body: the upstream, which never got all of it, is closed
+    /// (no report: the inspector audited its refusal), and the refusal is the answer once the
+    /// body has been read, unless the upstream's response has begun: then the client's
+    /// connection is aborted.
+    private mutating func refuseInspected(_ request: Request, _ exchange: Exchange, _ refusal: LocalResponse) -> [Action] {
+        if exchange.responseHeadSent {
+            state = .closing
+            return [.closeUpstream, .dropUnread, .closeClient]
+        }
+        state = .discardingBeforeAnswer(request, answer: refusal)
+        if request.ended { return [.closeUpstream] + respond(refusal) }
+        return [.closeUpstream]
     }
 
     // MARK: answers

@@ -1,3 +1,4 @@
+import NIOCore
 import NIOHTTP1
 
 /// One request/response exchange the forwarder streams to an upstream.
@@ -24,6 +25,18 @@ package struct UpstreamExchange: Sendable {
     /// refusal is the answer; `completion` is not called.
     package var bodyCheck: (@Sendable (_ prefix: [UInt8], _ ended: Bool) -> BodyCheck)?
 
+    /// Makes the inspector of one request's body (a fresh one per request): it sees every
+    /// body chunk as it is forwarded upstream and decides by the body's end. The forwarder
+    /// holds back the body's last `heldBodyBytes` bytes until then, so a
+    /// refused body never reaches the upstream whole (a pushed pack without its trailer is
+    /// never applied). A refusal closes the upstream connection and is the answer;
+    /// `completion` is not called.
+    package var bodyInspector: (@Sendable () -> any RequestBodyInspector)?
+
+    /// The body bytes the forwarder keeps from the upstream until an inspector decides:
+    /// more than a pack's trailer (20 or 32 bytes).
+    package static let heldBodyBytes = 64
+
     /// What `bodyCheck` says.
     package enum BodyCheck: Sendable {
         /// Not decided yet: more of the body is needed.
@@ -48,4 +61,15 @@ package struct UpstreamExchange: Sendable {
         self.interceptResponse = interceptResponse
         self.completion = completion
     }
+}
+
+/// Sees a request body while it streams upstream and decides whether the upstream may
+/// have all of it (`UpstreamExchange.bodyInspector`). Used on the connection's event loop
+/// only.
+package protocol RequestBodyInspector: AnyObject {
+    /// The next chunk of the body; a response refuses the request at once.
+    func inspect(_ chunk: ByteBuffer) -> LocalResponse?
+    /// The body has ended: `nil` lets the held bytes and the end go upstream; a response
+    /// refuses the request.
+    func finish() -> LocalResponse?
 }
