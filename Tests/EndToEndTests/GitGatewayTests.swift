@@ -357,7 +357,7 @@ final class GitGatewayTests: XCTestCase {
         XCTAssertEqual(try inWork("git", "commit", "-q", "--amend", "-m", "rewritten with a blob").status, 0)
         let chunked = try inWork("git", "-c", "http.postBuffer=65520", "push", "--force", "origin", "HEAD:topic")
         XCTAssertNotEqual(chunked.status, 0, chunked.description)
-        XCTAssertTrue(chunked.stderr.contains("! [remote rejected] HEAD -> topic (\(reason))"), chunked.stderr)
+        XCTAssertTrue(chunked.stderr.contains("! [remote rejected] HEAD -> topic (\(reason))"), chunked.stderr + "\nAUDIT:\n" + rig.auditLines.suffix(4).joined(separator: "\n"))
         XCTAssertEqual(try rig.upstreamCommit("repo", "refs/heads/topic"), before)
         // And a large push on top of the branch goes through.
         XCTAssertEqual(try inWork("git", "reset", "-q", "--soft", before).status, 0)

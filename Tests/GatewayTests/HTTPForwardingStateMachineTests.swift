@@ -211,4 +211,41 @@ final class HTTPForwardingStateMachineTests: XCTestCase {
         _ = busy.requestPart(.head(head()))
         XCTAssertEqual(describe(busy.requestMalformed("x")), ["drop unread", "close client"])
     }
+
+    /// Decides at the body's end with a fixed answer, as git's pack check does.
+    private final class EndInspector: RequestBodyInspector {
+        let answer: LocalResponse?
+        init(_ answer: LocalResponse?) { self.answer = answer }
+        func inspect(_ chunk: ByteBuffer) -> LocalResponse? { nil }
+        func finish() -> LocalResponse? { answer }
+    }
+
+    /// An upstream that answers before the inspected body has ended (git's http-backend
+    /// writes its headers at once): nothing of its answer reaches the client before the
+    /// inspector decides; a refusal replaces it, a pass releases it as it came.
+    func testAnUpstreamAnswerIsWithheldUntilTheInspectorDecides() {
+        for refuse in [true, false] {
+            var machine = HTTPForwardingStateMachine(refusalsPerConnection: 3)
+            let refusal = LocalResponse(status: .ok, headers: HTTPHeaders([("X-Airlock-Denied", "no")]), body: "refused")
+            var inspected = exchange()
+            let answer = refuse ? refusal : nil
+            inspected.bodyInspector = { EndInspector(answer) }
+            _ = machine.requestPart(.head(head(.POST, "/push", [("Host", "allowed.test"), ("Transfer-Encoding", "chunked")])))
+            _ = machine.routed(.forward(inspected))
+            XCTAssertEqual(describe(machine.connected()), ["up head close"])
+            XCTAssertEqual(describe(machine.requestPart(.body(ByteBuffer(repeating: 1, count: 100)))), ["up body 36"], "the last 64 bytes are held")
+            var early = HTTPResponseHead(version: .http1_1, status: .ok)
+            early.headers.add(name: "Transfer-Encoding", value: "chunked")
+            XCTAssertEqual(describe(machine.responseHead(early)), [], "the early head is withheld")
+            XCTAssertEqual(describe(machine.responseBody(ByteBuffer(string: "ab"))), [], "and so is its body")
+            if refuse {
+                XCTAssertEqual(describe(machine.requestPart(.end(nil))), ["close upstream", "respond 200 refused", "next"],
+                               "the refusal replaces the withheld answer, which never reached the client")
+            } else {
+                XCTAssertEqual(describe(machine.requestPart(.end(nil))), ["up body 64", "up end", "down head 200 keep-alive", "down body 2"],
+                               "the held tail and the end go up, then the withheld answer down")
+                XCTAssertEqual(describe(machine.responseEnd(nil)), ["close upstream", "report 200 100/2 ok", "down end", "next"])
+            }
+        }
+    }
 }

@@ -52,6 +52,18 @@ package struct HTTPForwardingStateMachine {
         /// and the body's tail held from the upstream until it does.
         var inspector: (any RequestBodyInspector)?
         var heldTail: ByteBuffer?
+        /// The upstream's response while the inspector has not decided (an upstream may
+        /// answer before the body's end: git's http-backend writes its headers at once).
+        /// Nothing of it reaches the client before the decision; a refusal replaces it.
+        var withheld: WithheldResponse?
+
+        /// A response kept from the client until the body inspector decides.
+        struct WithheldResponse {
+            var head: HTTPResponseHead
+            var body: [ByteBuffer] = []
+            var bytes = 0
+            var end: HTTPHeaders??
+        }
 
         init(_ exchange: UpstreamExchange) {
             self.exchange = exchange
@@ -122,6 +134,8 @@ package struct HTTPForwardingStateMachine {
     private let refusalsAllowed: Int
     /// The most body a check may hold before it must decide.
     package static let checkedBodyLimit = 4 << 20
+    /// The most response body kept from the client while a body inspector decides.
+    package static let withheldResponseLimit = 64 << 10
 
     /// - Parameter refusalsPerConnection: the refusal after which the connection closes.
     package init(refusalsPerConnection: Int) {
@@ -192,8 +206,17 @@ package struct HTTPForwardingStateMachine {
                     }
                     exchange.heldTail = nil
                 }
+                let withheld = exchange.withheld
+                exchange.withheld = nil
                 state = .forwarding(request, exchange)
                 actions.append(.sendRequestEnd(trailers))
+                if let withheld {
+                    // Passed: the response kept back goes to the client as it came.
+                    actions += responseHead(withheld.head)
+                    for part in withheld.body { actions += responseBody(part) }
+                    if let end = withheld.end { actions += responseEnd(end) }
+                    return actions
+                }
                 if exchange.responseEnded { actions += finishRequest() }
                 return actions
             }
@@ -404,6 +427,11 @@ package struct HTTPForwardingStateMachine {
     /// The upstream's response head.
     package mutating func responseHead(_ upstreamHead: HTTPResponseHead) -> [Action] {
         guard case .forwarding(var request, var exchange) = state else { return [] }
+        if exchange.inspector != nil {
+            exchange.withheld = Exchange.WithheldResponse(head: upstreamHead)
+            state = .forwarding(request, exchange)
+            return []
+        }
         if let replacement = exchange.exchange.interceptResponse?(upstreamHead) {
             return [.closeUpstream,
                     .report(exchange.exchange, Self.outcome(request, exchange, failure: nil, status: Int(replacement.status.code)))]
@@ -442,6 +470,20 @@ package struct HTTPForwardingStateMachine {
 
     /// A part of the upstream's response body.
     package mutating func responseBody(_ buffer: ByteBuffer) -> [Action] {
+        if case .forwarding(let request, var exchange) = state, exchange.inspector != nil, var withheld = exchange.withheld {
+            withheld.bytes += buffer.readableBytes
+            guard withheld.bytes <= Self.withheldResponseLimit else {
+                // An upstream that says this much before the body is even sent is not one
+                // airlock can vouch for: abort rather than buffer more.
+                state = .closing
+                return [.report(exchange.exchange, Self.outcome(request, exchange, failure: "upstream \(exchange.exchange.target.host) answered at length before the request body was checked")),
+                        .closeUpstream, .dropUnread, .closeClient]
+            }
+            withheld.body.append(buffer)
+            exchange.withheld = withheld
+            state = .forwarding(request, exchange)
+            return []
+        }
         guard case .forwarding(let request, var exchange) = state, exchange.responseHeadSent, !exchange.responseEnded else { return [] }
         exchange.bytesDown += UInt64(buffer.readableBytes)
         state = .forwarding(request, exchange)
@@ -450,6 +492,11 @@ package struct HTTPForwardingStateMachine {
 
     /// The upstream's response ended.
     package mutating func responseEnd(_ trailers: HTTPHeaders?) -> [Action] {
+        if case .forwarding(let request, var exchange) = state, exchange.inspector != nil, exchange.withheld != nil {
+            exchange.withheld?.end = .some(trailers)
+            state = .forwarding(request, exchange)
+            return []
+        }
         guard case .forwarding(let request, var exchange) = state, !exchange.responseEnded else { return [] }
         exchange.responseEnded = true
         var actions: [Action] = [.closeUpstream, .report(exchange.exchange, Self.outcome(request, exchange, failure: nil))]
@@ -465,6 +512,10 @@ package struct HTTPForwardingStateMachine {
 
     /// The upstream connection closed.
     package mutating func upstreamClosed() -> [Action] {
+        if case .forwarding(_, let exchange) = state, exchange.inspector != nil, exchange.withheld?.end != nil {
+            // A complete response is withheld until the inspector decides; nothing is lost.
+            return []
+        }
         guard case .forwarding(let request, let exchange) = state, !exchange.responseEnded else { return [] }
         let host = exchange.exchange.target.host
         if exchange.responseHeadSent {
