@@ -99,14 +99,52 @@ static int place_file(const char *etc_path, const char *target, const char *scra
     return 0;
 }
 
+// The owners and modes of a kept directory's parents below /tmp or /dev/shm, read before
+// the fresh tmpfs covers them and given to the parents made again there: a parent the
+// command's user could not enter on the host (/tmp/x, 0700) stays closed to it inside.
+struct parent_mode { mode_t mode; uid_t uid; gid_t gid; };
+enum { MAX_KEPT_PARENTS = 64 };
+
+static int parent_modes(const char *path, struct parent_mode *modes, int set) {
+    char buffer[PATH_MAX];
+    size_t n = text_length(path);
+    if (n >= sizeof buffer) { errno = ENAMETOOLONG; return -1; }
+    memcpy(buffer, path, n + 1);
+    // The parents down to the mount point (/tmp, or /dev and /dev/shm) are left alone.
+    int under_dev = n > 5 && buffer[0] == '/' && buffer[1] == 'd' && buffer[2] == 'e' && buffer[3] == 'v' && buffer[4] == '/';
+    int depth = 0, slashes = 0;
+    for (size_t i = 1; i < n; i++) {
+        if (buffer[i] != '/') continue;
+        if (++slashes < (under_dev ? 3 : 2)) continue;
+        if (depth >= MAX_KEPT_PARENTS) { errno = ENAMETOOLONG; return -1; }
+        buffer[i] = 0;
+        if (set) {
+            // In a user namespace the host's owners may be unmapped (EINVAL): the command
+            // is then the caller, whose own access the modes still describe.
+            if (chown(buffer, modes[depth].uid, modes[depth].gid) < 0 && errno != EINVAL && errno != EPERM) return -1;
+            if (chmod(buffer, modes[depth].mode & 07777) < 0) return -1;
+        } else {
+            struct stat st;
+            if (stat(buffer, &st) < 0) return -1;
+            modes[depth] = (struct parent_mode){ st.st_mode, st.st_uid, st.st_gid };
+        }
+        depth++;
+        buffer[i] = '/';
+    }
+    return 0;
+}
+
 // A fresh tmpfs on /tmp and /dev/shm: host sockets and files there (tmux, ssh-agent, IDE
 // and X sockets, other users' scratch files) are out of reach. `keep` (the working
 // directory, when it lies under one of them) is bound aside first and put back at the
-// same path in the fresh tmpfs, so a command started in /tmp/work still works there.
+// same path in the fresh tmpfs, its parents made again with their host owners and modes,
+// so a command started in /tmp/work still works there and reaches no more than before.
 static int private_tmp(const char *keep, int *step) {
     static const char *const staging = "/run/airlock-sandbox/cwd";
+    struct parent_mode modes[MAX_KEPT_PARENTS];
     if (keep) {
         *step = CNL_STEP_KEEP_CWD;
+        if (parent_modes(keep, modes, 0) < 0) return -1;
         if (make_parents(staging) < 0 || (mkdir(staging, 0700) < 0 && errno != EEXIST)) return -1;
         if (mount(keep, staging, NULL, MS_BIND | MS_REC, NULL) < 0) return -1;
     }
@@ -118,6 +156,7 @@ static int private_tmp(const char *keep, int *step) {
     if (keep) {
         *step = CNL_STEP_KEEP_CWD;
         if (make_parents(keep) < 0 || (mkdir(keep, 0755) < 0 && errno != EEXIST)) return -1;
+        if (parent_modes(keep, modes, 1) < 0) return -1;
         if (mount(staging, keep, NULL, MS_BIND | MS_REC, NULL) < 0) return -1;
         if (umount2(staging, MNT_DETACH) < 0) return -1;
         (void)rmdir(staging);

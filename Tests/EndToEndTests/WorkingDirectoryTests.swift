@@ -30,4 +30,26 @@ final class WorkingDirectoryTests: XCTestCase {
         XCTAssertEqual(moved.status, 0, "\(moved)")
         XCTAssertEqual(moved.stdout, open.path + "\n", "--cwd is the command's directory: \(moved)")
     }
+
+    /// The same under /tmp, where the command gets a fresh /tmp with only its working
+    /// directory bound back in: the parents made again keep their host owners and modes, so
+    /// the sandbox reaches no directory its user could not reach on the host.
+    func testAWorkingDirectoryUnderTmpKeepsItsParentsClosed() throws {
+        try RootTier.require()
+        let parent = try TemporaryDirectory(prefix: "airlock-cwd-tmp")
+        chmod(parent.path, 0o700)
+        let checkout = parent.file("checkout")
+        try FileManager.default.createDirectory(atPath: checkout, withIntermediateDirectories: false)
+        chmod(checkout, 0o755)
+        let environment = ["PATH": "/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin", "LANG": "C"]
+        let refused = try Run.process([TestPaths.airlock, "run", "--user", "nobody", "--", "/bin/pwd"],
+                                      environment: environment, currentDirectory: checkout, timeout: 60)
+        XCTAssertEqual(refused.status, 125, "\(refused)")
+        XCTAssertTrue(refused.stderr.contains("change directory to \(checkout) as nobody: Permission denied"), "\(refused)")
+
+        chmod(parent.path, 0o755)
+        let allowed = try Run.process([TestPaths.airlock, "run", "--user", "nobody", "--", "/bin/sh", "-c", "pwd; stat -c %a \(parent.path)"],
+                                      environment: environment, currentDirectory: checkout, timeout: 60)
+        XCTAssertEqual(allowed.stdout, "\(checkout)\n755\n", "\(allowed)")
+    }
 }
