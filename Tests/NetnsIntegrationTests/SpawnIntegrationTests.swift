@@ -154,7 +154,7 @@ final class SpawnIntegrationTests: XCTestCase {
 
     func testSetupFailureNamesTheStep() throws {
         XCTAssertThrowsError(try SpawnFixture.run(["true"], user: user, namespace: namespace, cwd: "/nonexistent-airlock-dir")) { error in
-            XCTAssertEqual(String(describing: error), "sandbox setup: change directory to /nonexistent-airlock-dir: No such file or directory")
+            XCTAssertEqual(String(describing: error), "sandbox setup: change directory to /nonexistent-airlock-dir as \(self.user.name): No such file or directory; /nonexistent-airlock-dir does not exist in the sandbox; pass --cwd DIR")
         }
     }
 

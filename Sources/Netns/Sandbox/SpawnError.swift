@@ -29,10 +29,10 @@ package struct SandboxSetupError: Error, Equatable, CustomStringConvertible {
     static func hint(_ failure: cnl_spawn_failure, user: SandboxUser?, cwd: String?) -> String? {
         guard cnl_spawn_step(rawValue: UInt32(bitPattern: failure.step)) == CNL_STEP_CHDIR,
               failure.error == EACCES || failure.error == ENOENT, let user, let cwd else { return nil }
-        let why = failure.error == EACCES ? "\(user.name) cannot enter \(cwd)" : "\(cwd) does not exist in the sandbox"
+        guard failure.error == EACCES else { return "\(cwd) does not exist in the sandbox; pass --cwd DIR" }
         var info = stat()
         let example = stat(user.home, &info) == 0 && (info.st_mode & S_IFMT) == S_IFDIR ? " (for example --cwd \(user.home))" : ""
-        return "\(why); start airlock from a directory \(user.name) can enter, or pass --cwd DIR\(example)"
+        return "\(user.name) cannot enter \(cwd); start airlock from a directory \(user.name) can enter, or pass --cwd DIR\(example)"
     }
 
     /// Words for a step reported by the C child. `masks` names the path of a mask step.
