@@ -11,7 +11,7 @@ struct GatewayOptions: ParsableArguments {
     /// The policy file used when `--policy` is not given, if it exists.
     static let defaultPolicyPath = "/etc/airlock/policy"
 
-    @Option(name: .long, help: ArgumentHelp("Policy file: allowed hosts, presets, allow-private and resolve rules. Reloaded on SIGHUP and on change. Default: \(defaultPolicyPath) if it exists.", valueName: "file"))
+    @Option(name: .long, help: ArgumentHelp("Policy file: allowed hosts, presets, allow-private, resolve and route rules. `gateway serve` reloads it on SIGHUP and on change, and reads \(defaultPolicyPath) when this flag is absent and that file exists; `run` reads only a file given here, once.", valueName: "file"))
     var policy: String?
 
     @Option(name: .long, help: ArgumentHelp("Allow a host (`host`, `*.suffix`, `host:port`, `@preset`); repeatable.", valueName: "host"))
@@ -131,7 +131,8 @@ struct GatewayOptions: ParsableArguments {
         learn.map { "airlock: learn mode: nothing was enforced; what was used is in \($0); turn it into a policy with `airlock policy suggest \($0)`" }
     }
 
-    /// The policy file in force: `--policy`, else the default file if it exists.
+    /// The policy file `gateway serve` uses: `--policy`, else the default file if it exists.
+    /// (`run` uses `--policy` alone.)
     var policyPath: String? {
         if let policy { return policy }
         return access(Self.defaultPolicyPath, F_OK) == 0 ? Self.defaultPolicyPath : nil
@@ -143,15 +144,6 @@ struct GatewayOptions: ParsableArguments {
         var policy = try Policy.rules(allow: allow, allowPrivate: allowPrivate, resolve: resolve, routes: route, source: "command line")
         policy.learning = learn != nil
         return policy
-    }
-
-    /// The initial policy: the file (if any) with the flags' rules added.
-    /// - Throws: `PolicyError` naming the file and line, or the flag.
-    func initialPolicy() throws -> (policy: Policy, path: String?, extra: Policy) {
-        let extra = try flagPolicy()
-        guard let path = policyPath else { return (extra, nil, extra) }
-        let file = try Policy.load(path: path)
-        return (file.adding(rulesFrom: extra), path, extra)
     }
 
     /// The audit log: `--audit-log FILE` (appended, 0600) or stderr.
