@@ -61,7 +61,8 @@ struct SessionCommand: ParsableCommand {
                 _ = try push.policy()
                 let token = try tokenFile.map(SessionCommand.readTokenFile) ?? SessionCommand.readTokenFromStandardInput()
                 let response = try ControlClient.send(
-                    .create(repos: repos, ttlSeconds: ttl.seconds, upstreamToken: token, protect: push.protect, pushRefs: push.pushRefs),
+                    .create(repos: repos, ttlSeconds: ttl.seconds, upstreamToken: token, protect: push.protect, pushRefs: push.pushRefs,
+                             allowForcePush: push.allowForcePush),
                     path: ControlServer.socketPath(sandbox: sandbox.rawValue), sandbox: sandbox.rawValue)
                 switch response {
                 case let .created(sessionToken, summary):

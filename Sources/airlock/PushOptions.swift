@@ -9,6 +9,9 @@ struct PushOptions: ParsableArguments {
     @Option(name: .customLong("push-refs"), help: ArgumentHelp("Push only to matching branches (e.g. 'agent/*'); repeatable.", valueName: "pattern"))
     var pushRefs: [String] = []
 
+    @Option(name: .customLong("allow-force-push"), help: ArgumentHelp("Let pushes rewrite the history of matching branches (e.g. 'agent/*'); repeatable. Without it every update of an existing branch must be a fast-forward.", valueName: "pattern"))
+    var allowForcePush: [String] = []
+
     func validate() throws {
         do {
             _ = try policy()
@@ -20,6 +23,6 @@ struct PushOptions: ParsableArguments {
     /// The policy these flags describe.
     /// - Throws: `RefPattern.Invalid` naming a bad pattern.
     func policy() throws -> PushPolicy {
-        try PushPolicy(protect: protect, pushRefs: pushRefs)
+        try PushPolicy(protect: protect, pushRefs: pushRefs, allowForcePush: allowForcePush)
     }
 }

@@ -367,6 +367,28 @@ final class GitGatewayTests: XCTestCase {
         XCTAssertEqual(try rig.upstreamCommit("repo", "refs/heads/topic"), try local())
     }
 
+    /// `--allow-force-push PATTERN`: the session may rewrite the history of matching
+    /// branches (an agent rebasing its own branch), and only theirs.
+    func testAllowForcePushLetsMatchingBranchesBeRewritten() throws {
+        let token = try rig.createSession(["owner/repo:rw"], push: ["--allow-force-push", "agent/*"])
+        XCTAssertEqual(try rig.inSandbox(["git", "clone", "-q", "https://github.com/owner/repo", "rewrite"], token: token).status, 0)
+        let work = rig.dir.file("rewrite")
+        func inWork(_ argv: String...) throws -> ProcessResult { try rig.inSandbox(argv, token: token, cwd: work) }
+        XCTAssertEqual(try inWork("git", "commit", "-q", "--allow-empty", "-m", "first").status, 0)
+        XCTAssertEqual(try inWork("git", "push", "-q", "origin", "HEAD:agent/one").status, 0)
+        XCTAssertEqual(try inWork("git", "push", "-q", "origin", "HEAD:other").status, 0)
+        XCTAssertEqual(try inWork("git", "commit", "-q", "--amend", "--allow-empty", "-m", "first, amended").status, 0)
+        let amended = try rig.git(["-C", work, "rev-parse", "HEAD"]).stdout.trimmingCharacters(in: .whitespacesAndNewlines)
+
+        let other = try inWork("git", "push", "--force", "origin", "HEAD:other")
+        XCTAssertNotEqual(other.status, 0, other.description)
+        XCTAssertTrue(other.stderr.contains("! [remote rejected] HEAD -> other (non-fast-forward (history rewrite)"), other.stderr)
+
+        let rewritten = try inWork("git", "push", "--force", "origin", "HEAD:agent/one")
+        XCTAssertEqual(rewritten.status, 0, "a matching branch may be rewritten: \(rewritten)")
+        XCTAssertEqual(try rig.upstreamCommit("repo", "refs/heads/agent/one"), amended)
+    }
+
     func testLargeChunkedPushAndGzipFetch() throws {
         let token = try rig.createSession(["owner/repo:rw"])
         XCTAssertEqual(try rig.inSandbox(["git", "clone", "-q", "https://github.com/owner/repo", "big"], token: token).status, 0)

@@ -232,5 +232,15 @@ final class PackReaderTests: XCTestCase {
         damaged.moveWriterIndex(to: damaged.writerIndex - 1)
         XCTAssertNotNil(inspect(damaged))
         XCTAssertEqual(refusals.seen.last, [PushPolicy.Refusal(ref: "refs/heads/topic", reason: "cannot check this push's history: the pack ends early (after 3 of 3 objects)")])
+
+        // A ref the policy lets be rewritten is not checked; another still is.
+        let policy = try PushPolicy(protect: [], pushRefs: [], allowForcePush: ["topic"])
+        let rewrite = try body("\(c2) \(amended) refs/heads/topic", pack: "\(amended)\n^\(c1)\n")
+        let lenient = ReceivePackInspector(checks: { policy.checksHistory(of: $0) }) { _, _, _ in LocalResponse.text(.ok, "refused") }
+        XCTAssertNil(lenient.inspect(rewrite))
+        XCTAssertNil(lenient.finish(), "--allow-force-push topic: the amended topic goes through")
+        let strict = ReceivePackInspector(checks: { policy.checksHistory(of: $0) }) { _, _, _ in LocalResponse.text(.ok, "refused") }
+        XCTAssertNil(strict.inspect(try body("\(c2) \(amended) refs/heads/other", pack: "\(amended)\n^\(c1)\n")))
+        XCTAssertNotNil(strict.finish(), "other branches are still checked")
     }
 }

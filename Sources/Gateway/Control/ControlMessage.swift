@@ -15,7 +15,7 @@ import Foundation
 package enum ControlRequest: Sendable, Equatable {
     /// Create a session for `repos` (`[HOST/]OWNER/REPO[:read|:rw]`) standing for
     /// `upstreamToken`, with its push policy (`PushPolicy(protect:pushRefs:)`).
-    case create(repos: [String], ttlSeconds: Double?, upstreamToken: Secret, protect: [String] = [], pushRefs: [String] = [])
+    case create(repos: [String], ttlSeconds: Double?, upstreamToken: Secret, protect: [String] = [], pushRefs: [String] = [], allowForcePush: [String] = [])
     /// List live sessions, without secrets.
     case list
     /// Revoke the session with this id.
@@ -31,6 +31,7 @@ package enum ControlRequest: Sendable, Equatable {
         var id: String?
         var protect: [String]?
         var push_refs: [String]?
+        var allow_force_push: [String]?
         var name: String?
         var secret: String?
     }
@@ -40,10 +41,11 @@ package enum ControlRequest: Sendable, Equatable {
     package func jsonLine() throws -> String {
         let wire: Wire
         switch self {
-        case let .create(repos, ttl, token, protect, pushRefs):
+        case let .create(repos, ttl, token, protect, pushRefs, allowForcePush):
             wire = token.withRevealed {
                 Wire(op: "create", repos: repos, ttl: ttl, upstream_token: $0, id: nil,
-                     protect: protect.isEmpty ? nil : protect, push_refs: pushRefs.isEmpty ? nil : pushRefs)
+                     protect: protect.isEmpty ? nil : protect, push_refs: pushRefs.isEmpty ? nil : pushRefs,
+                     allow_force_push: allowForcePush.isEmpty ? nil : allowForcePush)
             }
         case .list:
             wire = Wire(op: "list")
@@ -69,7 +71,8 @@ package enum ControlRequest: Sendable, Equatable {
             guard let repos = wire.repos, let token = wire.upstream_token else {
                 throw ControlProtocolError(description: "create needs `repos` and `upstream_token`")
             }
-            self = .create(repos: repos, ttlSeconds: wire.ttl, upstreamToken: Secret(token), protect: wire.protect ?? [], pushRefs: wire.push_refs ?? [])
+            self = .create(repos: repos, ttlSeconds: wire.ttl, upstreamToken: Secret(token), protect: wire.protect ?? [], pushRefs: wire.push_refs ?? [],
+                           allowForcePush: wire.allow_force_push ?? [])
         case "list":
             self = .list
         case "revoke":

@@ -33,10 +33,10 @@ package struct ControlResponder: Sendable {
     /// The answer to `request`.
     package func respond(to request: ControlRequest) -> ControlResponse {
         switch request {
-        case let .create(repos, ttl, upstreamToken, protect, pushRefs):
+        case let .create(repos, ttl, upstreamToken, protect, pushRefs, allowForcePush):
             let pushPolicy: PushPolicy
             do {
-                pushPolicy = try PushPolicy(protect: protect, pushRefs: pushRefs)
+                pushPolicy = try PushPolicy(protect: protect, pushRefs: pushRefs, allowForcePush: allowForcePush)
             } catch {
                 return .failure(String(describing: error))
             }

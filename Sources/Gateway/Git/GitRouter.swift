@@ -150,7 +150,7 @@ package struct GitRouter: HTTPRouter {
                 return .refuse(refused.response)
             }
             exchange.bodyInspector = {
-                ReceivePackInspector { updates, refusals, capabilities in
+                ReceivePackInspector(checks: { policy.checksHistory(of: $0) }) { updates, refusals, capabilities in
                     let refused = Self.refusedPush(updates, refusals: refusals, capabilities: capabilities)
                     audit.record(AuditEvent(
                         .gitDeny, sandbox: sandbox, via: .git, host: gitHost, reason: refused.reason, repo: repo.description,

@@ -62,6 +62,9 @@ package struct PushPolicy: Equatable, Sendable {
     package var protected: [RefPattern]
     /// When set, the only refs that may be pushed.
     package var allowed: [RefPattern]?
+    /// Refs whose history may be rewritten (`--allow-force-push`): updates to them are not
+    /// checked for fast-forward. Empty by default: every update must be a fast-forward.
+    package var rewritable: [RefPattern] = []
 
     /// The default protected branches.
     package static let defaultProtected = ["main", "master", "release/*"]
@@ -76,9 +79,10 @@ package struct PushPolicy: Equatable, Sendable {
 
     /// The policy the flags describe: `--protect` replaces the default protected
     /// branches (`--protect none` protects nothing), `--push-refs` limits pushes to the
-    /// matching refs.
+    /// matching refs, `--allow-force-push` lets the matching refs be rewritten.
     /// - Throws: `RefPattern.Invalid` naming a bad pattern.
-    package init(protect: [String], pushRefs: [String]) throws {
+    package init(protect: [String], pushRefs: [String], allowForcePush: [String] = []) throws {
+        rewritable = try allowForcePush.map(RefPattern.init)
         if protect.isEmpty {
             protected = PushPolicy.standard.protected
         } else if protect == ["none"] {
@@ -93,6 +97,12 @@ package struct PushPolicy: Equatable, Sendable {
     package struct Refusal: Equatable, Sendable {
         package var ref: String
         package var reason: String
+    }
+
+    /// Whether `update` must be proven fast-forward: it moves an existing ref that is not
+    /// one the policy lets be rewritten.
+    package func checksHistory(of update: RefUpdate) -> Bool {
+        PushHistory.isChecked(update) && !rewritable.contains { $0.matches(update.ref) }
     }
 
     /// The updates this policy refuses, in order; empty when the whole push may go on.

@@ -17,16 +17,20 @@ package final class ReceivePackInspector: RequestBodyInspector {
     private var updates: [RefUpdate] = []
     private var capabilities: [String] = []
     private let limits: PackReader.Limits
+    private let checks: @Sendable (RefUpdate) -> Bool
     private let refuse: @Sendable (_ updates: [RefUpdate], _ refusals: [PushPolicy.Refusal], _ capabilities: [String]) -> LocalResponse
 
     /// - Parameters:
     ///   - limits: the pack reader's bounds.
+    ///   - checks: which updates must be proven fast-forward (`PushPolicy.checksHistory`).
     ///   - refuse: makes (and audits) the answer to a refused push.
     package init(
         limits: PackReader.Limits = PackReader.Limits(),
+        checks: @escaping @Sendable (RefUpdate) -> Bool = PushHistory.isChecked,
         refuse: @escaping @Sendable (_ updates: [RefUpdate], _ refusals: [PushPolicy.Refusal], _ capabilities: [String]) -> LocalResponse
     ) {
         self.limits = limits
+        self.checks = checks
         self.refuse = refuse
     }
 
@@ -43,7 +47,7 @@ package final class ReceivePackInspector: RequestBodyInspector {
             case let .complete(updates, capabilities, length):
                 self.updates = updates
                 self.capabilities = capabilities
-                guard let checked = updates.first(where: PushHistory.isChecked) else {
+                guard let checked = updates.first(where: checks) else {
                     state = .passing
                     return nil
                 }
@@ -78,7 +82,7 @@ package final class ReceivePackInspector: RequestBodyInspector {
             } catch {
                 return refuseAll("cannot check this push's history: \(error)")
             }
-            let refusals = PushHistory.refusals(updates, commits: reader.commits)
+            let refusals = PushHistory.refusals(updates.filter(checks), commits: reader.commits)
             guard !refusals.isEmpty else {
                 state = .passing
                 return nil
@@ -102,7 +106,7 @@ package final class ReceivePackInspector: RequestBodyInspector {
     /// Refuses every checked update (every update when none is) for `reason`.
     private func refuseAll(_ reason: String) -> LocalResponse {
         state = .refused
-        let checked = updates.filter(PushHistory.isChecked)
+        let checked = updates.filter(checks)
         let named = checked.isEmpty ? updates : checked
         return refuse(updates, named.map { PushPolicy.Refusal(ref: $0.ref, reason: reason) }, capabilities)
     }
