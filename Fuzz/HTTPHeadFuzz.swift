@@ -64,6 +64,7 @@ public func fuzz(_ data: UnsafePointer<UInt8>, _ size: Int) -> CInt {
         RequestHeadGuard.DecodedParts(headGuard),
         Router(headGuard),
     ])
+    try! channel.connect(to: SocketAddress(ipAddress: "127.0.0.1", port: 8080)).wait()
     var offset = 1
     while offset < size && channel.isActive {
         let end = min(offset + step, size)
