@@ -249,7 +249,7 @@ final class CredentialRouteTests: XCTestCase {
         var stopped = false
         defer { if !stopped { _ = gateway.stop() } }
         XCTAssertTrue(Wait.until(timeout: 30) { (try? Run.airlock(["session", "list", name], timeout: 10).status) == 0 }, "gateway did not start")
-        let curl = ["netns", "exec", name, "--user", "nobody", "--", "curl", "-sS", "-w", " %{http_code}", "-H", "x-api-key: sandbox-key",
+        let curl = ["netns", "exec", name, "--user", "nobody", "--cwd", "/", "--", "curl", "-sS", "-w", " %{http_code}", "-H", "x-api-key: sandbox-key",
                     "http://airlock.internal/api/corp/models"]
 
         let before = try Run.airlock(curl, timeout: 60)

@@ -520,7 +520,7 @@ final class GitGatewayTests: XCTestCase {
         defer { gateway.stop(signal: SIGTERM, timeout: 10) }
         XCTAssertTrue(Wait.until(timeout: 30) { (try? Run.airlock(["session", "list", other], timeout: 10).status) == 0 })
         let replay = try Run.airlock([
-            "netns", "exec", other, "--user", "nobody", "--", "curl", "-sS", "-i", "-H", "Authorization: Bearer \(token)",
+            "netns", "exec", other, "--user", "nobody", "--cwd", rig.dir.path, "--", "curl", "-sS", "-i", "-H", "Authorization: Bearer \(token)",
             "http://airlock.internal/git/github.com/owner/repo/info/refs?service=git-upload-pack",
         ])
         XCTAssertTrue(replay.stdout.hasPrefix("HTTP/1.1 401"), replay.description)

@@ -12,9 +12,11 @@ final class NestedUserNamespaceTests: XCTestCase {
         try RootTier.require()
         let dir = try TemporaryDirectory(prefix: "airlock-nested", in: "/var/tmp")
         chmod(dir.path, 0o755)
+        // A copy the unprivileged user can execute, wherever the checkout is.
+        let binary = try dir.copyOfAirlock()
         let result = try Run.process(
             ["/usr/bin/setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", "/usr/bin/unshare", "-Ur",
-             TestPaths.airlock, "run", "--", "/bin/sh", "-c",
+             binary, "run", "--", "/bin/sh", "-c",
              "id -u; curl -sS --max-time 5 --noproxy '*' http://192.0.2.1/ 2>&1; cat /proc/self/status | grep '^Seccomp:'"],
             environment: environment, currentDirectory: dir.path, timeout: 90)
         let lines = result.stdout.split(separator: "\n").map(String.init)
@@ -25,7 +27,7 @@ final class NestedUserNamespaceTests: XCTestCase {
 
         let doctor = try Run.process(
             ["/usr/bin/setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", "/usr/bin/unshare", "-Ur",
-             TestPaths.airlock, "doctor"], environment: environment, currentDirectory: dir.path, timeout: 60)
+             binary, "doctor"], environment: environment, currentDirectory: dir.path, timeout: 60)
         XCTAssertTrue(doctor.stdout.contains("run (rootless): ready"), "\(doctor)")
         XCTAssertTrue(doctor.stdout.contains("run (as root): not ready"), "doctor tells the truth about uid 0 here: \(doctor)")
     }

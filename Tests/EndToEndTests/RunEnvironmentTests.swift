@@ -26,7 +26,7 @@ final class RunEnvironmentTests: XCTestCase {
         for (mode, argv) in modes {
             let result = try Run.process(
                 argv + ["--repo", "owner/app", "--token-env", "PLAINVAR", "--", "/usr/bin/env"],
-                environment: environment, timeout: 120)
+                environment: environment, currentDirectory: dir.path, timeout: 120)
             XCTAssertEqual(result.status, 0, "\(mode): \(result)")
             XCTAssertTrue(result.stdout.contains("KEPT_SETTING=kept-value"), "\(mode): the command ran and printed its environment: \(result)")
             XCTAssertFalse(result.stdout.contains("PLAINVAR="), "\(mode): \(result)")

@@ -322,7 +322,7 @@ final class RunTests: XCTestCase {
             let rig = try rig
             var argv = runArgv(mode, rig)
             argv += ["--", "no-such-command-airlock"]
-            let missing = try Run.process(argv, environment: ["PATH": "/usr/bin:/bin"])
+            let missing = try Run.process(argv, environment: ["PATH": "/usr/bin:/bin"], currentDirectory: rig.dir.path)
             XCTAssertEqual(missing.status, 127, "\(mode): \(missing)")
             XCTAssertTrue(missing.stderr.contains("no-such-command-airlock: command not found"), "\(mode): \(missing)")
         }

@@ -27,7 +27,7 @@ final class SystemdNotifyTests: XCTestCase {
         XCTAssertTrue(ready.hasPrefix("READY=1\n"), ready)
         XCTAssertTrue(ready.contains("STATUS=serving \(name) on 169.254.200.1"), ready)
         // Ready means serving: the first request after READY=1 is answered, with no retry.
-        let health = try Run.airlock(["netns", "exec", name, "--user", "nobody", "--",
+        let health = try Run.airlock(["netns", "exec", name, "--user", "nobody", "--cwd", "/", "--",
                                       "curl", "-sS", "--max-time", "5", "http://airlock.internal/healthz"])
         XCTAssertTrue(health.stdout.hasPrefix("ok"), "\(health)")
 

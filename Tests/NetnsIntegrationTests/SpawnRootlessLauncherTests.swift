@@ -57,10 +57,14 @@ final class SpawnRootlessLauncherTests: XCTestCase {
 
     func testUnprivilegedUserGetsMappedUidAndNetAdminInItsNamespace() throws {
         let user = try SpawnFixture.testUser()
+        // A copy the test user can execute, wherever the checkout is (a clone under /root).
+        let dir = try TemporaryDirectory(prefix: "airlock-launcher")
+        chmod(dir.path, 0o755)
+        let binary = try dir.copyOfAirlock()
         let result = try Run.process([
             "setpriv", "--reuid", String(user.uid), "--regid", String(user.gid), "--init-groups", "--",
-            TestPaths.airlock, "doctor", "--json",
-        ])
+            binary, "doctor", "--json",
+        ], currentDirectory: dir.path)
         let json = try JSONSerialization.jsonObject(with: Data(result.stdout.utf8)) as? [String: Any]
         let checks = json?["checks"] as? [[String: Any]] ?? []
         let launch = checks.first { $0["name"] as? String == "rootless launch" }
