@@ -18,6 +18,9 @@ final class PolicyParsingTests: XCTestCase {
         let table: [(String, String)] = [
             ("pypi.org\n\n@pipy\n", "policy.txt:3: unknown preset @pipy (known: \(known))"),
             ("bücher.de\n", "policy.txt:1: 'bücher.de' contains non-ASCII characters; write international names as punycode (xn--…)"),
+            // Found by PolicyFuzz: the quoted line is escaped, so the error stays one line.
+            ("@py]i\r #\nexample.com\n", "policy.txt:1: '@py]i\\x0d' contains the control character \\xd"),
+            ("a\u{2028}b.com\n", "policy.txt:1: 'a\\u{2028}b.com' contains non-ASCII characters; write international names as punycode (xn--…)"),
             ("pypi..org\n", "policy.txt:1: 'pypi..org': empty label (two dots in a row, or a leading dot)"),
             (".pypi.org\n", "policy.txt:1: '.pypi.org': empty label (two dots in a row, or a leading dot)"),
             ("pypi.org..\n", "policy.txt:1: 'pypi.org..': empty label (two dots in a row, or a leading dot)"),

@@ -105,6 +105,26 @@ extension Policy {
         return policy
     }
 
+    /// `text` with control characters, line and paragraph separators and bidirectional
+    /// overrides written as escapes, so an error that quotes a line stays one line and
+    /// shows what is really there.
+    static func escaped<S: StringProtocol>(_ text: S) -> String {
+        var out = ""
+        for scalar in text.unicodeScalars {
+            let v = scalar.value
+            let hidden = v < 0x20 && scalar != "\t" || (0x7F...0x9F).contains(v) || v == 0x2028 || v == 0x2029
+                || (0x202A...0x202E).contains(v) || (0x2066...0x2069).contains(v)
+            if !hidden {
+                out.unicodeScalars.append(scalar)
+            } else if v < 0x100 {
+                out += "\\x" + (v < 0x10 ? "0" : "") + String(v, radix: 16)
+            } else {
+                out += "\\u{" + String(v, radix: 16) + "}"
+            }
+        }
+        return out
+    }
+
     /// A problem with one rule, before the file and line are attached.
     struct RuleProblem: Error {
         var message: String
@@ -119,10 +139,10 @@ extension Policy {
         let text = line.trimmingSpaces
         if text.isEmpty { return }
         if text.unicodeScalars.contains(where: { !$0.isASCII }) {
-            throw RuleProblem(message: "'\(text)' contains non-ASCII characters; write international names as punycode (xn--…)")
+            throw RuleProblem(message: "'\(Self.escaped(text))' contains non-ASCII characters; write international names as punycode (xn--…)")
         }
         if let control = text.unicodeScalars.first(where: { $0.value < 0x20 && $0 != "\t" || $0.value == 0x7F }) {
-            throw RuleProblem(message: "'\(text)' contains the control character \\x\(String(control.value, radix: 16))")
+            throw RuleProblem(message: "'\(Self.escaped(text))' contains the control character \\x\(String(control.value, radix: 16))")
         }
         let words = text.split(whereSeparator: { $0 == " " || $0 == "\t" })
         let shown = preset.map { "@\($0): \(text)" } ?? text
