@@ -56,7 +56,8 @@ private func render(_ policy: Policy) -> String {
 /// What a policy allows and denies, without where each rule came from.
 private func summary(_ policy: Policy) -> [String] {
     func kinds(_ rules: [Rule]) -> String {
-        rules.map { "\($0.kind) \($0.port.map(String.init) ?? "-") \($0.isDeny)" }.sorted().joined(separator: "; ")
+        // A set: a preset named twice lists its hosts twice, which allows nothing more.
+        Set(rules.map { "\($0.kind) \($0.port.map(String.init) ?? "-") \($0.isDeny)" }).sorted().joined(separator: "; ")
     }
     return [kinds(policy.allowRules), kinds(policy.denyRules), kinds(policy.cidrRules), kinds(policy.allowPrivateRules),
             policy.resolveOverrides.keys.sorted().map { "\($0)=\(policy.resolveOverrides[$0]!)" }.joined(separator: " "),
