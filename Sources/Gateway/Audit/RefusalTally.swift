@@ -84,7 +84,9 @@ package final class RefusalTally: Sendable {
     }
 
     /// Counts the refusals among `events`; other kinds are ignored.
-    package func observe<Events: Sequence>(_ events: Events) where Events.Element == AuditEvent {
+    package func observe<Events: Collection>(_ events: Events) where Events.Element == AuditEvent {
+        // Most lines are allowances: those never take the lock.
+        guard events.contains(where: { $0.kind.isDenial }) else { return }
         state.withLockedValue { state in
             for event in events where event.kind.isDenial {
                 let key = Key(event: event.kind.rawValue, host: event.host, port: event.port, repo: event.repo,

@@ -91,14 +91,7 @@ package final class HTTPForwarder {
             head.headers = HTTPHeaders()
             context?.writeAndFlush(NIOAny(HTTPServerResponsePart.head(head)), promise: nil)
         case .respond(let head, let body, let close):
-            guard let context else { return }
-            context.write(NIOAny(HTTPServerResponsePart.head(head)), promise: nil)
-            if !body.isEmpty {
-                let buffer = context.channel.allocator.buffer(string: body)
-                context.write(NIOAny(HTTPServerResponsePart.body(.byteBuffer(buffer))), promise: nil)
-            }
-            let written = context.writeAndFlush(NIOAny(HTTPServerResponsePart.end(nil)))
-            if close { written.whenComplete { _ in self.context?.close(promise: nil) } }
+            context?.writeLocalAnswer(head, body: body, close: close)
         case .requeue(let parts):
             for part in parts.reversed() { inbox.prepend(part) }
         case .sendRequestHead(let head):

@@ -1,3 +1,4 @@
+import NIOCore
 import NIOHTTP1
 
 /// A response the gateway writes itself: a refusal (made by `Refusal`), a health answer.
@@ -38,5 +39,18 @@ package struct LocalResponse: Sendable, Equatable {
         headers.replaceOrAdd(name: "Connection", value: closing ? "close" : "keep-alive")
         head.headers = headers
         return head
+    }
+}
+
+extension ChannelHandlerContext {
+    /// Writes a whole gateway-made answer (`head`, then `body` unless empty, then the end)
+    /// and, when `close`, closes the connection once it is written.
+    func writeLocalAnswer(_ head: HTTPResponseHead, body: String, close: Bool) {
+        write(NIOAny(HTTPServerResponsePart.head(head)), promise: nil)
+        if !body.isEmpty {
+            write(NIOAny(HTTPServerResponsePart.body(.byteBuffer(channel.allocator.buffer(string: body)))), promise: nil)
+        }
+        let written = writeAndFlush(NIOAny(HTTPServerResponsePart.end(nil)))
+        if close { written.whenComplete { _ in self.close(promise: nil) } }
     }
 }

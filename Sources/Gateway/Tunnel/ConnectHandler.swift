@@ -144,15 +144,7 @@ package final class ConnectHandler {
     /// Answers with `response` and closes the connection.
     private func refuse(_ response: LocalResponse, version: HTTPVersion, context: ChannelHandlerContext) {
         state = .done
-        let head = response.head(version: version, closing: true)
-        context.write(NIOAny(HTTPServerResponsePart.head(head)), promise: nil)
-        if !response.body.isEmpty {
-            let body = context.channel.allocator.buffer(string: response.body)
-            context.write(NIOAny(HTTPServerResponsePart.body(.byteBuffer(body))), promise: nil)
-        }
-        context.writeAndFlush(NIOAny(HTTPServerResponsePart.end(nil))).whenComplete { _ in
-            context.close(promise: nil)
-        }
+        context.writeLocalAnswer(response.head(version: version, closing: true), body: response.body, close: true)
     }
 
     private func resumeReading() {
