@@ -50,10 +50,24 @@ let package = Package(
         .target(name: "CSplice"),
         // zlib's inflate, for the objects of a pushed pack (`inflateInit` is a macro).
         .target(name: "CZlib", linkerSettings: [.linkedLibrary("z")]),
-        // Policy, proxies, DNS, git gateway, sessions, audit, control socket.
+        // What the gateway decides and records, without networking: policy, sessions, audit,
+        // git repositories and push policy, route definitions. No NIO here, so the seam holds:
+        // these are plain values and locks, testable and reusable without an event loop.
+        .target(
+            name: "GatewayCore",
+            dependencies: [
+                "SystemCalls",
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "Crypto", package: "swift-crypto"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+        // Proxies, DNS, git gateway, credential routes, control socket, listeners: the
+        // networking around GatewayCore.
         .target(
             name: "Gateway",
             dependencies: [
+                "GatewayCore",
                 "CSplice",
                 "CZlib",
                 "SystemCalls",
@@ -102,6 +116,7 @@ let package = Package(
             name: "GatewayTests",
             dependencies: [
                 "Gateway",
+                "GatewayCore",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOEmbedded", package: "swift-nio"),
@@ -114,6 +129,6 @@ let package = Package(
         ),
         .testTarget(name: "EndToEndTests", dependencies: ["TestSupport"], swiftSettings: swiftSettings),
         // The executable's own logic, in process (`@testable import airlock`): the run plan.
-        .testTarget(name: "AirlockTests", dependencies: ["airlock", "Netns", "Gateway", .product(name: "ArgumentParser", package: "swift-argument-parser")], swiftSettings: swiftSettings),
+        .testTarget(name: "AirlockTests", dependencies: ["airlock", "Netns", "Gateway", "GatewayCore", .product(name: "ArgumentParser", package: "swift-argument-parser")], swiftSettings: swiftSettings),
     ]
 )

@@ -1,4 +1,5 @@
 import Gateway
+import GatewayCore
 
 /// The DNS wire path (`DNSResponder.respond`, which reads queries with `DNSWire` in place).
 ///

@@ -1,4 +1,5 @@
 import Gateway
+import GatewayCore
 
 /// The policy file parser (`Policy.parse`).
 ///

@@ -4,6 +4,7 @@ import Glibc
 import ArgumentParser
 import Gateway
 import Netns
+import GatewayCore
 
 /// `airlock gateway`: serve the gateway of a persistent sandbox.
 struct GatewayCommand: ParsableCommand {

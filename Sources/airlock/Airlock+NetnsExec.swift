@@ -4,6 +4,7 @@ import Glibc
 import ArgumentParser
 import Gateway
 import Netns
+import GatewayCore
 
 /// `airlock netns exec NAME [--user U] [--mask PATH]… [--env K=V]… -- CMD…`
 struct NetnsExec: ParsableCommand {

@@ -3,6 +3,7 @@ import Glibc
 #endif
 import ArgumentParser
 import Gateway
+import GatewayCore
 
 /// `airlock policy`: check and explain policy files without running a gateway.
 struct PolicyCommand: ParsableCommand {

@@ -4,6 +4,7 @@ import Glibc
 import ArgumentParser
 import Gateway
 import Netns
+import GatewayCore
 
 /// `airlock secret set SANDBOX NAME`: hands a credential route's secret to a running gateway.
 struct SecretCommand: ParsableCommand {

@@ -5,6 +5,7 @@ import ArgumentParser
 import Foundation
 import Gateway
 import Netns
+import GatewayCore
 
 /// `airlock session create|list|revoke`: git sessions of a running gateway, over its control socket.
 struct SessionCommand: ParsableCommand {

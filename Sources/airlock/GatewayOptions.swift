@@ -4,6 +4,7 @@ import Glibc
 import ArgumentParser
 import Gateway
 import NIOCore
+import GatewayCore
 
 /// Flags shared by `airlock gateway serve` and `airlock run`: the policy, the audit log,
 /// the limits, the git upstreams and credential routes.

@@ -9,6 +9,7 @@ import NIOCore
 import NIOPosix
 import ServiceLifecycle
 import UnixSignals
+import GatewayCore
 
 /// One sandbox's gateway as the command line assembles it from `GatewayOptions`: the audit
 /// log, the policy, the git upstreams and sessions, and the server with its services.

@@ -1,5 +1,6 @@
 import ArgumentParser
 import Gateway
+import GatewayCore
 
 /// The push policy flags of `airlock run` and `airlock session create`.
 struct PushOptions: ParsableArguments {

@@ -4,6 +4,7 @@ import Glibc
 import ArgumentParser
 import Foundation
 import Gateway
+import GatewayCore
 
 /// The secret flags of `airlock run`: where the credential routes' secrets come from.
 /// Values are never taken from the command line, where `ps` would show them.

@@ -1,6 +1,7 @@
 import Gateway
 import XCTest
 @testable import airlock
+@testable import GatewayCore
 
 /// `RunReport`: the lines `airlock run` prints when its command ends, their Markdown for
 /// GitHub Actions and the `--json` objects, and the flag offered for each refusal.

@@ -1,5 +1,6 @@
 import XCTest
 @testable import Gateway
+@testable import GatewayCore
 
 /// Address classes after resolution, and `allow-private` overrides.
 final class AddressClassTests: XCTestCase {

@@ -1,5 +1,6 @@
 import XCTest
 @testable import Gateway
+@testable import GatewayCore
 
 /// IP literals in every spelling are recognised and refused without a cidr rule.
 final class AddressLiteralTests: XCTestCase {

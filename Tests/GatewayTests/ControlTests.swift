@@ -3,6 +3,7 @@ import Foundation
 import NIOPosix
 import TestSupport
 import XCTest
+@testable import GatewayCore
 
 final class ControlTests: XCTestCase {
     let upstream = Secret("ghp_CONTROLupstream_TOKEN_987654321")

@@ -2,6 +2,7 @@
 import NIOCore
 import NIOHTTP1
 import XCTest
+@testable import GatewayCore
 
 /// Route lines in the policy, and the router that turns `/api/NAME/…` into an upstream
 /// request with the secret swapped in: what reaches the upstream, what is refused and why,

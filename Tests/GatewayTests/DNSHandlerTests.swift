@@ -4,6 +4,7 @@ import NIOTestUtils
 import TestSupport
 import XCTest
 @testable import Gateway
+@testable import GatewayCore
 
 /// The UDP and TCP handlers on `EmbeddedChannel`s, and the TCP framing decoder.
 final class DNSHandlerTests: XCTestCase {

@@ -2,6 +2,7 @@ import NIOCore
 import TestSupport
 import XCTest
 @testable import Gateway
+@testable import GatewayCore
 
 /// The in-place responder against the message-based one it replaced
 /// (`ReferenceDNSResponder`): the same bytes and the same audit events for every query,

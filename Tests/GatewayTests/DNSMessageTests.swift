@@ -1,5 +1,6 @@
 import XCTest
 @testable import Gateway
+@testable import GatewayCore
 
 /// Builds DNS queries byte by byte for the DNS tests.
 enum DNSQueryBytes {

@@ -1,4 +1,5 @@
 @testable import Gateway
+@testable import GatewayCore
 
 /// The DNS responder as it was before it answered in place (commit 58f7f8e): it parses
 /// the query into a `DNSMessage` and encodes the answer with `DNSMessage.bytes()`. Kept

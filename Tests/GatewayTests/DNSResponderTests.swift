@@ -1,5 +1,6 @@
 import XCTest
 @testable import Gateway
+@testable import GatewayCore
 
 /// Responses byte-checked for A, AAAA, PTR, NXDOMAIN, FORMERR and NOTIMP.
 final class DNSResponderTests: XCTestCase {

@@ -3,6 +3,7 @@ import NIOPosix
 import XCTest
 import TestSupport
 @testable import Gateway
+@testable import GatewayCore
 
 /// The DNS handlers on real sockets on 127.0.0.1, queried with `dig` over UDP and TCP.
 final class DNSSocketTests: XCTestCase {

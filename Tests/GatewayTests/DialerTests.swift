@@ -3,6 +3,7 @@ import NIOCore
 import NIOPosix
 import XCTest
 @testable import Gateway
+@testable import GatewayCore
 
 /// A resolver that records the names it is asked for and answers from a table.
 final class RecordingResolver: NameResolver {

@@ -2,6 +2,7 @@
 import NIOCore
 import NIOHTTP1
 import XCTest
+@testable import GatewayCore
 
 /// The counts behind `airlock run`'s report (`RefusalTally`) and the git gateway of a run
 /// given no `--repo` (`UnscopedGitRouter`).
@@ -12,7 +13,7 @@ final class RefusalTallyTests: XCTestCase {
         let sink = MemoryAuditSink()
         let tally = RefusalTally()
         let audit = AuditLog(sink: sink, sandbox: "s1", denials: DenialBudget.Limits(burst: 2, perSecond: 1),
-                             clock: { NIODeadline.uptimeNanoseconds(0) }, tally: tally)
+                             clock: { 0 }, tally: tally)
         for _ in 0..<5 {
             audit.record(AuditEvent(.egressDeny, via: .connect, host: "denied.example", port: 443, reason: "denied.example is not on the allowlist"))
         }

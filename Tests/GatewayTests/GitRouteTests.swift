@@ -1,5 +1,6 @@
 @testable import Gateway
 import XCTest
+@testable import GatewayCore
 
 final class GitRouteTests: XCTestCase {
     private func parse(_ uri: String, method: String = "GET") throws -> GitRoute {

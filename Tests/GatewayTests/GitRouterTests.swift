@@ -3,6 +3,7 @@ import NIOCore
 import NIOEmbedded
 import NIOHTTP1
 import XCTest
+@testable import GatewayCore
 
 /// A session authority with fixed answers per token.
 struct FakeSessions: SessionAuthority {

@@ -3,6 +3,7 @@ import NIOCore
 import TestSupport
 import XCTest
 @testable import Gateway
+@testable import GatewayCore
 
 /// The pack reader and the history check on packs made by the real `git pack-objects`
 /// and `git repack`: whole, thin, with ofs- and ref-deltas, fed in chunks of any size; and

@@ -1,5 +1,6 @@
 @testable import Gateway
 import XCTest
+@testable import GatewayCore
 
 /// Learn mode (`--learn`): every valid name on every port, with the checks that stay —
 /// deny rules, IP literals, the gateway's own name, the address check — and

@@ -1,5 +1,6 @@
 import XCTest
 @testable import Gateway
+@testable import GatewayCore
 
 /// Host matching, port rules, deny precedence and presets, as tables.
 final class PolicyMatchingTests: XCTestCase {

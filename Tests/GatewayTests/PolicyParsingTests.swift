@@ -1,6 +1,7 @@
 import XCTest
 import TestSupport
 @testable import Gateway
+@testable import GatewayCore
 
 /// Parse errors name the file, the line and the problem; nothing is guessed.
 final class PolicyParsingTests: XCTestCase {

@@ -1,6 +1,7 @@
 import XCTest
 import TestSupport
 @testable import Gateway
+@testable import GatewayCore
 
 /// Reloading keeps the old policy when the new file is bad, and audits every attempt.
 final class PolicyStoreTests: XCTestCase {

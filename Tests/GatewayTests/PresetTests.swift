@@ -1,5 +1,6 @@
 import XCTest
 @testable import Gateway
+@testable import GatewayCore
 
 /// Every preset parses and names the real hosts its tools use.
 final class PresetTests: XCTestCase {

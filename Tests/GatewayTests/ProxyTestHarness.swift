@@ -4,6 +4,7 @@ import NIOEmbedded
 import NIOHTTP1
 import XCTest
 @testable import Gateway
+@testable import GatewayCore
 
 /// A dialer for handler tests: hands back connected `EmbeddedChannel`s on the test's
 /// loop, or fails with a chosen error, and records every target it was asked for.

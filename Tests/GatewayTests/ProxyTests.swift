@@ -2,6 +2,7 @@ import NIOCore
 import NIOHTTP1
 import XCTest
 @testable import Gateway
+@testable import GatewayCore
 
 /// The explicit proxy (3128), absolute-form requests: routing, refusals, streaming, audit.
 final class ProxyTests: XCTestCase {

@@ -1,5 +1,6 @@
 import XCTest
 @testable import Gateway
+@testable import GatewayCore
 
 /// The push policy's pieces on the bytes git sends: pkt-lines, the receive-pack command
 /// section, the decision, and the report git reads back.

@@ -1,6 +1,7 @@
 import NIOEmbedded
 import XCTest
 @testable import Gateway
+@testable import GatewayCore
 
 private struct NotRefused: Error {}
 

@@ -1,5 +1,6 @@
 import XCTest
 @testable import Gateway
+@testable import GatewayCore
 
 /// `Secret`: every way Swift prints a value shows `<redacted>`, never the value, also when
 /// the secret is a field of something printed.

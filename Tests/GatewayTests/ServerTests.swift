@@ -10,6 +10,7 @@ import ServiceLifecycle
 import TestSupport
 import XCTest
 @testable import Gateway
+@testable import GatewayCore
 
 /// `GatewayServer` on real sockets: a listener from a descriptor, the real `PolicyDialer`
 /// against the local web server fixture, and graceful shutdown.

@@ -6,6 +6,7 @@ import ServiceLifecycle
 import TestSupport
 import XCTest
 @testable import Gateway
+@testable import GatewayCore
 
 /// A session is bound to the sandbox it was issued for: one `SessionStore` behind two
 /// sandboxes' gateways (real listeners on 127.0.0.1, the real `GitRouter`, a real git

@@ -1,6 +1,7 @@
 @testable import Gateway
 import NIOConcurrencyHelpers
 import XCTest
+@testable import GatewayCore
 
 /// A clock tests move by hand.
 final class ManualClock: Sendable {

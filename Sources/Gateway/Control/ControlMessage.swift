@@ -3,6 +3,7 @@ import FoundationEssentials
 #else
 import Foundation
 #endif
+import GatewayCore
 
 /// A request on the control socket: one JSON object on one line.
 ///

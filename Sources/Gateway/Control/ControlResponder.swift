@@ -1,3 +1,4 @@
+import GatewayCore
 /// Answers control requests for one gateway: creates, lists and revokes its sessions, and
 /// sets the credential routes' secrets.
 ///

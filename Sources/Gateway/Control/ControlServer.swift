@@ -4,6 +4,7 @@ import Glibc
 import NIOCore
 import NIOPosix
 import ServiceLifecycle
+import GatewayCore
 
 /// The gateway's control socket: a Unix socket, mode 0600, speaking `ControlRequest` /
 /// `ControlResponse` lines, for `airlock session create|list|revoke`.

@@ -1,3 +1,4 @@
+import GatewayCore
 /// A domain name as DNS carries it: labels of raw bytes, compared case-insensitively.
 package struct DNSName: Hashable, Sendable, CustomStringConvertible {
     /// The labels, root excluded (`www`, `example`, `com`).

@@ -1,4 +1,5 @@
 import NIOCore
+import GatewayCore
 
 /// Answers one DNS query from the policy alone; never forwards anything.
 ///

@@ -1,4 +1,5 @@
 import NIOCore
+import GatewayCore
 
 /// Serves DNS over TCP on one connection: length-framed messages in (decoded by
 /// `DNSFrameDecoder`), length-framed answers out.

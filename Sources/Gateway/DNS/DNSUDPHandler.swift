@@ -1,4 +1,5 @@
 import NIOCore
+import GatewayCore
 
 /// Serves DNS over UDP: one datagram in, at most one datagram back to its sender.
 ///

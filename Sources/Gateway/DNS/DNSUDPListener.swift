@@ -1,5 +1,6 @@
 import NIOCore
 import NIOPosix
+import GatewayCore
 
 /// Serves DNS over UDP from a socket bound inside the gateway namespace.
 package enum DNSUDPListener {

@@ -1,3 +1,4 @@
+import GatewayCore
 /// One git Smart HTTP request under `/git/`, parsed and validated.
 ///
 /// Accepted shapes (owner and repo matched case-insensitively, `.git` optional):

@@ -1,6 +1,7 @@
 import NIOConcurrencyHelpers
 import NIOCore
 import NIOHTTP1
+import GatewayCore
 
 /// Checks session tokens; `SessionStore` is the real one, tests may pass a fake.
 package protocol SessionAuthority: Sendable {

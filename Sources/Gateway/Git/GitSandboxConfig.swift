@@ -1,3 +1,4 @@
+import GatewayCore
 /// The git configuration a sandboxed process gets, as environment variables only.
 ///
 /// Uses `GIT_CONFIG_COUNT` / `GIT_CONFIG_KEY_n` / `GIT_CONFIG_VALUE_n` (git ≥ 2.31), which

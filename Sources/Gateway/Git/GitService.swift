@@ -1,3 +1,4 @@
+import GatewayCore
 /// The two git Smart HTTP services the gateway carries.
 package enum GitService: String, Sendable, Equatable {
     /// Clone and fetch.

@@ -1,5 +1,6 @@
 import NIOCore
 import NIOSSL
+import GatewayCore
 
 /// Where each git host's requests go: an HTTPS URL and one TLS client context.
 ///

@@ -1,3 +1,4 @@
+import GatewayCore
 /// Reading session tokens from, and writing upstream credentials to, `Authorization` headers.
 package enum HTTPAuthorization {
     /// The session tokens a request carries: `Bearer <token>`, or `Basic` with the token as

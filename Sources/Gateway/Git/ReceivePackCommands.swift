@@ -1,15 +1,4 @@
-/// One ref update of a push: `<old-id> <new-id> <ref>`.
-package struct RefUpdate: Equatable, Sendable {
-    package var old: String
-    package var new: String
-    package var ref: String
-
-    /// The new id is all zeros: the ref is deleted.
-    package var isDeletion: Bool { new.allSatisfy { $0 == "0" } }
-    /// The old id is all zeros: the ref is created.
-    package var isCreation: Bool { old.allSatisfy { $0 == "0" } }
-}
-
+import GatewayCore
 /// The command section at the start of a `git-receive-pack` request body
 /// (gitprotocol-pack, "Reference Update Request"): optional `shallow` lines, then one
 /// update per pkt-line (the first carries the capabilities after a NUL), then a flush;

@@ -1,5 +1,6 @@
 import NIOCore
 import NIOHTTP1
+import GatewayCore
 
 /// The git gateway of an `airlock run` given no `--repo`: there is no session, so no git
 /// request can go upstream. git inside is still sent here (see `GitSandboxConfig`), so that

@@ -1,5 +1,6 @@
 import NIOCore
 import NIOHTTP1
+import GatewayCore
 
 /// Serves HTTP/1.1 requests from the sandbox: routes each request, then streams it to its
 /// upstream and the response back, one upstream exchange per request.

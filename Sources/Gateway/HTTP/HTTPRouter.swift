@@ -1,5 +1,6 @@
 import NIOCore
 import NIOHTTP1
+import GatewayCore
 
 /// Decides, request by request, where an HTTP request received from the sandbox goes.
 ///

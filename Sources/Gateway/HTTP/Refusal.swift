@@ -1,4 +1,5 @@
 import NIOHTTP1
+import GatewayCore
 
 /// One refusal as the sandbox and the audit log see it, rendered in one place.
 ///

@@ -1,6 +1,7 @@
 import Foundation
 import NIOCore
 import NIOHTTP1
+import GatewayCore
 
 /// Routes sandbox egress by the policy: absolute-form proxy requests, transparent HTTP by
 /// `Host`, and tunnels (`CONNECT`, SNI). Requests for the gateway itself

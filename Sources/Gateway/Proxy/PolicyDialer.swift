@@ -7,6 +7,7 @@ import NIOCore
 import NIOPosix
 import NIOSSL
 import NIOTLS // TLSUserEvent; built as part of NIOSSL
+import GatewayCore
 
 /// The real dialer: resolves in the host namespace, checks every candidate address
 /// against the policy, and connects to exactly an address it checked.

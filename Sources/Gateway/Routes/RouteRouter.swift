@@ -1,6 +1,7 @@
 import NIOConcurrencyHelpers
 import NIOCore
 import NIOHTTP1
+import GatewayCore
 
 /// The credential routes' router: decides every request under `http://airlock.internal/api/`.
 ///

@@ -1,4 +1,5 @@
 import NIOSSL
+import GatewayCore
 
 /// How route upstreams are verified: one TLS client context with full verification (chain
 /// and host name, or IP address for an IP-literal upstream) against the system trust store

@@ -1,4 +1,5 @@
 import NIOConcurrencyHelpers
+import GatewayCore
 
 /// The secrets credential routes send upstream, by name, held in memory only.
 ///

@@ -1,5 +1,6 @@
 import Logging
 import NIOCore
+import GatewayCore
 
 /// Everything one sandbox's gateway needs, apart from its listening sockets.
 package struct GatewayConfiguration: Sendable {

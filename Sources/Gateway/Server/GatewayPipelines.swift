@@ -1,5 +1,6 @@
 import NIOCore
 import NIOHTTP1
+import GatewayCore
 
 /// Builds the per-connection pipelines of the gateway's TCP listeners.
 ///

@@ -6,6 +6,7 @@ import NIOConcurrencyHelpers
 import NIOCore
 import NIOPosix
 import ServiceLifecycle
+import GatewayCore
 
 /// Serves every listener of one sandbox from descriptors bound inside its gateway namespace.
 ///

@@ -1,4 +1,5 @@
 import NIOCore
+import GatewayCore
 
 /// Transparent TLS on port 443: reads the ClientHello (bounded in size and time), has the
 /// `TunnelOpener` route it by its server name and dial, then hands the connection to the

@@ -1,5 +1,6 @@
 import NIOCore
 import NIOHTTP1
+import GatewayCore
 
 /// Opens the gateway's byte tunnels, for `CONNECT` (`ConnectHandler`) and transparent TLS
 /// (`SNIPeekHandler`) alike: the policy decision, the dial, the hand-off to the sink, and

@@ -5,6 +5,7 @@ import Foundation
 import Gateway
 import Netns
 import SystemCalls
+import GatewayCore
 
 /// The gateway of a root `airlock run`, in a process of its own that gives up root before
 /// it reads a byte from the sandbox.

@@ -6,6 +6,7 @@ import Gateway
 import NIOCore
 import Netns
 import SystemCalls
+import GatewayCore
 
 /// Carries out a `RunPlan`: sandbox, gateway, command, teardown.
 ///

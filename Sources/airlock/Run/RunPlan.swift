@@ -4,6 +4,7 @@ import Glibc
 import Foundation
 import Gateway
 import Netns
+import GatewayCore
 
 /// Everything `airlock run` was asked to do, checked before anything is built: a bad
 /// `--repo`, an unset token variable, an unknown preset or a missing `--user` fails here

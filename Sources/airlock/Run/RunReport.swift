@@ -4,6 +4,7 @@ import Glibc
 import Foundation
 import Gateway
 import SystemCalls
+import GatewayCore
 
 /// What `airlock run` prints when its command has ended: every refusal of the run, by
 /// what was refused, with how often and what would allow it.

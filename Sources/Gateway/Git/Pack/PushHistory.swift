@@ -1,3 +1,4 @@
+import GatewayCore
 /// The history rule of the push policy: an update of an existing ref must be a
 /// fast-forward, proven from the commits of the pushed pack.
 ///
@@ -12,7 +13,7 @@
 package enum PushHistory {
     /// Whether `update` moves an existing ref, so that its history is checked.
     package static func isChecked(_ update: RefUpdate) -> Bool {
-        !update.isCreation && !update.isDeletion
+        update.movesExistingRef
     }
 
     /// The refused updates, in order: those of `updates` that are not proven fast-forward by

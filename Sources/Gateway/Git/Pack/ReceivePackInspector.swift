@@ -1,4 +1,5 @@
 import NIOCore
+import GatewayCore
 
 /// Checks the history of a push while its body streams upstream: reads the command
 /// section again (the body check before the dial already passed it), then, when an update

@@ -1,4 +1,4 @@
-import NIOConcurrencyHelpers
+import Synchronization
 
 /// The live git sessions of a gateway: thread-safe, in memory only.
 ///
@@ -56,7 +56,7 @@ package final class SessionStore: Sendable {
     /// Tombstones kept at most; the oldest are forgotten first.
     package static let maxTombstones = 4096
 
-    private let state = NIOLockedValueBox(State())
+    private let state = Mutex(State())
     private let limits: SessionLimits
     private let audit: AuditLog
     private let clock: @Sendable () -> Double
@@ -95,7 +95,7 @@ package final class SessionStore: Sendable {
         guard idle >= 1 else { throw Failure.invalidTTL(seconds: idle, max: limits.maxTTL) }
         sweep()
         let now = clock()
-        let result: (Secret, SessionSummary) = try state.withLockedValue { state in
+        let result: (Secret, SessionSummary) = try state.withLock { state in
             guard state.live.count < limits.maxLiveSessions else { throw Failure.tooManySessions(limit: limits.maxLiveSessions) }
             while true {
                 let token = SessionToken.generate()
@@ -121,7 +121,7 @@ package final class SessionStore: Sendable {
         let id = digest.sessionID
         let now = clock()
         var expiredEvent: AuditEvent?
-        let outcome: SessionCheck = state.withLockedValue { state in
+        let outcome: SessionCheck = state.withLock { state in
             if let record = state.live[id], record.digest.constantTimeEquals(digest) {
                 if let why = record.expiry(at: now) {
                     Self.bury(&state, id: id, digest: digest, ending: .expired)
@@ -149,7 +149,7 @@ package final class SessionStore: Sendable {
     /// - Throws: `Failure.unknownSession` when no live session has that id.
     @discardableResult
     package func revoke(id: String) throws -> SessionSummary {
-        let summary: SessionSummary = try state.withLockedValue { state in
+        let summary: SessionSummary = try state.withLock { state in
             guard let record = state.live[id] else { throw Failure.unknownSession(id: id) }
             Self.bury(&state, id: id, digest: record.digest, ending: .revoked)
             return Self.summary(id: id, record)
@@ -161,18 +161,18 @@ package final class SessionStore: Sendable {
     /// The live sessions, oldest first, without secrets.
     package func list() -> [SessionSummary] {
         sweep()
-        return state.withLockedValue { state in
+        return state.withLock { state in
             state.live.map { Self.summary(id: $0.key, $0.value) }
         }.sorted { ($0.createdAt, $0.id) < ($1.createdAt, $1.id) }
     }
 
     /// Live sessions right now.
-    package var liveCount: Int { state.withLockedValue { $0.live.count } }
+    package var liveCount: Int { state.withLock { $0.live.count } }
 
     /// Expires every session past its absolute or idle expiry, auditing each.
     package func sweep() {
         let now = clock()
-        let events: [AuditEvent] = state.withLockedValue { state in
+        let events: [AuditEvent] = state.withLock { state in
             var events: [AuditEvent] = []
             for (id, record) in state.live {
                 if let why = record.expiry(at: now) {

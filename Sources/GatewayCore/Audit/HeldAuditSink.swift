@@ -1,7 +1,7 @@
 #if canImport(Glibc)
 import Glibc
 #endif
-import NIOConcurrencyHelpers
+import Synchronization
 import SystemCalls
 
 /// Audit lines held in memory while a sandboxed command runs, and written out once it has
@@ -17,7 +17,7 @@ package final class HeldAuditSink: AuditSink {
         var dropped = 0
     }
 
-    private let state = NIOLockedValueBox(State())
+    private let state = Mutex(State())
     private let limit: Int
 
     /// A sink that keeps at most `limit` bytes of lines.
@@ -26,7 +26,7 @@ package final class HeldAuditSink: AuditSink {
     }
 
     package func write(line: String) {
-        state.withLockedValue { state in
+        state.withLock { state in
             let size = line.utf8.count
             if state.bytes + size > limit {
                 state.dropped += 1
@@ -39,7 +39,7 @@ package final class HeldAuditSink: AuditSink {
 
     /// The lines held so far and how many were dropped; the sink is emptied.
     package func take() -> (lines: [String], dropped: Int) {
-        state.withLockedValue { state in
+        state.withLock { state in
             defer { state = State() }
             return (state.lines, state.dropped)
         }

@@ -3,8 +3,7 @@ import Glibc
 #elseif canImport(Darwin)
 import Darwin
 #endif
-import NIOConcurrencyHelpers
-import NIOCore
+import Synchronization
 
 /// Where audit lines go.
 package protocol AuditSink: Sendable {
@@ -48,7 +47,7 @@ package final class AuditLog: Sendable {
     ///   - clock: the budget's clock; tests pass their own.
     ///   - tally: counts every refusal, those over the budget too (`airlock run`'s report).
     package init(sink: any AuditSink, sandbox: String? = nil, denials: DenialBudget.Limits = .standard,
-                 clock: @escaping @Sendable () -> NIODeadline = { .now() }, tally: RefusalTally? = nil) {
+                 clock: @escaping @Sendable () -> Double = DenialBudget.monotonicClock, tally: RefusalTally? = nil) {
         self.sink = sink
         self.sandbox = sandbox
         self.denials = DenialBudget(denials, clock: clock)
@@ -140,8 +139,8 @@ package final class AuditLog: Sendable {
 package final class FileDescriptorAuditSink: AuditSink {
     private let fd: CInt
     private let ownsDescriptor: Bool
-    private let lock = NIOLock()
-    private let failedWrites = NIOLockedValueBox(0)
+    private let lock = Mutex(())
+    private let failedWrites = Mutex(0)
 
     /// Audit lines on standard error.
     package static let standardError = FileDescriptorAuditSink(fd: 2, ownsDescriptor: false)
@@ -166,7 +165,7 @@ package final class FileDescriptorAuditSink: AuditSink {
     }
 
     /// Lines that could not be written since start.
-    package var failures: Int { failedWrites.withLockedValue { $0 } }
+    package var failures: Int { failedWrites.withLock { $0 } }
 
     package func write(line: String) {
         write(text: line)
@@ -182,7 +181,7 @@ package final class FileDescriptorAuditSink: AuditSink {
     }
 
     private func write(text: String) {
-        lock.withLock {
+        lock.withLock { _ in
             var line = text
             let ok = line.withUTF8 { buf -> Bool in
                 var offset = 0
@@ -196,28 +195,28 @@ package final class FileDescriptorAuditSink: AuditSink {
                 }
                 return true
             }
-            if !ok { failedWrites.withLockedValue { $0 += 1 } }
+            if !ok { failedWrites.withLock { $0 += 1 } }
         }
     }
 }
 
 /// Keeps audit lines in memory; for tests and for `airlock run --json` summaries.
 package final class MemoryAuditSink: AuditSink {
-    private let storage = NIOLockedValueBox<[String]>([])
+    private let storage = Mutex<[String]>([])
 
     package init() {}
 
     package func write(line: String) {
-        storage.withLockedValue { $0.append(line) }
+        storage.withLock { $0.append(line) }
     }
 
     package func write(lines: [String]) {
-        storage.withLockedValue { $0.append(contentsOf: lines) }
+        storage.withLock { $0.append(contentsOf: lines) }
     }
 
     /// Every line written so far, without newlines.
     package var lines: [String] {
-        storage.withLockedValue { $0.map { String($0.dropLast()) } }
+        storage.withLock { $0.map { String($0.dropLast()) } }
     }
 }
 

@@ -4,6 +4,7 @@ import Glibc
 import Darwin
 #endif
 import Dispatch
+import Synchronization
 import Logging
 
 /// Holds the current policy of one sandbox and replaces it when the file changes.
@@ -15,9 +16,9 @@ import Logging
 package final class PolicyStore: @unchecked Sendable {
     // @unchecked: `policy` and `fileStamp` are guarded by `lock`; the watch sources are
     // touched only under `lock` too. Everything else is immutable.
-    private let lock = PolicyLock()
+    private let lock = Mutex(())
     /// Serialises whole reloads, so an older read never replaces a newer one.
-    private let reloadLock = PolicyLock()
+    private let reloadLock = Mutex(())
     private var policy: Policy
     private var fileStamp: FileStamp?
     /// A changed stamp seen on the last poll, waiting to hold still.
@@ -53,7 +54,7 @@ package final class PolicyStore: @unchecked Sendable {
 
     /// The policy in force.
     package var current: Policy {
-        lock.withLock { policy }
+        lock.withLock { _ in policy }
     }
 
     /// Re-reads the file and swaps the policy if it parses. Without a path, does nothing
@@ -62,7 +63,7 @@ package final class PolicyStore: @unchecked Sendable {
     @discardableResult
     package func reload() -> Bool {
         guard let path else { return true }
-        return reloadLock.withLock { reload(path: path) }
+        return reloadLock.withLock { _ in reload(path: path) }
     }
 
     private func reload(path: String) -> Bool {
@@ -70,7 +71,7 @@ package final class PolicyStore: @unchecked Sendable {
         do {
             var fresh = try Policy.load(path: path)
             if let extra { fresh = fresh.adding(rulesFrom: extra) }
-            lock.withLock {
+            lock.withLock { _ in
                 policy = fresh
                 fileStamp = stamp
             }
@@ -78,7 +79,7 @@ package final class PolicyStore: @unchecked Sendable {
             logger?.info("policy reloaded", metadata: ["file": "\(path)", "rules": "\(fresh.ruleCount)"])
             return true
         } catch {
-            lock.withLock { fileStamp = stamp }
+            lock.withLock { _ in fileStamp = stamp }
             let reason = "\(error); keeping the previous policy"
             audit.record(AuditEvent(.policyReload, reason: reason, ok: false, file: path))
             logger?.error("policy reload failed", metadata: ["file": "\(path)", "reason": "\(reason)"])
@@ -91,7 +92,7 @@ package final class PolicyStore: @unchecked Sendable {
     /// seen too; a change is taken once it held still for one interval). Idempotent. SIGHUP's default action is replaced by "ignore" for the
     /// process.
     package func startWatching() {
-        lock.withLock {
+        lock.withLock { _ in
             guard sources.isEmpty else { return }
             signal(SIGHUP, SIG_IGN)
             let hangup = DispatchSource.makeSignalSource(signal: SIGHUP, queue: queue)
@@ -110,7 +111,7 @@ package final class PolicyStore: @unchecked Sendable {
 
     /// Stops watching for SIGHUP and file changes. Idempotent.
     package func stopWatching() {
-        let stopped: [DispatchSourceProtocol] = lock.withLock {
+        let stopped: [DispatchSourceProtocol] = lock.withLock { _ in
             defer { sources = [] }
             return sources
         }
@@ -122,7 +123,7 @@ package final class PolicyStore: @unchecked Sendable {
     private func reloadIfChanged() {
         guard let path else { return }
         let now = FileStamp(path: path)
-        let settled: Bool = lock.withLock {
+        let settled: Bool = lock.withLock { _ in
             guard now != fileStamp else {
                 pendingStamp = nil
                 return false
@@ -155,19 +156,5 @@ private struct FileStamp: Equatable {
         modifiedNanoseconds = Int(info.st_mtim.tv_nsec)
         changedSeconds = Int(info.st_ctim.tv_sec)
         changedNanoseconds = Int(info.st_ctim.tv_nsec)
-    }
-}
-
-/// A mutex for the store (the Policy folder stays free of NIO).
-private final class PolicyLock: @unchecked Sendable {
-    private var mutex = pthread_mutex_t()
-
-    init() { pthread_mutex_init(&mutex, nil) }
-    deinit { pthread_mutex_destroy(&mutex) }
-
-    func withLock<T>(_ body: () throws -> T) rethrows -> T {
-        pthread_mutex_lock(&mutex)
-        defer { pthread_mutex_unlock(&mutex) }
-        return try body()
     }
 }

@@ -73,6 +73,8 @@ package struct CredentialRoute: Sendable, Equatable {
     /// A problem with a route line, one line naming the value.
     package struct Invalid: Error, CustomStringConvertible, Equatable {
         package let description: String
+
+        package init(description: String) { self.description = description }
     }
 
     /// Whether `name` is a usable route or secret name: 1–64 of `a-z 0-9 - _ .`, starting

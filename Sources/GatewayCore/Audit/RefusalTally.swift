@@ -1,4 +1,4 @@
-import NIOConcurrencyHelpers
+import Synchronization
 
 /// Counts the refusals (`dns_deny`, `egress_deny`, `git_deny`) an `AuditLog` records, by
 /// what was refused, for the report `airlock run` prints when its command ends.
@@ -75,7 +75,7 @@ package final class RefusalTally: Sendable {
         var summary = Summary()
     }
 
-    private let state = NIOLockedValueBox(State())
+    private let state = Mutex(State())
     /// The most distinct entries kept.
     package let limit: Int
 
@@ -87,7 +87,7 @@ package final class RefusalTally: Sendable {
     package func observe<Events: Collection>(_ events: Events) where Events.Element == AuditEvent {
         // Most lines are allowances: those never take the lock.
         guard events.contains(where: { $0.kind.isDenial }) else { return }
-        state.withLockedValue { state in
+        state.withLock { state in
             for event in events where event.kind.isDenial {
                 let key = Key(event: event.kind.rawValue, host: event.host, port: event.port, repo: event.repo,
                               service: event.service, rule: event.rule)
@@ -110,6 +110,6 @@ package final class RefusalTally: Sendable {
 
     /// What was counted so far.
     package var summary: Summary {
-        state.withLockedValue { $0.summary }
+        state.withLock { $0.summary }
     }
 }

@@ -1,5 +1,9 @@
-import NIOConcurrencyHelpers
-import NIOCore
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+import Synchronization
 
 /// A token bucket for the denial lines of one sandbox (`dns_deny`, `egress_deny`,
 /// `git_deny` together): `burst` at once, refilled at `perSecond`. Denials over it are
@@ -35,28 +39,37 @@ package final class DenialBudget: Sendable {
 
     private struct State {
         var tokens: Double
-        var refilled: NIODeadline
+        var refilled: Double
         var unreported: [AuditEvent.Kind: Int] = [:]
     }
 
     package let limits: Limits
-    private let state: NIOLockedValueBox<State>
-    private let clock: @Sendable () -> NIODeadline
+    private let state: Mutex<State>
+    private let clock: @Sendable () -> Double
 
     /// - Parameters:
     ///   - limits: the burst and the refill rate.
-    ///   - clock: the time now; tests pass their own to refill without waiting.
-    package init(_ limits: Limits, clock: @escaping @Sendable () -> NIODeadline = { .now() }) {
+    ///   - clock: the time now in seconds, from any fixed origin; tests pass their own to
+    ///     refill without waiting.
+    package init(_ limits: Limits, clock: @escaping @Sendable () -> Double = DenialBudget.monotonicClock) {
         self.limits = limits
         self.clock = clock
-        state = NIOLockedValueBox(State(tokens: Double(limits.burst), refilled: clock()))
+        state = Mutex(State(tokens: Double(limits.burst), refilled: clock()))
+    }
+
+    /// Seconds since an arbitrary point (the system's monotonic clock): never jumps when the
+    /// wall clock is set.
+    package static let monotonicClock: @Sendable () -> Double = {
+        var now = timespec()
+        clock_gettime(CLOCK_MONOTONIC, &now)
+        return Double(now.tv_sec) + Double(now.tv_nsec) / 1e9
     }
 
     /// Takes room for one line per denial in `kinds`, in order.
     package func take(_ kinds: [AuditEvent.Kind]) -> Grant {
         let now = clock()
-        return state.withLockedValue { state in
-            let elapsed = Double((now - state.refilled).nanoseconds) / 1e9
+        return state.withLock { state in
+            let elapsed = now - state.refilled
             state.tokens = min(Double(limits.burst), state.tokens + max(0, elapsed) * Double(limits.perSecond))
             state.refilled = now
             let allowed = min(kinds.count, Int(state.tokens))
