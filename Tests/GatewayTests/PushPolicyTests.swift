@@ -81,6 +81,19 @@ final class PushPolicyTests: XCTestCase {
         XCTAssertTrue(try RefPattern("refs/tags/*").matches("refs/tags/v1.0"))
     }
 
+    /// The flags go through the same check as a pattern written alone: a bad one is refused,
+    /// and a `refs/…` pattern names that ref (not a branch called `refs/…`).
+    func testPatternsFromFlagsAreCheckedAndKeepTheirNamespace() throws {
+        for flags in [(["bad:pattern"], [String](), [String]()), ([], ["bad pattern"], []), ([], [], ["a\\b"])] {
+            XCTAssertThrowsError(try PushPolicy(protect: flags.0, pushRefs: flags.1, allowForcePush: flags.2), "\(flags)")
+        }
+        let tags = try PushPolicy(protect: ["refs/tags/*"], pushRefs: ["refs/tags/*", "agent/*"], allowForcePush: ["refs/tags/*"])
+        XCTAssertEqual(tags.refusals([RefUpdate(old: a, new: b, ref: "refs/tags/v1")]).map(\.ref), ["refs/tags/v1"])
+        XCTAssertEqual(tags.refusals([RefUpdate(old: a, new: b, ref: "refs/heads/agent/x")]), [])
+        XCTAssertFalse(tags.checksHistory(of: RefUpdate(old: a, new: b, ref: "refs/tags/v1")))
+        XCTAssertTrue(tags.checksHistory(of: RefUpdate(old: a, new: b, ref: "refs/heads/agent/x")))
+    }
+
     func testReportIsWhatReceivePackWouldSay() {
         let updates = [RefUpdate(old: a, new: b, ref: "refs/heads/main"), RefUpdate(old: zero, new: a, ref: "refs/heads/ok")]
         let refusals = PushPolicy.standard.refusals(updates)

@@ -82,15 +82,15 @@ package struct PushPolicy: Equatable, Sendable {
     /// matching refs, `--allow-force-push` lets the matching refs be rewritten.
     /// - Throws: `RefPattern.Invalid` naming a bad pattern.
     package init(protect: [String], pushRefs: [String], allowForcePush: [String] = []) throws {
-        rewritable = try allowForcePush.map(RefPattern.init)
+        rewritable = try allowForcePush.map { try RefPattern($0) }
         if protect.isEmpty {
             protected = PushPolicy.standard.protected
         } else if protect == ["none"] {
             protected = []
         } else {
-            protected = try protect.map(RefPattern.init)
+            protected = try protect.map { try RefPattern($0) }
         }
-        allowed = pushRefs.isEmpty ? nil : try pushRefs.map(RefPattern.init)
+        allowed = pushRefs.isEmpty ? nil : try pushRefs.map { try RefPattern($0) }
     }
 
     /// One refused update: the ref and why.
