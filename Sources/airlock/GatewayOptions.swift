@@ -39,6 +39,9 @@ struct GatewayOptions: ParsableArguments {
     @Option(name: .long, help: ArgumentHelp("Open connections allowed per sandbox.", valueName: "count"))
     var maxConnections: Int = GatewayLimits().maxConnections
 
+    @Option(name: .long, help: ArgumentHelp("Bytes the sandbox's tunnels may hold for readers that stopped reading; past it the tunnel whose reader took nothing for longest is closed.", valueName: "bytes"))
+    var maxUnreadBytes: Int = GatewayLimits().maxUnreadBytes
+
     @Option(name: .long, help: ArgumentHelp("Seconds to connect to an upstream.", valueName: "seconds"))
     var connectTimeout: Int = 10
 
@@ -73,6 +76,9 @@ struct GatewayOptions: ParsableArguments {
         if maxConnections < 1 || maxConnections > 1_000_000 {
             throw ValidationError("--max-connections \(maxConnections) is out of range (1…1000000)")
         }
+        if maxUnreadBytes < 1 << 20 || maxUnreadBytes > 1 << 40 {
+            throw ValidationError("--max-unread-bytes \(maxUnreadBytes) is out of range (1048576…1099511627776)")
+        }
         for (flag, value) in [("--connect-timeout", connectTimeout), ("--handshake-timeout", handshakeTimeout),
                               ("--header-timeout", headerTimeout), ("--idle-timeout", idleTimeout),
                               ("--keepalive-timeout", keepaliveTimeout)] {
@@ -91,6 +97,7 @@ struct GatewayOptions: ParsableArguments {
         var limits = GatewayLimits()
         limits.maxHeaderBytes = maxHeaderBytes
         limits.maxConnections = maxConnections
+        limits.maxUnreadBytes = maxUnreadBytes
         limits.connectTimeout = .seconds(Int64(connectTimeout))
         limits.tlsHandshakeTimeout = .seconds(Int64(handshakeTimeout))
         limits.clientHelloTimeout = .seconds(Int64(min(handshakeTimeout, 5)))

@@ -407,6 +407,9 @@ final class RunTests: XCTestCase {
         let drain = try run(["--drain-timeout", "4000", "--", "true"], rootless: true)
         XCTAssertEqual(drain.status, 125, "a usage error of run exits 125, never a status the command could use: \(drain)")
         XCTAssertTrue(drain.stderr.contains("--drain-timeout 4000 is out of range (0…3600 seconds)"), "\(drain)")
+        let unread = try run(["--max-unread-bytes", "4096", "--", "true"], rootless: true)
+        XCTAssertEqual(unread.status, 125, "\(unread)")
+        XCTAssertTrue(unread.stderr.contains("--max-unread-bytes 4096 is out of range (1048576…1099511627776)"), "\(unread)")
 
         let preset = try run(["--allow", "@pipy", "--", "true"], rootless: true)
         XCTAssertNotEqual(preset.status, 0)

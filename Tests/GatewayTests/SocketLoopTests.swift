@@ -92,6 +92,61 @@ final class SocketLoopTests: XCTestCase {
         XCTAssertGreaterThanOrEqual(loop.statistics.bytesTotal, UInt64(down + up))
     }
 
+    /// Tunnels whose client stopped reading hold what the gateway read for them; past the
+    /// sandbox's unread budget the one whose client took nothing for longest is closed, with
+    /// the reason; a client that reads keeps its tunnel and gets every byte; closed tunnels
+    /// give their bytes back to the budget.
+    func testTunnelsWhoseClientStoppedReadingAreClosedPastTheUnreadBudgetLongestFirst() throws {
+        // Small pipes and send buffers keep each stalled tunnel between about 100 and 400 KiB,
+        // so sixteen of them go over 1 MiB and the last ones stay under it.
+        let budget = UnreadBudget(limit: 1 << 20)
+        let loop = try SocketLoop(pipeSize: 256 << 10, unread: budget)
+        try loop.start()
+        defer { loop.shutdown() }
+        var stalled: [(client: LoopbackPair, upstream: LoopbackPair, ended: Ended)] = []
+        for _ in 0..<16 {
+            let client = try LoopbackPair()
+            let upstream = try LoopbackPair()
+            var size: CInt = 64 << 10
+            _ = setsockopt(client.inside, SOL_SOCKET, SO_SNDBUF, &size, socklen_t(MemoryLayout<CInt>.size))
+            let ended = Ended()
+            loop.splice(loop.makeHandle(), client: client.inside, upstream: upstream.inside, idleTimeout: .seconds(30)) {
+                ended.record($0)
+            }
+            upstream.outside.sendUntilFull()
+            stalled.append((client, upstream, ended))
+        }
+        let reading = (client: try LoopbackPair(), upstream: try LoopbackPair(), ended: Ended())
+        loop.splice(loop.makeHandle(), client: reading.client.inside, upstream: reading.upstream.inside, idleTimeout: .seconds(30)) {
+            reading.ended.record($0)
+        }
+        reading.client.outside.shutdownWrite()
+        let sender = DispatchGroup()
+        DispatchQueue.global().async(group: sender) {
+            try? reading.upstream.outside.sendPattern(count: 16 << 20, seed: 5)
+            reading.upstream.outside.shutdownWrite()
+        }
+        XCTAssertEqual(try reading.client.outside.receivePattern(seed: 5), 16 << 20, "a client that reads gets every byte")
+        XCTAssertEqual(sender.wait(timeout: .now() + 30), .success)
+        XCTAssertNil(try XCTUnwrap(reading.ended.wait(seconds: 10)).ending, "and its tunnel ends cleanly")
+
+        // Every stalled tunnel has been counted (2 s without a read) and checked (once a second).
+        Thread.sleep(forTimeInterval: 3.5)
+        let first = try XCTUnwrap(stalled[0].ended.wait(seconds: 1), "the tunnel whose client took nothing for longest is closed: \(budget.bytes) bytes held, \(stalled.map { $0.ended.wait(seconds: 0)?.ending ?? "open" })")
+        let reason = try XCTUnwrap(first.ending)
+        XCTAssertTrue(reason.hasPrefix("the client left ") && reason.hasSuffix(" KiB unread past the sandbox's unread-tunnel budget (1 MiB)"), reason)
+        XCTAssertEqual(try stalled[0].client.outside.receiveToEnd().isEmpty, false, "the client saw its bytes up to the close")
+        XCTAssertLessThanOrEqual(budget.bytes, budget.limit, "the tunnels left open hold at most the budget")
+        let open = stalled.filter { $0.ended.wait(seconds: 0) == nil }
+        XCTAssertFalse(open.isEmpty, "only as many tunnels are closed as the budget needs")
+        XCTAssertGreaterThan(budget.bytes, 0, "the open stalled tunnels are counted")
+        for tunnel in stalled {
+            tunnel.client.outside.close()
+            tunnel.upstream.outside.close()
+        }
+        XCTAssertTrue(Wait.until { budget.bytes == 0 && loop.statistics.tunnels == 0 }, "closed tunnels give their bytes back: \(budget.bytes)")
+    }
+
     func testAClientResettingMidTransferEndsOnlyItsTunnel() throws {
         let client = try LoopbackPair()
         let upstream = try LoopbackPair()
@@ -376,6 +431,26 @@ private final class TestSocket: @unchecked Sendable {
             bytes += buffer[0..<n]
         }
         return String(decoding: bytes, as: UTF8.self)
+    }
+
+    /// Sends without waiting until the peer's buffers take nothing for 200 ms (or 256 MiB,
+    /// or 10 s, or the connection ends): the connection is then full.
+    func sendUntilFull() {
+        let chunk = [UInt8](repeating: 0x61, count: 65536)
+        var sent = 0
+        var lastProgress = Date()
+        let deadline = Date().addingTimeInterval(10)
+        while sent < 256 << 20, Date() < deadline, Date().timeIntervalSince(lastProgress) < 0.2 {
+            let n = chunk.withUnsafeBytes { Glibc.send(fd, $0.baseAddress!, $0.count, CInt(MSG_DONTWAIT | MSG_NOSIGNAL)) }
+            if n > 0 {
+                sent += n
+                lastProgress = Date()
+            } else if n < 0 && (errno == EAGAIN || errno == EINTR) {
+                usleep(5000)
+            } else {
+                return
+            }
+        }
     }
 
     /// Sends `count` bytes of a pattern that depends on `seed` and the offset.

@@ -29,6 +29,11 @@ package struct GatewayLimits: Sendable, Equatable {
     package var clientHelloBytes: Int = 16 * 1024
     /// Time the transparent TLS listener waits for a complete ClientHello.
     package var clientHelloTimeout: TimeAmount = .seconds(5)
+    /// Bytes the sandbox's tunnels may hold for readers that stopped reading (see
+    /// `UnreadBudget`); past it the tunnel whose reader took nothing for longest is closed.
+    /// 64 MiB: room for dozens of large downloads that pause at once, while 512 unread
+    /// tunnels can no longer pin 1.4 GiB of kernel memory until the idle timeout.
+    package var maxUnreadBytes: Int = 64 << 20
     /// On shutdown, how long open connections may drain before they are closed.
     package var drainTimeout: TimeAmount = .seconds(30)
 

@@ -67,8 +67,9 @@ package final class GatewayServer: Service {
         // given to the loops in turn, so spliced tunnels spread over the cores.
         var loops: [SocketLoop] = []
         defer { for loop in loops { loop.shutdown() } }
+        let unread = UnreadBudget(limit: configuration.limits.maxUnreadBytes)
         for _ in 0..<max(1, min(4, System.coreCount)) {
-            let loop = try SocketLoop()
+            let loop = try SocketLoop(unread: unread)
             try loop.start()
             loops.append(loop)
         }

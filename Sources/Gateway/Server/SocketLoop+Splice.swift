@@ -45,6 +45,10 @@ extension SocketLoop {
         var outputShut = false
         var blocked = false
         var bytes: UInt64
+        /// Bytes this direction counts against the loop's `UnreadBudget` while blocked.
+        var held = 0
+        /// When its reader last took a byte (or the tunnel started).
+        var lastDrained: UInt64 = 0
         init(pending: [UInt8], counted: Bool) {
             self.pending = pending
             self.bytes = counted ? UInt64(pending.count) : 0
@@ -94,6 +98,8 @@ extension SocketLoop {
             self.idleNanos = idleNanos
             self.lastActivity = now
             self.completion = completion
+            up.lastDrained = now
+            down.lastDrained = now
         }
     }
 
@@ -157,7 +163,11 @@ extension SocketLoop {
             if direction.pendingOffset < direction.pending.count {
                 let left = direction.pending.count - direction.pendingOffset
                 let code = direction.writePending(to: output)
-                if direction.pending.count - direction.pendingOffset < left { tunnel.lastActivity = Self.now() }
+                if direction.pending.count - direction.pendingOffset < left {
+                    tunnel.lastActivity = Self.now()
+                    direction.lastDrained = tunnel.lastActivity
+                    release(direction)
+                }
                 if code == EAGAIN {
                     direction.blocked = true
                     return .blocked
@@ -178,9 +188,12 @@ extension SocketLoop {
                 // Bytes leaving count as activity too: a slow reader draining a full pipe
                 // is not idle.
                 tunnel.lastActivity = Self.now()
+                direction.lastDrained = tunnel.lastActivity
+                release(direction)
                 continue
             }
             direction.blocked = false
+            release(direction)
             if let pipe = direction.pipe {
                 direction.pipe = nil
                 pipes.release(pipe)
@@ -235,6 +248,8 @@ extension SocketLoop {
         // descriptors for them).
         close(tunnel.client)
         close(tunnel.upstream)
+        release(tunnel.up)
+        release(tunnel.down)
         for direction in [tunnel.up, tunnel.down] {
             if let pipe = direction.pipe {
                 // Bytes still in it are lost with the connection; the pipe is not reused.
@@ -243,5 +258,55 @@ extension SocketLoop {
             }
         }
         tunnel.completion(Totals(up: tunnel.up.bytes, down: tunnel.down.bytes, ending: ending))
+    }
+
+    /// A blocked direction whose reader has taken nothing for this long counts against the
+    /// unread budget; a reader that keeps taking bytes never does, however much is in flight.
+    static let stalledNanos: UInt64 = 2_000_000_000
+
+    /// Counts the directions whose reader stopped (blocked, nothing taken for
+    /// `stalledNanos`) against the unread budget with what they hold now, and closes the
+    /// longest stalled while the sandbox is over it. Runs from the once-a-second scan.
+    func countUnread(now: UInt64) {
+        for tunnel in tunnels.values {
+            for (direction, output) in [(tunnel.up, tunnel.upstream), (tunnel.down, tunnel.client)]
+            where direction.blocked && now > direction.lastDrained && now - direction.lastDrained >= Self.stalledNanos {
+                hold(direction, output: output)
+            }
+        }
+        if unread.bytes > unread.limit { closeLongestUnread() }
+    }
+
+    /// Counts what a blocked direction holds (its pipe, its pending bytes, its output
+    /// socket's unsent queue) against the unread budget.
+    func hold(_ direction: Direction, output: CInt) {
+        var queued: CInt = 0
+        if ioctl(output, UInt(TIOCOUTQ), &queued) < 0 { queued = 0 }
+        let held = direction.inPipe + (direction.pending.count - direction.pendingOffset) + Int(max(0, queued))
+        unread.add(held - direction.held)
+        direction.held = held
+    }
+
+    /// Takes a direction's bytes off the unread budget (it drained, or its tunnel closed).
+    func release(_ direction: Direction) {
+        guard direction.held != 0 else { return }
+        unread.add(-direction.held)
+        direction.held = 0
+    }
+
+    /// Closes this loop's tunnels whose reader has taken nothing for longest until the
+    /// sandbox is within its unread budget again (or this loop holds nothing more of it).
+    func closeLongestUnread() {
+        while unread.bytes > unread.limit {
+            var oldest: (tunnel: Tunnel, direction: Direction)?
+            for tunnel in tunnels.values {
+                for direction in [tunnel.up, tunnel.down] where direction.held > 0 {
+                    if oldest == nil || direction.lastDrained < oldest!.direction.lastDrained { oldest = (tunnel, direction) }
+                }
+            }
+            guard let (tunnel, direction) = oldest else { return }
+            let reader = direction === tunnel.down ? "the client" : "the upstream"
+            closeTunnel(tunnel, ending: "\(reader) left \(direction.held >> 10) KiB unread past the sandbox's unread-tunnel budget (\(unread.limit >> 20) MiB)")
+        }
     }
 }

@@ -60,6 +60,8 @@ package final class SocketLoop: @unchecked Sendable {
     package let pipeSize: Int
     /// Empty pipes kept beyond this many are closed.
     package let pipePoolLimit: Int
+    /// What blocked tunnels may hold, shared by the sandbox's loops.
+    package let unread: UnreadBudget
 
     let epoll: CInt
     let wakeFD: CInt
@@ -111,10 +113,12 @@ package final class SocketLoop: @unchecked Sendable {
     ///   - pipeSize: the capacity asked for each pipe; 1 MiB lets one splice move a whole
     ///     receive window.
     ///   - pipePoolLimit: how many empty pipes to keep for reuse.
+    ///   - unread: the sandbox's budget for bytes its blocked tunnels hold (shared by its loops).
     /// - Throws: `SystemCallError` when the epoll or eventfd cannot be made.
-    package init(pipeSize: Int = 1 << 20, pipePoolLimit: Int = 16) throws {
+    package init(pipeSize: Int = 1 << 20, pipePoolLimit: Int = 16, unread: UnreadBudget = UnreadBudget(limit: .max)) throws {
         self.pipeSize = pipeSize
         self.pipePoolLimit = pipePoolLimit
+        self.unread = unread
         self.pipes = PipePool(limit: pipePoolLimit)
         let epoll = epoll_create1(CInt(EPOLL_CLOEXEC))
         guard epoll >= 0 else { throw SystemCallError.last("epoll_create1") }
@@ -401,6 +405,7 @@ package final class SocketLoop: @unchecked Sendable {
         for tunnel in tunnels.values where now > tunnel.lastActivity && now - tunnel.lastActivity >= tunnel.idleNanos {
             closeTunnel(tunnel, ending: "idle for \(Self.describe(nanoseconds: tunnel.idleNanos))")
         }
+        countUnread(now: now)
     }
 
     func publish() {
