@@ -28,7 +28,12 @@ private final class Router: ChannelInboundHandler {
         case .end: headGuard.awaitNextHead(); return
         }
         headGuard.headReceived()
-        let size = head.uri.utf8.count + head.headers.reduce(0) { $0 + $1.name.utf8.count + $1.value.utf8.count }
+        // The decoder writes U+FFFD (3 bytes) for each byte that is not UTF-8: count those as
+        // the one byte they were on the wire, a lower bound of what the client sent.
+        func wireBytes(_ text: String) -> Int {
+            text.utf8.count - 2 * text.unicodeScalars.reduce(0) { $0 + ($1 == "\u{FFFD}" ? 1 : 0) }
+        }
+        let size = wireBytes(head.uri) + head.headers.reduce(0) { $0 + wireBytes($1.name) + wireBytes($1.value) }
         invariant(size <= maxBytes, "a head of \(size) bytes passed a \(maxBytes)-byte limit")
         if let problem = RequestValidation.problem(in: head) {
             invariant(problem.hasPrefix("malformed request: ") && !problem.contains("\n") && !problem.contains("\r"),
@@ -43,6 +48,7 @@ private final class Router: ChannelInboundHandler {
         for (name, value) in head.headers {
             invariant(!name.utf8.contains { $0 <= 0x20 || $0 == 0x3A || $0 >= 0x7F }, "a bad header name accepted")
             invariant(!value.utf8.contains { $0 == 0x0D || $0 == 0x0A || $0 == 0 }, "a header value with CR, LF or NUL accepted")
+            invariant(!value.unicodeScalars.contains("\u{FFFD}"), "a header value with bytes that are not UTF-8 accepted")
         }
         invariant(head.version.major == 1, "HTTP/\(head.version.major) accepted")
     }

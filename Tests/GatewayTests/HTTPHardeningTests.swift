@@ -40,6 +40,24 @@ final class HTTPHardeningTests: XCTestCase {
         try assertRefused("GET /a\u{01}b HTTP/1.1\r\nHost: allowed.test\r\n\r\n", status: 400, contains: "malformed")
     }
 
+    /// Bytes that are not UTF-8 in a header value are refused, not forwarded as the
+    /// replacement characters the decoder made of them (found by HTTPHeadFuzz: 446 bytes
+    /// on the wire became a 1,069-byte head). UTF-8 text passes.
+    func testHeaderValuesThatAreNotUTF8AreRefused() throws {
+        let h = try GatewayHarness(listener: .http)
+        var request = ByteBuffer(string: "GET / HTTP/1.1\r\nHost: allowed.test\r\nX-Name: caf")
+        request.writeBytes([0xE9, 0xFF, 0x8A])
+        request.writeString("\r\n\r\n")
+        try h.send(request)
+        let response = try XCTUnwrap(ParsedResponse(try h.received()))
+        XCTAssertEqual(response.status, 400)
+        XCTAssertEqual(response.header("x-airlock-denied"), "airlock: malformed request: header X-Name is not valid UTF-8")
+        XCTAssertTrue(h.dialer.targets.isEmpty, "nothing forwarded")
+
+        XCTAssertNil(RequestValidation.problem(in: HTTPRequestHead(version: .http1_1, method: .GET, uri: "/",
+                                                                   headers: ["Host": "allowed.test", "X-Name": "café 東京"])))
+    }
+
     func testUnsupportedTransferEncodingIsRefused() throws {
         try assertRefused("POST / HTTP/1.1\r\nHost: allowed.test\r\nTransfer-Encoding: gzip, chunked\r\n\r\n0\r\n\r\n",
                           status: 400, contains: "malformed")

@@ -28,9 +28,16 @@ package enum RequestValidation {
             return "malformed request: invalid characters in the request target"
         }
         for (name, value) in head.headers {
+            let shown = name.utf8.count <= 64 && name.utf8.allSatisfy({ $0 > 0x20 && $0 < 0x7F }) ? name : "name"
             if name.utf8.contains(where: { $0 <= 0x20 || $0 == 0x3A || $0 >= 0x7F })
                 || value.utf8.contains(where: { ($0 < 0x20 && $0 != 0x09) || $0 == 0x7F }) {
-                return "malformed request: invalid header \(name.utf8.count <= 64 && name.utf8.allSatisfy({ $0 > 0x20 && $0 < 0x7F }) ? name : "name")"
+                return "malformed request: invalid header \(shown)"
+            }
+            // The decoder turned bytes that are not UTF-8 into U+FFFD (three bytes each):
+            // forwarding them would change the header and triple its size past the limit
+            // the client's bytes were checked against.
+            if value.utf8.contains(where: { $0 >= 0x80 }) && value.unicodeScalars.contains("\u{FFFD}") {
+                return "malformed request: header \(shown) is not valid UTF-8"
             }
         }
         if head.version.major != 1 {
