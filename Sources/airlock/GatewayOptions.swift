@@ -57,8 +57,16 @@ struct GatewayOptions: ParsableArguments {
     @Option(name: .long, help: ArgumentHelp("Seconds a kept-alive HTTP connection may wait for its next request before it is closed.", valueName: "seconds"))
     var keepaliveTimeout: Int = 15
 
-    @Option(name: .long, help: ArgumentHelp("On shutdown, seconds open connections may finish before they are closed (0 closes them at once).", valueName: "seconds"))
-    var drainTimeout: Int = 30
+    @Option(name: .long, help: ArgumentHelp("On shutdown, seconds open connections may finish before they are closed (0 closes them at once). Default: 30 for gateway serve; 2 for run, whose sandbox has no process left once the command exited.", valueName: "seconds"))
+    var drainTimeout: Int?
+
+    /// The drain when `--drain-timeout` is not given: `gateway serve` stops while its
+    /// sandbox may still be running.
+    static let serveDrainTimeout = 30
+    /// The drain of `run`: when it stops the gateway, the command and everything it started
+    /// are gone, so an open connection can only be an upstream that keeps it open; two
+    /// seconds let the last forwarded bytes reach the upstream.
+    static let runDrainTimeout = 2
 
     @Option(name: .long, help: ArgumentHelp("Git upstream for a host (default https://HOST); repeatable.", valueName: "host=url"))
     var gitUpstream: [String] = []
@@ -86,7 +94,7 @@ struct GatewayOptions: ParsableArguments {
                 throw ValidationError("\(flag) \(value) is out of range (1…86400 seconds)")
             }
         }
-        if drainTimeout < 0 || drainTimeout > 3600 {
+        if let drainTimeout, drainTimeout < 0 || drainTimeout > 3600 {
             throw ValidationError("--drain-timeout \(drainTimeout) is out of range (0…3600 seconds)")
         }
         _ = try gitUpstreams()
@@ -104,7 +112,7 @@ struct GatewayOptions: ParsableArguments {
         limits.headerTimeout = .seconds(Int64(headerTimeout))
         limits.idleTimeout = .seconds(Int64(idleTimeout))
         limits.keepAliveTimeout = .seconds(Int64(keepaliveTimeout))
-        limits.drainTimeout = .seconds(Int64(drainTimeout))
+        limits.drainTimeout = .seconds(Int64(drainTimeout ?? Self.serveDrainTimeout))
         return limits
     }
 

@@ -44,6 +44,20 @@ final class RunPlanTests: XCTestCase {
         return names
     }()
 
+    /// `run` stops its gateway after the command and everything it started are gone: what is
+    /// still open then is an upstream keeping a connection open, so the drain is 2 s, not
+    /// `gateway serve`'s 30; a `--drain-timeout` given is kept.
+    func testRunDrainsBrieflyUnlessTold() throws {
+        let user = geteuid() == 0 ? ["--user", "nobody"] : []
+        let plain = try RunPlan(command: try RunCommand.parse(user + ["--", "/bin/true"]), environment: [:])
+        XCTAssertEqual(plain.gatewayOptions.limits.drainTimeout, .seconds(2))
+        let told = try RunPlan(command: try RunCommand.parse(user + ["--drain-timeout", "40", "--", "/bin/true"]), environment: [:])
+        XCTAssertEqual(told.gatewayOptions.limits.drainTimeout, .seconds(40))
+        let zero = try RunPlan(command: try RunCommand.parse(user + ["--drain-timeout", "0", "--", "/bin/true"]), environment: [:])
+        XCTAssertEqual(zero.gatewayOptions.limits.drainTimeout, .seconds(0))
+        XCTAssertEqual(try GatewayCommand.Serve.parse(["sbx"]).options.limits.drainTimeout, .seconds(30))
+    }
+
     func testTokenVariableIsRemovedWhateverItsName() throws {
         for name in Self.names {
             var inherited = ["PATH": "/usr/bin:/bin", "LANG": "C"]

@@ -50,7 +50,9 @@ struct RunPlan {
         // is not the host's root: it cannot build the veth pair, the rootless path can.
         mode = geteuid() == 0 && UserNamespace.isInitial() ? .root : .rootless
         command = options.command
-        gatewayOptions = options.gateway
+        var gatewayOptions = options.gateway
+        gatewayOptions.drainTimeout = gatewayOptions.drainTimeout ?? GatewayOptions.runDrainTimeout
+        self.gatewayOptions = gatewayOptions
         json = options.json
         stepSummary = inherited["GITHUB_STEP_SUMMARY"].flatMap { $0.isEmpty ? nil : $0 }
         topology = try SandboxTopology()
