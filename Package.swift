@@ -129,6 +129,6 @@ let package = Package(
         ),
         .testTarget(name: "EndToEndTests", dependencies: ["TestSupport"], swiftSettings: swiftSettings),
         // The executable's own logic, in process (`@testable import airlock`): the run plan.
-        .testTarget(name: "AirlockTests", dependencies: ["airlock", "Netns", "Gateway", "GatewayCore", .product(name: "ArgumentParser", package: "swift-argument-parser")], swiftSettings: swiftSettings),
+        .testTarget(name: "AirlockTests", dependencies: ["airlock", "Netns", "Gateway", "GatewayCore", "TestSupport", .product(name: "ArgumentParser", package: "swift-argument-parser")], swiftSettings: swiftSettings),
     ]
 )

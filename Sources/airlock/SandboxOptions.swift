@@ -47,6 +47,9 @@ extension SandboxView {
         var lines: [String] = []
         let named = credentialMasks + protectedFiles
         if !named.isEmpty { lines.append("airlock: masked \(named.map(\.path).joined(separator: ", "))") }
+        for mask in credentialMasks where mask.path.hasSuffix("/.npmrc") {
+            NpmrcSettings.notice(forMasked: mask.path).map { lines.append($0) }
+        }
         if !sockets.isEmpty || !kernelMounts.isEmpty {
             lines.append("airlock: hidden \(sockets.count) host socket(s) and \(kernelMounts.count) kernel filesystem mount(s)")
         }
