@@ -155,6 +155,49 @@ final class RunTests: XCTestCase {
         }
     }
 
+    /// `ws://` through the proxy: the server's `101` and its frames reach the client, as a
+    /// WebSocket client that honours `http_proxy` sends them (absolute-form GET with
+    /// `Upgrade`), and the exchange is audited as a proxy request with what it moved.
+    func testWebSocketUpgradeThroughTheProxy() throws {
+        for mode in Mode.allCases {
+            let rig = try rig
+            let work = try rig.workDirectory()
+            try Self.webSocketClient.write(toFile: work + "/ws-client.py", atomically: true, encoding: .utf8)
+            let audit = try auditFile(mode)
+            let result = try airlockRun(mode, standInFlags(rig) + ["--allow", "pypi.org"],
+                                        script: "python3 \(work)/ws-client.py", audit: audit)
+            XCTAssertEqual(result.status, 0, "\(mode): \(result)")
+            XCTAssertEqual(result.stdout, "HTTP/1.1 101 Switching Protocols\necho from pypi.org: hello through airlock\n", "\(mode): \(result)")
+            let line = auditLines(audit).first { $0["event"] as? String == "egress_allow" && $0["via"] as? String == "proxy" }
+            XCTAssertEqual(line?["host"] as? String, "pypi.org", "\(mode): \(auditLines(audit))")
+            XCTAssertEqual(line?["port"] as? Int, 80)
+            XCTAssertGreaterThan(line?["bytes_down"] as? Int ?? 0, 100, "the 101 and the frame were counted")
+        }
+    }
+
+    /// A WebSocket client in the shape of those that honour `http_proxy`: one text frame out, one back.
+    static let webSocketClient = #"""
+import base64, os, socket, sys, urllib.parse
+proxy = urllib.parse.urlsplit(os.environ["http_proxy"])
+sock = socket.create_connection((proxy.hostname, proxy.port), timeout=20)
+key = base64.b64encode(os.urandom(16)).decode()
+sock.sendall(("GET http://pypi.org/ws-echo HTTP/1.1\r\nHost: pypi.org\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+              f"Sec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\r\n").encode())
+head = b""
+while b"\r\n\r\n" not in head:
+    head += sock.recv(4096)
+head, _, rest = head.partition(b"\r\n\r\n")
+print(head.split(b"\r\n")[0].decode())
+payload, mask = b"hello through airlock", os.urandom(4)
+sock.sendall(bytes([0x81, 0x80 | len(payload)]) + mask + bytes(b ^ mask[i % 4] for i, b in enumerate(payload)))
+while len(rest) < 2 or len(rest) < 2 + rest[1]:
+    data = sock.recv(4096)
+    if not data:
+        break
+    rest += data
+print(rest[2:2 + rest[1]].decode())
+"""#
+
     // MARK: - Refused
 
     func testOutOfScopeRepoAndReadOnlyPushRefused() throws {

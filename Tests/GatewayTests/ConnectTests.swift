@@ -78,6 +78,51 @@ final class ConnectTests: XCTestCase {
         XCTAssertTrue(line.contains("\"reason\":\"the sandbox closed the connection\""), line)
     }
 
+    /// `ws://` through the proxy: the upgrade request goes to the upstream as its first
+    /// bytes, in origin form with `Upgrade` kept and the proxy's headers gone, so the
+    /// server's `101` and the frames after it pass as they are; audited as a proxy request.
+    func testAWebSocketUpgradeThroughTheProxyBecomesATunnelCarryingTheRequest() throws {
+        let h = try GatewayHarness(listener: .proxy)
+        try h.send("GET http://allowed.test/chat?room=1 HTTP/1.1\r\nHost: allowed.test\r\nUpgrade: websocket\r\n"
+                   + "Connection: keep-alive, Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+                   + "Sec-WebSocket-Version: 13\r\nProxy-Authorization: Basic c2VjcmV0\r\nProxy-Connection: keep-alive\r\n\r\nframe")
+        XCTAssertEqual(h.tunnels.targets.map { "\($0.host):\($0.port)" }, ["allowed.test:80"])
+        XCTAssertTrue(h.dialer.targets.isEmpty, "not forwarded as an HTTP exchange")
+        let tunnel = try XCTUnwrap(h.tunnels.last)
+        XCTAssertEqual(tunnel.toClient, "", "the upstream answers (101), not the gateway")
+        XCTAssertEqual(tunnel.toUpstream.map { String(decoding: $0, as: UTF8.self) },
+                       "GET /chat?room=1 HTTP/1.1\r\nHost: allowed.test\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+                       + "Sec-WebSocket-Version: 13\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\nframe")
+        tunnel.end(up: 300, down: 200)
+        let line = try XCTUnwrap(h.auditLines.last)
+        XCTAssertTrue(line.contains("\"event\":\"egress_allow\",\"sandbox\":\"sbx\",\"via\":\"proxy\",\"host\":\"allowed.test\",\"port\":80"), line)
+        XCTAssertTrue(line.contains("\"bytes_up\":300,\"bytes_down\":200") && !line.contains("\"status\""), line)
+    }
+
+    func testUpgradesAreDecidedLikeRequestsAndMustBePlainGets() throws {
+        let denied = try GatewayHarness(listener: .proxy)
+        try denied.send("GET http://denied.test/ HTTP/1.1\r\nHost: denied.test\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n")
+        let refusal = try XCTUnwrap(ParsedResponse(try denied.received()))
+        XCTAssertEqual(refusal.status, 403)
+        XCTAssertEqual(refusal.header("x-airlock-denied"), "airlock: denied.test is not on the allowlist; add it to /etc/airlock/policy or pass --allow denied.test")
+        XCTAssertTrue(denied.tunnels.targets.isEmpty)
+        XCTAssertTrue(denied.auditLines.last?.contains("\"event\":\"egress_deny\"") == true)
+
+        for (request, reason) in [
+            ("GET https://allowed.test/ HTTP/1.1\r\nHost: allowed.test\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n",
+             "airlock: malformed request: an upgrade through the proxy must be http:// (wss:// and https:// go through CONNECT)"),
+            ("POST http://allowed.test/ HTTP/1.1\r\nHost: allowed.test\r\nUpgrade: h2c\r\nConnection: Upgrade\r\nContent-Length: 2\r\n\r\nhi",
+             "airlock: malformed request: an upgrade request is a GET without a body"),
+        ] {
+            let h = try GatewayHarness(listener: .proxy)
+            try h.send(request)
+            let response = try XCTUnwrap(ParsedResponse(try h.received()))
+            XCTAssertEqual(response.status, 400, request)
+            XCTAssertEqual(response.header("x-airlock-denied"), reason)
+            XCTAssertTrue(h.tunnels.targets.isEmpty && h.dialer.targets.isEmpty)
+        }
+    }
+
     func testDeniedConnectGets403AndCloses() throws {
         let h = try GatewayHarness(listener: .proxy)
         try h.send("CONNECT evil.test:443 HTTP/1.1\r\nHost: evil.test:443\r\n\r\n")

@@ -5,11 +5,15 @@ Every page names the Host it was asked for, so a test can tell which name reache
   GET /anything        200 "host=<Host> path=<path>"
   GET /big?bytes=N     200, N bytes streamed in 64 KiB pieces (Content-Length set)
   POST /echo           200, the request body echoed back (Content-Length or chunked)
+  GET /ws-echo         a WebSocket upgrade (101, RFC 6455 handshake); the first text frame
+                       comes back prefixed with "echo from <Host>: ", then the server closes
 
 Usage: web-server.py --port P [--cert CERT --key KEY] [--bind 127.0.0.1]
 Prints "listening on ADDR:PORT" when ready. Binds loopback unless told otherwise.
 """
 import argparse
+import base64
+import hashlib
 import socketserver
 import ssl
 import sys
@@ -32,8 +36,32 @@ class Handler(BaseHTTPRequestHandler):
         self.end_headers()
         self.wfile.write(body)
 
+    def _websocket_echo(self):
+        key = self.headers.get("Sec-WebSocket-Key", "")
+        accept = base64.b64encode(hashlib.sha1((key + "258EAFA5-E914-47DA-95CA-C5AB0DC85B11").encode()).digest())
+        self.send_response(101)
+        self.send_header("Upgrade", "websocket")
+        self.send_header("Connection", "Upgrade")
+        self.send_header("Sec-WebSocket-Accept", accept.decode())
+        self.end_headers()
+        self.wfile.flush()
+        first, second = self.rfile.read(2)
+        length = second & 0x7F
+        if length >= 126:  # the tests send short frames only
+            self.close_connection = True
+            return
+        mask = self.rfile.read(4)
+        payload = bytes(b ^ mask[i % 4] for i, b in enumerate(self.rfile.read(length)))
+        reply = f"echo from {self.headers.get('Host', '')}: ".encode() + payload
+        self.wfile.write(bytes([0x81, len(reply)]) + reply if len(reply) < 126 else b"")
+        self.wfile.flush()
+        self.close_connection = True
+
     def do_GET(self):
         url = urlsplit(self.path)
+        if url.path == "/ws-echo" and self.headers.get("Upgrade", "").lower() == "websocket":
+            self._websocket_echo()
+            return
         if url.path == "/big":
             n = int(parse_qs(url.query).get("bytes", ["0"])[0])
             self.send_response(200)

@@ -37,8 +37,9 @@ package struct GatewayPipelines: Sendable {
     /// - Throws: if a handler cannot be added (the channel is closing).
     package func configureProxy(_ channel: any Channel, tunnels: any TunnelSink) throws {
         let opener = TunnelOpener(router: proxyRouter, sink: tunnels, sandbox: configuration.sandbox, via: .connect)
+        let upgrades = TunnelOpener(router: proxyRouter, sink: tunnels, sandbox: configuration.sandbox, via: .proxy)
         try configureHTTPServer(channel, router: proxyRouter, via: .proxy) { headGuard in
-            ConnectHandler(opener: opener, headGuard: headGuard)
+            ConnectHandler(opener: opener, upgrades: upgrades, headGuard: headGuard)
         }
     }
 

@@ -4,6 +4,12 @@ import NIOHTTP1
 /// `CONNECT host:port` on the explicit proxy: decides, dials and hands the connection to
 /// the tunnel sink; every other request passes on to the `HTTPForwarder` behind it.
 ///
+/// An absolute-form `GET http://host/…` asking for a protocol upgrade (`Upgrade:` with
+/// `Connection: upgrade`, as `ws://` clients send through a proxy) becomes a tunnel too:
+/// decided like a request to `host:port`, the connection goes to the sink with the request
+/// re-encoded in origin form as its first bytes, so the server's `101` and the frames
+/// after it flow as they are (`wss://` goes through `CONNECT` already).
+///
 /// Sits right after the HTTP decoder. A `CONNECT` is answered in order: one that arrives
 /// while earlier requests on the connection are unanswered waits for their responses
 /// (counted as the forwarder writes them). Refusals and dial failures are HTTP answers
@@ -28,17 +34,30 @@ package final class ConnectHandler {
     }
 
     private let opener: TunnelOpener
+    private let upgrades: TunnelOpener?
     private let headGuard: RequestHeadGuard?
     private var state = State.forwarding(unanswered: 0)
+    /// The re-encoded upgrade request, sent to the upstream first; nil for a `CONNECT`.
+    private var upgradeRequest: [UInt8]?
     private var context: ChannelHandlerContext?
     private var pendingRead = false
 
     /// - Parameters:
     ///   - opener: decides, dials and hands off the tunnels (`via: .connect`).
+    ///   - upgrades: decides, dials and hands off upgrade requests (`via: .proxy`); nil
+    ///     passes them on to the forwarder.
     ///   - headGuard: the guard ahead of the decoder, told when a `CONNECT` head is taken.
-    package init(opener: TunnelOpener, headGuard: RequestHeadGuard? = nil) {
+    package init(opener: TunnelOpener, upgrades: TunnelOpener? = nil, headGuard: RequestHeadGuard? = nil) {
         self.opener = opener
+        self.upgrades = upgrades
         self.headGuard = headGuard
+    }
+
+    /// Whether `head` asks for a protocol upgrade: `Upgrade` present and `Connection`
+    /// naming it.
+    static func isUpgrade(_ head: HTTPRequestHead) -> Bool {
+        !head.headers[canonicalForm: "upgrade"].isEmpty
+            && head.headers[canonicalForm: "connection"].contains { $0.lowercased() == "upgrade" }
     }
 
     private var isForwarding: Bool {
@@ -60,7 +79,7 @@ package final class ConnectHandler {
     private func receive(_ part: HTTPServerRequestPart, context: ChannelHandlerContext) {
         switch state {
         case .forwarding(let unanswered):
-            if case .head(let head) = part, head.method == .CONNECT {
+            if case .head(let head) = part, head.method == .CONNECT || (upgrades != nil && Self.isUpgrade(head)) {
                 if unanswered > 0 {
                     state = .waiting(unanswered: unanswered, parts: [part])
                 } else {
@@ -89,11 +108,26 @@ package final class ConnectHandler {
             return
         }
         let authority: HostAndPort
-        switch HostAndPort.parseAuthority(head.uri) {
-        case .success(let parsed): authority = parsed
-        case .failure(let problem):
-            refuse(Refusal(.badRequest, reason: problem.description, closeConnection: true).response, version: head.version, context: context)
-            return
+        let opener: TunnelOpener
+        if head.method == .CONNECT {
+            opener = self.opener
+            switch HostAndPort.parseAuthority(head.uri) {
+            case .success(let parsed): authority = parsed
+            case .failure(let problem):
+                refuse(Refusal(.badRequest, reason: problem.description, closeConnection: true).response, version: head.version, context: context)
+                return
+            }
+        } else {
+            guard let upgrades else { return }
+            opener = upgrades
+            switch Self.upgradeRequest(head) {
+            case .success(let (target, bytes)):
+                authority = target
+                upgradeRequest = bytes
+            case .failure(let problem):
+                refuse(Refusal(.badRequest, reason: problem.description, closeConnection: true).response, version: head.version, context: context)
+                return
+            }
         }
         switch opener.decide(host: authority.host, port: authority.port, for: context.channel) {
         case .refused(let response):
@@ -134,11 +168,39 @@ package final class ConnectHandler {
             context.close(promise: nil)
             return
         }
-        let answer = Array("HTTP/\(head.version.major).\(head.version.minor) 200 Connection established\r\n\r\n".utf8)
+        let upgradeRequest = self.upgradeRequest
+        let answer = upgradeRequest == nil
+            ? Array("HTTP/\(head.version.major).\(head.version.minor) 200 Connection established\r\n\r\n".utf8) : []
         decoderRemoved.futureResult.whenComplete { _ in
             self.state = .done
-            tunnel.handOff(channel, toClient: answer, toUpstream: leftover.bytes)
+            tunnel.handOff(channel, toClient: answer, toUpstream: (upgradeRequest ?? []) + leftover.bytes,
+                           answeredStatus: upgradeRequest == nil ? 200 : nil)
         }
+    }
+
+    /// The upstream and the bytes of an upgrade request in origin form: its hop-by-hop
+    /// headers removed except `Upgrade` (with `Connection: Upgrade`), `Host` set to the
+    /// target's authority. Only `http://` targets, without a body.
+    static func upgradeRequest(_ head: HTTPRequestHead) -> Result<(HostAndPort, [UInt8]), HostAndPort.Problem> {
+        let target: HostAndPort.AbsoluteTarget
+        switch HostAndPort.parseAbsolute(head.uri) {
+        case .success(let parsed): target = parsed
+        case .failure(let problem): return .failure(problem)
+        }
+        guard target.scheme == "http" else {
+            return .failure(HostAndPort.Problem(description: "malformed request: an upgrade through the proxy must be http:// (wss:// and https:// go through CONNECT)"))
+        }
+        guard head.method == .GET, head.headers[canonicalForm: "content-length"].allSatisfy({ $0 == "0" }),
+              head.headers[canonicalForm: "transfer-encoding"].isEmpty else {
+            return .failure(HostAndPort.Problem(description: "malformed request: an upgrade request is a GET without a body"))
+        }
+        var headers = HopByHopHeaders.stripped(head.headers)
+        headers.remove(name: "host")
+        var text = "GET \(target.originForm) HTTP/1.1\r\nHost: \(target.authorityText)\r\n"
+        for (name, value) in headers { text += "\(name): \(value)\r\n" }
+        for value in head.headers[canonicalForm: "upgrade"] { text += "Upgrade: \(value)\r\n" }
+        text += "Connection: Upgrade\r\n\r\n"
+        return .success((target.authority, Array(text.utf8)))
     }
 
     /// Answers with `response` and closes the connection.

@@ -26,7 +26,8 @@ package struct TunnelOpener {
     ///   - router: decides each tunnel.
     ///   - sink: dials upstreams and carries established tunnels.
     ///   - sandbox: the sandbox this listener belongs to.
-    ///   - via: `.connect` for the explicit proxy (the client gets HTTP answers), `.sni`
+    ///   - via: `.connect` for the explicit proxy's `CONNECT`, `.proxy` for its upgrade requests
+    ///     (both answer refusals and dial failures in HTTP), `.sni`
     ///     for transparent TLS.
     package init(router: any TunnelRouter, sink: any TunnelSink, sandbox: String, via: AuditEvent.Via) {
         self.router = router
@@ -42,7 +43,7 @@ package struct TunnelOpener {
         case .refuse(let response):
             return .refused(response)
         case .open(let target, let completion):
-            return .allowed(OpeningTunnel(target: target, sink: sink, answersInHTTP: via == .connect, completion: completion))
+            return .allowed(OpeningTunnel(target: target, sink: sink, answersInHTTP: via != .sni, completion: completion))
         }
     }
 }
@@ -100,7 +101,9 @@ package final class OpeningTunnel {
     /// - Parameters:
     ///   - toClient: the gateway's answer, sent first (`CONNECT`'s `200`).
     ///   - toUpstream: bytes the client already sent (early data, the peeked ClientHello).
-    package func handOff(_ channel: any Channel, toClient: [UInt8], toUpstream: [UInt8]) {
+    ///   - answeredStatus: the status the gateway answered the client with (`CONNECT`'s
+    ///     `200`), for the audit line; nil when the upstream answers (an upgrade).
+    package func handOff(_ channel: any Channel, toClient: [UInt8], toUpstream: [UInt8], answeredStatus: Int? = 200) {
         guard state == .connected, let upstream else { return }
         state = .handedOff
         self.upstream = nil
@@ -109,7 +112,7 @@ package final class OpeningTunnel {
         let completion = self.completion
         upstream.splice(channel, toClient: toClient, toUpstream: toUpstream) { totals in
             // The reason an established CONNECT tunnel ended early (idle, reset) goes on its line.
-            completion(ExchangeOutcome(status: answersInHTTP ? 200 : nil, bytesUp: totals.up, bytesDown: totals.down,
+            completion(ExchangeOutcome(status: answersInHTTP ? answeredStatus : nil, bytesUp: totals.up, bytesDown: totals.down,
                                        milliseconds: startedAt.millisecondsAgo, failure: answersInHTTP ? totals.ending : nil))
         }
     }
