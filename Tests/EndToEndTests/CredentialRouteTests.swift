@@ -198,6 +198,80 @@ final class CredentialRouteTests: XCTestCase {
         }
     }
 
+    /// Where `scripts/setup` installs the official `anthropic` and `openai` Python SDKs from
+    /// PyPI for these tests (a venv every account can read).
+    static let sdkPython = "/var/cache/airlock-tests/sdk-venv/bin/python"
+
+    /// The official SDKs, configured by nothing but what the presets set inside: a request and
+    /// a stream each, printed with the time every streamed piece arrived.
+    static let sdkScript = """
+        import time
+        import anthropic, openai
+        prompt = [{"role": "user", "content": "hi"}]
+        a = anthropic.Anthropic(max_retries=0)
+        print("anthropic:", a.messages.create(model="claude-test", max_tokens=8, messages=prompt).content[0].text)
+        with a.messages.stream(model="claude-test", max_tokens=8, messages=prompt) as stream:
+            for text in stream.text_stream:
+                print("A", time.time(), text.strip(), flush=True)
+        o = openai.OpenAI(max_retries=0)
+        print("openai:", o.chat.completions.create(model="gpt-test", messages=prompt).choices[0].message.content)
+        for chunk in o.chat.completions.create(model="gpt-test", messages=prompt, stream=True):
+            if chunk.choices and chunk.choices[0].delta.content:
+                print("O", time.time(), chunk.choices[0].delta.content.strip(), flush=True)
+        """
+
+    /// The official `anthropic` and `openai` SDKs inside `airlock run`, given only the presets
+    /// and the secrets: requests succeed, streams arrive piece by piece, the stand-in saw the
+    /// real keys, and the sandbox never held them.
+    func testTheOfficialSDKsWorkWithOnlyThePresetsAndNeverSeeTheKeys() throws {
+        try RootTier.require()
+        try Precondition.require(FileManager.default.isExecutableFile(atPath: Self.sdkPython),
+                                 "the anthropic and openai SDKs in \(Self.sdkPython) (scripts/setup installs them from PyPI)")
+        for mode in RunMode.allCases {
+            let rig = try rig
+            let before = rig.captured().count
+            let work = try rig.workDirectory()
+            try Self.sdkScript.write(toFile: work + "/sdk.py", atomically: true, encoding: .utf8)
+            let keyFile = rig.dir.file("openai-\(mode).key")
+            try FileManager.default.copyItem(atPath: rig.openaiKeyFile, toPath: keyFile)
+            chmod(keyFile, 0o644)
+            let result = try airlockRun(mode, standInFlags(rig) + [
+                "--allow", "@anthropic-api", "--allow", "@openai-api",
+                "--secret", "anthropic=env:ANTHROPIC_API_KEY", "--secret", "openai=file:\(keyFile)",
+            ], script: "\(Self.sdkPython) \(work)/sdk.py && env && grep -rs 'sk-' \(work) /tmp; exit 0", directory: work)
+            XCTAssertEqual(result.status, 0, "\(mode): \(result)")
+            let out = result.stdout
+            XCTAssertTrue(out.contains("anthropic: hello from the stand-in ("), "\(mode): \(result)")
+            XCTAssertTrue(out.contains("openai: hello from the stand-in ("), "\(mode): \(result)")
+            for (prefix, name) in [("A ", "anthropic"), ("O ", "openai")] {
+                let pieces = out.split(separator: "\n").filter { $0.hasPrefix(prefix) }
+                XCTAssertEqual(pieces.map { $0.split(separator: " ").dropFirst(2).joined(separator: " ") }, ["one", "two", "three"],
+                               "\(mode): \(name)'s stream: \(out)")
+                let times = pieces.compactMap { Double($0.split(separator: " ")[1]) }
+                if times.count == 3 {
+                    XCTAssertGreaterThan(times[1] - times[0], 0.4, "\(mode): \(name)'s pieces were held back: \(times)")
+                    XCTAssertGreaterThan(times[2] - times[1], 0.4, "\(mode): \(name): \(times)")
+                }
+            }
+            for key in [Rig.anthropicKey, Rig.openaiKey] {
+                XCTAssertFalse(out.contains(key) || result.stderr.contains(key), "\(mode): a real key reached the sandbox: \(result)")
+            }
+            let seen = rig.captured(after: before)
+            let messages = seen.filter { $0.path == "/v1/messages" }
+            let chats = seen.filter { $0.path == "/v1/chat/completions" }
+            XCTAssertEqual(messages.count, 2, "\(mode): \(seen.map(\.path))")
+            XCTAssertEqual(chats.count, 2, "\(mode): \(seen.map(\.path))")
+            for request in messages {
+                XCTAssertEqual(request.headers.filter { $0.0 == "x-api-key" }.map(\.1), [Rig.anthropicKey], "\(mode)")
+                XCTAssertTrue(request.headers.contains { $0.0 == "x-stainless-lang" }, "\(mode): sent by the SDK: \(request.headers)")
+            }
+            for request in chats {
+                XCTAssertEqual(request.headers.filter { $0.0 == "authorization" }.map(\.1), ["Bearer \(Rig.openaiKey)"], "\(mode)")
+            }
+            XCTAssertFalse(seen.contains { $0.headers.contains { $0.1.contains("placeholder") } }, "\(mode): \(seen)")
+        }
+    }
+
     func testARouteWithoutItsSecretIsRefusedBeforeAnythingRuns() throws {
         try RootTier.require()
         let rig = try rig

@@ -3,7 +3,12 @@
 
 Every request is appended to the capture file as one JSON line (method, path, headers), so a
 test can see which key reached the upstream. Answers never repeat a request header.
-  POST /v1/messages, /v1/chat/completions   200 JSON naming the path and the body's length
+  POST /v1/messages, /v1/chat/completions   200 JSON naming the path and the body's length;
+                                            when the body is a JSON request with "messages"
+                                            (what the anthropic and openai SDKs send), an
+                                            answer in the provider's own shape instead, and
+                                            with "stream": true its server-sent events, three
+                                            text pieces 0.7 s apart
   GET  /v1/stream?pieces=N&gap=S            200 text/event-stream: N events, S seconds apart,
                                             each flushed as it is written (chunked)
   GET  /v1/redirect                         302 to https://elsewhere.invalid/
@@ -84,9 +89,74 @@ class Handler(BaseHTTPRequestHandler):
             return
         self._json(200, {"path": url.path})
 
+    def _events(self, events):
+        """Writes server-sent events (chunked), a pause between the text pieces."""
+        self.send_response(200)
+        self.send_header("Content-Type", "text/event-stream")
+        self.send_header("Cache-Control", "no-cache")
+        self.send_header("Transfer-Encoding", "chunked")
+        self.end_headers()
+        for pause, text in events:
+            if pause:
+                time.sleep(0.7)
+            data = text.encode()
+            self.wfile.write(b"%x\r\n%s\r\n" % (len(data), data))
+            self.wfile.flush()
+        self.wfile.write(b"0\r\n\r\n")
+        self.wfile.flush()
+
+    def _sdk_answer(self, path, body):
+        """Answers an SDK-shaped request in the provider's shape; False when it is not one."""
+        try:
+            request = json.loads(body)
+        except ValueError:
+            return False
+        if not isinstance(request, dict) or "messages" not in request:
+            return False
+        model, pieces = request.get("model", "m"), ["one ", "two ", "three"]
+        if path == "/v1/messages" and request.get("stream"):
+            def event(name, data):
+                return f"event: {name}\ndata: {json.dumps(data)}\n\n"
+            message = {"id": "msg_1", "type": "message", "role": "assistant", "model": model, "content": [],
+                       "stop_reason": None, "stop_sequence": None, "usage": {"input_tokens": 1, "output_tokens": 0}}
+            self._events([(False, event("message_start", {"type": "message_start", "message": message})),
+                          (False, event("content_block_start", {"type": "content_block_start", "index": 0,
+                                                                "content_block": {"type": "text", "text": ""}}))]
+                         + [(i > 0, event("content_block_delta", {"type": "content_block_delta", "index": 0,
+                                                                  "delta": {"type": "text_delta", "text": p}}))
+                            for i, p in enumerate(pieces)]
+                         + [(False, event("content_block_stop", {"type": "content_block_stop", "index": 0})),
+                            (False, event("message_delta", {"type": "message_delta", "delta": {"stop_reason": "end_turn",
+                                                            "stop_sequence": None}, "usage": {"output_tokens": 3}})),
+                            (False, event("message_stop", {"type": "message_stop"}))])
+            return True
+        if path == "/v1/messages":
+            self._json(200, {"id": "msg_1", "type": "message", "role": "assistant", "model": model,
+                             "content": [{"type": "text", "text": f"hello from the stand-in ({len(body)} bytes)"}],
+                             "stop_reason": "end_turn", "stop_sequence": None,
+                             "usage": {"input_tokens": 1, "output_tokens": 5}})
+            return True
+        if path == "/v1/chat/completions" and request.get("stream"):
+            def chunk(delta, finish=None):
+                return "data: " + json.dumps({"id": "c1", "object": "chat.completion.chunk", "created": 0, "model": model,
+                                              "choices": [{"index": 0, "delta": delta, "finish_reason": finish}]}) + "\n\n"
+            self._events([(False, chunk({"role": "assistant", "content": ""}))]
+                         + [(i > 0, chunk({"content": p})) for i, p in enumerate(pieces)]
+                         + [(False, chunk({}, "stop")), (False, "data: [DONE]\n\n")])
+            return True
+        if path == "/v1/chat/completions":
+            self._json(200, {"id": "c1", "object": "chat.completion", "created": 0, "model": model,
+                             "choices": [{"index": 0, "finish_reason": "stop", "message": {
+                                 "role": "assistant", "content": f"hello from the stand-in ({len(body)} bytes)"}}],
+                             "usage": {"prompt_tokens": 1, "completion_tokens": 5, "total_tokens": 6}})
+            return True
+        return False
+
     def do_POST(self):
         self._record()
         body = self._body()
+        if self._sdk_answer(urlsplit(self.path).path, body):
+            return
         self._json(200, {"path": urlsplit(self.path).path, "received_bytes": len(body)})
 
 
