@@ -120,7 +120,7 @@ package enum LFSBatch {
                 }
                 for (name, value) in actions.sorted(by: { $0.key < $1.key }) {
                     guard let kind = LFSActionTable.Kind(rawValue: name), operation.allowedActions.contains(kind) else {
-                        return .failure(Problem("the upstream's LFS batch response holds a \(GitRepository.printable(String(name.prefix(40)))) action, which a \(operation.rawValue) does not call for"))
+                        return .failure(Problem("the upstream's answer to an LFS \(operation.rawValue) holds a \(GitRepository.printable(String(name.prefix(40)))) action, which airlock does not pass on"))
                     }
                     guard let action = value as? [String: Any], let hrefText = action["href"] as? String,
                           let href = Href.parse(hrefText) else {
