@@ -233,6 +233,14 @@ final class LFSTests: XCTestCase {
         XCTAssertNil(kept.target.address, "the storage host is resolved and checked by the dialer")
         XCTAssertNotNil(kept.target.tls, "TLS towards the storage host")
 
+        // Any success is rewritten; an error is passed on as the upstream wrote it.
+        let created = rewrite.rewrite(HTTPResponseHead(version: .http1_1, status: .created), batchResponse(downloadAction))
+        XCTAssertEqual(created.status, .created)
+        XCTAssertFalse(created.body.contains("s3cret"), created.body)
+        let error = rewrite.rewrite(HTTPResponseHead(version: .http1_1, status: .notFound), ByteBuffer(string: "{\"message\":\"Not found\"}"))
+        XCTAssertEqual(error.status, .notFound)
+        XCTAssertEqual(error.body, "{\"message\":\"Not found\"}")
+
         // Another session cannot use it, nor another method.
         let stolen = try XCTUnwrap(answer(router.decide(head(.GET, "/lfs/\(id)", token: otherToken), sandbox: "sbx")))
         XCTAssertEqual(stolen.status.code, 404)

@@ -170,9 +170,9 @@ package struct LFSRouter: HTTPRouter {
         let actions = self.actions
         let tls = upstream.tls
         exchange.bufferedResponse = .init(limit: LFSBatch.bodyLimit) { responseHead, body in
-            guard responseHead.status == .ok else {
+            guard (200..<300).contains(responseHead.status.code) else {
                 // The upstream's own LFS error (a 404 for a repository without LFS, a 422):
-                // passed on as it came; it names no storage action.
+                // passed on as it came. Every success is rewritten, whatever its code.
                 var headers = HTTPHeaders()
                 headers.add(name: "Content-Type", value: responseHead.headers.first(name: "content-type") ?? LFSBatch.contentType)
                 return LocalResponse(status: responseHead.status, headers: headers, body: String(decoding: body.readableBytesView, as: UTF8.self))
@@ -193,7 +193,7 @@ package struct LFSRouter: HTTPRouter {
             case .success(let text):
                 var headers = HTTPHeaders()
                 headers.add(name: "Content-Type", value: LFSBatch.contentType)
-                return LocalResponse(status: .ok, headers: headers, body: text)
+                return LocalResponse(status: responseHead.status, headers: headers, body: text)
             case .failure(let problem):
                 audit.record(AuditEvent(.gitDeny, sandbox: sandbox, via: .git, host: repository.host, reason: problem.description,
                                         repo: repository.description, service: service, status: 502, session: sessionID))
