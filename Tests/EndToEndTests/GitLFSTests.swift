@@ -31,7 +31,8 @@ final class GitLFSTests: XCTestCase {
         rig.certificateNames = ["lfs-storage.test"]
         rig.serverArguments = ["--lfs-root", lfsRoot, "--lfs-storage", "https://lfs-storage.test:\(storagePort)",
                                "--lfs-secret-file", rig.dir.file("lfs-secret")]
-        rig.gatewayArguments = ["--resolve", "lfs-storage.test=127.0.0.1", "--allow-private", "127.0.0.1/32=lfs-storage.test"]
+        rig.gatewayArguments = ["--resolve", "lfs-storage.test=127.0.0.1"]
+            + (name.contains("PrivateStorage") ? [] : ["--allow-private", "127.0.0.1/32=lfs-storage.test"])
         try rig.start()
         storage = try BackgroundProcess([
             "/usr/bin/python3", TestPaths.fixture("lfs_server.py"), "--root", lfsRoot, "--cert", rig.dir.file("server.pem"),
@@ -201,6 +202,21 @@ final class GitLFSTests: XCTestCase {
         XCTAssertTrue(lock.stderr.contains("airlock: this session has read-only access to github.com/owner/lfsrepo; creating or releasing LFS locks needs --repo github.com/owner/lfsrepo:rw"),
                       lock.stderr + lock.stdout)
         XCTAssertNotNil(lastAudit("git_deny", containing: "\"reason\":\"LFS lock change with a read-only session\""))
+    }
+
+    /// The storage host the upstream names is dialled like any other name: without an
+    /// `allow-private` rule its loopback address is refused, and nothing reaches it.
+    func testPrivateStorageAddressNeedsAllowPrivate() throws {
+        let token = try rig.createSession(["owner/lfsrepo"])
+        // git-lfs retries a failed transfer 8 times with back-off by default.
+        let clone = try rig.inSandbox(["git", "-c", "lfs.transfer.maxretries=1", "-c", "lfs.transfer.maxretrydelay=0",
+                                       "clone", "-q", "https://github.com/owner/lfsrepo", "lfsclone"], token: token)
+        XCTAssertNotEqual(clone.status, 0, "the clone got its LFS object from a refused address")
+        XCTAssertNotEqual(try? String(contentsOfFile: rig.dir.file("lfsclone/big.bin"), encoding: .utf8), seedContent)
+        let denied = lastAudit("git_deny", containing: "\"service\":\"lfs-download\"")
+        XCTAssertNotNil(denied, rig.auditLines.joined(separator: "\n"))
+        XCTAssertTrue(denied?.contains("lfs-storage.test refused: resolves to 127.0.0.1 is loopback") == true, denied ?? "")
+        XCTAssertEqual(storageLog.count, 0, storageRequests)
     }
 
     private let LFSIDLength = 43

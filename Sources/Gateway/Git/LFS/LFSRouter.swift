@@ -312,8 +312,10 @@ package struct LFSRouter: HTTPRouter {
             },
             completion: { outcome in
                 let denied = intercepted.withLockedValue { $0 }
+                // A dial the policy refused (a storage host on a private address) is a denial too.
+                let refusedDial = outcome.failure != nil && outcome.status == 403
                 audit.record(AuditEvent(
-                    denied == nil ? .gitAllow : .gitDeny, sandbox: sandbox, via: .git, host: host,
+                    denied == nil && !refusedDial ? .gitAllow : .gitDeny, sandbox: sandbox, via: .git, host: host,
                     reason: denied.map { String($0.dropFirst(Refusal.prefix.count)) } ?? outcome.failure,
                     bytesUp: outcome.bytesUp, bytesDown: outcome.bytesDown, ms: outcome.milliseconds, repo: repository.description,
                     service: service, status: outcome.status, session: sessionID))
