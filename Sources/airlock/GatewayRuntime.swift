@@ -131,7 +131,8 @@ final class GatewayRuntime {
                 git: repositoriesGiven
                     ? GitRouter(upstreams: gitUpstreams, sessions: sessions, audit: audit)
                     : UnscopedGitRouter(hosts: gitUpstreams.hosts, audit: audit),
-                routes: RouteRouter(policy: store, secrets: secrets, trust: routeTrust, audit: audit)),
+                routes: RouteRouter(policy: store, secrets: secrets, trust: routeTrust, audit: audit),
+                lfs: repositoriesGiven ? LFSRouter(upstreams: gitUpstreams, sessions: sessions, audit: audit, actions: LFSActionTable()) : nil),
             logger: logger)
         let readyOrStopped = self.readyOrStopped
         let server = GatewayServer(

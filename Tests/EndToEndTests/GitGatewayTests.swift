@@ -23,6 +23,11 @@ final class GitRig {
     var root: String { dir.file("upstream") }
     var sessionTokens: [String] = []
     var transcript: [String] = []
+    /// More names on the fixtures' certificate, arguments for git-server.py and for
+    /// `gateway serve` (set before `start`).
+    var certificateNames: [String] = []
+    var serverArguments: [String] = []
+    var gatewayArguments: [String] = []
     private var created = false
 
     init(name: String) throws {
@@ -43,7 +48,7 @@ final class GitRig {
             "/usr/bin/python3", TestPaths.fixture("git-server.py"), "--root", root, "--cert", dir.file("server.pem"),
             "--key", dir.file("server.key"), "--token-file", dir.file("real-token"), "--port", String(port),
             "--capture", capturePath, "--knobs", knobsPath,
-        ])
+        ] + serverArguments)
         guard Wait.forTCP(port: port, timeout: 20) else { throw Precondition.unmet("git-server.py did not start: \(server.stop().stderr)") }
 
         let create = try Run.airlock(["netns", "create", name])
@@ -52,7 +57,7 @@ final class GitRig {
         gateway = try BackgroundProcess([
             TestPaths.airlock, "gateway", "serve", name, "--git-upstream", "github.com=https://127.0.0.1:\(port)",
             "--upstream-ca", dir.file("ca.pem"), "--audit-log", auditPath,
-        ])
+        ] + gatewayArguments)
         let ready = Wait.until(timeout: 30) {
             (try? Run.airlock(["session", "list", name], timeout: 10).status) == 0
         }
@@ -72,7 +77,7 @@ final class GitRig {
     }
 
     private func makeCertificates() throws {
-        _ = try TestCA(in: dir.path, names: ["localhost", "127.0.0.1"])
+        _ = try TestCA(in: dir.path, names: ["localhost", "127.0.0.1"] + certificateNames)
     }
 
     private func makeRepositories() throws {
@@ -457,13 +462,14 @@ final class GitGatewayTests: XCTestCase {
                                         "http://airlock.internal/git/github.com/owner/repo.git/../other.git/info/refs?service=git-upload-pack"], token: nil)
         XCTAssertTrue(dotdot.stdout.hasPrefix("HTTP/1.1 400"), dotdot.stdout)
 
-        // LFS batch: 501 with the reason.
+        // An LFS upload with a read-only session: refused before anything goes upstream.
         let lfs = try rig.inSandbox(["curl", "-sS", "-i", "-X", "POST", "-H", "Authorization: Bearer \(read)",
-                                     "-H", "Content-Type: application/vnd.git-lfs+json", "--data", "{\"operation\":\"download\",\"objects\":[]}",
+                                     "-H", "Content-Type: application/vnd.git-lfs+json", "--data", "{\"operation\":\"upload\",\"objects\":[]}",
                                      "http://airlock.internal/git/github.com/owner/repo.git/info/lfs/objects/batch"], token: nil)
-        XCTAssertTrue(lfs.stdout.hasPrefix("HTTP/1.1 501"), lfs.stdout)
-        XCTAssertTrue(lfs.stdout.contains("airlock: Git LFS is not supported by airlock yet"), lfs.stdout)
-        XCTAssertNotNil(lastAudit("git_deny", containing: "\"status\":501"))
+        XCTAssertTrue(lfs.stdout.hasPrefix("HTTP/1.1 403"), lfs.stdout)
+        XCTAssertTrue(lfs.stdout.contains("{\"message\":\"airlock: this session has read-only access to github.com/owner/repo; LFS upload refused; uploading needs --repo github.com/owner/repo:rw\"}"), lfs.stdout)
+        XCTAssertNotNil(lastAudit("git_deny", containing: "\"reason\":\"LFS upload with a read-only session\""))
+        XCTAssertFalse(rig.captured.contains { $0.path.contains("/info/lfs/") }, "the refused batch went upstream")
     }
 
     func testExpiredAndRevokedSessions() throws {

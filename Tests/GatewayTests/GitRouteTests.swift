@@ -78,11 +78,13 @@ final class GitRouteTests: XCTestCase {
                        "airlock: repository name \"a..b\" contains `..`")
     }
 
-    func testLFSIs501() {
+    /// LFS paths are `LFSRoute`'s; the smart-HTTP parser refuses them (reached only where
+    /// there is no session, such as a run without --repo).
+    func testLFSPathsAreNotSmartHTTP() {
         let r = refusal("/git/github.com/owner/repo.git/info/lfs/objects/batch", method: "POST")
-        XCTAssertEqual(r?.status, 501)
-        XCTAssertEqual(r?.reason, "airlock: Git LFS is not supported by airlock yet")
-        XCTAssertEqual(refusal("/git/github.com/owner/repo.git/info/lfs/locks/verify", method: "POST")?.status, 501)
+        XCTAssertEqual(r?.status, 403)
+        XCTAssertEqual(r?.reason, "airlock: Git LFS for github.com/owner/repo needs a session that covers it")
+        XCTAssertEqual(refusal("/git/github.com/owner/repo.git/info/lfs/locks/verify", method: "POST")?.status, 403)
     }
 
     func testDumbAndUnknownPathsAre404() {

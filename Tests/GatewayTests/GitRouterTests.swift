@@ -133,8 +133,8 @@ final class GitRouterTests: XCTestCase {
 
     func testPathRefusalsComeBeforeAuth() throws {
         let lfs = try XCTUnwrap(refusal(router.decide(head(.POST, "/git/github.com/owner/repo.git/info/lfs/objects/batch"), sandbox: "sbx")))
-        XCTAssertEqual(lfs.status, .notImplemented)
-        XCTAssertEqual(lfs.body, "airlock: Git LFS is not supported by airlock yet\n")
+        XCTAssertEqual(lfs.status.code, 403)
+        XCTAssertEqual(lfs.body, "airlock: Git LFS for github.com/owner/repo needs a session that covers it\n")
         let traversal = try XCTUnwrap(refusal(router.decide(head(.GET, "/git/github.com/owner/%2e%2e/info/refs?service=git-upload-pack", [bearer(rwToken)]), sandbox: "sbx")))
         XCTAssertEqual(traversal.status, .badRequest)
         let dumb = try XCTUnwrap(refusal(router.decide(head(.GET, "/git/github.com/owner/repo/HEAD", [bearer(rwToken)]), sandbox: "sbx")))

@@ -17,10 +17,14 @@ through a JSON knob file (re-read on every request), let tests break things on p
   redirect     answer every request with 301 to this Location
   gzip_refs    gzip the info/refs advertisement (Content-Encoding: gzip)
 
+With --lfs-root, --lfs-storage and --lfs-secret-file, `…/info/lfs/…` is the Git LFS API
+of `lfs_server.py` (beside this file), behind the same token check.
+
 Usage:
   git-server.py --root DIR --cert CERT --key KEY --token-file FILE [--port 0] [--port-file F]
                 [--base /prefix] [--knobs FILE] [--capture FILE] [--truncate N] [--delay S]
                 [--status N] [--redirect URL] [--gzip-refs]
+                [--lfs-root DIR --lfs-storage URL --lfs-secret-file FILE]
 
 Binds 127.0.0.1 only. Prints `listening on 127.0.0.1:PORT` on stdout when ready.
 """
@@ -163,6 +167,14 @@ class Handler(BaseHTTPRequestHandler):
                 return
             path = path[len(ARGS.base):]
 
+        if ARGS.lfs_root and "/info/lfs/" in path:
+            sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+            import lfs_server
+            with open(ARGS.lfs_secret_file) as f:
+                secret = f.read().strip()
+            lfs_server.handle_api(self, path, k, ChunkedReader, ARGS.lfs_root, ARGS.lfs_storage, secret)
+            return
+
         env = {
             "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
             "GIT_PROJECT_ROOT": ARGS.root,
@@ -299,6 +311,9 @@ def main():
     p.add_argument("--status", type=int)
     p.add_argument("--redirect")
     p.add_argument("--gzip-refs", action="store_true")
+    p.add_argument("--lfs-root", help="Git LFS objects (DIR/objects/OID); serves the LFS API")
+    p.add_argument("--lfs-storage", help="the LFS storage host's base URL, named in actions")
+    p.add_argument("--lfs-secret-file", help="secret shared with the storage host for action headers")
     ARGS = p.parse_args()
     ARGS.root = os.path.abspath(ARGS.root)
     ARGS.base = ARGS.base.rstrip("/")

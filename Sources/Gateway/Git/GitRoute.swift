@@ -9,7 +9,8 @@ import GatewayCore
 /// Everything else is refused with a status and a one-line reason: malformed or
 /// suspicious paths (percent escapes, `..`, `//`, backslashes, NUL, non-ASCII) 400,
 /// hosts that are not configured and dumb-protocol or unknown paths 404, the wrong method
-/// 405, `git-upload-archive` 403, Git LFS 501.
+/// 405, `git-upload-archive` 403. Git LFS paths (`info/lfs/…`) are `LFSRoute`'s; here they
+/// are refused with 403 (there is no session to serve them).
 package struct GitRoute: Sendable, Equatable {
     /// What the request asks for.
     package enum Endpoint: Sendable, Equatable {
@@ -63,13 +64,32 @@ package struct GitRoute: Sendable, Equatable {
         package var description: String { "\(status) \(reason)" }
     }
 
-    /// The reason LFS requests get.
-    package static let lfsReason = "Git LFS is not supported by airlock yet"
+    /// Whether `rest` (the path after the repository) is a Git LFS path (`info/lfs/…`),
+    /// served by `LFSRouter`.
+    package static func isLFS(rest: String) -> Bool {
+        rest == "info/lfs" || rest.hasPrefix("info/lfs/")
+    }
 
-    /// Parses `method` and `uri` (origin form, as received).
+    /// The part of a request path every route under `/git/` shares: the repository, as
+    /// validated and as the client spelled it, and what follows it.
+    package struct RepositoryPath: Sendable, Equatable {
+        package let repository: GitRepository
+        /// Owner as the client spelled it (validated).
+        package let ownerAsSent: String
+        /// Repository name as the client spelled it, without `.git` (validated).
+        package let nameAsSent: String
+        /// The path after the repository (`info/refs`, `info/lfs/objects/batch`), not validated
+        /// beyond the checks on the whole path.
+        package let rest: String
+        /// The query string, without `?`, when there is one.
+        package let query: String?
+    }
+
+    /// Parses and validates the repository part of `uri` (origin form, as received); every
+    /// route under `/git/` (smart HTTP, Git LFS) goes through it.
     /// - Parameter isConfiguredHost: whether a (lowercased) host is a configured git host.
     /// - Throws: `Refusal` with the status and reason to answer.
-    package static func parse(method: String, uri: String, isConfiguredHost: (String) -> Bool) throws -> GitRoute {
+    package static func parseRepositoryPath(uri: String, isConfiguredHost: (String) -> Bool) throws -> RepositoryPath {
         let bytes = Array(uri.utf8)
         // Control characters, spaces, NUL, backslashes and non-ASCII are never part of a git URL
         // the gateway accepts, anywhere in the target.
@@ -120,11 +140,22 @@ package struct GitRoute: Sendable, Equatable {
         if nameAsSent.utf8.count > 4, nameAsSent.lowercased().hasSuffix(".git") { nameAsSent = String(nameAsSent.dropLast(4)) }
         let rest = segments[3...].joined(separator: "/")
 
-        if rest == "info/lfs" || rest.hasPrefix("info/lfs/") {
-            throw Refusal(status: 501, reason: "\(lfsReason)", repository: repository)
+        return RepositoryPath(repository: repository, ownerAsSent: segments[1], nameAsSent: nameAsSent, rest: rest,
+                              query: query.map(String.init))
+    }
+
+    /// Parses `method` and `uri` (origin form, as received).
+    /// - Parameter isConfiguredHost: whether a (lowercased) host is a configured git host.
+    /// - Throws: `Refusal` with the status and reason to answer.
+    package static func parse(method: String, uri: String, isConfiguredHost: (String) -> Bool) throws -> GitRoute {
+        let parsed = try parseRepositoryPath(uri: uri, isConfiguredHost: isConfiguredHost)
+        let (repository, nameAsSent, rest, query) = (parsed.repository, parsed.nameAsSent, parsed.rest, parsed.query)
+        if isLFS(rest: rest) {
+            // Served by `LFSRouter` where sessions exist; anywhere else there is none to use.
+            throw Refusal(status: 403, reason: "Git LFS for \(repository) needs a session that covers it", repository: repository)
         }
         func make(_ service: GitService, _ endpoint: Endpoint) -> GitRoute {
-            GitRoute(repository: repository, service: service, endpoint: endpoint, ownerAsSent: segments[1], nameAsSent: nameAsSent)
+            GitRoute(repository: repository, service: service, endpoint: endpoint, ownerAsSent: parsed.ownerAsSent, nameAsSent: nameAsSent)
         }
         switch rest {
         case "info/refs":

@@ -56,6 +56,8 @@ package struct HTTPForwardingStateMachine {
         /// answer before the body's end: git's http-backend writes its headers at once).
         /// Nothing of it reaches the client before the decision; a refusal replaces it.
         var withheld: WithheldResponse?
+        /// The upstream's response read so far, for an exchange with a `bufferedResponse`.
+        var buffered: (head: HTTPResponseHead, body: ByteBuffer)?
 
         /// A response kept from the client until the body inspector decides.
         struct WithheldResponse {
@@ -437,6 +439,12 @@ package struct HTTPForwardingStateMachine {
                     .report(exchange.exchange, Self.outcome(request, exchange, failure: nil, status: Int(replacement.status.code)))]
                 + respond(replacement)
         }
+        if exchange.exchange.bufferedResponse != nil {
+            exchange.buffered = (upstreamHead, ByteBuffer())
+            exchange.responseStatus = Int(upstreamHead.status.code)
+            state = .forwarding(request, exchange)
+            return []
+        }
         let noBody = request.head.method == .HEAD || upstreamHead.status == .noContent
             || upstreamHead.status == .notModified || upstreamHead.status.code < 200
         let upstreamChunked = upstreamHead.headers[canonicalForm: "transfer-encoding"].contains { $0.lowercased() == "chunked" }
@@ -484,6 +492,22 @@ package struct HTTPForwardingStateMachine {
             state = .forwarding(request, exchange)
             return []
         }
+        if case .forwarding(let request, var exchange) = state, let limit = exchange.exchange.bufferedResponse?.limit,
+           var buffered = exchange.buffered {
+            guard buffered.body.readableBytes + buffer.readableBytes <= limit else {
+                let host = exchange.exchange.target.host
+                let refusal = Refusal(.badGateway, reason: "upstream \(host) answered with more than \(limit) bytes where airlock reads the whole answer",
+                                      closeConnection: true)
+                exchange.responseStatus = nil
+                return [.closeUpstream, .report(exchange.exchange, Self.outcome(request, exchange, failure: refusal.reason, status: 502))]
+                    + respond(refusal.response)
+            }
+            var buffer = buffer
+            buffered.body.writeBuffer(&buffer)
+            exchange.buffered = buffered
+            state = .forwarding(request, exchange)
+            return []
+        }
         guard case .forwarding(let request, var exchange) = state, exchange.responseHeadSent, !exchange.responseEnded else { return [] }
         exchange.bytesDown += UInt64(buffer.readableBytes)
         state = .forwarding(request, exchange)
@@ -496,6 +520,14 @@ package struct HTTPForwardingStateMachine {
             exchange.withheld?.end = .some(trailers)
             state = .forwarding(request, exchange)
             return []
+        }
+        if case .forwarding(let request, var exchange) = state, let rewrite = exchange.exchange.bufferedResponse?.rewrite,
+           let buffered = exchange.buffered {
+            let answer = rewrite(buffered.head, buffered.body)
+            exchange.bytesDown = UInt64(answer.body.utf8.count)
+            exchange.responseEnded = true
+            return [.closeUpstream, .report(exchange.exchange, Self.outcome(request, exchange, failure: nil, status: Int(answer.status.code)))]
+                + respond(answer)
         }
         guard case .forwarding(let request, var exchange) = state, !exchange.responseEnded else { return [] }
         exchange.responseEnded = true

@@ -33,6 +33,26 @@ package struct UpstreamExchange: Sendable {
     /// `completion` is not called.
     package var bodyInspector: (@Sendable () -> any RequestBodyInspector)?
 
+    /// Reads the upstream's whole response instead of streaming it, and answers with what
+    /// its `rewrite` makes of it: for small answers the gateway must change before the
+    /// sandbox sees them (Git LFS batch responses). A body over its `limit` is refused with
+    /// `502` and the upstream connection closed. `interceptResponse` still goes first.
+    package var bufferedResponse: BufferedResponse?
+
+    /// See `bufferedResponse`.
+    package struct BufferedResponse: Sendable {
+        /// The most response body read; more is a `502`.
+        package var limit: Int
+        /// Makes the answer from the upstream's head and whole body.
+        package var rewrite: @Sendable (HTTPResponseHead, ByteBuffer) -> LocalResponse
+
+        /// Creates a buffered-response rewrite.
+        package init(limit: Int, rewrite: @escaping @Sendable (HTTPResponseHead, ByteBuffer) -> LocalResponse) {
+            self.limit = limit
+            self.rewrite = rewrite
+        }
+    }
+
     /// The body bytes the forwarder keeps from the upstream until an inspector decides:
     /// more than a pack's trailer (20 or 32 bytes).
     package static let heldBodyBytes = 64

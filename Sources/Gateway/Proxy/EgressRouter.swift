@@ -149,9 +149,9 @@ package struct EgressRouter: HTTPRouter, TunnelRouter {
             }
             return loop.makeSucceededFuture(.respond(.text(.ok, "ok\n")))
         }
-        if pathOnly.hasPrefix("/git/") || pathOnly.hasPrefix("/api/") {
+        if pathOnly.hasPrefix("/git/") || pathOnly.hasPrefix("/api/") || pathOnly.hasPrefix(LFSRoute.transferPrefix) {
             guard let internalRouter else {
-                let what = pathOnly.hasPrefix("/git/") ? "the git gateway is" : "credential routes are"
+                let what = pathOnly.hasPrefix("/api/") ? "credential routes are" : "the git gateway is"
                 return loop.makeSucceededFuture(.respond(Refusal(.notFound, reason: "\(what) not enabled for this sandbox").response))
             }
             var internalHead = head
