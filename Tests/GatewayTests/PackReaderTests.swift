@@ -220,7 +220,7 @@ final class PackReaderTests: XCTestCase {
                 if let answer = inspector.inspect(chunk) { return answer }
                 if body.readableBytes == 0 { break }
             }
-            return inspector.finish()
+            return inspector.finish().refusal
         }
         XCTAssertNil(inspect(try body("\(c1) \(c2) refs/heads/topic", pack: "\(c2)\n^\(c1)\n")))
         XCTAssertNil(inspect(try body("\(zero) \(amended) refs/heads/new", pack: "\(amended)\n^\(c1)\n")))
@@ -238,9 +238,23 @@ final class PackReaderTests: XCTestCase {
         let rewrite = try body("\(c2) \(amended) refs/heads/topic", pack: "\(amended)\n^\(c1)\n")
         let lenient = ReceivePackInspector(checks: { policy.checksHistory(of: $0) }) { _, _, _ in LocalResponse.text(.ok, "refused") }
         XCTAssertNil(lenient.inspect(rewrite))
-        XCTAssertNil(lenient.finish(), "--allow-force-push topic: the amended topic goes through")
+        XCTAssertNil(lenient.finish().refusal, "--allow-force-push topic: the amended topic goes through")
         let strict = ReceivePackInspector(checks: { policy.checksHistory(of: $0) }) { _, _, _ in LocalResponse.text(.ok, "refused") }
         XCTAssertNil(strict.inspect(try body("\(c2) \(amended) refs/heads/other", pack: "\(amended)\n^\(c1)\n")))
-        XCTAssertNotNil(strict.finish(), "other branches are still checked")
+        XCTAssertNotNil(strict.finish().refusal, "other branches are still checked")
+    }
+}
+
+extension InspectorDecision {
+    /// The refusal of a decision made at once; a pending decision is no refusal yet.
+    var refusal: LocalResponse? {
+        if case .refuse(let response) = self { return response }
+        return nil
+    }
+
+    /// Whether the decision waits for work (a question to the upstream).
+    var isPending: Bool {
+        if case .pending = self { return true }
+        return false
     }
 }
