@@ -159,8 +159,8 @@ final class PackReaderTests: XCTestCase {
         XCTAssertEqual(failure(Array(pack.dropLast(20))), "the pack ends early (after 6 of 6 objects)")
         XCTAssertEqual(failure(Array(pack.prefix(40))), "the pack ends early (after 0 of 6 objects)")
         XCTAssertEqual(failure(pack + [0]), "the pack has data after its checksum")
-        XCTAssertEqual(failure([]), "the push has no pack")
-        XCTAssertEqual(failure(Array("PACX".utf8) + pack.dropFirst(4)), "the push's data is not a pack (no PACK signature)")
+        XCTAssertEqual(failure([]), "there is no pack")
+        XCTAssertEqual(failure(Array("PACX".utf8) + pack.dropFirst(4)), "the data is not a pack (no PACK signature)")
         var version = pack
         version[7] = 4
         XCTAssertEqual(failure(version), "pack version 4 is not supported (2 and 3 are)")

@@ -65,6 +65,7 @@ package struct UploadPackAdvertisement: Equatable, Sendable {
         var offset = 0
         var lines: [String] = []
         var sawServiceHeader = false
+        var serviceEnded = false
         while true {
             switch PktLine.read(bytes, at: offset) {
             case .needMore:
@@ -88,7 +89,10 @@ package struct UploadPackAdvertisement: Equatable, Sendable {
                     }
                     lines.append(text)
                 case .flush:
-                    if sawServiceHeader && lines.isEmpty { continue }
+                    if sawServiceHeader && !serviceEnded && lines.isEmpty {
+                        serviceEnded = true
+                        continue
+                    }
                     guard !lines.isEmpty else {
                         throw AncestryFailure("the upstream's repository is empty")
                     }
