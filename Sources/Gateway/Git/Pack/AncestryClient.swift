@@ -1,5 +1,6 @@
 import NIOCore
 import NIOHTTP1
+import NIOSSL
 
 /// The upstream repository a push goes to, as the ancestry question needs it: the same
 /// target, path and credential as the push itself, and nothing else.
@@ -208,7 +209,13 @@ private final class AnswerHandler: ChannelInboundHandler {
     }
 
     func errorCaught(context: ChannelHandlerContext, error: Error) {
-        fail(AncestryFailure("the connection to the upstream failed (\(error))"))
+        if case NIOSSLError.uncleanShutdown = error {
+            fail(AncestryFailure("the upstream closed the connection before its answer ended"))
+        } else if error is HTTPParserError {
+            fail(AncestryFailure("the upstream's answer is not valid HTTP"))
+        } else {
+            fail(AncestryFailure("the connection to the upstream failed (\(error))"))
+        }
         context.close(promise: nil)
     }
 }
