@@ -261,4 +261,70 @@ final class AncestryQueryTests: XCTestCase {
         XCTAssertEqual(seen.questions, [])
         XCTAssertEqual(seen.proof, .pack)
     }
+
+    /// The client: the advertisement, then the question, both to the push's repository
+    /// with the session's credential; a status other than 200, a failed dial and a
+    /// silent upstream are failures naming the cause.
+    func testTheClientAsksThePushsRepositoryAndFailsClosed() throws {
+        let h = try history()
+        let question = AncestryQuestion(old: h.c2, boundaries: [h.c4])
+        let config = ["uploadpack.allowFilter=true"]
+        let refs = try uploadPack(["--advertise-refs", "--stateless-rpc"], input: [], version2: true, config: config)
+        let answer = try uploadPack(["--stateless-rpc"], input: try advertisement(version2: true, config: config).request(for: question), version2: true, config: config)
+        let loop = EmbeddedEventLoop()
+        let dialer = EmbeddedDialer(loop: loop)
+        let repository = UpstreamRepository(target: UpstreamTarget(host: "git.test", port: 443), hostHeader: "git.test",
+                                            path: "/base/owner/repo.git", token: Secret("ghp_REAL"))
+        func ask() -> EventLoopFuture<[Result<Bool, AncestryFailure>]> {
+            AncestryClient.ask([question], repository: repository, dialer: dialer, eventLoop: loop)
+        }
+        func respond(_ channel: EmbeddedChannel, status: Int = 200, body: [UInt8]) throws {
+            try channel.writeInbound(ByteBuffer(string: "HTTP/1.1 \(status) X\r\nContent-Length: \(body.count)\r\n\r\n"))
+            try channel.writeInbound(ByteBuffer(bytes: body))
+            loop.run()
+        }
+        func outcome(_ future: EventLoopFuture<[Result<Bool, AncestryFailure>]>, line: UInt = #line) throws -> Result<Bool, AncestryFailure>? {
+            loop.run()
+            var result: Result<[Result<Bool, AncestryFailure>], Error>?
+            future.whenComplete { result = $0 }
+            guard let result else {
+                XCTFail("no answer yet", line: line)
+                return nil
+            }
+            return try result.get().first
+        }
+        func failure(_ future: EventLoopFuture<[Result<Bool, AncestryFailure>]>, line: UInt = #line) throws -> String? {
+            guard case .failure(let failure) = try outcome(future, line: line) else { return nil }
+            return failure.description
+        }
+
+        let proven = ask()
+        loop.run()
+        let get = String(decoding: try GatewayHarness.drain(try XCTUnwrap(dialer.last)).readableBytesView, as: UTF8.self)
+        XCTAssertTrue(get.hasPrefix("GET /base/owner/repo.git/info/refs?service=git-upload-pack HTTP/1.1\r\n"), get)
+        XCTAssertTrue(get.contains("Authorization: Basic \(Base64.encode(Array("x-access-token:ghp_REAL".utf8)))\r\n"), get)
+        XCTAssertTrue(get.contains("Git-Protocol: version=2\r\n"), get)
+        try respond(dialer.last!, body: refs)
+        XCTAssertEqual(dialer.channels.count, 2)
+        let post = String(decoding: try GatewayHarness.drain(dialer.last!).readableBytesView, as: UTF8.self)
+        XCTAssertTrue(post.hasPrefix("POST /base/owner/repo.git/git-upload-pack HTTP/1.1\r\n"), post)
+        XCTAssertTrue(post.hasSuffix("0032want \(h.c4)\n0032have \(h.c2)\n0009done\n0000"), post)
+        try respond(dialer.last!, body: answer)
+        guard case .success(true) = try outcome(proven) else { return XCTFail("proven: \(String(describing: try outcome(proven)))") }
+        XCTAssertEqual(dialer.targets.map(\.host), ["git.test", "git.test"])
+
+        let refused = ask()
+        loop.run()
+        try respond(dialer.last!, status: 500, body: Array("oops".utf8))
+        XCTAssertEqual(try failure(refused), "the upstream answered HTTP 500")
+
+        let silent = ask()
+        loop.run()
+        loop.advanceTime(by: .seconds(31))
+        XCTAssertEqual(try failure(silent), "the upstream did not answer within 30 s")
+
+        dialer.failure = .connectFailed(host: "git.test", port: 443, reason: "connection refused")
+        XCTAssertEqual(try failure(ask()), "cannot connect to git.test:443: connection refused")
+        for channel in dialer.channels { _ = try? channel.finish(acceptAlreadyClosed: true) }
+    }
 }

@@ -39,7 +39,7 @@ package enum AncestryClient {
         _ questions: [AncestryQuestion], repository: UpstreamRepository, dialer: any UpstreamDialer,
         eventLoop: any EventLoop, limits: AncestryAnswer.Limits = AncestryAnswer.Limits()
     ) -> EventLoopFuture<[Result<Bool, AncestryFailure>]> {
-        let deadline = NIODeadline.now() + .seconds(Int64(limits.seconds))
+        let deadline = eventLoop.now + .seconds(Int64(limits.seconds))
         return advertisement(repository: repository, dialer: dialer, eventLoop: eventLoop, deadline: deadline, seconds: limits.seconds)
             .flatMap { advertisement -> EventLoopFuture<[Result<Bool, AncestryFailure>]> in
                 var results: [Result<Bool, AncestryFailure>] = []
