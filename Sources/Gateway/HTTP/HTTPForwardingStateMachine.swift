@@ -530,7 +530,8 @@ package struct HTTPForwardingStateMachine {
     private mutating func releaseInspected(_ request: Request, _ exchange: Exchange, trailers: HTTPHeaders?) -> [Action] {
         var exchange = exchange
         var actions: [Action] = []
-        if exchange.inspector != nil {
+        let inspected = exchange.inspector != nil
+        if inspected {
             exchange.inspector = nil
             exchange.awaitedEnd = nil
             if let held = exchange.heldTail, held.readableBytes > 0 {

@@ -1,5 +1,6 @@
 /// The history rule of the push policy: an update of an existing ref must be a
-/// fast-forward, proven from the commits of the pushed pack.
+/// fast-forward, proven from the commits of the pushed pack or, where they do not reach
+/// the old commit, by the upstream.
 ///
 /// For each update that moves an existing ref (old and new ids both non-zero), the walk
 /// goes from the new id through the parents of the pack's commits; reaching the old id
