@@ -300,13 +300,10 @@ final class GitGatewayTests: XCTestCase {
         XCTAssertEqual(try rig.inSandbox(["git", "push", "origin", "HEAD:agent/one"], token: agent, cwd: work).status, 0)
 
         let open = try rig.createSession(["owner/repo:rw"], push: ["--protect", "none"])
-        // A new commit on main's tip: the one above is upstream already (on topic), where
-        // the walk through the pushed commits would stop without proving a fast-forward.
-        XCTAssertEqual(try rig.inSandbox(["git", "reset", "-q", "--hard", before], token: open, cwd: work).status, 0)
-        XCTAssertEqual(try rig.inSandbox(["git", "commit", "-q", "--allow-empty", "-m", "for main"], token: open, cwd: work).status, 0)
+        // main moves to the commit already upstream on topic: the upstream proves it.
         let unprotected = try rig.inSandbox(["git", "push", "origin", "HEAD:main"], token: open, cwd: work)
         XCTAssertEqual(unprotected.status, 0, unprotected.description)
-        XCTAssertNotEqual(try rig.upstreamCommit("repo"), before)
+        XCTAssertEqual(try rig.upstreamCommit("repo"), try rig.upstreamCommit("repo", "refs/heads/topic"))
     }
 
     /// History rewrites, judged from the pushed pack: a new branch, commits on top and a
@@ -328,12 +325,6 @@ final class GitGatewayTests: XCTestCase {
         let onTop = try inWork("git", "push", "origin", "HEAD:topic")
         XCTAssertEqual(onTop.status, 0, "a commit on top: \(onTop)")
         XCTAssertEqual(try rig.upstreamCommit("repo", "refs/heads/topic"), try local())
-        // The same commit to another branch: the push holds no commit, nothing proves it.
-        let mirrorBefore = try rig.upstreamCommit("repo", "refs/heads/mirror")
-        let mirror = try inWork("git", "push", "origin", "HEAD:mirror")
-        XCTAssertNotEqual(mirror.status, 0, mirror.description)
-        XCTAssertTrue(mirror.stderr.contains("! [remote rejected] HEAD -> mirror (not proven fast-forward: the push holds no commit \(try local().prefix(12)) (the upstream has it already), so airlock cannot see its history; push a new commit on top)"), mirror.stderr)
-        XCTAssertEqual(try rig.upstreamCommit("repo", "refs/heads/mirror"), mirrorBefore)
 
         // Someone else moves main upstream; the sandbox merges it into its branch.
         let seed = rig.dir.file("seed-repo")
@@ -370,6 +361,93 @@ final class GitGatewayTests: XCTestCase {
         let large = try inWork("git", "-c", "http.postBuffer=65520", "push", "origin", "HEAD:topic")
         XCTAssertEqual(large.status, 0, large.description)
         XCTAssertEqual(try rig.upstreamCommit("repo", "refs/heads/topic"), try local())
+    }
+
+    /// Fast-forwards the pushed pack cannot prove, because the walk leaves it at commits
+    /// the upstream has: moving a branch to a commit already upstream, and new commits on
+    /// top of commits pushed earlier to another branch. airlock asks the upstream (an
+    /// upload-pack fetch, `want` where the walk stopped, `have` the old commit) and they
+    /// pass, over protocol v2 with a filter and over v0 without one; moving a branch back
+    /// to a commit the upstream has is still refused.
+    func testTheUpstreamProvesWhatThePackCannot() throws {
+        let token = try rig.createSession(["owner/repo:rw"])
+        XCTAssertEqual(try rig.inSandbox(["git", "clone", "-q", "https://github.com/owner/repo", "ancestry"], token: token).status, 0)
+        let work = rig.dir.file("ancestry")
+        func inWork(_ argv: String...) throws -> ProcessResult { try rig.inSandbox(argv, token: token, cwd: work) }
+        func local(_ revision: String = "HEAD") throws -> String {
+            try rig.git(["-C", work, "rev-parse", revision]).stdout.trimmingCharacters(in: .whitespacesAndNewlines)
+        }
+        func commitAndPush(_ message: String, to branch: String) throws {
+            XCTAssertEqual(try inWork("git", "commit", "-q", "--allow-empty", "-m", message).status, 0)
+            let pushed = try inWork("git", "push", "-q", "origin", "HEAD:\(branch)")
+            XCTAssertEqual(pushed.status, 0, pushed.description)
+        }
+        try commitAndPush("first", to: "topic")
+        XCTAssertEqual(try inWork("git", "push", "-q", "origin", "HEAD:mirror").status, 0)
+
+        for (round, knobs) in ["", "{\"protocol_v0\": true, \"git_config\": {\"uploadpack.allowFilter\": \"false\", \"uploadpack.allowReachableSHA1InWant\": \"true\"}}"].enumerated() {
+            try rig.setKnobs(knobs)
+            let queriesBefore = rig.captured.filter { $0.method == "POST" && $0.path.hasSuffix("/git-upload-pack") }.count
+            // mirror moves to the commit topic has: the push holds no commit at all.
+            try commitAndPush("second \(round)", to: "topic")
+            let moved = try inWork("git", "push", "origin", "HEAD:mirror")
+            XCTAssertEqual(moved.status, 0, "a branch moved to a commit the upstream has: \(moved)")
+            XCTAssertEqual(try rig.upstreamCommit("repo", "refs/heads/mirror"), try local())
+            XCTAssertNotNil(lastAudit("git_allow", containing: "\"rule\":\"fast-forward proven by the upstream\""))
+
+            // A commit on top of one pushed to topic only: the walk stops at topic's tip.
+            try commitAndPush("third \(round)", to: "topic")
+            XCTAssertEqual(try inWork("git", "commit", "-q", "--allow-empty", "-m", "fourth \(round)").status, 0)
+            let stacked = try inWork("git", "push", "origin", "HEAD:mirror")
+            XCTAssertEqual(stacked.status, 0, "new commits on top of ones pushed to another branch: \(stacked)")
+            XCTAssertEqual(try rig.upstreamCommit("repo", "refs/heads/mirror"), try local())
+
+            // The questions went to the push's repository with the real credential, asked
+            // as the server speaks (v2 and a filter; then v0 without one).
+            let queries = rig.captured.filter { $0.method == "POST" && $0.path.hasSuffix("/git-upload-pack") }
+            XCTAssertGreaterThanOrEqual(queries.count - queriesBefore, 2, "round \(round): \(rig.captured.map { "\($0.method) \($0.path)" })")
+            for query in queries.dropFirst(queriesBefore) {
+                XCTAssertEqual(query.path, "/owner/repo.git/git-upload-pack")
+                XCTAssertEqual(query.headers.filter { $0.0.lowercased() == "authorization" }.map(\.1),
+                               ["Basic " + Data("x-access-token:\(GitRig.realToken)".utf8).base64EncodedString()])
+                XCTAssertTrue(query.headers.contains { $0.0.lowercased() == "user-agent" && $0.1 == "git/airlock" })
+            }
+            // A real non-fast-forward: mirror back to a commit the upstream has.
+            let back = try local("HEAD~2")
+            let before = try rig.upstreamCommit("repo", "refs/heads/mirror")
+            let rewound = try inWork("git", "push", "--force", "origin", "\(back):refs/heads/mirror")
+            XCTAssertNotEqual(rewound.status, 0, rewound.description)
+            let reason = "non-fast-forward (history rewrite): the pushed commits do not lead back to \(before.prefix(12)), the ref's current commit; airlock accepts only updates it can prove fast-forward"
+            XCTAssertTrue(rewound.stderr.contains("! [remote rejected] \(back) -> mirror (\(reason))"), rewound.stderr)
+            XCTAssertEqual(try rig.upstreamCommit("repo", "refs/heads/mirror"), before)
+        }
+    }
+
+    /// When the upstream does not answer the question (an error status, a cut answer),
+    /// the push is refused with the cause, and the branch stays where it was.
+    func testAnUnansweredAncestryQuestionRefusesThePush() throws {
+        let token = try rig.createSession(["owner/repo:rw"])
+        XCTAssertEqual(try rig.inSandbox(["git", "clone", "-q", "https://github.com/owner/repo", "unanswered"], token: token).status, 0)
+        let work = rig.dir.file("unanswered")
+        func inWork(_ argv: String...) throws -> ProcessResult { try rig.inSandbox(argv, token: token, cwd: work) }
+        XCTAssertEqual(try inWork("git", "commit", "-q", "--allow-empty", "-m", "first").status, 0)
+        XCTAssertEqual(try inWork("git", "push", "-q", "origin", "HEAD:mirror").status, 0)
+        XCTAssertEqual(try inWork("git", "commit", "-q", "--allow-empty", "-m", "second").status, 0)
+        XCTAssertEqual(try inWork("git", "push", "-q", "origin", "HEAD:topic").status, 0)
+        let before = try rig.upstreamCommit("repo", "refs/heads/mirror")
+        let prefix = "not proven fast-forward: cannot ask the upstream whether \(before.prefix(12)) is an ancestor of the pushed commits: "
+        for (knobs, cause) in [("{\"only\": \"/git-upload-pack\", \"status\": 500}", "the upstream answered HTTP 500"),
+                               ("{\"only\": \"/git-upload-pack\", \"truncate\": 40}", "the upstream closed the connection before its answer ended")] {
+            try rig.setKnobs(knobs)
+            let refused = try inWork("git", "push", "origin", "HEAD:mirror")
+            XCTAssertNotEqual(refused.status, 0, refused.description)
+            XCTAssertTrue(refused.stderr.contains("! [remote rejected] HEAD -> mirror (\(prefix)\(cause))"), refused.stderr)
+            XCTAssertTrue(refused.stderr.contains("remote: airlock: refs/heads/mirror: \(prefix)\(cause)"), refused.stderr)
+            XCTAssertEqual(try rig.upstreamCommit("repo", "refs/heads/mirror"), before)
+            XCTAssertNotNil(lastAudit("git_deny", containing: "\"reason\":\"push refused: refs/heads/mirror: \(prefix)\(cause)"))
+        }
+        try rig.setKnobs("")
+        XCTAssertEqual(try inWork("git", "push", "-q", "origin", "HEAD:mirror").status, 0, "answered, the same push goes through")
     }
 
     /// `--allow-force-push PATTERN`: the session may rewrite the history of matching

@@ -24,9 +24,9 @@ final class BodyInspectorTests: XCTestCase {
             return String(decoding: chunk.readableBytesView, as: UTF8.self).contains("BAD") ? Self.refusal : nil
         }
 
-        func finish() -> LocalResponse? {
+        func finish() -> InspectorDecision {
             finished = true
-            return refuseAtEnd ? Self.refusal : nil
+            return refuseAtEnd ? .refuse(Self.refusal) : .pass
         }
 
         static let refusal = Refusal(.forbidden, reason: "inspected and refused").response

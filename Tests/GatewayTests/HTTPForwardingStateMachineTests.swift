@@ -32,6 +32,7 @@ final class HTTPForwardingStateMachineTests: XCTestCase {
             case .writeResponseHead(let head): "down head \(head.status.code) \(head.headers.first(name: "connection") ?? "")"
             case .writeResponseBody(let buffer): "down body \(buffer.readableBytes)"
             case .writeResponseEnd(_, let close): "down end\(close ? " close" : "")"
+            case .awaitInspector: "await inspector"
             case .report(_, let outcome): "report \(outcome.status.map(String.init) ?? "-") \(outcome.bytesUp)/\(outcome.bytesDown) \(outcome.failure ?? "ok")"
             case .closeUpstream: "close upstream"
             case .closeClient: "close client"
@@ -217,7 +218,55 @@ final class HTTPForwardingStateMachineTests: XCTestCase {
         let answer: LocalResponse?
         init(_ answer: LocalResponse?) { self.answer = answer }
         func inspect(_ chunk: ByteBuffer) -> LocalResponse? { nil }
-        func finish() -> LocalResponse? { answer }
+        func finish() -> InspectorDecision { answer.map { .refuse($0) } ?? .pass }
+    }
+
+    /// Decides at the body's end only after work that takes time, as the pack check does
+    /// when it asks the upstream.
+    private final class PendingInspector: RequestBodyInspector {
+        func inspect(_ chunk: ByteBuffer) -> LocalResponse? { nil }
+        func finish() -> InspectorDecision { .pending { eventLoop, _ in eventLoop.makeSucceededFuture(nil) } }
+    }
+
+    /// An inspector that must ask before it decides: the held tail, the end and any
+    /// upstream answer wait for the decision; a refusal then replaces the answer, a pass
+    /// releases everything in order. A decision that comes after the exchange ended is
+    /// ignored.
+    func testAPendingInspectorHoldsTheTailAndTheAnswerUntilItDecides() {
+        for refuse in [true, false] {
+            var machine = HTTPForwardingStateMachine(refusalsPerConnection: 3)
+            var inspected = exchange()
+            inspected.bodyInspector = { PendingInspector() }
+            _ = machine.requestPart(.head(head(.POST, "/push", [("Host", "allowed.test"), ("Transfer-Encoding", "chunked")])))
+            _ = machine.routed(.forward(inspected))
+            _ = machine.connected()
+            XCTAssertEqual(describe(machine.requestPart(.body(ByteBuffer(repeating: 1, count: 100)))), ["up body 36"])
+            XCTAssertEqual(describe(machine.requestPart(.end(nil))), ["await inspector"], "neither the tail nor the end goes up yet")
+            XCTAssertFalse(machine.readsClient(upstreamWritable: true), "nothing more is read meanwhile")
+            var early = HTTPResponseHead(version: .http1_1, status: .ok)
+            early.headers.add(name: "Content-Length", value: "2")
+            XCTAssertEqual(describe(machine.responseHead(early)), [], "an early answer is withheld")
+            XCTAssertEqual(describe(machine.responseBody(ByteBuffer(string: "ok"))), [])
+            if refuse {
+                let refusal = LocalResponse(status: .ok, headers: HTTPHeaders([("X-Airlock-Denied", "no")]), body: "refused")
+                XCTAssertEqual(describe(machine.inspectorDecided(refusal)), ["close upstream", "respond 200 refused", "next"])
+            } else {
+                XCTAssertEqual(describe(machine.inspectorDecided(nil)), ["up body 64", "up end", "down head 200 keep-alive", "down body 2"])
+            }
+            XCTAssertEqual(describe(machine.inspectorDecided(nil)), [], "a second decision changes nothing")
+        }
+        // The upstream gives up while the inspector is deciding: a 502, and the late
+        // decision is ignored.
+        var machine = HTTPForwardingStateMachine(refusalsPerConnection: 3)
+        var inspected = exchange()
+        inspected.bodyInspector = { PendingInspector() }
+        _ = machine.requestPart(.head(head(.POST, "/push", [("Host", "allowed.test"), ("Content-Length", "3")])))
+        _ = machine.routed(.forward(inspected))
+        _ = machine.connected()
+        _ = machine.requestPart(.body(ByteBuffer(string: "abc")))
+        XCTAssertEqual(describe(machine.requestPart(.end(nil))), ["await inspector"])
+        XCTAssertEqual(describe(machine.upstreamClosed()).first, "report 502 0/0 upstream allowed.test closed the connection before answering")
+        XCTAssertEqual(describe(machine.inspectorDecided(nil)), [])
     }
 
     /// An upstream that answers before the inspected body has ended (git's http-backend

@@ -160,8 +160,8 @@ final class PackReaderTests: XCTestCase {
         XCTAssertEqual(failure(Array(pack.dropLast(20))), "the pack ends early (after 6 of 6 objects)")
         XCTAssertEqual(failure(Array(pack.prefix(40))), "the pack ends early (after 0 of 6 objects)")
         XCTAssertEqual(failure(pack + [0]), "the pack has data after its checksum")
-        XCTAssertEqual(failure([]), "the push has no pack")
-        XCTAssertEqual(failure(Array("PACX".utf8) + pack.dropFirst(4)), "the push's data is not a pack (no PACK signature)")
+        XCTAssertEqual(failure([]), "there is no pack")
+        XCTAssertEqual(failure(Array("PACX".utf8) + pack.dropFirst(4)), "the data is not a pack (no PACK signature)")
         var version = pack
         version[7] = 4
         XCTAssertEqual(failure(version), "pack version 4 is not supported (2 and 3 are)")
@@ -221,7 +221,7 @@ final class PackReaderTests: XCTestCase {
                 if let answer = inspector.inspect(chunk) { return answer }
                 if body.readableBytes == 0 { break }
             }
-            return inspector.finish()
+            return inspector.finish().refusal
         }
         XCTAssertNil(inspect(try body("\(c1) \(c2) refs/heads/topic", pack: "\(c2)\n^\(c1)\n")))
         XCTAssertNil(inspect(try body("\(zero) \(amended) refs/heads/new", pack: "\(amended)\n^\(c1)\n")))
@@ -239,9 +239,23 @@ final class PackReaderTests: XCTestCase {
         let rewrite = try body("\(c2) \(amended) refs/heads/topic", pack: "\(amended)\n^\(c1)\n")
         let lenient = ReceivePackInspector(checks: { policy.checksHistory(of: $0) }) { _, _, _ in LocalResponse.text(.ok, "refused") }
         XCTAssertNil(lenient.inspect(rewrite))
-        XCTAssertNil(lenient.finish(), "--allow-force-push topic: the amended topic goes through")
+        XCTAssertNil(lenient.finish().refusal, "--allow-force-push topic: the amended topic goes through")
         let strict = ReceivePackInspector(checks: { policy.checksHistory(of: $0) }) { _, _, _ in LocalResponse.text(.ok, "refused") }
         XCTAssertNil(strict.inspect(try body("\(c2) \(amended) refs/heads/other", pack: "\(amended)\n^\(c1)\n")))
-        XCTAssertNotNil(strict.finish(), "other branches are still checked")
+        XCTAssertNotNil(strict.finish().refusal, "other branches are still checked")
+    }
+}
+
+extension InspectorDecision {
+    /// The refusal of a decision made at once; a pending decision is no refusal yet.
+    var refusal: LocalResponse? {
+        if case .refuse(let response) = self { return response }
+        return nil
+    }
+
+    /// Whether the decision waits for work (a question to the upstream).
+    var isPending: Bool {
+        if case .pending = self { return true }
+        return false
     }
 }

@@ -16,6 +16,11 @@ through a JSON knob file (re-read on every request), let tests break things on p
   status       answer every request with this status and a short text body
   redirect     answer every request with 301 to this Location
   gzip_refs    gzip the info/refs advertisement (Content-Encoding: gzip)
+  only         apply status/truncate/delay only to requests whose path (without the query)
+               ends with this, such as "/git-upload-pack"
+  protocol_v0  ignore Git-Protocol: answer in protocol v0, as a server without v2 does
+  git_config   {"key": "value"} configuration for the served git (GIT_CONFIG_COUNT), such
+               as {"uploadpack.allowFilter": "false"}
 
 With --lfs-root, --lfs-storage and --lfs-secret-file, `…/info/lfs/…` is the Git LFS API
 of `lfs_server.py` (beside this file), behind the same token check.
@@ -55,6 +60,9 @@ def knobs():
         "status": ARGS.status,
         "redirect": ARGS.redirect,
         "gzip_refs": ARGS.gzip_refs,
+        "only": None,
+        "protocol_v0": False,
+        "git_config": {},
     }
     if ARGS.knobs and os.path.exists(ARGS.knobs):
         with open(ARGS.knobs) as f:
@@ -134,6 +142,9 @@ class Handler(BaseHTTPRequestHandler):
 
     def handle_git(self):
         k = knobs()
+        if k.get("only") and not self.path.partition("?")[0].endswith(k["only"]):
+            for name in ("truncate", "delay", "status"):
+                k[name] = None
         if k.get("capture"):
             record = {
                 "method": self.command,
@@ -195,9 +206,15 @@ class Handler(BaseHTTPRequestHandler):
             env["CONTENT_LENGTH"] = length
         if self.headers.get("Content-Encoding"):
             env["HTTP_CONTENT_ENCODING"] = self.headers["Content-Encoding"]
-        if self.headers.get("Git-Protocol"):
+        if self.headers.get("Git-Protocol") and not k.get("protocol_v0"):
             env["HTTP_GIT_PROTOCOL"] = self.headers["Git-Protocol"]
             env["GIT_PROTOCOL"] = self.headers["Git-Protocol"]
+        config = sorted((k.get("git_config") or {}).items())
+        if config:
+            env["GIT_CONFIG_COUNT"] = str(len(config))
+            for i, (key, value) in enumerate(config):
+                env["GIT_CONFIG_KEY_%d" % i] = key
+                env["GIT_CONFIG_VALUE_%d" % i] = str(value)
 
         backend = os.path.join(subprocess.check_output(["git", "--exec-path"]).decode().strip(), "git-http-backend")
         proc = subprocess.Popen([backend], env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE, bufsize=0)

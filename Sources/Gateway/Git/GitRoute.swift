@@ -31,11 +31,16 @@ package struct GitRoute: Sendable, Equatable {
     /// The URI path prefix of every git route.
     package static let prefix = "/git/"
 
+    /// The repository's path on the upstream: `BASE/OWNER/REPO.git`, as the client spelled it.
+    package func upstreamRepositoryPath(basePath: String) -> String {
+        let base = basePath.hasSuffix("/") ? String(basePath.dropLast()) : basePath
+        return "\(base)/\(ownerAsSent)/\(nameAsSent).git"
+    }
+
     /// The path and query for the upstream: `BASE/OWNER/REPO.git/info/refs?service=…` or
     /// `BASE/OWNER/REPO.git/SERVICE`, where `basePath` is the upstream URL's path (may be empty).
     package func upstreamURI(basePath: String) -> String {
-        let base = basePath.hasSuffix("/") ? String(basePath.dropLast()) : basePath
-        let repo = "\(base)/\(ownerAsSent)/\(nameAsSent).git"
+        let repo = upstreamRepositoryPath(basePath: basePath)
         switch endpoint {
         case .advertisement: return "\(repo)/info/refs?service=\(service.rawValue)"
         case .rpc: return "\(repo)/\(service.rawValue)"

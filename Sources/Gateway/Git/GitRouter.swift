@@ -106,6 +106,7 @@ package struct GitRouter: HTTPRouter {
         let service = route.service.rawValue
         let gitHost = upstream.gitHost
         let intercepted = NIOLockedValueBox<String?>(nil)
+        let proof = NIOLockedValueBox<ReceivePackInspector.Proof?>(nil)
         let audit = self.audit
         let sessionID = grant.id
         var exchange = UpstreamExchange(
@@ -125,7 +126,9 @@ package struct GitRouter: HTTPRouter {
                         status: outcome.status ?? 502, session: sessionID))
                 } else {
                     audit.record(AuditEvent(
-                        .gitAllow, sandbox: sandbox, via: .git, host: gitHost, reason: outcome.failure, bytesUp: outcome.bytesUp,
+                        .gitAllow, sandbox: sandbox, via: .git, host: gitHost,
+                        rule: proof.withLockedValue { $0 }.map { "fast-forward proven by the \($0.rawValue)" },
+                        reason: outcome.failure, bytesUp: outcome.bytesUp,
                         bytesDown: outcome.bytesDown, ms: outcome.milliseconds, repo: repo.description, service: service,
                         status: outcome.status, session: sessionID))
                 }
@@ -150,8 +153,17 @@ package struct GitRouter: HTTPRouter {
                     service: service, status: 403, session: sessionID))
                 return .refuse(refused.response)
             }
+            let repository = UpstreamRepository(
+                target: upstream.target, hostHeader: upstream.hostHeader,
+                path: route.upstreamRepositoryPath(basePath: upstream.basePath), token: grant.upstreamToken)
+            let ask: AncestryAsker = { questions, eventLoop, dialer in
+                AncestryClient.ask(questions, repository: repository, dialer: dialer, eventLoop: eventLoop)
+            }
             exchange.bodyInspector = {
-                ReceivePackInspector(checks: { policy.checksHistory(of: $0) }) { updates, refusals, capabilities in
+                ReceivePackInspector(
+                    checks: { policy.checksHistory(of: $0) }, ask: ask,
+                    passed: { how in proof.withLockedValue { $0 = how } }
+                ) { updates, refusals, capabilities in
                     let refused = Self.refusedPush(updates, refusals: refusals, capabilities: capabilities)
                     audit.record(AuditEvent(
                         .gitDeny, sandbox: sandbox, via: .git, host: gitHost, reason: refused.reason, repo: repo.description,

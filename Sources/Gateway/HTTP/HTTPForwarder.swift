@@ -109,6 +109,8 @@ package final class HTTPForwarder {
             guard let context else { return }
             let written = context.writeAndFlush(NIOAny(HTTPServerResponsePart.end(trailers)))
             if close { written.whenComplete { _ in self.context?.close(promise: nil) } }
+        case .awaitInspector(let work):
+            awaitInspector(work)
         case .report(let exchange, let outcome):
             exchange.completion?(outcome)
         case .closeUpstream:
@@ -140,6 +142,21 @@ package final class HTTPForwarder {
             case .success(let route): self.perform(self.machine.routed(route))
             case .failure: self.perform(self.machine.routingFailed())
             }
+            self.drainInbox()
+        }
+    }
+
+    private func awaitInspector(_ work: InspectorWork) {
+        guard let context else { return }
+        let generation = machine.generation
+        work(context.eventLoop, dialer).hop(to: context.eventLoop).whenComplete { result in
+            guard self.machine.generation == generation else { return }
+            let refusal: LocalResponse?
+            switch result {
+            case .success(let answer): refusal = answer
+            case .failure: refusal = Refusal(.badGateway, reason: "the gateway could not finish checking this request").response
+            }
+            self.perform(self.machine.inspectorDecided(refusal))
             self.drainInbox()
         }
     }

@@ -58,6 +58,8 @@ package struct HTTPForwardingStateMachine {
         var withheld: WithheldResponse?
         /// The upstream's response read so far, for an exchange with a `bufferedResponse`.
         var buffered: (head: HTTPResponseHead, body: ByteBuffer)?
+        /// The body's end (its trailers) while the inspector's pending work decides.
+        var awaitedEnd: HTTPHeaders??
 
         /// A response kept from the client until the body inspector decides.
         struct WithheldResponse {
@@ -116,6 +118,8 @@ package struct HTTPForwardingStateMachine {
         case writeResponseBody(ByteBuffer)
         /// Write the response's end; close the connection afterwards when `close`.
         case writeResponseEnd(HTTPHeaders?, close: Bool)
+        /// Run the body inspector's pending work, then tell `inspectorDecided`.
+        case awaitInspector(InspectorWork)
         /// Report how the exchange ended to its `completion`.
         case report(UpstreamExchange, ExchangeOutcome)
         /// Close the upstream connection.
@@ -198,29 +202,19 @@ package struct HTTPForwardingStateMachine {
                 return [.sendRequestBody(buffer)]
             case .end(let trailers):
                 request.ended = true
-                var actions: [Action] = []
                 if let inspector = exchange.inspector {
-                    if let refusal = inspector.finish() { return refuseInspected(request, exchange, refusal) }
-                    exchange.inspector = nil
-                    if let held = exchange.heldTail, held.readableBytes > 0 {
-                        exchange.bytesUp += UInt64(held.readableBytes)
-                        actions.append(.sendRequestBody(held))
+                    switch inspector.finish() {
+                    case .refuse(let refusal):
+                        return refuseInspected(request, exchange, refusal)
+                    case .pending(let work):
+                        exchange.awaitedEnd = .some(trailers)
+                        state = .forwarding(request, exchange)
+                        return [.awaitInspector(work)]
+                    case .pass:
+                        break
                     }
-                    exchange.heldTail = nil
                 }
-                let withheld = exchange.withheld
-                exchange.withheld = nil
-                state = .forwarding(request, exchange)
-                actions.append(.sendRequestEnd(trailers))
-                if let withheld {
-                    // Passed: the response kept back goes to the client as it came.
-                    actions += responseHead(withheld.head)
-                    for part in withheld.body { actions += responseBody(part) }
-                    if let end = withheld.end { actions += responseEnd(end) }
-                    return actions
-                }
-                if exchange.responseEnded { actions += finishRequest() }
-                return actions
+                return releaseInspected(request, exchange, trailers: trailers)
             }
         case .discardingBody(var request):
             guard case .end = part else { return [] }
@@ -562,6 +556,45 @@ package struct HTTPForwardingStateMachine {
     }
 
     // MARK: body inspection
+
+    /// The body has ended and its inspector (if any) passed it: the held tail and the end
+    /// go upstream, and a response withheld meanwhile goes to the client.
+    private mutating func releaseInspected(_ request: Request, _ exchange: Exchange, trailers: HTTPHeaders?) -> [Action] {
+        var exchange = exchange
+        var actions: [Action] = []
+        let inspected = exchange.inspector != nil
+        if inspected {
+            exchange.inspector = nil
+            exchange.awaitedEnd = nil
+            if let held = exchange.heldTail, held.readableBytes > 0 {
+                exchange.bytesUp += UInt64(held.readableBytes)
+                actions.append(.sendRequestBody(held))
+            }
+            exchange.heldTail = nil
+        }
+        let withheld = exchange.withheld
+        exchange.withheld = nil
+        state = .forwarding(request, exchange)
+        actions.append(.sendRequestEnd(trailers))
+        if let withheld {
+            // Passed: the response kept back goes to the client as it came.
+            actions += responseHead(withheld.head)
+            for part in withheld.body { actions += responseBody(part) }
+            if let end = withheld.end { actions += responseEnd(end) }
+            return actions
+        }
+        if exchange.responseEnded { actions += finishRequest() }
+        return actions
+    }
+
+    /// The inspector's pending work (`InspectorDecision.pending`) decided: `nil` passes,
+    /// a response refuses. Ignored when the exchange has ended meanwhile.
+    package mutating func inspectorDecided(_ refusal: LocalResponse?) -> [Action] {
+        guard case .forwarding(let request, let exchange) = state, exchange.inspector != nil,
+              let trailers = exchange.awaitedEnd else { return [] }
+        if let refusal { return refuseInspected(request, exchange, refusal) }
+        return releaseInspected(request, exchange, trailers: trailers)
+    }
 
     /// Adds `buffer` to the body's held tail and returns what may go upstream now: all of
     /// the body so far but its last `UpstreamExchange.heldBodyBytes` bytes.

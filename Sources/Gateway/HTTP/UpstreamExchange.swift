@@ -89,7 +89,21 @@ package struct UpstreamExchange: Sendable {
 package protocol RequestBodyInspector: AnyObject {
     /// The next chunk of the body; a response refuses the request at once.
     func inspect(_ chunk: ByteBuffer) -> LocalResponse?
-    /// The body has ended: `nil` lets the held bytes and the end go upstream; a response
-    /// refuses the request.
-    func finish() -> LocalResponse?
+    /// The body has ended: the decision, at once or once `pending` work is done.
+    func finish() -> InspectorDecision
 }
+
+/// A body inspector's decision at the body's end.
+package enum InspectorDecision {
+    /// The held bytes and the end go upstream.
+    case pass
+    /// This answers the request instead.
+    case refuse(LocalResponse)
+    /// Decided by work that takes time (a question to the upstream), run on the client
+    /// connection's event loop with the forwarder's dialer: its `nil` passes, a response
+    /// refuses. Until it completes the held bytes and any upstream answer wait.
+    case pending(InspectorWork)
+}
+
+/// Work a body inspector needs done before it decides (`InspectorDecision.pending`).
+package typealias InspectorWork = @Sendable (_ eventLoop: any EventLoop, _ dialer: any UpstreamDialer) -> EventLoopFuture<LocalResponse?>

@@ -135,7 +135,7 @@ package final class PackReader {
     /// - Throws: `Failure` when it ended before its checksum.
     package func finish() throws {
         guard state == .done else {
-            if state == .header && offset == 0 && pending.isEmpty { throw Failure("the push has no pack") }
+            if state == .header && offset == 0 && pending.isEmpty { throw Failure("there is no pack") }
             throw Failure("the pack ends early (after \(objectsRead) of \(declaredObjects.map(String.init) ?? "?") objects)")
         }
     }
@@ -151,7 +151,7 @@ package final class PackReader {
     private func readHeader(_ bytes: UnsafeRawBufferPointer) throws -> Int {
         let (used, complete) = take(12, from: bytes)
         guard complete else { return used }
-        guard pending[0..<4].elementsEqual("PACK".utf8) else { throw Failure("the push's data is not a pack (no PACK signature)") }
+        guard pending[0..<4].elementsEqual("PACK".utf8) else { throw Failure("the data is not a pack (no PACK signature)") }
         let version = Self.bigEndian(pending[4..<8])
         guard version == 2 || version == 3 else { throw Failure("pack version \(version) is not supported (2 and 3 are)") }
         let count = Self.bigEndian(pending[8..<12])

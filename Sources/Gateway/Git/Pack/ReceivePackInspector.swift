@@ -1,12 +1,27 @@
 import NIOCore
 import GatewayCore
 
+/// Asks the upstream `AncestryQuestion`s on the client connection's event loop with the
+/// forwarder's dialer: for each, whether the upstream proves it, or why it could not ask.
+package typealias AncestryAsker = @Sendable (_ questions: [AncestryQuestion], _ eventLoop: any EventLoop, _ dialer: any UpstreamDialer)
+    -> EventLoopFuture<[Result<Bool, AncestryFailure>]>
+
 /// Checks the history of a push while its body streams upstream: reads the command
 /// section again (the body check before the dial already passed it), then, when an update
 /// moves an existing ref, the pack with `PackReader`; at the body's end each such update
-/// must be proven fast-forward (`PushHistory`). A pack it cannot read refuses the push.
+/// must be proven fast-forward (`PushHistory`): by the pack, or else by the upstream's
+/// answer to an `AncestryQuestion` (asked before the body's held tail goes upstream). A
+/// pack it cannot read, or a question the upstream does not answer, refuses the push.
 /// Pushes that only create refs are not read further.
 package final class ReceivePackInspector: RequestBodyInspector {
+    /// What proved the checked updates of a passed push fast-forward.
+    package enum Proof: String, Sendable {
+        /// The pushed pack alone.
+        case pack
+        /// The upstream's answer, for at least one update.
+        case upstream
+    }
+
     private enum State {
         case commands([UInt8])
         case pack(PackReader)
@@ -20,18 +35,26 @@ package final class ReceivePackInspector: RequestBodyInspector {
     private let limits: PackReader.Limits
     private let checks: @Sendable (RefUpdate) -> Bool
     private let refuse: @Sendable (_ updates: [RefUpdate], _ refusals: [PushPolicy.Refusal], _ capabilities: [String]) -> LocalResponse
+    private let ask: AncestryAsker?
+    private let passed: (@Sendable (Proof) -> Void)?
 
     /// - Parameters:
     ///   - limits: the pack reader's bounds.
     ///   - checks: which updates must be proven fast-forward (`PushPolicy.checksHistory`).
+    ///   - ask: asks the upstream what the pack does not prove; `nil` refuses those updates.
+    ///   - passed: told how a push with checked updates was proven, when it passes.
     ///   - refuse: makes (and audits) the answer to a refused push.
     package init(
         limits: PackReader.Limits = PackReader.Limits(),
         checks: @escaping @Sendable (RefUpdate) -> Bool = PushHistory.isChecked,
+        ask: AncestryAsker? = nil,
+        passed: (@Sendable (Proof) -> Void)? = nil,
         refuse: @escaping @Sendable (_ updates: [RefUpdate], _ refusals: [PushPolicy.Refusal], _ capabilities: [String]) -> LocalResponse
     ) {
         self.limits = limits
         self.checks = checks
+        self.ask = ask
+        self.passed = passed
         self.refuse = refuse
     }
 
@@ -73,26 +96,73 @@ package final class ReceivePackInspector: RequestBodyInspector {
         }
     }
 
-    package func finish() -> LocalResponse? {
+    package func finish() -> InspectorDecision {
         switch state {
         case .commands:
-            return refuseAll("cannot check this push: it ended inside its commands")
+            return .refuse(refuseAll("cannot check this push: it ended inside its commands"))
         case .pack(let reader):
             do {
                 try reader.finish()
             } catch {
-                return refuseAll("cannot check this push's history: \(error)")
+                return .refuse(refuseAll("cannot check this push's history: \(error)"))
             }
-            let refusals = PushHistory.refusals(updates.filter(checks), commits: reader.commits)
-            guard !refusals.isEmpty else {
-                state = .passing
+            return decide(commits: reader.commits)
+        case .passing, .refused:
+            return .pass
+        }
+    }
+
+    /// The decision once the pack is read: refused at once when the pack alone refuses an
+    /// update; else passed when it proves every one; else pending the upstream's answers.
+    private func decide(commits: [String: PackReader.Commit]) -> InspectorDecision {
+        let checked = updates.filter(checks)
+        guard let ask else {
+            let refusals = PushHistory.refusals(checked, commits: commits)
+            guard refusals.isEmpty else { return .refuse(refused(refusals)) }
+            return pass(.pack)
+        }
+        var refusals: [PushPolicy.Refusal] = []
+        var asked: [(ref: String, question: AncestryQuestion)] = []
+        for update in checked {
+            switch PushHistory.finding(update, commits: commits) {
+            case .proven: break
+            case .refused(let reason): refusals.append(PushPolicy.Refusal(ref: update.ref, reason: reason))
+            case .ask(let question): asked.append((update.ref, question))
+            }
+        }
+        guard refusals.isEmpty else { return .refuse(refused(refusals)) }
+        guard !asked.isEmpty else { return pass(.pack) }
+        state = .refused
+        let (updates, capabilities, refuse, passed) = (self.updates, self.capabilities, self.refuse, self.passed)
+        let asked = asked
+        return .pending { eventLoop, dialer in
+            ask(asked.map(\.question), eventLoop, dialer).map { answers in
+                var refusals: [PushPolicy.Refusal] = []
+                for (index, item) in asked.enumerated() {
+                    let answer = index < answers.count ? answers[index] : .failure(AncestryFailure("no answer"))
+                    switch answer {
+                    case .success(true): break
+                    case .success(false): refusals.append(PushPolicy.Refusal(ref: item.ref, reason: PushHistory.reason(old: item.question.old)))
+                    case .failure(let failure):
+                        refusals.append(PushPolicy.Refusal(ref: item.ref, reason: PushHistory.unansweredReason(old: item.question.old, failure)))
+                    }
+                }
+                guard refusals.isEmpty else { return refuse(updates, refusals, capabilities) }
+                passed?(.upstream)
                 return nil
             }
-            state = .refused
-            return refuse(updates, refusals, capabilities)
-        case .passing, .refused:
-            return nil
         }
+    }
+
+    private func pass(_ proof: Proof) -> InspectorDecision {
+        state = .passing
+        passed?(proof)
+        return .pass
+    }
+
+    private func refused(_ refusals: [PushPolicy.Refusal]) -> LocalResponse {
+        state = .refused
+        return refuse(updates, refusals, capabilities)
     }
 
     private func read(_ bytes: [UInt8], into reader: PackReader) -> LocalResponse? {
