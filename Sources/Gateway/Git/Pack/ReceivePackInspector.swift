@@ -134,11 +134,11 @@ package final class ReceivePackInspector: RequestBodyInspector {
         guard !asked.isEmpty else { return pass(.pack) }
         state = .refused
         let (updates, capabilities, refuse, passed) = (self.updates, self.capabilities, self.refuse, self.passed)
-        let asked = asked
+        let questions = asked
         return .pending { eventLoop, dialer in
-            ask(asked.map(\.question), eventLoop, dialer).map { answers in
+            ask(questions.map(\.question), eventLoop, dialer).map { answers in
                 var refusals: [PushPolicy.Refusal] = []
-                for (index, item) in asked.enumerated() {
+                for (index, item) in questions.enumerated() {
                     let answer = index < answers.count ? answers[index] : .failure(AncestryFailure("no answer"))
                     switch answer {
                     case .success(true): break
