@@ -19,7 +19,7 @@ struct GatewayCommand: ParsableCommand {
             abstract: "Serve DNS, transparent HTTP/TLS and the proxy for a sandbox made by `airlock netns create`.",
             discussion: """
                 Binds the listeners inside the sandbox's gateway namespace (DNS 53 udp+tcp, HTTP 80, \
-                TLS 443, proxy 3128 on the gateway address), opens the audit log, then drops to \
+                TLS 443, proxy 3128, SSH 22 (answered with "not offered") on the gateway address), opens the audit log, then drops to \
                 --run-as (no capabilities, not dumpable) and serves until SIGTERM or SIGINT, which \
                 drain open connections. The policy is reloaded on SIGHUP and when its file changes; \
                 a file that does not parse keeps the old policy. The policy file must stay readable \
@@ -82,7 +82,7 @@ struct GatewayCommand: ParsableCommand {
 
             // Threads start only after the drop: setuid reaches every thread, capabilities
             // only the calling one.
-            let readyLine = "airlock: gateway for \(sandbox) ready on \(gatewayAddress) (dns 53, http 80, tls 443, proxy 3128)"
+            let readyLine = "airlock: gateway for \(sandbox) ready on \(gatewayAddress) (dns 53, http 80, tls 443, proxy 3128, ssh 22)"
             runtime.start(
                 listeners: GatewayListeners(ordered: sockets.all.map(\.descriptor.rawValue)),
                 extraServices: { group in

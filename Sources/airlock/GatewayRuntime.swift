@@ -131,7 +131,7 @@ final class GatewayRuntime {
                     ? GitRouter(upstreams: gitUpstreams, sessions: sessions, audit: audit)
                     : UnscopedGitRouter(hosts: gitUpstreams.hosts, audit: audit),
                 routes: RouteRouter(policy: store, secrets: secrets, trust: routeTrust, audit: audit)),
-            logger: logger)
+            gatewayNames: gitUpstreams.hosts, logger: logger)
         let readyOrStopped = self.readyOrStopped
         let server = GatewayServer(
             configuration: configuration, listeners: listeners, group: group, threadPool: threadPool,
@@ -204,11 +204,15 @@ final class GatewayRuntime {
 }
 
 extension GatewayListeners {
+    /// How many descriptors `GatewaySockets.all` holds.
+    static let standardCount = 6
+
     /// The listeners from descriptors in `GatewaySockets.all` order (DNS UDP, DNS TCP, HTTP,
-    /// TLS, proxy), as `Netns` binds them and as the rootless builder sends them.
+    /// TLS, proxy, SSH), as `Netns` binds them and as the rootless builder sends them.
     init(ordered descriptors: [CInt]) {
-        precondition(descriptors.count == 5, "GatewaySockets.all holds five sockets")
-        self.init(dnsUDP: descriptors[0], dnsTCP: descriptors[1], http: descriptors[2], tls: descriptors[3], proxy: descriptors[4])
+        precondition(descriptors.count == Self.standardCount, "GatewaySockets.all holds six sockets")
+        self.init(dnsUDP: descriptors[0], dnsTCP: descriptors[1], http: descriptors[2], tls: descriptors[3], proxy: descriptors[4],
+                  ssh: descriptors[5])
     }
 }
 

@@ -193,4 +193,32 @@ final class FirstContactTests: XCTestCase {
                 """), "\(mode): \(result)")
         }
     }
+
+    /// `ssh` and git's SSH spellings that are not rewritten reach port 22 of the gateway,
+    /// which answers that SSH is not offered and how to use HTTPS: OpenSSH prints the
+    /// disconnect's description, git prints it before its own error, and each connection
+    /// is audited as `ssh_deny` and listed in the report.
+    func testSSHIsAnsweredWithHowToUseHTTPS() throws {
+        let said = "Received disconnect from 169.254.200.1 port 22:7: airlock: SSH is not offered through the gateway; use HTTPS, e.g. git clone https://github.com/OWNER/REPO with airlock run --repo OWNER/REPO"
+        for mode in RunMode.allCases {
+            let work = try rig.workDirectory()
+            let result = try airlockRun(mode, ["--git-upstream", "git.corp.test=https://127.0.0.1:9"], script: """
+                cd \(work)
+                ssh -o BatchMode=yes git@git.corp.test 2>&1; echo "ssh=$?"
+                git clone deploy@git.corp.test:owner/app.git 2>&1; echo "git=$?"
+                """)
+            XCTAssertEqual(result.status, 0, "\(mode): \(result)")
+            // OpenSSH ends its messages with CR LF.
+            XCTAssertEqual(result.stdout.components(separatedBy: said + "\r\n").count, 3, "\(mode): both show the description: \(result)")
+            XCTAssertTrue(result.stdout.contains("ssh=255\n"), "\(mode): \(result)")
+            XCTAssertTrue(result.stdout.contains("fatal: Could not read from remote repository.") && result.stdout.contains("git=128\n"),
+                          "\(mode): \(result)")
+            XCTAssertFalse(result.stdout.contains("Could not resolve hostname"), "\(mode): \(result)")
+            XCTAssertEqual(result.stderr.components(separatedBy: #""event":"ssh_deny","sandbox":"run-"#).count, 3, "\(mode): \(result)")
+            XCTAssertTrue(result.stderr.contains(#""via":"ssh","host":"169.254.200.1","port":22,"reason":"SSH is not offered; the client was told to use HTTPS""#),
+                          "\(mode): \(result)")
+            XCTAssertTrue(result.stderr.contains("  SSH to 169.254.200.1:22 (2 times): SSH is not offered; use HTTPS (git: https:// URLs with --repo OWNER/REPO)\n"),
+                          "\(mode): \(result)")
+        }
+    }
 }

@@ -13,13 +13,17 @@ package struct GatewayListeners: Sendable {
     package var tls: CInt?
     /// TCP 3128: the explicit proxy.
     package var proxy: CInt?
+    /// TCP 22: every SSH connection is answered with "SSH is not offered".
+    package var ssh: CInt?
 
     /// Creates a set of listeners.
-    package init(dnsUDP: CInt? = nil, dnsTCP: CInt? = nil, http: CInt? = nil, tls: CInt? = nil, proxy: CInt? = nil) {
+    package init(dnsUDP: CInt? = nil, dnsTCP: CInt? = nil, http: CInt? = nil, tls: CInt? = nil, proxy: CInt? = nil,
+                 ssh: CInt? = nil) {
         self.dnsUDP = dnsUDP
         self.dnsTCP = dnsTCP
         self.http = http
         self.tls = tls
         self.proxy = proxy
+        self.ssh = ssh
     }
 }

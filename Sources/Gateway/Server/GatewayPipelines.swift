@@ -55,6 +55,14 @@ package struct GatewayPipelines: Sendable {
             maxBytes: limits.clientHelloBytes, timeout: limits.clientHelloTimeout))
     }
 
+    /// SSH (port 22): every connection is answered with the SSH identification string and
+    /// a disconnect saying SSH is not offered and how to use HTTPS, then closed.
+    /// - Throws: if a handler cannot be added (the channel is closing).
+    package func configureSSH(_ channel: any Channel) throws {
+        try channel.pipeline.syncOperations.addHandler(SSHRefusalHandler(
+            audit: configuration.audit, sandbox: configuration.sandbox, timeout: configuration.limits.clientHelloTimeout))
+    }
+
     private func configureHTTPServer(
         _ channel: any Channel, router: any HTTPRouter, via: AuditEvent.Via,
         connectHandler: ((RequestHeadGuard) -> ConnectHandler)? = nil

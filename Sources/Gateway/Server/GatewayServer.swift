@@ -100,19 +100,26 @@ package final class GatewayServer: Service {
                     try pipelines.configureProxy(channel, tunnels: tunnels)
                 }
             }
+            if let fd = listeners.ssh {
+                try serve(fd, name: "ssh", via: .ssh, loop: ring, dialer: tunnelDialer) { channel, _ in
+                    try pipelines.configureSSH(channel)
+                }
+            }
             if let fd = listeners.dnsTCP {
                 let policy = configuration.policy
                 let address = configuration.gatewayAddress
                 let audit = configuration.audit
+                let names = configuration.gatewayNames
                 try serve(fd, name: "dns-tcp", via: .dns, loop: ring, dialer: tunnelDialer) { channel, _ in
                     try channel.pipeline.syncOperations.addHandlers(
-                        DNSTCPHandler.handlers(policy: policy, gatewayAddress: address, audit: audit))
+                        DNSTCPHandler.handlers(policy: policy, gatewayAddress: address, audit: audit, gatewayNames: names))
                 }
             }
             if let fd = listeners.dnsUDP {
                 datagramChannels.append(contentsOf: try await DNSUDPListener.serve(
                     fd, group: group, policy: configuration.policy,
-                    gatewayAddress: configuration.gatewayAddress, audit: configuration.audit))
+                    gatewayAddress: configuration.gatewayAddress, audit: configuration.audit,
+                    gatewayNames: configuration.gatewayNames))
             }
         } catch {
             ring.acceptor.closeListeners()

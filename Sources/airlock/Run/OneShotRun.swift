@@ -144,7 +144,7 @@ struct OneShotRun {
         try channel.send(try spec.encoded())
         // The child answers with the gateway's listening sockets, or ends having said why.
         guard let (message, descriptors) = try channel.receive(), message == SandboxChild.listening,
-              descriptors.count == 5
+              descriptors.count == GatewayListeners.standardCount
         else {
             return Self.waitForExit(pid).shellCode
         }
@@ -155,7 +155,7 @@ struct OneShotRun {
         return Self.waitForExit(pid).shellCode
     }
 
-    /// Starts the gateway on `sockets` (DNS UDP, DNS TCP, HTTP, TLS, proxy) and waits until
+    /// Starts the gateway on `sockets` (DNS UDP, DNS TCP, HTTP, TLS, proxy, SSH) and waits until
     /// every listener serves.
     private func serve(_ runtime: GatewayRuntime, sockets: [CInt]) throws {
         runtime.start(listeners: GatewayListeners(ordered: sockets), shutdownSignals: [], eventLoops: 1)

@@ -1,0 +1,138 @@
+@testable import Gateway
+import NIOConcurrencyHelpers
+import NIOCore
+import NIOEmbedded
+import XCTest
+
+/// Port 22: what an SSH client receives (the identification string and an unencrypted
+/// `SSH_MSG_DISCONNECT`, RFC 4253 §6 and §11.1), the audit line, and the bounds.
+final class SSHRefusalTests: XCTestCase {
+    /// The disconnect packet, byte for byte.
+    func testDisconnectPacketBytes() {
+        XCTAssertEqual(SSHRefusal.disconnect(reason: 7, description: "no"), [
+            0x00, 0x00, 0x00, 0x14,  // packet_length 20 (padding length, payload, padding)
+            0x04,                    // padding_length 4: 4 + 20 is a multiple of 8
+            0x01,                    // SSH_MSG_DISCONNECT
+            0x00, 0x00, 0x00, 0x07,  // reason 7, SSH_DISCONNECT_SERVICE_NOT_AVAILABLE
+            0x00, 0x00, 0x00, 0x02, 0x6e, 0x6f,  // description "no"
+            0x00, 0x00, 0x00, 0x00,  // language tag ""
+            0x00, 0x00, 0x00, 0x00,  // padding
+        ])
+        // Padding under 4 bytes is topped up by a block: 5 + 17 = 22, padding 2 + 8.
+        let packet = SSHRefusal.disconnect(reason: 2, description: "four")
+        XCTAssertEqual(packet[4], 10)
+        XCTAssertEqual(packet.count % 8, 0)
+    }
+
+    /// The whole answer: identification line, then one packet whose description is the
+    /// one-line advice to use HTTPS.
+    func testAnswerIsIdentificationThenDisconnectSayingHowToUseHTTPS() throws {
+        let answer = SSHRefusal.answer
+        let line = Array("SSH-2.0-airlock\r\n".utf8)
+        XCTAssertEqual(Array(answer.prefix(line.count)), line)
+        let packet = Array(answer.dropFirst(line.count))
+        let length = Int(packet[0]) << 24 | Int(packet[1]) << 16 | Int(packet[2]) << 8 | Int(packet[3])
+        XCTAssertEqual(packet.count, length + 4, "exactly one packet")
+        XCTAssertEqual((length + 4) % 8, 0)
+        XCTAssertEqual(packet[5], 1, "SSH_MSG_DISCONNECT")
+        XCTAssertEqual(Array(packet[6..<10]), [0, 0, 0, 7])
+        let textLength = Int(packet[10]) << 24 | Int(packet[11]) << 16 | Int(packet[12]) << 8 | Int(packet[13])
+        let text = String(decoding: packet[14..<(14 + textLength)], as: UTF8.self)
+        XCTAssertEqual(text, "airlock: SSH is not offered through the gateway; use HTTPS, e.g. git clone https://github.com/OWNER/REPO with airlock run --repo OWNER/REPO")
+        XCTAssertFalse(text.contains("\n") || text.contains("\r"))
+    }
+
+    /// Records a half-close instead of passing it on (an `EmbeddedChannel` closes fully
+    /// whatever the mode).
+    private final class HalfCloseRecorder: ChannelOutboundHandler {
+        typealias OutboundIn = Any
+        var outputClosed = false
+
+        func close(context: ChannelHandlerContext, mode: CloseMode, promise: EventLoopPromise<Void>?) {
+            guard mode == .output else { return context.close(mode: mode, promise: promise) }
+            outputClosed = true
+            promise?.succeed(())
+        }
+    }
+
+    private var recorder = HalfCloseRecorder()
+
+    private func activeChannel(sink: MemoryAuditSink, maxBytes: Int = 64 * 1024) throws -> EmbeddedChannel {
+        recorder = HalfCloseRecorder()
+        let channel = EmbeddedChannel(handlers: [
+            recorder, SSHRefusalHandler(audit: AuditLog(sink: sink), sandbox: "s1", maxBytes: maxBytes),
+        ])
+        channel.localAddress = try SocketAddress(ipAddress: "169.254.200.1", port: 22)
+        try channel.connect(to: SocketAddress(ipAddress: "169.254.200.2", port: 40000)).wait()
+        return channel
+    }
+
+    /// On connect the answer goes out at once and `ssh_deny` is audited with the address
+    /// dialled (SSH carries no host name); the write side is then closed.
+    func testAnswersAtOnceAndAudits() throws {
+        let sink = MemoryAuditSink()
+        let channel = try activeChannel(sink: sink)
+        var written = try XCTUnwrap(channel.readOutbound(as: ByteBuffer.self))
+        XCTAssertEqual(written.readBytes(length: written.readableBytes), SSHRefusal.answer)
+        XCTAssertEqual(sink.lines.count, 1)
+        let line = try XCTUnwrap(sink.lines.first)
+        XCTAssertTrue(line.contains(#""event":"ssh_deny","sandbox":"s1","via":"ssh","host":"169.254.200.1","port":22,"reason":"SSH is not offered; the client was told to use HTTPS""#), line)
+        XCTAssertTrue(recorder.outputClosed, "half-closed after the answer")
+        XCTAssertTrue(channel.isActive, "waits for the client to read the answer and close")
+        _ = try? channel.finish()
+    }
+
+    /// The client's identification and key exchange are read and dropped; its close ends
+    /// the connection.
+    func testClientCloseEndsTheConnection() throws {
+        let channel = try activeChannel(sink: MemoryAuditSink())
+        _ = try channel.readOutbound(as: ByteBuffer.self)
+        try channel.writeInbound(ByteBuffer(string: "SSH-2.0-OpenSSH_9.2p1\r\n"))
+        XCTAssertTrue(channel.isActive)
+        channel.pipeline.fireUserInboundEventTriggered(ChannelEvent.inputClosed)
+        XCTAssertFalse(channel.isActive)
+    }
+
+    /// A client that keeps sending is cut off past the bound.
+    func testClientSendingMoreThanTheBoundIsCutOff() throws {
+        let channel = try activeChannel(sink: MemoryAuditSink(), maxBytes: 100)
+        _ = try channel.readOutbound(as: ByteBuffer.self)
+        try channel.writeInbound(ByteBuffer(bytes: [UInt8](repeating: 0x41, count: 100)))
+        XCTAssertTrue(channel.isActive)
+        try channel.writeInbound(ByteBuffer(bytes: [0x41]))
+        XCTAssertFalse(channel.isActive)
+    }
+
+    /// A client that never closes is closed after the timeout.
+    func testSilentClientIsClosedAfterTheTimeout() throws {
+        let channel = try activeChannel(sink: MemoryAuditSink())
+        _ = try channel.readOutbound(as: ByteBuffer.self)
+        channel.embeddedEventLoop.advanceTime(by: .seconds(4))
+        XCTAssertTrue(channel.isActive)
+        channel.embeddedEventLoop.advanceTime(by: .seconds(1))
+        XCTAssertFalse(channel.isActive)
+    }
+
+    /// `ssh_deny` lines share the sandbox's denial budget: a client reconnecting in a loop
+    /// cannot flood the log, and what was dropped is counted in the next line.
+    func testSSHRefusalsShareTheDenialBudget() throws {
+        let sink = MemoryAuditSink()
+        let now = NIOLockedValueBox(NIODeadline.uptimeNanoseconds(1_000_000_000))
+        let audit = AuditLog(sink: sink, sandbox: "s1", denials: DenialBudget.Limits(burst: 1, perSecond: 1),
+                             clock: { now.withLockedValue { $0 } })
+        audit.record(AuditEvent(.egressDeny, via: .sni, host: "a.example", port: 443, reason: "a.example is not on the allowlist"))
+        for _ in 0..<3 {
+            let channel = EmbeddedChannel(handler: SSHRefusalHandler(audit: audit, sandbox: "s1"))
+            try channel.connect(to: SocketAddress(ipAddress: "169.254.200.2", port: 40000)).wait()
+            _ = try? channel.finish()
+        }
+        XCTAssertEqual(sink.lines.count, 1, "\(sink.lines)")
+        now.withLockedValue { $0 = $0 + .seconds(1) }
+        let channel = EmbeddedChannel(handler: SSHRefusalHandler(audit: audit, sandbox: "s1"))
+        try channel.connect(to: SocketAddress(ipAddress: "169.254.200.2", port: 40000)).wait()
+        _ = try? channel.finish()
+        XCTAssertEqual(sink.lines.count, 3, "\(sink.lines)")
+        XCTAssertTrue(sink.lines[1].contains(#""event":"ssh_deny","sandbox":"s1","via":"ssh","reason":"3 more refused SSH connection(s) not written one by one"#), sink.lines[1])
+        XCTAssertTrue(sink.lines[2].contains(#""event":"ssh_deny""#), sink.lines[2])
+    }
+}
