@@ -68,7 +68,7 @@ struct GatewayCommand: ParsableCommand {
                 sandbox: sandbox, gatewayAddress: gatewayAddress, options: options, policyFile: options.policyPath)
 
             let gatewayNamespace = try NetworkNamespace.open(path: state.gatewayPin)
-            let sockets = try GatewaySockets.bind(in: gatewayNamespace.descriptor, address: gatewayIPv4)
+            let sockets = try GatewaySockets.bind(in: gatewayNamespace.descriptor, address: gatewayIPv4, ports: runtime.listenerPorts)
             try gatewayNamespace.close()
 
             // The control socket lives under /run/airlock/NAME: bound before the privilege
@@ -84,7 +84,7 @@ struct GatewayCommand: ParsableCommand {
             // only the calling one.
             let readyLine = "airlock: gateway for \(sandbox) ready on \(gatewayAddress) (dns 53, http 80, tls 443, proxy 3128, ssh 22)"
             runtime.start(
-                listeners: GatewayListeners(ordered: sockets.all.map(\.descriptor.rawValue)),
+                listeners: GatewayListeners(ordered: sockets.all.map(\.descriptor.rawValue), ports: runtime.listenerPorts),
                 extraServices: { group in
                     [ControlServer(
                         socket: controlSocket,

@@ -136,3 +136,66 @@ final class SSHRefusalTests: XCTestCase {
         XCTAssertTrue(sink.lines[2].contains(#""event":"ssh_deny""#), sink.lines[2])
     }
 }
+
+/// The transparent listeners on the policy's other ports: which ports, the limit, and what
+/// the first byte decides.
+final class PortListenerTests: XCTestCase {
+    /// Ports of `host:port` rules, without 80, 443 and the gateway's own 22, 53 and 3128.
+    func testListenerPortsAreThePortRulesOffTheStandardOnes() throws {
+        let policy = try Policy.parse("a.test:8443\n*.b.test:8443\nc.test:9000\nd.test:22\ne.test:3128\nf.test:443\ng.test\n!h.test\n", source: "p")
+        XCTAssertEqual(policy.listenerPorts, [8443, 9000])
+        XCTAssertNoThrow(try policy.checkListenerPorts())
+    }
+
+    /// Over the limit: one line naming the count, the ports and the limit.
+    func testMorePortsThanTheLimitAreRefused() throws {
+        let text = (1...11).map { "h.test:\(9000 + $0)" }.joined(separator: "\n")
+        let policy = try Policy.parse(text, source: "policy.txt")
+        XCTAssertThrowsError(try policy.checkListenerPorts()) { error in
+            XCTAssertEqual("\(error)", "policy.txt: 11 ports besides 80 and 443 are allowed (9001, 9002, 9003, 9004, 9005, 9006, 9007, 9008, 9009, 9010, 9011); the gateway listens on at most 10: allow fewer ports")
+        }
+        let ten = try Policy.parse((1...10).map { "h.test:\(9000 + $0)" }.joined(separator: "\n"), source: "p")
+        XCTAssertNoThrow(try ten.checkListenerPorts())
+    }
+
+    func testFirstByteDecides() {
+        XCTAssertEqual(FirstBytesRouter.kind(ofFirstByte: 0x16), .tls)
+        XCTAssertEqual(FirstBytesRouter.kind(ofFirstByte: UInt8(ascii: "G")), .http)
+        XCTAssertEqual(FirstBytesRouter.kind(ofFirstByte: UInt8(ascii: "P")), .http)
+        XCTAssertEqual(FirstBytesRouter.kind(ofFirstByte: UInt8(ascii: "S")), .http)
+        XCTAssertEqual(FirstBytesRouter.kind(ofFirstByte: 0), .other)
+        XCTAssertEqual(FirstBytesRouter.kind(ofFirstByte: UInt8(ascii: "g")), .other)
+    }
+
+    /// Neither TLS nor HTTP: refused, audited with the port and why, closed.
+    func testOtherProtocolsAreRefusedAndAudited() throws {
+        let sink = MemoryAuditSink()
+        var installed: [FirstBytesRouter.Kind] = []
+        let channel = EmbeddedChannel(handler: FirstBytesRouter(
+            port: 8443, audit: AuditLog(sink: sink), sandbox: "s1", timeout: .seconds(5)) { kind, _ in installed.append(kind) })
+        try channel.connect(to: SocketAddress(ipAddress: "169.254.200.2", port: 40000)).wait()
+        try channel.writeInbound(ByteBuffer(string: "SSH-2.0-OpenSSH_9.2\r\n"))
+        XCTAssertTrue(channel.isActive, "an uppercase letter is taken as HTTP")
+        XCTAssertEqual(installed, [.http])
+
+        let refused = EmbeddedChannel(handler: FirstBytesRouter(
+            port: 8443, audit: AuditLog(sink: sink), sandbox: "s1", timeout: .seconds(5)) { kind, _ in installed.append(kind) })
+        try refused.connect(to: SocketAddress(ipAddress: "169.254.200.2", port: 40000)).wait()
+        try refused.writeInbound(ByteBuffer(bytes: [0x00, 0x01, 0x02]))
+        XCTAssertFalse(refused.isActive)
+        XCTAssertEqual(installed, [.http])
+        XCTAssertEqual(sink.lines.count, 1)
+        XCTAssertTrue(sink.lines[0].contains(#""event":"egress_deny","sandbox":"s1","via":"port","port":8443,"reason":"neither a TLS ClientHello nor an HTTP request on port 8443; only TLS with a server name and HTTP with a Host can be routed""#), sink.lines[0])
+    }
+
+    /// A client that sends nothing is closed after the timeout, audited.
+    func testSilentClientIsClosedAfterTheTimeout() throws {
+        let sink = MemoryAuditSink()
+        let channel = EmbeddedChannel(handler: FirstBytesRouter(
+            port: 8443, audit: AuditLog(sink: sink), sandbox: "s1", timeout: .seconds(5)) { _, _ in })
+        try channel.connect(to: SocketAddress(ipAddress: "169.254.200.2", port: 40000)).wait()
+        channel.embeddedEventLoop.advanceTime(by: .seconds(5))
+        XCTAssertFalse(channel.isActive)
+        XCTAssertTrue(sink.lines.first?.contains("nothing sent within the handshake timeout on port 8443") == true, "\(sink.lines)")
+    }
+}

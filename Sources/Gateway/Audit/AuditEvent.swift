@@ -42,6 +42,9 @@ package struct AuditEvent: Sendable, Equatable {
         case git
         /// A credential route, `http://airlock.internal/api/NAME/…`.
         case api
+        /// A transparent listener on a policy port other than 80 and 443, before it knew
+        /// whether TLS or HTTP came (then `sni` or `http`).
+        case port
         /// Port 22, answered with "SSH is not offered".
         case ssh
         case control

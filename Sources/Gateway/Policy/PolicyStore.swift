@@ -70,6 +70,7 @@ package final class PolicyStore: @unchecked Sendable {
         do {
             var fresh = try Policy.load(path: path)
             if let extra { fresh = fresh.adding(rulesFrom: extra) }
+            try fresh.checkListenerPorts()
             lock.withLock {
                 policy = fresh
                 fileStamp = stamp

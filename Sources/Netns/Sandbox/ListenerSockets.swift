@@ -100,15 +100,21 @@ package struct GatewaySockets: Sendable {
     package let proxy: BoundSocket
     /// TCP 22.
     package let ssh: BoundSocket
+    /// TCP on the policy's other ports, in the order asked for.
+    package let ports: [BoundSocket]
 
-    /// Binds the standard set on `address` (the gateway address) inside `gatewayNamespace`.
+    /// Binds the standard set on `address` (the gateway address) inside `gatewayNamespace`,
+    /// and one TCP listener on each of `ports`.
     /// - Throws: `SystemCallError` naming the socket that failed; none is left open then.
     /// - Requires: CAP_SYS_ADMIN and CAP_NET_BIND_SERVICE.
-    package static func bind(in gatewayNamespace: FileDescriptor, address: IPv4Address) throws -> GatewaySockets {
-        let sockets = try ListenerSockets.bind(in: gatewayNamespace, address: address, tcpPorts: [53, 80, 443, 3128, 22], udpPorts: [53])
-        return GatewaySockets(dnsUDP: sockets[5], dnsTCP: sockets[0], http: sockets[1], tls: sockets[2], proxy: sockets[3], ssh: sockets[4])
+    package static func bind(in gatewayNamespace: FileDescriptor, address: IPv4Address, ports: [Int] = []) throws -> GatewaySockets {
+        let extra = ports.compactMap { UInt16(exactly: $0) }
+        let sockets = try ListenerSockets.bind(
+            in: gatewayNamespace, address: address, tcpPorts: [53, 80, 443, 3128, 22] + extra, udpPorts: [53])
+        return GatewaySockets(dnsUDP: sockets[sockets.count - 1], dnsTCP: sockets[0], http: sockets[1], tls: sockets[2], proxy: sockets[3],
+                              ssh: sockets[4], ports: Array(sockets[5..<(sockets.count - 1)]))
     }
 
-    /// All six, in the order the rootless builder sends them.
-    package var all: [BoundSocket] { [dnsUDP, dnsTCP, http, tls, proxy, ssh] }
+    /// The six standard sockets, then the ports, in the order the rootless builder sends them.
+    package var all: [BoundSocket] { [dnsUDP, dnsTCP, http, tls, proxy, ssh] + ports }
 }
