@@ -20,7 +20,7 @@ struct GatewayCommand: ParsableCommand {
             abstract: "Serve DNS, transparent HTTP/TLS and the proxy for a sandbox made by `airlock netns create`.",
             discussion: """
                 Binds the listeners inside the sandbox's gateway namespace (DNS 53 udp+tcp, HTTP 80, \
-                TLS 443, proxy 3128 on the gateway address), opens the audit log, then drops to \
+                TLS 443, proxy 3128, SSH 22 (answered with "not offered") on the gateway address), opens the audit log, then drops to \
                 --run-as (no capabilities, not dumpable) and serves until SIGTERM or SIGINT, which \
                 drain open connections. The policy is reloaded on SIGHUP and when its file changes; \
                 a file that does not parse keeps the old policy. The policy file must stay readable \
@@ -69,7 +69,7 @@ struct GatewayCommand: ParsableCommand {
                 sandbox: sandbox, gatewayAddress: gatewayAddress, options: options, policyFile: options.policyPath)
 
             let gatewayNamespace = try NetworkNamespace.open(path: state.gatewayPin)
-            let sockets = try GatewaySockets.bind(in: gatewayNamespace.descriptor, address: gatewayIPv4)
+            let sockets = try GatewaySockets.bind(in: gatewayNamespace.descriptor, address: gatewayIPv4, ports: runtime.listenerPorts)
             try gatewayNamespace.close()
 
             // The control socket lives under /run/airlock/NAME: bound before the privilege
@@ -83,9 +83,9 @@ struct GatewayCommand: ParsableCommand {
 
             // Threads start only after the drop: setuid reaches every thread, capabilities
             // only the calling one.
-            let readyLine = "airlock: gateway for \(sandbox) ready on \(gatewayAddress) (dns 53, http 80, tls 443, proxy 3128)"
+            let readyLine = "airlock: gateway for \(sandbox) ready on \(gatewayAddress) (dns 53, http 80, tls 443, proxy 3128, ssh 22)"
             runtime.start(
-                listeners: GatewayListeners(ordered: sockets.all.map(\.descriptor.rawValue)),
+                listeners: GatewayListeners(ordered: sockets.all.map(\.descriptor.rawValue), ports: runtime.listenerPorts),
                 extraServices: { group in
                     [ControlServer(
                         socket: controlSocket,

@@ -72,6 +72,7 @@ final class GatewayRuntime {
         } else {
             initialPolicy = flagPolicy
         }
+        try initialPolicy.checkListenerPorts()
         var mappings = try options.gitUpstreams().map { GitUpstreams.Mapping(gitHost: $0.key, url: $0.value) }
         var wanted = Set(extraGitHosts.map { $0.lowercased() })
         if mappings.isEmpty { wanted.insert("github.com") }
@@ -92,6 +93,9 @@ final class GatewayRuntime {
         logger = Logger(label: "airlock.gateway")
         logger.logLevel = logLevel
     }
+
+    /// The policy's ports besides 80 and 443 at start: each gets a transparent listener.
+    var listenerPorts: [Int] { initialPolicy.listenerPorts }
 
     /// The credential routes of the policy in force at start.
     var routes: [CredentialRoute] { initialPolicy.routes }
@@ -133,7 +137,7 @@ final class GatewayRuntime {
                     : UnscopedGitRouter(hosts: gitUpstreams.hosts, audit: audit),
                 routes: RouteRouter(policy: store, secrets: secrets, trust: routeTrust, audit: audit),
                 lfs: repositoriesGiven ? LFSRouter(upstreams: gitUpstreams, sessions: sessions, audit: audit, actions: LFSActionTable()) : nil),
-            logger: logger)
+            gatewayNames: gitUpstreams.hosts, logger: logger)
         let readyOrStopped = self.readyOrStopped
         let server = GatewayServer(
             configuration: configuration, listeners: listeners, group: group, threadPool: threadPool,
@@ -206,11 +210,18 @@ final class GatewayRuntime {
 }
 
 extension GatewayListeners {
+    /// How many descriptors `GatewaySockets.all` holds.
+    static let standardCount = 6
+
     /// The listeners from descriptors in `GatewaySockets.all` order (DNS UDP, DNS TCP, HTTP,
-    /// TLS, proxy), as `Netns` binds them and as the rootless builder sends them.
-    init(ordered descriptors: [CInt]) {
-        precondition(descriptors.count == 5, "GatewaySockets.all holds five sockets")
-        self.init(dnsUDP: descriptors[0], dnsTCP: descriptors[1], http: descriptors[2], tls: descriptors[3], proxy: descriptors[4])
+    /// TLS, proxy, SSH, then one per entry of `ports`), as `Netns` binds them and as the
+    /// rootless builder sends them.
+    init(ordered descriptors: [CInt], ports: [Int]) {
+        precondition(descriptors.count == Self.standardCount + ports.count, "GatewaySockets.all holds six sockets and the ports")
+        var byPort: [Int: CInt] = [:]
+        for (index, port) in ports.enumerated() { byPort[port] = descriptors[Self.standardCount + index] }
+        self.init(dnsUDP: descriptors[0], dnsTCP: descriptors[1], http: descriptors[2], tls: descriptors[3], proxy: descriptors[4],
+                  ssh: descriptors[5], ports: byPort)
     }
 }
 

@@ -193,4 +193,72 @@ final class FirstContactTests: XCTestCase {
                 """), "\(mode): \(result)")
         }
     }
+
+    /// `ssh` and git's SSH spellings that are not rewritten reach port 22 of the gateway,
+    /// which answers that SSH is not offered and how to use HTTPS: OpenSSH prints the
+    /// disconnect's description, git prints it before its own error, and each connection
+    /// is audited as `ssh_deny` and listed in the report.
+    func testSSHIsAnsweredWithHowToUseHTTPS() throws {
+        let said = "Received disconnect from 169.254.200.1 port 22:7: airlock: SSH is not offered through the gateway; use HTTPS, e.g. git clone https://github.com/OWNER/REPO with airlock run --repo OWNER/REPO"
+        for mode in RunMode.allCases {
+            let work = try rig.workDirectory()
+            let result = try airlockRun(mode, ["--git-upstream", "git.corp.test=https://127.0.0.1:9"], script: """
+                cd \(work)
+                ssh -o BatchMode=yes git@git.corp.test 2>&1; echo "ssh=$?"
+                git clone deploy@git.corp.test:owner/app.git 2>&1; echo "git=$?"
+                """)
+            XCTAssertEqual(result.status, 0, "\(mode): \(result)")
+            // OpenSSH ends its messages with CR LF.
+            XCTAssertEqual(result.stdout.components(separatedBy: said + "\r\n").count, 3, "\(mode): both show the description: \(result)")
+            XCTAssertTrue(result.stdout.contains("ssh=255\n"), "\(mode): \(result)")
+            XCTAssertTrue(result.stdout.contains("fatal: Could not read from remote repository.") && result.stdout.contains("git=128\n"),
+                          "\(mode): \(result)")
+            XCTAssertFalse(result.stdout.contains("Could not resolve hostname"), "\(mode): \(result)")
+            XCTAssertEqual(result.stderr.components(separatedBy: #""event":"ssh_deny","sandbox":"run-"#).count, 3, "\(mode): \(result)")
+            XCTAssertTrue(result.stderr.contains(#""via":"ssh","host":"169.254.200.1","port":22,"reason":"SSH is not offered; the client was told to use HTTPS""#),
+                          "\(mode): \(result)")
+            XCTAssertTrue(result.stderr.contains("  SSH to 169.254.200.1:22 (2 times): SSH is not offered; use HTTPS (git: https:// URLs with --repo OWNER/REPO)\n"),
+                          "\(mode): \(result)")
+        }
+    }
+
+    /// A `host:port` rule off 80 and 443 works for clients that ignore proxy variables:
+    /// the gateway listens on that port and routes TLS by its server name and HTTP by
+    /// `Host`, as on 443 and 80. A name allowed only on another port is refused there,
+    /// with its audit line and the rule that would allow it.
+    func testOtherAllowedPortsAreReachableWithoutTheProxy() throws {
+        let tls = try WebUpstream(port: 8444, tls: try rig.ca)
+        let plain = try WebUpstream(port: 8081)
+        _ = (tls, plain)
+        let flags = ["--allow", "index.test:8444", "--allow", "index.test:8081", "--allow", "files.test:9443",
+                     "--resolve", "index.test=127.0.0.1", "--resolve", "files.test=127.0.0.1",
+                     "--allow-private", "127.0.0.0/8=index.test", "--allow-private", "127.0.0.0/8=files.test"]
+        for mode in RunMode.allCases {
+            let result = try airlockRun(mode, flags, script: """
+                curl -sS --noproxy '*' --max-time 20 --cacert \(try rig.ca.caFile) https://index.test:8444/tls && echo
+                curl -sS --noproxy '*' --max-time 20 http://index.test:8081/plain && echo
+                curl -sS --noproxy '*' --max-time 20 --cacert \(try rig.ca.caFile) https://files.test:8444/x 2>/dev/null; echo "refused=$?"
+                """)
+            XCTAssertEqual(result.status, 0, "\(mode): \(result)")
+            XCTAssertTrue(result.stdout.hasPrefix("host=index.test:8444 path=/tls\nhost=index.test:8081 path=/plain\n"), "\(mode): \(result)")
+            XCTAssertTrue(result.stdout.contains("refused=35\n") || result.stdout.contains("refused=56\n"), "\(mode): \(result)")
+            XCTAssertTrue(result.stderr.contains(
+                #""event":"egress_deny","sandbox":"run-"#), "\(mode): \(result)")
+            XCTAssertTrue(result.stderr.contains(
+                #""via":"sni","host":"files.test","port":8444,"reason":"port 8444 is not allowed for files.test"#), "\(mode): \(result)")
+            XCTAssertTrue(result.stderr.contains(#""event":"egress_allow","sandbox":"run-"#) && result.stderr.contains(#""via":"sni","host":"index.test","port":8444,"rule":"index.test:8444"#),
+                          "\(mode): \(result)")
+            XCTAssertTrue(result.stderr.contains(#""via":"http","host":"index.test","port":8081,"status":200,"rule":"index.test:8081"#), "\(mode): \(result)")
+            XCTAssertTrue(result.stderr.contains("    to allow: --allow files.test:8444 (policy line: files.test:8444)\n"), "\(mode): \(result)")
+        }
+    }
+
+    /// More ports than the gateway listens on is refused before anything starts.
+    func testTooManyPortsAreRefusedWithOneLine() throws {
+        let flags = (8001...8011).flatMap { ["--allow", "many.test:\($0)"] }
+        let result = try airlockRun(.root, flags, script: "echo ran")
+        XCTAssertNotEqual(result.status, 0, "\(result)")
+        XCTAssertFalse(result.stdout.contains("ran"), "\(result)")
+        XCTAssertEqual(result.stderr, "airlock: error: command line: 11 ports besides 80 and 443 are allowed (8001, 8002, 8003, 8004, 8005, 8006, 8007, 8008, 8009, 8010, 8011); the gateway listens on at most 10: allow fewer ports\n", "\(result)")
+    }
 }

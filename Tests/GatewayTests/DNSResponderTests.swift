@@ -86,6 +86,24 @@ final class DNSResponderTests: XCTestCase {
                        + [0xC0, 12, 0, 12, 0, 1, 0, 0, 0, 5, 0, 18] + Q.name("airlock.internal"))
     }
 
+    /// The git hosts are answered with the gateway address under any policy (their SSH
+    /// spellings then reach port 22); a subdomain of one is not.
+    func testGatewayNamesAreAnsweredWhateverThePolicy() throws {
+        let responder = DNSResponder(gatewayAddress: gateway, sandbox: "sbx", gatewayNames: ["GitHub.com", "git.corp.test"])
+        for name in ["github.com", "GITHUB.COM.", "git.corp.test"] {
+            let a = responder.respond(to: Q.query(name: name, type: 1), policy: .denyAll)
+            XCTAssertNil(a.audit, name)
+            XCTAssertEqual(a.response, Q.header(flags: 0x8580, qd: 1, an: 1) + Q.name(name) + [0, 1, 0, 1]
+                           + [0xC0, 12, 0, 1, 0, 1, 0, 0, 0, 5, 0, 4, 169, 254, 200, 1], name)
+        }
+        let aaaa = responder.respond(to: Q.query(name: "github.com", type: 28), policy: .denyAll)
+        XCTAssertEqual(aaaa.response, Q.header(flags: 0x8580, qd: 1) + Q.name("github.com") + [0, 28, 0, 1])
+        let sub = responder.respond(to: Q.query(name: "api.github.com", type: 1), policy: .denyAll)
+        XCTAssertEqual(sub.audit?.kind, .dnsDeny)
+        XCTAssertEqual(self.responder.respond(to: Q.query(name: "github.com", type: 1), policy: .denyAll).audit?.kind, .dnsDeny,
+                       "without gateway names it is refused")
+    }
+
     func testIPv6GatewayAnswersAAAA() throws {
         let v6 = DNSResponder(gatewayAddress: IPAddress("fd00::1")!)
         let response = try XCTUnwrap(v6.respond(to: Q.query(name: "airlock.internal", type: 28), policy: .denyAll).response)

@@ -72,8 +72,8 @@ final class SandboxReachabilityTests: XCTestCase {
         let sandbox = try EphemeralSandbox.build(try SandboxTopology())
         let sockets = try GatewaySockets.bind(in: sandbox.gateway.descriptor, address: sandbox.topology.gatewayAddress.address)
         defer { sockets.all.forEach { try? $0.descriptor.close() } }
-        XCTAssertEqual(sockets.all.map(\.port), [53, 53, 80, 443, 3128])
-        XCTAssertEqual(sockets.all.map(\.transport), [.udp, .tcp, .tcp, .tcp, .tcp])
+        XCTAssertEqual(sockets.all.map(\.port), [53, 53, 80, 443, 3128, 22])
+        XCTAssertEqual(sockets.all.map(\.transport), [.udp, .tcp, .tcp, .tcp, .tcp, .tcp])
         for socket in sockets.all {
             var address = sockaddr_in()
             var length = socklen_t(MemoryLayout<sockaddr_in>.size)

@@ -6,6 +6,9 @@ import GatewayCore
 /// - Allowed names: `A` → the gateway address; `AAAA` and other types → NOERROR, no answer.
 /// - `airlock.internal`: `A` (or `AAAA` for an IPv6 gateway) → the gateway address; the
 ///   gateway address's reverse name: `PTR` → `airlock.internal`.
+/// - `gatewayNames` (the git hosts, which the git gateway serves and whose SSH port the
+///   gateway answers): like `airlock.internal`, whatever the policy. Connections to them
+///   on 80 and 443 are still decided by the policy.
 /// - Everything else: NXDOMAIN and a `dns_deny` audit event.
 /// - Malformed queries: FORMERR when the header could be read, otherwise dropped.
 ///   Opcodes other than QUERY: NOTIMP. Responses (QR set) are dropped, so two responders
@@ -31,9 +34,18 @@ package struct DNSResponder: Sendable {
     /// compared with each question name.
     private static let gatewayNameWire = DNSWire.lowercaseWire(DNSResponder.gatewayName)
     private var reverseNameWire: [UInt8]
+    /// `gatewayNames`, lowercased in wire form.
+    private let gatewayNamesWire: [[UInt8]]
 
-    package init(gatewayAddress: IPAddress, ttl: UInt32 = 5, sandbox: String? = nil) {
+    /// - Parameters:
+    ///   - gatewayNames: host names answered with the gateway address whatever the policy;
+    ///     names that are not host names are ignored.
+    package init(gatewayAddress: IPAddress, ttl: UInt32 = 5, sandbox: String? = nil, gatewayNames: [String] = []) {
         self.gatewayAddress = gatewayAddress
+        self.gatewayNamesWire = gatewayNames.compactMap { name in
+            guard let host = try? HostName.normalise(name) else { return nil }
+            return DNSWire.lowercaseWire(DNSName(labels: host.split(separator: ".").map { Array($0.utf8) }))
+        }
         self.ttl = ttl
         self.sandbox = sandbox
         self.reverseNameWire = DNSWire.lowercaseWire(DNSName.reverse(of: gatewayAddress))
@@ -136,6 +148,9 @@ package struct DNSResponder: Sendable {
 
             if question.recordClass == DNSWire.classIN {
                 if Self.equal(name, Self.gatewayNameWire) {
+                    return answer(query, question, id: id, flags: baseFlags, record: addressRecord(question.type), into: &out)
+                }
+                if gatewayNamesWire.contains(where: { Self.equal(name, $0) }) {
                     return answer(query, question, id: id, flags: baseFlags, record: addressRecord(question.type), into: &out)
                 }
                 if Self.equal(name, reverseNameWire) {

@@ -31,12 +31,13 @@ package final class DNSTCPHandler: ChannelDuplexHandler {
     ///   - policy: the sandbox's policy; read on every query.
     ///   - gatewayAddress: the address allowed names resolve to.
     ///   - audit: where `dns_deny` events go.
+    ///   - gatewayNames: names answered with the gateway address whatever the policy (the git hosts).
     ///   - idleTimeout: how long a connection may go without a complete query.
     ///   - maximumLifetime: how long any connection may stay open.
-    package init(policy: PolicyStore, gatewayAddress: IPAddress, audit: AuditLog,
+    package init(policy: PolicyStore, gatewayAddress: IPAddress, audit: AuditLog, gatewayNames: [String] = [],
                  idleTimeout: TimeAmount = .seconds(10), maximumLifetime: TimeAmount = .seconds(120)) {
         self.policy = policy
-        self.responder = DNSResponder(gatewayAddress: gatewayAddress)
+        self.responder = DNSResponder(gatewayAddress: gatewayAddress, gatewayNames: gatewayNames)
         self.audit = audit
         self.idleTimeout = idleTimeout
         self.maximumLifetime = maximumLifetime
@@ -44,8 +45,10 @@ package final class DNSTCPHandler: ChannelDuplexHandler {
 
     /// The handlers for one accepted connection, in pipeline order: the frame decoder,
     /// then a `DNSTCPHandler`.
-    package static func handlers(policy: PolicyStore, gatewayAddress: IPAddress, audit: AuditLog) -> [ChannelHandler] {
-        [ByteToMessageHandler(DNSFrameDecoder()), DNSTCPHandler(policy: policy, gatewayAddress: gatewayAddress, audit: audit)]
+    package static func handlers(policy: PolicyStore, gatewayAddress: IPAddress, audit: AuditLog,
+                                 gatewayNames: [String] = []) -> [ChannelHandler] {
+        [ByteToMessageHandler(DNSFrameDecoder()),
+         DNSTCPHandler(policy: policy, gatewayAddress: gatewayAddress, audit: audit, gatewayNames: gatewayNames)]
     }
 
     package func handlerAdded(context: ChannelHandlerContext) {

@@ -43,9 +43,10 @@ package final class DNSUDPHandler: ChannelInboundHandler {
     ///     from the next batch on.
     ///   - gatewayAddress: the address allowed names resolve to.
     ///   - audit: where `dns_deny` events go.
-    package init(policy: PolicyStore, gatewayAddress: IPAddress, audit: AuditLog) {
+    ///   - gatewayNames: names answered with the gateway address whatever the policy (the git hosts).
+    package init(policy: PolicyStore, gatewayAddress: IPAddress, audit: AuditLog, gatewayNames: [String] = []) {
         self.policy = policy
-        self.responder = DNSResponder(gatewayAddress: gatewayAddress)
+        self.responder = DNSResponder(gatewayAddress: gatewayAddress, gatewayNames: gatewayNames)
         self.audit = audit
         pending.reserveCapacity(Self.datagramsPerRead)
     }

@@ -4,16 +4,18 @@ import GatewayCore
 
 /// Serves DNS over UDP from a socket bound inside the gateway namespace.
 package enum DNSUDPListener {
-    /// Starts serving `fd` (a bound UDP socket, owned from here on) on `group`.
+    /// Starts serving `fd` (a bound UDP socket, owned from here on) on `group`; `gatewayNames`
+    /// are answered with the gateway address whatever the policy.
     /// - Returns: the channels serving it; closing them stops the listener.
     package static func serve(
-        _ fd: CInt, group: any EventLoopGroup, policy: PolicyStore, gatewayAddress: IPAddress, audit: AuditLog
+        _ fd: CInt, group: any EventLoopGroup, policy: PolicyStore, gatewayAddress: IPAddress, audit: AuditLog,
+        gatewayNames: [String] = []
     ) async throws -> [any Channel] {
         let channel = try await DatagramBootstrap(group: group)
             .channelInitializer { channel in
                 channel.eventLoop.makeCompletedFuture {
                     try channel.pipeline.syncOperations.addHandler(
-                        DNSUDPHandler(policy: policy, gatewayAddress: gatewayAddress, audit: audit))
+                        DNSUDPHandler(policy: policy, gatewayAddress: gatewayAddress, audit: audit, gatewayNames: gatewayNames))
                 }
             }
             .withBoundSocket(fd)

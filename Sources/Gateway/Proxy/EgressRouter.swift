@@ -22,6 +22,7 @@ package struct EgressRouter: HTTPRouter, TunnelRouter {
     private let audit: AuditLog
     private let gatewayHost: String
     private let internalRouter: (any HTTPRouter)?
+    private let listenerPort: Int?
 
     /// - Parameters:
     ///   - mode: the listener's kind.
@@ -29,7 +30,11 @@ package struct EgressRouter: HTTPRouter, TunnelRouter {
     ///   - audit: where decisions go.
     ///   - gatewayHost: the gateway's address as text (`169.254.200.1`), treated like `airlock.internal`.
     ///   - internalRouter: serves `/git/…` and `/api/…` on `airlock.internal`; `nil` answers `404`.
-    package init(mode: Mode, policy: PolicyStore, audit: AuditLog, gatewayHost: String, internalRouter: (any HTTPRouter)?) {
+    ///   - listenerPort: transparent HTTP on a port other than 80: the port every request is
+    ///     sent to, whatever port its `Host` names.
+    package init(mode: Mode, policy: PolicyStore, audit: AuditLog, gatewayHost: String, internalRouter: (any HTTPRouter)?,
+                 listenerPort: Int? = nil) {
+        self.listenerPort = listenerPort
         self.mode = mode
         self.policy = policy
         self.audit = audit
@@ -53,7 +58,7 @@ package struct EgressRouter: HTTPRouter, TunnelRouter {
             switch HostAndPort.parseAuthority(host, defaultPort: 80) {
             case .failure(let problem):
                 return loop.makeSucceededFuture(.respond(Refusal(.badRequest, reason: problem.description, closeConnection: true).response))
-            case .success(let parsed): target = parsed
+            case .success(let parsed): target = listenerPort.map { HostAndPort(host: parsed.host, port: $0) } ?? parsed
             }
             authorityText = host
             origin = head.uri

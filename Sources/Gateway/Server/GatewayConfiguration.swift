@@ -19,6 +19,9 @@ package struct GatewayConfiguration: Sendable {
     package var internalRouter: (any HTTPRouter)?
     /// Opens upstream connections; `nil` uses a `PolicyDialer`.
     package var dialer: (any UpstreamDialer)?
+    /// Names DNS answers with the gateway address whatever the policy: the git hosts, so
+    /// that their SSH spellings reach port 22 and hear that SSH is not offered.
+    package var gatewayNames: [String]
     /// Operational messages (not decisions: those go to `audit`).
     package var logger: Logger
 
@@ -26,8 +29,9 @@ package struct GatewayConfiguration: Sendable {
     package init(
         sandbox: String, gatewayAddress: IPAddress, policy: PolicyStore, audit: AuditLog,
         limits: GatewayLimits = GatewayLimits(), internalRouter: (any HTTPRouter)? = nil,
-        dialer: (any UpstreamDialer)? = nil, logger: Logger = Logger(label: "airlock.gateway")
+        dialer: (any UpstreamDialer)? = nil, gatewayNames: [String] = [], logger: Logger = Logger(label: "airlock.gateway")
     ) {
+        self.gatewayNames = gatewayNames
         self.sandbox = sandbox
         self.gatewayAddress = gatewayAddress
         self.policy = policy

@@ -46,7 +46,7 @@ package struct GatewayPipelines: Sendable {
     /// Transparent TLS (port 443): routed by the ClientHello's server name; tunnels go to
     /// `tunnels`.
     /// - Throws: if a handler cannot be added (the channel is closing).
-    package func configureTLS(_ channel: any Channel, tunnels: any TunnelSink) throws {
+    package func configureTLS(_ channel: any Channel, tunnels: any TunnelSink, port: Int = 443) throws {
         let limits = configuration.limits
         let sync = channel.pipeline.syncOperations
         try sync.addHandler(IdleStateHandler(allTimeout: limits.idleTimeout))
@@ -54,7 +54,35 @@ package struct GatewayPipelines: Sendable {
         let opener = TunnelOpener(router: transparentRouter, sink: tunnels, sandbox: configuration.sandbox, via: .sni)
         try sync.addHandler(SNIPeekHandler(
             opener: opener, audit: configuration.audit, sandbox: configuration.sandbox,
-            maxBytes: limits.clientHelloBytes, timeout: limits.clientHelloTimeout))
+            maxBytes: limits.clientHelloBytes, timeout: limits.clientHelloTimeout, port: port))
+    }
+
+    /// A transparent listener on another port the policy allows: TLS is routed by its
+    /// server name as on 443, HTTP by `Host` as on 80, both dialled on `port`; anything
+    /// else is refused (`FirstBytesRouter`).
+    /// - Throws: if a handler cannot be added (the channel is closing).
+    package func configurePort(_ channel: any Channel, port: Int, tunnels: any TunnelSink) throws {
+        let configuration = self.configuration
+        let router = EgressRouter(
+            mode: .transparent, policy: configuration.policy, audit: configuration.audit,
+            gatewayHost: configuration.gatewayAddress.description, internalRouter: configuration.internalRouter, listenerPort: port)
+        try channel.pipeline.syncOperations.addHandler(FirstBytesRouter(
+            port: port, audit: configuration.audit, sandbox: configuration.sandbox, timeout: configuration.limits.clientHelloTimeout
+        ) { kind, channel in
+            switch kind {
+            case .tls: try self.configureTLS(channel, tunnels: tunnels, port: port)
+            case .http: try self.configureHTTPServer(channel, router: router, via: .http)
+            case .other: break
+            }
+        })
+    }
+
+    /// SSH (port 22): every connection is answered with the SSH identification string and
+    /// a disconnect saying SSH is not offered and how to use HTTPS, then closed.
+    /// - Throws: if a handler cannot be added (the channel is closing).
+    package func configureSSH(_ channel: any Channel) throws {
+        try channel.pipeline.syncOperations.addHandler(SSHRefusalHandler(
+            audit: configuration.audit, sandbox: configuration.sandbox, timeout: configuration.limits.clientHelloTimeout))
     }
 
     private func configureHTTPServer(

@@ -22,6 +22,15 @@ package final class GatewayServer: Service {
     private let tracker: ConnectionTracker
     private let ready: (@Sendable () -> Void)?
     private let serving = NIOLockedValueBox<[SocketLoop]>([])
+    /// The listeners on the policy's other ports, and how to serve a new one, once serving.
+    private let portListeners = NIOLockedValueBox<PortListeners>(PortListeners())
+
+    private struct PortListeners {
+        var fds: [Int: CInt] = [:]
+        /// Serves one more port; nil until `run` started the loops (or after it stopped).
+        var serve: ((Int, CInt) throws -> Void)?
+        var acceptor: SocketLoop?
+    }
 
     /// - Parameters:
     ///   - configuration: the sandbox's gateway configuration.
@@ -39,6 +48,42 @@ package final class GatewayServer: Service {
         self.threadPool = threadPool
         self.tracker = ConnectionTracker(limit: configuration.limits.maxConnections)
         self.ready = ready
+    }
+
+    /// The ports served besides the standard ones, ascending.
+    package var servedPorts: [Int] {
+        portListeners.withLockedValue { $0.fds.keys.sorted() }
+    }
+
+    /// Serves `ports` (listening descriptors by port, owned from here on) in place of the
+    /// policy ports served now: new ports are served, ports missing from `ports` are
+    /// closed (their open connections carry on), and a port in both keeps its old
+    /// listener (the new descriptor is closed). Before `run` started, `ports` is kept for
+    /// it.
+    package func replacePortListeners(_ ports: [Int: CInt]) {
+        portListeners.withLockedValue { state in
+            for (port, fd) in state.fds where ports[port] == nil {
+                state.acceptor?.closeListener(fd)
+                state.fds[port] = nil
+            }
+            for (port, fd) in ports.sorted(by: { $0.key < $1.key }) {
+                if state.fds[port] != nil {
+                    close(fd)
+                    continue
+                }
+                guard let serve = state.serve else {
+                    state.fds[port] = fd
+                    continue
+                }
+                do {
+                    try serve(port, fd)
+                    state.fds[port] = fd
+                } catch {
+                    configuration.logger.error("port \(port): \(error)")
+                    close(fd)
+                }
+            }
+        }
     }
 
     /// Connections open now, across the sandbox's TCP listeners.
@@ -102,26 +147,54 @@ package final class GatewayServer: Service {
                     try pipelines.configureProxy(channel, tunnels: tunnels)
                 }
             }
+            let servePort: (Int, CInt) throws -> Void = { [self] port, fd in
+                try serve(fd, name: "port \(port)", via: .port, loop: ring, dialer: tunnelDialer) { channel, tunnels in
+                    try pipelines.configurePort(channel, port: port, tunnels: tunnels)
+                }
+            }
+            try portListeners.withLockedValue { state in
+                var initial = listeners.ports
+                for (port, fd) in state.fds {
+                    if let given = initial[port] { close(given) }
+                    initial[port] = fd
+                }
+                state.fds = [:]
+                for (port, fd) in initial.sorted(by: { $0.key < $1.key }) {
+                    try servePort(port, fd)
+                    state.fds[port] = fd
+                }
+                state.serve = servePort
+                state.acceptor = ring.acceptor
+            }
+            if let fd = listeners.ssh {
+                try serve(fd, name: "ssh", via: .ssh, loop: ring, dialer: tunnelDialer) { channel, _ in
+                    try pipelines.configureSSH(channel)
+                }
+            }
             if let fd = listeners.dnsTCP {
                 let policy = configuration.policy
                 let address = configuration.gatewayAddress
                 let audit = configuration.audit
+                let names = configuration.gatewayNames
                 try serve(fd, name: "dns-tcp", via: .dns, loop: ring, dialer: tunnelDialer) { channel, _ in
                     try channel.pipeline.syncOperations.addHandlers(
-                        DNSTCPHandler.handlers(policy: policy, gatewayAddress: address, audit: audit))
+                        DNSTCPHandler.handlers(policy: policy, gatewayAddress: address, audit: audit, gatewayNames: names))
                 }
             }
             if let fd = listeners.dnsUDP {
                 datagramChannels.append(contentsOf: try await DNSUDPListener.serve(
                     fd, group: group, policy: configuration.policy,
-                    gatewayAddress: configuration.gatewayAddress, audit: configuration.audit))
+                    gatewayAddress: configuration.gatewayAddress, audit: configuration.audit,
+                    gatewayNames: configuration.gatewayNames))
             }
         } catch {
+            portListeners.withLockedValue { $0 = PortListeners() }
             ring.acceptor.closeListeners()
             for channel in datagramChannels { try? await channel.close() }
             throw error
         }
         ready?()
+        defer { portListeners.withLockedValue { $0 = PortListeners() } }
 
         do {
             try await gracefulShutdown()

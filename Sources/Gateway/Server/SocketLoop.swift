@@ -97,6 +97,7 @@ package final class SocketLoop: @unchecked Sendable {
     enum Command {
         case listen(UInt64, CInt, @Sendable (CInt) -> Void)
         case closeListeners
+        case closeListener(CInt)
         case connect(PendingConnect)
         case splice(Tunnel)
         case close(UInt64)
@@ -201,6 +202,11 @@ package final class SocketLoop: @unchecked Sendable {
         submit(.closeListeners)
     }
 
+    /// Closes the listener on `fd` (one `listen` gave it); open connections carry on.
+    package func closeListener(_ fd: CInt) {
+        submit(.closeListener(fd))
+    }
+
     /// A handle for a tunnel about to be spliced, so it can be tracked (and closed) before
     /// the loop has it.
     package func makeHandle() -> Handle {
@@ -268,7 +274,7 @@ package final class SocketLoop: @unchecked Sendable {
             close(tunnel.client)
             close(tunnel.upstream)
             tunnel.completion(Totals(up: tunnel.up.bytes, down: 0, ending: "the gateway is stopping"))
-        case .closeListeners, .close, .stop:
+        case .closeListeners, .closeListener, .close, .stop:
             break
         }
     }
@@ -334,6 +340,14 @@ package final class SocketLoop: @unchecked Sendable {
                 }
             case .closeListeners:
                 closeListenersNow()
+            case .closeListener(let fd):
+                // Only a listener the loop still holds: one closed already may share its
+                // number with a newer descriptor.
+                for (id, listener) in listeners where listener.fd == fd {
+                    entries[id] = nil
+                    listeners[id] = nil
+                    close(fd)
+                }
             case .connect(let pending):
                 if register(pending.fd, token: pending.id, events: EPOLLOUT.rawValue | EPOLLONESHOT.rawValue) {
                     connects[pending.id] = pending

@@ -1,7 +1,7 @@
 import NIOCore
 import GatewayCore
 
-/// Transparent TLS on port 443: reads the ClientHello (bounded in size and time), has the
+/// Transparent TLS on port 443 (and on the policy's other ports): reads the ClientHello (bounded in size and time), has the
 /// `TunnelOpener` route it by its server name and dial, then hands the connection to the
 /// tunnel sink with the bytes it read, which the upstream gets first.
 ///
@@ -19,17 +19,20 @@ package final class SNIPeekHandler: ChannelDuplexHandler, RemovableChannelHandle
     private let sandbox: String
     private let maxBytes: Int
     private let timeout: TimeAmount
+    private let port: Int
     private var phase = Phase.peeking
     private var buffered: ByteBuffer?
     private var deadline: Scheduled<Void>?
 
     /// - Parameters:
-    ///   - opener: decides, dials (port 443) and hands off the tunnel (`via: .sni`).
+    ///   - opener: decides, dials (on `port`) and hands off the tunnel (`via: .sni`).
     ///   - audit: where malformed or nameless hellos are recorded.
     ///   - sandbox: the sandbox this listener belongs to.
     ///   - maxBytes: the most bytes buffered while looking for the server name.
     ///   - timeout: the time allowed for a complete ClientHello.
-    package init(opener: TunnelOpener, audit: AuditLog, sandbox: String, maxBytes: Int, timeout: TimeAmount) {
+    ///   - port: the port the client connected to, which the upstream is dialled on.
+    package init(opener: TunnelOpener, audit: AuditLog, sandbox: String, maxBytes: Int, timeout: TimeAmount, port: Int = 443) {
+        self.port = port
         self.opener = opener
         self.audit = audit
         self.sandbox = sandbox
@@ -93,7 +96,7 @@ package final class SNIPeekHandler: ChannelDuplexHandler, RemovableChannelHandle
     private func route(context: ChannelHandlerContext, name: String) {
         deadline?.cancel()
         deadline = nil
-        switch opener.decide(host: name, port: 443, for: context.channel) {
+        switch opener.decide(host: name, port: port, for: context.channel) {
         case .refused:
             // The router audited the refusal; transparent TLS cannot explain itself.
             close(context: context)
@@ -128,7 +131,7 @@ package final class SNIPeekHandler: ChannelDuplexHandler, RemovableChannelHandle
         buffered = nil
         deadline?.cancel()
         deadline = nil
-        audit.record(AuditEvent(.egressDeny, sandbox: sandbox, via: .sni, host: host, port: 443, reason: reason))
+        audit.record(AuditEvent(.egressDeny, sandbox: sandbox, via: .sni, host: host, port: port, reason: reason))
         context.close(promise: nil)
     }
 

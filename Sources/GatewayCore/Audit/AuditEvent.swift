@@ -13,6 +13,7 @@ package struct AuditEvent: Sendable, Equatable {
         case gitDeny = "git_deny"
         case apiAllow = "api_allow"
         case apiDeny = "api_deny"
+        case sshDeny = "ssh_deny"
         case secretSet = "secret_set"
         case sessionCreate = "session_create"
         case sessionRevoke = "session_revoke"
@@ -21,10 +22,10 @@ package struct AuditEvent: Sendable, Equatable {
 
         /// The refusals, which share the sandbox's `DenialBudget`, in the order their
         /// dropped-line counts are written.
-        package static let denials: [Kind] = [.dnsDeny, .egressDeny, .gitDeny, .apiDeny]
+        package static let denials: [Kind] = [.dnsDeny, .egressDeny, .gitDeny, .apiDeny, .sshDeny]
 
         /// Whether this kind is a refusal, limited by the sandbox's `DenialBudget`.
-        package var isDenial: Bool { self == .dnsDeny || self == .egressDeny || self == .gitDeny || self == .apiDeny }
+        package var isDenial: Bool { self == .dnsDeny || self == .egressDeny || self == .gitDeny || self == .apiDeny || self == .sshDeny }
     }
 
     /// The listener or path a decision was made on.
@@ -41,6 +42,11 @@ package struct AuditEvent: Sendable, Equatable {
         case git
         /// A credential route, `http://airlock.internal/api/NAME/…`.
         case api
+        /// A transparent listener on a policy port other than 80 and 443, before it knew
+        /// whether TLS or HTTP came (then `sni` or `http`).
+        case port
+        /// Port 22, answered with "SSH is not offered".
+        case ssh
         case control
     }
 

@@ -96,6 +96,7 @@ package final class AuditLog: Sendable {
         case .dnsDeny: return AuditEvent(kind, via: .dns, reason: "\(count) more denied name(s) \(over)")
         case .gitDeny: return AuditEvent(kind, via: .git, reason: "\(count) more refused git request(s) \(over)")
         case .apiDeny: return AuditEvent(kind, via: .api, reason: "\(count) more refused route request(s) \(over)")
+        case .sshDeny: return AuditEvent(kind, via: .ssh, reason: "\(count) more refused SSH connection(s) \(over)")
         default: return AuditEvent(kind, reason: "\(count) more refused request(s) or connection(s) \(over)")
         }
     }

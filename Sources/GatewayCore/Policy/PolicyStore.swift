@@ -71,6 +71,7 @@ package final class PolicyStore: @unchecked Sendable {
         do {
             var fresh = try Policy.load(path: path)
             if let extra { fresh = fresh.adding(rulesFrom: extra) }
+            try fresh.checkListenerPorts()
             lock.withLock { _ in
                 policy = fresh
                 fileStamp = stamp

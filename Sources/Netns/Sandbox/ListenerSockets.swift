@@ -86,7 +86,7 @@ package enum ListenerSockets {
 }
 
 /// The gateway's standard sockets inside G: DNS over UDP and TCP on 53, HTTP on 80,
-/// TLS on 443, and the explicit proxy on 3128.
+/// TLS on 443, the explicit proxy on 3128, and SSH on 22 (answered with "not offered").
 package struct GatewaySockets: Sendable {
     /// UDP 53.
     package let dnsUDP: BoundSocket
@@ -98,15 +98,23 @@ package struct GatewaySockets: Sendable {
     package let tls: BoundSocket
     /// TCP 3128.
     package let proxy: BoundSocket
+    /// TCP 22.
+    package let ssh: BoundSocket
+    /// TCP on the policy's other ports, in the order asked for.
+    package let ports: [BoundSocket]
 
-    /// Binds the standard set on `address` (the gateway address) inside `gatewayNamespace`.
+    /// Binds the standard set on `address` (the gateway address) inside `gatewayNamespace`,
+    /// and one TCP listener on each of `ports`.
     /// - Throws: `SystemCallError` naming the socket that failed; none is left open then.
     /// - Requires: CAP_SYS_ADMIN and CAP_NET_BIND_SERVICE.
-    package static func bind(in gatewayNamespace: FileDescriptor, address: IPv4Address) throws -> GatewaySockets {
-        let sockets = try ListenerSockets.bind(in: gatewayNamespace, address: address, tcpPorts: [53, 80, 443, 3128], udpPorts: [53])
-        return GatewaySockets(dnsUDP: sockets[4], dnsTCP: sockets[0], http: sockets[1], tls: sockets[2], proxy: sockets[3])
+    package static func bind(in gatewayNamespace: FileDescriptor, address: IPv4Address, ports: [Int] = []) throws -> GatewaySockets {
+        let extra = ports.compactMap { UInt16(exactly: $0) }
+        let sockets = try ListenerSockets.bind(
+            in: gatewayNamespace, address: address, tcpPorts: [53, 80, 443, 3128, 22] + extra, udpPorts: [53])
+        return GatewaySockets(dnsUDP: sockets[sockets.count - 1], dnsTCP: sockets[0], http: sockets[1], tls: sockets[2], proxy: sockets[3],
+                              ssh: sockets[4], ports: Array(sockets[5..<(sockets.count - 1)]))
     }
 
-    /// All five, for closing.
-    package var all: [BoundSocket] { [dnsUDP, dnsTCP, http, tls, proxy] }
+    /// The six standard sockets, then the ports, in the order the rootless builder sends them.
+    package var all: [BoundSocket] { [dnsUDP, dnsTCP, http, tls, proxy, ssh] + ports }
 }

@@ -89,7 +89,7 @@ struct GatewayProcess {
             // Threads start only after the drop: setuid reaches every thread, capabilities
             // only the calling one.
             try Privileges.dropProcessPrivileges(to: user)
-            runtime.start(listeners: GatewayListeners(ordered: listeners), shutdownSignals: [.sigterm], eventLoops: 1)
+            runtime.start(listeners: GatewayListeners(ordered: listeners, ports: runtime.listenerPorts), shutdownSignals: [.sigterm], eventLoops: 1)
             try runtime.awaitReady(timeout: readyTimeout)
             var byte: UInt8 = 1
             _ = write(readyPipe, &byte, 1)

@@ -71,7 +71,7 @@ struct OneShotRun {
         }
         plan.view.notices.forEach(printNotice)
         plan.gatewayOptions.learnStartNotice.map(printNotice)
-        let spec = SandboxChildSpec(plan: plan, extraEnvironment: extraEnvironment)
+        let spec = SandboxChildSpec(plan: plan, extraEnvironment: extraEnvironment, listenerPorts: runtime.listenerPorts)
 
         let status: Int32
         var refusals: RefusalTally.Summary?
@@ -117,7 +117,8 @@ struct OneShotRun {
         ProcessControl.forbidDumping()
         let gatewayUser = (try? Users.lookup("nobody")) ?? SandboxUser(uid: 65534, gid: 65534, groups: [], home: "/", name: "nobody")
         let sandbox = try EphemeralSandbox.build(plan.topology)
-        let sockets = try GatewaySockets.bind(in: sandbox.gateway.descriptor, address: plan.topology.gatewayAddress.address)
+        let sockets = try GatewaySockets.bind(
+            in: sandbox.gateway.descriptor, address: plan.topology.gatewayAddress.address, ports: runtime.listenerPorts)
         let gateway = try GatewayProcess.start(
             runtime: runtime, listeners: sockets.all.map(\.descriptor.rawValue), user: gatewayUser,
             heldAudit: heldAudit, tally: tally, readyTimeout: Self.readyTimeout)
@@ -145,7 +146,7 @@ struct OneShotRun {
         try channel.send(try spec.encoded())
         // The child answers with the gateway's listening sockets, or ends having said why.
         guard let (message, descriptors) = try channel.receive(), message == SandboxChild.listening,
-              descriptors.count == 5
+              descriptors.count == GatewayListeners.standardCount + runtime.listenerPorts.count
         else {
             return Self.waitForExit(pid).shellCode
         }
@@ -156,10 +157,10 @@ struct OneShotRun {
         return Self.waitForExit(pid).shellCode
     }
 
-    /// Starts the gateway on `sockets` (DNS UDP, DNS TCP, HTTP, TLS, proxy) and waits until
+    /// Starts the gateway on `sockets` (DNS UDP, DNS TCP, HTTP, TLS, proxy, SSH) and waits until
     /// every listener serves.
     private func serve(_ runtime: GatewayRuntime, sockets: [CInt]) throws {
-        runtime.start(listeners: GatewayListeners(ordered: sockets), shutdownSignals: [], eventLoops: 1)
+        runtime.start(listeners: GatewayListeners(ordered: sockets, ports: runtime.listenerPorts), shutdownSignals: [], eventLoops: 1)
         try runtime.awaitReady(timeout: Self.readyTimeout)
     }
 

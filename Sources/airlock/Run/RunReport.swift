@@ -128,6 +128,9 @@ struct RunReport: Equatable {
             let types = entry.qtypes.isEmpty ? "" : " " + entry.qtypes.joined(separator: " ")
             return Item(what: "\(host) (DNS\(types))", count: entry.count, reason: reason,
                         fix: allowFix(host: entry.host, port: nil, rule: nil, reason: reason), entry: entry)
+        case AuditEvent.Kind.sshDeny.rawValue:
+            return Item(what: "SSH to \(entry.host ?? "the gateway"):\(entry.port ?? 22)", count: entry.count,
+                        reason: "SSH is not offered; use HTTPS (git: https:// URLs with --repo OWNER/REPO)", fix: nil, entry: entry)
         case AuditEvent.Kind.gitDeny.rawValue:
             let what = entry.repo.map { "\($0) (git)" } ?? "\(entry.host ?? "git") (git)"
             return Item(what: what, count: entry.count, reason: reason, fix: repoFix(entry), entry: entry)

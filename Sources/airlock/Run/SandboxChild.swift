@@ -4,6 +4,7 @@ import Glibc
 import ArgumentParser
 import Foundation
 import Netns
+import GatewayCore
 
 /// What the rootless sandbox builder needs to know, sent by the gateway over the socket
 /// pair (never on the command line, where `/proc/PID/cmdline` would show it).
@@ -23,8 +24,11 @@ struct SandboxChildSpec: Codable {
     var groups: [UInt32]
     var home: String
     var userName: String
+    /// The policy's ports besides 80 and 443 (`Policy.listenerPorts`), each bound in G.
+    var listenerPorts: [Int]
 
-    init(plan: RunPlan, extraEnvironment: [String: String]) {
+    init(plan: RunPlan, extraEnvironment: [String: String], listenerPorts: [Int]) {
+        self.listenerPorts = listenerPorts
         gatewayAddress = plan.topology.gatewayAddress.description
         sandboxAddress = plan.topology.sandboxAddress.description
         argv = plan.command
@@ -102,7 +106,8 @@ struct SandboxChild: ParsableCommand {
             let topology = try spec.topology()
             let sandbox = try EphemeralSandbox.build(topology)
             do {
-                let sockets = try GatewaySockets.bind(in: sandbox.gateway.descriptor, address: topology.gatewayAddress.address)
+                let sockets = try GatewaySockets.bind(
+                    in: sandbox.gateway.descriptor, address: topology.gatewayAddress.address, ports: spec.listenerPorts)
                 try channel.send(Self.listening, descriptors: sockets.all.map(\.descriptor.rawValue))
                 for socket in sockets.all { try? socket.descriptor.close() }
             }
