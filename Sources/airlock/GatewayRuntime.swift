@@ -130,7 +130,7 @@ final class GatewayRuntime {
                 git: repositoriesGiven
                     ? GitRouter(upstreams: gitUpstreams, sessions: sessions, audit: audit)
                     : UnscopedGitRouter(hosts: gitUpstreams.hosts, audit: audit),
-                routes: RouteRouter(policy: store, secrets: secrets, trust: routeTrust, audit: audit)),
+                routes: RouteRouter(policy: store, secrets: secrets, trust: routeTrust, audit: audit, sessions: sessions)),
             logger: logger)
         let readyOrStopped = self.readyOrStopped
         let server = GatewayServer(
