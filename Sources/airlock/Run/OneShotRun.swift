@@ -47,7 +47,7 @@ struct OneShotRun {
         }
 
         if plan.upstreamToken == nil, let route = runtime.routes.first(where: { $0.sessionHost != nil }) {
-            throw CLIError("route \(route.name) uses the git session's repositories and token: pass --repo OWNER/REPO[:rw] with --token-env VAR or --token-file FILE")
+            throw RunPlan.Invalid("route \(route.name) uses the git session's repositories and token: pass --repo OWNER/REPO[:rw] with --token-env VAR or --token-file FILE")
         }
         var extraEnvironment: [String: String] = [:]
         var sessionToken: Secret?
