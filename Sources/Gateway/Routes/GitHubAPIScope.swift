@@ -89,8 +89,8 @@ package enum GitHubAPIScope {
             return .deny(reason: "\(method) \(shown) is outside the session's repositories (allowed: /repos/OWNER/REPO/…, /user, /rate_limit, /meta)")
         }
         let owner = segments[1], name = segments[2]
-        guard !owner.contains("%"), !name.contains("%"),
-              let repository = try? GitRepository(host: host, owner: owner, name: name),
+        // GitRepository refuses `%`, so an escape never names a repository.
+        guard let repository = try? GitRepository(host: host, owner: owner, name: name),
               repository.owner == owner.lowercased(), repository.name == name.lowercased()
         else {
             return .deny(reason: "\(shown) does not name a repository as GitHub writes it (OWNER/REPO of ASCII letters, digits, `.`, `_`, `-`, without `.git`)")
