@@ -287,6 +287,24 @@ final class GitHubAPIRouteTests: XCTestCase {
         }
     }
 
+    func testMethodOverridesNeverGoUpstream() throws {
+        let router = try router()
+        let e = try XCTUnwrap(exchange(router.decide(head(.POST, "/api/github/repos/owner/repo/issues", [
+            ("Authorization", "token \(rwToken)"), ("X-HTTP-Method-Override", "DELETE"), ("X-HTTP-Method", "DELETE"),
+            ("X-Method-Override", "DELETE"), ("Content-Type", "application/x-www-form-urlencoded"),
+        ]), sandbox: "sbx")))
+        for name in ["x-http-method-override", "x-http-method", "x-method-override"] {
+            XCTAssertEqual(e.head.headers[name], [], name)
+        }
+        XCTAssertEqual(e.head.headers["content-type"], ["application/json"], "a form body (which could carry _method) goes up as JSON")
+        XCTAssertEqual(e.head.method, .POST)
+        for query in ["?_method=DELETE", "?x=1&%5Fmethod=delete"] {
+            let r = try XCTUnwrap(refusal(router.decide(head(.POST, "/api/github/repos/owner/repo/issues" + query, [("Authorization", "token \(rwToken)")]), sandbox: "sbx")))
+            XCTAssertEqual(r.status.code, 403, query)
+            XCTAssertEqual(r.body, #"{"message":"airlock: route github: a `_method` query parameter (a method override) is not passed"}"# + "\n", query)
+        }
+    }
+
     func testASessionFromAnotherSandboxIsRefused() throws {
         let r = try XCTUnwrap(refusal(try router().decide(head(.GET, "/api/github/user", [("Authorization", "token \(rwToken)")]), sandbox: "other")))
         XCTAssertEqual(r.status.code, 401)

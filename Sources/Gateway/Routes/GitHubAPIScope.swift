@@ -61,10 +61,21 @@ package enum GitHubAPIScope {
         Write(method: "PATCH", segments: ["issues", "comments", "#"]),
     ]
 
+    /// Request headers that never go upstream on a GitHub API route: method overrides,
+    /// which a web framework could honour to turn an allowed `POST` into a `DELETE`.
+    /// (`Content-Type` of a write is replaced by `application/json` for the same reason: a
+    /// form body could carry `_method`.)
+    package static let strippedRequestHeaders: Set<String> = ["x-http-method-override", "x-http-method", "x-method-override"]
+
     /// Decides `method` on `path` (the path below the route, without the query) for a
-    /// session with `scope`, on the route's git host `host`.
-    package static func decide(method: String, path: String, scope: SessionScope, host: String) -> Decision {
+    /// session with `scope`, on the route's git host `host`. `query` is `""` or starts
+    /// with `?`; a `_method` parameter in it (a method override) is refused.
+    package static func decide(method: String, path: String, query: String = "", scope: SessionScope, host: String) -> Decision {
         let shown = GitRepository.printable(path)
+        let lowerQuery = query.lowercased()
+        if lowerQuery.contains("_method") || lowerQuery.contains("%5fmethod") {
+            return .deny(reason: "a `_method` query parameter (a method override) is not passed")
+        }
         guard path.hasPrefix("/") else {
             return .deny(reason: "the GitHub API root is not served; paths start at /repos/OWNER/REPO")
         }

@@ -148,10 +148,15 @@ package struct RouteRouter: HTTPRouter {
         }
         var headers = HTTPHeaders()
         let replaced = Set(route.headers.map(\.name))
+        let isWrite = head.method != .GET && head.method != .HEAD
         for (name, value) in head.headers {
             let lower = name.lowercased()
             if Self.strippedRequestHeaders.contains(lower) || replaced.contains(lower) { continue }
+            if grant != nil, GitHubAPIScope.strippedRequestHeaders.contains(lower) || (isWrite && lower == "content-type") { continue }
             headers.add(name: name, value: value)
+        }
+        if grant != nil, isWrite {
+            headers.add(name: "Content-Type", value: "application/json")
         }
         headers.add(name: "Host", value: route.hostHeader)
         for header in route.headers {
@@ -229,7 +234,7 @@ package struct RouteRouter: HTTPRouter {
             if case let .otherSandbox(_, issuedFor) = check { audit = "route \(route.name): session issued for sandbox \(issuedFor) presented on \(sandbox)" }
             return refuse(Refusal(.unauthorized, reason: reason), session: check.sessionID, audit: audit)
         }
-        switch GitHubAPIScope.decide(method: method, path: target.rest, scope: grant.scope, host: host) {
+        switch GitHubAPIScope.decide(method: method, path: target.rest, query: target.query, scope: grant.scope, host: host) {
         case .allow:
             return .success(grant)
         case .deny(let why):
