@@ -38,7 +38,9 @@ struct PolicyCommand: ParsableCommand {
                     print("@\(name): \(hosts.joined(separator: ", "))")
                 }
                 for route in policy.routes {
-                    print("route \(route.name): \(route.sandboxURL) -> \(route.url), secrets \(route.secretNames.joined(separator: ", "))")
+                    let credential = route.sessionHost.map { "the git session's token for its repositories on \($0)" }
+                        ?? "secrets " + route.secretNames.joined(separator: ", ")
+                    print("route \(route.name): \(route.sandboxURL) -> \(route.url), \(credential)")
                 }
             }
         }

@@ -46,7 +46,10 @@ struct RunCommand: ParsableCommand {
             @openai-api, @gemini-api) maps http://airlock.internal/api/NAME/… to an HTTPS API and \
             adds a header holding a secret given with --secret NAME=env:VAR, file:PATH or - (stdin). \
             The presets point the provider's SDK at the route and give its key variable a \
-            placeholder; the real key never enters the sandbox. See docs/credential-routes.md.
+            placeholder; the real key never enters the sandbox. --allow @github-api gives the \
+            GitHub REST API with the --repo session's token, for its repositories only \
+            (GITHUB_API_URL, GITHUB_TOKEN hold the gateway's URL and the session token). See \
+            docs/credential-routes.md.
 
             Example: airlock run --repo octo/app:rw --token-env GH_TOKEN --allow @pypi -- ./agent.sh
             """)

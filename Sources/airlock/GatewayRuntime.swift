@@ -135,7 +135,7 @@ final class GatewayRuntime {
                 git: repositoriesGiven
                     ? GitRouter(upstreams: gitUpstreams, sessions: sessions, audit: audit)
                     : UnscopedGitRouter(hosts: gitUpstreams.hosts, audit: audit),
-                routes: RouteRouter(policy: store, secrets: secrets, trust: routeTrust, audit: audit),
+                routes: RouteRouter(policy: store, secrets: secrets, trust: routeTrust, audit: audit, sessions: sessions),
                 lfs: repositoriesGiven ? LFSRouter(upstreams: gitUpstreams, sessions: sessions, audit: audit, actions: LFSActionTable()) : nil),
             gatewayNames: gitUpstreams.hosts, logger: logger)
         let readyOrStopped = self.readyOrStopped

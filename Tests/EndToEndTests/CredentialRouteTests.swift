@@ -17,6 +17,7 @@ final class CredentialRouteTests: XCTestCase {
         /// New for every test run, so no earlier output can hold them.
         static let anthropicKey = "sk-ant-E2E" + UUID().uuidString.replacingOccurrences(of: "-", with: "")
         static let openaiKey = "sk-proj-E2E" + UUID().uuidString.replacingOccurrences(of: "-", with: "")
+        static let githubToken = "ghp_E2E" + UUID().uuidString.replacingOccurrences(of: "-", with: "")
         let dir: TemporaryDirectory
         let ca: TestCA
         let server: BackgroundProcess
@@ -27,7 +28,7 @@ final class CredentialRouteTests: XCTestCase {
         init() throws {
             dir = try TemporaryDirectory(prefix: "airlock-routes-e2e")
             chmod(dir.path, 0o755)
-            ca = try TestCA(in: dir.path, names: ["api.anthropic.com", "api.openai.com", "127.0.0.1"])
+            ca = try TestCA(in: dir.path, names: ["api.anthropic.com", "api.openai.com", "api.github.com", "127.0.0.1"])
             FileManager.default.createFile(atPath: dir.file("capture.jsonl"), contents: nil)
             server = try BackgroundProcess([
                 "/usr/bin/python3", TestPaths.fixture("api-server.py"), "--port", "443", "--cert", ca.certificate,
@@ -94,13 +95,15 @@ final class CredentialRouteTests: XCTestCase {
 
     /// Runs `airlock run FLAGS -- /bin/sh -c SCRIPT` from `directory` (shared with the
     /// command; the stand-in's capture file, which holds the real keys, is not in it).
-    func airlockRun(_ mode: RunMode, _ flags: [String], script: String, stdin: String? = nil, directory: String? = nil) throws -> ProcessResult {
+    func airlockRun(
+        _ mode: RunMode, _ flags: [String], script: String, stdin: String? = nil, directory: String? = nil, extraEnvironment: [String: String] = [:]
+    ) throws -> ProcessResult {
         let rig = try rig
         let directory = try directory ?? rig.workDirectory()
         let environment = [
             "PATH": "/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin", "HOME": "/nonexistent", "LANG": "C",
             "ANTHROPIC_API_KEY": Rig.anthropicKey,
-        ]
+        ].merging(extraEnvironment) { _, extra in extra }
         return try Run.process(runArgv(mode, rig) + flags + ["--", "/bin/sh", "-c", script],
                                environment: environment, stdin: stdin, currentDirectory: directory, timeout: 120)
     }
@@ -196,6 +199,82 @@ final class CredentialRouteTests: XCTestCase {
                 XCTAssertFalse(auditText.contains(key), "\(mode): \(auditText)")
             }
         }
+    }
+
+    /// `--allow @github-api` with `--repo`: the stand-in answers for api.github.com. The rw
+    /// session opens a pull request in its repository and the stand-in sees the real token;
+    /// a read-only repository, another repository and a token the sandbox made up are refused
+    /// in GitHub's JSON shape without reaching the stand-in; the sandbox never holds the
+    /// real token, only the session token, which is refused anywhere but its gateway.
+    func testTheGitHubAPIRouteOpensAPullRequestOnlyInTheSessionsRepositories() throws {
+        try RootTier.require()
+        for mode in RunMode.allCases {
+            let rig = try rig
+            let before = rig.captured().count
+            let work = try rig.workDirectory()
+            let audit = mode == .root ? rig.dir.file("audit-\(UUID().uuidString.prefix(8)).jsonl") : work + "/audit.jsonl"
+            let result = try airlockRun(mode, standInFlags(rig) + [
+                "--resolve", "api.github.com=127.0.0.1", "--allow", "@github-api", "--repo", "owner/app:rw", "--repo", "owner/docs",
+                "--token-env", "GH_UPSTREAM", "--audit-log", audit,
+            ], script: """
+                echo "== env"; env
+                echo "== create"
+                curl -sS -w ' %{http_code}\\n' -X POST -H "Authorization: token $GITHUB_TOKEN" -H 'content-type: application/json' \
+                  --data '{"title":"t","head":"agent/x","base":"main"}' "$GITHUB_API_URL/repos/Owner/App/pulls"
+                echo "== read-only"
+                curl -sS -w ' %{http_code}\\n' -X POST -H "Authorization: token $GITHUB_TOKEN" --data '{}' "$GITHUB_API_URL/repos/owner/docs/pulls"
+                echo "== other"
+                curl -sS -w ' %{http_code}\\n' -H "Authorization: Bearer $GITHUB_TOKEN" "$GITHUB_API_URL/repos/owner/secret-repo"
+                echo "== made up"
+                curl -sS -w ' %{http_code}\\n' -H "Authorization: token ghp_madeUpByTheSandbox" "$GITHUB_API_URL/user"
+                echo "== files"
+                grep -rs 'ghp_E2E' \(work) /tmp /proc/self/environ 2>/dev/null | head -5
+                exit 0
+                """, directory: work, extraEnvironment: ["GH_UPSTREAM": Rig.githubToken])
+            XCTAssertEqual(result.status, 0, "\(mode): \(result)")
+            let out = result.stdout
+            XCTAssertFalse(out.contains(Rig.githubToken) || result.stderr.contains(Rig.githubToken), "\(mode): the real token reached the sandbox: \(result)")
+
+            // Inside: the API URL points at the gateway; the token variables hold the session token.
+            XCTAssertTrue(out.contains("GITHUB_API_URL=http://airlock.internal/api/github\n"), "\(mode): \(out)")
+            let sessionToken = try XCTUnwrap(out.split(separator: "\n").first { $0.hasPrefix("GITHUB_TOKEN=") }?.dropFirst("GITHUB_TOKEN=".count), "\(mode): \(out)")
+            XCTAssertTrue(sessionToken.hasPrefix("airlock_s_"), "\(mode): \(out)")
+            XCTAssertTrue(out.contains("GH_ENTERPRISE_TOKEN=\(sessionToken)\n"), "\(mode): \(out)")
+            XCTAssertFalse(out.contains("GH_UPSTREAM="), "\(mode): \(out)")
+
+            // The pull request was opened; the refusals say why, as GitHub's clients expect.
+            XCTAssertTrue(out.contains(#"{"number": 1, "state": "open", "url": "https://api.github.com/repos/Owner/App/pulls/1", "received_bytes": 44} 201"#), "\(mode): \(out)")
+            XCTAssertTrue(out.contains(#"{"message":"airlock: route github: this session has read-only access to github.com/owner/docs; POST /repos/{owner}/{repo}/pulls needs --repo github.com/owner/docs:rw"}\#n 403"#), "\(mode): \(out)")
+            XCTAssertTrue(out.contains(#"{"message":"airlock: route github: this session does not cover github.com/owner/secret-repo"}\#n 403"#), "\(mode): \(out)")
+            XCTAssertTrue(out.contains(#"{"message":"airlock: route github: the session token is malformed"}\#n 401"#), "\(mode): \(out)")
+
+            // Only the allowed request reached the stand-in, with the real token and nothing the sandbox sent.
+            let seen = rig.captured(after: before)
+            XCTAssertEqual(seen.map { "\($0.method) \($0.path)" }, ["POST /repos/Owner/App/pulls"], "\(mode): \(seen)")
+            XCTAssertEqual(seen.first?.headers.filter { $0.0 == "authorization" }.map(\.1), ["Bearer \(Rig.githubToken)"], "\(mode)")
+            XCTAssertEqual(seen.first?.headers.first { $0.0 == "host" }?.1, "api.github.com")
+            XCTAssertFalse(seen.contains { $0.headers.contains { $0.1.contains("airlock_s_") } }, "\(mode): the session token went upstream: \(seen)")
+
+            // Audited: one allow, three denials with their reasons, no token of any kind.
+            let auditText = (try? String(contentsOfFile: audit, encoding: .utf8)) ?? ""
+            let lines = auditLines(audit).filter { $0["via"] as? String == "api" }
+            XCTAssertEqual(lines.map { $0["event"] as? String ?? "" }.sorted(), ["api_allow", "api_deny", "api_deny", "api_deny"], "\(mode): \(auditText)")
+            XCTAssertTrue(lines.contains { $0["event"] as? String == "api_allow" && $0["path"] as? String == "/repos/Owner/App/pulls" && $0["status"] as? Int == 201 && $0["session"] != nil },
+                          "\(mode): \(auditText)")
+            for secret in [Rig.githubToken, String(sessionToken), "ghp_madeUpByTheSandbox"] {
+                XCTAssertFalse(auditText.contains(secret), "\(mode): \(auditText)")
+            }
+        }
+    }
+
+    func testTheGitHubAPIPresetWithoutASessionIsRefusedBeforeAnythingRuns() throws {
+        try RootTier.require()
+        let rig = try rig
+        let marker = try rig.workDirectory() + "/ran"
+        let result = try airlockRun(.rootless, ["--allow", "@github-api"], script: "touch \(marker)")
+        XCTAssertEqual(result.status, 125, "\(result)")
+        XCTAssertEqual(result.stderr, "airlock: error: route github uses the git session's repositories and token: pass --repo OWNER/REPO[:rw] with --token-env VAR or --token-file FILE\n")
+        XCTAssertFalse(FileManager.default.fileExists(atPath: marker), "the command ran")
     }
 
     /// Where `scripts/setup` installs the official `anthropic` and `openai` Python SDKs from

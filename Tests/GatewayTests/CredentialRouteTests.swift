@@ -89,7 +89,7 @@ final class CredentialRouteTests: XCTestCase {
             ("route a https://x.example header host=secret:s", "p:1: route a: the gateway sets host itself; a route cannot"),
             ("route a https://x.example header content-length=secret:s", "p:1: route a: the gateway sets content-length itself; a route cannot"),
             ("route a https://x.example header k=secret:s header K=secret:t", "p:1: route a: header k is set twice"),
-            ("route a https://x.example query k=secret:s", "p:1: route a: unexpected 'query' (expected 'header HEADER=secret:SECRET' or 'budget REQUESTS')"),
+            ("route a https://x.example query k=secret:s", "p:1: route a: unexpected 'query' (expected 'header HEADER=secret:SECRET', 'github-session HOST' or 'budget REQUESTS')"),
             ("route a https://x.example budget 5", "p:1: route a: no header; a route adds at least one 'header HEADER=secret:SECRET'"),
             ("route a https://x.example header k=secret:s budget 0", "p:1: route a: budget '0' is not a number of requests (1–999999999)"),
             ("route a https://x.example header k=secret:s budget -1", "p:1: route a: budget '-1' is not a number of requests (1–999999999)"),

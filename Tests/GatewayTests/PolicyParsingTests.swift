@@ -15,7 +15,7 @@ final class PolicyParsingTests: XCTestCase {
     }
 
     func testErrorsNameFileLineAndProblem() {
-        let known = "@anthropic-api, @cargo, @debian, @gemini-api, @github, @go, @maven, @npm, @openai-api, @pypi, @rubygems"
+        let known = "@anthropic-api, @cargo, @debian, @gemini-api, @github, @github-api, @go, @maven, @npm, @openai-api, @pypi, @rubygems"
         let table: [(String, String)] = [
             ("pypi.org\n\n@pipy\n", "policy.txt:3: unknown preset @pipy (known: \(known))"),
             ("bücher.de\n", "policy.txt:1: 'bücher.de' contains non-ASCII characters; write international names as punycode (xn--…)"),

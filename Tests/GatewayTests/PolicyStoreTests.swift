@@ -37,7 +37,7 @@ final class PolicyStoreTests: XCTestCase {
         let lines = sink.lines
         XCTAssertEqual(lines.count, 3)
         XCTAssertTrue(lines[0].contains(#""event":"policy_reload","sandbox":"sbx","ok":true,"file":"\#(path)"}"#), lines[0])
-        XCTAssertTrue(lines[1].contains(#""event":"policy_reload","sandbox":"sbx","reason":"\#(path):2: unknown preset @pipy (known: @anthropic-api, @cargo, @debian, @gemini-api, @github, @go, @maven, @npm, @openai-api, @pypi, @rubygems); keeping the previous policy","ok":false,"file":"\#(path)"}"#), lines[1])
+        XCTAssertTrue(lines[1].contains(#""event":"policy_reload","sandbox":"sbx","reason":"\#(path):2: unknown preset @pipy (known: @anthropic-api, @cargo, @debian, @gemini-api, @github, @github-api, @go, @maven, @npm, @openai-api, @pypi, @rubygems); keeping the previous policy","ok":false,"file":"\#(path)"}"#), lines[1])
         XCTAssertTrue(lines[2].contains(#""reason":"\#(path): cannot read: No such file or directory; keeping the previous policy","ok":false"#), lines[2])
     }
 

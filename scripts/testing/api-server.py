@@ -1,14 +1,18 @@
 #!/usr/bin/env python3
-"""A stand-in for a model API over HTTPS on 127.0.0.1, for airlock's credential-route tests.
+"""A stand-in for a model API and the GitHub REST API over HTTPS on 127.0.0.1, for airlock's
+credential-route tests.
 
-Every request is appended to the capture file as one JSON line (method, path, headers), so a
-test can see which key reached the upstream. Answers never repeat a request header.
+Every request is appended to the capture file as one JSON line (method, path, headers,
+Authorization among them), so a test can see which key or token reached the upstream.
+Answers never repeat a request header.
   POST /v1/messages, /v1/chat/completions   200 JSON naming the path and the body's length;
                                             when the body is a JSON request with "messages"
                                             (what the anthropic and openai SDKs send), an
                                             answer in the provider's own shape instead, and
                                             with "stream": true its server-sent events, three
                                             text pieces 0.7 s apart
+  POST /repos/OWNER/REPO/pulls              201 JSON like GitHub's new pull request
+                                            (number 1, the body's length)
   GET  /v1/stream?pieces=N&gap=S            200 text/event-stream: N events, S seconds apart,
                                             each flushed as it is written (chunked)
   GET  /v1/redirect                         302 to https://elsewhere.invalid/
@@ -155,9 +159,15 @@ class Handler(BaseHTTPRequestHandler):
     def do_POST(self):
         self._record()
         body = self._body()
-        if self._sdk_answer(urlsplit(self.path).path, body):
+        path = urlsplit(self.path).path
+        if self._sdk_answer(path, body):
             return
-        self._json(200, {"path": urlsplit(self.path).path, "received_bytes": len(body)})
+        parts = path.split("/")
+        if len(parts) == 5 and parts[1] == "repos" and parts[4] == "pulls":
+            self._json(201, {"number": 1, "state": "open", "url": f"https://api.github.com{path}/1",
+                             "received_bytes": len(body)})
+            return
+        self._json(200, {"path": path, "received_bytes": len(body)})
 
 
 class Server(socketserver.ThreadingMixIn, HTTPServer):

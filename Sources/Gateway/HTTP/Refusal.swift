@@ -46,6 +46,18 @@ package struct Refusal: Sendable, Equatable {
         return LocalResponse(status: phrased, headers: all, body: line + "\n", closeConnection: closeConnection)
     }
 
+    /// The answer in the GitHub API's error shape, for the GitHub API route: the same status,
+    /// phrase and `X-Airlock-Denied` as `response`, with the body
+    /// `{"message":"airlock: <reason>[; <hint>]"}`, which GitHub's clients print.
+    package var jsonResponse: LocalResponse {
+        var answer = response
+        var json = JSONLineWriter()
+        json.field("message", answer.body.hasSuffix("\n") ? String(answer.body.dropLast()) : answer.body)
+        answer.body = json.finish() + "\n"
+        answer.headers.replaceOrAdd(name: "Content-Type", value: "application/json; charset=utf-8")
+        return answer
+    }
+
     /// The status with the reason in its phrase (`403 airlock: example.org is not on the
     /// allowlist`): clients that show nothing else of a refused CONNECT print the phrase
     /// (pip: "Tunnel connection failed: 403 …", wget: "Proxy tunneling failed: …").

@@ -51,9 +51,14 @@ extension Policy {
         guard !routes.isEmpty else { return ["routes: none"] }
         var lines = ["routes:"]
         for route in routes {
-            let headers = route.headers.map(\.text).joined(separator: ", ")
             let budget = route.budget.map { "; budget \($0) requests" } ?? ""
-            lines.append("  \(route.sandboxURL)/… -> \(route.url)/… (\(route.origin)); sets \(headers)\(budget); client credential headers are removed; redirects are not followed")
+            let sets: String
+            if let host = route.sessionHost {
+                sets = "sends the git session's upstream token, only for the session's repositories on \(host) (GitHub API scope)"
+            } else {
+                sets = "sets " + route.headers.map(\.text).joined(separator: ", ")
+            }
+            lines.append("  \(route.sandboxURL)/… -> \(route.url)/… (\(route.origin)); \(sets)\(budget); client credential headers are removed; redirects are not followed")
         }
         return lines
     }

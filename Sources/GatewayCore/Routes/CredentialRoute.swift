@@ -6,6 +6,11 @@
 /// `HEADER=bearer:SECRET` sends `Bearer <secret>`; `budget N` allows N requests through the
 /// route for the gateway's life (a run), then answers `429`. A plain value, part of the `Policy`,
 /// so routes reload with it. It names secrets, never holds them.
+///
+/// `route NAME https://API github-session HOST` is a GitHub REST API route: instead of
+/// headers, it authenticates with the upstream token of the git session whose token the
+/// client presents, and passes only what `GitHubAPIScope` allows for that session's
+/// repositories on the git host `HOST`.
 package struct CredentialRoute: Sendable, Equatable {
     /// One header the gateway adds to every request of the route.
     package struct Header: Sendable, Equatable {
@@ -46,6 +51,9 @@ package struct CredentialRoute: Sendable, Equatable {
     package var headers: [Header]
     /// How many requests the route passes in the gateway's life; nil for no limit.
     package var budget: Int?
+    /// For a GitHub API route (`github-session HOST`): the git host (lowercase) whose
+    /// sessions' repositories and upstream tokens the route uses; nil for a header route.
+    package var sessionHost: String?
     /// The line as written (with `@preset: ` in front when a preset expanded it).
     package var text: String
     /// Where the route came from: `line N` or the flag.
@@ -105,8 +113,21 @@ package struct CredentialRoute: Sendable, Equatable {
         (host, port, basePath) = try Self.parseURL(String(words[1]), route: name)
         var headers: [Header] = []
         var budget: Int?
+        var sessionHost: String?
         var index = 2
         while index < words.count {
+            if words[index] == "github-session" {
+                let host = String(words[index + 1])
+                guard sessionHost == nil else { throw Invalid(description: "route \(name): github-session is given twice") }
+                do {
+                    try GitRepository.checkHost(host)
+                } catch let error as GitRepository.Invalid {
+                    throw Invalid(description: "route \(name): github-session: \(error.description)")
+                }
+                sessionHost = host.lowercased()
+                index += 2
+                continue
+            }
             if words[index] == "budget" {
                 let text = words[index + 1]
                 guard budget == nil else { throw Invalid(description: "route \(name): budget is given twice") }
@@ -118,7 +139,7 @@ package struct CredentialRoute: Sendable, Equatable {
                 continue
             }
             guard words[index] == "header" else {
-                throw Invalid(description: "route \(name): unexpected '\(words[index])' (expected 'header HEADER=secret:SECRET' or 'budget REQUESTS')")
+                throw Invalid(description: "route \(name): unexpected '\(words[index])' (expected 'header HEADER=secret:SECRET', 'github-session HOST' or 'budget REQUESTS')")
             }
             let header = try Self.parseHeader(words[index + 1], route: name)
             guard !headers.contains(where: { $0.name == header.name }) else {
@@ -127,10 +148,15 @@ package struct CredentialRoute: Sendable, Equatable {
             headers.append(header)
             index += 2
         }
-        guard !headers.isEmpty else {
+        if sessionHost != nil {
+            guard headers.isEmpty else {
+                throw Invalid(description: "route \(name): a github-session route sends the session's upstream token; it sets no header")
+            }
+        } else if headers.isEmpty {
             throw Invalid(description: "route \(name): no header; a route adds at least one 'header HEADER=secret:SECRET'")
         }
         self.headers = headers
+        self.sessionHost = sessionHost
         self.budget = budget
         self.text = text
         self.origin = origin

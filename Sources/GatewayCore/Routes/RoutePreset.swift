@@ -16,6 +16,11 @@ package struct RoutePreset: Sendable, Equatable {
     package var environment: [String: String]
     /// The variable the provider's tools read the key from on the host, for hints.
     package var keyVariable: String
+    /// Variables that get the git session's token inside the sandbox (GitHub API route:
+    /// the client presents it, the gateway swaps it for the real one). The session token
+    /// is already in the sandbox's git configuration and is refused anywhere but this
+    /// sandbox's gateway.
+    package var sessionTokenVariables: [String] = []
 
     /// The value given to the key variable inside the sandbox.
     package static let placeholder = "airlock-placeholder-key-the-gateway-adds-the-real-one"
@@ -37,6 +42,11 @@ package struct RoutePreset: Sendable, Equatable {
             line: "route gemini https://generativelanguage.googleapis.com header x-goog-api-key=secret:gemini",
             environment: ["GOOGLE_GEMINI_BASE_URL": "http://\(HostName.gateway)/api/gemini", "GEMINI_API_KEY": placeholder],
             keyVariable: "GEMINI_API_KEY"),
+        RoutePreset(
+            name: "github-api", route: "github",
+            line: "route github https://api.github.com github-session github.com",
+            environment: ["GITHUB_API_URL": "http://\(HostName.gateway)/api/github"],
+            keyVariable: "GITHUB_TOKEN", sessionTokenVariables: ["GITHUB_TOKEN", "GH_ENTERPRISE_TOKEN"]),
     ]
 
     /// Preset name → its one rule line, for `Presets.all`.
@@ -51,12 +61,18 @@ package struct RoutePreset: Sendable, Equatable {
 
     /// The variables to set inside the sandbox for `routes`: each preset route's variables,
     /// when the policy's route of that name is still the preset's (a route redefined in the
-    /// policy gets none).
-    package static func environment(for routes: [CredentialRoute]) -> [String: String] {
+    /// policy gets none), and its session-token variables set to `sessionToken` when the run
+    /// has a git session.
+    package static func environment(for routes: [CredentialRoute], sessionToken: Secret? = nil) -> [String: String] {
         var environment: [String: String] = [:]
         for route in routes {
             guard let preset = forRoute(route.name), route.text.hasPrefix("@\(preset.name): ") else { continue }
             environment.merge(preset.environment) { _, new in new }
+            if let sessionToken {
+                for name in preset.sessionTokenVariables {
+                    sessionToken.withRevealed { environment[name] = $0 }
+                }
+            }
         }
         return environment
     }

@@ -47,11 +47,16 @@ struct OneShotRun {
             throw missing
         }
 
+        if plan.upstreamToken == nil, let route = runtime.routes.first(where: { $0.sessionHost != nil }) {
+            throw RunPlan.Invalid("route \(route.name) uses the git session's repositories and token: pass --repo OWNER/REPO[:rw] with --token-env VAR or --token-file FILE")
+        }
         var extraEnvironment: [String: String] = [:]
+        var sessionToken: Secret?
         if let upstreamToken = plan.upstreamToken {
             let session = try runtime.sessions.create(
                 sandbox: plan.sandboxName, scope: plan.scope, upstreamToken: upstreamToken,
                 ttl: SessionLimits().maxTTL, pushPolicy: plan.pushPolicy)
+            sessionToken = session.token
             extraEnvironment = GitSandboxConfig.environment(
                 hosts: runtime.gitUpstreams.hosts, repositories: plan.scope.entries.map(\.repository), token: session.token)
         } else {
@@ -65,7 +70,8 @@ struct OneShotRun {
         }
         // Preset routes point the provider's tools at the gateway; their key variable
         // holds a placeholder, never the key.
-        extraEnvironment.merge(RoutePreset.environment(for: runtime.routes)) { _, route in route }
+        // The GitHub API preset's token variables get the session token, useless elsewhere.
+        extraEnvironment.merge(RoutePreset.environment(for: runtime.routes, sessionToken: sessionToken)) { _, route in route }
         if !plan.droppedNames.isEmpty {
             printNotice("airlock: not passed to the sandbox (credential-looking): \(plan.droppedNames.joined(separator: ", "))")
         }
