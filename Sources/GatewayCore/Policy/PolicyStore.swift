@@ -133,9 +133,9 @@ package final class PolicyStore: @unchecked Sendable {
         for source in stopped { source.cancel() }
     }
 
-    /// Reloads once a change has held still for one poll, so a file caught half-written
-    /// (truncated, then filled) is not taken or audited as broken.
-    private func reloadIfChanged() {
+    /// One poll (the watch timer's): reloads once a change has held still for one poll, so
+    /// a file caught half-written (truncated, then filled) is not taken or audited as broken.
+    package func reloadIfChanged() {
         guard let files else { return }
         let now = files.stamp()
         let settled: Bool = lock.withLock { _ in
