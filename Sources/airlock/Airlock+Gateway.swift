@@ -22,9 +22,12 @@ struct GatewayCommand: ParsableCommand {
                 Binds the listeners inside the sandbox's gateway namespace (DNS 53 udp+tcp, HTTP 80, \
                 TLS 443, proxy 3128, SSH 22 (answered with "not offered") on the gateway address), opens the audit log, then drops to \
                 --run-as (no capabilities, not dumpable) and serves until SIGTERM or SIGINT, which \
-                drain open connections. The policy is reloaded on SIGHUP and when its file changes; \
-                a file that does not parse keeps the old policy. The policy file must stay readable \
-                by the --run-as user for reloads. Started by systemd with Type=notify, it reports \
+                drain open connections. The policy: --policy FILE alone, else /etc/airlock/policy \
+                and /etc/airlock/policy.d/*.conf (bytewise name order; missing files are fine). It \
+                is reloaded on SIGHUP and when a file changes, appears or disappears; a file that \
+                does not parse keeps the old policy. Every file, the policy.d directory and the \
+                directories above them must be root-owned and not group- or world-writable, and \
+                the files must stay readable by the --run-as user for reloads. Started by systemd with Type=notify, it reports \
                 READY=1 once every listener serves (sd_notify over $NOTIFY_SOCKET). Requires root (CAP_SYS_ADMIN, CAP_NET_BIND_SERVICE, \
                 CAP_SETUID, CAP_SETGID, CAP_SETPCAP).
                 """
@@ -60,13 +63,14 @@ struct GatewayCommand: ParsableCommand {
                 throw CLIError("gateway address \(gatewayIPv4) is not usable")
             }
             let sandbox = sandboxName.rawValue
-            // The gateway re-reads its policy: no account but root may be able to change it.
-            if let path = options.policyPath, let weak = PathSafety.changeableByNonRoot(path) {
-                throw CLIError("policy \(path): \(weak) can be changed by an account other than root, and the gateway reloads the policy from it; make the file and its directories root-owned and not group- or world-writable")
-            }
+            // The gateway re-reads its policy: no account but root may be able to change a
+            // file of it, the drop-in directory, or where a missing file would go.
+            let policyFiles = options.policyFiles(root: true)
+            if let policyFiles { try GatewayOptions.refusalOfNonRootPaths(policyFiles, reloads: true) }
             // Every flag is checked and every file opened before anything is bound.
             let runtime = try GatewayRuntime(
-                sandbox: sandbox, gatewayAddress: gatewayAddress, options: options, policyFile: options.policyPath)
+                sandbox: sandbox, gatewayAddress: gatewayAddress, options: options, policyFiles: policyFiles,
+                policyCheck: GatewayOptions.rootOnlyPaths)
 
             let gatewayNamespace = try NetworkNamespace.open(path: state.gatewayPin)
             let sockets = try GatewaySockets.bind(in: gatewayNamespace.descriptor, address: gatewayIPv4, ports: runtime.listenerPorts)

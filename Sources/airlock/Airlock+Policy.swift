@@ -3,6 +3,7 @@ import Glibc
 #endif
 import ArgumentParser
 import Gateway
+import Netns
 import GatewayCore
 
 /// `airlock policy`: check and explain policy files without running a gateway.
@@ -19,20 +20,44 @@ struct PolicyCommand: ParsableCommand {
         subcommands: [Check.self, Explain.self, Suggest.self]
     )
 
-    /// `airlock policy check FILE`
+    /// The policy `check` and `explain` read: FILE, else the default set `run` and
+    /// `gateway serve` would read as this caller (with the same refusal, as root, of files
+    /// another account could change).
+    static func load(file: String?, exitCode: Int32 = 1) throws -> (policy: Policy, files: PolicyFiles, read: [String]) {
+        let root = geteuid() == 0 && UserNamespace.isInitial()
+        guard let files = file.map(PolicyFiles.init(file:)) ?? PolicyFiles.defaults(root: root, environment: ProcessInfoEnvironment.current) else {
+            throw CLIError("no policy file given and no home directory for the default ($XDG_CONFIG_HOME or HOME); give FILE", exitCode: exitCode)
+        }
+        if file == nil && root { try GatewayOptions.refusalOfNonRootPaths(files, reloads: false) }
+        let (policy, read) = try files.load()
+        return (policy, files, read)
+    }
+
+    /// `airlock policy check [FILE]`
     struct Check: ParsableCommand {
         static let configuration = CommandConfiguration(
-            abstract: "Parse a policy file and print its rule count and expanded presets.",
-            discussion: "Exits 1 with `FILE:LINE: problem` when the file does not parse."
+            abstract: "Parse a policy file (or the default policy files) and print its rule count and expanded presets.",
+            discussion: """
+                Exits 1 with `FILE:LINE: problem` when a file does not parse. Without FILE, \
+                checks the files `run` and `gateway serve` read without --policy and lists them: \
+                \(GatewayOptions.policyLocationsHelp.replacingOccurrences(of: "Without --policy: ", with: ""))
+                """
         )
 
-        @Argument(help: "The policy file.")
-        var file: String
+        @Argument(help: "The policy file (default: the default policy files).")
+        var file: String?
 
         func run() throws {
             try reportingErrors {
-                let policy = try Policy.load(path: file)
-                print("\(file): ok, \(policy.ruleCount) rule\(policy.ruleCount == 1 ? "" : "s")")
+                let (policy, files, read) = try PolicyCommand.load(file: file)
+                print("\(files): ok, \(policy.ruleCount) rule\(policy.ruleCount == 1 ? "" : "s")")
+                if file == nil {
+                    print("read: " + (read.isEmpty ? "no file (none exists; only flags would add rules)" : read.joined(separator: ", ")))
+                    let ignored = (try? files.listing().ignored) ?? []
+                    if !ignored.isEmpty, let directory = files.dropInDirectory {
+                        print("ignored in \(directory) (only *.conf files are read): \(ignored.joined(separator: ", "))")
+                    }
+                }
                 for name in policy.presets {
                     let hosts = Presets.all[name] ?? []
                     print("@\(name): \(hosts.joined(separator: ", "))")
@@ -111,12 +136,13 @@ struct PolicyCommand: ParsableCommand {
         }
     }
 
-    /// `airlock policy explain FILE HOST[:PORT]`
+    /// `airlock policy explain [FILE] HOST[:PORT]`
     struct Explain: ParsableCommand {
         static let configuration = CommandConfiguration(
             abstract: "Say whether a host and port would be allowed, by which rule, and why.",
             discussion: """
-                The port defaults to 443. Prints the decision, every rule that matches the host, \
+                Without FILE, explains the default policy files (those `policy check` lists \
+                without FILE). The port defaults to 443. Prints the decision, every rule that matches the host, \
                 what the gateway's DNS would answer, pinned addresses and, for IP literals, the \
                 address class. Exits 0 when the host would be allowed, 1 when it would be refused, \
                 2 when the file does not parse or the target is malformed, so scripts and CI can \
@@ -124,16 +150,25 @@ struct PolicyCommand: ParsableCommand {
                 """
         )
 
-        @Argument(help: "The policy file.")
-        var file: String
+        @Argument(help: ArgumentHelp("[FILE] TARGET: the policy file (default: the default policy files), then HOST, HOST:PORT, or [IPV6]:PORT.", valueName: "file-and-target"))
+        var arguments: [String] = []
 
-        @Argument(help: "HOST, HOST:PORT, or [IPV6]:PORT.")
-        var target: String
+        func validate() throws {
+            guard (1...2).contains(arguments.count) else {
+                throw ValidationError("expected [FILE] HOST[:PORT]")
+            }
+        }
+
+        /// The policy file, when one is given.
+        var file: String? { arguments.count == 2 ? arguments[0] : nil }
+        /// `HOST[:PORT]`.
+        var target: String { arguments[arguments.count - 1] }
 
         func run() throws {
             let allowed = try reportingErrors(exitCode: { _ in 2 }) { () throws -> Bool in
                 let (host, port) = try Self.split(target)
-                let policy = try Policy.load(path: file)
+                var (policy, _, read) = try PolicyCommand.load(file: file, exitCode: 2)
+                if file == nil { policy.source = read.isEmpty ? "no policy file" : read.joined(separator: " + ") }
                 for line in policy.explain(host: host, port: port) { print(line) }
                 if !policy.routes.isEmpty {
                     for line in policy.explainRoutes() { print(line) }

@@ -27,8 +27,8 @@ struct RunCommand: ParsableCommand {
             its own /proc with /proc/sys read-only, a seccomp filter (no new user namespaces, \
             bpf, keyrings, io_uring, …; --allow-nested-namespaces relaxes the first), and no \
             view of credential stores, host sockets, other kernel filesystem mounts, or \
-            airlock's own files (the token file, the policy, the audit log). The policy is \
-            read once and never reloaded during a run.
+            airlock's own files (the token file, every policy file read, the audit log). The \
+            policy is read once and never reloaded during a run.
 
             Audit: with --audit-log FILE, lines go there; without it, they are held and written \
             to stderr once CMD has ended, never interleaved with CMD's own output.
@@ -39,8 +39,13 @@ struct RunCommand: ParsableCommand {
             gateway, which swaps the session token for the real one. The real token never enters \
             the sandbox.
 
-            Egress: --policy FILE and --allow HOST (repeatable; `@preset` works too). With neither, \
-            nothing but the git gateway is reachable.
+            Egress: the policy and --allow HOST (repeatable; `@preset` works too). The policy: \
+            --policy FILE alone; without it, as root /etc/airlock/policy and \
+            /etc/airlock/policy.d/*.conf (each root-owned and not group- or world-writable), \
+            otherwise $XDG_CONFIG_HOME/airlock/policy (default ~/.config/airlock/policy) and its \
+            policy.d/*.conf; drop-ins in bytewise name order, missing files are fine, a file that \
+            does not parse stops the run. With no policy and no --allow, nothing but the git \
+            gateway is reachable.
 
             Credential routes: --route (or `route` lines in the policy, or --allow @anthropic-api, \
             @openai-api, @gemini-api) maps http://airlock.internal/api/NAME/… to an HTTPS API and \
@@ -54,7 +59,7 @@ struct RunCommand: ParsableCommand {
             Example: airlock run --repo octo/app:rw --token-env GH_TOKEN --allow @pypi -- ./agent.sh
             """)
 
-    @Option(name: .customLong("repo"), help: ArgumentHelp("A repository the command may use: [HOST/]OWNER/REPO[:rw] (read-only unless :rw); repeatable.", valueName: "repo"))
+    @Option(name: .customLong("repo"), help: ArgumentHelp("A repository the command may use: [HOST/]OWNER/REPO[:rw] or https://HOST/OWNER/REPO[.git][:rw] (read-only unless :rw); HOST is github.com or a --git-upstream host; repeatable.", valueName: "repo"))
     var repos: [String] = []
 
     @Option(name: .long, help: ArgumentHelp("Read the upstream git token from this environment variable (removed from CMD's environment).", valueName: "var"))

@@ -3,16 +3,18 @@ import Glibc
 #endif
 import ArgumentParser
 import Gateway
+import Netns
 import NIOCore
 import GatewayCore
 
 /// Flags shared by `airlock gateway serve` and `airlock run`: the policy, the audit log,
 /// the limits, the git upstreams and credential routes.
 struct GatewayOptions: ParsableArguments {
-    /// The policy file used when `--policy` is not given, if it exists.
-    static let defaultPolicyPath = "/etc/airlock/policy"
+    /// Where the policy comes from when `--policy` is not given, one sentence for every
+    /// command's help (docs/configuration.md and docs/policy.md say the same).
+    static let policyLocationsHelp = "Without --policy: as root /etc/airlock/policy and /etc/airlock/policy.d/*.conf, otherwise $XDG_CONFIG_HOME/airlock/policy (default ~/.config/airlock/policy) and its policy.d/*.conf; drop-ins are read after the main file in bytewise name order, other names are ignored, missing files are fine. With --policy FILE, only FILE."
 
-    @Option(name: .long, help: ArgumentHelp("Policy file: allowed hosts, presets, allow-private, resolve and route rules. `gateway serve` reloads it on SIGHUP and on change, and reads \(defaultPolicyPath) when this flag is absent and that file exists; `run` reads only a file given here, once.", valueName: "file"))
+    @Option(name: .long, help: ArgumentHelp("Policy file: allowed hosts, presets, allow-private, resolve and route rules. \(policyLocationsHelp) `gateway serve` reloads the policy on SIGHUP and when a file changes, appears or disappears; `run` reads it once.", valueName: "file"))
     var policy: String?
 
     @Option(name: .long, help: ArgumentHelp("Allow a host (`host`, `*.suffix`, `host:port`, `@preset`); repeatable.", valueName: "host"))
@@ -147,11 +149,31 @@ struct GatewayOptions: ParsableArguments {
         learn.map { "airlock: learn mode: nothing was enforced; what was used is in \($0); turn it into a policy with `airlock policy suggest \($0)`" }
     }
 
-    /// The policy file `gateway serve` uses: `--policy`, else the default file if it exists.
-    /// (`run` uses `--policy` alone.)
-    var policyPath: String? {
-        if let policy { return policy }
-        return access(Self.defaultPolicyPath, F_OK) == 0 ? Self.defaultPolicyPath : nil
+    /// The policy files `run` and `gateway serve` read: `--policy FILE` alone, else the
+    /// default locations (`PolicyFiles.defaults`: `/etc/airlock` as root, the user's
+    /// `$XDG_CONFIG_HOME/airlock` otherwise). Nil for a rootless caller without a home.
+    func policyFiles(root: Bool, environment: [String: String] = ProcessInfoEnvironment.current) -> PolicyFiles? {
+        if let policy { return PolicyFiles(file: policy) }
+        return PolicyFiles.defaults(root: root, environment: environment)
+    }
+
+    /// For a policy root reads: a path of `files` (a file read, the drop-in directory, the
+    /// main file) that an account other than root could change, as a one-line refusal.
+    /// `reloads` says why it matters: the gateway re-reads the files.
+    static func refusalOfNonRootPaths(_ files: PolicyFiles, reloads: Bool) throws {
+        let listing = try files.listing()
+        for path in files.guardedPaths(listing: listing) {
+            guard let weak = PathSafety.changeableByNonRoot(path) else { continue }
+            let why = reloads ? ", and the gateway reloads the policy from it" : ""
+            throw CLIError("policy \(path): \(weak) can be changed by an account other than root\(why); make the file and its directories root-owned and not group- or world-writable")
+        }
+    }
+
+    /// The check a root gateway's reloads apply to each path of its policy files.
+    static let rootOnlyPaths: @Sendable (String) -> String? = { path in
+        PathSafety.changeableByNonRoot(path).map {
+            "\($0) can be changed by an account other than root; make the file and its directories root-owned and not group- or world-writable"
+        }
     }
 
     /// The rules from `--allow`, `--allow-private`, `--resolve` and `--route`.

@@ -27,7 +27,8 @@ final class GatewayRuntime {
     let secrets: SecretStore
     private let routeTrust: RouteUpstreamTrust
     private let options: GatewayOptions
-    private let policyFile: String?
+    private let policyFiles: PolicyFiles?
+    private let policyCheck: (@Sendable (String) -> String?)?
     private let reloadPolicy: Bool
     private let repositoriesGiven: Bool
     private let initialPolicy: Policy
@@ -43,21 +44,24 @@ final class GatewayRuntime {
     private let failure = ErrorBox()
 
     /// - Parameters:
-    ///   - policyFile: the policy file in force, if any (`gateway serve` uses the default
-    ///     file when `--policy` is absent; `run` only an explicit one).
+    ///   - policyFiles: the policy files in force, if any (`--policy FILE`, else the
+    ///     default locations; see `GatewayOptions.policyFiles`).
+    ///   - policyCheck: vets each path of `policyFiles` before it is read, at start and on
+    ///     every reload (a root gateway refuses paths other accounts could change).
     ///   - extraGitHosts: git hosts that must have an upstream (`run --repo` hosts); each
     ///     gets `https://HOST` unless `--git-upstream` names it.
     ///   - secrets: the credential routes' secrets known at start (`run --secret`).
     /// - Throws: `PolicyError`, `AuditLogError`, `GitUpstreams.ConfigurationError`, `CredentialRoute.Invalid`, each one line.
-    ///   - reloadPolicy: whether the policy file is re-read on change and SIGHUP (`run`
-    ///     reads it once: its command may be able to change the file).
+    ///   - reloadPolicy: whether the policy files are re-read on change and SIGHUP (`run`
+    ///     reads them once: its command may be able to change them).
     ///   - repositoriesGiven: false for a `run` without `--repo`: no session can exist, and
     ///     every git request is answered with the `--repo` to pass (`UnscopedGitRouter`).
     ///   - audit: where audit lines go instead of `--audit-log` or stderr.
     ///   - tally: counts the refusals of the log opened from `--audit-log` or stderr (when
     ///     `audit` is given, that log carries its own).
     init(
-        sandbox: String, gatewayAddress: IPAddress, options: GatewayOptions, policyFile: String?,
+        sandbox: String, gatewayAddress: IPAddress, options: GatewayOptions, policyFiles: PolicyFiles?,
+        policyCheck: (@Sendable (String) -> String?)? = nil,
         extraGitHosts: [String] = [], sessionLimits: SessionLimits = SessionLimits(),
         reloadPolicy: Bool = true, audit: AuditLog? = nil, tally: RefusalTally? = nil, repositoriesGiven: Bool = true,
         logLevel: Logger.Level = .info, secrets: [String: Secret] = [:]
@@ -65,10 +69,11 @@ final class GatewayRuntime {
         self.sandbox = sandbox
         self.gatewayAddress = gatewayAddress
         self.options = options
-        self.policyFile = policyFile
+        self.policyFiles = policyFiles
+        self.policyCheck = policyCheck
         flagPolicy = try options.flagPolicy()
-        if let policyFile {
-            initialPolicy = try Policy.load(path: policyFile).adding(rulesFrom: flagPolicy)
+        if let policyFiles {
+            initialPolicy = try policyFiles.load(check: policyCheck).policy.adding(rulesFrom: flagPolicy)
         } else {
             initialPolicy = flagPolicy
         }
@@ -119,7 +124,8 @@ final class GatewayRuntime {
         Self.raiseOpenFileLimit()
         let failure = self.failure
         let finished = self.finished
-        let store = PolicyStore(initial: initialPolicy, path: reloadPolicy ? policyFile : nil, extra: flagPolicy, audit: audit, logger: logger)
+        let store = PolicyStore(
+            initial: initialPolicy, files: reloadPolicy ? policyFiles : nil, check: policyCheck, extra: flagPolicy, audit: audit, logger: logger)
         store.startWatching()
         policyStore = store
         let group = MultiThreadedEventLoopGroup(numberOfThreads: eventLoops)

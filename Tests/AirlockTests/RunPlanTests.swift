@@ -1,6 +1,8 @@
 import ArgumentParser
 import Foundation
 import Netns
+import GatewayCore
+import TestSupport
 import XCTest
 @testable import airlock
 
@@ -123,6 +125,68 @@ final class RunPlanTests: XCTestCase {
                 XCTAssertEqual(plan.environment[variable], value, "\(variable) neither passed nor listed as not passed (token in \(name))")
             }
         }
+    }
+
+    /// `--repo` takes what a user copies from the browser or `git remote -v` as well as
+    /// `OWNER/REPO`, all canonicalised alike; a host the run has no upstream for is refused
+    /// (the token would go there), naming the flag that adds it.
+    func testRepoURLFormsAndHosts() throws {
+        let user = geteuid() == 0 ? ["--user", "nobody"] : []
+        func scope(_ repos: [String], _ extra: [String] = []) throws -> [String] {
+            let argv = user + extra + repos.flatMap { ["--repo", $0] } + ["--token-env", "T", "--", "/bin/true"]
+            return try RunPlan(command: try RunCommand.parse(argv), environment: ["T": token]).scope.entries.map(\.description)
+        }
+        for form in ["Owner/Repo", "github.com/owner/repo", "https://github.com/Owner/Repo", "https://github.com/owner/repo.git",
+                     "https://github.com/owner/repo/", "github.com/owner/repo.git"] {
+            XCTAssertEqual(try scope([form]), ["github.com/owner/repo:read"], form)
+        }
+        for form in ["owner/repo:rw", "https://github.com/owner/repo:rw", "https://github.com/owner/repo.git:rw", "github.com/owner/repo:rw"] {
+            XCTAssertEqual(try scope([form]), ["github.com/owner/repo:rw"], form)
+        }
+        XCTAssertEqual(try scope(["https://github.com/o/r", "o/r:rw"]), ["github.com/o/r:rw"], "one repository, the stronger access")
+        XCTAssertEqual(try scope(["https://ghe.corp.test/o/r.git:rw"], ["--git-upstream", "ghe.corp.test=https://ghe.corp.test"]),
+                       ["ghe.corp.test/o/r:rw"])
+
+        func refusal(_ repo: String) -> String {
+            do {
+                _ = try scope([repo])
+                return "accepted"
+            } catch {
+                return String(describing: error)
+            }
+        }
+        XCTAssertEqual(refusal("https://gitlab.com/o/r"),
+                       "--repo 'https://gitlab.com/o/r': gitlab.com is not a git host of this run (github.com); to send the token there, add --git-upstream gitlab.com=https://gitlab.com")
+        XCTAssertEqual(refusal("gitlab.com/o/r:rw"),
+                       "--repo 'gitlab.com/o/r:rw': gitlab.com is not a git host of this run (github.com); to send the token there, add --git-upstream gitlab.com=https://gitlab.com")
+        XCTAssertEqual(refusal("https://github.com/o/r/tree/main"),
+                       "--repo 'https://github.com/o/r/tree/main': scope entry \"https://github.com/o/r/tree/main\": expected [HOST/]OWNER/REPO[:rw] (expected [HOST/]OWNER/REPO[:rw] or https://HOST/OWNER/REPO[.git][:rw])")
+    }
+
+    /// Rootless, the policy is the caller's `$XDG_CONFIG_HOME/airlock` set (without
+    /// `--policy`), and every file read, and the drop-in directory, is hidden from the command.
+    func testRootlessReadsAndHidesTheXDGPolicy() throws {
+        try XCTSkipIf(geteuid() == 0, "rootless only (as root the set is /etc/airlock's: tests/EndToEndTests/PolicyLocationTests)")
+        let dir = try TemporaryDirectory()
+        let config = dir.file("config")
+        try FileManager.default.createDirectory(atPath: config + "/airlock/policy.d", withIntermediateDirectories: true)
+        try "pypi.org\n".write(toFile: config + "/airlock/policy", atomically: true, encoding: .utf8)
+        try "crates.io\n".write(toFile: config + "/airlock/policy.d/10-a.conf", atomically: true, encoding: .utf8)
+        let plan = try RunPlan(command: try RunCommand.parse(["--", "/bin/true"]),
+                               environment: ["XDG_CONFIG_HOME": config, "HOME": dir.path])
+        XCTAssertEqual(plan.policyFiles, PolicyFiles(directory: config + "/airlock"))
+        let hidden = Set(plan.view.protectedFiles.map(\.path))
+        for path in [config + "/airlock/policy", config + "/airlock/policy.d"] {
+            var real = path
+            if let resolved = realpath(path, nil) {
+                real = String(cString: resolved)
+                free(resolved)
+            }
+            XCTAssertTrue(hidden.contains(real), "\(path) hidden: \(hidden)")
+        }
+        let explicit = try RunPlan(command: try RunCommand.parse(["--policy", config + "/airlock/policy", "--", "/bin/true"]),
+                                   environment: ["XDG_CONFIG_HOME": config, "HOME": dir.path])
+        XCTAssertEqual(explicit.policyFiles, PolicyFiles(file: config + "/airlock/policy"), "--policy FILE alone")
     }
 }
 

@@ -15,25 +15,42 @@ extension Policy {
     /// - Throws: `PolicyError` naming the file, the line and the problem.
     package static func parse(_ text: String, source: String) throws -> Policy {
         var policy = Policy(source: source)
+        try policy.parseLines(text, source: source)
+        return policy
+    }
+
+    /// Adds the rules of policy text to this policy, as if it followed the lines already read.
+    /// - Parameters:
+    ///   - source: the file path, used in errors.
+    ///   - originPrefix: put before `line N` in each rule's origin (the file, when a policy
+    ///     is read from several).
+    /// - Throws: `PolicyError` naming the file, the line and the problem.
+    package mutating func parseLines(_ text: String, source: String, originPrefix: String = "") throws {
         var number = 0
         var text = Substring(text)
         if text.hasPrefix("\u{FEFF}") { text = text.dropFirst() }  // a byte-order mark some editors write
         // "\r\n" is one Character in Swift; split on it as well as on "\n".
         for line in text.split(omittingEmptySubsequences: false, whereSeparator: { $0 == "\n" || $0 == "\r\n" }) {
             number += 1
-            let origin = "line \(number)"
+            let origin = "\(originPrefix)line \(number)"
             do {
-                try policy.addLine(line, origin: origin)
+                try addLine(line, origin: origin)
             } catch let error as RuleProblem {
                 throw PolicyError(file: source, line: number, message: error.message)
             }
         }
-        return policy
     }
 
     /// Reads and parses the policy file at `path`.
     /// - Throws: `PolicyError` when the file cannot be read or does not parse.
     package static func load(path: String) throws -> Policy {
+        try parse(try readText(path: path), source: path)
+    }
+
+    /// The text of the policy file at `path`: a regular file of at most
+    /// `maximumFileSize` bytes of UTF-8.
+    /// - Throws: `PolicyError` naming the file and why it cannot be used.
+    package static func readText(path: String) throws -> String {
         let fd = open(path, O_RDONLY | O_CLOEXEC)
         guard fd >= 0 else {
             throw PolicyError(file: path, line: 0, message: "cannot read: \(String(cString: strerror(errno)))")
@@ -64,7 +81,7 @@ extension Policy {
               !bytes.contains(0) else {
             throw PolicyError(file: path, line: 0, message: "not UTF-8 text")
         }
-        return try parse(text, source: path)
+        return text
     }
 
     /// Rules from command-line flags, validated like file lines.

@@ -7,10 +7,11 @@ import Dispatch
 import Synchronization
 import Logging
 
-/// Holds the current policy of one sandbox and replaces it when the file changes.
+/// Holds the current policy of one sandbox and replaces it when its files change.
 ///
 /// Readers take `current` (a lock and a copy of a value whose storage is shared). A reload
-/// parses the whole file first and swaps only when it parsed; a bad file keeps the old
+/// parses every file of the set (`PolicyFiles`) first and swaps only when all parsed; a
+/// bad file keeps the old
 /// policy, so a typo never opens or closes the sandbox by accident. Every reload attempt
 /// is audited as `policy_reload` with `ok` and, on failure, the reason.
 package final class PolicyStore: @unchecked Sendable {
@@ -20,11 +21,12 @@ package final class PolicyStore: @unchecked Sendable {
     /// Serialises whole reloads, so an older read never replaces a newer one.
     private let reloadLock = Mutex(())
     private var policy: Policy
-    private var fileStamp: FileStamp?
+    private var fileStamp: [FileStamp?]
     /// A changed stamp seen on the last poll, waiting to hold still.
-    private var pendingStamp: FileStamp??
+    private var pendingStamp: [FileStamp?]?
     private var sources: [DispatchSourceProtocol] = []
-    private let path: String?
+    private let files: PolicyFiles?
+    private let check: (@Sendable (String) -> String?)?
     private let extra: Policy?
     private let audit: AuditLog
     private let logger: Logger?
@@ -33,19 +35,30 @@ package final class PolicyStore: @unchecked Sendable {
 
     /// - Parameters:
     ///   - initial: the policy in force now (already merged with `extra`).
-    ///   - path: the policy file to re-read on reload; nil when the policy came from flags only.
+    ///   - files: the policy files to re-read on reload; nil when the policy came from flags only.
+    ///   - check: vets each path of the set before a reload reads it (see `PolicyFiles.load`);
+    ///     a refusal fails the reload like a bad line.
     ///   - extra: rules from command-line flags, merged into every reloaded file.
     ///   - audit: where `policy_reload` events go.
     ///   - logger: where reload outcomes are logged, if anywhere.
-    ///   - pollInterval: seconds between checks of the file's identity and modification time.
-    package init(initial: Policy, path: String?, extra: Policy?, audit: AuditLog, logger: Logger? = nil, pollInterval: Double = 1) {
+    ///   - pollInterval: seconds between checks of the files' identity and modification time.
+    package init(
+        initial: Policy, files: PolicyFiles?, check: (@Sendable (String) -> String?)? = nil, extra: Policy?, audit: AuditLog,
+        logger: Logger? = nil, pollInterval: Double = 1
+    ) {
         self.policy = initial
-        self.path = path
+        self.files = files
+        self.check = check
         self.extra = extra
         self.audit = audit
         self.logger = logger
         self.pollInterval = pollInterval
-        self.fileStamp = path.flatMap(FileStamp.init(path:))
+        self.fileStamp = files?.stamp() ?? []
+    }
+
+    /// A store that re-reads one file (`--policy FILE`).
+    package convenience init(initial: Policy, path: String?, extra: Policy?, audit: AuditLog, logger: Logger? = nil, pollInterval: Double = 1) {
+        self.init(initial: initial, files: path.map(PolicyFiles.init(file:)), extra: extra, audit: audit, logger: logger, pollInterval: pollInterval)
     }
 
     deinit {
@@ -57,19 +70,20 @@ package final class PolicyStore: @unchecked Sendable {
         lock.withLock { _ in policy }
     }
 
-    /// Re-reads the file and swaps the policy if it parses. Without a path, does nothing
+    /// Re-reads the files and swaps the policy if they parse. Without files, does nothing
     /// and returns true.
     /// - Returns: whether the new policy was taken.
     @discardableResult
     package func reload() -> Bool {
-        guard let path else { return true }
-        return reloadLock.withLock { _ in reload(path: path) }
+        guard let files else { return true }
+        return reloadLock.withLock { _ in reload(files: files) }
     }
 
-    private func reload(path: String) -> Bool {
-        let stamp = FileStamp(path: path)
+    private func reload(files: PolicyFiles) -> Bool {
+        let stamp = files.stamp()
+        let path = files.description
         do {
-            var fresh = try Policy.load(path: path)
+            var fresh = try files.load(check: check).policy
             if let extra { fresh = fresh.adding(rulesFrom: extra) }
             try fresh.checkListenerPorts()
             lock.withLock { _ in
@@ -88,9 +102,10 @@ package final class PolicyStore: @unchecked Sendable {
         }
     }
 
-    /// Reloads on SIGHUP and when the file changes (checked every `pollInterval` seconds:
-    /// device, inode, size and modification times, so editors that replace the file are
-    /// seen too; a change is taken once it held still for one interval). Idempotent. SIGHUP's default action is replaced by "ignore" for the
+    /// Reloads on SIGHUP and when a file of the set changes, appears or disappears (checked
+    /// every `pollInterval` seconds: device, inode, size and modification times of each file
+    /// and of the drop-in directory, so editors that replace a file and drop-ins added or
+    /// removed are seen too; a change is taken once it held still for one interval). Idempotent. SIGHUP's default action is replaced by "ignore" for the
     /// process.
     package func startWatching() {
         lock.withLock { _ in
@@ -100,7 +115,7 @@ package final class PolicyStore: @unchecked Sendable {
             hangup.setEventHandler { [weak self] in self?.reload() }
             hangup.resume()
             sources.append(hangup)
-            guard path != nil else { return }
+            guard files != nil else { return }
             let timer = DispatchSource.makeTimerSource(queue: queue)
             let interval = DispatchTimeInterval.milliseconds(max(10, Int(pollInterval * 1000)))
             timer.schedule(deadline: .now() + interval, repeating: interval)
@@ -119,11 +134,11 @@ package final class PolicyStore: @unchecked Sendable {
         for source in stopped { source.cancel() }
     }
 
-    /// Reloads once a change has held still for one poll, so a file caught half-written
-    /// (truncated, then filled) is not taken or audited as broken.
-    private func reloadIfChanged() {
-        guard let path else { return }
-        let now = FileStamp(path: path)
+    /// One poll (the watch timer's): reloads once a change has held still for one poll, so
+    /// a file caught half-written (truncated, then filled) is not taken or audited as broken.
+    package func reloadIfChanged() {
+        guard let files else { return }
+        let now = files.stamp()
         let settled: Bool = lock.withLock { _ in
             guard now != fileStamp else {
                 pendingStamp = nil
@@ -134,28 +149,5 @@ package final class PolicyStore: @unchecked Sendable {
             return false
         }
         if settled { reload() }
-    }
-}
-
-/// What identifies one version of a file without reading it.
-private struct FileStamp: Equatable {
-    var device: UInt64
-    var inode: UInt64
-    var size: Int64
-    var modifiedSeconds: Int
-    var modifiedNanoseconds: Int
-    var changedSeconds: Int
-    var changedNanoseconds: Int
-
-    init?(path: String) {
-        var info = stat()
-        guard stat(path, &info) == 0 else { return nil }
-        device = UInt64(info.st_dev)
-        inode = UInt64(info.st_ino)
-        size = Int64(info.st_size)
-        modifiedSeconds = Int(info.st_mtim.tv_sec)
-        modifiedNanoseconds = Int(info.st_mtim.tv_nsec)
-        changedSeconds = Int(info.st_ctim.tv_sec)
-        changedNanoseconds = Int(info.st_ctim.tv_nsec)
     }
 }

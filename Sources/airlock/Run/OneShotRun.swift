@@ -37,7 +37,7 @@ struct OneShotRun {
         // The policy is read once: CMD may be able to change the file (always, rootless).
         let runtime = try GatewayRuntime(
             sandbox: plan.sandboxName, gatewayAddress: gatewayAddress, options: plan.gatewayOptions,
-            policyFile: plan.gatewayOptions.policy, extraGitHosts: plan.gitHosts,
+            policyFiles: plan.policyFiles, extraGitHosts: plan.gitHosts,
             sessionLimits: SessionLimits(maxLiveSessions: 4, idleTimeout: SessionLimits().maxTTL),
             reloadPolicy: false, audit: heldAudit.map { AuditLog(sink: $0, sandbox: plan.sandboxName, tally: tally) },
             tally: tally, repositoriesGiven: !plan.scope.entries.isEmpty, logLevel: .warning, secrets: plan.routeSecrets)

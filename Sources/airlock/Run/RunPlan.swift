@@ -37,6 +37,9 @@ struct RunPlan {
     let workingDirectory: String?
     let topology: SandboxTopology
     let gatewayOptions: GatewayOptions
+    /// The policy files read once when the gateway starts: `--policy FILE`, else the
+    /// default locations of this mode (`GatewayOptions.policyFiles`).
+    let policyFiles: PolicyFiles?
     let json: Bool
     /// GitHub Actions' step summary file (`GITHUB_STEP_SUMMARY`), where the run report is
     /// appended as Markdown.
@@ -58,14 +61,22 @@ struct RunPlan {
         topology = try SandboxTopology()
         sandboxName = "run-\(getpid())"
 
-        // Git: the scope and the token go together.
+        // Git: the scope and the token go together. The token goes to every host of the
+        // scope, so a host is taken only when it is github.com or named by --git-upstream.
+        let gitHosts = ["github.com"] + ((try? options.gateway.gitUpstreams().keys.sorted()) ?? []).filter { $0 != "github.com" }
         var entries: [ScopeEntry] = []
         for repo in options.repos {
+            let entry: ScopeEntry
             do {
-                entries.append(try ScopeEntry(parsing: repo))
+                entry = try ScopeEntry(parsing: repo)
             } catch {
-                throw Invalid("--repo '\(repo)': \(error) (expected [HOST/]OWNER/REPO[:rw])")
+                throw Invalid("--repo '\(repo)': \(error) (expected [HOST/]OWNER/REPO[:rw] or https://HOST/OWNER/REPO[.git][:rw])")
             }
+            let host = entry.repository.host
+            guard gitHosts.contains(host) else {
+                throw Invalid("--repo '\(repo)': \(host) is not a git host of this run (\(gitHosts.joined(separator: ", "))); to send the token there, add --git-upstream \(host)=https://\(host)")
+            }
+            entries.append(entry)
         }
         scope = SessionScope(entries)
         pushPolicy = try options.push.policy()
@@ -115,7 +126,17 @@ struct RunPlan {
         // airlock's own files are out of the command's reach: hidden inside, and as root
         // an audit log the command's user could change elsewhere is refused.
         sandboxOptions = options.sandbox
-        let ownFiles = [options.tokenFile, options.gateway.policy, options.gateway.auditLogPath].compactMap { $0 } + loadedSecrets.files
+        // The policy: as root, the default files must be root's alone (they are /etc's).
+        policyFiles = options.gateway.policyFiles(root: mode == .root, environment: inherited)
+        var policyPaths: [String] = []
+        if let policyFiles {
+            if mode == .root && options.gateway.policy == nil {
+                try GatewayOptions.refusalOfNonRootPaths(policyFiles, reloads: false)
+            }
+            // Every file read is hidden, and the drop-in directory as a whole.
+            policyPaths = try policyFiles.listing().files + (policyFiles.dropInDirectory.map { [$0] } ?? [])
+        }
+        let ownFiles = [options.tokenFile, options.gateway.auditLogPath].compactMap { $0 } + policyPaths + loadedSecrets.files
         let auditFlag = options.gateway.learn == nil ? "--audit-log" : "--learn"
         if mode == .root, let audit = options.gateway.auditLogPath, let weak = PathSafety.changeable(audit, by: user) {
             throw Invalid("\(auditFlag) \(audit): \(user.name) (uid \(user.uid)) could change \(weak); put the audit log where the command's user cannot write")
