@@ -3,6 +3,7 @@ import Foundation
 import NIOCore
 import NIOHTTP1
 import XCTest
+@testable import GatewayCore
 
 /// The GitHub API route (`@github-api`, `github-session HOST`): what a session may do on
 /// the REST API, row by row, for read and rw sessions; and the router around it: the

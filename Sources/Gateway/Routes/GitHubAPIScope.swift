@@ -1,3 +1,4 @@
+import GatewayCore
 /// What a GitHub API route (`github-session HOST`) lets a session do: the REST API of the
 /// session's repositories and nothing else.
 ///
