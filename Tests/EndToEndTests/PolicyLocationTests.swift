@@ -137,7 +137,7 @@ final class PolicyLocationTests: XCTestCase {
         try both((directory + fix, directory + ", and the gateway reloads the policy from it" + fix), "a world-writable, empty policy.d")
 
         try writeEtc(main: "pypi.org\n", dropIns: ["10-ok.conf": "crates.io\n", "20-bad.conf": "example.org\n@pipy\n"])
-        let bad = "/etc/airlock/policy.d/20-bad.conf:2: unknown preset @pipy (known: @anthropic-api, @cargo, @debian, @gemini-api, @github, @go, @maven, @npm, @openai-api, @pypi, @rubygems)"
+        let bad = "/etc/airlock/policy.d/20-bad.conf:2: unknown preset @pipy (known: @anthropic-api, @cargo, @debian, @gemini-api, @github, @github-api, @go, @maven, @npm, @openai-api, @pypi, @rubygems)"
         try both((bad, bad), "a drop-in that does not parse")
     }
 
