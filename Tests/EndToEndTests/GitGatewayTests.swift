@@ -98,6 +98,8 @@ final class GitRig {
     @discardableResult
     func git(_ args: [String]) throws -> ProcessResult {
         // The host's git reads the clones the sandbox (nobody) made: they are not root's.
+        // Host-side only, so the machine's /etc/gitconfig is left out here; every git the
+        // tests run inside a sandbox keeps it (and the user's), as users have them.
         let r = try Run.process(["git", "-c", "safe.directory=*"] + args, environment: ["PATH": "/usr/bin:/bin", "HOME": dir.path, "GIT_CONFIG_NOSYSTEM": "1"])
         guard r.status == 0 else { throw GitRigError("git \(args.joined(separator: " ")) failed: \(r)") }
         return r

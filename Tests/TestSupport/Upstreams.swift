@@ -77,6 +77,10 @@ public final class GitUpstream {
 
     deinit { _ = server?.stop() }
 
+    /// The environment of the host-side git that builds and reads the fixture repositories
+    /// (never the git a sandbox runs: that one keeps the machine's and the user's
+    /// configuration, which airlock must cope with). A host rewrite such as this machine's
+    /// `url.….insteadOf https://github.com/` must not redirect the fixture's own pushes.
     static let gitEnvironment = ["PATH": "/usr/bin:/bin", "HOME": "/nonexistent", "GIT_CONFIG_NOSYSTEM": "1"]
 
     /// Creates the bare repository `root/NAME.git` (NAME is `owner/repo`) with one commit
