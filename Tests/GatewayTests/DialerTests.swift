@@ -39,10 +39,10 @@ final class DialerTests: XCTestCase {
         try? pool.syncShutdownGracefully()
     }
 
-    private func dialer(_ policy: String, _ resolver: RecordingResolver) throws -> PolicyDialer {
+    private func dialer(_ policy: String, _ resolver: RecordingResolver, cache: ResolutionCache = ResolutionCache()) throws -> PolicyDialer {
         let audit = AuditLog(sink: MemoryAuditSink())
         let store = PolicyStore(initial: try Policy.parse(policy, source: "/test/policy"), path: nil, extra: nil, audit: audit)
-        return PolicyDialer(policy: store, limits: GatewayLimits(), forbidden: [], threadPool: pool, resolver: resolver)
+        return PolicyDialer(policy: store, limits: GatewayLimits(), forbidden: [], threadPool: pool, resolver: resolver, cache: cache)
     }
 
     private func refusal(_ dialer: PolicyDialer, _ host: String, file: StaticString = #filePath, line: UInt = #line) -> DialError? {
@@ -98,5 +98,63 @@ final class DialerTests: XCTestCase {
         for bad in ["allow-private 127.0.0.0/8 for web.test:8080", "allow-private 127.0.0.0/8 for !web.test", "allow-private 127.0.0.0/8 to web.test"] {
             XCTAssertThrowsError(try Policy.parse(bad + "\n", source: "p"), bad)
         }
+    }
+
+    // MARK: the resolver's answers, kept for a short while
+
+    func testAKeptAnswerIsCheckedAgainstThePolicyInForceAtEachDial() throws {
+        let loopback = IPAddress("127.0.0.1")!
+        let resolver = RecordingResolver(["web.test.": [loopback]])
+        let cache = ResolutionCache()
+        // The first policy lets web.test reach loopback; the dial then only fails to connect
+        // (no listener on 127.0.0.1:9, the discard port), which means it passed the checks.
+        let permissive = try dialer("web.test:9\nallow-private 127.0.0.0/8 for web.test\n", resolver, cache: cache)
+        do {
+            _ = try permissive.dial(UpstreamTarget(host: "web.test", port: 9), on: group.next()).wait()
+        } catch DialError.connectFailed(let host, let port, _) {
+            XCTAssertEqual(host, "web.test")
+            XCTAssertEqual(port, 9)
+        }
+        // The narrower policy gets the kept answer, and refuses it.
+        let strict = try dialer("web.test:9\n", resolver, cache: cache)
+        let error = try XCTUnwrap(refusal(strict, "web.test"))
+        guard case .refused(_, let reason) = error else { return XCTFail("\(error)") }
+        XCTAssertEqual(reason, "resolves to 127.0.0.1 is loopback; add allow-private 127.0.0.0/8 to permit it")
+        XCTAssertEqual(resolver.asked.withLockedValue { $0 }, ["web.test."], "one lookup for both dials")
+    }
+
+    func testAnAnswerIsKeptForItsLifetimeOnlyAndAFailedLookupIsNotKept() throws {
+        let loopback = IPAddress("127.0.0.1")!
+        let resolver = RecordingResolver(["web.test.": [loopback]])
+        let now = NIOLockedValueBox<Double>(100)
+        let cache = ResolutionCache(lifetime: 30, clock: { now.withLockedValue { $0 } })
+        let dialer = try dialer("web.test\nmissing.test\n", resolver, cache: cache)
+        _ = refusal(dialer, "web.test")
+        now.withLockedValue { $0 += 29 }
+        _ = refusal(dialer, "web.test")
+        XCTAssertEqual(resolver.asked.withLockedValue { $0 }, ["web.test."], "kept within 30 s")
+        now.withLockedValue { $0 += 2 }
+        _ = refusal(dialer, "web.test")
+        XCTAssertEqual(resolver.asked.withLockedValue { $0 }, ["web.test.", "web.test."], "asked again once expired")
+        for _ in 0..<2 {
+            let error = try XCTUnwrap(refusal(dialer, "missing.test"))
+            guard case .unresolvable = error else { return XCTFail("\(error)") }
+        }
+        XCTAssertEqual(resolver.asked.withLockedValue { $0 }.filter { $0 == "missing.test." }.count, 2,
+                       "a failed lookup is asked again")
+    }
+
+    func testTheCacheKeepsAtMostItsCapacityDroppingTheSoonestToExpire() {
+        let now = NIOLockedValueBox<Double>(0)
+        let cache = ResolutionCache(lifetime: 30, capacity: 2, clock: { now.withLockedValue { $0 } })
+        let address = [IPAddress("192.0.2.1")!]
+        cache.store(address, for: "a.test.")
+        now.withLockedValue { $0 = 1 }
+        cache.store(address, for: "b.test.")
+        cache.store(address, for: "c.test.")
+        XCTAssertEqual(cache.count, 2)
+        XCTAssertNil(cache.addresses(of: "a.test."), "the oldest answer made room")
+        XCTAssertEqual(cache.addresses(of: "b.test."), address)
+        XCTAssertEqual(cache.addresses(of: "c.test."), address)
     }
 }

@@ -19,13 +19,15 @@ import GatewayCore
 /// other (see docs/threat-model.md). If any candidate is refused (private,
 /// loopback, the gateway's own address, …) the whole dial is refused, so a name that
 /// mixes public and private answers cannot be used to reach the private one. There is no
-/// second lookup between the check and the connect.
+/// second lookup between the check and the connect. The resolver's answers are kept for
+/// a short while (`ResolutionCache`); the checks run on every dial all the same.
 package struct PolicyDialer: UpstreamDialer {
     private let policy: PolicyStore
     private let limits: GatewayLimits
     private let forbidden: Set<IPAddress>
     private let threadPool: NIOThreadPool
     private let resolver: any NameResolver
+    private let cache: ResolutionCache
 
     /// - Parameters:
     ///   - policy: the sandbox's policy, read per dial.
@@ -33,13 +35,15 @@ package struct PolicyDialer: UpstreamDialer {
     ///   - forbidden: the gateway's own addresses; never dialled, whatever the policy says.
     ///   - threadPool: where blocking name lookups run.
     ///   - resolver: looks names up; the host's resolver unless a test passes its own.
+    ///   - cache: keeps the resolver's answers for a short while.
     package init(policy: PolicyStore, limits: GatewayLimits, forbidden: Set<IPAddress>, threadPool: NIOThreadPool,
-                 resolver: any NameResolver = SystemResolver()) {
+                 resolver: any NameResolver = SystemResolver(), cache: ResolutionCache = ResolutionCache()) {
         self.policy = policy
         self.limits = limits
         self.forbidden = forbidden
         self.threadPool = threadPool
         self.resolver = resolver
+        self.cache = cache
     }
 
     /// `name` as an absolute DNS name: with one trailing dot, so that the resolver asks
@@ -92,9 +96,15 @@ package struct PolicyDialer: UpstreamDialer {
             return eventLoop.makeSucceededFuture(pinned)
         }
         let resolver = self.resolver
+        let cache = self.cache
         let absolute = Self.absoluteName(name)
+        if let kept = cache.addresses(of: absolute) {
+            return eventLoop.makeSucceededFuture(kept)
+        }
         return threadPool.runIfActive(eventLoop: eventLoop) {
-            try resolver.addresses(of: absolute)
+            let addresses = try resolver.addresses(of: absolute)
+            cache.store(addresses, for: absolute)
+            return addresses
         }.flatMapErrorThrowing { error in
             if let error = error as? DialError { throw error }
             throw DialError.unresolvable(host: name, reason: "\(error)")
