@@ -19,7 +19,8 @@
 # there and vanish with it; nothing is mounted on the host. Swift packages come from the
 # machine's local mirror (/opt/swift-packages, which the machine's /etc/gitconfig names in
 # place of https://github.com/), bind-mounted read-only with the same rewrite, since there is
-# no other way to GitHub here. The root is kept between runs (debootstrap is skipped when DIR
+# no other way to GitHub here; the machine's trusted CAs for its egress and /etc/pip.conf are
+# copied in, for PyPI. The root is kept between runs (debootstrap is skipped when DIR
 # has one); the clone is made anew each run. Exit status: the commands'.
 set -euo pipefail
 here="$(cd "$(dirname "$0")/../.." && pwd)"
@@ -68,6 +69,14 @@ in_root sh -c 'export DEBIAN_FRONTEND=noninteractive; apt-get update -qq && apt-
     libpython3-dev libsqlite3-0 libstdc++-12-dev libxml2-dev libz3-dev pkg-config tzdata unzip zlib1g-dev >/dev/null'
 # The local package mirror stands in for GitHub, as on the machine itself.
 in_root git config --system 'url./opt/swift-packages/.insteadOf' https://github.com/
+# The machine's own network settings: the CAs it trusts for its egress (PyPI is reached
+# through it) and its pip configuration. A fresh install on this machine would have them.
+if compgen -G "/usr/local/share/ca-certificates/*.crt" >/dev/null; then
+  mkdir -p "$dir/usr/local/share/ca-certificates"
+  cp /usr/local/share/ca-certificates/*.crt "$dir/usr/local/share/ca-certificates/"
+  in_root update-ca-certificates >/dev/null 2>&1
+fi
+[ -f /etc/pip.conf ] && cp /etc/pip.conf "$dir/etc/pip.conf"
 chmod 0700 "$dir/root"
 rm -rf "$dir/root/airlock"
 git clone -q "$here" "$dir/root/airlock"
