@@ -181,6 +181,9 @@ final class AncestryQueryTests: XCTestCase {
         }
         XCTAssertNil(failure(bytes))
         XCTAssertEqual(failure(Array(bytes.dropLast(30))), "the upstream's answer ends early")
+        // Cut where a line ends: every line read whole, only the closing flush missing.
+        XCTAssertEqual(Array(bytes.suffix(4)), Array("0000".utf8))
+        XCTAssertEqual(failure(Array(bytes.dropLast(4))), "the upstream's answer ends early")
         XCTAssertEqual(failure(bytes, limits: AncestryAnswer.Limits(bytes: 100)), "the upstream's answer is larger than 100 bytes")
         XCTAssertEqual(failure(bytes, limits: AncestryAnswer.Limits(commits: 2)), "the upstream's answer holds more than 2 commits")
         XCTAssertEqual(failure(Array("0014ERR not our ref\n".utf8)), "the upstream refused the question: not our ref")
