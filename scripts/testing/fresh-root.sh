@@ -66,7 +66,7 @@ in_root() { chroot "$dir" /usr/bin/env -i HOME=/root TERM="${TERM:-dumb}" LANG=C
 # What Swift itself needs on Debian 12 (swift.org), nothing of airlock's.
 in_root sh -c 'export DEBIAN_FRONTEND=noninteractive; apt-get update -qq && apt-get install -y -qq --no-install-recommends \
     binutils binutils-gold ca-certificates gcc git gnupg2 libc6-dev libcurl4-openssl-dev libedit2 libgcc-12-dev \
-    libpython3-dev libsqlite3-0 libstdc++-12-dev libxml2-dev libz3-dev pkg-config tzdata unzip zlib1g-dev >/dev/null'
+    libncurses-dev libpython3-dev libsqlite3-0 libstdc++-12-dev libxml2-dev libz3-dev pkg-config tzdata unzip zlib1g-dev >/dev/null'
 # The local package mirror stands in for GitHub, as on the machine itself.
 in_root git config --system 'url./opt/swift-packages/.insteadOf' https://github.com/
 # The machine's own network settings: the CAs it trusts for its egress (PyPI is reached
