@@ -3,6 +3,9 @@
 #
 #   scripts/testing/fresh-root.sh [--keep] [DIR]      (root; default DIR /var/tmp/airlock-fresh-root)
 #
+# --keep keeps the clone (and its build) after a run, and a later --keep run brings it to
+# HEAD instead of cloning anew: quicker, and no longer a first build.
+#
 # Makes a minbase bookworm root in DIR (debootstrap, from the machine's Debian mirror), adds
 # only what Swift itself needs (swift.org's list for Debian 12) and the Swift toolchain this
 # machine has (bind-mounted read-only at the same path, like an install in /opt/swift), clones
@@ -21,7 +24,7 @@
 # place of https://github.com/), bind-mounted read-only with the same rewrite, since there is
 # no other way to GitHub here; the machine's trusted CAs for its egress and /etc/pip.conf are
 # copied in, for PyPI. The root is kept between runs (debootstrap is skipped when DIR
-# has one); the clone is made anew each run. Exit status: the commands'.
+# has one); the clone is made anew each run unless --keep. Exit status: the commands'.
 set -euo pipefail
 here="$(cd "$(dirname "$0")/../.." && pwd)"
 keep=false
@@ -51,8 +54,11 @@ cp /etc/resolv.conf "$dir/etc/resolv.conf"
 # Everything inside runs in one private mount namespace.
 inner=$(cat <<'INNER'
 set -euo pipefail
-dir="$1"; toolchain="$2"; here="$3"
+dir="$1"; toolchain="$2"; here="$3"; keep="$4"
 mount --make-rprivate /
+# The root is a mount point, as on a booted system (tools that change mount propagation,
+# such as scripts/in-throwaway-ns, need one).
+mount --bind "$dir" "$dir"
 mount -t proc proc "$dir/proc"
 mount --rbind /sys "$dir/sys"
 mount --rbind /dev "$dir/dev"
@@ -78,14 +84,20 @@ if compgen -G "/usr/local/share/ca-certificates/*.crt" >/dev/null; then
 fi
 [ -f /etc/pip.conf ] && cp /etc/pip.conf "$dir/etc/pip.conf"
 chmod 0700 "$dir/root"
-rm -rf "$dir/root/airlock"
-git clone -q "$here" "$dir/root/airlock"
+if [ "$keep" = true ] && [ -d "$dir/root/airlock/.git" ]; then
+  # --keep: the clone of an earlier run is brought to HEAD, its build kept.
+  git -C "$dir/root/airlock" fetch -q "$here" HEAD
+  git -C "$dir/root/airlock" reset -q --hard FETCH_HEAD
+else
+  rm -rf "$dir/root/airlock"
+  git clone -q "$here" "$dir/root/airlock"
+fi
 echo "fresh-root: inside: cd /root/airlock && scripts/demo && scripts/test (PATH without Swift, as under sudo)" >&2
 in_root sh -c 'cd /root/airlock && scripts/demo && CI=true scripts/test'
 INNER
 )
 status=0
-unshare --mount --propagation private bash -c "$inner" inner "$dir" "$toolchain" "$here" || status=$?
+unshare --mount --propagation private bash -c "$inner" inner "$dir" "$toolchain" "$here" "$keep" || status=$?
 if [ "$status" = 0 ]; then log "both README commands passed"; else log "failed with status $status"; fi
 if ! $keep && [ "$status" = 0 ]; then rm -rf "$dir/root/airlock"; fi
 exit "$status"
