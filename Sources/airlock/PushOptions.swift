@@ -4,7 +4,7 @@ import GatewayCore
 
 /// The push policy flags of `airlock run` and `airlock session create`.
 struct PushOptions: ParsableArguments {
-    @Option(name: .customLong("protect"), help: ArgumentHelp("A branch (or refs/… pattern, * allowed) pushes may not update; repeatable; replaces the defaults main, master, release/*; `none` protects nothing.", valueName: "pattern"))
+    @Option(name: .customLong("protect"), help: ArgumentHelp("A branch (or refs/… pattern, * allowed) pushes may not update; repeatable; replaces the defaults main, master, release/*. The upstream's default branch is protected too; `none` protects nothing, that branch included.", valueName: "pattern"))
     var protect: [String] = []
 
     @Option(name: .customLong("push-refs"), help: ArgumentHelp("Push only to matching branches (e.g. 'agent/*'); repeatable.", valueName: "pattern"))

@@ -24,6 +24,8 @@ package struct GitRouter: HTTPRouter {
     package let upstreams: GitUpstreams
     package let sessions: any SessionAuthority
     package let audit: AuditLog
+    /// The upstreams' default branches learned by pushes, kept for a minute.
+    package let defaultBranches: DefaultBranchCache
 
     /// Headers from the sandbox that never go upstream (credentials and forwarding claims);
     /// hop-by-hop headers are stripped by the forwarder, except the `Host` and
@@ -36,10 +38,11 @@ package struct GitRouter: HTTPRouter {
     /// The challenge sent with every `401`, so git knows to (not) ask for credentials.
     package static let challenge = "Basic realm=\"airlock\""
 
-    package init(upstreams: GitUpstreams, sessions: any SessionAuthority, audit: AuditLog) {
+    package init(upstreams: GitUpstreams, sessions: any SessionAuthority, audit: AuditLog, defaultBranches: DefaultBranchCache = DefaultBranchCache()) {
         self.upstreams = upstreams
         self.sessions = sessions
         self.audit = audit
+        self.defaultBranches = defaultBranches
     }
 
     package func route(_ head: HTTPRequestHead, context: RequestContext) -> EventLoopFuture<HTTPRoute> {
@@ -135,6 +138,8 @@ package struct GitRouter: HTTPRouter {
             })
         if route.service == .receivePack && route.endpoint == .rpc {
             let policy = grant.pushPolicy
+            let defaultBranches = self.defaultBranches
+            let cacheKey = repo.description
             exchange.bodyCheck = { prefix, ended in
                 let refused: (reason: String, response: LocalResponse)
                 switch ReceivePackCommands.parse(prefix) {
@@ -144,7 +149,11 @@ package struct GitRouter: HTTPRouter {
                 case .malformed(let why):
                     refused = ("push not checkable: \(why)", Refusal(.badRequest, reason: "cannot check this push: \(why)").response)
                 case let .complete(updates, capabilities, _):
-                    let refusals = policy.refusals(updates)
+                    var refusals = policy.refusals(updates)
+                    // A default branch learned recently refuses its updates before anything is sent.
+                    if refusals.isEmpty, policy.protectsDefaultBranch, let known = defaultBranches.lookup(cacheKey) {
+                        refusals = policy.defaultBranchRefusals(updates, defaultBranch: known)
+                    }
                     guard !refusals.isEmpty else { return .pass }
                     refused = Self.refusedPush(updates, refusals: refusals, capabilities: capabilities)
                 }
@@ -159,10 +168,23 @@ package struct GitRouter: HTTPRouter {
             let ask: AncestryAsker = { questions, eventLoop, dialer in
                 AncestryClient.ask(questions, repository: repository, dialer: dialer, eventLoop: eventLoop)
             }
+            let learn: DefaultBranchAsker = { eventLoop, dialer in
+                if let known = defaultBranches.lookup(cacheKey) {
+                    return eventLoop.makeSucceededFuture(Result<String, AncestryFailure>.success(known))
+                }
+                return DefaultBranch.ask(repository: repository, dialer: dialer, eventLoop: eventLoop)
+                    .map { (answer: Result<String, AncestryFailure>) -> Result<String, AncestryFailure> in
+                        if case .success(let ref) = answer { defaultBranches.store(cacheKey, ref: ref) }
+                        return answer
+                    }
+            }
+            let learnDefaultBranch: DefaultBranchAsker? = policy.protectsDefaultBranch ? learn : nil
             exchange.bodyInspector = {
                 ReceivePackInspector(
                     checks: { policy.checksHistory(of: $0) }, ask: ask,
-                    passed: { how in proof.withLockedValue { $0 = how } }
+                    passed: { how in proof.withLockedValue { $0 = how } },
+                    defaultBranch: learnDefaultBranch,
+                    defaultBranchRefusals: { policy.defaultBranchRefusals($0, defaultBranch: $1) }
                 ) { updates, refusals, capabilities in
                     let refused = Self.refusedPush(updates, refusals: refusals, capabilities: capabilities)
                     audit.record(AuditEvent(

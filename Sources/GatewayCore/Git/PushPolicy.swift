@@ -52,7 +52,9 @@ package struct RefPattern: Hashable, Sendable, CustomStringConvertible {
 /// before anything reaches the upstream.
 ///
 /// - No ref is deleted (branches and tags alike).
-/// - Protected refs are never updated: by default `main`, `master` and `release/*`.
+/// - Protected refs are never updated: by default `main`, `master` and `release/*`, and
+///   always the upstream's default branch (the branch its `HEAD` names, asked of the
+///   upstream as the push streams) unless the session protects nothing (`--protect none`).
 /// - With `allowed` set (`--push-refs 'agent/*'`), only matching refs are pushed at all.
 ///
 /// History rewrites are judged later, from the pushed pack's commits, as the push streams
@@ -65,6 +67,10 @@ package struct PushPolicy: Equatable, Sendable {
     /// Refs whose history may be rewritten (`--allow-force-push`): updates to them are not
     /// checked for fast-forward. Empty by default: every update must be a fast-forward.
     package var rewritable: [RefPattern] = []
+    /// Whether the upstream's default branch is protected too. True unless `--protect
+    /// none`: a session that protects nothing protects that branch neither, and airlock
+    /// does not ask the upstream which it is.
+    package var protectsDefaultBranch = true
 
     /// The default protected branches.
     package static let defaultProtected = ["main", "master", "release/*"]
@@ -87,6 +93,7 @@ package struct PushPolicy: Equatable, Sendable {
             protected = PushPolicy.standard.protected
         } else if protect == ["none"] {
             protected = []
+            protectsDefaultBranch = false
         } else {
             protected = try protect.map { try RefPattern($0) }
         }
@@ -108,6 +115,27 @@ package struct PushPolicy: Equatable, Sendable {
     /// one the policy lets be rewritten.
     package func checksHistory(of update: RefUpdate) -> Bool {
         update.movesExistingRef && !rewritable.contains { $0.matches(update.ref) }
+    }
+
+    /// The updates to `defaultBranch` (the full ref the upstream's `HEAD` names), of any
+    /// kind, fast-forwards included; none when the policy does not protect it.
+    package func defaultBranchRefusals(_ updates: [RefUpdate], defaultBranch: String) -> [Refusal] {
+        guard protectsDefaultBranch else { return [] }
+        return updates.filter { $0.ref == defaultBranch }.map { update in
+            Refusal(ref: update.ref, reason: Self.defaultBranchReason(update.ref))
+        }
+    }
+
+    /// Why an update of the upstream's default branch is refused.
+    package static func defaultBranchReason(_ ref: String) -> String {
+        let name = ref.hasPrefix("refs/heads/") ? String(ref.dropFirst("refs/heads/".count)) : ref
+        return "\(name) is the upstream's default branch and protected by airlock; push another branch and open a pull request"
+    }
+
+    /// Why a push is refused when the upstream's default branch cannot be learned: an
+    /// update of it cannot be told apart from the others (fail closed).
+    package static func unknownDefaultBranchReason(_ cause: String) -> String {
+        "airlock cannot tell which branch is the upstream's default (it is protected): \(cause)"
     }
 
     /// The updates this policy refuses, in order; empty when the whole push may go on.
