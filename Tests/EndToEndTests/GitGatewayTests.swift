@@ -357,6 +357,45 @@ final class GitGatewayTests: XCTestCase {
         XCTAssertNotEqual(try rig.upstreamCommit("repo", "refs/heads/trunk"), before)
     }
 
+    /// Per-session push limits, as git shows them: a push larger than `--max-push-size`
+    /// is refused with 413 whether git sends its length (refused before anything is read)
+    /// or streams it chunked (cut off, the upstream never gets the pack's end), and
+    /// nothing of it is applied; pushes past `--push-rate` get 429 with the wait.
+    func testPushSizeAndRateLimits() throws {
+        let small = try rig.createSession(["owner/repo:rw"], push: ["--max-push-size", "64K"])
+        XCTAssertEqual(try rig.inSandbox(["git", "clone", "-q", "https://github.com/owner/repo", "limits"], token: small).status, 0)
+        let work = rig.dir.file("limits")
+        var random = SystemRandomNumberGenerator()
+        try Data((0..<(256 * 1024)).map { _ in UInt8.random(in: 0...255, using: &random) }).write(to: URL(fileURLWithPath: work + "/blob.bin"))
+        XCTAssertEqual(try rig.inSandbox(["git", "add", "blob.bin"], token: small, cwd: work).status, 0)
+        XCTAssertEqual(try rig.inSandbox(["git", "commit", "-q", "-m", "256 KiB"], token: small, cwd: work).status, 0)
+        for (mode, config) in [("sized", "http.postBuffer=1048576"), ("chunked", "http.postBuffer=65520")] {
+            let refused = try rig.inSandbox(["git", "-c", config, "push", "origin", "HEAD:big-\(mode)"], token: small, cwd: work)
+            XCTAssertNotEqual(refused.status, 0, refused.description)
+            XCTAssertTrue(refused.stderr.contains("error: RPC failed; HTTP 413"), "\(mode): \(refused.stderr)")
+            XCTAssertThrowsError(try rig.upstreamCommit("repo", "refs/heads/big-\(mode)"), "\(mode): nothing was applied")
+        }
+        XCTAssertNotNil(lastAudit("git_deny", containing: "\"reason\":\"push larger than the session's limit ("))
+        XCTAssertTrue(rig.auditLines.contains { $0.contains("\"status\":413") && $0.contains("(over 65536 bytes)") }, "the chunked push was cut off while streaming")
+        XCTAssertEqual(try rig.inSandbox(["git", "reset", "-q", "--hard", "HEAD~1"], token: small, cwd: work).status, 0)
+        XCTAssertEqual(try rig.inSandbox(["git", "commit", "-q", "--allow-empty", "-m", "small"], token: small, cwd: work).status, 0)
+        XCTAssertEqual(try rig.inSandbox(["git", "push", "-q", "origin", "HEAD:small"], token: small, cwd: work).status, 0, "a push within the limit")
+
+        let slow = try rig.createSession(["owner/repo:rw"], push: ["--push-rate", "2/min"])
+        for branch in ["rate-1", "rate-2"] {
+            let pushed = try rig.inSandbox(["git", "push", "-q", "origin", "HEAD:\(branch)"], token: slow, cwd: work)
+            XCTAssertEqual(pushed.status, 0, pushed.description)
+        }
+        let limited = try rig.inSandbox(["git", "push", "origin", "HEAD:rate-3"], token: slow, cwd: work)
+        XCTAssertNotEqual(limited.status, 0, limited.description)
+        XCTAssertTrue(limited.stderr.contains("remote: airlock: this session has pushed 2 times in the last minute, its limit; try again in "), limited.stderr)
+        XCTAssertTrue(limited.stderr.contains("The requested URL returned error: 429"), limited.stderr)
+        XCTAssertThrowsError(try rig.upstreamCommit("repo", "refs/heads/rate-3"))
+        XCTAssertNotNil(lastAudit("git_deny", containing: "\"reason\":\"push rate limit reached (2 per minute)\""))
+        let fetch = try rig.inSandbox(["git", "fetch", "-q", "origin"], token: slow, cwd: work)
+        XCTAssertEqual(fetch.status, 0, "fetching is not limited: \(fetch)")
+    }
+
     /// History rewrites, judged from the pushed pack: a new branch, commits on top and a
     /// merge of the upstream's main go through; a force-push after `commit --amend` is
     /// refused with git's own `[remote rejected]` line, in a small push and in a chunked
