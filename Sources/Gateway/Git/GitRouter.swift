@@ -129,7 +129,7 @@ package struct GitRouter: HTTPRouter {
                 return refusal.response
             },
             completion: { outcome in
-                if let reason = intercepted.withLockedValue({ $0 }) {
+                if let reason = intercepted.withLockedValue({ $0 }) ?? Self.dialRefusal(outcome) {
                     audit.record(AuditEvent(
                         .gitDeny, sandbox: sandbox, via: .git, host: gitHost, reason: reason, bytesUp: outcome.bytesUp,
                         bytesDown: outcome.bytesDown, ms: outcome.milliseconds, repo: repo.description, service: service,
@@ -226,6 +226,13 @@ package struct GitRouter: HTTPRouter {
         let report = ReceivePackReport.refused(updates, refusals: refusals, capabilities: capabilities)
         let reason = refusals.map { "\($0.ref): \($0.reason)" }.joined(separator: "; ")
         return ("push refused: \(reason)", LocalResponse(status: .ok, headers: headers, body: String(decoding: report, as: UTF8.self)))
+    }
+
+    /// The reason of an exchange the policy refused to dial (the forwarder answers such a
+    /// `DialError.refused` with 403 and no byte sent), so that it is audited as a denial.
+    static func dialRefusal(_ outcome: ExchangeOutcome) -> String? {
+        guard outcome.status == 403, outcome.bytesUp == 0, outcome.bytesDown == 0, let failure = outcome.failure else { return nil }
+        return failure
     }
 
     /// The refusal that replaces an upstream response the sandbox must not see: `401`/`407`
