@@ -63,7 +63,7 @@ struct SessionCommand: ParsableCommand {
                 let token = try tokenFile.map(SessionCommand.readTokenFile) ?? SessionCommand.readTokenFromStandardInput()
                 let response = try ControlClient.send(
                     .create(repos: repos, ttlSeconds: ttl.seconds, upstreamToken: token, protect: push.protect, pushRefs: push.pushRefs,
-                             allowForcePush: push.allowForcePush),
+                             allowForcePush: push.allowForcePush, maxPushSize: push.maxPushSize, pushRate: push.pushRate),
                     path: ControlServer.socketPath(sandbox: sandbox.rawValue), sandbox: sandbox.rawValue)
                 switch response {
                 case let .created(sessionToken, summary):

@@ -4,7 +4,7 @@ import GatewayCore
 
 /// The push policy flags of `airlock run` and `airlock session create`.
 struct PushOptions: ParsableArguments {
-    @Option(name: .customLong("protect"), help: ArgumentHelp("A branch (or refs/… pattern, * allowed) pushes may not update; repeatable; replaces the defaults main, master, release/*; `none` protects nothing.", valueName: "pattern"))
+    @Option(name: .customLong("protect"), help: ArgumentHelp("A branch (or refs/… pattern, * allowed) pushes may not update; repeatable; replaces the defaults main, master, release/*. The upstream's default branch is protected too; `none` protects nothing, that branch included.", valueName: "pattern"))
     var protect: [String] = []
 
     @Option(name: .customLong("push-refs"), help: ArgumentHelp("Push only to matching branches (e.g. 'agent/*'); repeatable.", valueName: "pattern"))
@@ -12,6 +12,12 @@ struct PushOptions: ParsableArguments {
 
     @Option(name: .customLong("allow-force-push"), help: ArgumentHelp("Let pushes rewrite the history of matching branches (e.g. 'agent/*'); repeatable. Without it every update of an existing branch must be a fast-forward.", valueName: "pattern"))
     var allowForcePush: [String] = []
+
+    @Option(name: .customLong("max-push-size"), help: ArgumentHelp("The most one push may send (bytes, or with K, M, G: 500M, 2G); default 2G. A larger push is refused (HTTP 413) and nothing of it is applied.", valueName: "size"))
+    var maxPushSize: String?
+
+    @Option(name: .customLong("push-rate"), help: ArgumentHelp("Pushes allowed per minute per session (30 or 30/min); default 30. More are refused (HTTP 429 with Retry-After).", valueName: "n/min"))
+    var pushRate: String?
 
     func validate() throws {
         do {
@@ -24,6 +30,6 @@ struct PushOptions: ParsableArguments {
     /// The policy these flags describe.
     /// - Throws: `RefPattern.Invalid` naming a bad pattern.
     func policy() throws -> PushPolicy {
-        try PushPolicy(protect: protect, pushRefs: pushRefs, allowForcePush: allowForcePush)
+        try PushPolicy(protect: protect, pushRefs: pushRefs, allowForcePush: allowForcePush, maxPushSize: maxPushSize, pushRate: pushRate)
     }
 }

@@ -308,6 +308,94 @@ final class GitGatewayTests: XCTestCase {
         XCTAssertEqual(try rig.upstreamCommit("repo"), try rig.upstreamCommit("repo", "refs/heads/topic"))
     }
 
+    /// The upstream's default branch is protected even when no pattern names it: HEAD is
+    /// `trunk` here. A fast-forward of trunk is refused with git's own `[remote rejected]`
+    /// line (the first time at the body's end, after asking the upstream; then, the branch
+    /// known, before anything is sent), another branch goes through, an upstream that does
+    /// not name its default branch refuses the push, and `--protect none` lifts it all.
+    func testTheUpstreamsDefaultBranchIsProtected() throws {
+        let bare = "\(rig.root)/owner/repo.git"
+        try rig.git(["--git-dir", bare, "update-ref", "refs/heads/trunk", try rig.upstreamCommit("repo")])
+        try rig.git(["--git-dir", bare, "symbolic-ref", "HEAD", "refs/heads/trunk"])
+        let token = try rig.createSession(["owner/repo:rw", "owner/other:rw"])
+        XCTAssertEqual(try rig.inSandbox(["git", "clone", "-q", "https://github.com/owner/repo", "trunk"], token: token).status, 0)
+        let work = rig.dir.file("trunk")
+        func inWork(_ argv: String...) throws -> ProcessResult { try rig.inSandbox(argv, token: token, cwd: work) }
+        XCTAssertEqual(try inWork("git", "commit", "-q", "--allow-empty", "-m", "on trunk").status, 0)
+        let before = try rig.upstreamCommit("repo", "refs/heads/trunk")
+        func pushes() -> Int { rig.captured.filter { $0.method == "POST" && $0.path.hasSuffix("/git-receive-pack") }.count }
+
+        let reason = "trunk is the upstream's default branch and protected by airlock; push another branch and open a pull request"
+        for round in ["asked", "known"] {
+            let sent = pushes()
+            let refused = try inWork("git", "push", "origin", "HEAD:trunk")
+            XCTAssertNotEqual(refused.status, 0, refused.description)
+            XCTAssertTrue(refused.stderr.contains("remote: airlock: refs/heads/trunk: \(reason)"), "\(round): \(refused.stderr)")
+            XCTAssertTrue(refused.stderr.contains("! [remote rejected] HEAD -> trunk (\(reason))"), "\(round): \(refused.stderr)")
+            XCTAssertEqual(try rig.upstreamCommit("repo", "refs/heads/trunk"), before, "\(round): the fast-forward was not applied")
+            XCTAssertNotNil(lastAudit("git_deny", containing: "\"reason\":\"push refused: refs/heads/trunk: \(reason)\""), round)
+            XCTAssertEqual(pushes() - sent, round == "asked" ? 1 : 0, "\(round): the pack went upstream only while the branch was unknown")
+        }
+        let upload = rig.captured.filter { $0.method == "GET" && $0.path.hasSuffix("/info/refs?service=git-upload-pack") && !$0.headers.contains { $0.0.lowercased() == "git-protocol" } }
+        XCTAssertFalse(upload.isEmpty, "the default branch was asked of the upstream in protocol v0")
+        let topic = try inWork("git", "push", "origin", "HEAD:topic")
+        XCTAssertEqual(topic.status, 0, topic.description)
+        XCTAssertEqual(try rig.upstreamCommit("repo", "refs/heads/topic"), try rig.git(["-C", work, "rev-parse", "HEAD"]).stdout.trimmingCharacters(in: .whitespacesAndNewlines))
+
+        // An upstream whose HEAD names no branch cannot say which is protected: refused.
+        let otherBare = "\(rig.root)/owner/other.git"
+        try rig.git(["--git-dir", otherBare, "update-ref", "--no-deref", "HEAD", try rig.upstreamCommit("other")])
+        let unknown = try inWork("git", "push", "https://github.com/owner/other", "HEAD:topic")
+        XCTAssertNotEqual(unknown.status, 0, unknown.description)
+        let why = "airlock cannot tell which branch is the upstream's default (it is protected): the upstream does not say which branch its HEAD names"
+        XCTAssertTrue(unknown.stderr.contains("! [remote rejected] HEAD -> topic (\(why))"), unknown.stderr)
+        XCTAssertThrowsError(try rig.upstreamCommit("other", "refs/heads/topic"), "nothing was created")
+
+        let open = try rig.createSession(["owner/repo:rw"], push: ["--protect", "none"])
+        let unprotected = try rig.inSandbox(["git", "push", "origin", "HEAD:trunk"], token: open, cwd: work)
+        XCTAssertEqual(unprotected.status, 0, unprotected.description)
+        XCTAssertNotEqual(try rig.upstreamCommit("repo", "refs/heads/trunk"), before)
+    }
+
+    /// Per-session push limits, as git shows them: a push larger than `--max-push-size`
+    /// is refused with 413 whether git sends its length (refused before anything is read)
+    /// or streams it chunked (cut off, the upstream never gets the pack's end), and
+    /// nothing of it is applied; pushes past `--push-rate` get 429 with the wait.
+    func testPushSizeAndRateLimits() throws {
+        let small = try rig.createSession(["owner/repo:rw"], push: ["--max-push-size", "64K"])
+        XCTAssertEqual(try rig.inSandbox(["git", "clone", "-q", "https://github.com/owner/repo", "limits"], token: small).status, 0)
+        let work = rig.dir.file("limits")
+        var random = SystemRandomNumberGenerator()
+        try Data((0..<(256 * 1024)).map { _ in UInt8.random(in: 0...255, using: &random) }).write(to: URL(fileURLWithPath: work + "/blob.bin"))
+        XCTAssertEqual(try rig.inSandbox(["git", "add", "blob.bin"], token: small, cwd: work).status, 0)
+        XCTAssertEqual(try rig.inSandbox(["git", "commit", "-q", "-m", "256 KiB"], token: small, cwd: work).status, 0)
+        for (mode, config) in [("sized", "http.postBuffer=1048576"), ("chunked", "http.postBuffer=65520")] {
+            let refused = try rig.inSandbox(["git", "-c", config, "push", "origin", "HEAD:big-\(mode)"], token: small, cwd: work)
+            XCTAssertNotEqual(refused.status, 0, refused.description)
+            XCTAssertTrue(refused.stderr.contains("error: RPC failed; HTTP 413"), "\(mode): \(refused.stderr)")
+            XCTAssertThrowsError(try rig.upstreamCommit("repo", "refs/heads/big-\(mode)"), "\(mode): nothing was applied")
+        }
+        XCTAssertNotNil(lastAudit("git_deny", containing: "\"reason\":\"push larger than the session's limit ("))
+        XCTAssertTrue(rig.auditLines.contains { $0.contains("\"status\":413") && $0.contains("(over 65536 bytes)") }, "the chunked push was cut off while streaming")
+        XCTAssertEqual(try rig.inSandbox(["git", "reset", "-q", "--hard", "HEAD~1"], token: small, cwd: work).status, 0)
+        XCTAssertEqual(try rig.inSandbox(["git", "commit", "-q", "--allow-empty", "-m", "small"], token: small, cwd: work).status, 0)
+        XCTAssertEqual(try rig.inSandbox(["git", "push", "-q", "origin", "HEAD:small"], token: small, cwd: work).status, 0, "a push within the limit")
+
+        let slow = try rig.createSession(["owner/repo:rw"], push: ["--push-rate", "2/min"])
+        for branch in ["rate-1", "rate-2"] {
+            let pushed = try rig.inSandbox(["git", "push", "-q", "origin", "HEAD:\(branch)"], token: slow, cwd: work)
+            XCTAssertEqual(pushed.status, 0, pushed.description)
+        }
+        let limited = try rig.inSandbox(["git", "push", "origin", "HEAD:rate-3"], token: slow, cwd: work)
+        XCTAssertNotEqual(limited.status, 0, limited.description)
+        XCTAssertTrue(limited.stderr.contains("remote: airlock: this session has pushed 2 times in the last minute, its limit; try again in "), limited.stderr)
+        XCTAssertTrue(limited.stderr.contains("The requested URL returned error: 429"), limited.stderr)
+        XCTAssertThrowsError(try rig.upstreamCommit("repo", "refs/heads/rate-3"))
+        XCTAssertNotNil(lastAudit("git_deny", containing: "\"reason\":\"push rate limit reached (2 per minute)\""))
+        let fetch = try rig.inSandbox(["git", "fetch", "-q", "origin"], token: slow, cwd: work)
+        XCTAssertEqual(fetch.status, 0, "fetching is not limited: \(fetch)")
+    }
+
     /// History rewrites, judged from the pushed pack: a new branch, commits on top and a
     /// merge of the upstream's main go through; a force-push after `commit --amend` is
     /// refused with git's own `[remote rejected]` line, in a small push and in a chunked

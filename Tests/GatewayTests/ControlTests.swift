@@ -23,6 +23,7 @@ final class ControlTests: XCTestCase {
         for request in [
             ControlRequest.create(repos: ["owner/repo:rw", "github.com/o/r"], ttlSeconds: 3600, upstreamToken: upstream),
             .create(repos: ["o/r"], ttlSeconds: nil, upstreamToken: upstream),
+            .create(repos: ["o/r:rw"], ttlSeconds: nil, upstreamToken: upstream, protect: ["none"], maxPushSize: "64K", pushRate: "2/min"),
             .list,
             .revoke(id: "0123456789ab"),
         ] {

@@ -223,6 +223,34 @@ final class GitRouterTests: XCTestCase {
         }
     }
 
+    /// An upstream the policy refuses to dial (its address is private, say) is a refusal:
+    /// the sandbox gets the 403 and the audit line is a `git_deny` with the reason, not a
+    /// `git_allow` that failed.
+    func testADialThePolicyRefusesIsAuditedAsADenial() throws {
+        let loop = EmbeddedEventLoop()
+        let dialer = EmbeddedDialer(loop: loop)
+        dialer.failure = .refused(host: "127.0.0.1", reason: "private address 127.0.0.1 (no allow-private rule)")
+        let client = EmbeddedChannel(loop: loop)
+        var encoder = HTTPResponseEncoder.Configuration()
+        encoder.automaticallySetFramingHeaders = false
+        try client.pipeline.syncOperations.addHandler(HTTPResponseEncoder(configuration: encoder))
+        try client.pipeline.syncOperations.addHandler(ByteToMessageHandler(HTTPRequestDecoder(leftOverBytesStrategy: .forwardBytes)))
+        try client.pipeline.syncOperations.addHandler(HTTPForwarder(router: router, dialer: dialer, sandbox: "sbx", via: .http))
+        try client.connect(to: SocketAddress(ipAddress: "169.254.200.2", port: 1)).wait()
+        try client.writeInbound(ByteBuffer(string: "GET \(adv) HTTP/1.1\r\nHost: airlock.internal\r\nAuthorization: Bearer \(readToken)\r\n\r\n"))
+        loop.run()
+        let response = String(decoding: try GatewayHarness.drain(client).readableBytesView, as: UTF8.self)
+        XCTAssertTrue(response.hasPrefix("HTTP/1.1 403"), response)
+        XCTAssertTrue(response.contains("airlock: 127.0.0.1 refused: private address 127.0.0.1 (no allow-private rule)"), response)
+        let line = try XCTUnwrap(sink.lines.last)
+        for field in ["\"event\":\"git_deny\"", "\"reason\":\"127.0.0.1 refused: private address 127.0.0.1 (no allow-private rule)\"",
+                      "\"status\":403", "\"repo\":\"github.com/owner/repo\"", "\"session\":\"aaaaaaaaaaaa\""] {
+            XCTAssertTrue(line.contains(field), "\(field) in \(line)")
+        }
+        XCTAssertFalse(sink.lines.contains { $0.contains("\"event\":\"git_allow\"") }, sink.lines.joined(separator: "\n"))
+        _ = try? client.finish(acceptAlreadyClosed: true)
+    }
+
     func testNoTokenInAnyAuditLine() throws {
         for token in [readToken, rwToken, expiredToken, revokedToken, "garbage-\(readToken)"] {
             for uri in [adv, pushAdv, "/git/github.com/owner/repo/git-upload-pack", "/git/github.com/x/y/info/refs?service=git-upload-pack"] {

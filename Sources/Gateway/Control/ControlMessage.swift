@@ -15,8 +15,9 @@ import GatewayCore
 /// ```
 package enum ControlRequest: Sendable, Equatable {
     /// Create a session for `repos` (`[HOST/]OWNER/REPO[:read|:rw]`) standing for
-    /// `upstreamToken`, with its push policy (`PushPolicy(protect:pushRefs:)`).
-    case create(repos: [String], ttlSeconds: Double?, upstreamToken: Secret, protect: [String] = [], pushRefs: [String] = [], allowForcePush: [String] = [])
+    /// `upstreamToken`, with its push policy (`PushPolicy(protect:pushRefs:allowForcePush:maxPushSize:pushRate:)`).
+    case create(repos: [String], ttlSeconds: Double?, upstreamToken: Secret, protect: [String] = [], pushRefs: [String] = [], allowForcePush: [String] = [],
+                maxPushSize: String? = nil, pushRate: String? = nil)
     /// List live sessions, without secrets.
     case list
     /// Revoke the session with this id.
@@ -33,6 +34,8 @@ package enum ControlRequest: Sendable, Equatable {
         var protect: [String]?
         var push_refs: [String]?
         var allow_force_push: [String]?
+        var max_push_size: String?
+        var push_rate: String?
         var name: String?
         var secret: String?
     }
@@ -42,11 +45,11 @@ package enum ControlRequest: Sendable, Equatable {
     package func jsonLine() throws -> String {
         let wire: Wire
         switch self {
-        case let .create(repos, ttl, token, protect, pushRefs, allowForcePush):
+        case let .create(repos, ttl, token, protect, pushRefs, allowForcePush, maxPushSize, pushRate):
             wire = token.withRevealed {
                 Wire(op: "create", repos: repos, ttl: ttl, upstream_token: $0, id: nil,
                      protect: protect.isEmpty ? nil : protect, push_refs: pushRefs.isEmpty ? nil : pushRefs,
-                     allow_force_push: allowForcePush.isEmpty ? nil : allowForcePush)
+                     allow_force_push: allowForcePush.isEmpty ? nil : allowForcePush, max_push_size: maxPushSize, push_rate: pushRate)
             }
         case .list:
             wire = Wire(op: "list")
@@ -73,7 +76,7 @@ package enum ControlRequest: Sendable, Equatable {
                 throw ControlProtocolError(description: "create needs `repos` and `upstream_token`")
             }
             self = .create(repos: repos, ttlSeconds: wire.ttl, upstreamToken: Secret(token), protect: wire.protect ?? [], pushRefs: wire.push_refs ?? [],
-                           allowForcePush: wire.allow_force_push ?? [])
+                           allowForcePush: wire.allow_force_push ?? [], maxPushSize: wire.max_push_size, pushRate: wire.push_rate)
         case "list":
             self = .list
         case "revoke":

@@ -34,10 +34,10 @@ package struct ControlResponder: Sendable {
     /// The answer to `request`.
     package func respond(to request: ControlRequest) -> ControlResponse {
         switch request {
-        case let .create(repos, ttl, upstreamToken, protect, pushRefs, allowForcePush):
+        case let .create(repos, ttl, upstreamToken, protect, pushRefs, allowForcePush, maxPushSize, pushRate):
             let pushPolicy: PushPolicy
             do {
-                pushPolicy = try PushPolicy(protect: protect, pushRefs: pushRefs, allowForcePush: allowForcePush)
+                pushPolicy = try PushPolicy(protect: protect, pushRefs: pushRefs, allowForcePush: allowForcePush, maxPushSize: maxPushSize, pushRate: pushRate)
             } catch {
                 return .failure(String(describing: error))
             }

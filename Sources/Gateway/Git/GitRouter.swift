@@ -24,6 +24,10 @@ package struct GitRouter: HTTPRouter {
     package let upstreams: GitUpstreams
     package let sessions: any SessionAuthority
     package let audit: AuditLog
+    /// The upstreams' default branches learned by pushes, kept for a minute.
+    package let defaultBranches: DefaultBranchCache
+    /// Each session's pushes over the last minute.
+    package let pushRate: PushRateLimiter
 
     /// Headers from the sandbox that never go upstream (credentials and forwarding claims);
     /// hop-by-hop headers are stripped by the forwarder, except the `Host` and
@@ -36,10 +40,13 @@ package struct GitRouter: HTTPRouter {
     /// The challenge sent with every `401`, so git knows to (not) ask for credentials.
     package static let challenge = "Basic realm=\"airlock\""
 
-    package init(upstreams: GitUpstreams, sessions: any SessionAuthority, audit: AuditLog) {
+    package init(upstreams: GitUpstreams, sessions: any SessionAuthority, audit: AuditLog, defaultBranches: DefaultBranchCache = DefaultBranchCache(),
+                pushRate: PushRateLimiter = PushRateLimiter()) {
         self.upstreams = upstreams
         self.sessions = sessions
         self.audit = audit
+        self.defaultBranches = defaultBranches
+        self.pushRate = pushRate
     }
 
     package func route(_ head: HTTPRequestHead, context: RequestContext) -> EventLoopFuture<HTTPRoute> {
@@ -89,6 +96,9 @@ package struct GitRouter: HTTPRouter {
         guard let upstream = upstreams.upstream(for: repo.host) else {
             return deny(404, "\(repo.host) is not a configured git host", sandbox: sandbox, repository: repo, service: service)
         }
+        if route.service == .receivePack, let refusal = pushLimitRefusal(route, head: head, grant: grant, sandbox: sandbox) {
+            return refusal
+        }
         return .forward(exchange(for: route, head: head, upstream: upstream, grant: grant, sandbox: sandbox))
     }
 
@@ -119,7 +129,7 @@ package struct GitRouter: HTTPRouter {
                 return refusal.response
             },
             completion: { outcome in
-                if let reason = intercepted.withLockedValue({ $0 }) {
+                if let reason = intercepted.withLockedValue({ $0 }) ?? Self.dialRefusal(outcome) {
                     audit.record(AuditEvent(
                         .gitDeny, sandbox: sandbox, via: .git, host: gitHost, reason: reason, bytesUp: outcome.bytesUp,
                         bytesDown: outcome.bytesDown, ms: outcome.milliseconds, repo: repo.description, service: service,
@@ -135,6 +145,8 @@ package struct GitRouter: HTTPRouter {
             })
         if route.service == .receivePack && route.endpoint == .rpc {
             let policy = grant.pushPolicy
+            let defaultBranches = self.defaultBranches
+            let cacheKey = repo.description
             exchange.bodyCheck = { prefix, ended in
                 let refused: (reason: String, response: LocalResponse)
                 switch ReceivePackCommands.parse(prefix) {
@@ -144,7 +156,11 @@ package struct GitRouter: HTTPRouter {
                 case .malformed(let why):
                     refused = ("push not checkable: \(why)", Refusal(.badRequest, reason: "cannot check this push: \(why)").response)
                 case let .complete(updates, capabilities, _):
-                    let refusals = policy.refusals(updates)
+                    var refusals = policy.refusals(updates)
+                    // A default branch learned recently refuses its updates before anything is sent.
+                    if refusals.isEmpty, policy.protectsDefaultBranch, let known = defaultBranches.lookup(cacheKey) {
+                        refusals = policy.defaultBranchRefusals(updates, defaultBranch: known)
+                    }
                     guard !refusals.isEmpty else { return .pass }
                     refused = Self.refusedPush(updates, refusals: refusals, capabilities: capabilities)
                 }
@@ -159,17 +175,39 @@ package struct GitRouter: HTTPRouter {
             let ask: AncestryAsker = { questions, eventLoop, dialer in
                 AncestryClient.ask(questions, repository: repository, dialer: dialer, eventLoop: eventLoop)
             }
+            let learn: DefaultBranchAsker = { eventLoop, dialer in
+                if let known = defaultBranches.lookup(cacheKey) {
+                    return eventLoop.makeSucceededFuture(Result<String, AncestryFailure>.success(known))
+                }
+                return DefaultBranch.ask(repository: repository, dialer: dialer, eventLoop: eventLoop)
+                    .map { (answer: Result<String, AncestryFailure>) -> Result<String, AncestryFailure> in
+                        if case .success(let ref) = answer { defaultBranches.store(cacheKey, ref: ref) }
+                        return answer
+                    }
+            }
+            let learnDefaultBranch: DefaultBranchAsker? = policy.protectsDefaultBranch ? learn : nil
+            let maxBytes = policy.maxPushBytes
+            let tooLarge: @Sendable () -> LocalResponse = {
+                let limit = PushSizeLimit.describe(maxBytes)
+                audit.record(AuditEvent(
+                    .gitDeny, sandbox: sandbox, via: .git, host: gitHost, reason: "push larger than the session's limit (over \(maxBytes) bytes)",
+                    repo: repo.description, service: service, status: 413, session: sessionID))
+                return Refusal(.payloadTooLarge, reason: "this push is larger than this session allows (\(limit)); nothing of it was applied",
+                               hint: "push fewer commits at once, or ask for a session with a larger --max-push-size", closeConnection: true).response
+            }
             exchange.bodyInspector = {
-                ReceivePackInspector(
+                PushSizeLimit(limit: maxBytes, wrapping: ReceivePackInspector(
                     checks: { policy.checksHistory(of: $0) }, ask: ask,
-                    passed: { how in proof.withLockedValue { $0 = how } }
+                    passed: { how in proof.withLockedValue { $0 = how } },
+                    defaultBranch: learnDefaultBranch,
+                    defaultBranchRefusals: { policy.defaultBranchRefusals($0, defaultBranch: $1) }
                 ) { updates, refusals, capabilities in
                     let refused = Self.refusedPush(updates, refusals: refusals, capabilities: capabilities)
                     audit.record(AuditEvent(
                         .gitDeny, sandbox: sandbox, via: .git, host: gitHost, reason: refused.reason, repo: repo.description,
                         service: service, status: 403, session: sessionID))
                     return refused.response
-                }
+                }, refuse: tooLarge)
             }
         }
         return exchange
@@ -190,6 +228,13 @@ package struct GitRouter: HTTPRouter {
         return ("push refused: \(reason)", LocalResponse(status: .ok, headers: headers, body: String(decoding: report, as: UTF8.self)))
     }
 
+    /// The reason of an exchange the policy refused to dial (the forwarder answers such a
+    /// `DialError.refused` with 403 and no byte sent), so that it is audited as a denial.
+    static func dialRefusal(_ outcome: ExchangeOutcome) -> String? {
+        guard outcome.status == 403, outcome.bytesUp == 0, outcome.bytesDown == 0, let failure = outcome.failure else { return nil }
+        return failure
+    }
+
     /// The refusal that replaces an upstream response the sandbox must not see: `401`/`407`
     /// (git would prompt or retry with the wrong credential) and `3xx` (never followed).
     package static func refusalForUpstream(status: Int, gitHost: String) -> Refusal? {
@@ -205,11 +250,35 @@ package struct GitRouter: HTTPRouter {
         }
     }
 
+    /// The refusal of a push over the session's limits, if it is: a `Content-Length` over
+    /// `maxPushBytes` (413, before anything is read), or a session that has pushed
+    /// `pushesPerMinute` times in the last minute (429 with `Retry-After`; the push's
+    /// `info/refs` is refused too, uncounted, so git shows the reason early). A push with
+    /// commands is counted; git's 4-byte probe is not.
+    private func pushLimitRefusal(_ route: GitRoute, head: HTTPRequestHead, grant: SessionGrant, sandbox: String) -> HTTPRoute? {
+        let policy = grant.pushPolicy
+        let (repo, service) = (route.repository, route.service.rawValue)
+        let length = head.headers.first(name: "content-length").flatMap { Int64($0) }
+        if route.endpoint == .rpc, let length, length > policy.maxPushBytes {
+            let limit = PushSizeLimit.describe(policy.maxPushBytes)
+            return deny(413, "this push (\(PushSizeLimit.describe(length))) is larger than this session allows (\(limit))",
+                        hint: "push fewer commits at once, or ask for a session with a larger --max-push-size",
+                        sandbox: sandbox, repository: repo, service: service, session: grant.id,
+                        auditReason: "push larger than the session's limit (\(length) bytes, limit \(policy.maxPushBytes))")
+        }
+        let counted = route.endpoint == .rpc && length != 4
+        guard let wait = pushRate.admit(session: grant.id, limit: policy.pushesPerMinute, count: counted) else { return nil }
+        return deny(429, "this session has pushed \(policy.pushesPerMinute) times in the last minute, its limit",
+                    hint: "try again in \(wait) s", sandbox: sandbox, repository: repo, service: service, session: grant.id,
+                    auditReason: "push rate limit reached (\(policy.pushesPerMinute) per minute)", headers: [("Retry-After", String(wait))])
+    }
+
     private func deny(
         _ status: Int, _ reason: String, hint: String? = nil, sandbox: String, repository: GitRepository?, service: String?,
-        session: String? = nil, auditReason: String? = nil
+        session: String? = nil, auditReason: String? = nil, headers: [(String, String)] = []
     ) -> HTTPRoute {
         var refusal = Refusal(HTTPResponseStatus(statusCode: status), reason: reason, hint: hint)
+        for (name, value) in headers { refusal.headers.add(name: name, value: value) }
         if status == 401 {
             refusal.headers.add(name: "WWW-Authenticate", value: Self.challenge)
         }

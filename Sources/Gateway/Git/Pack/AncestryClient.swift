@@ -64,7 +64,7 @@ package enum AncestryClient {
         return AncestryFailure("the connection to the upstream failed (\(error))")
     }
 
-    private static func head(_ method: HTTPMethod, _ uri: String, repository: UpstreamRepository, version2: Bool) -> HTTPRequestHead {
+    static func head(_ method: HTTPMethod, _ uri: String, repository: UpstreamRepository, version2: Bool) -> HTTPRequestHead {
         var head = HTTPRequestHead(version: .http1_1, method: method, uri: uri)
         head.headers.add(name: "Host", value: repository.hostHeader)
         head.headers.add(name: "Authorization", value: HTTPAuthorization.upstreamCredential(repository.token))
@@ -121,7 +121,7 @@ package enum AncestryClient {
 
     /// One request to the upstream; the response body goes to `consume` as it arrives
     /// (`true`: enough has been read, the rest is not wanted), then `finish` at its end.
-    private static func exchange(
+    static func exchange(
         _ head: HTTPRequestHead, body: [UInt8]?, repository: UpstreamRepository, dialer: any UpstreamDialer,
         eventLoop: any EventLoop, deadline: NIODeadline, seconds: Int,
         consume: @escaping (ByteBuffer) throws -> Bool, finish: @escaping () throws -> Void
