@@ -9,8 +9,9 @@
 # Makes a minbase bookworm root in DIR (debootstrap, from the machine's Debian mirror), adds
 # only what Swift itself needs (swift.org's list for Debian 12) and the Swift toolchain this
 # machine has (bind-mounted read-only at the same path, like an install in /opt/swift), clones
-# this repository's HEAD into /root/airlock there (mode 0700, as on Debian), and runs, as root
-# with sudo's PATH (no Swift on it):
+# this repository's HEAD into /root/airlock there (mode 0700, as on Debian), makes it the
+# root of a private mount namespace (pivot_root: a chroot would be refused user namespaces),
+# and runs, as root with sudo's PATH (no Swift on it):
 #
 #     cd /root/airlock && scripts/demo && scripts/test
 #
@@ -92,8 +93,20 @@ else
   rm -rf "$dir/root/airlock"
   git clone -q "$here" "$dir/root/airlock"
 fi
+# What Debian's installer writes and debootstrap does not.
+[ -e "$dir/etc/hosts" ] || printf '127.0.0.1\tlocalhost\n::1\t\tlocalhost ip6-localhost ip6-loopback\n' >"$dir/etc/hosts"
+[ -e "$dir/etc/hostname" ] || echo fresh-root >"$dir/etc/hostname"
 echo "fresh-root: inside: cd /root/airlock && scripts/demo && scripts/test (PATH without Swift, as under sudo)" >&2
-in_root sh -c 'cd /root/airlock && scripts/demo && CI=true scripts/test'
+# The root becomes the mount namespace's root (pivot_root), not a chroot: the kernel refuses
+# user namespaces to a chrooted process, and a booted machine is not one.
+cd "$dir"
+mkdir -p .old-root
+pivot_root . .old-root
+umount -l /.old-root
+rmdir /.old-root
+exec /usr/bin/env -i HOME=/root TERM="${TERM:-dumb}" LANG=C.UTF-8 \
+    PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin \
+    sh -c 'cd /root/airlock && scripts/demo && CI=true scripts/test'
 INNER
 )
 status=0
