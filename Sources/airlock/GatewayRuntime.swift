@@ -152,6 +152,11 @@ final class GatewayRuntime {
                 readyOrStopped.signal()
                 ready()
             })
+        if let metrics = audit.metrics {
+            let sessions = self.sessions
+            metrics.sampleSessions { sessions.liveCount }
+            metrics.sampleConnections { server.openConnectionsAndTunnels }
+        }
         let services: [any Service] = [server] + extraServices(group)
         let serviceGroup = ServiceGroup(
             configuration: ServiceGroupConfiguration(
