@@ -85,7 +85,7 @@ struct GatewayCommand: ParsableCommand {
             // Every flag is checked and every file opened before anything is bound.
             let runtime = try GatewayRuntime(
                 sandbox: sandbox, gatewayAddress: gatewayAddress, options: options, policyFiles: policyFiles,
-                policyCheck: GatewayOptions.rootOnlyPaths, audit: options.openAuditLog(sandbox: sandbox, metrics: metrics))
+                policyCheck: GatewayOptions.rootOnlyPaths, metrics: metrics)
 
             let gatewayNamespace = try NetworkNamespace.open(path: state.gatewayPin)
             let sockets = try GatewaySockets.bind(in: gatewayNamespace.descriptor, address: gatewayIPv4, ports: runtime.listenerPorts)

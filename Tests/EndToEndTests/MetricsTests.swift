@@ -107,6 +107,19 @@ final class GatewayMetricsTests: XCTestCase {
         XCTAssertEqual(result.status, 1, "\(result)")
         XCTAssertFalse(FileManager.default.fileExists(atPath: dir.file("airlock.prom")))
         XCTAssertEqual(result.stderr, "airlock: error: cannot write metrics textfile \(dir.path)/airlock.prom.tmp: Permission denied (the directory must be writable by nobody)\n")
+
+        // Bad metrics flags are refused before anything is bound or opened.
+        let audit = dir.file("audit.jsonl")
+        for (flags, line) in [
+            (["--metrics-listen", "localhost:9464"],
+             "--metrics-listen localhost:9464: expected ADDRESS:PORT with a numeric address, such as 127.0.0.1:9464 or [::1]:9464"),
+            (["--metrics-textfile", dir.file("m.prom"), "--metrics-interval", "0"], "--metrics-interval 0: expected 1 to 86400 seconds"),
+        ] {
+            let refused = try Run.airlock(["gateway", "serve", name, "--policy", policy, "--audit-log", audit] + flags, timeout: 30)
+            XCTAssertEqual(refused.status, 1, "\(refused)")
+            XCTAssertEqual(refused.stderr, "airlock: error: \(line)\n")
+            XCTAssertFalse(FileManager.default.fileExists(atPath: audit), "nothing opened for \(flags)")
+        }
     }
 
     /// Runs `script` inside the sandbox `name` as nobody.
