@@ -90,7 +90,7 @@ package final class GatewayMetrics: Sendable {
         let bytes = name("bytes", "total", "Bytes moved for the sandbox, from each exchange's or tunnel's totals at its end.")
         bytesUp = registry.makeCounter(descriptor: bytes, labels: base + [("direction", "up")])
         bytesDown = registry.makeCounter(descriptor: bytes, labels: base + [("direction", "down")])
-        let dns = name("dns_answers", "total", "DNS queries answered, by result: answered (a record or an empty answer) or refused (NXDOMAIN for a name the policy does not allow).")
+        let dns = name("dns_answers", "total", "DNS queries answered, by result: answered (a record, an empty answer, FORMERR or NOTIMP) or refused (NXDOMAIN for a name the policy does not allow).")
         dnsAnswered = registry.makeCounter(descriptor: dns, labels: base + [("result", "answered")])
         dnsRefused = registry.makeCounter(descriptor: dns, labels: base + [("result", "refused")])
         let reloads = name("policy_reloads", "total", "Policy reloads, by result: ok (taken) or failed (the old policy stays).")
@@ -152,8 +152,8 @@ package final class GatewayMetrics: Sendable {
         if let down = event.bytesDown, down > 0 { bytesDown.increment(by: Int64(clamping: down)) }
     }
 
-    /// Counts `count` queries answered with a record or an empty answer (refused ones come
-    /// as `dns_deny` events).
+    /// Counts `count` queries answered with anything but a refusal: a record, an empty
+    /// answer, FORMERR or NOTIMP (refused ones come as `dns_deny` events).
     package func dnsAnswered(_ count: Int) {
         if count > 0 { dnsAnswered.increment(by: Int64(count)) }
     }
