@@ -26,6 +26,18 @@ package enum Doctor {
             self.detail = detail
             self.fix = fix
         }
+
+        private enum CodingKeys: String, CodingKey { case name, ok, detail, fix }
+
+        /// Every key always present (`fix` is `null` when nothing is needed), so scripts
+        /// can rely on the shape (docs/configuration.md, "airlock doctor").
+        package func encode(to encoder: any Encoder) throws {
+            var container = encoder.container(keyedBy: CodingKeys.self)
+            try container.encode(name, forKey: .name)
+            try container.encode(ok, forKey: .ok)
+            try container.encode(detail, forKey: .detail)
+            try container.encode(fix, forKey: .fix)
+        }
     }
 
     /// Whether one mode can run here.
@@ -65,6 +77,14 @@ package enum Doctor {
         /// Whether this is the host's initial user namespace (not `unshare -U`, a rootless
         /// container, a pod with user namespaces).
         package var initialUserNamespace: Bool
+        /// The errno of the failed user namespace probe (`EPERM`, `ENOSPC`…).
+        package var userNamespaceErrno: Int32?
+        /// Whether this process runs inside a chroot (its root is not pid 1's root); nil
+        /// when that cannot be told (pid 1's root is not readable).
+        package var chrooted: Bool?
+        /// This process's AppArmor confinement (`unconfined`, `airlock (unconfined)`); nil
+        /// without AppArmor.
+        package var apparmorLabel: String?
 
         package static func == (lhs: Facts, rhs: Facts) -> Bool {
             lhs.uid == rhs.uid && lhs.effective == rhs.effective && lhs.userNamespaceFailure == rhs.userNamespaceFailure
@@ -72,7 +92,8 @@ package enum Doctor {
                 && lhs.kernel == rhs.kernel && lhs.veth == rhs.veth && lhs.runNetns == rhs.runNetns
                 && lhs.libmnl == rhs.libmnl && lhs.libcap == rhs.libcap && lhs.rootlessLaunch == rhs.rootlessLaunch
                 && lhs.unprivilegedUsernsClone == rhs.unprivilegedUsernsClone && lhs.seccomp == rhs.seccomp
-                && lhs.initialUserNamespace == rhs.initialUserNamespace
+                && lhs.initialUserNamespace == rhs.initialUserNamespace && lhs.userNamespaceErrno == rhs.userNamespaceErrno
+                && lhs.chrooted == rhs.chrooted && lhs.apparmorLabel == rhs.apparmorLabel
         }
 
         /// Facts with every field given (for tests and `examine`).
@@ -81,9 +102,13 @@ package enum Doctor {
             unprivilegedUsernsClone: Int?, apparmorRestrictsUserns: Int?, rootlessLaunch: RootlessLaunchCheck?,
             libmnl: String?, libcap: String?, kernel: String, veth: (ok: Bool, detail: String),
             runNetns: (ok: Bool, detail: String), seccomp: (ok: Bool, detail: String) = (true, "filters available"),
-            initialUserNamespace: Bool = true
+            initialUserNamespace: Bool = true, userNamespaceErrno: Int32? = nil, chrooted: Bool? = false,
+            apparmorLabel: String? = nil
         ) {
             self.initialUserNamespace = initialUserNamespace
+            self.userNamespaceErrno = userNamespaceErrno
+            self.chrooted = chrooted
+            self.apparmorLabel = apparmorLabel
             self.uid = uid
             self.effective = effective
             self.userNamespaceFailure = userNamespaceFailure
@@ -120,10 +145,45 @@ package enum Doctor {
     /// The capabilities root mode and persistent sandboxes need.
     package static let rootCapabilities: [Capability] = [.setgid, .setuid, .setpcap, .netBindService, .netAdmin, .sysAdmin]
 
+    /// The files under /proc that `examine` reads, below `root` (empty for the machine's
+    /// own; tests lay out a fake tree).
+    package struct SystemFiles: Sendable {
+        /// Prefixed to every path; "" reads the real files.
+        package var root: String
+
+        package init(root: String = "") {
+            self.root = root
+        }
+
+        /// An integer file such as `/proc/sys/user/max_user_namespaces`; nil when absent.
+        package func integer(_ path: String) -> Int? {
+            Doctor.readInteger(root + path)
+        }
+
+        /// Whether this process's root differs from pid 1's (systemd's `running_in_chroot`
+        /// test); nil when pid 1's root cannot be examined.
+        package var chrooted: Bool? {
+            var mine = stat(), init1 = stat()
+            guard stat(root.isEmpty ? "/" : root + "/", &mine) == 0, stat(root + "/proc/1/root/", &init1) == 0 else { return nil }
+            return mine.st_dev != init1.st_dev || mine.st_ino != init1.st_ino
+        }
+
+        /// This process's AppArmor label, without the trailing newline; nil without AppArmor.
+        package var apparmorLabel: String? {
+            for path in ["/proc/self/attr/apparmor/current", "/proc/self/attr/current"] {
+                guard let text = Doctor.readText(root + path, limit: 4096) else { continue }
+                let label = text.trimmingWhitespace().replacingNUL()
+                if !label.isEmpty { return label }
+            }
+            return nil
+        }
+    }
+
     /// Gathers the facts of this machine. `launchSelf`, when given, is the argv of this
     /// program's child report (`airlock doctor --child-report`), started through the
-    /// rootless launcher to see what a rootless sandbox builder would hold.
-    package static func examine(launchSelf: [String]? = nil) -> Facts {
+    /// rootless launcher to see what a rootless sandbox builder would hold. `files` are
+    /// the /proc files read (a fake tree in tests).
+    package static func examine(launchSelf: [String]? = nil, files: SystemFiles = SystemFiles()) -> Facts {
         let uid = geteuid()
         let effective = CapabilitySets.capabilities(in: (try? Privileges.current().effective) ?? 0)
         let probe = RootlessLauncher.probe()
@@ -137,16 +197,19 @@ package enum Doctor {
         return Facts(
             uid: uid, effective: effective,
             userNamespaceFailure: probe.map { $0.description },
-            maxUserNamespaces: readInteger("/proc/sys/user/max_user_namespaces"),
-            unprivilegedUsernsClone: readInteger("/proc/sys/kernel/unprivileged_userns_clone"),
-            apparmorRestrictsUserns: readInteger("/proc/sys/kernel/apparmor_restrict_unprivileged_userns"),
+            maxUserNamespaces: files.integer("/proc/sys/user/max_user_namespaces"),
+            unprivilegedUsernsClone: files.integer("/proc/sys/kernel/unprivileged_userns_clone"),
+            apparmorRestrictsUserns: files.integer("/proc/sys/kernel/apparmor_restrict_unprivileged_userns"),
             rootlessLaunch: launch,
             libmnl: loadedLibrary("libmnl.so"), libcap: loadedLibrary("libcap.so"),
             kernel: kernelRelease(),
             veth: veth,
             runNetns: runNetnsState(),
             seccomp: seccompState(),
-            initialUserNamespace: UserNamespace.isInitial())
+            initialUserNamespace: UserNamespace.isInitial(),
+            userNamespaceErrno: probe?.code,
+            chrooted: files.chrooted,
+            apparmorLabel: files.apparmorLabel)
     }
 
     /// The checks and verdicts for `facts`.
@@ -158,13 +221,28 @@ package enum Doctor {
             name: "root", ok: isRoot,
             detail: isRoot ? "running as root"
                 : nestedRoot ? "uid 0 of a user namespace that is not the host's (unshare -U, a rootless container): run takes the rootless path"
-                : "running as uid \(facts.uid)"))
-        // Capabilities held in a nested user namespace do not reach the host's namespaces.
+                : "running as uid \(facts.uid)",
+            fix: isRoot ? nil
+                : nestedRoot ? "run airlock as the host's root for root mode and persistent sandboxes; rootless mode needs no root"
+                : "run with sudo for root mode and persistent sandboxes; rootless mode needs no root"))
+        // One line per capability root mode needs. Capabilities held in a nested user
+        // namespace do not reach the host's namespaces.
         let missingRootCaps = nestedRoot ? rootCapabilities : Privileges.missing(rootCapabilities, effective: Set(facts.effective))
-        checks.append(Check(
-            name: "capabilities", ok: missingRootCaps.isEmpty,
-            detail: describe(facts.effective),
-            fix: missingRootCaps.isEmpty ? nil : nestedRoot ? "capabilities of a nested user namespace do not reach the host's; root mode and persistent sandboxes need the host's root" : "root mode and persistent sandboxes need \(missingRootCaps.map(\.description).joined(separator: ", ")): run with sudo"))
+        for capability in rootCapabilities {
+            let held = facts.effective.contains(capability)
+            let ok = !missingRootCaps.contains(capability)
+            checks.append(Check(
+                name: capability.description, ok: ok,
+                detail: ok ? "effective" : held ? "effective in a nested user namespace only" : "not effective",
+                fix: ok ? nil : nestedRoot ? "run airlock as the host's root (root mode and persistent sandboxes need \(capability))"
+                    : "run with sudo (root mode and persistent sandboxes need \(capability))"))
+        }
+        if facts.chrooted == true {
+            checks.append(Check(
+                name: "chroot", ok: false,
+                detail: "this process runs inside a chroot (its root is not pid 1's root); the kernel refuses new user namespaces there",
+                fix: chrootFix))
+        }
 
         let usernsFix = userNamespaceFix(facts)
         checks.append(Check(
@@ -172,9 +250,12 @@ package enum Doctor {
             detail: facts.userNamespaceFailure.map { "cannot create one: \($0)" } ?? "an unprivileged user namespace with the caller's ids mapped can be created",
             fix: facts.userNamespaceFailure == nil ? nil : usernsFix))
         if let max = facts.maxUserNamespaces {
+            let exhausted = max > 0 && facts.userNamespaceErrno == ENOSPC && facts.chrooted != true
             checks.append(Check(
-                name: "user.max_user_namespaces", ok: max > 0, detail: String(max),
-                fix: max > 0 ? nil : "sysctl -w user.max_user_namespaces=15000"))
+                name: "user.max_user_namespaces", ok: max > 0 && !exhausted,
+                detail: exhausted ? "\(max), all in use (creating one failed with ENOSPC)" : String(max),
+                fix: max == 0 ? "sysctl -w user.max_user_namespaces=15000"
+                    : exhausted ? "end unused user namespaces, or raise the limit: sysctl -w user.max_user_namespaces=\(max * 2)" : nil))
         }
         if let clone = facts.unprivilegedUsernsClone {
             checks.append(Check(
@@ -182,9 +263,15 @@ package enum Doctor {
                 fix: clone == 1 ? nil : "sysctl -w kernel.unprivileged_userns_clone=1"))
         }
         if let apparmor = facts.apparmorRestrictsUserns {
+            // Restricted, but this binary's profile (`userns,`) lets it create them: fine.
+            let allowedByProfile = apparmor != 0 && facts.userNamespaceFailure == nil
+            let label = facts.apparmorLabel.map { ", this process confined as \($0)" } ?? ""
             checks.append(Check(
-                name: "kernel.apparmor_restrict_unprivileged_userns", ok: apparmor == 0, detail: String(apparmor),
-                fix: apparmor == 0 ? nil : apparmorFix))
+                name: "kernel.apparmor_restrict_unprivileged_userns", ok: apparmor == 0 || allowedByProfile,
+                detail: apparmor == 0 ? "0 (not restricted)"
+                    : allowedByProfile ? "\(apparmor) (restricted; allowed for airlock by its AppArmor profile\(label))"
+                    : "\(apparmor) (unprivileged user namespaces restricted by AppArmor\(label))",
+                fix: apparmor == 0 || allowedByProfile ? nil : apparmorFix))
         }
         if let launch = facts.rootlessLaunch {
             let missing = Privileges.missing(RootlessLauncher.sandboxBuilderCapabilities, effective: Set(launch.effective))
@@ -251,16 +338,34 @@ package enum Doctor {
         return capabilities.map(\.description).joined(separator: ", ")
     }
 
-    /// The Ubuntu 24.04 note: AppArmor restricts unprivileged user namespaces.
+    /// The Ubuntu 24.04 note: AppArmor restricts unprivileged user namespaces; the package
+    /// ships a profile for the installed binary that allows them.
     package static let apparmorFix =
-        "AppArmor restricts unprivileged user namespaces (Ubuntu 24.04): sysctl -w kernel.apparmor_restrict_unprivileged_userns=0, or give airlock an AppArmor profile with `userns,`"
+        "AppArmor restricts unprivileged user namespaces (Ubuntu 24.04 and later): load the profile the package installs, "
+        + "sudo apparmor_parser -r /etc/apparmor.d/airlock (a binary elsewhere than /usr/bin/airlock needs the profile's path changed), "
+        + "or allow them for everyone: sysctl -w kernel.apparmor_restrict_unprivileged_userns=0"
 
-    /// The most specific fix for missing user namespaces.
+    /// Inside a chroot the kernel refuses new user namespaces (EPERM), whatever the sysctls say.
+    package static let chrootFix =
+        "run airlock outside the chroot: on the host, or in a container with a mount namespace of its own (systemd-nspawn, podman, docker) instead of chroot; as root, root mode works here"
+
+    /// The most specific fix for missing user namespaces: the switch that is off, else
+    /// the cause the probe's error and the process's situation point to. Never advises a
+    /// sysctl that already allows them.
     package static func userNamespaceFix(_ facts: Facts) -> String {
         if let apparmor = facts.apparmorRestrictsUserns, apparmor != 0 { return apparmorFix }
         if let clone = facts.unprivilegedUsernsClone, clone != 1 { return "sysctl -w kernel.unprivileged_userns_clone=1" }
         if let max = facts.maxUserNamespaces, max == 0 { return "sysctl -w user.max_user_namespaces=15000" }
-        return "enable unprivileged user namespaces (user.max_user_namespaces > 0), or run airlock as root"
+        if facts.chrooted == true { return chrootFix }
+        if facts.userNamespaceErrno == ENOSPC {
+            let limit = facts.maxUserNamespaces.map { "sysctl -w user.max_user_namespaces=\($0 * 2)" } ?? "raise user.max_user_namespaces"
+            return "the user namespace limit is reached (or nesting is 32 deep): end unused ones, or \(limit)"
+        }
+        if facts.userNamespaceErrno == EPERM {
+            return "the kernel refused although the sysctls allow it: a seccomp filter or security module of the container this runs in blocks unshare(CLONE_NEWUSER) (Docker's default profile does); allow it for this container, or run airlock as root"
+        }
+        let reason = facts.userNamespaceErrno.map { String(cString: strerror($0)) } ?? "unknown"
+        return "creating a user namespace failed (\(reason)) although the sysctls allow it; run airlock as root"
     }
 
     /// Writes the child report to `fd`: `uid=N eff=HEX` of the calling process, then
@@ -411,6 +516,10 @@ package enum Doctor {
 }
 
 extension String {
+    fileprivate func replacingNUL() -> String {
+        String(unicodeScalars.map { $0 == "\0" ? " " : Character($0) }).trimmingWhitespace()
+    }
+
     fileprivate func trimmingWhitespace() -> String {
         var s = Substring(self)
         while let c = s.first, c == " " || c == "\n" || c == "\t" { s.removeFirst() }

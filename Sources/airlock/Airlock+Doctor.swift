@@ -11,13 +11,16 @@ struct DoctorCommand: ParsableCommand {
         commandName: "doctor",
         abstract: "Report what this machine supports.",
         discussion: """
-            Checks whether airlock runs as root and with which capabilities, whether an \
-            unprivileged user namespace can be created (tried in a child) and what a rootless \
-            sandbox builder would hold in it, user.max_user_namespaces, the AppArmor \
-            restriction of Ubuntu 24.04, libmnl and libcap, the kernel, veth and /run/netns. \
-            Then gives a verdict for each mode (run rootless, run as root, persistent) with the \
-            fix for anything missing. Changes nothing on the machine. Exits 1 when no mode \
-            can run.
+            Checks whether airlock runs as root and holds each capability root mode needs (one \
+            line each), whether this is a chroot, whether an unprivileged user namespace can \
+            be created (tried in a child) and what a rootless sandbox builder would hold in \
+            it, user.max_user_namespaces, the AppArmor restriction of Ubuntu 24.04 and later \
+            (fixed by the profile the package installs, /etc/apparmor.d/airlock), libmnl and \
+            libcap, the kernel, veth, seccomp and /run/netns. Every check that fails says how \
+            to fix it. Then gives a verdict for each mode (run rootless, run as root, \
+            persistent). --json prints the same as {"checks": [{"name", "ok", "detail", \
+            "fix"}], "verdicts": [{"mode", "ready", "missing"}]} (docs/configuration.md). \
+            Changes nothing on the machine. Exits 1 when no mode can run.
             """)
 
     @Flag(help: "Print the report as JSON.")
@@ -35,14 +38,18 @@ struct DoctorCommand: ParsableCommand {
         let facts = Doctor.examine(launchSelf: Self.selfPath().map { [$0, "doctor", "--child-report"] })
         let report = Doctor.report(facts)
         if json {
-            let encoder = JSONEncoder()
-            encoder.outputFormatting = [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]
-            let data = try encoder.encode(report)
-            print(String(decoding: data, as: UTF8.self))
+            print(try Self.json(report))
         } else {
             print(Self.render(report), terminator: "")
         }
         if !report.verdicts.contains(where: \.ready) { throw ExitCode(ExitCodes.failure) }
+    }
+
+    /// The report as JSON: sorted keys, every key always present.
+    static func json(_ report: Doctor.Report) throws -> String {
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]
+        return String(decoding: try encoder.encode(report), as: UTF8.self)
     }
 
     /// The report as text: one line per check, its fix indented below, then the verdicts.

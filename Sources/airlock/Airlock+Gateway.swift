@@ -5,6 +5,7 @@ import ArgumentParser
 import Gateway
 import Netns
 import GatewayCore
+import ServiceLifecycle
 
 /// `airlock gateway`: serve the gateway of a persistent sandbox.
 struct GatewayCommand: ParsableCommand {
@@ -41,6 +42,15 @@ struct GatewayCommand: ParsableCommand {
         @Option(name: .long, help: ArgumentHelp("The user to serve as after binding.", valueName: "user"))
         var runAs: String = "nobody"
 
+        @Option(name: .long, help: ArgumentHelp("Serve Prometheus metrics at http://ADDRESS:PORT/metrics, bound in the host's network namespace before the privilege drop (the sandbox cannot reach it). See docs/metrics.md.", valueName: "address:port"))
+        var metricsListen: String?
+
+        @Option(name: .long, help: ArgumentHelp("Write the metrics for node-exporter's textfile collector to this file (written as PATH.tmp, then renamed); its directory must be writable by --run-as.", valueName: "path"))
+        var metricsTextfile: String?
+
+        @Option(name: .long, help: ArgumentHelp("Seconds between writes of --metrics-textfile.", valueName: "seconds"))
+        var metricsInterval: Int = 15
+
         func run() throws {
             try reportingErrors(exitCode: { error in
                 if case SandboxError.notFound = error { return ExitCodes.notFound }
@@ -67,14 +77,21 @@ struct GatewayCommand: ParsableCommand {
             // file of it, the drop-in directory, or where a missing file would go.
             let policyFiles = options.policyFiles(root: true)
             if let policyFiles { try GatewayOptions.refusalOfNonRootPaths(policyFiles, reloads: true) }
+            if let metricsListen { _ = try MetricsListener.parse(metricsListen) }
+            guard (1...86400).contains(metricsInterval) else {
+                throw CLIError("--metrics-interval \(metricsInterval): expected 1 to 86400 seconds")
+            }
+            let metrics = metricsListen != nil || metricsTextfile != nil ? GatewayMetrics(sandbox: sandbox) : nil
             // Every flag is checked and every file opened before anything is bound.
             let runtime = try GatewayRuntime(
                 sandbox: sandbox, gatewayAddress: gatewayAddress, options: options, policyFiles: policyFiles,
-                policyCheck: GatewayOptions.rootOnlyPaths)
+                policyCheck: GatewayOptions.rootOnlyPaths, metrics: metrics)
 
             let gatewayNamespace = try NetworkNamespace.open(path: state.gatewayPin)
             let sockets = try GatewaySockets.bind(in: gatewayNamespace.descriptor, address: gatewayIPv4, ports: runtime.listenerPorts)
             try gatewayNamespace.close()
+            // The metrics listener: bound here, in the host namespace, while still privileged.
+            let metricsListener = try metricsListen.map(MetricsListener.bind)
 
             // The control socket lives under /run/airlock/NAME: bound before the privilege
             // drop (binding starts no thread), served after it.
@@ -85,13 +102,28 @@ struct GatewayCommand: ParsableCommand {
 
             try Privileges.dropProcessPrivileges(to: user)
 
+            // Written once now, as --run-as: a directory it cannot write fails here, not later.
+            let textfile = metrics.flatMap { metrics in
+                metricsTextfile.map { MetricsTextfile(path: $0, metrics: metrics, interval: .seconds(metricsInterval)) }
+            }
+            do {
+                try textfile?.write()
+            } catch {
+                throw CLIError("\(error) (the directory must be writable by \(runAs))")
+            }
+
             // Threads start only after the drop: setuid reaches every thread, capabilities
             // only the calling one.
             let readyLine = "airlock: gateway for \(sandbox) ready on \(gatewayAddress) (dns 53, http 80, tls 443, proxy 3128, ssh 22)"
             runtime.start(
                 listeners: GatewayListeners(ordered: sockets.all.map(\.descriptor.rawValue), ports: runtime.listenerPorts),
                 extraServices: { group in
-                    [ControlServer(
+                    var services: [any Service] = []
+                    if let metrics, let metricsListener {
+                        services.append(MetricsServer(listener: metricsListener, metrics: metrics, group: group))
+                    }
+                    if let textfile { services.append(textfile) }
+                    return services + [ControlServer(
                         socket: controlSocket,
                         responder: ControlResponder(
                             sandbox: sandbox, sessions: runtime.sessions, gitHosts: runtime.gitUpstreams.hosts,

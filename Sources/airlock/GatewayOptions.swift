@@ -186,10 +186,10 @@ struct GatewayOptions: ParsableArguments {
 
     /// The audit log: `--audit-log FILE` (appended, 0600) or stderr.
     /// - Throws: `AuditLogError.cannotOpen` naming the file.
-    func openAuditLog(sandbox: String, tally: RefusalTally? = nil) throws -> AuditLog {
+    func openAuditLog(sandbox: String, tally: RefusalTally? = nil, metrics: GatewayMetrics? = nil) throws -> AuditLog {
         if let auditLog = auditLogPath {
-            return AuditLog(sink: try FileDescriptorAuditSink(appendingTo: auditLog), sandbox: sandbox, tally: tally)
+            return AuditLog(sink: try FileDescriptorAuditSink(appendingTo: auditLog), sandbox: sandbox, tally: tally, metrics: metrics)
         }
-        return AuditLog(sink: FileDescriptorAuditSink.standardError, sandbox: sandbox, tally: tally)
+        return AuditLog(sink: FileDescriptorAuditSink.standardError, sandbox: sandbox, tally: tally, metrics: metrics)
     }
 }

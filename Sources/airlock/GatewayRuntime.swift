@@ -59,11 +59,14 @@ final class GatewayRuntime {
     ///   - audit: where audit lines go instead of `--audit-log` or stderr.
     ///   - tally: counts the refusals of the log opened from `--audit-log` or stderr (when
     ///     `audit` is given, that log carries its own).
+    ///   - metrics: counts what the log opened from `--audit-log` or stderr records
+    ///     (`gateway serve --metrics-…`); its gauges are read from this gateway.
     init(
         sandbox: String, gatewayAddress: IPAddress, options: GatewayOptions, policyFiles: PolicyFiles?,
         policyCheck: (@Sendable (String) -> String?)? = nil,
         extraGitHosts: [String] = [], sessionLimits: SessionLimits = SessionLimits(),
-        reloadPolicy: Bool = true, audit: AuditLog? = nil, tally: RefusalTally? = nil, repositoriesGiven: Bool = true,
+        reloadPolicy: Bool = true, audit: AuditLog? = nil, tally: RefusalTally? = nil, metrics: GatewayMetrics? = nil,
+        repositoriesGiven: Bool = true,
         logLevel: Logger.Level = .info, secrets: [String: Secret] = [:]
     ) throws {
         self.sandbox = sandbox
@@ -90,7 +93,7 @@ final class GatewayRuntime {
         if let audit {
             self.audit = audit
         } else {
-            self.audit = try options.openAuditLog(sandbox: sandbox, tally: tally)
+            self.audit = try options.openAuditLog(sandbox: sandbox, tally: tally, metrics: metrics)
         }
         self.reloadPolicy = reloadPolicy
         self.repositoriesGiven = repositoriesGiven
@@ -152,6 +155,11 @@ final class GatewayRuntime {
                 readyOrStopped.signal()
                 ready()
             })
+        if let metrics = audit.metrics {
+            let sessions = self.sessions
+            metrics.sampleSessions { sessions.liveCount }
+            metrics.sampleConnections { server.openConnectionsAndTunnels }
+        }
         let services: [any Service] = [server] + extraServices(group)
         let serviceGroup = ServiceGroup(
             configuration: ServiceGroupConfiguration(

@@ -5,14 +5,15 @@ final class DoctorTests: XCTestCase {
     private func facts(
         uid: uid_t = 1000, effective: [Capability] = [], usernsFailure: String? = nil, max: Int? = 15000,
         clone: Int? = nil, apparmor: Int? = nil, launch: Doctor.RootlessLaunchCheck? = nil,
-        libmnl: String? = "libmnl.so.0.2.0", veth: Bool = true, runNetns: Bool = false, initialUserNamespace: Bool = true
+        libmnl: String? = "libmnl.so.0.2.0", veth: Bool = true, runNetns: Bool = false, initialUserNamespace: Bool = true,
+        errno code: Int32? = nil, chrooted: Bool? = false
     ) -> Doctor.Facts {
         Doctor.Facts(
             uid: uid, effective: effective, userNamespaceFailure: usernsFailure, maxUserNamespaces: max,
             unprivilegedUsernsClone: clone, apparmorRestrictsUserns: apparmor, rootlessLaunch: launch,
             libmnl: libmnl, libcap: "libcap.so.2.66", kernel: "6.8.0",
             veth: (veth, veth ? "veth module loaded" : "not found"), runNetns: (runNetns, runNetns ? "exists" : "not writable"),
-            initialUserNamespace: initialUserNamespace)
+            initialUserNamespace: initialUserNamespace, userNamespaceErrno: code, chrooted: chrooted)
     }
 
     private func verdict(_ report: Doctor.Report, _ prefix: String) -> Doctor.Verdict? {
@@ -131,5 +132,115 @@ final class DoctorTests: XCTestCase {
             XCTAssertFalse(mode.ready, mode.mode)
             XCTAssertTrue(mode.missing.contains { $0.hasPrefix("seccomp: cannot build the seccomp filter") }, mode.mode)
         }
+    }
+
+    // MARK: - The fix named for what is really wrong
+
+    /// Every failed check says how to fix it, whatever the machine looks like.
+    func testEveryFailedCheckHasAFix() {
+        let variants = [
+            facts(), facts(uid: 0, effective: Doctor.rootCapabilities, runNetns: true),
+            facts(usernsFailure: "x", max: 0), facts(usernsFailure: "x", errno: EPERM, chrooted: true),
+            facts(usernsFailure: "x", apparmor: 1), facts(usernsFailure: "x", errno: ENOSPC),
+            facts(uid: 0, effective: Doctor.rootCapabilities, libmnl: nil, veth: false, initialUserNamespace: false),
+        ]
+        for variant in variants {
+            for check in Doctor.report(variant).checks where !check.ok {
+                XCTAssertNotNil(check.fix, "\(check.name) has no fix for \(variant)")
+            }
+        }
+    }
+
+    /// Inside a chroot the kernel refuses user namespaces: the fix names the chroot, not a
+    /// sysctl whose value already allows them.
+    func testChrootIsNamedNotTheSysctl() {
+        let report = Doctor.report(facts(
+            usernsFailure: "sandbox setup: create user, network and mount namespaces: Operation not permitted",
+            max: 96362, errno: EPERM, chrooted: true))
+        let max = report.checks.first { $0.name == "user.max_user_namespaces" }
+        XCTAssertEqual(max, Doctor.Check(name: "user.max_user_namespaces", ok: true, detail: "96362"))
+        XCTAssertEqual(report.checks.first { $0.name == "user namespaces" }?.fix, Doctor.chrootFix)
+        XCTAssertEqual(report.checks.first { $0.name == "chroot" }?.ok, false)
+        XCTAssertTrue(Doctor.chrootFix.hasPrefix("run airlock outside the chroot"))
+        for check in report.checks {
+            XCTAssertFalse(check.fix?.contains("max_user_namespaces") == true, "\(check)")
+        }
+        XCTAssertFalse(verdict(report, "run (rootless)")!.missing.joined().contains("max_user_namespaces"))
+    }
+
+    func testRefusedWithEverySysctlOpenPointsAtTheContainer() {
+        let fix = Doctor.userNamespaceFix(facts(usernsFailure: "x", max: 96362, errno: EPERM))
+        XCTAssertTrue(fix.hasPrefix("the kernel refused although the sysctls allow it: a seccomp filter or security module"), fix)
+        let other = Doctor.userNamespaceFix(facts(usernsFailure: "x", max: 96362, errno: EINVAL))
+        XCTAssertEqual(other, "creating a user namespace failed (Invalid argument) although the sysctls allow it; run airlock as root")
+    }
+
+    func testExhaustedLimitSaysSo() {
+        let report = Doctor.report(facts(usernsFailure: "x: No space left on device", max: 100, errno: ENOSPC))
+        XCTAssertEqual(report.checks.first { $0.name == "user.max_user_namespaces" },
+                       Doctor.Check(name: "user.max_user_namespaces", ok: false, detail: "100, all in use (creating one failed with ENOSPC)",
+                                    fix: "end unused user namespaces, or raise the limit: sysctl -w user.max_user_namespaces=200"))
+    }
+
+    /// Ubuntu 24.04 with airlock's profile loaded: the restriction is on, yet user
+    /// namespaces work, so the check is fine and advises nothing.
+    func testAppArmorRestrictionWithTheProfileIsFine() {
+        var facts = facts(apparmor: 1)
+        facts.apparmorLabel = "airlock (unconfined)"
+        let check = Doctor.report(facts).checks.first { $0.name == "kernel.apparmor_restrict_unprivileged_userns" }
+        XCTAssertEqual(check, Doctor.Check(
+            name: "kernel.apparmor_restrict_unprivileged_userns", ok: true,
+            detail: "1 (restricted; allowed for airlock by its AppArmor profile, this process confined as airlock (unconfined))"))
+        let refused = Doctor.report(self.facts(usernsFailure: "x", apparmor: 1)).checks.first { $0.name == "kernel.apparmor_restrict_unprivileged_userns" }
+        XCTAssertEqual(refused?.ok, false)
+        XCTAssertTrue(refused?.fix?.contains("sudo apparmor_parser -r /etc/apparmor.d/airlock") == true, "\(String(describing: refused))")
+    }
+
+    func testOneLinePerCapability() {
+        var effective = Doctor.rootCapabilities
+        effective.removeAll { $0 == .netAdmin }
+        let report = Doctor.report(facts(uid: 0, effective: effective))
+        let lines = report.checks.filter { $0.name.hasPrefix("CAP_") }
+        XCTAssertEqual(lines.map(\.name), Doctor.rootCapabilities.map(\.description))
+        XCTAssertEqual(lines.first { $0.name == "CAP_NET_ADMIN" },
+                       Doctor.Check(name: "CAP_NET_ADMIN", ok: false, detail: "not effective",
+                                    fix: "run with sudo (root mode and persistent sandboxes need CAP_NET_ADMIN)"))
+        XCTAssertEqual(lines.first { $0.name == "CAP_SYS_ADMIN" }, Doctor.Check(name: "CAP_SYS_ADMIN", ok: true, detail: "effective"))
+    }
+
+    // MARK: - The /proc files, from a fake tree
+
+    private func fakeProc(chrooted: Bool) throws -> String {
+        let root = NSTemporaryDirectory() + "airlock-doctor-\(getpid())-\(chrooted)"
+        try? FileManager.default.removeItem(atPath: root)
+        let files = [
+            "proc/sys/user/max_user_namespaces": "96362\n",
+            "proc/sys/kernel/apparmor_restrict_unprivileged_userns": "1\n",
+            "proc/self/attr/apparmor/current": "airlock (unconfined)\n",
+        ]
+        for (path, text) in files {
+            try FileManager.default.createDirectory(atPath: root + "/" + (path as NSString).deletingLastPathComponent, withIntermediateDirectories: true)
+            try text.write(toFile: root + "/" + path, atomically: false, encoding: .utf8)
+        }
+        try FileManager.default.createDirectory(atPath: root + "/proc/1", withIntermediateDirectories: true)
+        // pid 1's root: the machine's / (so the fake tree is a chroot), or the tree itself.
+        try FileManager.default.createSymbolicLink(atPath: root + "/proc/1/root", withDestinationPath: chrooted ? "/" : root)
+        return root
+    }
+
+    func testSystemFilesReadUnderAnInjectedRoot() throws {
+        let chroot = try fakeProc(chrooted: true)
+        defer { try? FileManager.default.removeItem(atPath: chroot) }
+        let files = Doctor.SystemFiles(root: chroot)
+        XCTAssertEqual(files.integer("/proc/sys/user/max_user_namespaces"), 96362)
+        XCTAssertEqual(files.integer("/proc/sys/kernel/apparmor_restrict_unprivileged_userns"), 1)
+        XCTAssertNil(files.integer("/proc/sys/kernel/unprivileged_userns_clone"))
+        XCTAssertEqual(files.chrooted, true)
+        XCTAssertEqual(files.apparmorLabel, "airlock (unconfined)")
+
+        let host = try fakeProc(chrooted: false)
+        defer { try? FileManager.default.removeItem(atPath: host) }
+        XCTAssertEqual(Doctor.SystemFiles(root: host).chrooted, false)
+        XCTAssertNil(Doctor.SystemFiles(root: host + "/missing").chrooted, "unknown when pid 1's root cannot be read")
     }
 }

@@ -98,7 +98,7 @@ package final class DNSTCPHandler: ChannelDuplexHandler {
             context.close(promise: nil)
             return
         }
-        if let event { audit.record(event) }
+        if let event { audit.record(event) } else { audit.metrics?.dnsAnswered(1) }
         buffer.setInteger(UInt16(truncatingIfNeeded: buffer.readableBytes - 2), at: buffer.readerIndex)
         lastWrite = context.writeAndFlush(wrapOutboundOut(buffer))
     }

@@ -82,7 +82,7 @@ package final class DNSUDPHandler: ChannelInboundHandler {
             responder.respond(to: query, rules: rules!, into: &answers!)
         }
         guard case .answer(let event) = reply else { return }
-        if let event { denials.append(event) }
+        if let event { denials.append(event) } else { audit.metrics?.dnsAnswered(1) }
         pending.append((envelope.remoteAddress, start, answers!.writerIndex - start))
     }
 

@@ -28,6 +28,7 @@ package struct PolicyDialer: UpstreamDialer {
     private let threadPool: NIOThreadPool
     private let resolver: any NameResolver
     private let cache: ResolutionCache
+    private let metrics: GatewayMetrics?
 
     /// - Parameters:
     ///   - policy: the sandbox's policy, read per dial.
@@ -36,8 +37,11 @@ package struct PolicyDialer: UpstreamDialer {
     ///   - threadPool: where blocking name lookups run.
     ///   - resolver: looks names up; the host's resolver unless a test passes its own.
     ///   - cache: keeps the resolver's answers for a short while.
+    ///   - metrics: records how long each successful dial took.
     package init(policy: PolicyStore, limits: GatewayLimits, forbidden: Set<IPAddress>, threadPool: NIOThreadPool,
-                 resolver: any NameResolver = SystemResolver(), cache: ResolutionCache = ResolutionCache()) {
+                 resolver: any NameResolver = SystemResolver(), cache: ResolutionCache = ResolutionCache(),
+                 metrics: GatewayMetrics? = nil) {
+        self.metrics = metrics
         self.policy = policy
         self.limits = limits
         self.forbidden = forbidden
@@ -53,11 +57,22 @@ package struct PolicyDialer: UpstreamDialer {
     }
 
     package func dial(_ target: UpstreamTarget, on eventLoop: any EventLoop) -> EventLoopFuture<any Channel> {
-        checkedCandidates(for: target, on: eventLoop).flatMap { candidates in
+        timed(checkedCandidates(for: target, on: eventLoop).flatMap { candidates in
             connect(target, candidates: candidates, on: eventLoop) { address in
                 connectOne(target, address: address, on: eventLoop)
             }
+        })
+    }
+
+    /// `dial` records its time from now to a connected upstream, when there are metrics.
+    private func timed<Value>(_ dial: @autoclosure () -> EventLoopFuture<Value>) -> EventLoopFuture<Value> {
+        guard let metrics else { return dial() }
+        let started = NIODeadline.now()
+        let future = dial()
+        future.whenSuccess { _ in
+            metrics.upstreamDialed(after: .nanoseconds((NIODeadline.now() - started).nanoseconds))
         }
+        return future
     }
 
     /// The addresses `target` may be dialled at: its pinned address, or every address its
@@ -187,7 +202,7 @@ extension PolicyDialer: TunnelSocketDialer {
         let host = target.host
         let port = target.port
         let timeout = limits.connectTimeout
-        return checkedCandidates(for: target, on: eventLoop).flatMap { candidates in
+        return timed(checkedCandidates(for: target, on: eventLoop).flatMap { candidates in
             connect(target, candidates: candidates, on: eventLoop) { address in
                 // The address checked above, as it is: no second parse per connection.
                 return loop.connect(to: address, timeout: timeout, on: eventLoop).flatMapErrorThrowing { error in
@@ -199,7 +214,7 @@ extension PolicyDialer: TunnelSocketDialer {
                     }
                 }
             }
-        }
+        })
     }
 }
 

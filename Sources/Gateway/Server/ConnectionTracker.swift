@@ -63,6 +63,16 @@ package final class ConnectionTracker: Sendable {
         state.withLockedValue { $0.count }
     }
 
+    /// Connections open now, and how many of them are tunnels.
+    package var counts: (connections: Int, tunnels: Int) {
+        state.withLockedValue { open in
+            (open.count, open.values.reduce(0) { count, connection in
+                if case .tunnel = connection { return count + 1 }
+                return count
+            })
+        }
+    }
+
     /// Closes every open connection.
     package func closeAll() {
         let connections = state.withLockedValue { Array($0.values) }

@@ -89,6 +89,9 @@ package final class GatewayServer: Service {
     /// Connections open now, across the sandbox's TCP listeners.
     package var openConnections: Int { tracker.count }
 
+    /// Connections open now, and how many of them are tunnels the socket loops move.
+    package var openConnectionsAndTunnels: (connections: Int, tunnels: Int) { tracker.counts }
+
     /// What the socket loops have spliced, summed over the loops; zero when not serving.
     package var spliceStatistics: SocketLoop.Statistics {
         let loops = serving.withLockedValue { $0 }
@@ -122,7 +125,7 @@ package final class GatewayServer: Service {
         serving.withLockedValue { $0 = loops }
         let policyDialer = PolicyDialer(
             policy: configuration.policy, limits: configuration.limits,
-            forbidden: [configuration.gatewayAddress], threadPool: threadPool)
+            forbidden: [configuration.gatewayAddress], threadPool: threadPool, metrics: configuration.audit.metrics)
         let dialer = configuration.dialer ?? policyDialer
         // Tunnels need bare sockets for the socket loop: a configured dialer that cannot
         // make them leaves tunnels to the policy's own dialer.

@@ -39,6 +39,9 @@ package final class AuditLog: Sendable {
     private let sandbox: String?
     private let denials: DenialBudget
     private let tally: RefusalTally?
+    /// Counts every event recorded, those over the denial budget too, and the lines the
+    /// budget dropped; nil when the gateway exposes no metrics.
+    package let metrics: GatewayMetrics?
 
     /// - Parameters:
     ///   - sink: where lines go.
@@ -46,12 +49,15 @@ package final class AuditLog: Sendable {
     ///   - denials: the budget for denial lines, shared by every denial kind.
     ///   - clock: the budget's clock; tests pass their own.
     ///   - tally: counts every refusal, those over the budget too (`airlock run`'s report).
+    ///   - metrics: counts every event and the dropped lines (`gateway serve --metrics-…`).
     package init(sink: any AuditSink, sandbox: String? = nil, denials: DenialBudget.Limits = .standard,
-                 clock: @escaping @Sendable () -> Double = DenialBudget.monotonicClock, tally: RefusalTally? = nil) {
+                 clock: @escaping @Sendable () -> Double = DenialBudget.monotonicClock, tally: RefusalTally? = nil,
+                 metrics: GatewayMetrics? = nil) {
         self.sink = sink
         self.sandbox = sandbox
         self.denials = DenialBudget(denials, clock: clock)
         self.tally = tally
+        self.metrics = metrics
     }
 
     /// Records one decision.
@@ -60,6 +66,7 @@ package final class AuditLog: Sendable {
             record(contentsOf: [event])
             return
         }
+        metrics?.observe(event)
         var event = event
         if event.sandbox == nil { event.sandbox = sandbox }
         sink.write(line: event.jsonLine() + "\n")
@@ -73,6 +80,9 @@ package final class AuditLog: Sendable {
         let denied = Array(kinds)
         let grant = denials.take(denied)
         if grant.allowed == denied.count && grant.unreported.isEmpty { return events }
+        if let metrics {
+            for kind in denied.dropFirst(grant.allowed) { metrics.droppedAuditLines(kind, count: 1) }
+        }
         var kept: [AuditEvent] = []
         kept.reserveCapacity(events.count - denied.count + grant.allowed + grant.unreported.count)
         for (kind, count) in grant.unreported {
@@ -106,6 +116,7 @@ package final class AuditLog: Sendable {
     /// them when the batch ends, before it sends the batch's answers.
     package func record(contentsOf events: [AuditEvent]) {
         tally?.observe(events)
+        metrics?.observe(events)
         let events = limitingDenials(events)
         guard events.count > 1 else {
             if var event = events.first {
@@ -132,7 +143,7 @@ package final class AuditLog: Sendable {
 
     /// An audit log for another sandbox that shares this log's sink.
     package func forSandbox(_ name: String) -> AuditLog {
-        AuditLog(sink: sink, sandbox: name, denials: denials.limits, tally: tally)
+        AuditLog(sink: sink, sandbox: name, denials: denials.limits, tally: tally, metrics: metrics)
     }
 }
 
