@@ -253,6 +253,48 @@ final class FirstContactTests: XCTestCase {
         }
     }
 
+    /// Node's `fetch` ignores proxy variables (they are removed here too): it reaches an
+    /// allowed `host:8443` by the name DNS answered, through the gateway's listener on that
+    /// port (TLS routed by its server name), and a name allowed only on another port fails
+    /// there. Asserted on what node prints.
+    func testNodeFetchReachesAnAllowedPortWithoutProxySettings() throws {
+        guard FileManager.default.isExecutableFile(atPath: "/usr/bin/node") else {
+            throw XCTSkip("node is not installed (Debian's nodejs; scripts/setup installs it)")
+        }
+        let upstream = try WebUpstream(port: 8443, tls: try rig.ca)
+        _ = upstream
+        let flags = ["--allow", "index.test:8443", "--allow", "files.test:9443",
+                     "--resolve", "index.test=127.0.0.1", "--resolve", "files.test=127.0.0.1",
+                     "--allow-private", "127.0.0.0/8=index.test", "--allow-private", "127.0.0.0/8=files.test"]
+        let program = """
+            const show = async (url) => {
+              try {
+                const response = await fetch(url);
+                console.log(url, response.status, (await response.text()).trim());
+              } catch (error) {
+                console.log(url, 'failed:', error.message, (error.cause && (error.cause.code || error.cause.message)) || '');
+              }
+            };
+            (async () => { await show('https://index.test:8443/node'); await show('https://files.test:8443/node'); })();
+            """
+        let script = try rig.dir.file("fetch.js")
+        try program.write(toFile: script, atomically: true, encoding: .utf8)
+        chmod(script, 0o644)
+        for mode in RunMode.allCases {
+            let result = try airlockRun(mode, flags, script: """
+                env -u http_proxy -u https_proxy -u HTTP_PROXY -u HTTPS_PROXY -u all_proxy -u ALL_PROXY \
+                    NODE_EXTRA_CA_CERTS=\(try rig.ca.caFile) /usr/bin/node \(script)
+                """)
+            XCTAssertEqual(result.status, 0, "\(mode): \(result)")
+            XCTAssertTrue(result.stdout.contains("https://index.test:8443/node 200 host=index.test:8443 path=/node\n"), "\(mode): \(result)")
+            XCTAssertTrue(result.stdout.contains("https://files.test:8443/node failed: fetch failed"), "\(mode): \(result)")
+            XCTAssertTrue(result.stderr.contains(#""via":"sni","host":"index.test","port":8443,"rule":"index.test:8443""#), "\(mode): \(result)")
+            XCTAssertTrue(result.stderr.contains(#""via":"sni","host":"files.test","port":8443,"reason":"port 8443 is not allowed for files.test (no rule for this port; rules allow 9443)""#),
+                          "\(mode): \(result)")
+            XCTAssertTrue(result.stderr.contains("    to allow: --allow files.test:8443 (policy line: files.test:8443)\n"), "\(mode): \(result)")
+        }
+    }
+
     /// More ports than the gateway listens on is refused before anything starts.
     func testTooManyPortsAreRefusedWithOneLine() throws {
         let flags = (8001...8011).flatMap { ["--allow", "many.test:\($0)"] }
