@@ -151,6 +151,49 @@ final class FirstContactTests: XCTestCase {
         }
     }
 
+    /// The learn round trip with a real client: pip installs a package from a local index
+    /// stand-in whose files are on a second name, as PyPI's are (index.test and files.test,
+    /// both on port 8447), through the proxy variables `run` sets. The learn run records
+    /// both names; `policy suggest` turns that into a policy with their port; an enforced
+    /// run with that policy installs the same package, and the package imports.
+    func testPipInstallLearnThenSuggestThenEnforce() throws {
+        let rig = try rig
+        let index = try BackgroundProcess([
+            "/usr/bin/python3", TestPaths.fixture("index-server.py"), "--port", "8447", "--cert", rig.ca.certificate, "--key", rig.ca.key,
+            "--index-host", "index.test", "--files-host", "files.test"])
+        defer { index.stop() }
+        guard Wait.forTCP(port: 8447, timeout: 20) else { throw FixtureError("index-server.py did not start: \(index.stop().stderr)") }
+        let pins = ["--resolve", "index.test=127.0.0.1", "--resolve", "files.test=127.0.0.1",
+                    "--allow-private", "127.0.0.0/8=index.test", "--allow-private", "127.0.0.0/8=files.test"]
+        for mode in RunMode.allCases {
+            let work = try rig.workDirectory()
+            let install = { (target: String) in """
+                /usr/bin/python3 -m pip install -q --no-cache-dir --disable-pip-version-check --target \(work)/\(target) \\
+                    --index-url https://index.test:8447/simple/ --cert \(rig.ca.caFile) airlock-demo 2>&1 || echo "pip failed: $?"
+                PYTHONPATH=\(work)/\(target) /usr/bin/python3 -c 'import airlock_demo; print(airlock_demo.GREETING)'
+                """ }
+            let learned = mode == .root ? rig.dir.file("pip-learn-\(UUID().uuidString.prefix(8)).jsonl") : work + "/learn.jsonl"
+            let learn = try airlockRun(mode, ["--learn", learned] + pins, script: install("learned"))
+            XCTAssertEqual(learn.status, 0, "\(mode): \(learn)")
+            XCTAssertEqual(learn.stdout, "hello from airlock-demo\n", "\(mode): \(learn)")
+            XCTAssertTrue(learn.stderr.contains("airlock: learn mode: nothing was enforced; what was used is in \(learned)"), "\(mode): \(learn)")
+
+            let suggest = try Run.process([rig.binary, "policy", "suggest", learned], environment: ["PATH": "/usr/bin:/bin"])
+            XCTAssertEqual(suggest.status, 0, "\(mode): \(suggest)")
+            let rules = suggest.stdout.split(separator: "\n").filter { !$0.hasPrefix("#") && !$0.isEmpty }
+            XCTAssertEqual(Set(rules), ["index.test:8447", "files.test:8447"], "\(mode): \(suggest)")
+            let policy = rig.dir.file("pip-suggested-\(UUID().uuidString.prefix(8)).txt")
+            try suggest.stdout.write(toFile: policy, atomically: true, encoding: .utf8)
+            chmod(policy, 0o644)
+
+            let enforced = try airlockRun(mode, ["--policy", policy] + pins, script: install("enforced"))
+            XCTAssertEqual(enforced.status, 0, "\(mode): \(enforced)")
+            XCTAssertEqual(enforced.stdout, "hello from airlock-demo\n", "\(mode): \(enforced)")
+            XCTAssertFalse(enforced.stderr.contains("refused during the run"), "\(mode): \(enforced)")
+            XCTAssertTrue(enforced.stderr.contains(#""host":"files.test","port":8447,"rule":"files.test:8447""#), "\(mode): \(enforced)")
+        }
+    }
+
     /// Nothing refused, nothing said: no report on stderr, an empty `refused` in `--json`,
     /// and the step summary left alone.
     func testRunReportIsQuietWhenNothingWasRefused() throws {
