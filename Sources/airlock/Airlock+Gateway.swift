@@ -101,7 +101,7 @@ struct GatewayCommand: ParsableCommand {
                         socket: controlSocket,
                         responder: ControlResponder(
                             sandbox: sandbox, sessions: runtime.sessions, gitHosts: runtime.gitUpstreams.hosts,
-                            secrets: runtime.secrets, audit: runtime.audit),
+                            secrets: runtime.secrets, audit: runtime.audit, policy: runtime.policy),
                         allowedUIDs: [startedBy], audit: runtime.audit, group: group)]
                 },
                 shutdownSignals: [.sigterm, .sigint],

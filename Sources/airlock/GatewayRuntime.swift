@@ -102,6 +102,9 @@ final class GatewayRuntime {
     /// The policy's ports besides 80 and 443 at start: each gets a transparent listener.
     var listenerPorts: [Int] { initialPolicy.listenerPorts }
 
+    /// The policy in force, reloaded in place; nil until `start`.
+    var policy: PolicyStore? { policyStore }
+
     /// The credential routes of the policy in force at start.
     var routes: [CredentialRoute] { initialPolicy.routes }
 
