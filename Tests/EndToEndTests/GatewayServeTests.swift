@@ -173,6 +173,50 @@ final class GatewayServeTests: XCTestCase {
         XCTAssertEqual(allowed?["rule"] as? String, "allowed.test:9443", "\(events)")
     }
 
+    /// `netns exec` sets the credential-route presets' variables as `run` does, for the
+    /// presets the gateway's policy holds now (a reload adds one), and keeps the host's key
+    /// out. With no gateway serving it says so and sets none.
+    func testNetnsExecSetsThePresetsVariablesOfTheGatewaysPolicy() throws {
+        try RootTier.require()
+        let dir = try TemporaryDirectory(prefix: "airlock-serve-presets")
+        chmod(dir.path, 0o755)
+        let policy = dir.file("policy")
+        try "@anthropic-api\n".write(toFile: policy, atomically: true, encoding: .utf8)
+        chmod(policy, 0o644)
+        let audit = dir.file("audit.jsonl")
+        let name = "prst\(getpid() % 10000)"
+        XCTAssertEqual(try Run.airlock(["netns", "create", name]).status, 0)
+        defer { _ = try? Run.airlock(["netns", "destroy", name]) }
+        let environment = ["PATH": "/usr/bin:/bin", "ANTHROPIC_API_KEY": "sk-ant-host-key-never-inside"]
+        let exec = { try Run.airlock(["netns", "exec", name, "--user", "nobody", "--", "/usr/bin/env"], environment: environment) }
+
+        let alone = try exec()
+        XCTAssertEqual(alone.status, 0, "\(alone)")
+        XCTAssertTrue(alone.stderr.contains("airlock: the credential-route presets' variables are not set ("), "\(alone)")
+        XCTAssertFalse(alone.stdout.contains("ANTHROPIC"), "\(alone)")
+
+        let gateway = try BackgroundProcess([TestPaths.airlock, "gateway", "serve", name, "--policy", policy, "--audit-log", audit])
+        defer { gateway.stop() }
+        XCTAssertTrue(Wait.until(timeout: 30) {
+            (try? self.inside(name, cwd: dir.path, "curl -sS --max-time 2 http://airlock.internal/healthz").stdout)?.hasPrefix("ok") == true
+        }, "the gateway answers its health endpoint")
+        let first = try exec()
+        XCTAssertEqual(first.status, 0, "\(first)")
+        XCTAssertTrue(first.stdout.contains("ANTHROPIC_BASE_URL=http://airlock.internal/api/anthropic\n"), "\(first)")
+        XCTAssertTrue(first.stdout.contains("ANTHROPIC_API_KEY=airlock-placeholder-key-the-gateway-adds-the-real-one\n"), "\(first)")
+        XCTAssertFalse(first.stdout.contains("GOOGLE_GEMINI_BASE_URL"), "\(first)")
+        XCTAssertFalse(first.stdout.contains("sk-ant-host-key-never-inside"), "\(first)")
+        XCTAssertFalse(first.stderr.contains("presets' variables are not set"), "\(first)")
+
+        try "@anthropic-api\n@gemini-api\n".write(toFile: policy, atomically: true, encoding: .utf8)
+        kill(gateway.pid, SIGHUP)
+        XCTAssertTrue(Wait.until(timeout: 10) { self.auditEvents(audit).contains { $0["event"] as? String == "policy_reload" && $0["ok"] as? Bool == true } })
+        let second = try exec()
+        XCTAssertTrue(second.stdout.contains("GOOGLE_GEMINI_BASE_URL=http://airlock.internal/api/gemini\n"), "\(second)")
+        XCTAssertTrue(second.stdout.contains("GEMINI_API_KEY=airlock-placeholder-key-the-gateway-adds-the-real-one\n"), "\(second)")
+        XCTAssertTrue(second.stdout.contains("ANTHROPIC_BASE_URL=http://airlock.internal/api/anthropic\n"), "\(second)")
+    }
+
     /// Runs `script` inside the sandbox `name` as nobody, with curl/dig from the host's filesystem.
     func inside(_ name: String, cwd: String, _ script: String) throws -> ProcessResult {
         // From the test directory (the CA lies there): the sandbox's /tmp is a fresh one, with
