@@ -23,7 +23,9 @@ struct GatewayCommand: ParsableCommand {
                 Binds the listeners inside the sandbox's gateway namespace (DNS 53 udp+tcp, HTTP 80, \
                 TLS 443, proxy 3128, SSH 22 (answered with "not offered") on the gateway address), opens the audit log, then drops to \
                 --run-as (no capabilities, not dumpable) and serves until SIGTERM or SIGINT, which \
-                drain open connections. The policy: --policy FILE alone, else /etc/airlock/policy \
+                drain open connections. A port a reload allows gets its transparent listener from a \
+                helper forked before the drop, which runs as --run-as with CAP_NET_BIND_SERVICE alone \
+                and can only bind TCP listeners on the gateway address. The policy: --policy FILE alone, else /etc/airlock/policy \
                 and /etc/airlock/policy.d/*.conf (bytewise name order; missing files are fine). It \
                 is reloaded on SIGHUP and when a file changes, appears or disappears; a file that \
                 does not parse keeps the old policy. Every file, the policy.d directory and the \
@@ -89,6 +91,10 @@ struct GatewayCommand: ParsableCommand {
 
             let gatewayNamespace = try NetworkNamespace.open(path: state.gatewayPin)
             let sockets = try GatewaySockets.bind(in: gatewayNamespace.descriptor, address: gatewayIPv4, ports: runtime.listenerPorts)
+            // A reload may allow new ports, which the dropped gateway cannot bind in G: a
+            // helper forked now, as --run-as with CAP_NET_BIND_SERVICE alone, binds them.
+            let binder = try PortBinder.start(in: gatewayNamespace.descriptor, address: gatewayIPv4, user: user)
+            defer { binder.stop() }
             try gatewayNamespace.close()
             // The metrics listener: bound here, in the host namespace, while still privileged.
             let metricsListener = try metricsListen.map(MetricsListener.bind)
@@ -127,10 +133,14 @@ struct GatewayCommand: ParsableCommand {
                         socket: controlSocket,
                         responder: ControlResponder(
                             sandbox: sandbox, sessions: runtime.sessions, gitHosts: runtime.gitUpstreams.hosts,
-                            secrets: runtime.secrets, audit: runtime.audit),
+                            secrets: runtime.secrets, audit: runtime.audit, policy: runtime.policy),
                         allowedUIDs: [startedBy], audit: runtime.audit, group: group)]
                 },
                 shutdownSignals: [.sigterm, .sigint],
+                bindPort: { port in
+                    guard let port = UInt16(exactly: port) else { throw CLIError("port \(port) is out of range") }
+                    return try binder.bind(port: port).rawValue
+                },
                 ready: {
                     print(readyLine)
                     fflush(stdout)

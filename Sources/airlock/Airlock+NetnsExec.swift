@@ -19,7 +19,9 @@ struct NetnsExec: ParsableCommand {
             /proc/sys read-only. It runs as the user with every capability dropped (the \
             bounding set too), no_new_privs, and a seccomp filter (no new user namespaces, \
             bpf, keyrings, io_uring, …). Credential-looking environment variables are not passed; their \
-            names are listed on stderr. INT, TERM and HUP are forwarded; airlock exits with \
+            names are listed on stderr. The variables of the gateway's credential-route presets \
+            (ANTHROPIC_BASE_URL and a placeholder key, …) are set as `airlock run` sets them, \
+            asked of the gateway over its control socket. INT, TERM and HUP are forwarded; airlock exits with \
             CMD's status (128+signal if a signal ended it, 127 if CMD is not found).
 
             The user: --user, else the user who ran sudo (SUDO_UID). As root without sudo, \
@@ -89,14 +91,21 @@ struct NetnsExec: ParsableCommand {
                 workingDirectory: workingDirectory)
             sandbox.apply(to: &spec)
             // git inside goes to the gateway with the session token (never the real one).
+            var sessionToken: Secret?
             if let token = session ?? ProcessInfoEnvironment.current["AIRLOCK_SESSION_TOKEN"] {
                 guard SessionToken.isWellFormed(token) else {
                     throw CLIError("--session: not an airlock session token (expected \(SessionToken.prefix)…, from `airlock session create`)")
                 }
+                sessionToken = Secret(token)
                 let hosts = gitHosts.isEmpty ? ["github.com"] : gitHosts.map { $0.lowercased() }
                 let repositories = Self.sessionRepositories(token: Secret(token), sandbox: sandboxName.rawValue)
                 spec.extraEnvironment = GitSandboxConfig.environment(hosts: hosts, repositories: repositories, token: Secret(token))
             }
+            // As in `run`: the gateway's preset routes point the provider's tools at it, the
+            // key variable holds a placeholder, the GitHub API preset's token variables the
+            // session token.
+            let presets = Self.routePresets(sandbox: sandboxName.rawValue)
+            spec.extraEnvironment.merge(RoutePreset.environment(for: presets, sessionToken: sessionToken)) { _, route in route }
             let process = try SandboxProcess.spawn(spec)
             // The init has joined the namespace by now; closing here also keeps it open until here.
             try? namespace.close()
@@ -130,6 +139,27 @@ struct NetnsExec: ParsableCommand {
             why = String(describing: error)
         }
         printNotice("airlock: git rewrites cover whole hosts only (\(why)); a user's or the system's own url.insteadOf rule for those hosts may win")
+        return []
+    }
+
+    /// The credential-route presets in force at the sandbox's gateway, asked over its
+    /// control socket. Without an answer (no gateway serving, an older one) there are none,
+    /// said on stderr: the command then runs without the presets' variables.
+    static func routePresets(sandbox: String) -> [RoutePreset] {
+        let why: String
+        do {
+            switch try ControlClient.send(.presets, path: ControlSocket.path(sandbox: sandbox), sandbox: sandbox, timeoutSeconds: 5) {
+            case .presets(let names):
+                return names.compactMap { name in RoutePreset.all.first { $0.name == name } }
+            case .failure(let message):
+                why = message
+            default:
+                why = "unexpected answer from the gateway"
+            }
+        } catch {
+            why = String(describing: error)
+        }
+        printNotice("airlock: the credential-route presets' variables are not set (\(why))")
         return []
     }
 

@@ -105,6 +105,9 @@ final class GatewayRuntime {
     /// The policy's ports besides 80 and 443 at start: each gets a transparent listener.
     var listenerPorts: [Int] { initialPolicy.listenerPorts }
 
+    /// The policy in force, reloaded in place; nil until `start`.
+    var policy: PolicyStore? { policyStore }
+
     /// The credential routes of the policy in force at start.
     var routes: [CredentialRoute] { initialPolicy.routes }
 
@@ -119,10 +122,13 @@ final class GatewayRuntime {
     ///   - shutdownSignals: signals that drain and stop the gateway (`gateway serve`: TERM and
     ///     INT; `run`: none, since its signals go to the command).
     ///   - eventLoops: event loop threads (`run` needs fewer than a long-lived gateway).
+    ///   - bindPort: binds a listener in G for a port a reload allows (`gateway serve`'s
+    ///     `PortBinder`); without it such a port is reachable through the proxy only.
     ///   - ready: called once every listener is serving.
     func start(
         listeners: GatewayListeners, extraServices: (MultiThreadedEventLoopGroup) -> [any Service] = { _ in [] },
-        shutdownSignals: [UnixSignal], eventLoops: Int = System.coreCount, ready: @escaping @Sendable () -> Void = {}
+        shutdownSignals: [UnixSignal], eventLoops: Int = System.coreCount, bindPort: (@Sendable (Int) throws -> CInt)? = nil,
+        ready: @escaping @Sendable () -> Void = {}
     ) {
         Self.raiseOpenFileLimit()
         let failure = self.failure
@@ -146,7 +152,7 @@ final class GatewayRuntime {
                     : UnscopedGitRouter(hosts: gitUpstreams.hosts, audit: audit),
                 routes: RouteRouter(policy: store, secrets: secrets, trust: routeTrust, audit: audit, sessions: sessions),
                 lfs: repositoriesGiven ? LFSRouter(upstreams: gitUpstreams, sessions: sessions, audit: audit, actions: LFSActionTable()) : nil),
-            gatewayNames: gitUpstreams.hosts, logger: logger)
+            gatewayNames: gitUpstreams.hosts, logger: logger, bindPort: bindPort)
         let readyOrStopped = self.readyOrStopped
         let server = GatewayServer(
             configuration: configuration, listeners: listeners, group: group, threadPool: threadPool,

@@ -18,6 +18,7 @@ final class CredentialRouteTests: XCTestCase {
         static let anthropicKey = "sk-ant-E2E" + UUID().uuidString.replacingOccurrences(of: "-", with: "")
         static let openaiKey = "sk-proj-E2E" + UUID().uuidString.replacingOccurrences(of: "-", with: "")
         static let githubToken = "ghp_E2E" + UUID().uuidString.replacingOccurrences(of: "-", with: "")
+        static let geminiKey = "AIzaE2E" + UUID().uuidString.replacingOccurrences(of: "-", with: "")
         let dir: TemporaryDirectory
         let ca: TestCA
         let server: BackgroundProcess
@@ -28,7 +29,7 @@ final class CredentialRouteTests: XCTestCase {
         init() throws {
             dir = try TemporaryDirectory(prefix: "airlock-routes-e2e")
             chmod(dir.path, 0o755)
-            ca = try TestCA(in: dir.path, names: ["api.anthropic.com", "api.openai.com", "api.github.com", "127.0.0.1"])
+            ca = try TestCA(in: dir.path, names: ["api.anthropic.com", "api.openai.com", "api.github.com", "generativelanguage.googleapis.com", "127.0.0.1"])
             FileManager.default.createFile(atPath: dir.file("capture.jsonl"), contents: nil)
             server = try BackgroundProcess([
                 "/usr/bin/python3", TestPaths.fixture("api-server.py"), "--port", "443", "--cert", ca.certificate,
@@ -90,6 +91,7 @@ final class CredentialRouteTests: XCTestCase {
         [
             "--upstream-ca", rig.ca.caFile, "--allow-private", "127.0.0.0/8",
             "--resolve", "api.anthropic.com=127.0.0.1", "--resolve", "api.openai.com=127.0.0.1",
+            "--resolve", "generativelanguage.googleapis.com=127.0.0.1",
         ]
     }
 
@@ -348,6 +350,66 @@ final class CredentialRouteTests: XCTestCase {
                 XCTAssertEqual(request.headers.filter { $0.0 == "authorization" }.map(\.1), ["Bearer \(Rig.openaiKey)"], "\(mode)")
             }
             XCTAssertFalse(seen.contains { $0.headers.contains { $0.1.contains("placeholder") } }, "\(mode): \(seen)")
+        }
+    }
+
+    /// The official `google-genai` SDK, configured by nothing but what `@gemini-api` sets.
+    static let geminiScript = """
+        import time
+        from google import genai
+        client = genai.Client()
+        print("gemini:", client.models.generate_content(model="gemini-test", contents="hi").text)
+        for chunk in client.models.generate_content_stream(model="gemini-test", contents="hi"):
+            print("G", time.time(), chunk.text.strip(), flush=True)
+        """
+
+    /// `@gemini-api` against a stand-in in Gemini's shape: the official `google-genai` SDK
+    /// (its base URL and key from the preset's variables alone) gets an answer and a stream
+    /// piece by piece, and curl's own `x-goog-api-key` is replaced; the stand-in saw only the
+    /// real key, in `x-goog-api-key`, and the sandbox never held it.
+    func testTheGeminiPresetServesTheOfficialSDKWithoutTheKey() throws {
+        try RootTier.require()
+        let probe = try? Run.process([Self.sdkPython, "-c", "import google.genai"], environment: ["PATH": "/usr/bin:/bin"])
+        try Precondition.require(probe?.status == 0, "the google-genai SDK in \(Self.sdkPython) (scripts/setup installs it from PyPI)")
+        for mode in RunMode.allCases {
+            let rig = try rig
+            let before = rig.captured().count
+            let work = try rig.workDirectory()
+            try Self.geminiScript.write(toFile: work + "/gemini.py", atomically: true, encoding: .utf8)
+            let result = try airlockRun(mode, standInFlags(rig) + ["--allow", "@gemini-api", "--secret", "gemini=env:GEMINI_API_KEY"], script: """
+                \(Self.sdkPython) \(work)/gemini.py
+                curl -sS -X POST -H 'x-goog-api-key: key-the-sandbox-sent' --data '{"contents":[]}' \\
+                  "$GOOGLE_GEMINI_BASE_URL/v1beta/models/gemini-test:generateContent"; echo
+                env; exit 0
+                """, directory: work, extraEnvironment: ["GEMINI_API_KEY": Rig.geminiKey])
+            XCTAssertEqual(result.status, 0, "\(mode): \(result)")
+            let out = result.stdout
+            XCTAssertTrue(out.contains("GOOGLE_GEMINI_BASE_URL=http://airlock.internal/api/gemini\n"), "\(mode): \(out)")
+            XCTAssertTrue(out.contains("GEMINI_API_KEY=airlock-placeholder-key-the-gateway-adds-the-real-one\n"), "\(mode): \(out)")
+            XCTAssertTrue(out.contains("gemini: hello from the stand-in ("), "\(mode): \(result)")
+            XCTAssertTrue(out.contains(#""text": "hello from the stand-in (15 bytes)""#), "curl's answer: \(mode): \(out)")
+            let pieces = out.split(separator: "\n").filter { $0.hasPrefix("G ") }
+            XCTAssertEqual(pieces.map { $0.split(separator: " ").dropFirst(2).joined(separator: " ") }, ["one", "two", "three"], "\(mode): \(out)")
+            let times = pieces.compactMap { Double($0.split(separator: " ")[1]) }
+            if times.count == 3 {
+                XCTAssertGreaterThan(times[1] - times[0], 0.4, "\(mode): the pieces were held back: \(times)")
+                XCTAssertGreaterThan(times[2] - times[1], 0.4, "\(mode): \(times)")
+            }
+            XCTAssertFalse(out.contains(Rig.geminiKey) || result.stderr.contains(Rig.geminiKey), "\(mode): the key reached the sandbox: \(result)")
+
+            let seen = rig.captured(after: before)
+            // The SDK picks the API version (v1 with a base URL of one's own); curl asked for v1beta.
+            let requests = seen.filter { $0.path.contains("/models/gemini-test:") }
+            XCTAssertEqual(requests.compactMap { $0.path.split(separator: "/").last }.sorted(), [
+                "gemini-test:generateContent", "gemini-test:generateContent", "gemini-test:streamGenerateContent?alt=sse",
+            ], "\(mode): \(seen.map(\.path))")
+            for request in requests {
+                XCTAssertEqual(request.headers.filter { $0.0 == "x-goog-api-key" }.map(\.1), [Rig.geminiKey], "\(mode): \(request.headers)")
+                XCTAssertEqual(request.headers.first { $0.0 == "host" }?.1, "generativelanguage.googleapis.com")
+            }
+            XCTAssertTrue(requests.contains { $0.headers.contains { $0.0 == "x-goog-api-client" && $0.1.contains("google-genai-sdk") } },
+                          "\(mode): sent by the SDK: \(requests.map(\.headers))")
+            XCTAssertFalse(seen.contains { $0.headers.contains { $0.1.contains("placeholder") || $0.1.contains("sandbox-sent") } }, "\(mode): \(seen)")
         }
     }
 

@@ -151,6 +151,49 @@ final class FirstContactTests: XCTestCase {
         }
     }
 
+    /// The learn round trip with a real client: pip installs a package from a local index
+    /// stand-in whose files are on a second name, as PyPI's are (index.test and files.test,
+    /// both on port 8447), through the proxy variables `run` sets. The learn run records
+    /// both names; `policy suggest` turns that into a policy with their port; an enforced
+    /// run with that policy installs the same package, and the package imports.
+    func testPipInstallLearnThenSuggestThenEnforce() throws {
+        let rig = try rig
+        let index = try BackgroundProcess([
+            "/usr/bin/python3", TestPaths.fixture("index-server.py"), "--port", "8447", "--cert", rig.ca.certificate, "--key", rig.ca.key,
+            "--index-host", "index.test", "--files-host", "files.test"])
+        defer { index.stop() }
+        guard Wait.forTCP(port: 8447, timeout: 20) else { throw FixtureError("index-server.py did not start: \(index.stop().stderr)") }
+        let pins = ["--resolve", "index.test=127.0.0.1", "--resolve", "files.test=127.0.0.1",
+                    "--allow-private", "127.0.0.0/8=index.test", "--allow-private", "127.0.0.0/8=files.test"]
+        for mode in RunMode.allCases {
+            let work = try rig.workDirectory()
+            let install = { (target: String) in """
+                /usr/bin/python3 -m pip install -q --no-cache-dir --disable-pip-version-check --target \(work)/\(target) \\
+                    --index-url https://index.test:8447/simple/ --cert \(rig.ca.caFile) airlock-demo 2>&1 || echo "pip failed: $?"
+                PYTHONPATH=\(work)/\(target) /usr/bin/python3 -c 'import airlock_demo; print(airlock_demo.GREETING)'
+                """ }
+            let learned = mode == .root ? rig.dir.file("pip-learn-\(UUID().uuidString.prefix(8)).jsonl") : work + "/learn.jsonl"
+            let learn = try airlockRun(mode, ["--learn", learned] + pins, script: install("learned"))
+            XCTAssertEqual(learn.status, 0, "\(mode): \(learn)")
+            XCTAssertEqual(learn.stdout, "hello from airlock-demo\n", "\(mode): \(learn)")
+            XCTAssertTrue(learn.stderr.contains("airlock: learn mode: nothing was enforced; what was used is in \(learned)"), "\(mode): \(learn)")
+
+            let suggest = try Run.process([rig.binary, "policy", "suggest", learned], environment: ["PATH": "/usr/bin:/bin"])
+            XCTAssertEqual(suggest.status, 0, "\(mode): \(suggest)")
+            let rules = suggest.stdout.split(separator: "\n").filter { !$0.hasPrefix("#") && !$0.isEmpty }
+            XCTAssertEqual(Set(rules), ["index.test:8447", "files.test:8447"], "\(mode): \(suggest)")
+            let policy = rig.dir.file("pip-suggested-\(UUID().uuidString.prefix(8)).txt")
+            try suggest.stdout.write(toFile: policy, atomically: true, encoding: .utf8)
+            chmod(policy, 0o644)
+
+            let enforced = try airlockRun(mode, ["--policy", policy] + pins, script: install("enforced"))
+            XCTAssertEqual(enforced.status, 0, "\(mode): \(enforced)")
+            XCTAssertEqual(enforced.stdout, "hello from airlock-demo\n", "\(mode): \(enforced)")
+            XCTAssertFalse(enforced.stderr.contains("refused during the run"), "\(mode): \(enforced)")
+            XCTAssertTrue(enforced.stderr.contains(#""host":"files.test","port":8447,"rule":"files.test:8447""#), "\(mode): \(enforced)")
+        }
+    }
+
     /// Nothing refused, nothing said: no report on stderr, an empty `refused` in `--json`,
     /// and the step summary left alone.
     func testRunReportIsQuietWhenNothingWasRefused() throws {
@@ -250,6 +293,48 @@ final class FirstContactTests: XCTestCase {
                           "\(mode): \(result)")
             XCTAssertTrue(result.stderr.contains(#""via":"http","host":"index.test","port":8081,"status":200,"rule":"index.test:8081"#), "\(mode): \(result)")
             XCTAssertTrue(result.stderr.contains("    to allow: --allow files.test:8444 (policy line: files.test:8444)\n"), "\(mode): \(result)")
+        }
+    }
+
+    /// Node's `fetch` ignores proxy variables (they are removed here too): it reaches an
+    /// allowed `host:8443` by the name DNS answered, through the gateway's listener on that
+    /// port (TLS routed by its server name), and a name allowed only on another port fails
+    /// there. Asserted on what node prints.
+    func testNodeFetchReachesAnAllowedPortWithoutProxySettings() throws {
+        guard FileManager.default.isExecutableFile(atPath: "/usr/bin/node") else {
+            throw XCTSkip("node is not installed (Debian's nodejs; scripts/setup installs it)")
+        }
+        let upstream = try WebUpstream(port: 8443, tls: try rig.ca)
+        _ = upstream
+        let flags = ["--allow", "index.test:8443", "--allow", "files.test:9443",
+                     "--resolve", "index.test=127.0.0.1", "--resolve", "files.test=127.0.0.1",
+                     "--allow-private", "127.0.0.0/8=index.test", "--allow-private", "127.0.0.0/8=files.test"]
+        let program = """
+            const show = async (url) => {
+              try {
+                const response = await fetch(url);
+                console.log(url, response.status, (await response.text()).trim());
+              } catch (error) {
+                console.log(url, 'failed:', error.message, (error.cause && (error.cause.code || error.cause.message)) || '');
+              }
+            };
+            (async () => { await show('https://index.test:8443/node'); await show('https://files.test:8443/node'); })();
+            """
+        let script = try rig.dir.file("fetch.js")
+        try program.write(toFile: script, atomically: true, encoding: .utf8)
+        chmod(script, 0o644)
+        for mode in RunMode.allCases {
+            let result = try airlockRun(mode, flags, script: """
+                env -u http_proxy -u https_proxy -u HTTP_PROXY -u HTTPS_PROXY -u all_proxy -u ALL_PROXY \
+                    NODE_EXTRA_CA_CERTS=\(try rig.ca.caFile) /usr/bin/node \(script)
+                """)
+            XCTAssertEqual(result.status, 0, "\(mode): \(result)")
+            XCTAssertTrue(result.stdout.contains("https://index.test:8443/node 200 host=index.test:8443 path=/node\n"), "\(mode): \(result)")
+            XCTAssertTrue(result.stdout.contains("https://files.test:8443/node failed: fetch failed"), "\(mode): \(result)")
+            XCTAssertTrue(result.stderr.contains(#""via":"sni","host":"index.test","port":8443,"rule":"index.test:8443""#), "\(mode): \(result)")
+            XCTAssertTrue(result.stderr.contains(#""via":"sni","host":"files.test","port":8443,"reason":"port 8443 is not allowed for files.test (no rule for this port; rules allow 9443)""#),
+                          "\(mode): \(result)")
+            XCTAssertTrue(result.stderr.contains("    to allow: --allow files.test:8443 (policy line: files.test:8443)\n"), "\(mode): \(result)")
         }
     }
 

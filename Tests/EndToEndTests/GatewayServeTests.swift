@@ -105,6 +105,118 @@ final class GatewayServeTests: XCTestCase {
         XCTAssertNotNil(loop, "a listed name resolving to loopback outside allow-private is refused: \(events)")
     }
 
+    /// A reload that allows a new `host:port` opens a transparent listener on it, and one
+    /// that drops a port closes its listener: a client with no proxy settings reaches the
+    /// new port by name and is refused on the old one. The listener comes from the port
+    /// binder, a helper that runs as the --run-as user with CAP_NET_BIND_SERVICE alone.
+    func testReloadOpensAndClosesPortListeners() throws {
+        try RootTier.require()
+        let dir = try TemporaryDirectory(prefix: "airlock-serve-ports")
+        chmod(dir.path, 0o755)
+        let ca = try TestCA(in: dir.path, names: ["localhost", "127.0.0.1", "allowed.test"])
+        let first = try WebUpstream(port: 8443, tls: ca)
+        let second = try WebUpstream(port: 9443, tls: ca)
+        defer { first.stop(); second.stop() }
+
+        let policy = dir.file("policy")
+        try "allowed.test:8443\nresolve allowed.test=127.0.0.1\nallow-private 127.0.0.1/32\n".write(toFile: policy, atomically: true, encoding: .utf8)
+        chmod(policy, 0o644)
+        let audit = dir.file("audit.jsonl")
+        let name = "ports\(getpid() % 10000)"
+        XCTAssertEqual(try Run.airlock(["netns", "create", name]).status, 0)
+        defer { _ = try? Run.airlock(["netns", "destroy", name]) }
+        let gateway = try BackgroundProcess([TestPaths.airlock, "gateway", "serve", name, "--policy", policy, "--audit-log", audit])
+        defer { gateway.stop() }
+        XCTAssertTrue(Wait.until(timeout: 30) {
+            (try? self.inside(name, cwd: dir.path, "curl -sS --max-time 2 http://airlock.internal/healthz").stdout)?.hasPrefix("ok") == true
+        }, "the gateway answers its health endpoint")
+
+        // The binder: a child of the gateway, as nobody, with CAP_NET_BIND_SERVICE (bit 10) alone.
+        let children = (try? String(contentsOfFile: "/proc/\(gateway.pid)/task/\(gateway.pid)/children", encoding: .utf8)) ?? ""
+        let binders = children.split(separator: " ").compactMap { Int32($0) }
+        XCTAssertEqual(binders.count, 1, "one helper process: \(children)")
+        if let binder = binders.first {
+            let status = try String(contentsOfFile: "/proc/\(binder)/status", encoding: .utf8).split(separator: "\n")
+            XCTAssertTrue(status.contains("Uid:\t65534\t65534\t65534\t65534"), "\(status)")
+            XCTAssertTrue(status.contains("CapEff:\t0000000000000400"), "\(status)")
+            XCTAssertTrue(status.contains("CapPrm:\t0000000000000400"), "\(status)")
+            XCTAssertTrue(status.contains("CapBnd:\t0000000000000400"), "\(status)")
+            XCTAssertTrue(status.contains("NoNewPrivs:\t1"), "\(status)")
+            let descriptors = (try? FileManager.default.contentsOfDirectory(atPath: "/proc/\(binder)/fd")) ?? []
+            XCTAssertEqual(descriptors.count, 4, "stdin, stdout, stderr (/dev/null) and its end of the pair: \(descriptors)")
+        }
+
+        let script = """
+            curl -sS --noproxy '*' --max-time 10 --cacert \(ca.caFile) https://allowed.test:8443/a; echo " exit=$?"
+            curl -sS --noproxy '*' --max-time 10 --cacert \(ca.caFile) https://allowed.test:9443/b; echo " exit=$?"
+            """
+        let before = try inside(name, cwd: dir.path, script)
+        XCTAssertTrue(before.stdout.contains("host=allowed.test:8443 path=/a exit=0"), "\(before)")
+        XCTAssertTrue(before.stderr.contains("Failed to connect to allowed.test port 9443"), "no listener yet: \(before)")
+
+        try "allowed.test:9443\nresolve allowed.test=127.0.0.1\nallow-private 127.0.0.1/32\n".write(toFile: policy, atomically: true, encoding: .utf8)
+        kill(gateway.pid, SIGHUP)
+        XCTAssertTrue(Wait.until(timeout: 10) { self.auditEvents(audit).contains { $0["event"] as? String == "port_listen" } }, "\(auditEvents(audit))")
+        let after = try inside(name, cwd: dir.path, script)
+        XCTAssertTrue(after.stderr.contains("Failed to connect to allowed.test port 8443"), "the listener is closed: \(after)")
+        XCTAssertTrue(after.stdout.contains("host=allowed.test:9443 path=/b exit=0"), "\(after)")
+
+        let events = auditEvents(audit)
+        let opened = events.first { $0["event"] as? String == "port_listen" }
+        XCTAssertEqual(opened?["port"] as? Int, 9443, "\(events)")
+        XCTAssertEqual(opened?["ok"] as? Bool, true, "\(events)")
+        XCTAssertEqual(opened?["sandbox"] as? String, name)
+        let closed = events.first { $0["event"] as? String == "port_close" }
+        XCTAssertEqual(closed?["port"] as? Int, 8443, "\(events)")
+        let allowed = events.first { $0["event"] as? String == "egress_allow" && $0["port"] as? Int == 9443 }
+        XCTAssertEqual(allowed?["via"] as? String, "sni", "\(events)")
+        XCTAssertEqual(allowed?["rule"] as? String, "allowed.test:9443", "\(events)")
+    }
+
+    /// `netns exec` sets the credential-route presets' variables as `run` does, for the
+    /// presets the gateway's policy holds now (a reload adds one), and keeps the host's key
+    /// out. With no gateway serving it says so and sets none.
+    func testNetnsExecSetsThePresetsVariablesOfTheGatewaysPolicy() throws {
+        try RootTier.require()
+        let dir = try TemporaryDirectory(prefix: "airlock-serve-presets")
+        chmod(dir.path, 0o755)
+        let policy = dir.file("policy")
+        try "@anthropic-api\n".write(toFile: policy, atomically: true, encoding: .utf8)
+        chmod(policy, 0o644)
+        let audit = dir.file("audit.jsonl")
+        let name = "prst\(getpid() % 10000)"
+        XCTAssertEqual(try Run.airlock(["netns", "create", name]).status, 0)
+        defer { _ = try? Run.airlock(["netns", "destroy", name]) }
+        let environment = ["PATH": "/usr/bin:/bin", "ANTHROPIC_API_KEY": "sk-ant-host-key-never-inside"]
+        let exec = { try Run.airlock(["netns", "exec", name, "--user", "nobody", "--", "/usr/bin/env"], environment: environment) }
+
+        let alone = try exec()
+        XCTAssertEqual(alone.status, 0, "\(alone)")
+        XCTAssertTrue(alone.stderr.contains("airlock: the credential-route presets' variables are not set ("), "\(alone)")
+        XCTAssertFalse(alone.stdout.contains("ANTHROPIC"), "\(alone)")
+
+        let gateway = try BackgroundProcess([TestPaths.airlock, "gateway", "serve", name, "--policy", policy, "--audit-log", audit])
+        defer { gateway.stop() }
+        XCTAssertTrue(Wait.until(timeout: 30) {
+            (try? self.inside(name, cwd: dir.path, "curl -sS --max-time 2 http://airlock.internal/healthz").stdout)?.hasPrefix("ok") == true
+        }, "the gateway answers its health endpoint")
+        let first = try exec()
+        XCTAssertEqual(first.status, 0, "\(first)")
+        XCTAssertTrue(first.stdout.contains("ANTHROPIC_BASE_URL=http://airlock.internal/api/anthropic\n"), "\(first)")
+        XCTAssertTrue(first.stdout.contains("ANTHROPIC_API_KEY=airlock-placeholder-key-the-gateway-adds-the-real-one\n"), "\(first)")
+        XCTAssertFalse(first.stdout.contains("GOOGLE_GEMINI_BASE_URL"), "\(first)")
+        XCTAssertFalse(first.stdout.contains("sk-ant-host-key-never-inside"), "\(first)")
+        XCTAssertFalse(first.stderr.contains("presets' variables are not set"), "\(first)")
+
+        try "@anthropic-api\n@gemini-api\n".write(toFile: policy, atomically: true, encoding: .utf8)
+        kill(gateway.pid, SIGHUP)
+        XCTAssertTrue(Wait.until(timeout: 10) { self.auditEvents(audit).contains { $0["event"] as? String == "policy_reload" && $0["ok"] as? Bool == true } })
+        let second = try exec()
+        XCTAssertTrue(second.stdout.contains("GOOGLE_GEMINI_BASE_URL=http://airlock.internal/api/gemini\n"), "\(second)")
+        XCTAssertTrue(second.stdout.contains("GEMINI_API_KEY=airlock-placeholder-key-the-gateway-adds-the-real-one\n"), "\(second)")
+        XCTAssertTrue(second.stdout.contains("ANTHROPIC_BASE_URL=http://airlock.internal/api/anthropic\n"), "\(second)")
+    }
+
     /// Runs `script` inside the sandbox `name` as nobody, with curl/dig from the host's filesystem.
     func inside(_ name: String, cwd: String, _ script: String) throws -> ProcessResult {
         // From the test directory (the CA lies there): the sandbox's /tmp is a fresh one, with

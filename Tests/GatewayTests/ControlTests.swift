@@ -222,4 +222,28 @@ final class SecretControlTests: XCTestCase {
             XCTAssertEqual(String(describing: error), "secret-set needs `name` and `secret`")
         }
     }
+
+    /// `presets` names the credential-route presets of the policy in force, after reloads
+    /// too: `netns exec` sets their variables. A route redefined in the policy is no longer
+    /// its preset's; a responder without a policy names none.
+    func testPresetsNameThePolicysPresetRoutes() throws {
+        XCTAssertEqual(try ControlRequest.presets.jsonLine(), #"{"op":"presets"}"#)
+        XCTAssertEqual(try ControlRequest(jsonLine: Array(#"{"op":"presets"}"#.utf8)), .presets)
+        let answer = try ControlResponse.presets(["anthropic-api", "gemini-api"]).jsonLine()
+        XCTAssertEqual(answer, #"{"ok":true,"presets":["anthropic-api","gemini-api"]}"#)
+        XCTAssertEqual(try ControlResponse(jsonLine: Array(answer.utf8)), .presets(["anthropic-api", "gemini-api"]))
+        XCTAssertEqual(try ControlResponse(jsonLine: Array(#"{"ok":true,"presets":[]}"#.utf8)), .presets([]))
+
+        let audit = AuditLog(sink: MemoryAuditSink())
+        let policy = try Policy.parse("""
+            @anthropic-api
+            @gemini-api
+            route openai https://llm.example.com header authorization=bearer:openai
+            """, source: "p")
+        let store = PolicyStore(initial: policy, files: nil, extra: nil, audit: audit)
+        let responder = ControlResponder(sandbox: "sbx", sessions: SessionStore(audit: audit), gitHosts: ["github.com"], policy: store)
+        XCTAssertEqual(responder.respond(to: .presets), .presets(["anthropic-api", "gemini-api"]))
+        let none = ControlResponder(sandbox: "sbx", sessions: SessionStore(audit: audit), gitHosts: ["github.com"])
+        XCTAssertEqual(none.respond(to: .presets), .presets([]))
+    }
 }

@@ -11,6 +11,9 @@ Answers never repeat a request header.
                                             answer in the provider's own shape instead, and
                                             with "stream": true its server-sent events, three
                                             text pieces 0.7 s apart
+  POST /v1[beta]/models/MODEL:generateContent  200 JSON in Gemini's shape (what the google-genai
+                                            SDK reads); :streamGenerateContent?alt=sse its
+                                            server-sent events, three pieces 0.7 s apart
   POST /repos/OWNER/REPO/pulls              201 JSON like GitHub's new pull request
                                             (number 1, the body's length)
   GET  /v1/stream?pieces=N&gap=S            200 text/event-stream: N events, S seconds apart,
@@ -156,11 +159,33 @@ class Handler(BaseHTTPRequestHandler):
             return True
         return False
 
+    def _gemini_answer(self, path, body):
+        """Answers a Gemini-shaped request (`/v1beta/models/M:generateContent`, or `/v1/…`); False when it is not one."""
+        name, _, method = path.rpartition(":")
+        prefix = next((p for p in ("/v1beta/models/", "/v1/models/") if name.startswith(p)), None)
+        if prefix is None or method not in ("generateContent", "streamGenerateContent"):
+            return False
+        model = name[len(prefix):]
+
+        def response(text, finish=None):
+            candidate = {"content": {"role": "model", "parts": [{"text": text}]}, "index": 0}
+            if finish:
+                candidate["finishReason"] = finish
+            return {"candidates": [candidate], "modelVersion": model,
+                    "usageMetadata": {"promptTokenCount": 1, "candidatesTokenCount": 1, "totalTokenCount": 2}}
+        if method == "streamGenerateContent":
+            pieces = ["one ", "two ", "three"]
+            self._events([(i > 0, "data: " + json.dumps(response(p, "STOP" if i == 2 else None)) + "\r\n\r\n")
+                          for i, p in enumerate(pieces)])
+        else:
+            self._json(200, response(f"hello from the stand-in ({len(body)} bytes)", "STOP"))
+        return True
+
     def do_POST(self):
         self._record()
         body = self._body()
         path = urlsplit(self.path).path
-        if self._sdk_answer(path, body):
+        if self._sdk_answer(path, body) or self._gemini_answer(path, body):
             return
         parts = path.split("/")
         if len(parts) == 5 and parts[1] == "repos" and parts[4] == "pulls":

@@ -6,7 +6,9 @@
 // - the child setup that runs between fork and exec (cnl_spawn.h): it must be
 //   async-signal-safe, which Swift code is not;
 // - libcap calls (cnl_caps.h);
-// - the sandbox's seccomp filter over libseccomp (cnl_seccomp.h).
+// - the sandbox's seccomp filter over libseccomp (cnl_seccomp.h);
+// - the port binder, a forked helper that binds listeners in G for a gateway that has
+//   dropped its privileges (cnl_binder.h).
 //
 // Conventions: every symbol is prefixed `cnl_`; functions return 0 or a value >= 0 on
 // success and -errno on failure; Swift turns that into one error type.
@@ -17,6 +19,7 @@
 #include "cnl_spawn.h"
 #include "cnl_caps.h"
 #include "cnl_fdpass.h"
+#include "cnl_binder.h"
 #include "cnl_process.h"
 #include "cnl_seccomp.h"
 

@@ -12,6 +12,7 @@ import GatewayCore
 /// {"op":"list"}
 /// {"op":"revoke","id":"0123456789ab"}
 /// {"op":"secret-set","name":"anthropic","secret":"…"}
+/// {"op":"presets"}
 /// ```
 package enum ControlRequest: Sendable, Equatable {
     /// Create a session for `repos` (`[HOST/]OWNER/REPO[:read|:rw]`) standing for
@@ -24,6 +25,8 @@ package enum ControlRequest: Sendable, Equatable {
     case revoke(id: String)
     /// Set (or replace) the credential routes' secret `name`, held in memory only.
     case setSecret(name: String, value: Secret)
+    /// The credential-route presets of the policy in force (`netns exec` sets their variables).
+    case presets
 
     private struct Wire: Codable {
         var op: String
@@ -57,6 +60,8 @@ package enum ControlRequest: Sendable, Equatable {
             wire = Wire(op: "revoke", id: id)
         case let .setSecret(name, value):
             wire = value.withRevealed { Wire(op: "secret-set", name: name, secret: $0) }
+        case .presets:
+            wire = Wire(op: "presets")
         }
         return String(decoding: try JSONEncoder().encode(wire), as: UTF8.self)
     }
@@ -87,8 +92,10 @@ package enum ControlRequest: Sendable, Equatable {
                 throw ControlProtocolError(description: "secret-set needs `name` and `secret`")
             }
             self = .setSecret(name: name, value: Secret(secret))
+        case "presets":
+            self = .presets
         default:
-            throw ControlProtocolError(description: "unknown control operation; expected create, list, revoke or secret-set")
+            throw ControlProtocolError(description: "unknown control operation; expected create, list, revoke, secret-set or presets")
         }
     }
 }
@@ -100,6 +107,7 @@ package enum ControlRequest: Sendable, Equatable {
 /// {"ok":true,"sessions":[{…},…]}
 /// {"ok":true,"session":{…}}            (revoked)
 /// {"ok":true,"secret_set":"anthropic"}
+/// {"ok":true,"presets":["anthropic-api","openai-api"]}
 /// {"ok":false,"error":"…"}
 /// ```
 package enum ControlResponse: Sendable, Equatable {
@@ -108,6 +116,8 @@ package enum ControlResponse: Sendable, Equatable {
     case revoked(SessionSummary)
     /// The secret of this name was set; the value is never sent back.
     case secretSet(name: String)
+    /// The names (without `@`) of the credential-route presets in force.
+    case presets([String])
     case failure(String)
 
     private struct Wire: Codable {
@@ -117,6 +127,7 @@ package enum ControlResponse: Sendable, Equatable {
         var session: SessionSummary?
         var sessions: [SessionSummary]?
         var secret_set: String?
+        var presets: [String]?
     }
 
     /// The response as one JSON line, without the newline. Holds the session token for
@@ -132,6 +143,8 @@ package enum ControlResponse: Sendable, Equatable {
             wire = Wire(ok: true, session: session)
         case let .secretSet(name):
             wire = Wire(ok: true, secret_set: name)
+        case let .presets(names):
+            wire = Wire(ok: true, presets: names)
         case let .failure(message):
             wire = Wire(ok: false, error: message)
         }
@@ -157,6 +170,8 @@ package enum ControlResponse: Sendable, Equatable {
             self = .sessions(sessions)
         } else if let name = wire.secret_set {
             self = .secretSet(name: name)
+        } else if let names = wire.presets {
+            self = .presets(names)
         } else if let session = wire.session {
             self = .revoked(session)
         } else {

@@ -1,6 +1,6 @@
 import GatewayCore
-/// Answers control requests for one gateway: creates, lists and revokes its sessions, and
-/// sets the credential routes' secrets.
+/// Answers control requests for one gateway: creates, lists and revokes its sessions, sets
+/// the credential routes' secrets, and names the route presets in force.
 ///
 /// Pure decisions over the session store, so tests need no socket. Sessions are always
 /// bound to this gateway's sandbox, and every repository must be on a configured git host.
@@ -13,11 +13,15 @@ package struct ControlResponder: Sendable {
     package let secrets: SecretStore?
     /// Where `secret_set` events go (the name, never the value).
     package let audit: AuditLog?
+    /// The policy in force, for `presets`; nil answers with none.
+    package let policy: PolicyStore?
 
     /// The longest secret accepted.
     package static let maximumSecretBytes = 16 * 1024
 
-    package init(sandbox: String, sessions: SessionStore, gitHosts: [String], secrets: SecretStore? = nil, audit: AuditLog? = nil) {
+    package init(sandbox: String, sessions: SessionStore, gitHosts: [String], secrets: SecretStore? = nil, audit: AuditLog? = nil,
+                 policy: PolicyStore? = nil) {
+        self.policy = policy
         self.sandbox = sandbox
         self.sessions = sessions
         self.gitHosts = gitHosts.map { $0.lowercased() }
@@ -64,6 +68,8 @@ package struct ControlResponder: Sendable {
             }
         case .list:
             return .sessions(sessions.list())
+        case .presets:
+            return .presets(RoutePreset.presets(in: policy?.current.routes ?? []).map(\.name))
         case let .revoke(id):
             do {
                 return .revoked(try sessions.revoke(id: id))

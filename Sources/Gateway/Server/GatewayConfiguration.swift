@@ -24,13 +24,20 @@ package struct GatewayConfiguration: Sendable {
     package var gatewayNames: [String]
     /// Operational messages (not decisions: those go to `audit`).
     package var logger: Logger
+    /// Binds a listening TCP socket on the gateway address inside G for a port a reload
+    /// added (`gateway serve`: its `PortBinder`); the caller owns the descriptor. `nil`
+    /// when the policy is never reloaded (`run`) or listeners cannot be added: a reload
+    /// that adds a port then audits `port_listen` with `ok: false`.
+    package var bindPort: (@Sendable (Int) throws -> CInt)?
 
     /// Creates a configuration.
     package init(
         sandbox: String, gatewayAddress: IPAddress, policy: PolicyStore, audit: AuditLog,
         limits: GatewayLimits = GatewayLimits(), internalRouter: (any HTTPRouter)? = nil,
-        dialer: (any UpstreamDialer)? = nil, gatewayNames: [String] = [], logger: Logger = Logger(label: "airlock.gateway")
+        dialer: (any UpstreamDialer)? = nil, gatewayNames: [String] = [], logger: Logger = Logger(label: "airlock.gateway"),
+        bindPort: (@Sendable (Int) throws -> CInt)? = nil
     ) {
+        self.bindPort = bindPort
         self.gatewayNames = gatewayNames
         self.sandbox = sandbox
         self.gatewayAddress = gatewayAddress

@@ -7,6 +7,7 @@ import NIOCore
 import NIOPosix
 import ServiceLifecycle
 import GatewayCore
+import SystemCalls
 
 /// Serves every listener of one sandbox from descriptors bound inside its gateway namespace.
 ///
@@ -55,33 +56,69 @@ package final class GatewayServer: Service {
         portListeners.withLockedValue { $0.fds.keys.sorted() }
     }
 
-    /// Serves `ports` (listening descriptors by port, owned from here on) in place of the
-    /// policy ports served now: new ports are served, ports missing from `ports` are
-    /// closed (their open connections carry on), and a port in both keeps its old
-    /// listener (the new descriptor is closed). Before `run` started, `ports` is kept for
-    /// it.
-    package func replacePortListeners(_ ports: [Int: CInt]) {
-        portListeners.withLockedValue { state in
-            for (port, fd) in state.fds where ports[port] == nil {
+    /// Serves transparent listeners on exactly `ports` (besides the standard ones), as a
+    /// reload of the policy asks: a listener whose port is gone is closed (its open
+    /// connections carry on) and audited `port_close`; a new port is bound through
+    /// `configuration.bindPort` and served, audited `port_listen` (with `ok: false` and the
+    /// reason when it cannot be). Ports served already keep their listener. Does nothing
+    /// unless serving. Calls must not overlap (the policy store serialises reloads).
+    package func servePorts(_ ports: [Int]) {
+        let wanted = Set(ports)
+        let (closed, added): ([Int], [Int]) = portListeners.withLockedValue { state in
+            guard state.serve != nil else { return ([], []) }
+            var closed: [Int] = []
+            for (port, fd) in state.fds.sorted(by: { $0.key < $1.key }) where !wanted.contains(port) {
                 state.acceptor?.closeListener(fd)
                 state.fds[port] = nil
+                closed.append(port)
             }
-            for (port, fd) in ports.sorted(by: { $0.key < $1.key }) {
-                if state.fds[port] != nil {
-                    close(fd)
-                    continue
-                }
-                guard let serve = state.serve else {
+            return (closed, wanted.subtracting(state.fds.keys).sorted())
+        }
+        let audit = configuration.audit
+        let sandbox = configuration.sandbox
+        for port in closed {
+            audit.record(AuditEvent(.portClose, sandbox: sandbox, via: .port, port: port))
+            configuration.logger.info("port \(port): listener closed")
+        }
+        for port in added {
+            do {
+                let fd = try bindListener(port)
+                try portListeners.withLockedValue { state in
+                    guard let serve = state.serve else {
+                        close(fd)
+                        throw GatewayServerError.stopped
+                    }
+                    do {
+                        try serve(port, fd)
+                    } catch {
+                        close(fd)
+                        throw error
+                    }
                     state.fds[port] = fd
-                    continue
                 }
-                do {
-                    try serve(port, fd)
-                    state.fds[port] = fd
-                } catch {
-                    configuration.logger.error("port \(port): \(error)")
-                    close(fd)
-                }
+                audit.record(AuditEvent(.portListen, sandbox: sandbox, via: .port, port: port, ok: true))
+                configuration.logger.info("port \(port): listening")
+            } catch GatewayServerError.stopped {
+                return
+            } catch {
+                audit.record(AuditEvent(.portListen, sandbox: sandbox, via: .port, port: port,
+                                        reason: "\(error); port \(port) is reachable through the proxy only", ok: false))
+                configuration.logger.error("port \(port): \(error)")
+            }
+        }
+    }
+
+    /// A new listening socket for `port`; a listener just closed on the same port may
+    /// take the socket loop a moment to let go of, so "address in use" is tried again.
+    private func bindListener(_ port: Int) throws -> CInt {
+        guard let bindPort = configuration.bindPort else { throw GatewayServerError.cannotBind }
+        var attempt = 0
+        while true {
+            do {
+                return try bindPort(port)
+            } catch let error as SystemCallError where error.code == EADDRINUSE && attempt < 10 {
+                attempt += 1
+                usleep(50_000)
             }
         }
     }
@@ -168,6 +205,9 @@ package final class GatewayServer: Service {
                 }
                 state.serve = servePort
                 state.acceptor = ring.acceptor
+            }
+            configuration.policy.onReload { [weak self] policy in
+                self?.servePorts(policy.listenerPorts)
             }
             if let fd = listeners.ssh {
                 try serve(fd, name: "ssh", via: .ssh, loop: ring, dialer: tunnelDialer) { channel, _ in
@@ -278,11 +318,17 @@ package final class GatewayServer: Service {
 package enum GatewayServerError: Error, CustomStringConvertible {
     case notListening(name: String, fd: CInt)
     case connectionLimit(Int)
+    /// A reload added a port, and this gateway has no way to bind it.
+    case cannotBind
+    /// The server stopped while a listener was being added.
+    case stopped
 
     package var description: String {
         switch self {
         case let .notListening(name, fd): "the \(name) listener (descriptor \(fd)) is not a listening TCP socket"
         case let .connectionLimit(limit): "connection limit of \(limit) reached for this sandbox"
+        case .cannotBind: "this gateway binds its listeners only at start; restart it to listen on the port"
+        case .stopped: "the gateway stopped"
         }
     }
 }

@@ -19,6 +19,11 @@ package struct AuditEvent: Sendable, Equatable {
         case sessionRevoke = "session_revoke"
         case sessionExpire = "session_expire"
         case policyReload = "policy_reload"
+        /// A transparent listener on a policy port opened after a reload (`ok`), or that
+        /// could not be (`ok: false` and the reason).
+        case portListen = "port_listen"
+        /// A transparent listener closed after a reload removed its port.
+        case portClose = "port_close"
 
         /// The refusals, which share the sandbox's `DenialBudget`, in the order their
         /// dropped-line counts are written.

@@ -25,6 +25,7 @@ package final class PolicyStore: @unchecked Sendable {
     /// A changed stamp seen on the last poll, waiting to hold still.
     private var pendingStamp: [FileStamp?]?
     private var sources: [DispatchSourceProtocol] = []
+    private var observers: [@Sendable (Policy) -> Void] = []
     private let files: PolicyFiles?
     private let check: (@Sendable (String) -> String?)?
     private let extra: Policy?
@@ -70,6 +71,12 @@ package final class PolicyStore: @unchecked Sendable {
         lock.withLock { _ in policy }
     }
 
+    /// Calls `body` with every policy a reload takes, once it is in force, on the thread
+    /// that reloaded. Reloads are serialised, and so are the calls.
+    package func onReload(_ body: @escaping @Sendable (Policy) -> Void) {
+        lock.withLock { _ in observers.append(body) }
+    }
+
     /// Re-reads the files and swaps the policy if they parse. Without files, does nothing
     /// and returns true.
     /// - Returns: whether the new policy was taken.
@@ -86,12 +93,14 @@ package final class PolicyStore: @unchecked Sendable {
             var fresh = try files.load(check: check).policy
             if let extra { fresh = fresh.adding(rulesFrom: extra) }
             try fresh.checkListenerPorts()
-            lock.withLock { _ in
+            let observers = lock.withLock { _ in
                 policy = fresh
                 fileStamp = stamp
+                return self.observers
             }
             audit.record(AuditEvent(.policyReload, ok: true, file: path))
             logger?.info("policy reloaded", metadata: ["file": "\(path)", "rules": "\(fresh.ruleCount)"])
+            for observer in observers { observer(fresh) }
             return true
         } catch {
             lock.withLock { _ in fileStamp = stamp }

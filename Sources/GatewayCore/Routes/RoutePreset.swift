@@ -59,14 +59,28 @@ package struct RoutePreset: Sendable, Equatable {
         all.first { $0.route == route }
     }
 
+    /// The presets whose routes `routes` holds unchanged (a route redefined in the policy
+    /// is no longer its preset's).
+    package static func presets(in routes: [CredentialRoute]) -> [RoutePreset] {
+        routes.compactMap { route in
+            guard let preset = forRoute(route.name), route.text.hasPrefix("@\(preset.name): ") else { return nil }
+            return preset
+        }
+    }
+
     /// The variables to set inside the sandbox for `routes`: each preset route's variables,
     /// when the policy's route of that name is still the preset's (a route redefined in the
     /// policy gets none), and its session-token variables set to `sessionToken` when the run
     /// has a git session.
     package static func environment(for routes: [CredentialRoute], sessionToken: Secret? = nil) -> [String: String] {
+        environment(for: presets(in: routes), sessionToken: sessionToken)
+    }
+
+    /// The variables `presets` set inside the sandbox, the session-token variables set to
+    /// `sessionToken` when there is one.
+    package static func environment(for presets: [RoutePreset], sessionToken: Secret? = nil) -> [String: String] {
         var environment: [String: String] = [:]
-        for route in routes {
-            guard let preset = forRoute(route.name), route.text.hasPrefix("@\(preset.name): ") else { continue }
+        for preset in presets {
             environment.merge(preset.environment) { _, new in new }
             if let sessionToken {
                 for name in preset.sessionTokenVariables {
