@@ -1,4 +1,5 @@
 import Foundation
+import NIOConcurrencyHelpers
 import NIOCore
 import NIOEmbedded
 import TestSupport
@@ -82,18 +83,56 @@ final class DefaultBranchTests: XCTestCase {
         XCTAssertEqual(failure(invalid), "the upstream names a default branch that is not a valid ref (refs/heads/a..b)")
     }
 
+    /// The real upload-pack's v2 `ls-refs` answer to `DefaultBranch.unbornRequest`.
+    func lsRefs(_ config: [String] = []) throws -> [UInt8] {
+        let request = dir.file("ls-refs-request"), answer = dir.file("ls-refs-answer")
+        try Data(DefaultBranch.unbornRequest).write(to: URL(fileURLWithPath: request))
+        var environment = ProcessInfo.processInfo.environment
+        environment["GIT_PROTOCOL"] = "version=2"
+        let result = try Run.process(
+            ["sh", "-c", "in=$1; out=$2; shift 2; git \"$@\" < \"$in\" > \"$out\"", "sh", request, answer]
+                + config.flatMap { ["-c", $0] } + ["upload-pack", "--stateless-rpc", bare],
+            environment: environment)
+        XCTAssertEqual(result.status, 0, result.description)
+        return Array(try Data(contentsOf: URL(fileURLWithPath: answer)))
+    }
+
+    /// An empty repository has no branch to read from its v0 advertisement, but protocol v2
+    /// names the branch its first push will make the default (`unborn`); a server that
+    /// will not say leaves it unknown, and the push check fails closed.
+    func testAnEmptyRepositoryNamesTheBranchItWillMakeItsDefault() throws {
+        XCTAssertEqual(try DefaultBranch.parseUnborn(try lsRefs(), ended: true), "refs/heads/trunk")
+        do {
+            _ = try DefaultBranch.parseUnborn(try lsRefs(["lsrefs.unborn=ignore"]), ended: true)
+            XCTFail("a server that does not say was read as saying")
+        } catch let failure as AncestryFailure {
+            XCTAssertEqual(failure.description, "the upstream repository is empty and does not say which branch it will make its default")
+        }
+        // Once the branch exists, the same question names it with its id.
+        _ = try seed("trunk")
+        XCTAssertEqual(try DefaultBranch.parseUnborn(try lsRefs(), ended: true), "refs/heads/trunk")
+        XCTAssertNil(try DefaultBranch.parseUnborn(Array(try lsRefs().dropLast(4)), ended: false), "not decided before the flush")
+    }
+
     func testTheCacheForgetsAfterItsLifetimeAndStaysBounded() {
-        let cache = DefaultBranchCache(lifetime: .seconds(60), capacity: 2)
-        let start = NIODeadline.uptimeNanoseconds(1_000_000_000)
-        cache.store("github.com/o/a", ref: "refs/heads/trunk", now: start)
-        XCTAssertEqual(cache.lookup("github.com/o/a", now: start + .seconds(59)), "refs/heads/trunk")
-        XCTAssertNil(cache.lookup("github.com/o/a", now: start + .seconds(60)), "a minute later the upstream is asked again")
-        cache.store("github.com/o/a", ref: "refs/heads/a", now: start)
-        cache.store("github.com/o/b", ref: "refs/heads/b", now: start + .seconds(1))
-        cache.store("github.com/o/c", ref: "refs/heads/c", now: start + .seconds(2))
+        let now = NIOLockedValueBox<Double>(1)
+        let cache = DefaultBranchCache(lifetime: 60, capacity: 2, clock: { now.withLockedValue { $0 } })
+        cache.store("refs/heads/trunk", for: "github.com/o/a")
+        now.withLockedValue { $0 = 60 }
+        XCTAssertEqual(cache.value(for: "github.com/o/a"), "refs/heads/trunk")
+        now.withLockedValue { $0 = 61 }
+        XCTAssertNil(cache.value(for: "github.com/o/a"), "a minute later the upstream is asked again")
+        now.withLockedValue { $0 = 1 }
+        cache.store("refs/heads/a", for: "github.com/o/a")
+        now.withLockedValue { $0 = 2 }
+        cache.store("refs/heads/b", for: "github.com/o/b")
+        now.withLockedValue { $0 = 3 }
+        cache.store("refs/heads/c", for: "github.com/o/c")
         XCTAssertEqual(cache.count, 2)
-        XCTAssertNil(cache.lookup("github.com/o/a", now: start + .seconds(2)), "the entry that expires soonest made room")
-        XCTAssertEqual(cache.lookup("github.com/o/c", now: start + .seconds(2)), "refs/heads/c")
+        XCTAssertNil(cache.value(for: "github.com/o/a"), "the entry that expires soonest made room")
+        XCTAssertEqual(cache.value(for: "github.com/o/c"), "refs/heads/c")
+        XCTAssertEqual(DefaultBranchCache.defaultBranches().lifetime, 60)
+        XCTAssertEqual(DefaultBranchCache.defaultBranches().capacity, 4096)
     }
 
     /// The push check learns the default branch at the body's end: an update of it (a
@@ -196,6 +235,28 @@ final class DefaultBranchTests: XCTestCase {
         loop.advanceTime(by: .seconds(11))
         guard case .failure(let late) = try outcome(silent) else { return XCTFail("timed out") }
         XCTAssertEqual(late.description, "the upstream did not answer within 10 s")
+
+        // An empty repository: the v0 advertisement has no ref, so the v2 `unborn` question
+        // follows, on a new connection, with the same credential.
+        let emptyAdvertisement = PktLine.encode(Array("# service=git-upload-pack\n".utf8)) + PktLine.flushBytes + PktLine.flushBytes
+        let unborn = PktLine.encode(Array("unborn HEAD symref-target:refs/heads/trunk\n".utf8)) + PktLine.flushBytes
+        let empty = DefaultBranch.ask(repository: repository, dialer: dialer, eventLoop: loop)
+        loop.run()
+        let first = try XCTUnwrap(dialer.last)
+        try first.writeInbound(ByteBuffer(string: "HTTP/1.1 200 OK\r\nContent-Length: \(emptyAdvertisement.count)\r\n\r\n"))
+        try first.writeInbound(ByteBuffer(bytes: emptyAdvertisement))
+        loop.run()
+        let second = try XCTUnwrap(dialer.last)
+        XCTAssertFalse(first === second, "a second connection")
+        let post = String(decoding: try GatewayHarness.drain(second).readableBytesView, as: UTF8.self)
+        XCTAssertTrue(post.hasPrefix("POST /base/owner/repo.git/git-upload-pack HTTP/1.1\r\n"), post)
+        XCTAssertTrue(post.contains("Git-Protocol: version=2\r\n"), post)
+        XCTAssertTrue(post.contains("Authorization: Basic \(Base64.encode(Array("x-access-token:ghp_REAL".utf8)))\r\n"), post)
+        XCTAssertTrue(post.hasSuffix(String(decoding: DefaultBranch.unbornRequest, as: UTF8.self)), post)
+        try second.writeInbound(ByteBuffer(string: "HTTP/1.1 200 OK\r\nContent-Length: \(unborn.count)\r\n\r\n"))
+        try second.writeInbound(ByteBuffer(bytes: unborn))
+        guard case .success(let unbornRef) = try outcome(empty) else { return XCTFail("answered for an empty repository") }
+        XCTAssertEqual(unbornRef, "refs/heads/trunk")
         for channel in dialer.channels { _ = try? channel.finish(acceptAlreadyClosed: true) }
     }
 }

@@ -39,7 +39,7 @@ final class DialerTests: XCTestCase {
         try? pool.syncShutdownGracefully()
     }
 
-    private func dialer(_ policy: String, _ resolver: RecordingResolver, cache: ResolutionCache = ResolutionCache()) throws -> PolicyDialer {
+    private func dialer(_ policy: String, _ resolver: RecordingResolver, cache: ResolutionCache = .resolverAnswers()) throws -> PolicyDialer {
         let audit = AuditLog(sink: MemoryAuditSink())
         let store = PolicyStore(initial: try Policy.parse(policy, source: "/test/policy"), path: nil, extra: nil, audit: audit)
         return PolicyDialer(policy: store, limits: GatewayLimits(), forbidden: [], threadPool: pool, resolver: resolver, cache: cache)
@@ -105,7 +105,7 @@ final class DialerTests: XCTestCase {
     func testAKeptAnswerIsCheckedAgainstThePolicyInForceAtEachDial() throws {
         let loopback = IPAddress("127.0.0.1")!
         let resolver = RecordingResolver(["web.test.": [loopback]])
-        let cache = ResolutionCache()
+        let cache = ResolutionCache.resolverAnswers()
         // The first policy lets web.test reach loopback; the dial then only fails to connect
         // (no listener on 127.0.0.1:9, the discard port), which means it passed the checks.
         let permissive = try dialer("web.test:9\nallow-private 127.0.0.0/8 for web.test\n", resolver, cache: cache)
@@ -127,7 +127,7 @@ final class DialerTests: XCTestCase {
         let loopback = IPAddress("127.0.0.1")!
         let resolver = RecordingResolver(["web.test.": [loopback]])
         let now = NIOLockedValueBox<Double>(100)
-        let cache = ResolutionCache(lifetime: 30, clock: { now.withLockedValue { $0 } })
+        let cache = ResolutionCache.resolverAnswers(clock: { now.withLockedValue { $0 } })
         let dialer = try dialer("web.test\nmissing.test\n", resolver, cache: cache)
         _ = refusal(dialer, "web.test")
         now.withLockedValue { $0 += 29 }
@@ -146,15 +146,15 @@ final class DialerTests: XCTestCase {
 
     func testTheCacheKeepsAtMostItsCapacityDroppingTheSoonestToExpire() {
         let now = NIOLockedValueBox<Double>(0)
-        let cache = ResolutionCache(lifetime: 30, capacity: 2, clock: { now.withLockedValue { $0 } })
+        let cache = ExpiringCache<[IPAddress]>(lifetime: 30, capacity: 2, clock: { now.withLockedValue { $0 } })
         let address = [IPAddress("192.0.2.1")!]
         cache.store(address, for: "a.test.")
         now.withLockedValue { $0 = 1 }
         cache.store(address, for: "b.test.")
         cache.store(address, for: "c.test.")
         XCTAssertEqual(cache.count, 2)
-        XCTAssertNil(cache.addresses(of: "a.test."), "the oldest answer made room")
-        XCTAssertEqual(cache.addresses(of: "b.test."), address)
-        XCTAssertEqual(cache.addresses(of: "c.test."), address)
+        XCTAssertNil(cache.value(for: "a.test."), "the oldest answer made room")
+        XCTAssertEqual(cache.value(for: "b.test."), address)
+        XCTAssertEqual(cache.value(for: "c.test."), address)
     }
 }

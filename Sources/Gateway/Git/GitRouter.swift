@@ -40,7 +40,7 @@ package struct GitRouter: HTTPRouter {
     /// The challenge sent with every `401`, so git knows to (not) ask for credentials.
     package static let challenge = "Basic realm=\"airlock\""
 
-    package init(upstreams: GitUpstreams, sessions: any SessionAuthority, audit: AuditLog, defaultBranches: DefaultBranchCache = DefaultBranchCache(),
+    package init(upstreams: GitUpstreams, sessions: any SessionAuthority, audit: AuditLog, defaultBranches: DefaultBranchCache = .defaultBranches(),
                 pushRate: PushRateLimiter = PushRateLimiter()) {
         self.upstreams = upstreams
         self.sessions = sessions
@@ -158,7 +158,7 @@ package struct GitRouter: HTTPRouter {
                 case let .complete(updates, capabilities, _):
                     var refusals = policy.refusals(updates)
                     // A default branch learned recently refuses its updates before anything is sent.
-                    if refusals.isEmpty, policy.protectsDefaultBranch, let known = defaultBranches.lookup(cacheKey) {
+                    if refusals.isEmpty, policy.protectsDefaultBranch, let known = defaultBranches.value(for: cacheKey) {
                         refusals = policy.defaultBranchRefusals(updates, defaultBranch: known)
                     }
                     guard !refusals.isEmpty else { return .pass }
@@ -176,12 +176,12 @@ package struct GitRouter: HTTPRouter {
                 AncestryClient.ask(questions, repository: repository, dialer: dialer, eventLoop: eventLoop)
             }
             let learn: DefaultBranchAsker = { eventLoop, dialer in
-                if let known = defaultBranches.lookup(cacheKey) {
+                if let known = defaultBranches.value(for: cacheKey) {
                     return eventLoop.makeSucceededFuture(Result<String, AncestryFailure>.success(known))
                 }
                 return DefaultBranch.ask(repository: repository, dialer: dialer, eventLoop: eventLoop)
                     .map { (answer: Result<String, AncestryFailure>) -> Result<String, AncestryFailure> in
-                        if case .success(let ref) = answer { defaultBranches.store(cacheKey, ref: ref) }
+                        if case .success(let ref) = answer { defaultBranches.store(ref, for: cacheKey) }
                         return answer
                     }
             }

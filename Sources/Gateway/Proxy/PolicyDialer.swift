@@ -39,7 +39,7 @@ package struct PolicyDialer: UpstreamDialer {
     ///   - cache: keeps the resolver's answers for a short while.
     ///   - metrics: records how long each successful dial took.
     package init(policy: PolicyStore, limits: GatewayLimits, forbidden: Set<IPAddress>, threadPool: NIOThreadPool,
-                 resolver: any NameResolver = SystemResolver(), cache: ResolutionCache = ResolutionCache(),
+                 resolver: any NameResolver = SystemResolver(), cache: ResolutionCache = .resolverAnswers(),
                  metrics: GatewayMetrics? = nil) {
         self.metrics = metrics
         self.policy = policy
@@ -113,12 +113,12 @@ package struct PolicyDialer: UpstreamDialer {
         let resolver = self.resolver
         let cache = self.cache
         let absolute = Self.absoluteName(name)
-        if let kept = cache.addresses(of: absolute) {
+        if let kept = cache.value(for: absolute) {
             return eventLoop.makeSucceededFuture(kept)
         }
         return threadPool.runIfActive(eventLoop: eventLoop) {
             let addresses = try resolver.addresses(of: absolute)
-            cache.store(addresses, for: absolute)
+            if !addresses.isEmpty { cache.store(addresses, for: absolute) }
             return addresses
         }.flatMapErrorThrowing { error in
             if let error = error as? DialError { throw error }

@@ -1,5 +1,4 @@
 import NIOCore
-import Synchronization
 import GatewayCore
 
 /// Which branch the upstream's `HEAD` names: the repository's default branch, which
@@ -14,7 +13,8 @@ package enum DefaultBranch {
     /// Reads the default branch from the start of a v0 upload-pack advertisement; `nil`
     /// while its first ref line has not arrived.
     /// - Throws: `AncestryFailure` when the advertisement does not name one: an empty
-    ///   repository, a detached `HEAD`, a protocol v2 answer, malformed bytes.
+    ///   repository (`emptyRepository`, which `ask` follows with the `unborn` question), a
+    ///   detached `HEAD`, a protocol v2 answer, malformed bytes.
     package static func parse(_ bytes: [UInt8], ended: Bool) throws -> String? {
         func line(at offset: Int) throws -> (PktLine, next: Int)? {
             switch PktLine.read(bytes, at: offset) {
@@ -42,7 +42,7 @@ package enum DefaultBranch {
             }
             return try firstRefLine(payload)
         case .flush:
-            throw AncestryFailure("the upstream repository is empty, so it has no default branch yet")
+            throw DefaultBranch.emptyRepository
         case .delimiter, .responseEnd:
             throw AncestryFailure("the upstream's advertisement is malformed")
         }
@@ -55,7 +55,7 @@ package enum DefaultBranch {
         }
         let name = String(decoding: payload[..<nul], as: UTF8.self).split(separator: " ").dropFirst().first
         if name == "capabilities^{}" {
-            throw AncestryFailure("the upstream repository is empty, so it has no default branch yet")
+            throw DefaultBranch.emptyRepository
         }
         var capabilities = String(decoding: payload[(nul + 1)...], as: UTF8.self)
         if capabilities.hasSuffix("\n") { capabilities.removeLast() }
@@ -69,17 +69,109 @@ package enum DefaultBranch {
         return ref
     }
 
-    /// Asks the upstream which ref its `HEAD` names, within `seconds`.
+    /// What a v0 advertisement without refs means: the repository has no branch yet.
+    package static let emptyRepository = AncestryFailure("the upstream repository is empty, so it has no default branch yet")
+
+    /// The protocol v2 `ls-refs` request that names `HEAD`'s target even while that branch
+    /// does not exist yet (`unborn`, git 2.31 and later, GitHub): what an empty repository
+    /// will make its default branch.
+    package static let unbornRequest: [UInt8] =
+        PktLine.encode(Array("command=ls-refs\n".utf8)) + Array("0001".utf8)
+        + PktLine.encode(Array("symrefs\n".utf8)) + PktLine.encode(Array("unborn\n".utf8))
+        + PktLine.encode(Array("ref-prefix HEAD\n".utf8)) + PktLine.flushBytes
+
+    /// Reads `HEAD`'s target from an `ls-refs` answer (`unborn HEAD symref-target:REF` or
+    /// `<id> HEAD symref-target:REF`, then a flush); `nil` while it has not ended.
+    /// - Throws: `AncestryFailure` when it names none (a server without `unborn`).
+    package static func parseUnborn(_ bytes: [UInt8], ended: Bool) throws -> String? {
+        var offset = 0
+        var target: String?
+        while true {
+            switch PktLine.read(bytes, at: offset) {
+            case .needMore:
+                guard !ended else { throw AncestryFailure("the upstream's answer ends early") }
+                return nil
+            case .malformed(let why):
+                throw AncestryFailure("the upstream's answer is malformed (\(why))")
+            case .line(.flush, _):
+                guard let target else {
+                    throw AncestryFailure("the upstream repository is empty and does not say which branch it will make its default")
+                }
+                return target
+            case .line(.data(let payload), let next):
+                offset = next
+                var text = String(decoding: payload, as: UTF8.self)
+                if text.hasSuffix("\n") { text.removeLast() }
+                let fields = text.split(separator: " ")
+                guard fields.count >= 3, fields[1] == "HEAD",
+                      let symref = fields.dropFirst(2).first(where: { $0.hasPrefix("symref-target:") }) else { continue }
+                let ref = String(symref.dropFirst("symref-target:".count))
+                guard ReceivePackCommands.isRefName(ref) else {
+                    throw AncestryFailure("the upstream names a default branch that is not a valid ref (\(UploadPackAdvertisement.printable(ref)))")
+                }
+                target = ref
+            case .line:
+                throw AncestryFailure("the upstream's answer is malformed")
+            }
+        }
+    }
+
+    /// Asks the upstream which ref its `HEAD` names, within `seconds`: the v0 advertisement,
+    /// and for an empty repository the v2 `unborn` question.
     /// - Returns: the full ref name (`refs/heads/trunk`), or the failure naming why it is not known.
     package static func ask(
         repository: UpstreamRepository, dialer: any UpstreamDialer, eventLoop: any EventLoop, seconds: Int = 10
+    ) -> EventLoopFuture<Result<String, AncestryFailure>> {
+        let deadline = eventLoop.now + .seconds(Int64(seconds))
+        return askAdvertisement(repository: repository, dialer: dialer, eventLoop: eventLoop, deadline: deadline, seconds: seconds)
+            .flatMap { result in
+                guard case .failure(emptyRepository) = result else { return eventLoop.makeSucceededFuture(result) }
+                return askUnborn(repository: repository, dialer: dialer, eventLoop: eventLoop, deadline: deadline, seconds: seconds)
+            }
+    }
+
+    private static func askUnborn(
+        repository: UpstreamRepository, dialer: any UpstreamDialer, eventLoop: any EventLoop, deadline: NIODeadline, seconds: Int
+    ) -> EventLoopFuture<Result<String, AncestryFailure>> {
+        var bytes: [UInt8] = []
+        var found: String?
+        var request = AncestryClient.head(.POST, "\(repository.path)/git-upload-pack", repository: repository, version2: true)
+        request.headers.add(name: "Content-Type", value: "application/x-git-upload-pack-request")
+        request.headers.add(name: "Accept", value: "application/x-git-upload-pack-result")
+        request.headers.add(name: "Content-Length", value: String(unbornRequest.count))
+        return AncestryClient.exchange(
+            request, body: unbornRequest, repository: repository, dialer: dialer, eventLoop: eventLoop,
+            deadline: deadline, seconds: seconds,
+            consume: { buffer in
+                bytes += buffer.readableBytesView
+                found = try parseUnborn(bytes, ended: false)
+                if found == nil && bytes.count > maximumLength {
+                    throw AncestryFailure("the upstream's answer does not name HEAD within \(maximumLength) bytes")
+                }
+                return found != nil
+            },
+            finish: {
+                if found == nil { found = try parseUnborn(bytes, ended: true) }
+            })
+            .map { found.map { .success($0) } ?? .failure(AncestryFailure("the upstream's answer ends early")) }
+            .flatMapErrorThrowing { error in .failure(describe(error)) }
+    }
+
+    private static func describe(_ error: Error) -> AncestryFailure {
+        if let failure = error as? AncestryFailure { return failure }
+        if let dial = error as? DialError { return AncestryFailure(dial.reason) }
+        return AncestryFailure("the connection to the upstream failed (\(error))")
+    }
+
+    private static func askAdvertisement(
+        repository: UpstreamRepository, dialer: any UpstreamDialer, eventLoop: any EventLoop, deadline: NIODeadline, seconds: Int
     ) -> EventLoopFuture<Result<String, AncestryFailure>> {
         var bytes: [UInt8] = []
         var found: String?
         let request = AncestryClient.head(.GET, "\(repository.path)/info/refs?service=git-upload-pack", repository: repository, version2: false)
         return AncestryClient.exchange(
             request, body: nil, repository: repository, dialer: dialer, eventLoop: eventLoop,
-            deadline: eventLoop.now + .seconds(Int64(seconds)), seconds: seconds,
+            deadline: deadline, seconds: seconds,
             consume: { buffer in
                 bytes += buffer.readableBytesView
                 found = try parse(bytes, ended: false)
@@ -95,11 +187,7 @@ package enum DefaultBranch {
                 guard let found else { throw AncestryFailure("the upstream's advertisement ends early") }
                 return .success(found)
             }
-            .flatMapErrorThrowing { error in
-                if let failure = error as? AncestryFailure { return .failure(failure) }
-                if let dial = error as? DialError { return .failure(AncestryFailure(dial.reason)) }
-                return .failure(AncestryFailure("the connection to the upstream failed (\(error))"))
-            }
+            .flatMapErrorThrowing { error in .failure(describe(error)) }
     }
 
     /// The most of the advertisement read before its first ref line must have arrived:
@@ -107,48 +195,17 @@ package enum DefaultBranch {
     package static let maximumLength = 2 * PktLine.maximumLength
 }
 
-/// The default branches airlock has learned, per repository, for a short while: a push
-/// does not cost an extra question to the upstream each time, and a default branch
-/// changed upstream is seen within `lifetime`. Bounded: at most `capacity` repositories;
-/// when full, expired entries go first, then the one that expires soonest. Only answers
-/// are kept, never failures.
-package final class DefaultBranchCache: Sendable {
-    /// How long an answer is used.
-    package let lifetime: TimeAmount
-    /// The most repositories remembered.
-    package let capacity: Int
-    private let entries = Mutex([String: (ref: String, until: NIODeadline)]())
+/// The default branches airlock has learned, per repository, for 60 seconds: a push does
+/// not cost an extra question to the upstream each time, and a default branch changed
+/// upstream is seen within a minute. At most 4,096 repositories. Only answers are kept,
+/// never failures.
+package typealias DefaultBranchCache = ExpiringCache<String>
 
-    package init(lifetime: TimeAmount = .seconds(60), capacity: Int = 4096) {
-        self.lifetime = lifetime
-        self.capacity = max(1, capacity)
+extension ExpiringCache where Value == String {
+    /// 60 s, at most 4,096 repositories.
+    package static func defaultBranches(
+        clock: @escaping @Sendable () -> Double = DenialBudget.monotonicClock
+    ) -> DefaultBranchCache {
+        DefaultBranchCache(lifetime: 60, capacity: 4096, clock: clock)
     }
-
-    /// The default branch of `repository` learned less than `lifetime` ago.
-    package func lookup(_ repository: String, now: NIODeadline = .now()) -> String? {
-        entries.withLock { entries in
-            guard let entry = entries[repository] else { return nil }
-            guard entry.until > now else {
-                entries[repository] = nil
-                return nil
-            }
-            return entry.ref
-        }
-    }
-
-    /// Remembers that `repository`'s default branch is `ref`.
-    package func store(_ repository: String, ref: String, now: NIODeadline = .now()) {
-        entries.withLock { entries in
-            if entries[repository] == nil && entries.count >= capacity {
-                entries = entries.filter { $0.value.until > now }
-                if entries.count >= capacity, let soonest = entries.min(by: { $0.value.until < $1.value.until })?.key {
-                    entries[soonest] = nil
-                }
-            }
-            entries[repository] = (ref, now + lifetime)
-        }
-    }
-
-    /// Repositories remembered now.
-    package var count: Int { entries.withLock { $0.count } }
 }
