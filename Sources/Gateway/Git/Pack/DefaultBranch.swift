@@ -106,7 +106,7 @@ package enum DefaultBranch {
                 guard fields.count >= 3, fields[1] == "HEAD",
                       let symref = fields.dropFirst(2).first(where: { $0.hasPrefix("symref-target:") }) else { continue }
                 let ref = String(symref.dropFirst("symref-target:".count))
-                guard ReceivePackCommands.isRefName(ref) else {
+                if !ReceivePackCommands.isRefName(ref) {
                     throw AncestryFailure("the upstream names a default branch that is not a valid ref (\(UploadPackAdvertisement.printable(ref)))")
                 }
                 target = ref
