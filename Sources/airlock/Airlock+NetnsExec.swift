@@ -122,45 +122,51 @@ struct NetnsExec: ParsableCommand {
     /// answer the rewrite covers whole hosts only, which such a rule can beat; said on stderr.
     static func sessionRepositories(token: Secret, sandbox: String) -> [GitRepository] {
         let id = SessionToken.digest(of: token).sessionID
-        let why: String
-        do {
-            switch try ControlClient.send(.list, path: ControlSocket.path(sandbox: sandbox), sandbox: sandbox, timeoutSeconds: 5) {
-            case .sessions(let sessions):
-                if let session = sessions.first(where: { $0.id == id }) {
-                    return session.scope.compactMap { try? ScopeEntry(parsing: $0).repository }
-                }
-                why = "the gateway of \(sandbox) has no live session \(id)"
-            case .failure(let message):
-                why = message
-            default:
-                why = "unexpected answer from the gateway"
+        switch askGateway(.list, sandbox: sandbox, { response -> Result<[GitRepository], GatewayNoAnswer>? in
+            guard case .sessions(let sessions) = response else { return nil }
+            guard let session = sessions.first(where: { $0.id == id }) else {
+                return .failure(GatewayNoAnswer(why: "the gateway of \(sandbox) has no live session \(id)"))
             }
-        } catch {
-            why = String(describing: error)
+            return .success(session.scope.compactMap { try? ScopeEntry(parsing: $0).repository })
+        }) {
+        case .success(let repositories):
+            return repositories
+        case .failure(let failure):
+            printNotice("airlock: git rewrites cover whole hosts only (\(failure.why)); a user's or the system's own url.insteadOf rule for those hosts may win")
+            return []
         }
-        printNotice("airlock: git rewrites cover whole hosts only (\(why)); a user's or the system's own url.insteadOf rule for those hosts may win")
-        return []
     }
 
     /// The credential-route presets in force at the sandbox's gateway, asked over its
     /// control socket. Without an answer (no gateway serving, an older one) there are none,
     /// said on stderr: the command then runs without the presets' variables.
     static func routePresets(sandbox: String) -> [RoutePreset] {
-        let why: String
-        do {
-            switch try ControlClient.send(.presets, path: ControlSocket.path(sandbox: sandbox), sandbox: sandbox, timeoutSeconds: 5) {
-            case .presets(let names):
-                return names.compactMap { name in RoutePreset.all.first { $0.name == name } }
-            case .failure(let message):
-                why = message
-            default:
-                why = "unexpected answer from the gateway"
-            }
-        } catch {
-            why = String(describing: error)
+        switch askGateway(.presets, sandbox: sandbox, { response -> Result<[RoutePreset], GatewayNoAnswer>? in
+            guard case .presets(let names) = response else { return nil }
+            return .success(names.compactMap { name in RoutePreset.all.first { $0.name == name } })
+        }) {
+        case .success(let presets):
+            return presets
+        case .failure(let failure):
+            printNotice("airlock: the credential-route presets' variables are not set (\(failure.why))")
+            return []
         }
-        printNotice("airlock: the credential-route presets' variables are not set (\(why))")
-        return []
+    }
+
+    /// Asks the sandbox's gateway over its control socket; `read` takes the answer it
+    /// expects (nil for any other). The failure says why there is no answer: the gateway's
+    /// own refusal, an unexpected answer, or no gateway to ask.
+    private static func askGateway<Answer>(
+        _ request: ControlRequest, sandbox: String, _ read: (ControlResponse) -> Result<Answer, GatewayNoAnswer>?
+    ) -> Result<Answer, GatewayNoAnswer> {
+        do {
+            let response = try ControlClient.send(request, path: ControlSocket.path(sandbox: sandbox), sandbox: sandbox, timeoutSeconds: 5)
+            if let answer = read(response) { return answer }
+            if case .failure(let message) = response { return .failure(GatewayNoAnswer(why: message)) }
+            return .failure(GatewayNoAnswer(why: "unexpected answer from the gateway"))
+        } catch {
+            return .failure(GatewayNoAnswer(why: String(describing: error)))
+        }
     }
 
     /// The account CMD runs as: `--user`, else the sudo caller; root without sudo must say
@@ -202,4 +208,9 @@ enum ProcessInfoEnvironment {
         }
         return result
     }
+}
+
+/// Why `netns exec` got no answer from the sandbox's gateway (said on stderr).
+struct GatewayNoAnswer: Error {
+    let why: String
 }
