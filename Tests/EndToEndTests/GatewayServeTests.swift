@@ -188,7 +188,8 @@ final class GatewayServeTests: XCTestCase {
         XCTAssertEqual(try Run.airlock(["netns", "create", name]).status, 0)
         defer { _ = try? Run.airlock(["netns", "destroy", name]) }
         let environment = ["PATH": "/usr/bin:/bin", "ANTHROPIC_API_KEY": "sk-ant-host-key-never-inside"]
-        let exec = { try Run.airlock(["netns", "exec", name, "--user", "nobody", "--", "/usr/bin/env"], environment: environment) }
+        // In a directory nobody can enter: the test may run from a checkout under /root.
+        let exec = { try Run.airlock(["netns", "exec", name, "--user", "nobody", "--cwd", dir.path, "--", "/usr/bin/env"], environment: environment) }
 
         let alone = try exec()
         XCTAssertEqual(alone.status, 0, "\(alone)")
