@@ -296,6 +296,25 @@ final class FirstContactTests: XCTestCase {
         }
     }
 
+    /// A host not on the allowlist, reached through the proxy by wget and pip: each prints
+    /// the refused CONNECT's status line, whose reason phrase says why (they print nothing
+    /// else of the answer).
+    func testWgetAndPipPrintWhyAHostWasRefused() throws {
+        for mode in RunMode.allCases {
+            let result = try airlockRun(mode, [], script: """
+                wget -nv -O /dev/null https://denied.test/ 2>&1; echo "wget: $?"
+                /usr/bin/python3 -m pip download --no-cache-dir --no-deps --retries 1 --timeout 10 \\
+                    --disable-pip-version-check -d /tmp/dl --index-url https://denied.test/simple/ airlock-demo 2>&1; echo "pip: $?"
+                """)
+            XCTAssertEqual(result.status, 0, "\(mode): \(result)")
+            XCTAssertTrue(result.stdout.contains("Proxy tunneling failed: airlock: denied.test is not on the allowlist"), "\(mode): \(result)")
+            XCTAssertTrue(result.stdout.contains("wget: 4\n"), "\(mode): \(result)")
+            XCTAssertTrue(result.stdout.contains("Tunnel connection failed: 403 airlock: denied.test is not on the allowlist"), "\(mode): \(result)")
+            XCTAssertTrue(result.stdout.contains("pip: 1\n"), "\(mode): \(result)")
+            XCTAssertTrue(result.stderr.contains("to allow: --allow denied.test (policy line: denied.test)"), "\(mode): \(result)")
+        }
+    }
+
     /// Node's `fetch` ignores proxy variables (they are removed here too): it reaches an
     /// allowed `host:8443` by the name DNS answered, through the gateway's listener on that
     /// port (TLS routed by its server name), and a name allowed only on another port fails
