@@ -1,4 +1,5 @@
 import NIOCore
+import NIOHTTP1
 import GatewayCore
 
 /// Which branch the upstream's `HEAD` names: the repository's default branch, which
@@ -133,61 +134,51 @@ package enum DefaultBranch {
     private static func askUnborn(
         repository: UpstreamRepository, dialer: any UpstreamDialer, eventLoop: any EventLoop, deadline: NIODeadline, seconds: Int
     ) -> EventLoopFuture<Result<String, AncestryFailure>> {
-        var bytes: [UInt8] = []
-        var found: String?
         var request = AncestryClient.head(.POST, "\(repository.path)/git-upload-pack", repository: repository, version2: true)
         request.headers.add(name: "Content-Type", value: "application/x-git-upload-pack-request")
         request.headers.add(name: "Accept", value: "application/x-git-upload-pack-result")
         request.headers.add(name: "Content-Length", value: String(unbornRequest.count))
-        return AncestryClient.exchange(
-            request, body: unbornRequest, repository: repository, dialer: dialer, eventLoop: eventLoop,
-            deadline: deadline, seconds: seconds,
-            consume: { buffer in
-                bytes += buffer.readableBytesView
-                found = try parseUnborn(bytes, ended: false)
-                if found == nil && bytes.count > maximumLength {
-                    throw AncestryFailure("the upstream's answer does not name HEAD within \(maximumLength) bytes")
-                }
-                return found != nil
-            },
-            finish: {
-                if found == nil { found = try parseUnborn(bytes, ended: true) }
-            })
-            .map { found.map { .success($0) } ?? .failure(AncestryFailure("the upstream's answer ends early")) }
-            .flatMapErrorThrowing { error in .failure(describe(error)) }
-    }
-
-    private static func describe(_ error: Error) -> AncestryFailure {
-        if let failure = error as? AncestryFailure { return failure }
-        if let dial = error as? DialError { return AncestryFailure(dial.reason) }
-        return AncestryFailure("the connection to the upstream failed (\(error))")
+        return askOnce(request, body: unbornRequest, answer: "answer", naming: "HEAD", parse: parseUnborn,
+                       repository: repository, dialer: dialer, eventLoop: eventLoop, deadline: deadline, seconds: seconds)
     }
 
     private static func askAdvertisement(
         repository: UpstreamRepository, dialer: any UpstreamDialer, eventLoop: any EventLoop, deadline: NIODeadline, seconds: Int
     ) -> EventLoopFuture<Result<String, AncestryFailure>> {
+        let request = AncestryClient.head(.GET, "\(repository.path)/info/refs?service=git-upload-pack", repository: repository, version2: false)
+        return askOnce(request, body: nil, answer: "advertisement", naming: "its refs", parse: parse,
+                       repository: repository, dialer: dialer, eventLoop: eventLoop, deadline: deadline, seconds: seconds)
+    }
+
+    /// One request to the upstream whose answer `parse` reads as it arrives (nil: not yet),
+    /// within `maximumLength` bytes; `answer` and `naming` word the failures.
+    private static func askOnce(
+        _ request: HTTPRequestHead, body: [UInt8]?, answer: String, naming: String,
+        parse: @escaping ([UInt8], Bool) throws -> String?,
+        repository: UpstreamRepository, dialer: any UpstreamDialer, eventLoop: any EventLoop, deadline: NIODeadline, seconds: Int
+    ) -> EventLoopFuture<Result<String, AncestryFailure>> {
         var bytes: [UInt8] = []
         var found: String?
-        let request = AncestryClient.head(.GET, "\(repository.path)/info/refs?service=git-upload-pack", repository: repository, version2: false)
         return AncestryClient.exchange(
-            request, body: nil, repository: repository, dialer: dialer, eventLoop: eventLoop,
+            request, body: body, repository: repository, dialer: dialer, eventLoop: eventLoop,
             deadline: deadline, seconds: seconds,
             consume: { buffer in
                 bytes += buffer.readableBytesView
-                found = try parse(bytes, ended: false)
+                found = try parse(bytes, false)
                 if found == nil && bytes.count > maximumLength {
-                    throw AncestryFailure("the upstream's advertisement does not name its refs within \(maximumLength) bytes")
+                    throw AncestryFailure("the upstream's \(answer) does not name \(naming) within \(maximumLength) bytes")
                 }
                 return found != nil
             },
             finish: {
-                if found == nil { found = try parse(bytes, ended: true) }
+                if found == nil { found = try parse(bytes, true) }
             })
-            .flatMapThrowing { () -> Result<String, AncestryFailure> in
-                guard let found else { throw AncestryFailure("the upstream's advertisement ends early") }
-                return .success(found)
+            .map { found.map { .success($0) } ?? .failure(AncestryFailure("the upstream's \(answer) ends early")) }
+            .flatMapErrorThrowing { error in
+                if let failure = error as? AncestryFailure { return .failure(failure) }
+                if let dial = error as? DialError { return .failure(AncestryFailure(dial.reason)) }
+                return .failure(AncestryFailure("the connection to the upstream failed (\(error))"))
             }
-            .flatMapErrorThrowing { error in .failure(describe(error)) }
     }
 
     /// The most of the advertisement read before its first ref line must have arrived:
