@@ -82,12 +82,14 @@ package final class DNSUDPHandler: ChannelInboundHandler {
             responder.respond(to: query, rules: rules!, into: &answers!)
         }
         guard case .answer(let event) = reply else { return }
-        if let event { denials.append(event) } else { audit.metrics?.dnsAnswered(1) }
+        if let event { denials.append(event) }
         pending.append((envelope.remoteAddress, start, answers!.writerIndex - start))
     }
 
     package func channelReadComplete(context: ChannelHandlerContext) {
         batchStarted = false
+        // Every reply of the batch is pending; those that are not denials were answered.
+        audit.metrics?.dnsAnswered(pending.count - denials.count)
         writeDenials()
         if let answers, !pending.isEmpty {
             for answer in pending {
