@@ -100,6 +100,44 @@ final class DialerTests: XCTestCase {
         }
     }
 
+    // MARK: dialling on the socket loop's thread (`LoopConnect`)
+
+    /// `dialHere` declines a name only the resolver can answer (the full path then dials
+    /// it), and applies the same address checks as `dial` to pinned and kept answers.
+    func testTheLoopsDialDeclinesNamesThatNeedALookupAndChecksTheRest() throws {
+        let loopback = IPAddress("127.0.0.1")!
+        let resolver = RecordingResolver(["kept.test.": [loopback]])
+        let cache = ResolutionCache.resolverAnswers()
+        let dialer = try dialer("unpinned.test\npinned.test\nresolve pinned.test=127.0.0.1\nkept.test\n", resolver, cache: cache)
+        let loop = try SocketLoop()
+        try loop.start()
+        defer { loop.shutdown() }
+        func dialHere(_ host: String) -> (Bool, Result<CInt, DialError>?) {
+            var outcome: Result<CInt, DialError>?
+            let dialled = dialer.dialHere(UpstreamTarget(host: host, port: 443), loop: loop) { outcome = $0 }
+            return (dialled, outcome)
+        }
+
+        let (unpinned, never) = dialHere("unpinned.test")
+        XCTAssertFalse(unpinned, "a name that needs the resolver is left to the full path")
+        XCTAssertNil(never)
+        XCTAssertEqual(resolver.asked.withLockedValue { $0 }, [], "and the loop's thread never asks the resolver")
+
+        let (pinned, pinnedOutcome) = dialHere("pinned.test")
+        XCTAssertTrue(pinned)
+        guard case .failure(.refused(let host, let reason))? = pinnedOutcome else { return XCTFail("\(String(describing: pinnedOutcome))") }
+        XCTAssertEqual(host, "pinned.test")
+        XCTAssertEqual(reason, "resolves to 127.0.0.1 is loopback; add allow-private 127.0.0.0/8 to permit it")
+
+        // Once `dial` has the resolver's answer, the loop uses the kept answer, checked again.
+        XCTAssertNotNil(refusal(dialer, "kept.test"))
+        let (kept, keptOutcome) = dialHere("kept.test")
+        XCTAssertTrue(kept, "a kept answer needs no lookup")
+        guard case .failure(.refused(_, let keptReason))? = keptOutcome else { return XCTFail("\(String(describing: keptOutcome))") }
+        XCTAssertEqual(keptReason, "resolves to 127.0.0.1 is loopback; add allow-private 127.0.0.0/8 to permit it")
+        XCTAssertEqual(resolver.asked.withLockedValue { $0 }, ["kept.test."], "asked once, by `dial`")
+    }
+
     // MARK: the resolver's answers, kept for a short while
 
     func testAKeptAnswerIsCheckedAgainstThePolicyInForceAtEachDial() throws {

@@ -82,40 +82,54 @@ package struct PolicyDialer: UpstreamDialer {
             return eventLoop.makeSucceededFuture([address])
         }
         return candidates(for: target.host, on: eventLoop).flatMapThrowing { addresses in
-            let current = policy.current
-            let name = (try? HostName.normalise(target.host)) ?? target.host
-            var checked: [SocketAddress] = []
-            for address in addresses {
-                if forbidden.contains(address) {
-                    throw DialError.refused(host: target.host, reason: "\(address) is the gateway itself")
-                }
-                if case .refused(let reason) = current.checkResolved(address, for: HostLiteral.parse(target.host) == nil ? name : nil) {
-                    throw DialError.refused(host: target.host, reason: "resolves to \(reason)")
-                }
-                guard let socketAddress = try? SocketAddress(ipAddress: address.description, port: target.port) else {
-                    throw DialError.unresolvable(host: target.host, reason: "unusable address \(address)")
-                }
-                checked.append(socketAddress)
-            }
-            return checked
+            try checked(addresses, for: target)
         }
+    }
+
+    /// `addresses` of `target` as socket addresses, once each has passed the policy's
+    /// address rules.
+    /// - Throws: `DialError` for the first address refused.
+    private func checked(_ addresses: [IPAddress], for target: UpstreamTarget) throws -> [SocketAddress] {
+        let current = policy.current
+        let name = (try? HostName.normalise(target.host)) ?? target.host
+        var checked: [SocketAddress] = []
+        for address in addresses {
+            if forbidden.contains(address) {
+                throw DialError.refused(host: target.host, reason: "\(address) is the gateway itself")
+            }
+            if case .refused(let reason) = current.checkResolved(address, for: HostLiteral.parse(target.host) == nil ? name : nil) {
+                throw DialError.refused(host: target.host, reason: "resolves to \(reason)")
+            }
+            guard let socketAddress = try? SocketAddress(ipAddress: address.description, port: target.port) else {
+                throw DialError.unresolvable(host: target.host, reason: "unusable address \(address)")
+            }
+            checked.append(socketAddress)
+        }
+        return checked
+    }
+
+    /// The addresses for `host` known without asking the resolver: a literal, a `resolve`
+    /// pin, or an answer the cache still keeps.
+    private func knownAddresses(for host: String) -> [IPAddress]? {
+        if let literal = HostLiteral.parse(host) {
+            return [literal]
+        }
+        let name = (try? HostName.normalise(host)) ?? host
+        if let pinned = policy.current.resolveOverrides[name], !pinned.isEmpty {
+            return pinned
+        }
+        return cache.value(for: Self.absoluteName(name))
     }
 
     /// The addresses for `host`: a literal, a `resolve` pin, or the system resolver's.
     private func candidates(for host: String, on eventLoop: any EventLoop) -> EventLoopFuture<[IPAddress]> {
-        if let literal = HostLiteral.parse(host) {
-            return eventLoop.makeSucceededFuture([literal])
+        if let known = knownAddresses(for: host) {
+            return eventLoop.makeSucceededFuture(known)
         }
         let name = (try? HostName.normalise(host)) ?? host
-        if let pinned = policy.current.resolveOverrides[name], !pinned.isEmpty {
-            return eventLoop.makeSucceededFuture(pinned)
-        }
         let resolver = self.resolver
         let cache = self.cache
         let absolute = Self.absoluteName(name)
-        if let kept = cache.value(for: absolute) {
-            return eventLoop.makeSucceededFuture(kept)
-        }
         return threadPool.runIfActive(eventLoop: eventLoop) {
             let addresses = try resolver.addresses(of: absolute)
             if !addresses.isEmpty { cache.store(addresses, for: absolute) }
@@ -206,15 +220,60 @@ extension PolicyDialer: TunnelSocketDialer {
             connect(target, candidates: candidates, on: eventLoop) { address in
                 // The address checked above, as it is: no second parse per connection.
                 return loop.connect(to: address, timeout: timeout, on: eventLoop).flatMapErrorThrowing { error in
-                    switch error as? SocketLoop.ConnectError {
-                    case .timedOut?: throw DialError.timedOut(host: host, port: port, what: "connecting")
-                    case .failed(let reason)?: throw DialError.connectFailed(host: host, port: port, reason: reason)
-                    case .stopped?: throw DialError.connectFailed(host: host, port: port, reason: "the gateway is stopping")
-                    case nil: throw DialError.connectFailed(host: host, port: port, reason: Self.shortReason(error))
-                    }
+                    throw Self.dialError(error, host: host, port: port)
                 }
             }
         })
+    }
+
+    package func dialHere(_ target: UpstreamTarget, loop: SocketLoop, then: @escaping (Result<CInt, DialError>) -> Void) -> Bool {
+        let candidates: [SocketAddress]
+        if let address = target.address {
+            candidates = [address]
+        } else {
+            guard let known = knownAddresses(for: target.host) else { return false }
+            do {
+                candidates = try checked(known, for: target)
+            } catch {
+                then(.failure(error as? DialError ?? DialError.unresolvable(host: target.host, reason: "\(error)")))
+                return true
+            }
+        }
+        guard !candidates.isEmpty else {
+            then(.failure(DialError.unresolvable(host: target.host, reason: "no addresses")))
+            return true
+        }
+        let started = NIODeadline.now()
+        let metrics = self.metrics
+        let timeout = limits.connectTimeout
+        // At most four candidates, one after another, as `dialSocket` tries them.
+        func attempt(_ remaining: ArraySlice<SocketAddress>) {
+            loop.connectHere(to: remaining.first!, timeout: timeout) { result in
+                switch result {
+                case .success(let fd):
+                    metrics?.upstreamDialed(after: .nanoseconds((NIODeadline.now() - started).nanoseconds))
+                    then(.success(fd))
+                case .failure(let error):
+                    if remaining.count > 1 {
+                        attempt(remaining.dropFirst())
+                    } else {
+                        then(.failure(Self.dialError(error, host: target.host, port: target.port)))
+                    }
+                }
+            }
+        }
+        attempt(candidates.prefix(4))
+        return true
+    }
+
+    /// A socket loop's connect failure in the words of a dial.
+    private static func dialError(_ error: Error, host: String, port: Int) -> DialError {
+        switch error as? SocketLoop.ConnectError {
+        case .timedOut?: DialError.timedOut(host: host, port: port, what: "connecting")
+        case .failed(let reason)?: DialError.connectFailed(host: host, port: port, reason: reason)
+        case .stopped?: DialError.connectFailed(host: host, port: port, reason: "the gateway is stopping")
+        case nil: DialError.connectFailed(host: host, port: port, reason: Self.shortReason(error))
+        }
     }
 }
 

@@ -77,6 +77,7 @@ package final class SocketLoop: @unchecked Sendable {
     var tunnels: [UInt64: Tunnel] = [:]
     var connects: [UInt64: PendingConnect] = [:]
     var listeners: [UInt64: Listener] = [:]
+    var firstBytes: [UInt64: FirstBytesWait] = [:]
     var ready: [(Tunnel, Bool)] = []
     var pipes: PipePool
     var tunnelsTotal = 0
@@ -107,6 +108,7 @@ package final class SocketLoop: @unchecked Sendable {
     enum Entry {
         case listener(Listener)
         case connecting(PendingConnect)
+        case awaitingBytes(FirstBytesWait)
         case tunnel(Tunnel, client: Bool)
     }
 
@@ -269,7 +271,7 @@ package final class SocketLoop: @unchecked Sendable {
             close(fd)
         case .connect(let pending):
             close(pending.fd)
-            pending.promise.fail(ConnectError.stopped)
+            pending.finish(.failure(.stopped))
         case .splice(let tunnel):
             close(tunnel.client)
             close(tunnel.upstream)
@@ -349,14 +351,7 @@ package final class SocketLoop: @unchecked Sendable {
                     close(fd)
                 }
             case .connect(let pending):
-                if register(pending.fd, token: pending.id, events: EPOLLOUT.rawValue | EPOLLONESHOT.rawValue) {
-                    connects[pending.id] = pending
-                    entries[pending.id] = .connecting(pending)
-                } else {
-                    let code = errno
-                    close(pending.fd)
-                    pending.promise.fail(ConnectError.failed(reason: String(cString: strerror(code))))
-                }
+                waitForConnect(pending)
             case .splice(let tunnel):
                 startTunnel(tunnel)
             case .close(let id):
@@ -375,6 +370,8 @@ package final class SocketLoop: @unchecked Sendable {
             accept(on: listener, token: token)
         case .connecting(let pending):
             finishConnect(pending)
+        case .awaitingBytes(let wait):
+            endFirstBytesWait(wait, readable: true)
         case .tunnel(let tunnel, let isClient):
             guard tunnel.open else { return }
             let readable = events & (EPOLLIN.rawValue | EPOLLRDHUP.rawValue | EPOLLHUP.rawValue | EPOLLERR.rawValue) != 0
@@ -393,13 +390,16 @@ package final class SocketLoop: @unchecked Sendable {
         for pending in connects.values {
             timeout = min(timeout, pending.deadline > now ? pending.deadline - now : 0)
         }
+        for wait in firstBytes.values {
+            timeout = min(timeout, wait.deadline > now ? wait.deadline - now : 0)
+        }
         for listener in listeners.values where listener.pausedUntil > 0 {
             timeout = min(timeout, listener.pausedUntil > now ? listener.pausedUntil - now : 0)
         }
         return CInt((timeout + 999_999) / 1_000_000)
     }
 
-    /// Expires connects, resumes paused listeners, and (once a second) closes idle tunnels.
+    /// Expires connects and waits for first bytes, resumes paused listeners, and (once a second) closes idle tunnels.
     func housekeeping() {
         let now = Self.now()
         for pending in connects.values where pending.deadline <= now {
@@ -407,7 +407,10 @@ package final class SocketLoop: @unchecked Sendable {
             entries[pending.id] = nil
             _ = epoll_ctl(epoll, EPOLL_CTL_DEL, pending.fd, nil)
             close(pending.fd)
-            pending.promise.fail(ConnectError.timedOut)
+            pending.finish(.failure(.timedOut))
+        }
+        for wait in firstBytes.values where wait.deadline <= now {
+            endFirstBytesWait(wait, readable: false)
         }
         for (id, listener) in listeners where listener.pausedUntil > 0 && listener.pausedUntil <= now {
             listener.pausedUntil = 0
@@ -449,9 +452,12 @@ package final class SocketLoop: @unchecked Sendable {
         closeListenersNow()
         for pending in connects.values {
             close(pending.fd)
-            pending.promise.fail(ConnectError.stopped)
+            pending.finish(.failure(.stopped))
         }
         connects.removeAll()
+        for wait in Array(firstBytes.values) {
+            endFirstBytesWait(wait, readable: false)
+        }
         for tunnel in Array(tunnels.values) {
             closeTunnel(tunnel, ending: "the gateway is stopping")
         }

@@ -122,4 +122,18 @@ package protocol TunnelSocketDialer: UpstreamDialer {
     /// Resolves and checks `target` exactly as `dial` does, then connects a bare socket
     /// through `loop`. The descriptor is the caller's.
     func dialSocket(_ target: UpstreamTarget, loop: SocketLoop, on eventLoop: any EventLoop) -> EventLoopFuture<CInt>
+
+    /// Dials `target` from `loop`'s own thread (call there) when that needs no name
+    /// lookup: the same checks as `dialSocket`, then `then` runs on that thread, at once or
+    /// when the connect completes.
+    /// - Returns: false, with nothing done and `then` never called, when the name must go
+    ///   to the resolver first.
+    func dialHere(_ target: UpstreamTarget, loop: SocketLoop, then: @escaping (Result<CInt, DialError>) -> Void) -> Bool
+}
+
+extension TunnelSocketDialer {
+    /// Without a loop-thread dial of its own, a dialer leaves every tunnel to `dialSocket`.
+    package func dialHere(_ target: UpstreamTarget, loop: SocketLoop, then: @escaping (Result<CInt, DialError>) -> Void) -> Bool {
+        false
+    }
 }
