@@ -278,7 +278,7 @@ final class ServerTests: XCTestCase {
 /// A `GatewayServer` serving one explicit-proxy listener on 127.0.0.1 in a `ServiceGroup`,
 /// with the real `PolicyDialer` and an in-memory audit log; ready (listening, no connection
 /// open) when made.
-private final class ServedProxy {
+final class ServedProxy {
     let server: GatewayServer
     let port: UInt16
     private let sink = MemoryAuditSink()

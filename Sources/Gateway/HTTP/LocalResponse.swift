@@ -42,6 +42,19 @@ package struct LocalResponse: Sendable, Equatable {
     }
 }
 
+extension LocalResponse {
+    /// The whole answer as bytes, as `writeLocalAnswer` puts it on the wire through the
+    /// response encoder: status line, headers, empty line, body.
+    package func encoded(version: HTTPVersion, closing: Bool) -> [UInt8] {
+        let head = head(version: version, closing: closing)
+        var text = "HTTP/\(head.version.major).\(head.version.minor) \(head.status.code) \(head.status.reasonPhrase)\r\n"
+        for (name, value) in head.headers { text += "\(name): \(value)\r\n" }
+        text += "\r\n"
+        text += body
+        return Array(text.utf8)
+    }
+}
+
 extension ChannelHandlerContext {
     /// Writes a whole gateway-made answer (`head`, then `body` unless empty, then the end)
     /// and, when `close`, closes the connection once it is written.

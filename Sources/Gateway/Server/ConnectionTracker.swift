@@ -44,6 +44,17 @@ package final class ConnectionTracker: Sendable {
         return admitted
     }
 
+    /// Registers a connection the socket loop serves itself (`LoopConnect`), under the
+    /// handle its tunnel will have, if there is room; `release` forgets it.
+    /// - Returns: false when the limit is reached.
+    package func admit(_ tunnel: SocketLoop.Handle) -> Bool {
+        state.withLockedValue { open -> Bool in
+            guard open.count < limit else { return false }
+            open[ObjectIdentifier(tunnel)] = .tunnel(tunnel)
+            return true
+        }
+    }
+
     /// Moves `channel`'s place to `tunnel`, whose bytes the socket loop now moves; the
     /// channel's closing no longer counts. Nothing happens for a channel not counted.
     package func transfer(_ channel: any Channel, to tunnel: SocketLoop.Handle) {
@@ -53,7 +64,8 @@ package final class ConnectionTracker: Sendable {
         }
     }
 
-    /// Forgets a tunnel that has ended.
+    /// Forgets a tunnel that has ended (or a connection admitted by its handle that went
+    /// elsewhere).
     package func release(_ tunnel: SocketLoop.Handle) {
         state.withLockedValue { _ = $0.removeValue(forKey: ObjectIdentifier(tunnel)) }
     }

@@ -43,6 +43,13 @@ package struct GatewayPipelines: Sendable {
         }
     }
 
+    /// The explicit proxy's `CONNECT` served on the socket loop (`LoopConnect`), with the
+    /// router, limits and sandbox the proxy's pipeline has.
+    package func loopConnect(dialer: any TunnelSocketDialer, tracker: ConnectionTracker?, contextLoop: any EventLoop) -> LoopConnect {
+        LoopConnect(router: proxyRouter, dialer: dialer, sandbox: configuration.sandbox, contextLoop: contextLoop, tracker: tracker,
+                    maxHeadBytes: configuration.limits.maxHeaderBytes, idleTimeout: configuration.limits.idleTimeout)
+    }
+
     /// Transparent TLS (port 443): routed by the ClientHello's server name; tunnels go to
     /// `tunnels`.
     /// - Throws: if a handler cannot be added (the channel is closing).

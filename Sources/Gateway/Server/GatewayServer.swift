@@ -23,6 +23,7 @@ package final class GatewayServer: Service {
     private let tracker: ConnectionTracker
     private let ready: (@Sendable () -> Void)?
     private let serving = NIOLockedValueBox<[SocketLoop]>([])
+    private let loopConnect = NIOLockedValueBox<LoopConnect?>(nil)
     /// The listeners on the policy's other ports, and how to serve a new one, once serving.
     private let portListeners = NIOLockedValueBox<PortListeners>(PortListeners())
 
@@ -49,6 +50,12 @@ package final class GatewayServer: Service {
         self.threadPool = threadPool
         self.tracker = ConnectionTracker(limit: configuration.limits.maxConnections)
         self.ready = ready
+    }
+
+    /// How many proxy connections the socket loop served itself and passed on to NIO
+    /// (`LoopConnect`); zero without a proxy listener.
+    package var loopConnectCounters: LoopConnect.Counters {
+        loopConnect.withLockedValue { $0?.counters ?? LoopConnect.Counters() }
     }
 
     /// The ports served besides the standard ones, ascending.
@@ -183,7 +190,9 @@ package final class GatewayServer: Service {
                 }
             }
             if let fd = listeners.proxy {
-                try serve(fd, name: "proxy", via: .proxy, loop: ring, dialer: tunnelDialer) { channel, tunnels in
+                let early = pipelines.loopConnect(dialer: tunnelDialer, tracker: tracker, contextLoop: group.next())
+                loopConnect.withLockedValue { $0 = early }
+                try serve(fd, name: "proxy", via: .proxy, loop: ring, dialer: tunnelDialer, early: early) { channel, tunnels in
                     try pipelines.configureProxy(channel, tunnels: tunnels)
                 }
             }
@@ -259,7 +268,7 @@ package final class GatewayServer: Service {
     /// - Throws: if `fd` is not a listening stream socket.
     private func serve(
         _ fd: CInt, name: String, via: AuditEvent.Via, loop ring: SocketLoopRing, dialer: any TunnelSocketDialer,
-        configure: @escaping @Sendable (any Channel, TunnelHandoff) throws -> Void
+        early: LoopConnect? = nil, configure: @escaping @Sendable (any Channel, TunnelHandoff) throws -> Void
     ) throws {
         try Self.checkListening(fd, name: name)
         let tracker = self.tracker
@@ -268,30 +277,40 @@ package final class GatewayServer: Service {
         let idleTimeout = configuration.limits.idleTimeout
         let group = self.group
         let refusals = LimitRefusals(audit: configuration.audit, via: via, limit: limit)
+        let acceptor = ring.acceptor
         ring.acceptor.listen(fd) { connection in
             let splicer = ring.next()
-            ClientBootstrap(group: group)
-                .channelOption(.allowRemoteHalfClosure, value: true)
-                .channelOption(.autoRead, value: true)
-                .channelInitializer { channel in
-                    guard tracker.admit(channel) else {
-                        if refusals.refused() {
-                            logger.warning("connection limit \(limit) reached on \(name); closing new connections")
+            // NIO serves the connection: every listener but the proxy, and proxy connections
+            // the socket loop does not serve itself (`LoopConnect`).
+            let inNIO: @Sendable (CInt) -> Void = { connection in
+                ClientBootstrap(group: group)
+                    .channelOption(.allowRemoteHalfClosure, value: true)
+                    .channelOption(.autoRead, value: true)
+                    .channelInitializer { channel in
+                        guard tracker.admit(channel) else {
+                            if refusals.refused() {
+                                logger.warning("connection limit \(limit) reached on \(name); closing new connections")
+                            }
+                            // Failing the initializer makes the bootstrap close the channel.
+                            return channel.eventLoop.makeFailedFuture(GatewayServerError.connectionLimit(limit))
                         }
-                        // Failing the initializer makes the bootstrap close the channel.
-                        return channel.eventLoop.makeFailedFuture(GatewayServerError.connectionLimit(limit))
+                        return channel.eventLoop.makeCompletedFuture {
+                            let handoff = TunnelHandoff(
+                                descriptor: connection, loop: splicer, tracker: tracker, idleTimeout: idleTimeout, dialer: dialer)
+                            try configure(channel, handoff)
+                        }
                     }
-                    return channel.eventLoop.makeCompletedFuture {
-                        let handoff = TunnelHandoff(
-                            descriptor: connection, loop: splicer, tracker: tracker, idleTimeout: idleTimeout, dialer: dialer)
-                        try configure(channel, handoff)
+                    .withConnectedSocket(connection)
+                    .whenFailure { error in
+                        if case GatewayServerError.connectionLimit = error { return }
+                        logger.debug("\(name): a new connection could not be served: \(error)")
                     }
-                }
-                .withConnectedSocket(connection)
-                .whenFailure { error in
-                    if case GatewayServerError.connectionLimit = error { return }
-                    logger.debug("\(name): a new connection could not be served: \(error)")
-                }
+            }
+            if let early {
+                early.accept(connection, on: acceptor, splicer: splicer, passOn: inNIO)
+            } else {
+                inNIO(connection)
+            }
         }
     }
 
