@@ -181,6 +181,12 @@ final class LoopConnectTests: XCTestCase {
             "CONNECT a.test:443 HTTP/1.1\r\nContent-Length: 0\r\n\r\n",
             "CONNECT a.test:443 HTTP/1.1\r\ntransfer-encoding: chunked\r\n\r\n",
             "CONNECT a.test:443 HTTP/1.1\r\nUpgrade: h2c\r\n\r\n",
+            // Found by ConnectHeadFuzz: visible ASCII the decoder refuses in a target.
+            "CONNECT [200b<::1]:8443 HTTP/1.0\r\n\r\n",
+            "CONNECT a.test%2F:443 HTTP/1.1\r\n\r\n",
+            "CONNECT user@a.test:443 HTTP/1.1\r\n\r\n",
+            // Found by the test below: a comma in Host is a second Host to the full path.
+            "CONNECT a.test:443 HTTP/1.1\r\nHost: a,test:443\r\n\r\n",
         ] {
             XCTAssertNil(read(refused), refused.debugDescription)
         }
@@ -199,6 +205,7 @@ final class LoopConnectTests: XCTestCase {
             "CONNECT [2001:db8::1]:8443 HTTP/1.0\r\nhost:x\r\n\r\n",
         ]
         let replacements: [UInt8] = [0x00, 0x09, 0x0A, 0x0D, 0x20, 0x3A, 0x7F, 0x80, 0xFF, UInt8(ascii: "a"), UInt8(ascii: "H")]
+            + Array("<>\"{}|\\^`%@/?#!$&'()*+,;=~_-.[]".utf8)
         var taken = 0
         for seed in seeds {
             let bytes = Array(seed.utf8)

@@ -4,7 +4,7 @@
 /// The reader accepts only the plain shape proxy clients send, a strict subset of what
 /// the HTTP decoder and `RequestValidation` accept: `CONNECT target HTTP/1.0|1.1`, CRLF
 /// line ends, header names of token characters, values of visible ASCII, spaces and tabs,
-/// at most one `Host`, no `Content-Length`, `Transfer-Encoding` or `Upgrade`, the whole head in
+/// at most one `Host` (without a comma, which the full path reads as a second one), no `Content-Length`, `Transfer-Encoding` or `Upgrade`, the whole head in
 /// the bytes given. Anything else is left to the full request path (`nil`), which answers
 /// it exactly as before. So this reader can make no decision of its own: whatever it
 /// reads, the full path would have read the same way.
@@ -54,7 +54,8 @@ package struct ConnectHead: Equatable, Sendable {
             let nameStart = position
             while position < count, isTokenByte(bytes[position]) { position += 1 }
             guard position < count, position > nameStart, bytes[position] == UInt8(ascii: ":") else { return nil }
-            switch Self.named(bytes, from: nameStart, to: position) {
+            let kind = Self.named(bytes, from: nameStart, to: position)
+            switch kind {
             case .framing: return nil
             case .host: hosts += 1
             case .other: break
@@ -63,6 +64,8 @@ package struct ConnectHead: Equatable, Sendable {
             position += 1
             while position < count, bytes[position] != 0x0D {
                 guard isValueByte(bytes[position]) else { return nil }
+                // The full path reads a comma in `Host` as a second value, and refuses it.
+                guard kind != .host || bytes[position] != UInt8(ascii: ",") else { return nil }
                 position += 1
             }
             guard position + 1 < count, bytes[position + 1] == 0x0A else { return nil }
@@ -95,9 +98,18 @@ package struct ConnectHead: Equatable, Sendable {
         return .other
     }
 
-    /// Visible ASCII: what `RequestValidation` allows in a request target.
+    /// What an authority of a name or an address and a port is written with: letters,
+    /// digits, `-`, `.`, `_`, `:` and the brackets of an IPv6 literal. Other bytes, even
+    /// ones `RequestValidation` allows, go to the full path (the decoder refuses some,
+    /// such as `<`).
     private static func isTargetByte(_ byte: UInt8) -> Bool {
-        byte > 0x20 && byte < 0x7F
+        switch byte {
+        case UInt8(ascii: "a")...UInt8(ascii: "z"), UInt8(ascii: "A")...UInt8(ascii: "Z"), UInt8(ascii: "0")...UInt8(ascii: "9"),
+             UInt8(ascii: "-"), UInt8(ascii: "."), UInt8(ascii: "_"), UInt8(ascii: ":"), UInt8(ascii: "["), UInt8(ascii: "]"):
+            return true
+        default:
+            return false
+        }
     }
 
     /// RFC 9110 `tchar`.
