@@ -41,7 +41,7 @@ struct PolicyCommand: ParsableCommand {
             discussion: """
                 Exits 1 with `FILE:LINE: problem` when a file does not parse. Without FILE, \
                 checks the files `run` and `gateway serve` read without --policy and lists them: \
-                \(GatewayOptions.policyLocationsHelp.replacing("Without --policy: ", with: ""))
+                \(GatewayOptions.policyLocationsHelp.dropFirst("Without --policy: ".count))
                 """
         )
 
