@@ -23,7 +23,6 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-log.git", from: "1.16.2"),
         .package(url: "https://github.com/swift-server/swift-service-lifecycle.git", from: "2.13.0"),
         .package(url: "https://github.com/apple/swift-system.git", from: "1.8.1"),
-        .package(url: "https://github.com/apple/swift-crypto.git", from: "3.12.3"),
         .package(url: "https://github.com/swift-server/swift-prometheus.git", from: "2.4.1"),
     ],
     targets: [
@@ -51,6 +50,9 @@ let package = Package(
         .target(name: "CSplice"),
         // zlib's inflate, for the objects of a pushed pack (`inflateInit` is a macro).
         .target(name: "CZlib", linkerSettings: [.linkedLibrary("z")]),
+        // SHA-1 and SHA-256 (git object ids, session token digests) and secure random bytes,
+        // in Swift: see docs/architecture.md, "Decisions worth knowing".
+        .target(name: "Digests", swiftSettings: swiftSettings),
         // What the gateway decides and records, without networking: policy, sessions, audit,
         // git repositories and push policy, route definitions. No NIO here, so the seam holds:
         // these are plain values and locks, testable and reusable without an event loop.
@@ -58,8 +60,8 @@ let package = Package(
             name: "GatewayCore",
             dependencies: [
                 "SystemCalls",
+                "Digests",
                 .product(name: "Logging", package: "swift-log"),
-                .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "Prometheus", package: "swift-prometheus"),
             ],
             swiftSettings: swiftSettings
@@ -79,7 +81,7 @@ let package = Package(
                 .product(name: "NIOSSL", package: "swift-nio-ssl"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
-                .product(name: "Crypto", package: "swift-crypto"),
+                "Digests",
             ],
             swiftSettings: swiftSettings
         ),
@@ -119,6 +121,7 @@ let package = Package(
             dependencies: [
                 "Gateway",
                 "GatewayCore",
+                "Digests",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOEmbedded", package: "swift-nio"),

@@ -2,7 +2,7 @@
 import Glibc
 #endif
 import ArgumentParser
-import Foundation
+import FoundationEssentials
 import Netns
 
 /// `airlock doctor [--json]`: what this machine supports, with a verdict per mode.

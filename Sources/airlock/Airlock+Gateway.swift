@@ -18,6 +18,7 @@ struct GatewayCommand: ParsableCommand {
     /// `airlock gateway serve NAME`
     struct Serve: ParsableCommand {
         static let configuration = CommandConfiguration(
+            commandName: "serve",
             abstract: "Serve DNS, transparent HTTP/TLS and the proxy for a sandbox made by `airlock netns create`.",
             discussion: """
                 Binds the listeners inside the sandbox's gateway namespace (DNS 53 udp+tcp, HTTP 80, \

@@ -1,6 +1,7 @@
 import ArgumentParser
-import Foundation
+import FoundationEssentials
 import Netns
+import GatewayCore
 
 /// `airlock netns …`: persistent sandboxes that outlive the command.
 struct NetnsCommand: ParsableCommand {
@@ -22,6 +23,7 @@ extension NetnsCommand {
     /// `airlock netns create NAME [--gateway-address A/P] [--sandbox-address A/P] [--json]`
     struct Create: ParsableCommand {
         static let configuration = CommandConfiguration(
+            commandName: "create",
             abstract: "Create a persistent sandbox (idempotent).",
             discussion: """
                 Makes S (/run/netns/NAME) and G (/run/netns/NAME.gw), one veth pair made in a \
@@ -78,6 +80,7 @@ extension NetnsCommand {
     /// `airlock netns destroy NAME`
     struct Destroy: ParsableCommand {
         static let configuration = CommandConfiguration(
+            commandName: "destroy",
             abstract: "Destroy a persistent sandbox.",
             discussion: """
                 Removes exactly what create made: both pins (detached, then deleted) and \
@@ -102,6 +105,7 @@ extension NetnsCommand {
     /// `airlock netns list [--json]`
     struct List: ParsableCommand {
         static let configuration = CommandConfiguration(
+            commandName: "list",
             abstract: "List persistent sandboxes.",
             discussion: """
                 One line per sandbox: name, status (complete, half-made, pins-missing, \
@@ -125,7 +129,7 @@ extension NetnsCommand {
                 let widths = (0..<4).map { column in rows.map { $0[column].count }.max() ?? 0 }
                 for row in rows {
                     print(row.enumerated().map { index, cell in
-                        index == 3 ? cell : cell.padding(toLength: widths[index] + 2, withPad: " ", startingAt: 0)
+                        index == 3 ? cell : cell.padded(toLength: widths[index] + 2)
                     }.joined())
                 }
             }

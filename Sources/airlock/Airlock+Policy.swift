@@ -36,11 +36,12 @@ struct PolicyCommand: ParsableCommand {
     /// `airlock policy check [FILE]`
     struct Check: ParsableCommand {
         static let configuration = CommandConfiguration(
+            commandName: "check",
             abstract: "Parse a policy file (or the default policy files) and print its rule count and expanded presets.",
             discussion: """
                 Exits 1 with `FILE:LINE: problem` when a file does not parse. Without FILE, \
                 checks the files `run` and `gateway serve` read without --policy and lists them: \
-                \(GatewayOptions.policyLocationsHelp.replacingOccurrences(of: "Without --policy: ", with: ""))
+                \(GatewayOptions.policyLocationsHelp.dropFirst("Without --policy: ".count))
                 """
         )
 
@@ -74,6 +75,7 @@ struct PolicyCommand: ParsableCommand {
     /// `airlock policy suggest AUDIT…`
     struct Suggest: ParsableCommand {
         static let configuration = CommandConfiguration(
+            commandName: "suggest",
             abstract: "Turn audit logs (of `run --learn`, or of enforced runs) into a policy file on stdout.",
             discussion: """
                 Every host used (or refused for want of a rule) becomes a rule: a preset where \
@@ -139,6 +141,7 @@ struct PolicyCommand: ParsableCommand {
     /// `airlock policy explain [FILE] HOST[:PORT]`
     struct Explain: ParsableCommand {
         static let configuration = CommandConfiguration(
+            commandName: "explain",
             abstract: "Say whether a host and port would be allowed, by which rule, and why.",
             discussion: """
                 Without FILE, explains the default policy files (those `policy check` lists \

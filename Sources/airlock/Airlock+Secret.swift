@@ -23,6 +23,7 @@ struct SecretCommand: ParsableCommand {
 
     struct Set: ParsableCommand {
         static let configuration = CommandConfiguration(
+            commandName: "set",
             abstract: "Set (or replace) a secret; the value is read from standard input.",
             discussion: """
                 Example: airlock secret set agent1 anthropic < ~/.config/anthropic.key
@@ -41,7 +42,7 @@ struct SecretCommand: ParsableCommand {
                     throw CLIError("\(GitRepository.printable(String(name.prefix(64)))) is not a secret name (1–64 of a-z, 0-9, '-', '_', '.')", exitCode: ExitCodes.usage)
                 }
                 let bytes = try RouteOptions.readStandardInput()
-                let value = String(decoding: bytes, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)
+                let value = String(decoding: bytes, as: UTF8.self).trimmingWhitespaceAndNewlines()
                 guard !value.isEmpty else {
                     throw CLIError("the secret from standard input is empty; pipe it in (… < key.txt)", exitCode: ExitCodes.usage)
                 }

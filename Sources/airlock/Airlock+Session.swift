@@ -2,7 +2,7 @@
 import Glibc
 #endif
 import ArgumentParser
-import Foundation
+import FoundationEssentials
 import Gateway
 import Netns
 import GatewayCore
@@ -24,6 +24,7 @@ struct SessionCommand: ParsableCommand {
 
     struct Create: ParsableCommand {
         static let configuration = CommandConfiguration(
+            commandName: "create",
             abstract: "Create a session and print its token.",
             discussion: """
                 The upstream token is read from standard input (never echoed), or from --token-file, \
@@ -80,6 +81,7 @@ struct SessionCommand: ParsableCommand {
 
     struct List: ParsableCommand {
         static let configuration = CommandConfiguration(
+            commandName: "list",
             abstract: "List live sessions (ids, scopes, expiry; never tokens).")
 
         @Argument(help: "The sandbox whose sessions to list.")
@@ -109,7 +111,7 @@ struct SessionCommand: ParsableCommand {
                 print("ID            EXPIRES               IDLE   SCOPE")
                 for s in sessions {
                     let idle = "\(s.idleTimeout / 60)m"
-                    print("\(s.id)  \(SessionCommand.format(epoch: s.expiresAt))  \(idle.padding(toLength: 5, withPad: " ", startingAt: 0))  \(s.scope.joined(separator: " "))")
+                    print("\(s.id)  \(SessionCommand.format(epoch: s.expiresAt))  \(idle.padded(toLength: 5))  \(s.scope.joined(separator: " "))")
                 }
             }
         }
@@ -117,6 +119,7 @@ struct SessionCommand: ParsableCommand {
 
     struct Revoke: ParsableCommand {
         static let configuration = CommandConfiguration(
+            commandName: "revoke",
             abstract: "Revoke a session: its token is refused from now on.")
 
         @Argument(help: "The sandbox whose gateway holds the session.")
@@ -222,7 +225,11 @@ struct SessionCommand: ParsableCommand {
         var t = time_t(epoch)
         var parts = tm()
         gmtime_r(&t, &parts)
-        return String(format: "%04d-%02d-%02d %02d:%02d UTC", parts.tm_year + 1900, parts.tm_mon + 1, parts.tm_mday, parts.tm_hour, parts.tm_min)
+        func digits(_ value: Int32, _ width: Int) -> String {
+            let text = String(value)
+            return text.count >= width ? text : String(repeating: "0", count: width - text.count) + text
+        }
+        return "\(digits(parts.tm_year + 1900, 4))-\(digits(parts.tm_mon + 1, 2))-\(digits(parts.tm_mday, 2)) \(digits(parts.tm_hour, 2)):\(digits(parts.tm_min, 2)) UTC"
     }
 }
 

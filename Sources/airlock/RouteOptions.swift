@@ -2,7 +2,7 @@
 import Glibc
 #endif
 import ArgumentParser
-import Foundation
+import FoundationEssentials
 import Gateway
 import GatewayCore
 
@@ -70,7 +70,7 @@ struct RouteOptions: ParsableArguments {
                 guard let found = environment[variable] else {
                     throw RunPlan.Invalid("--secret \(name)=env:\(variable): the variable is not set")
                 }
-                value = found.trimmingCharacters(in: .whitespacesAndNewlines)
+                value = found.trimmingWhitespaceAndNewlines()
                 loaded.variables.append(variable)
             case .file(let path):
                 let data: Data
@@ -82,7 +82,7 @@ struct RouteOptions: ParsableArguments {
                 guard data.count <= Self.maximumSize else {
                     throw RunPlan.Invalid("--secret \(name)=file:\(path): larger than \(Self.maximumSize) bytes")
                 }
-                value = String(decoding: data, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)
+                value = String(decoding: data, as: UTF8.self).trimmingWhitespaceAndNewlines()
                 loaded.files.append(path)
             case .standardInput:
                 guard !usedStandardInput else {
@@ -90,7 +90,7 @@ struct RouteOptions: ParsableArguments {
                 }
                 usedStandardInput = true
                 let bytes = try readStandardInput()
-                value = String(decoding: bytes, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)
+                value = String(decoding: bytes, as: UTF8.self).trimmingWhitespaceAndNewlines()
             }
             guard !value.isEmpty else { throw RunPlan.Invalid("--secret \(name): the value is empty") }
             guard !value.contains("\n"), !value.unicodeScalars.contains(where: { $0.value < 0x20 || $0.value == 0x7F }) else {

@@ -1,4 +1,4 @@
-import Foundation
+import GatewayCore
 import NIOHTTP1
 
 /// The headers that belong to one connection and must not cross the gateway.
@@ -16,7 +16,7 @@ package enum HopByHopHeaders {
     package static func stripped(_ headers: HTTPHeaders, keeping kept: Set<String> = []) -> HTTPHeaders {
         var named = Set<String>()
         for value in headers[canonicalForm: "connection"] {
-            named.insert(value.lowercased().trimmingCharacters(in: .whitespaces))
+            named.insert(value.lowercased().trimmingWhitespace())
         }
         named.subtract(kept)
         var out = HTTPHeaders()

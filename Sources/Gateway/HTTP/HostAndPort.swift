@@ -81,7 +81,7 @@ package struct HostAndPort: Sendable, Equatable {
 
     /// Parses an absolute-form request target such as `http://example.org:8080/a?b`.
     package static func parseAbsolute(_ uri: String) -> Result<AbsoluteTarget, Problem> {
-        guard let schemeEnd = uri.range(of: "://") else {
+        guard let schemeEnd = uri.firstRange(of: "://") else {
             return .failure(Problem(description: "malformed request: the proxy needs an absolute URL such as http://host/path"))
         }
         let scheme = uri[..<schemeEnd.lowerBound].lowercased()

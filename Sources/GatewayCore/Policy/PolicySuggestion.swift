@@ -1,4 +1,4 @@
-import Foundation
+import FoundationEssentials
 
 /// Turns audit lines (of a `--learn` run, or of enforced runs) into a policy file: what
 /// `airlock policy suggest` prints.
@@ -37,31 +37,30 @@ package struct PolicySuggestion {
     package mutating func add(line: String) {
         guard !line.isEmpty else { return }
         lines += 1
-        guard let object = (try? JSONSerialization.jsonObject(with: Data(line.utf8))) as? [String: Any],
-              let event = object["event"] as? String
-        else {
+        guard let object = try? JSONDecoder().decode(AuditFields.self, from: Data(line.utf8)) else {
             unreadable += 1
             return
         }
-        guard let rawHost = object["host"] as? String, HostLiteral.parse(rawHost) == nil,
+        let event = object.event
+        guard let rawHost = object.host, HostLiteral.parse(rawHost) == nil,
               let host = try? HostName.normalise(rawHost), host != HostName.gateway, !host.hasSuffix("." + HostName.gateway)
         else { return }
-        let reason = object["reason"] as? String ?? ""
-        let port = object["port"] as? Int ?? 443
+        let reason = object.reason ?? ""
+        let port = object.port ?? 443
         let refusedForWantOfRule = reason.hasSuffix(" is not on the allowlist")
             || reason.hasPrefix("port \(port) is not allowed for \(host) ")
         let refused: Bool
         switch event {
         case "egress_allow":
             refused = false
-        case "egress_deny" where object["rule"] == nil && refusedForWantOfRule,
+        case "egress_deny" where !object.hasRule && refusedForWantOfRule,
              "dns_deny" where refusedForWantOfRule:
             refused = true
         default:
             return
         }
         let key = "\(host):\(port)"
-        let ts = object["ts"] as? String ?? ""
+        let ts = object.ts ?? ""
         if uses[key] == nil {
             uses[key] = Use(host: host, port: port, first: ts, last: ts)
             order.append(key)
@@ -149,5 +148,29 @@ package struct PolicySuggestion {
             out += "\n# \(rule): \(describe(group))\(flag([use.host]))\n\(rule)\n"
         }
         return out
+    }
+}
+
+/// The fields of an audit line that suggestions read. A field of another type reads as
+/// absent; a line without a string `event` is not an audit line.
+private struct AuditFields: Decodable {
+    var event: String
+    var host: String?
+    var reason: String?
+    var port: Int?
+    var ts: String?
+    /// Whether the line names a rule at all (a deny rule refused it).
+    var hasRule: Bool
+
+    private enum CodingKeys: String, CodingKey { case event, host, reason, port, ts, rule }
+
+    init(from decoder: any Decoder) throws {
+        let fields = try decoder.container(keyedBy: CodingKeys.self)
+        event = try fields.decode(String.self, forKey: .event)
+        host = try? fields.decode(String.self, forKey: .host)
+        reason = try? fields.decode(String.self, forKey: .reason)
+        port = try? fields.decode(Int.self, forKey: .port)
+        ts = try? fields.decode(String.self, forKey: .ts)
+        hasRule = fields.contains(.rule)
     }
 }

@@ -1,4 +1,4 @@
-import Crypto
+import Digests
 
 /// A session token as the sandbox presents it, and the hash the gateway keeps instead.
 ///
@@ -18,8 +18,7 @@ package enum SessionToken {
 
     /// A fresh token from the system's cryptographic random source.
     package static func generate() -> Secret {
-        let key = SymmetricKey(size: .bits256)
-        let encoded = key.withUnsafeBytes { Base64URL.encode(Array($0)) }
+        let encoded = Base64URL.encode(SecureRandom.bytes(count: randomByteCount))
         return Secret(prefix + encoded)
     }
 
@@ -34,7 +33,7 @@ package enum SessionToken {
 
     /// The SHA-256 digest of a token, the only form the gateway keeps.
     package static func digest(of token: Secret) -> TokenDigest {
-        token.withRevealed { TokenDigest(bytes: Array(SHA256.hash(data: Array($0.utf8)))) }
+        token.withRevealed { TokenDigest(bytes: SHA256.hash(Array($0.utf8))) }
     }
 }
 

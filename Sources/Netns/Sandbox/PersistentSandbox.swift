@@ -1,7 +1,7 @@
 #if canImport(Glibc)
 import Glibc
 #endif
-import Foundation
+import FoundationEssentials
 import SystemCalls
 
 /// The steps of `PersistentSandbox.create`, in order; tests name one to inject a failure

@@ -1,4 +1,4 @@
-import Foundation
+import FoundationEssentials
 
 /// What `airlock netns create` records in `/run/airlock/NAME/state.json`.
 ///

@@ -1,7 +1,6 @@
 #if canImport(Glibc)
 import Glibc
 #endif
-import Foundation
 import Gateway
 import NIOCore
 import Netns
@@ -179,17 +178,17 @@ struct OneShotRun {
     /// How to turn unprivileged user namespaces on, for the error message.
     static func userNamespaceFix() -> String {
         if let value = try? String(contentsOfFile: "/proc/sys/kernel/apparmor_restrict_unprivileged_userns", encoding: .utf8),
-           value.trimmingCharacters(in: .whitespacesAndNewlines) == "1"
+           value.trimmingWhitespaceAndNewlines() == "1"
         {
             return "; AppArmor restricts them (Ubuntu 24.04): run as root, or allow them with `sysctl kernel.apparmor_restrict_unprivileged_userns=0`"
         }
         if let value = try? String(contentsOfFile: "/proc/sys/user/max_user_namespaces", encoding: .utf8),
-           value.trimmingCharacters(in: .whitespacesAndNewlines) == "0"
+           value.trimmingWhitespaceAndNewlines() == "0"
         {
             return "; turn them on with `sysctl user.max_user_namespaces=15000`, or run as root"
         }
         if let value = try? String(contentsOfFile: "/proc/sys/kernel/unprivileged_userns_clone", encoding: .utf8),
-           value.trimmingCharacters(in: .whitespacesAndNewlines) == "0"
+           value.trimmingWhitespaceAndNewlines() == "0"
         {
             return "; turn them on with `sysctl kernel.unprivileged_userns_clone=1`, or run as root"
         }

@@ -1,7 +1,7 @@
 #if canImport(Glibc)
 import Glibc
 #endif
-import Foundation
+import FoundationEssentials
 import Gateway
 import Netns
 import GatewayCore
@@ -159,7 +159,7 @@ struct RunPlan {
             guard let value = environment[env] else {
                 throw Invalid("--token-env \(env): the variable is not set")
             }
-            let token = value.trimmingCharacters(in: .whitespacesAndNewlines)
+            let token = value.trimmingWhitespaceAndNewlines()
             guard !token.isEmpty else { throw Invalid("--token-env \(env): the variable is empty") }
             return Secret(token)
         }
@@ -170,7 +170,7 @@ struct RunPlan {
             } catch {
                 throw Invalid("--token-file \(file): cannot read it (\(String(cString: strerror(errno))))")
             }
-            let token = String(decoding: data, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)
+            let token = String(decoding: data, as: UTF8.self).trimmingWhitespaceAndNewlines()
             guard !token.isEmpty else { throw Invalid("--token-file \(file): the file is empty") }
             guard !token.contains("\n") else { throw Invalid("--token-file \(file): expected one line") }
             return Secret(token)

@@ -1,7 +1,6 @@
 #if canImport(Glibc)
 import Glibc
 #endif
-import Foundation
 import Gateway
 import SystemCalls
 import GatewayCore
@@ -159,7 +158,7 @@ struct RunReport: Equatable {
             return nil
         }
         // An allowed name whose address was refused: "… is loopback; add allow-private 127.0.0.0/8 to permit it".
-        guard let marker = reason.range(of: "add allow-private ") else { return nil }
+        guard let marker = reason.firstRange(of: "add allow-private ") else { return nil }
         let cidr = reason[marker.upperBound...].prefix { $0 != " " && $0 != ";" }
         guard !cidr.isEmpty else { return nil }
         return Fix(flag: "--allow-private \(cidr)=\(host)", policyLine: "allow-private \(cidr) for \(host)")
@@ -183,11 +182,11 @@ struct RunReport: Equatable {
 
     /// Inline code in a Markdown table cell.
     private static func code(_ text: String) -> String {
-        "`" + text.replacingOccurrences(of: "`", with: "'").replacingOccurrences(of: "|", with: "\\|") + "`"
+        "`" + text.replacingASCII("`", with: "'").replacingASCII("|", with: "\\|") + "`"
     }
 
     /// Plain text in a Markdown table cell.
     private static func cell(_ text: String) -> String {
-        text.replacingOccurrences(of: "|", with: "\\|").replacingOccurrences(of: "\n", with: " ")
+        text.replacingASCII("|", with: "\\|").replacingASCII("\n", with: " ")
     }
 }

@@ -1,4 +1,4 @@
-import Crypto
+import Digests
 import NIOConcurrencyHelpers
 import NIOCore
 import NIOHTTP1
@@ -96,7 +96,7 @@ package final class LFSActionTable: Sendable {
 
     /// Keeps `action` and returns its new id.
     package func add(_ action: Action, now: NIODeadline = .now()) -> String {
-        let id = SymmetricKey(size: .bits256).withUnsafeBytes { Base64URL.encode(Array($0)) }
+        let id = Base64URL.encode(SecureRandom.bytes(count: 32))
         state.withLockedValue { state in
             if state.entries.count >= capacity {
                 state.entries = state.entries.filter { $0.value.expires > now }

@@ -1,4 +1,4 @@
-import Foundation
+import FoundationEssentials
 import NIOCore
 import NIOHTTP1
 import GatewayCore
@@ -36,10 +36,10 @@ package enum LFSBatch {
     /// The `operation` of a batch request body.
     /// - Returns: the operation, or one line saying what is wrong.
     package static func operation(of body: [UInt8]) -> Result<Operation, Problem> {
-        guard let object = try? JSONSerialization.jsonObject(with: Data(body)) as? [String: Any] else {
+        guard case .object(let object)? = try? JSONDecoder().decode(JSONValue.self, from: Data(body)) else {
             return .failure(Problem("the LFS batch request is not a JSON object"))
         }
-        guard let text = object["operation"] as? String else {
+        guard case .string(let text)? = object["operation"] else {
             return .failure(Problem("the LFS batch request names no operation"))
         }
         guard let operation = Operation(rawValue: text) else {
@@ -98,42 +98,42 @@ package enum LFSBatch {
         _ body: ByteBuffer, operation: Operation, now: Date = Date(),
         register: (LFSActionTable.Kind, Href, HTTPHeaders, Int?) -> Registration
     ) -> Result<String, Problem> {
-        guard var object = try? JSONSerialization.jsonObject(with: Data(body.readableBytesView)) as? [String: Any] else {
+        guard case .object(var object)? = try? JSONDecoder().decode(JSONValue.self, from: Data(body.readableBytesView)) else {
             return .failure(Problem("the upstream's LFS batch response is not a JSON object"))
         }
         if let transfer = object["transfer"] {
-            guard let name = transfer as? String, name == "basic" else {
+            guard case .string("basic") = transfer else {
                 return .failure(Problem("the upstream chose an LFS transfer adapter other than basic"))
             }
         }
-        guard let objects = object["objects"] as? [Any] else {
+        guard case .array(let objects)? = object["objects"] else {
             return .failure(Problem("the upstream's LFS batch response has no objects list"))
         }
         var pending: [(index: Int, kind: LFSActionTable.Kind, href: Href, headers: HTTPHeaders, lifetime: Int?)] = []
-        var rewritten: [[String: Any]] = []
+        var rewritten: [[String: JSONValue]] = []
         for (index, item) in objects.enumerated() {
-            guard var entry = item as? [String: Any] else {
+            guard case .object(var entry) = item else {
                 return .failure(Problem("the upstream's LFS batch response has an object that is not a JSON object"))
             }
             if let actions = entry["actions"] {
-                guard let actions = actions as? [String: Any] else {
+                guard case .object(let actions) = actions else {
                     return .failure(Problem("the upstream's LFS batch response has actions that are not a JSON object"))
                 }
                 for (name, value) in actions.sorted(by: { $0.key < $1.key }) {
                     guard let kind = LFSActionTable.Kind(rawValue: name), operation.allowedActions.contains(kind) else {
                         return .failure(Problem("the upstream's answer to an LFS \(operation.rawValue) holds a \(GitRepository.printable(String(name.prefix(40)))) action, which airlock does not pass on"))
                     }
-                    guard let action = value as? [String: Any], let hrefText = action["href"] as? String,
+                    guard case .object(let action) = value, case .string(let hrefText)? = action["href"],
                           let href = Href.parse(hrefText) else {
                         return .failure(Problem("the upstream's LFS \(name) action has no https href airlock can use"))
                     }
                     var headers = HTTPHeaders()
                     if let given = action["header"] {
-                        guard let given = given as? [String: Any] else {
+                        guard case .object(let given) = given else {
                             return .failure(Problem("the upstream's LFS \(name) action has a header that is not a JSON object"))
                         }
                         for (headerName, headerValue) in given.sorted(by: { $0.key < $1.key }) {
-                            guard let value = headerValue as? String, isToken(headerName), isFieldValue(value) else {
+                            guard case .string(let value) = headerValue, isToken(headerName), isFieldValue(value) else {
                                 return .failure(Problem("the upstream's LFS \(name) action has a header airlock cannot send"))
                             }
                             headers.add(name: headerName, value: value)
@@ -141,19 +141,22 @@ package enum LFSBatch {
                     }
                     pending.append((index, kind, href, headers, lifetime(of: action, now: now)))
                 }
-                entry["actions"] = [String: Any]()
-                entry["authenticated"] = true
+                entry["actions"] = .object([:])
+                entry["authenticated"] = .bool(true)
             }
             rewritten.append(entry)
         }
         for action in pending {
             let registration = register(action.kind, action.href, action.headers, action.lifetime)
-            var actions = rewritten[action.index]["actions"] as? [String: Any] ?? [:]
-            actions[action.kind.rawValue] = ["href": registration.url, "expires_in": registration.expiresIn] as [String: Any]
-            rewritten[action.index]["actions"] = actions
+            var actions: [String: JSONValue] = [:]
+            if case .object(let kept)? = rewritten[action.index]["actions"] { actions = kept }
+            actions[action.kind.rawValue] = .object(["href": .string(registration.url), "expires_in": .int(Int64(registration.expiresIn))])
+            rewritten[action.index]["actions"] = .object(actions)
         }
-        object["objects"] = rewritten
-        guard let data = try? JSONSerialization.data(withJSONObject: object, options: [.sortedKeys]) else {
+        object["objects"] = .array(rewritten.map { .object($0) })
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.sortedKeys]
+        guard let data = try? encoder.encode(JSONValue.object(object)) else {
             return .failure(Problem("the upstream's LFS batch response cannot be written back"))
         }
         return .success(String(decoding: data, as: UTF8.self))
@@ -161,24 +164,83 @@ package enum LFSBatch {
 
     /// The lifetime the upstream gave an action, in seconds from `now`: the shorter of
     /// `expires_in` and `expires_at` (RFC 3339), `nil` when it gave neither.
-    static func lifetime(of action: [String: Any], now: Date) -> Int? {
+    static func lifetime(of action: [String: JSONValue], now: Date) -> Int? {
         var seconds: Int?
-        if let given = action["expires_in"] as? NSNumber {
-            seconds = Int(clamping: given.int64Value)
+        if let given = action["expires_in"]?.integer {
+            seconds = given
         }
-        if let text = action["expires_at"] as? String, let date = parseDate(text) {
-            let until = Int(clamping: Int64(date.timeIntervalSince(now).rounded(.down)))
+        if case .string(let text)? = action["expires_at"], let date = parseDate(text) {
+            let interval = date.timeIntervalSince(now).rounded(.down)
+            let until = interval >= 0x1p62 ? 1 << 62 : interval <= -0x1p62 ? -(1 << 62) : Int(interval)
             seconds = min(seconds ?? until, until)
         }
         return seconds
     }
 
-    private static func parseDate(_ text: String) -> Date? {
-        let formatter = ISO8601DateFormatter()
-        formatter.formatOptions = [.withInternetDateTime]
-        if let date = formatter.date(from: text) { return date }
-        formatter.formatOptions = [.withInternetDateTime, .withFractionalSeconds]
-        return formatter.date(from: text)
+    /// An RFC 3339 date-time (`2023-11-14T22:15:20Z`, `…20.5+01:00`), as the LFS API writes
+    /// `expires_at`; `nil` for anything else.
+    static func parseDate(_ text: String) -> Date? {
+        let b = Array(text.utf8)
+        func digits(_ at: Int, _ count: Int) -> Int? {
+            guard at + count <= b.count else { return nil }
+            var value = 0
+            for byte in b[at..<(at + count)] {
+                guard byte >= 0x30 && byte <= 0x39 else { return nil }
+                value = value * 10 + Int(byte - 0x30)
+            }
+            return value
+        }
+        func byte(_ at: Int, _ allowed: String) -> Bool { at < b.count && allowed.utf8.contains(b[at]) }
+        guard let year = digits(0, 4), byte(4, "-"), let month = digits(5, 2), byte(7, "-"), let day = digits(8, 2),
+              byte(10, "Tt"), let hour = digits(11, 2), byte(13, ":"), let minute = digits(14, 2), byte(16, ":"),
+              let second = digits(17, 2),
+              (1...12).contains(month), day >= 1, day <= daysIn(month: month, year: year),
+              hour <= 23, minute <= 59, second <= 59 else { return nil }
+        var at = 19
+        var fraction = 0.0
+        if byte(at, ".") {
+            at += 1
+            var scale = 0.1
+            let start = at
+            while at < b.count, b[at] >= 0x30 && b[at] <= 0x39 {
+                fraction += Double(b[at] - 0x30) * scale
+                scale /= 10
+                at += 1
+            }
+            guard at > start else { return nil }
+        }
+        var offset = 0
+        if byte(at, "Zz") {
+            at += 1
+        } else if byte(at, "+-"), let zoneHour = digits(at + 1, 2), byte(at + 3, ":"), let zoneMinute = digits(at + 4, 2),
+                  zoneHour <= 23, zoneMinute <= 59 {
+            offset = (zoneHour * 60 + zoneMinute) * 60 * (b[at] == UInt8(ascii: "-") ? -1 : 1)
+            at += 6
+        } else {
+            return nil
+        }
+        guard at == b.count else { return nil }
+        let days = daysSinceEpoch(year: year, month: month, day: day)
+        let seconds = days * 86_400 + hour * 3600 + minute * 60 + second - offset
+        return Date(timeIntervalSince1970: Double(seconds) + fraction)
+    }
+
+    private static func daysIn(month: Int, year: Int) -> Int {
+        switch month {
+        case 2: (year % 4 == 0 && year % 100 != 0) || year % 400 == 0 ? 29 : 28
+        case 4, 6, 9, 11: 30
+        default: 31
+        }
+    }
+
+    /// Days from 1970-01-01 to a date of the proleptic Gregorian calendar.
+    private static func daysSinceEpoch(year: Int, month: Int, day: Int) -> Int {
+        let y = month <= 2 ? year - 1 : year
+        let era = (y >= 0 ? y : y - 399) / 400
+        let yearOfEra = y - era * 400
+        let dayOfYear = (153 * (month + (month > 2 ? -3 : 9)) + 2) / 5 + day - 1
+        let dayOfEra = yearOfEra * 365 + yearOfEra / 4 - yearOfEra / 100 + dayOfYear
+        return era * 146_097 + dayOfEra - 719_468
     }
 
     /// An HTTP header name (RFC 9110 token).

@@ -1,4 +1,4 @@
-import Foundation
+import FoundationEssentials
 import NIOConcurrencyHelpers
 import NIOCore
 import NIOHTTP1
@@ -328,7 +328,9 @@ package struct LFSRouter: HTTPRouter {
         let refusal = Refusal(status, reason: reason, hint: hint, closeConnection: close)
         var plain = refusal.response
         let line = refusal.text.split(whereSeparator: { $0 == "\r" || $0 == "\n" }).joined(separator: " ")
-        let data = (try? JSONSerialization.data(withJSONObject: ["message": line], options: [.sortedKeys, .withoutEscapingSlashes])) ?? Data()
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
+        let data = (try? encoder.encode(["message": line])) ?? Data()
         plain.headers.replaceOrAdd(name: "Content-Type", value: LFSBatch.contentType)
         plain.body = String(decoding: data, as: UTF8.self) + "\n"
         return plain

@@ -1,4 +1,4 @@
-import Crypto
+import Digests
 
 /// The hash a repository names its objects with: SHA-1 (40 hexadecimal digits) or SHA-256
 /// (64). A pack's object ids, its ref-delta bases and its trailer all use it.
@@ -26,7 +26,7 @@ package enum ObjectFormat: Sendable, Equatable {
     /// A fresh incremental hash.
     func hasher() -> ObjectHasher {
         switch self {
-        case .sha1: .sha1(Insecure.SHA1())
+        case .sha1: .sha1(SHA1())
         case .sha256: .sha256(SHA256())
         }
     }
@@ -42,16 +42,16 @@ package enum ObjectFormat: Sendable, Equatable {
 
 /// An incremental SHA-1 or SHA-256.
 enum ObjectHasher {
-    case sha1(Insecure.SHA1)
+    case sha1(SHA1)
     case sha256(SHA256)
 
     mutating func update(_ bytes: UnsafeRawBufferPointer) {
         switch self {
         case .sha1(var h):
-            h.update(bufferPointer: bytes)
+            h.update(bytes)
             self = .sha1(h)
         case .sha256(var h):
-            h.update(bufferPointer: bytes)
+            h.update(bytes)
             self = .sha256(h)
         }
     }
@@ -62,8 +62,8 @@ enum ObjectHasher {
 
     func finalize() -> [UInt8] {
         switch self {
-        case .sha1(let h): Array(h.finalize())
-        case .sha256(let h): Array(h.finalize())
+        case .sha1(let h): h.finalize()
+        case .sha256(let h): h.finalize()
         }
     }
 }
