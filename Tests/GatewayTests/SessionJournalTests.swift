@@ -199,6 +199,34 @@ final class SessionJournalTests: XCTestCase {
         XCTAssertEqual(info.st_mode & S_IFMT, S_IFREG)
     }
 
+    func testAFailedWriteEmptiesTheFileSoARevokedSessionCannotReturn() throws {
+        let (first, _) = try start()
+        let (token, summary) = try first.create(sandbox: "sbx", scope: try scope("owner/repo"), upstreamToken: upstream)
+        // The file may not grow any more: the revocation's record cannot be written (EFBIG).
+        var info = stat()
+        XCTAssertEqual(stat(path, &info), 0)
+        let oldHandler = signal(SIGXFSZ, SIG_IGN)
+        var saved = rlimit()
+        XCTAssertEqual(getrlimit(Int32(RLIMIT_FSIZE.rawValue), &saved), 0)
+        var limited = saved
+        limited.rlim_cur = rlim_t(info.st_size)
+        XCTAssertEqual(setrlimit(Int32(RLIMIT_FSIZE.rawValue), &limited), 0)
+        try first.revoke(id: summary.id)
+        XCTAssertEqual(setrlimit(Int32(RLIMIT_FSIZE.rawValue), &saved), 0)
+        signal(SIGXFSZ, oldHandler)
+        XCTAssertEqual(first.check(token: reveal(token), sandbox: "sbx").refusalReason, "the session was revoked")
+        XCTAssertEqual(warnings.withLockedValue { $0 }, [
+            "airlock: cannot write the session file \(path) (File too large); emptied it, sessions from now on will not survive a restart",
+        ])
+        XCTAssertEqual(fileText, "")
+        // Nothing more is written, and the restarted store does not know the session at all.
+        _ = try first.create(sandbox: "sbx", scope: try scope("owner/repo"), upstreamToken: upstream)
+        XCTAssertEqual(fileText, "")
+        let (second, restored) = try start()
+        XCTAssertEqual(restored, 0)
+        XCTAssertEqual(second.check(token: reveal(token), sandbox: "sbx").refusalReason, "the session token is not known to this gateway")
+    }
+
     func testRecordsRoundTrip() throws {
         let digest = SessionToken.digest(of: SessionToken.generate())
         var policy = PushPolicy(protected: [], allowed: [])

@@ -238,7 +238,7 @@ package final class SessionStore: Sendable {
             state.tombstoneOrder = loaded.tombstoneOrder
             state.journal = nil
         }
-        sweep()
+        sweep() // what expired while no gateway ran: tombstones, audited
         return state.withLock { state in
             state.journal = journal
             journal.rewrite(Self.snapshot(state))
