@@ -1,10 +1,14 @@
 /// One live session as the store keeps it: the token's digest, never the token.
 package struct StoredSession: Sendable, Equatable {
+    /// The SHA-256 digest of the session token; its first 12 hex digits are the session id.
     package var digest: TokenDigest
+    /// The sandbox whose gateway issued it; the only one it is valid on.
     package var sandbox: String
+    /// The repositories it may use, and how.
     package var scope: SessionScope
     /// The real upstream credential the session stands for.
     package var upstreamToken: Secret
+    /// What its pushes may update.
     package var pushPolicy: PushPolicy
     /// Seconds since the epoch.
     package var createdAt: Double
