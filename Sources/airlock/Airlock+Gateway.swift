@@ -31,7 +31,9 @@ struct GatewayCommand: ParsableCommand {
                 is reloaded on SIGHUP and when a file changes, appears or disappears; a file that \
                 does not parse keeps the old policy. Every file, the policy.d directory and the \
                 directories above them must be root-owned and not group- or world-writable, and \
-                the files must stay readable by the --run-as user for reloads. Started by systemd with Type=notify, it reports \
+                the files must stay readable by the --run-as user for reloads. Live git sessions are kept in /run/airlock/NAME/sessions (root, 0600; \
+                token digests and the upstream tokens) and restored at the next start; revoked and \
+                expired ones are not. Started by systemd with Type=notify, it reports \
                 READY=1 once every listener serves (sd_notify over $NOTIFY_SOCKET). Requires root (CAP_SYS_ADMIN, CAP_NET_BIND_SERVICE, \
                 CAP_SETUID, CAP_SETGID, CAP_SETPCAP).
                 """
@@ -104,6 +106,12 @@ struct GatewayCommand: ParsableCommand {
             // drop (binding starts no thread), served after it.
             let controlSocket = try ControlSocket(path: ControlSocket.path(sandbox: sandbox))
             let startedBy = getuid()
+            // The session file: opened and read as root (it is root's, mode 0600), kept open
+            // to record every change after the drop. After the port binder's fork, so the
+            // helper never holds it.
+            let sessionFile = try SessionJournal(path: SessionJournal.path(sandbox: sandbox), warn: { printNotice($0) })
+            let restored = runtime.sessions.restore(from: sessionFile)
+            if restored > 0 { printNotice("airlock: restored \(restored) live session\(restored == 1 ? "" : "s") from \(sessionFile.path)") }
             // systemd (Type=notify): connected now, while the notify socket is still reachable.
             let notifier = try SystemdNotifier.fromEnvironment()
 

@@ -29,8 +29,11 @@ struct SessionCommand: ParsableCommand {
             discussion: """
                 The upstream token is read from standard input (never echoed), or from --token-file, \
                 which must be a regular file owned by root and readable by nobody else. It travels \
-                over the control socket and lives only in the gateway's memory. The session token is \
-                printed on standard output; pass it to `airlock netns exec NAME --session TOKEN`.
+                over the control socket and lives in the gateway's memory and in its session file \
+                /run/airlock/NAME/sessions (root, mode 0600, never in the sandbox's view), so the \
+                session survives a restart of `airlock gateway serve`; the session token is kept only \
+                as its SHA-256 digest. The session token is printed on standard output; pass it to \
+                `airlock netns exec NAME --session TOKEN`.
 
                 Examples:
                   airlock session create sbx --repo owner/repo:rw --ttl 8h < token.txt

@@ -1,4 +1,4 @@
-/// A credential or token held in memory only.
+/// A credential or token the gateway holds (in memory, and for `gateway serve` the session file).
 ///
 /// Every way Swift has of printing a value (`description`, `debugDescription`, `dump`,
 /// string interpolation, reflection) shows `<redacted>`. The value is reachable only

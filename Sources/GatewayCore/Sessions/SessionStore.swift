@@ -1,6 +1,7 @@
 import Synchronization
 
-/// The live git sessions of a gateway: thread-safe, in memory only.
+/// The live git sessions of a gateway: thread-safe, in memory, and with a `SessionJournal`
+/// (`gateway serve`) also in the session file, so they survive a restart.
 ///
 /// Tokens are kept only as SHA-256 digests and compared in constant time. Each session
 /// is bound to one sandbox, has a scope, an absolute and an idle expiry, and holds the
@@ -27,23 +28,7 @@ package final class SessionStore: Sendable {
         }
     }
 
-    private struct Record {
-        var digest: TokenDigest
-        var sandbox: String
-        var scope: SessionScope
-        var upstreamToken: Secret
-        var pushPolicy: PushPolicy
-        var createdAt: Double
-        var expiresAt: Double
-        var lastUsedAt: Double
-        var idleTimeout: Double
-
-        func expiry(at now: Double) -> String? {
-            if now >= expiresAt { return "absolute lifetime reached" }
-            if now - lastUsedAt >= idleTimeout { return "idle for \(Int(idleTimeout))s" }
-            return nil
-        }
-    }
+    private typealias Record = StoredSession
 
     private enum Ending { case expired, revoked }
 
@@ -51,6 +36,9 @@ package final class SessionStore: Sendable {
         var live: [String: Record] = [:]
         var tombstones: [String: (digest: TokenDigest, ending: Ending)] = [:]
         var tombstoneOrder: [String] = []
+        /// Where changes are recorded so they survive a restart (`gateway serve`); nil keeps
+        /// the sessions in memory only.
+        var journal: SessionJournal?
     }
 
     /// Tombstones kept at most; the oldest are forgotten first.
@@ -106,6 +94,7 @@ package final class SessionStore: Sendable {
                     digest: digest, sandbox: sandbox, scope: scope, upstreamToken: upstreamToken, pushPolicy: pushPolicy,
                     createdAt: now, expiresAt: now + lifetime, lastUsedAt: now, idleTimeout: idle)
                 state.live[id] = record
+                Self.persist(&state, .create(record))
                 return (token, Self.summary(id: id, record))
             }
         }
@@ -130,6 +119,10 @@ package final class SessionStore: Sendable {
                 }
                 guard record.sandbox == sandbox else { return .otherSandbox(id: id, issuedFor: record.sandbox) }
                 state.live[id]?.lastUsedAt = now
+                if state.journal != nil, now - record.journaledUseAt >= Self.useRecordInterval(idleTimeout: record.idleTimeout) {
+                    state.live[id]?.journaledUseAt = now
+                    Self.persist(&state, .use(id: id, at: now))
+                }
                 return .valid(SessionGrant(
                     id: id, sandbox: record.sandbox, scope: record.scope, upstreamToken: record.upstreamToken, pushPolicy: record.pushPolicy))
             }
@@ -187,12 +180,91 @@ package final class SessionStore: Sendable {
 
     private static func bury(_ state: inout State, id: String, digest: TokenDigest, ending: Ending) {
         state.live[id] = nil
+        persist(&state, .end(digest: digest, revoked: ending == .revoked))
         if state.tombstones[id] == nil { state.tombstoneOrder.append(id) }
         state.tombstones[id] = (digest, ending)
         if state.tombstoneOrder.count > maxTombstones {
             let drop = state.tombstoneOrder.count - maxTombstones
             for old in state.tombstoneOrder.prefix(drop) { state.tombstones[old] = nil }
             state.tombstoneOrder.removeFirst(drop)
+        }
+    }
+
+    /// Appends `record` to the session file, if any, and rewrites the file when it has grown.
+    private static func persist(_ state: inout State, _ record: SessionJournalRecord) {
+        guard let journal = state.journal else { return }
+        journal.append(record)
+        if journal.wantsRewrite { journal.rewrite(snapshot(state)) }
+    }
+
+    /// The records that say everything the store holds: tombstones oldest first, then the
+    /// live sessions oldest first.
+    private static func snapshot(_ state: State) -> [SessionJournalRecord] {
+        let ends: [SessionJournalRecord] = state.tombstoneOrder.compactMap { id in
+            state.tombstones[id].map { .end(digest: $0.digest, revoked: $0.ending == .revoked) }
+        }
+        let live = state.live.sorted { ($0.value.createdAt, $0.key) < ($1.value.createdAt, $1.key) }.map { SessionJournalRecord.create($0.value) }
+        return ends + live
+    }
+
+    /// How often a session's use is recorded at most: every minute, or twice per idle
+    /// timeout when that is shorter. After a restart a session's idle clock therefore runs
+    /// from a last use at most this much too early: it may expire that much sooner, never later.
+    package static func useRecordInterval(idleTimeout: Double) -> Double {
+        min(60, idleTimeout / 2)
+    }
+
+    /// Loads the sessions of `journal`, drops those revoked or expired, rewrites the file
+    /// with what is left and records every later change in it. Call once, before serving.
+    ///
+    /// Replays the records in order: a revoked or expired session leaves its tombstone
+    /// (bounded as in memory), never a live session; the absolute expiry and the recorded
+    /// last use decide which of the rest have expired meanwhile (audited as `session_expire`).
+    /// A file that cannot be read or holds a malformed record restores nothing, with one
+    /// warning through the journal's sink, and is replaced by an empty one.
+    /// - Returns: the live sessions restored.
+    @discardableResult
+    package func restore(from journal: SessionJournal) -> Int {
+        var loaded = State()
+        do {
+            try journal.replay { record in try Self.replay(record, into: &loaded, limit: limits.maxLiveSessions) }
+        } catch {
+            journal.warning("airlock: the session file \(journal.path) is unreadable (\(error)); its sessions are lost, replaced by an empty one")
+            loaded = State()
+        }
+        state.withLock { state in
+            state.live = loaded.live
+            state.tombstones = loaded.tombstones
+            state.tombstoneOrder = loaded.tombstoneOrder
+            state.journal = nil
+        }
+        sweep() // what expired while no gateway ran: tombstones, audited
+        return state.withLock { state in
+            state.journal = journal
+            journal.rewrite(Self.snapshot(state))
+            return state.live.count
+        }
+    }
+
+    private static func replay(_ record: SessionJournalRecord, into state: inout State, limit: Int) throws {
+        switch record {
+        case let .create(session):
+            let id = session.digest.sessionID
+            guard state.live[id] == nil, state.tombstones[id] == nil else {
+                throw SessionJournalRecord.Malformed(description: "session \(id) created twice")
+            }
+            guard state.live.count < limit else { throw SessionJournalRecord.Malformed(description: "more than \(limit) live sessions") }
+            state.live[id] = session
+        case let .use(id, at):
+            guard let session = state.live[id] else { throw SessionJournalRecord.Malformed(description: "use of a session that is not live") }
+            state.live[id]?.lastUsedAt = max(session.lastUsedAt, at)
+            state.live[id]?.journaledUseAt = max(session.lastUsedAt, at)
+        case let .end(digest, revoked):
+            let id = digest.sessionID
+            if let session = state.live[id], !session.digest.constantTimeEquals(digest) {
+                throw SessionJournalRecord.Malformed(description: "end of session \(id) with another digest")
+            }
+            bury(&state, id: id, digest: digest, ending: revoked ? .revoked : .expired)
         }
     }
 
