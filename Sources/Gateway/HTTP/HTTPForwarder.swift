@@ -92,7 +92,8 @@ package final class HTTPForwarder {
         case .route(let head):
             route(head)
         case .dial(let target):
-            dial(target, keepingAs: nil)
+            // A fresh connection (a retry's, too) may be kept if its exchange ends cleanly.
+            dial(target, keepingAs: context.flatMap { context in pool?.key(for: target, on: context.eventLoop) })
         case .reuseOrDial(let target):
             reuseOrDial(target)
         case .sendContinue(let version):
