@@ -132,8 +132,8 @@ package final class HTTPForwarder {
             upstreamHandler?.detach()
             if let channel = upstream, let key = upstreamKey, let pool, pool.park(channel, as: key) {
                 // Idle now: the handler closes it if the upstream says anything or leaves.
-            } else {
-                upstream?.close(promise: nil)
+            } else if let channel = upstream {
+                UpstreamPool.discard(channel)
             }
             upstreamHandler = nil
             upstream = nil
@@ -225,6 +225,7 @@ package final class HTTPForwarder {
         let handler = UpstreamResponseHandler()
         handler.attach(self, generation: machine.generation)
         do {
+            if key != nil { try channel.pipeline.syncOperations.addHandler(ImmediateCloser(), position: .first) }
             try channel.pipeline.syncOperations.addHTTPClientHandlers(leftOverBytesStrategy: .dropBytes)
             try channel.pipeline.syncOperations.addHandler(handler)
         } catch {
@@ -406,7 +407,7 @@ private final class UpstreamResponseHandler: ChannelDuplexHandler {
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         guard forwarder != nil else {
-            context.close(promise: nil)
+            UpstreamPool.discard(context.channel)
             return
         }
         switch unwrapInboundIn(data) {
@@ -439,7 +440,7 @@ private final class UpstreamResponseHandler: ChannelDuplexHandler {
 
     func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
         if forwarder == nil, let event = event as? ChannelEvent, case .inputClosed = event {
-            context.close(promise: nil)
+            UpstreamPool.discard(context.channel)
             return
         }
         context.fireUserInboundEventTriggered(event)
