@@ -237,13 +237,13 @@ package final class HTTPForwarder {
         upstream = channel
         upstreamHandler = handler
         upstreamKey = key
+        perform(machine.connected())
+        drainInbox()
         guard channel.isActive else {
             // Closed before the handler could see it go.
             upstreamClosed(generation: machine.generation)
             return
         }
-        perform(machine.connected())
-        drainInbox()
         channel.read()
     }
 
