@@ -271,6 +271,22 @@ final class GitGatewayTests: XCTestCase {
         XCTAssertNotNil(lastAudit("session_create", containing: "github.com/owner/repo:rw"))
     }
 
+    /// The requests of one clone (`info/refs`, then git-upload-pack's `ls-refs` and
+    /// `fetch`) reach the upstream over one kept-alive TLS connection, not one each.
+    func testOneClonesRequestsShareOneUpstreamConnection() throws {
+        let token = try rig.createSession(["owner/repo"])
+        let clone = try rig.inSandbox(["git", "-c", "protocol.version=2", "clone", "-q", "https://github.com/owner/repo", "kept"], token: token)
+        XCTAssertEqual(clone.status, 0, clone.description)
+        let text = (try? String(contentsOfFile: rig.capturePath, encoding: .utf8)) ?? ""
+        let requests = text.split(separator: "\n").compactMap { line -> (path: String, connection: Int)? in
+            guard let object = try? JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any],
+                  let path = object["path"] as? String, let connection = object["connection"] as? Int else { return nil }
+            return (path, connection)
+        }
+        XCTAssertEqual(requests.count, 3, "\(requests)")
+        XCTAssertEqual(Set(requests.map(\.connection)).count, 1, "one upstream connection for the clone's requests: \(requests)")
+    }
+
     /// Pushes through the gateway's push policy, as git shows them: the default branch and
     /// ref deletions are refused with a `remote:` line and git's own `[remote rejected]`,
     /// nothing reaches the upstream; other branches go through; `--push-refs` narrows

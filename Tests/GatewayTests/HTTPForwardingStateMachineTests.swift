@@ -23,6 +23,7 @@ final class HTTPForwardingStateMachineTests: XCTestCase {
             switch action {
             case .route(let head): "route \(head.uri)"
             case .dial(let target): "dial \(target.host):\(target.port)"
+            case .reuseOrDial(let target): "reuse or dial \(target.host):\(target.port)"
             case .sendContinue: "100"
             case .respond(let head, let body, let close): "respond \(head.status.code) \(body.trimmingCharacters(in: .newlines))\(close ? " close" : "")"
             case .requeue(let parts): "requeue \(parts.count)"
@@ -35,6 +36,7 @@ final class HTTPForwardingStateMachineTests: XCTestCase {
             case .awaitInspector: "await inspector"
             case .report(_, let outcome): "report \(outcome.status.map(String.init) ?? "-") \(outcome.bytesUp)/\(outcome.bytesDown) \(outcome.failure ?? "ok")"
             case .closeUpstream: "close upstream"
+            case .releaseUpstream: "release upstream"
             case .closeClient: "close client"
             case .dropUnread: "drop unread"
             case .awaitNextHead: "next"
@@ -296,5 +298,109 @@ final class HTTPForwardingStateMachineTests: XCTestCase {
                 XCTAssertEqual(describe(machine.responseEnd(nil)), ["close upstream", "report 200 100/2 ok", "down end", "next"])
             }
         }
+    }
+
+    // MARK: kept upstream connections
+
+    private func kept(_ method: HTTPMethod = .GET) -> UpstreamExchange {
+        var exchange = UpstreamExchange(target: UpstreamTarget(host: "git.test", port: 443), head: head(method, "/o/r.git/info/refs"))
+        exchange.keepsConnection = true
+        return exchange
+    }
+
+    private func response(_ headers: [(String, String)] = [("Content-Length", "2")], version: HTTPVersion = .http1_1) -> HTTPResponseHead {
+        HTTPResponseHead(version: version, status: .ok, headers: HTTPHeaders(headers))
+    }
+
+    /// A kept exchange's GET, sent and answered with `upstream`: the actions of its end.
+    private func keptGET(answeredWith upstream: HTTPResponseHead, body: String = "ok") -> [String] {
+        var machine = HTTPForwardingStateMachine(refusalsPerConnection: 3)
+        _ = machine.requestPart(.head(head()))
+        XCTAssertEqual(describe(machine.routed(.forward(kept()))), ["reuse or dial git.test:443"])
+        XCTAssertEqual(describe(machine.connected()), ["up head "], "no Connection: close on a kept connection")
+        XCTAssertEqual(describe(machine.requestPart(.end(nil))), ["up end"])
+        _ = machine.responseHead(upstream)
+        if !body.isEmpty { _ = machine.responseBody(ByteBuffer(string: body)) }
+        return describe(machine.responseEnd(nil))
+    }
+
+    func testAKeptConnectionIsReleasedOnlyAfterACleanFramedHTTP11Response() {
+        XCTAssertEqual(keptGET(answeredWith: response()), ["release upstream", "report 200 0/2 ok", "down end", "next"])
+        XCTAssertEqual(keptGET(answeredWith: response([("Transfer-Encoding", "chunked")])).first, "release upstream")
+        XCTAssertEqual(keptGET(answeredWith: response([("Content-Length", "2"), ("Connection", "close")])).first, "close upstream",
+                       "the upstream said it closes")
+        XCTAssertEqual(keptGET(answeredWith: response([("Content-Length", "2")], version: .http1_0)).first, "close upstream",
+                       "HTTP/1.0 is not kept")
+        XCTAssertEqual(keptGET(answeredWith: response([])).first, "close upstream", "a body ended by the close is not kept")
+    }
+
+    func testAnExchangeThatDoesNotAskIsNeverKept() {
+        var machine = HTTPForwardingStateMachine(refusalsPerConnection: 3)
+        _ = machine.requestPart(.head(head()))
+        XCTAssertEqual(describe(machine.routed(.forward(exchange()))), ["dial allowed.test:80"])
+        XCTAssertEqual(describe(machine.connected()), ["up head close"])
+        _ = machine.requestPart(.end(nil))
+        _ = machine.responseHead(response())
+        _ = machine.responseBody(ByteBuffer(string: "ok"))
+        XCTAssertEqual(describe(machine.responseEnd(nil)).first, "close upstream")
+    }
+
+    func testAResponseBeforeTheWholeRequestWentUpIsNotKept() {
+        var machine = HTTPForwardingStateMachine(refusalsPerConnection: 3)
+        _ = machine.requestPart(.head(head(.POST, "/up", [("Host", "git.test"), ("Content-Length", "10")])))
+        _ = machine.routed(.forward(kept(.POST)))
+        _ = machine.connected()
+        _ = machine.requestPart(.body(ByteBuffer(string: "12345")))
+        _ = machine.responseHead(response())
+        _ = machine.responseBody(ByteBuffer(string: "ok"))
+        XCTAssertEqual(describe(machine.responseEnd(nil)).first, "close upstream", "the rest of the request would follow on it")
+    }
+
+    func testAStaleKeptConnectionIsRetriedOnceOnAFreshOneWhenNothingOfTheBodyWasSent() {
+        var machine = HTTPForwardingStateMachine(refusalsPerConnection: 3)
+        _ = machine.requestPart(.head(head()))
+        _ = machine.routed(.forward(kept()))
+        XCTAssertEqual(describe(machine.connected(reused: true)), ["up head "])
+        XCTAssertEqual(describe(machine.requestPart(.end(nil))), ["up end"])
+        XCTAssertEqual(describe(machine.upstreamClosed()), ["dial git.test:443"], "a fresh dial, not the pool")
+        XCTAssertEqual(describe(machine.connected()), ["up head ", "up end"], "the GET is sent again, whole")
+        XCTAssertEqual(describe(machine.upstreamClosed()),
+                       ["report 502 0/0 upstream git.test closed the connection before answering",
+                        "respond 502 airlock: upstream git.test closed the connection before answering close", "drop unread"],
+                       "only once")
+
+        var post = HTTPForwardingStateMachine(refusalsPerConnection: 3)
+        _ = post.requestPart(.head(head(.POST, "/o/r.git/git-upload-pack", [("Host", "git.test"), ("Content-Length", "4")])))
+        _ = post.routed(.forward(kept(.POST)))
+        _ = post.connected(reused: true)
+        XCTAssertEqual(describe(post.upstreamClosed()), ["dial git.test:443"], "the body is still unread: it can go on the new one")
+        XCTAssertEqual(describe(post.connected()), ["up head "])
+        XCTAssertEqual(describe(post.requestPart(.body(ByteBuffer(string: "0000")))), ["up body 4"])
+    }
+
+    func testAStaleKeptConnectionIsNotRetriedOnceTheBodyStartedOrForABodilessPOST() {
+        var machine = HTTPForwardingStateMachine(refusalsPerConnection: 3)
+        _ = machine.requestPart(.head(head(.POST, "/o/r.git/git-upload-pack", [("Host", "git.test"), ("Content-Length", "8")])))
+        _ = machine.routed(.forward(kept(.POST)))
+        _ = machine.connected(reused: true)
+        XCTAssertEqual(describe(machine.requestPart(.body(ByteBuffer(string: "0000")))), ["up body 4"])
+        XCTAssertEqual(describe(machine.upstreamClosed()).first, "report 502 4/0 upstream git.test closed the connection before answering",
+                       "the body's start is gone: 502 as without a pool")
+
+        var bodiless = HTTPForwardingStateMachine(refusalsPerConnection: 3)
+        _ = bodiless.requestPart(.head(head(.POST, "/api/x/merge", [("Host", "git.test")])))
+        _ = bodiless.routed(.forward(kept(.POST)))
+        _ = bodiless.connected(reused: true)
+        _ = bodiless.requestPart(.end(nil))
+        XCTAssertEqual(describe(bodiless.upstreamClosed()).first, "report 502 0/0 upstream git.test closed the connection before answering",
+                       "a POST is not idempotent: the upstream may have acted on it")
+
+        var fresh = HTTPForwardingStateMachine(refusalsPerConnection: 3)
+        _ = fresh.requestPart(.head(head()))
+        _ = fresh.routed(.forward(kept()))
+        _ = fresh.connected()
+        _ = fresh.requestPart(.end(nil))
+        XCTAssertEqual(describe(fresh.upstreamClosed()).first, "report 502 0/0 upstream git.test closed the connection before answering",
+                       "a connection dialled for this request is not stale")
     }
 }

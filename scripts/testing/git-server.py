@@ -37,6 +37,7 @@ import argparse
 import base64
 import gzip
 import hmac
+import itertools
 import json
 import os
 import socketserver
@@ -105,12 +106,25 @@ class ChunkedReader:
             self.rfile.readline(MAX_HEADER_LINE)  # CRLF after the chunk
 
 
+CONNECTIONS = itertools.count(1)
+
+
 class Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
+    # TCP_NODELAY, as production servers set on kept-alive connections (nginx's
+    # tcp_nodelay): without it the last small write of each response (the final chunk)
+    # waits for the client's delayed ACK, about 40 ms per request on a kept connection.
+    disable_nagle_algorithm = True
     server_version = "airlock-test-git/1"
 
     def log_message(self, fmt, *args):
         sys.stderr.write("git-server: %s\n" % (fmt % args))
+
+    def setup(self):
+        super().setup()
+        # Which TCP connection a request came on (captured): kept-alive connections are
+        # counted by the tests.
+        self.connection_number = next(CONNECTIONS)
 
     def do_GET(self):
         self.handle_git()
@@ -150,6 +164,7 @@ class Handler(BaseHTTPRequestHandler):
                 "method": self.command,
                 "path": self.path,
                 "headers": [[name, value] for name, value in self.headers.items()],
+                "connection": self.connection_number,
             }
             with open(k["capture"], "a") as f:
                 f.write(json.dumps(record) + "\n")

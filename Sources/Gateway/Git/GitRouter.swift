@@ -143,6 +143,7 @@ package struct GitRouter: HTTPRouter {
                         status: outcome.status, session: sessionID))
                 }
             })
+        exchange.keepsConnection = true
         if route.service == .receivePack && route.endpoint == .rpc {
             let policy = grant.pushPolicy
             let defaultBranches = self.defaultBranches

@@ -88,6 +88,8 @@ package struct GitUpstreams: Sendable {
     package init(mappings: [Mapping], caFile: String? = nil) throws {
         var tlsConfiguration = TLSConfiguration.makeClientConfiguration()
         tlsConfiguration.certificateVerification = .fullVerification
+        // Kept connections are closed after idling; never wait long for the peer's goodbye.
+        tlsConfiguration.shutdownTimeout = UpstreamPool.tlsShutdownTimeout
         if let caFile {
             do {
                 let certificates = try NIOSSLCertificate.fromPEMFile(caFile)

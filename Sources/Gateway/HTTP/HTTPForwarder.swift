@@ -24,6 +24,7 @@ package final class HTTPForwarder {
     private let sandbox: String
     private let via: AuditEvent.Via
     private let headGuard: RequestHeadGuard?
+    private let pool: UpstreamPool?
 
     private var machine: HTTPForwardingStateMachine
     private var context: ChannelHandlerContext?
@@ -32,6 +33,8 @@ package final class HTTPForwarder {
     private var pendingRead = false
     private var upstream: (any Channel)?
     private var upstreamHandler: UpstreamResponseHandler?
+    /// The pool key of `upstream`, when it may be kept after its exchange.
+    private var upstreamKey: UpstreamPool.Key?
 
     /// - Parameters:
     ///   - router: decides each request.
@@ -40,11 +43,14 @@ package final class HTTPForwarder {
     ///   - via: the listener, for the router's context.
     ///   - headGuard: the guard ahead of the decoder, told when heads are taken.
     ///   - refusalsPerConnection: the refusal after which the connection is closed.
+    ///   - pool: keeps upstream connections of exchanges that ask for it
+    ///     (`UpstreamExchange.keepsConnection`); without one, every exchange dials.
     package init(
         router: any HTTPRouter, dialer: any UpstreamDialer,
         sandbox: String, via: AuditEvent.Via, headGuard: RequestHeadGuard? = nil,
-        refusalsPerConnection: Int = GatewayLimits().refusalsPerConnection
+        refusalsPerConnection: Int = GatewayLimits().refusalsPerConnection, pool: UpstreamPool? = nil
     ) {
+        self.pool = pool
         self.machine = HTTPForwardingStateMachine(refusalsPerConnection: refusalsPerConnection)
         self.router = router
         self.dialer = dialer
@@ -86,7 +92,10 @@ package final class HTTPForwarder {
         case .route(let head):
             route(head)
         case .dial(let target):
-            dial(target)
+            // A fresh connection (a retry's, too) may be kept if its exchange ends cleanly.
+            dial(target, keepingAs: context.flatMap { context in pool?.key(for: target, on: context.eventLoop) })
+        case .reuseOrDial(let target):
+            reuseOrDial(target)
         case .sendContinue(let version):
             var head = HTTPResponseHead(version: version, status: .continue)
             head.headers = HTTPHeaders()
@@ -118,6 +127,17 @@ package final class HTTPForwarder {
             upstreamHandler = nil
             upstream?.close(promise: nil)
             upstream = nil
+            upstreamKey = nil
+        case .releaseUpstream:
+            upstreamHandler?.detach()
+            if let channel = upstream, let key = upstreamKey, let pool, pool.park(channel, as: key) {
+                // Idle now: the handler closes it if the upstream says anything or leaves.
+            } else if let channel = upstream {
+                UpstreamPool.discard(channel)
+            }
+            upstreamHandler = nil
+            upstream = nil
+            upstreamKey = nil
         case .closeClient:
             context?.close(promise: nil)
         case .dropUnread:
@@ -161,7 +181,29 @@ package final class HTTPForwarder {
         }
     }
 
-    private func dial(_ target: UpstreamTarget) {
+    /// An idle connection to `target` from the pool, else a new one that may be kept.
+    private func reuseOrDial(_ target: UpstreamTarget) {
+        guard let context else { return }
+        guard let pool else { return dial(target, keepingAs: nil) }
+        let key = pool.key(for: target, on: context.eventLoop)
+        while let channel = pool.take(key) {
+            guard let handler = try? channel.pipeline.syncOperations.handler(type: UpstreamResponseHandler.self) else {
+                channel.close(promise: nil)
+                continue
+            }
+            handler.attach(self, generation: machine.generation)
+            upstream = channel
+            upstreamHandler = handler
+            upstreamKey = key
+            perform(machine.connected(reused: true))
+            drainInbox()
+            channel.read()
+            return
+        }
+        dial(target, keepingAs: key)
+    }
+
+    private func dial(_ target: UpstreamTarget, keepingAs key: UpstreamPool.Key?) {
         guard let context else { return }
         let generation = machine.generation
         dialer.dial(target, on: context.eventLoop).hop(to: context.eventLoop).whenComplete { result in
@@ -171,7 +213,7 @@ package final class HTTPForwarder {
             }
             switch result {
             case .success(let channel):
-                self.connected(to: channel)
+                self.connected(to: channel, keepingAs: key)
             case .failure(let error):
                 self.perform(self.machine.dialFailed(error))
                 self.drainInbox()
@@ -179,9 +221,11 @@ package final class HTTPForwarder {
         }
     }
 
-    private func connected(to channel: any Channel) {
-        let handler = UpstreamResponseHandler(forwarder: self, generation: machine.generation)
+    private func connected(to channel: any Channel, keepingAs key: UpstreamPool.Key?) {
+        let handler = UpstreamResponseHandler()
+        handler.attach(self, generation: machine.generation)
         do {
+            if key != nil { try channel.pipeline.syncOperations.addHandler(ImmediateCloser(), position: .first) }
             try channel.pipeline.syncOperations.addHTTPClientHandlers(leftOverBytesStrategy: .dropBytes)
             try channel.pipeline.syncOperations.addHandler(handler)
         } catch {
@@ -192,9 +236,14 @@ package final class HTTPForwarder {
         }
         upstream = channel
         upstreamHandler = handler
-        channel.closeFuture.whenComplete { _ in self.upstreamClosed(generation: handler.generation) }
+        upstreamKey = key
         perform(machine.connected())
         drainInbox()
+        guard channel.isActive else {
+            // Closed before the handler could see it go.
+            upstreamClosed(generation: machine.generation)
+            return
+        }
         channel.read()
     }
 
@@ -231,12 +280,14 @@ package final class HTTPForwarder {
         resumeReadingClient()
     }
 
-    private func upstreamClosed(generation: Int) {
+    fileprivate func upstreamClosed(generation: Int) {
         guard generation == machine.generation else { return }
         let actions = machine.upstreamClosed()
         guard !actions.isEmpty else { return }
+        upstreamHandler?.detach()
         upstream = nil
         upstreamHandler = nil
+        upstreamKey = nil
         perform(actions)
         drainInbox()
     }
@@ -311,18 +362,21 @@ extension HTTPForwarder: ChannelDuplexHandler, RemovableChannelHandler {
 }
 
 /// Reads the upstream's response and hands it to the forwarder; reads only while the
-/// client can take more.
+/// client can take more. Between exchanges (detached, the connection idle in the pool) the
+/// upstream has nothing to say: anything it sends, its end of the connection closing, or
+/// an error closes the connection.
 private final class UpstreamResponseHandler: ChannelDuplexHandler {
     typealias InboundIn = HTTPClientResponsePart
     typealias OutboundIn = HTTPClientRequestPart
     typealias OutboundOut = HTTPClientRequestPart
 
     private var forwarder: HTTPForwarder?
-    let generation: Int
+    private(set) var generation = 0
     private var context: ChannelHandlerContext?
     private var pendingRead = false
 
-    init(forwarder: HTTPForwarder, generation: Int) {
+    /// Delivers the upstream's response to `forwarder`, for its request `generation`.
+    func attach(_ forwarder: HTTPForwarder, generation: Int) {
         self.forwarder = forwarder
         self.generation = generation
     }
@@ -330,6 +384,11 @@ private final class UpstreamResponseHandler: ChannelDuplexHandler {
     /// Stops delivering to the forwarder (the exchange is over).
     func detach() {
         forwarder = nil
+        if pendingRead, let context {
+            // Idle: read on, so that the upstream closing the connection is seen.
+            pendingRead = false
+            context.read()
+        }
     }
 
     func resumeReading() {
@@ -347,6 +406,10 @@ private final class UpstreamResponseHandler: ChannelDuplexHandler {
     }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        guard forwarder != nil else {
+            UpstreamPool.discard(context.channel)
+            return
+        }
         switch unwrapInboundIn(data) {
         case .head(let head): forwarder?.upstreamResponseHead(head, generation: generation)
         case .body(let buffer): forwarder?.upstreamResponseBody(buffer, generation: generation)
@@ -368,6 +431,19 @@ private final class UpstreamResponseHandler: ChannelDuplexHandler {
 
     func channelWritabilityChanged(context: ChannelHandlerContext) {
         forwarder?.upstreamWritabilityChanged(generation: generation)
+    }
+
+    func channelInactive(context: ChannelHandlerContext) {
+        forwarder?.upstreamClosed(generation: generation)
+        context.fireChannelInactive()
+    }
+
+    func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
+        if forwarder == nil, let event = event as? ChannelEvent, case .inputClosed = event {
+            UpstreamPool.discard(context.channel)
+            return
+        }
+        context.fireUserInboundEventTriggered(event)
     }
 
     func errorCaught(context: ChannelHandlerContext, error: Error) {

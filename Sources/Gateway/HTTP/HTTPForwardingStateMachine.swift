@@ -48,6 +48,15 @@ package struct HTTPForwardingStateMachine {
         package var closeDelimited = false
         package var bytesUp: UInt64 = 0
         package var bytesDown: UInt64 = 0
+        /// The upstream connection was idle in the pool before this exchange.
+        package var reused = false
+        /// Some of the request body has been taken from the client (it cannot be sent again).
+        package var bodyStarted = false
+        /// The request's end has gone upstream.
+        package var requestSent = false
+        /// The upstream's response allows the connection to be kept: HTTP/1.1, no
+        /// `Connection: close`, and framed (a length, chunked, or no body).
+        package var upstreamKeepsAlive = false
         /// The exchange's `bodyInspector` for this request's body, while it has not decided,
         /// and the body's tail held from the upstream until it does.
         var inspector: (any RequestBodyInspector)?
@@ -100,6 +109,9 @@ package struct HTTPForwardingStateMachine {
         case route(HTTPRequestHead)
         /// Dial the exchange's upstream.
         case dial(UpstreamTarget)
+        /// Take an idle connection to the exchange's upstream from the pool, else dial it;
+        /// tell `connected(reused:)` which.
+        case reuseOrDial(UpstreamTarget)
         /// Write `100 Continue` to the client.
         case sendContinue(HTTPVersion)
         /// Write a whole local answer; close the connection afterwards when `close`.
@@ -124,6 +136,9 @@ package struct HTTPForwardingStateMachine {
         case report(UpstreamExchange, ExchangeOutcome)
         /// Close the upstream connection.
         case closeUpstream
+        /// The exchange ended cleanly: the upstream connection goes to the pool for later
+        /// exchanges (or is closed if the pool will not keep it).
+        case releaseUpstream
         /// Close the client connection now (an aborted response, a broken request).
         case closeClient
         /// Drop request parts not yet taken.
@@ -190,6 +205,7 @@ package struct HTTPForwardingStateMachine {
             case .head:
                 return []
             case .body(let buffer):
+                exchange.bodyStarted = true
                 if let inspector = exchange.inspector {
                     if let refusal = inspector.inspect(buffer) { return refuseInspected(request, exchange, refusal) }
                     let out = Self.holdingTail(buffer, held: &exchange.heldTail)
@@ -375,7 +391,7 @@ package struct HTTPForwardingStateMachine {
 
     private mutating func dial(_ request: HTTPForwardingStateMachine.Request, _ exchange: UpstreamExchange) -> [Action] {
         state = .dialing(request, Exchange(exchange))
-        return [.dial(exchange.target)]
+        return [exchange.keepsConnection ? .reuseOrDial(exchange.target) : .dial(exchange.target)]
     }
 
     /// The dial failed: `403`/`502`/`504` as the error says.
@@ -395,9 +411,12 @@ package struct HTTPForwardingStateMachine {
                               closeConnection: true).response)
     }
 
-    /// Connected: the request head goes upstream, then the body as it is read.
-    package mutating func connected() -> [Action] {
+    /// Connected (`reused`: over an idle connection from the pool): the request head goes
+    /// upstream, then the body as it is read. After a stale connection's retry a request
+    /// without a body has already ended: its end goes up with the head.
+    package mutating func connected(reused: Bool = false) -> [Action] {
         guard case .dialing(var request, var exchange) = state else { return [.closeUpstream] }
+        exchange.reused = reused
         if request.hasBody, let makeInspector = exchange.exchange.bodyInspector { exchange.inspector = makeInspector() }
         var head = exchange.exchange.head
         var headers = HopByHopHeaders.stripped(head.headers, keeping: exchange.exchange.gatewayHeaders)
@@ -408,10 +427,14 @@ package struct HTTPForwardingStateMachine {
         } else if let length = request.head.headers.first(name: "content-length") {
             headers.add(name: "Content-Length", value: length)
         }
-        headers.add(name: "Connection", value: "close")
+        if !exchange.exchange.keepsConnection { headers.add(name: "Connection", value: "close") }
         head.headers = headers
         head.version = .http1_1
         var actions: [Action] = [.sendRequestHead(head)]
+        if request.ended {
+            exchange.requestSent = true
+            actions.append(.sendRequestEnd(nil))
+        }
         if request.expectsContinue && !request.ended && !request.continueSent {
             request.continueSent = true
             actions.append(.sendContinue(request.head.version))
@@ -461,6 +484,8 @@ package struct HTTPForwardingStateMachine {
             request.keepAlive = false
         }
         if exchange.closeDelimited { request.keepAlive = false }
+        exchange.upstreamKeepsAlive = upstreamHead.version == .http1_1 && upstreamHead.isKeepAlive
+            && (noBody || upstreamChunked || length != nil)
         headers.add(name: "Connection", value: request.keepAlive ? "keep-alive" : "close")
         var head = HTTPResponseHead(version: clientIsHTTP10 ? .http1_0 : .http1_1, status: upstreamHead.status)
         head.headers = headers
@@ -525,7 +550,11 @@ package struct HTTPForwardingStateMachine {
         }
         guard case .forwarding(let request, var exchange) = state, !exchange.responseEnded else { return [] }
         exchange.responseEnded = true
-        var actions: [Action] = [.closeUpstream, .report(exchange.exchange, Self.outcome(request, exchange, failure: nil))]
+        // Kept only when the whole request went up and the whole response came down, framed,
+        // on HTTP/1.1 without `Connection: close`: nothing of this exchange is left on it.
+        let keep = exchange.exchange.keepsConnection && exchange.requestSent && exchange.upstreamKeepsAlive
+        var actions: [Action] = [keep ? .releaseUpstream : .closeUpstream,
+                                 .report(exchange.exchange, Self.outcome(request, exchange, failure: nil))]
         actions.append(.writeResponseEnd(exchange.closeDelimited ? nil : trailers, close: !request.keepAlive))
         if !request.keepAlive {
             state = .closing
@@ -543,6 +572,11 @@ package struct HTTPForwardingStateMachine {
             return []
         }
         guard case .forwarding(let request, let exchange) = state, !exchange.responseEnded else { return [] }
+        if Self.retriesOnFreshConnection(request, exchange) {
+            // A kept connection the upstream had closed: once more, on a new connection.
+            state = .dialing(request, Exchange(exchange.exchange))
+            return [.dial(exchange.exchange.target)]
+        }
         let host = exchange.exchange.target.host
         if exchange.responseHeadSent {
             // Mid-stream: abort, so the client sees a truncated response, never a clean end.
@@ -553,6 +587,19 @@ package struct HTTPForwardingStateMachine {
         let refusal = Refusal(.badGateway, reason: "upstream \(host) closed the connection before answering", closeConnection: true)
         return [.report(exchange.exchange, Self.outcome(request, exchange, failure: refusal.reason, status: 502))]
             + respond(refusal.response)
+    }
+
+    /// Whether a failed exchange goes once more over a fresh connection: only when its
+    /// connection was a kept one (the upstream may have closed it while idle), nothing of
+    /// the response has arrived, and sending the request again cannot repeat what the
+    /// upstream did: nothing of the body was taken from the client yet (the body streams,
+    /// it is never kept to be sent twice), or the request has no body and an idempotent
+    /// method.
+    static func retriesOnFreshConnection(_ request: Request, _ exchange: Exchange) -> Bool {
+        guard exchange.reused, !exchange.responseHeadSent, exchange.withheld == nil, exchange.buffered == nil,
+              !exchange.bodyStarted else { return false }
+        if request.hasBody { return !request.ended }
+        return [.GET, .HEAD, .OPTIONS, .PUT, .DELETE].contains(request.head.method)
     }
 
     // MARK: body inspection
@@ -574,6 +621,7 @@ package struct HTTPForwardingStateMachine {
         }
         let withheld = exchange.withheld
         exchange.withheld = nil
+        exchange.requestSent = true
         state = .forwarding(request, exchange)
         actions.append(.sendRequestEnd(trailers))
         if let withheld {

@@ -33,6 +33,14 @@ package struct UpstreamExchange: Sendable {
     /// `completion` is not called.
     package var bodyInspector: (@Sendable () -> any RequestBodyInspector)?
 
+    /// Keeps the upstream connection alive for later exchanges to the same target
+    /// (`UpstreamPool`): the request goes without `Connection: close`, may go over an idle
+    /// connection, and its connection is parked after a clean exchange (an HTTP/1.1
+    /// response without `Connection: close`, framed, read to its end, after the whole
+    /// request was sent). Set for the git and credential routes, whose requests carry the
+    /// gateway's credential themselves; left off for the sandbox's own HTTP.
+    package var keepsConnection = false
+
     /// Reads the upstream's whole response instead of streaming it, and answers with what
     /// its `rewrite` makes of it: for small answers the gateway must change before the
     /// sandbox sees them (Git LFS batch responses). A body over its `limit` is refused with

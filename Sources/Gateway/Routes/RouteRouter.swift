@@ -185,7 +185,7 @@ package struct RouteRouter: HTTPRouter {
         let host = route.host
         let sessionID = grant?.id
         let intercepted = NIOLockedValueBox<String?>(nil)
-        let exchange = UpstreamExchange(
+        var exchange = UpstreamExchange(
             target: UpstreamTarget(host: route.host, port: route.port, tls: trust.context,
                                    address: try? SocketAddress(ipAddress: route.host, port: route.port)),
             head: upstreamHead,
@@ -204,6 +204,7 @@ package struct RouteRouter: HTTPRouter {
                     ms: outcome.milliseconds, status: outcome.status ?? (refused != nil ? 502 : nil),
                     session: sessionID, route: name, method: method, path: path))
             })
+        exchange.keepsConnection = true
         return .forward(exchange)
     }
 

@@ -13,6 +13,7 @@ package struct RouteUpstreamTrust: Sendable {
     package init(caFile: String?) throws {
         var configuration = TLSConfiguration.makeClientConfiguration()
         configuration.certificateVerification = .fullVerification
+        configuration.shutdownTimeout = UpstreamPool.tlsShutdownTimeout
         if let caFile {
             let certificates: [NIOSSLCertificate]
             do {

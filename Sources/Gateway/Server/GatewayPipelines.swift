@@ -12,13 +12,19 @@ package struct GatewayPipelines: Sendable {
     private let dialer: any UpstreamDialer
     private let transparentRouter: EgressRouter
     private let proxyRouter: EgressRouter
+    /// Upstream connections the git and credential routes keep between requests; a policy
+    /// reload starts a new generation (nothing dialled under the old policy is reused).
+    package let upstreamPool: UpstreamPool
 
     /// - Parameters:
     ///   - configuration: the sandbox's configuration.
     ///   - dialer: the dialer the handlers use.
-    package init(configuration: GatewayConfiguration, dialer: any UpstreamDialer) {
+    ///   - upstreamPool: where kept upstream connections wait; a new pool by default.
+    package init(configuration: GatewayConfiguration, dialer: any UpstreamDialer, upstreamPool: UpstreamPool = UpstreamPool()) {
         self.configuration = configuration
         self.dialer = dialer
+        self.upstreamPool = upstreamPool
+        configuration.policy.onReload { [upstreamPool] _ in upstreamPool.policyChanged() }
         let gatewayHost = configuration.gatewayAddress.description
         transparentRouter = EgressRouter(mode: .transparent, policy: configuration.policy, audit: configuration.audit,
                                          gatewayHost: gatewayHost, internalRouter: configuration.internalRouter)
@@ -111,6 +117,6 @@ package struct GatewayPipelines: Sendable {
         if let connectHandler { try sync.addHandler(connectHandler(headGuard)) }
         try sync.addHandler(HTTPForwarder(
             router: router, dialer: dialer, sandbox: configuration.sandbox, via: via, headGuard: headGuard,
-            refusalsPerConnection: limits.refusalsPerConnection))
+            refusalsPerConnection: limits.refusalsPerConnection, pool: upstreamPool))
     }
 }

@@ -255,12 +255,15 @@ package final class GatewayServer: Service {
             ring.acceptor.closeListeners()
             for channel in datagramChannels { try? await channel.close() }
             tracker.closeAll()
+            pipelines.upstreamPool.closeAll()
             return
         }
         configuration.logger.info("gateway for \(configuration.sandbox): draining \(tracker.count) connection(s)")
         ring.acceptor.closeListeners()
         for channel in datagramChannels { try? await channel.close() }
         await drain()
+        // Kept upstream connections go at once (see UpstreamPool.discard).
+        pipelines.upstreamPool.closeAll()
     }
 
     /// Serves a listening TCP socket: the loop accepts, NIO serves each connection with
