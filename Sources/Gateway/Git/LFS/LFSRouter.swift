@@ -304,7 +304,10 @@ package struct LFSRouter: HTTPRouter {
     ) -> UpstreamExchange {
         let intercepted = NIOLockedValueBox<String?>(nil)
         let audit = self.audit
-        return UpstreamExchange(
+        // Batch requests go to the git host (sharing the connections git's own requests
+        // keep), transfers to the storage host: both keep their upstream connection for
+        // the next request, as git requests do; credentials travel in each request.
+        var exchange = UpstreamExchange(
             target: target, head: head, gatewayHeaders: gatewayHeaders,
             interceptResponse: { response in
                 guard let answer = intercept(Int(response.status.code)) else { return nil }
@@ -321,6 +324,8 @@ package struct LFSRouter: HTTPRouter {
                     bytesUp: outcome.bytesUp, bytesDown: outcome.bytesDown, ms: outcome.milliseconds, repo: repository.description,
                     service: service, status: outcome.status, session: sessionID))
             })
+        exchange.keepsConnection = true
+        return exchange
     }
 
     /// An LFS error answer: `{"message": "airlock: …"}` with `X-Airlock-Denied`.
