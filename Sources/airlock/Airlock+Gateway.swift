@@ -129,7 +129,9 @@ struct GatewayCommand: ParsableCommand {
 
             // Threads start only after the drop: setuid reaches every thread, capabilities
             // only the calling one.
-            let readyLine = "airlock: gateway for \(sandbox) ready on \(gatewayAddress) (dns 53, http 80, tls 443, proxy 3128, ssh 22)"
+            let extraPorts = runtime.listenerPorts.isEmpty ? ""
+                : ", port\(runtime.listenerPorts.count == 1 ? "" : "s") " + runtime.listenerPorts.map(String.init).joined(separator: " ")
+            let readyLine = "airlock: gateway for \(sandbox) ready on \(gatewayAddress) (dns 53, http 80, tls 443, proxy 3128, ssh 22\(extraPorts))"
             runtime.start(
                 listeners: GatewayListeners(ordered: sockets.all.map(\.descriptor.rawValue), ports: runtime.listenerPorts),
                 extraServices: { group in

@@ -130,6 +130,8 @@ final class GatewayServeTests: XCTestCase {
         XCTAssertTrue(Wait.until(timeout: 30) {
             (try? self.inside(name, cwd: dir.path, "curl -sS --max-time 2 http://airlock.internal/healthz").stdout)?.hasPrefix("ok") == true
         }, "the gateway answers its health endpoint")
+        XCTAssertTrue(gateway.output.contains(" (dns 53, http 80, tls 443, proxy 3128, ssh 22, port 8443)\n"),
+                      "the ready line names the policy's own ports: \(gateway.output)")
 
         // The binder: a child of the gateway, as nobody, with CAP_NET_BIND_SERVICE (bit 10) alone.
         let children = (try? String(contentsOfFile: "/proc/\(gateway.pid)/task/\(gateway.pid)/children", encoding: .utf8)) ?? ""
