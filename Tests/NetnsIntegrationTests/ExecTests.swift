@@ -112,9 +112,12 @@ final class ExecTests: XCTestCase {
     func testSignalToAirlockIsForwarded() throws {
         // timeout(1) sends SIGTERM to airlock once the command has run for 3 s and, with
         // --preserve-status, exits with airlock's status: 42 only if the trap in the
-        // sandbox got the TERM that airlock forwarded.
+        // sandbox got the TERM that airlock forwarded. --foreground: to airlock alone;
+        // without it timeout also signals its whole process group, which the sandbox is
+        // in, so the command would get the TERM whether airlock forwarded it or not (and,
+        // racing with the forwarded one, twice).
         let result = try Run.process(
-            ["timeout", "--preserve-status", "-s", "TERM", "3", TestPaths.airlock, "netns", "exec", sandbox, "--cwd", "/", "--",
+            ["timeout", "--foreground", "--preserve-status", "-s", "TERM", "3", TestPaths.airlock, "netns", "exec", sandbox, "--cwd", "/", "--",
              "sh", "-c", "trap 'echo got-term; exit 42' TERM; while :; do sleep 0.05; done"],
             environment: sudoEnvironment, timeout: 60)
         XCTAssertEqual(result.status, 42, result.description)
