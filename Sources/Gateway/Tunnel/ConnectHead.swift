@@ -71,9 +71,7 @@ package struct ConnectHead: Equatable, Sendable {
             guard position + 1 < count, bytes[position + 1] == 0x0A else { return nil }
             position += 2
         }
-        var target = ""
-        target.reserveCapacity(targetEnd - targetStart)
-        for index in targetStart..<targetEnd { target.unicodeScalars.append(Unicode.Scalar(bytes[index])) }
+        let target = String(decoding: UnsafeRawBufferPointer(rebasing: bytes[targetStart..<targetEnd]), as: UTF8.self)
         return ConnectHead(target: target, minorVersion: minor == UInt8(ascii: "1") ? 1 : 0, length: position)
     }
 

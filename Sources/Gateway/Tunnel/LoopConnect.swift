@@ -31,6 +31,9 @@ package final class LoopConnect: Sendable {
         package var passedOn = 0
     }
 
+    /// The `200` answer, for HTTP/1.0 and HTTP/1.1 clients (by minor version); made once.
+    private static let established = [0, 1].map { Array("HTTP/1.\($0) 200 Connection established\r\n\r\n".utf8) }
+
     /// The most of a connection's first bytes looked at; a longer head goes to NIO.
     package static let peekBytes = 4096
 
@@ -154,8 +157,7 @@ package final class LoopConnect: Sendable {
                         return
                     }
                     counts.withLockedValue { $0.served += 1 }
-                    let answer = Array("HTTP/1.\(head.minorVersion) 200 Connection established\r\n\r\n".utf8)
-                    splicer.splice(handle, client: fd, upstream: upstream, toClient: answer, idleTimeout: idleTimeout) { totals in
+                    splicer.splice(handle, client: fd, upstream: upstream, toClient: Self.established[head.minorVersion], idleTimeout: idleTimeout) { totals in
                         tracker?.release(handle)
                         completion(ExchangeOutcome(status: 200, bytesUp: totals.up, bytesDown: totals.down,
                                                    milliseconds: started.millisecondsAgo, failure: totals.ending))
