@@ -2,6 +2,7 @@
 #include "CSplice.h"
 
 #include <fcntl.h>
+#include <pthread.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -20,4 +21,8 @@ int airlock_set_pipe_size(int fd, int size) {
 
 int airlock_accept(int listener) {
     return accept4(listener, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+}
+
+void airlock_name_thread(const char *name) {
+    (void)pthread_setname_np(pthread_self(), name);
 }

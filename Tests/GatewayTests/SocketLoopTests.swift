@@ -27,6 +27,15 @@ final class SocketLoopTests: XCTestCase {
         try group.syncShutdownGracefully()
     }
 
+    // MARK: the thread
+
+    func testTheLoopsThreadIsNamedForTopAndPerf() throws {
+        // setUp started one loop; its thread, not the creator's, carries the name.
+        let tasks = try FileManager.default.contentsOfDirectory(atPath: "/proc/self/task")
+        let names = tasks.compactMap { try? String(contentsOfFile: "/proc/self/task/\($0)/comm", encoding: .utf8) }
+        XCTAssertTrue(names.contains("airlock-splice\n"), "thread names: \(names.sorted())")
+    }
+
     // MARK: splicing
 
     func testSplicesBothWaysReplaysEarlyBytesAndPropagatesHalfClose() throws {

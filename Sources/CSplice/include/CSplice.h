@@ -9,7 +9,7 @@
 /* epoll and eventfd come in through this header too. */
 
 /* The Linux calls the gateway's socket loop needs that Swift's Glibc module does not
- * import (they are GNU extensions): splice(2), pipe2(2), accept4(2) and the pipe size
+ * import (they are GNU extensions): splice(2), pipe2(2), accept4(2), pthread_setname_np(3) and the pipe size
  * fcntl. Thin wrappers; errors come back as -1 with errno set, as from the calls. */
 
 /* splice(2) without offsets, non-blocking, pages moved where possible. */
@@ -23,5 +23,8 @@ int airlock_set_pipe_size(int fd, int size);
 
 /* accept4(2) with SOCK_NONBLOCK | SOCK_CLOEXEC, peer address not returned. */
 int airlock_accept(int listener);
+
+/* Names the calling thread (at most 15 bytes are kept), as top -H and perf show it. */
+void airlock_name_thread(const char *name);
 
 #endif

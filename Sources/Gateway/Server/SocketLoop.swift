@@ -162,6 +162,9 @@ package final class SocketLoop: @unchecked Sendable {
         var thread = pthread_t()
         let result = pthread_create(&thread, nil, { argument in
             let loop = Unmanaged<SocketLoop>.fromOpaque(argument!).takeRetainedValue()
+            // Named for `top -H` and perf: a new thread otherwise keeps its creator's name
+            // (a Swift concurrency worker's, "…user-initiated-qos").
+            airlock_name_thread("airlock-splice")
             loop.run()
             return nil
         }, box.toOpaque())
