@@ -52,7 +52,9 @@ let package = Package(
         .target(name: "CZlib", linkerSettings: [.linkedLibrary("z")]),
         // SHA-1 and SHA-256 (git object ids, session token digests) and secure random bytes,
         // in Swift: see docs/architecture.md, "Decisions worth knowing".
-        .target(name: "Digests", swiftSettings: swiftSettings),
+        .target(name: "Digests", dependencies: ["CDigests"], swiftSettings: swiftSettings),
+        // SHA-1's block function on the x86 SHA extensions, used when the CPU has them.
+        .target(name: "CDigests"),
         // What the gateway decides and records, without networking: policy, sessions, audit,
         // git repositories and push policy, route definitions. No NIO here, so the seam holds:
         // these are plain values and locks, testable and reusable without an event loop.

@@ -8,6 +8,14 @@ struct BlockBuffer: Sendable {
     /// Hands every complete block of the buffered bytes followed by `input` to `compress`
     /// and keeps the rest. Whole blocks of `input` are compressed in place, not copied.
     mutating func feed(_ input: UnsafeRawBufferPointer, _ compress: (UnsafeRawPointer) -> Void) {
+        feed(input, blocks: { start, count in
+            for block in 0..<count { compress(start + block &* 64) }
+        })
+    }
+
+    /// As `feed(_:_:)`, handing `compress` runs of whole blocks (a start and a count of
+    /// 64-byte blocks) rather than one block at a time.
+    mutating func feed(_ input: UnsafeRawBufferPointer, blocks compress: (UnsafeRawPointer, Int) -> Void) {
         guard let base = input.baseAddress, !input.isEmpty else { return }
         var offset = 0
         if count > 0 {
@@ -19,12 +27,13 @@ struct BlockBuffer: Sendable {
             count += take
             offset = take
             guard count == 64 else { return }
-            withUnsafeBytes(of: storage) { compress($0.baseAddress!) }
+            withUnsafeBytes(of: storage) { compress($0.baseAddress!, 1) }
             count = 0
         }
-        while input.count - offset >= 64 {
-            compress(base + offset)
-            offset += 64
+        let whole = (input.count - offset) / 64
+        if whole > 0 {
+            compress(base + offset, whole)
+            offset += whole &* 64
         }
         if offset < input.count {
             let rest = input.count - offset

@@ -1,4 +1,9 @@
+import CDigests
+
 /// An incremental SHA-1 (FIPS 180-4), for git object ids in SHA-1 repositories.
+///
+/// On CPUs with the x86 SHA extensions the block function runs there (`CDigests`); the
+/// Swift block function below is the reference and the fallback.
 ///
 /// Not for anything where collisions matter against an attacker: git names objects with it,
 /// so the pack reader must compute it to check a pack's ids and trailer.
@@ -14,8 +19,20 @@ package struct SHA1: Sendable {
         (0x6745_2301, 0xEFCD_AB89, 0x98BA_DCFE, 0x1032_5476, 0xC3D2_E1F0)
     private var pending = BlockBuffer()
     private var length: UInt64 = 0
+    private let accelerated: Bool
 
-    package init() {}
+    /// Whether this CPU runs SHA-1's block function in hardware (the x86 SHA extensions).
+    package static let hardwareAvailable = airlock_sha1_accelerated() == 1
+
+    package init() {
+        accelerated = Self.hardwareAvailable
+    }
+
+    /// A hash that uses the Swift block function even where the hardware one exists, so
+    /// the tests can hold each against the other.
+    init(portable: Bool) {
+        accelerated = portable ? false : Self.hardwareAvailable
+    }
 
     /// The SHA-1 of `bytes`.
     package static func hash(_ bytes: [UInt8]) -> [UInt8] {
@@ -28,7 +45,11 @@ package struct SHA1: Sendable {
     package mutating func update(_ bytes: UnsafeRawBufferPointer) {
         length &+= UInt64(bytes.count)
         var s = state
-        pending.feed(bytes) { block in Self.compress(&s, block) }
+        if accelerated {
+            pending.feed(bytes, blocks: { start, count in Self.compressInHardware(&s, start, blocks: count) })
+        } else {
+            pending.feed(bytes) { block in Self.compress(&s, block) }
+        }
         state = s
     }
 
@@ -43,7 +64,11 @@ package struct SHA1: Sendable {
         var out: [UInt8] = []
         out.reserveCapacity(Self.byteCount)
         var s = state
-        copy.pending.pad(messageLength: length) { block in Self.compress(&s, block) }
+        if accelerated {
+            copy.pending.pad(messageLength: length) { block in Self.compressInHardware(&s, block, blocks: 1) }
+        } else {
+            copy.pending.pad(messageLength: length) { block in Self.compress(&s, block) }
+        }
         for word in [s.0, s.1, s.2, s.3, s.4] {
             out.appendBigEndian(word)
         }
@@ -52,6 +77,14 @@ package struct SHA1: Sendable {
 
     @inline(__always)
     private static func rotl(_ x: UInt32, _ n: UInt32) -> UInt32 { (x << n) | (x >> (32 &- n)) }
+
+    /// `blocks` 64-byte blocks from `start`, on the SHA extensions.
+    @inline(__always)
+    private static func compressInHardware(_ state: inout (UInt32, UInt32, UInt32, UInt32, UInt32), _ start: UnsafeRawPointer, blocks: Int) {
+        withUnsafeMutableBytes(of: &state) { words in
+            airlock_sha1_blocks(words.baseAddress!.assumingMemoryBound(to: UInt32.self), start.assumingMemoryBound(to: UInt8.self), blocks)
+        }
+    }
 
     /// One 64-byte block.
     private static func compress(_ state: inout (UInt32, UInt32, UInt32, UInt32, UInt32), _ block: UnsafeRawPointer) {

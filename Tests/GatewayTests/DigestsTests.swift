@@ -59,6 +59,36 @@ final class DigestsTests: XCTestCase {
         }
     }
 
+    /// The hardware block function (x86 SHA extensions) against the Swift one: every
+    /// length to 1,100 bytes and pieces of odd sizes, on pseudo-random bytes.
+    func testTheHardwareBlockFunctionAgreesWithTheSwiftOne() throws {
+        try Precondition.require(SHA1.hardwareAvailable,
+                                 "this CPU has no SHA extensions (cpuinfo flag sha_ni); SHA-1 runs the Swift block function only")
+        var seed: UInt64 = 0x9E37_79B9_7F4A_7C15
+        let message = (0..<1100).map { _ -> UInt8 in
+            seed = seed &* 6_364_136_223_846_793_005 &+ 1_442_695_040_888_963_407
+            return UInt8(truncatingIfNeeded: seed >> 33)
+        }
+        for n in 0...1100 {
+            let input = Array(message[..<n])
+            var hardware = SHA1(), portable = SHA1(portable: true)
+            hardware.update(input)
+            portable.update(input)
+            XCTAssertEqual(hex(hardware.finalize()), hex(portable.finalize()), "SHA-1 of \(n) bytes")
+        }
+        for piece in [1, 7, 64, 129, 1000] {
+            var hardware = SHA1(), portable = SHA1(portable: true)
+            var start = 0
+            while start < message.count {
+                let chunk = Array(message[start..<min(message.count, start + piece)])
+                hardware.update(chunk)
+                portable.update(chunk)
+                start += piece
+            }
+            XCTAssertEqual(hex(hardware.finalize()), hex(portable.finalize()), "SHA-1 of 1,100 bytes in pieces of \(piece)")
+        }
+    }
+
     func testFinalizeLeavesTheHashAsItWas() {
         var h = SHA256()
         h.update(Array("ab".utf8))
