@@ -49,6 +49,26 @@ final class ControlTests: XCTestCase {
         XCTAssertEqual(try ControlResponse.failure("nope").jsonLine(), "{\"error\":\"nope\",\"ok\":false}")
     }
 
+    func testDaemonMessagesRoundTripAndRefuseWhatTheyCannotRead() throws {
+        for request in [DaemonRequest.serve(sandbox: "agent1", policy: "/etc/airlock/policies/a.policy"),
+                        .serve(sandbox: "agent2", policy: nil), .stop(sandbox: "agent1"), .reload(sandbox: "agent1"), .list] {
+            XCTAssertEqual(try DaemonRequest(jsonLine: Array(try request.jsonLine().utf8)), request)
+        }
+        XCTAssertEqual(try DaemonRequest.stop(sandbox: "a").jsonLine(), "{\"op\":\"stop\",\"sandbox\":\"a\"}")
+        let served = ServedSandbox(sandbox: "agent1", policy: nil, address: "10.200.0.1")
+        for response in [DaemonResponse.done, .sandboxes([served]), .sandboxes([]), .failure("no sandbox named x")] {
+            XCTAssertEqual(try DaemonResponse(jsonLine: Array(try response.jsonLine().utf8)), response)
+        }
+        let refusals = [("{\"op\":\"serve\"}", "serve needs `sandbox`"),
+                        ("{\"op\":\"destroy\",\"sandbox\":\"a\"}", "unknown daemon operation; expected serve, stop, reload or list"),
+                        ("serve a", "malformed daemon request (expected one JSON object per line)")]
+        for (line, reason) in refusals {
+            XCTAssertThrowsError(try DaemonRequest(jsonLine: Array(line.utf8))) {
+                XCTAssertEqual(($0 as? ControlProtocolError)?.description, reason)
+            }
+        }
+    }
+
     func testMalformedRequestsNeverEchoTheInput() {
         let secretish = "{\"op\":\"create\",\"repos\":[\"o/r\"],\"upstream_token\":\"ghp_LEAKME\"" // unterminated
         for line in [secretish, "not json", "{\"op\":\"explode\",\"upstream_token\":\"ghp_LEAKME\"}", "{\"op\":\"create\",\"upstream_token\":\"ghp_LEAKME\"}"] {

@@ -63,18 +63,13 @@ package enum ControlRequest: Sendable, Equatable {
         case .presets:
             wire = Wire(op: "presets")
         }
-        return String(decoding: try JSONEncoder().encode(wire), as: UTF8.self)
+        return try JSONLine.encode(wire)
     }
 
     /// Parses one request line.
     /// - Throws: `ControlProtocolError` with a reason that never repeats the input (it may hold a token).
     package init(jsonLine bytes: [UInt8]) throws {
-        let wire: Wire
-        do {
-            wire = try JSONDecoder().decode(Wire.self, from: Data(bytes))
-        } catch {
-            throw ControlProtocolError(description: "malformed control request (expected one JSON object per line)")
-        }
+        let wire = try JSONLine.decode(Wire.self, from: bytes, malformed: "malformed control request (expected one JSON object per line)")
         switch wire.op {
         case "create":
             guard let repos = wire.repos, let token = wire.upstream_token else {
@@ -148,20 +143,13 @@ package enum ControlResponse: Sendable, Equatable {
         case let .failure(message):
             wire = Wire(ok: false, error: message)
         }
-        let encoder = JSONEncoder()
-        encoder.outputFormatting = [.sortedKeys]
-        return String(decoding: try encoder.encode(wire), as: UTF8.self)
+        return try JSONLine.encode(wire)
     }
 
     /// Parses one response line.
     /// - Throws: `ControlProtocolError` when the line is not a response.
     package init(jsonLine bytes: [UInt8]) throws {
-        let wire: Wire
-        do {
-            wire = try JSONDecoder().decode(Wire.self, from: Data(bytes))
-        } catch {
-            throw ControlProtocolError(description: "malformed answer from the gateway's control socket")
-        }
+        let wire = try JSONLine.decode(Wire.self, from: bytes, malformed: "malformed answer from the gateway's control socket")
         if !wire.ok {
             self = .failure(wire.error ?? "the gateway refused the request")
         } else if let token = wire.token, let session = wire.session {

@@ -43,20 +43,13 @@ package enum DaemonRequest: Sendable, Equatable {
         case let .reload(sandbox): wire = Wire(op: "reload", sandbox: sandbox)
         case .list: wire = Wire(op: "list")
         }
-        let encoder = JSONEncoder()
-        encoder.outputFormatting = [.sortedKeys]
-        return String(decoding: try encoder.encode(wire), as: UTF8.self)
+        return try JSONLine.encode(wire)
     }
 
     /// Parses one request line.
     /// - Throws: `ControlProtocolError` with a reason that never repeats the input.
     package init(jsonLine bytes: [UInt8]) throws {
-        let wire: Wire
-        do {
-            wire = try JSONDecoder().decode(Wire.self, from: Data(bytes))
-        } catch {
-            throw ControlProtocolError(description: "malformed daemon request (expected one JSON object per line)")
-        }
+        let wire = try JSONLine.decode(Wire.self, from: bytes, malformed: "malformed daemon request (expected one JSON object per line)")
         func sandbox() throws -> String {
             guard let name = wire.sandbox else { throw ControlProtocolError(description: "\(wire.op) needs `sandbox`") }
             return name
@@ -117,20 +110,13 @@ package enum DaemonResponse: Sendable, Equatable {
         case let .sandboxes(list): wire = Wire(ok: true, sandboxes: list)
         case let .failure(message): wire = Wire(ok: false, error: message)
         }
-        let encoder = JSONEncoder()
-        encoder.outputFormatting = [.sortedKeys]
-        return String(decoding: try encoder.encode(wire), as: UTF8.self)
+        return try JSONLine.encode(wire)
     }
 
     /// Parses one response line.
     /// - Throws: `ControlProtocolError` when the line is not a response.
     package init(jsonLine bytes: [UInt8]) throws {
-        let wire: Wire
-        do {
-            wire = try JSONDecoder().decode(Wire.self, from: Data(bytes))
-        } catch {
-            throw ControlProtocolError(description: "malformed answer from the gateway daemon")
-        }
+        let wire = try JSONLine.decode(Wire.self, from: bytes, malformed: "malformed answer from the gateway daemon")
         if !wire.ok {
             self = .failure(wire.error ?? "the gateway daemon refused the request")
         } else if let list = wire.sandboxes {
