@@ -80,6 +80,10 @@ final class GatewayRestartTests: XCTestCase {
         let lines = rig.auditLines
         XCTAssertNotNil(lines.last { $0.contains("\"event\":\"git_deny\"") && $0.contains("\"reason\":\"the session was revoked\"") && $0.contains(revokedID) },
                         lines.joined(separator: "\n"))
+        // The restart is in the audit log: the kept session came back, the revoked one did not.
+        let restores = lines.filter { $0.contains("\"event\":\"session_restore\"") }
+        XCTAssertEqual(restores.count, 1, lines.joined(separator: "\n"))
+        XCTAssertTrue(restores.first?.contains(keptID) ?? false, restores.joined())
 
         // The second gateway said what it restored; no token in anything it printed.
         let second = rig.gateway.stop(signal: SIGTERM, timeout: 10)

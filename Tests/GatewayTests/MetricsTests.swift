@@ -79,6 +79,7 @@ final class MetricsTests: XCTestCase {
             #"airlock_policy_reloads_total{sandbox="sbx",result="failed"} 1"#,
             #"airlock_session_events_total{sandbox="sbx",event="session_create"} 1"#,
             #"airlock_session_events_total{sandbox="sbx",event="session_expire"} 0"#,
+            #"airlock_session_events_total{sandbox="sbx",event="session_restore"} 0"#,
             #"airlock_connections_open{sandbox="sbx"} 3.0"#,
             #"airlock_tunnels_open{sandbox="sbx"} 2.0"#,
             #"airlock_sessions_active{sandbox="sbx"} 1.0"#,

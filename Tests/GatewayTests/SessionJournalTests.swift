@@ -60,9 +60,16 @@ final class SessionJournalTests: XCTestCase {
         XCTAssertEqual(info.st_mode & 0o777, 0o600)
 
         clock.advance(60)
+        let linesBefore = sink.lines.count
         let (second, restored) = try start()
         XCTAssertEqual(restored, 1)
         XCTAssertEqual(warnings.withLockedValue { $0 }, [])
+        // The restart is in the audit log: the live session, by id and scope; not the revoked one.
+        let restoreLines = sink.lines.dropFirst(linesBefore).filter { $0.contains("\"event\":\"session_restore\"") }
+        XCTAssertEqual(restoreLines.count, 1, sink.lines.joined(separator: "\n"))
+        XCTAssertTrue(restoreLines.first?.contains("\"session\":\"\(keptSummary.id)\"") ?? false, restoreLines.joined())
+        XCTAssertTrue(restoreLines.first?.contains("\"ok\":true") ?? false, restoreLines.joined())
+        XCTAssertFalse(sink.lines.contains { $0.contains(reveal(kept)) || $0.contains(reveal(upstream)) })
         XCTAssertEqual(second.list(), [keptSummary])
         guard case let .valid(grant) = second.check(token: reveal(kept), sandbox: "sbx") else { return XCTFail("the kept session is valid again") }
         XCTAssertEqual(grant.id, keptSummary.id)
@@ -141,6 +148,10 @@ final class SessionJournalTests: XCTestCase {
             XCTAssertTrue(said.first?.hasSuffix("); its sessions are lost, replaced by an empty one") ?? false, "\(said)")
             XCTAssertFalse(said.joined().contains("ghp_"), "no secret in the warning")
             XCTAssertEqual(fileText, "", "replaced by an empty file")
+            let failed = sink.lines.last { $0.contains("\"event\":\"session_restore\"") }
+            XCTAssertTrue(failed?.contains("\"ok\":false") ?? false, failed ?? "no session_restore line")
+            XCTAssertTrue(failed?.contains("no session was restored") ?? false, failed ?? "")
+            XCTAssertFalse(failed?.contains("ghp_") ?? true, "no secret in the audit line")
             // Put the session back for the next kind of garbage.
             _ = try second.create(sandbox: "sbx", scope: try scope("owner/repo"), upstreamToken: upstream)
         }

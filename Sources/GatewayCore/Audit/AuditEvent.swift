@@ -18,6 +18,9 @@ package struct AuditEvent: Sendable, Equatable {
         case sessionCreate = "session_create"
         case sessionRevoke = "session_revoke"
         case sessionExpire = "session_expire"
+        /// A live session read back from the session file at the gateway's start (`ok`), or
+        /// a session file that could not be read (`ok: false`, the reason; none came back).
+        case sessionRestore = "session_restore"
         case policyReload = "policy_reload"
         /// A transparent listener on a policy port opened after a reload (`ok`), or that
         /// could not be (`ok: false` and the reason).

@@ -96,9 +96,9 @@ package final class GatewayMetrics: Sendable {
         let reloads = name("policy_reloads", "total", "Policy reloads, by result: ok (taken) or failed (the old policy stays).")
         reloadsOK = registry.makeCounter(descriptor: reloads, labels: base + [("result", "ok")])
         reloadsFailed = registry.makeCounter(descriptor: reloads, labels: base + [("result", "failed")])
-        let sessions = name("session_events", "total", "Git sessions created, revoked and expired.")
+        let sessions = name("session_events", "total", "Git sessions created, revoked, expired and restored at start.")
         var sessionEvents: [AuditEvent.Kind: Counter] = [:]
-        for kind in [AuditEvent.Kind.sessionCreate, .sessionRevoke, .sessionExpire] {
+        for kind in [AuditEvent.Kind.sessionCreate, .sessionRevoke, .sessionExpire, .sessionRestore] {
             sessionEvents[kind] = registry.makeCounter(descriptor: sessions, labels: base + [("event", kind.rawValue)])
         }
         self.sessionEvents = sessionEvents
@@ -135,7 +135,7 @@ package final class GatewayMetrics: Sendable {
         case .policyReload:
             (event.ok == false ? reloadsFailed : reloadsOK).increment()
             return
-        case .sessionCreate, .sessionRevoke, .sessionExpire:
+        case .sessionCreate, .sessionRevoke, .sessionExpire, .sessionRestore:
             sessionEvents[event.kind]?.increment()
             return
         case .secretSet:

@@ -230,8 +230,11 @@ package final class SessionStore: Sendable {
             try journal.replay { record in try Self.replay(record, into: &loaded, limit: limits.maxLiveSessions) }
         } catch {
             journal.warning("airlock: the session file \(journal.path) is unreadable (\(error)); its sessions are lost, replaced by an empty one")
+            audit.record(AuditEvent(.sessionRestore, via: .control,
+                                    reason: "the session file is unreadable (\(error)); no session was restored", ok: false))
             loaded = State()
         }
+
         state.withLock { state in
             state.live = loaded.live
             state.tombstones = loaded.tombstones
@@ -239,11 +242,15 @@ package final class SessionStore: Sendable {
             state.journal = nil
         }
         sweep() // what expired while no gateway ran: tombstones, audited
-        return state.withLock { state in
+        let restored = state.withLock { state in
             state.journal = journal
             journal.rewrite(Self.snapshot(state))
-            return state.live.count
+            return state.live.sorted(by: { $0.key < $1.key })
         }
+        for (id, session) in restored {
+            audit.record(AuditEvent(.sessionRestore, sandbox: session.sandbox, via: .control, session: id, scope: session.scope.descriptions, ok: true))
+        }
+        return restored.count
     }
 
     private static func replay(_ record: SessionJournalRecord, into state: inout State, limit: Int) throws {
