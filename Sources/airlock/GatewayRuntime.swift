@@ -36,6 +36,8 @@ final class GatewayRuntime {
     private var logger: Logger
 
     private var policyStore: PolicyStore?
+    /// The event loops and thread pool this runtime started (and stops); nil when they are
+    /// shared (`gateway serve --all`).
     private var group: MultiThreadedEventLoopGroup?
     private var threadPool: NIOThreadPool?
     private var serviceGroup: ServiceGroup?
@@ -124,24 +126,33 @@ final class GatewayRuntime {
     ///   - eventLoops: event loop threads (`run` needs fewer than a long-lived gateway).
     ///   - bindPort: binds a listener in G for a port a reload allows (`gateway serve`'s
     ///     `PortBinder`); without it such a port is reachable through the proxy only.
+    ///   - shared: event loops, thread pool and socket loops shared with other sandboxes
+    ///     (the daemon); nil starts this runtime's own, stopped by `wait`.
     ///   - ready: called once every listener is serving.
     func start(
         listeners: GatewayListeners, extraServices: (MultiThreadedEventLoopGroup) -> [any Service] = { _ in [] },
         shutdownSignals: [UnixSignal], eventLoops: Int = System.coreCount, bindPort: (@Sendable (Int) throws -> CInt)? = nil,
-        ready: @escaping @Sendable () -> Void = {}
+        shared: SharedServing? = nil, ready: @escaping @Sendable () -> Void = {}
     ) {
-        Self.raiseOpenFileLimit()
+        if shared == nil { Self.raiseOpenFileLimit() }
         let failure = self.failure
         let finished = self.finished
         let store = PolicyStore(
             initial: initialPolicy, files: reloadPolicy ? policyFiles : nil, check: policyCheck, extra: flagPolicy, audit: audit, logger: logger)
         store.startWatching()
         policyStore = store
-        let group = MultiThreadedEventLoopGroup(numberOfThreads: eventLoops)
-        self.group = group
-        let threadPool = NIOThreadPool(numberOfThreads: 2)
-        threadPool.start()
-        self.threadPool = threadPool
+        let group: MultiThreadedEventLoopGroup
+        let threadPool: NIOThreadPool
+        if let shared {
+            group = shared.group
+            threadPool = shared.threadPool
+        } else {
+            group = MultiThreadedEventLoopGroup(numberOfThreads: eventLoops)
+            self.group = group
+            threadPool = NIOThreadPool(numberOfThreads: 2)
+            threadPool.start()
+            self.threadPool = threadPool
+        }
 
         let configuration = GatewayConfiguration(
             sandbox: sandbox, gatewayAddress: gatewayAddress, policy: store, audit: audit,
@@ -156,7 +167,7 @@ final class GatewayRuntime {
         let readyOrStopped = self.readyOrStopped
         let server = GatewayServer(
             configuration: configuration, listeners: listeners, group: group, threadPool: threadPool,
-            ready: {
+            socketLoops: shared?.socketLoops, ready: {
                 failure.markReady()
                 readyOrStopped.signal()
                 ready()
@@ -226,6 +237,31 @@ final class GatewayRuntime {
         try? group?.syncShutdownGracefully()
         if let error = failure.get() { throw error }
         return true
+    }
+}
+
+/// What the sandboxes of one gateway daemon share: the event loops, the thread pool for
+/// name lookups, and the socket loops. Made once by `gateway serve --all`, stopped by it.
+struct SharedServing: Sendable {
+    let group: MultiThreadedEventLoopGroup
+    let threadPool: NIOThreadPool
+    let socketLoops: SharedSocketLoops
+
+    /// Starts the event loops (one per core), a thread pool of two and the socket loops.
+    /// - Throws: `SystemCallError` when the socket loops cannot start.
+    static func start() throws -> SharedServing {
+        let socketLoops = try SharedSocketLoops()
+        let threadPool = NIOThreadPool(numberOfThreads: 2)
+        threadPool.start()
+        return SharedServing(group: MultiThreadedEventLoopGroup(numberOfThreads: System.coreCount),
+                             threadPool: threadPool, socketLoops: socketLoops)
+    }
+
+    /// Stops everything (after every sandbox stopped).
+    func shutdown() {
+        socketLoops.shutdown()
+        try? threadPool.syncShutdownGracefully()
+        try? group.syncShutdownGracefully()
     }
 }
 
