@@ -134,6 +134,17 @@ final class GatewayDaemonTests: XCTestCase {
         XCTAssertEqual(try Run.airlock(["gateway", "request", "list"]).stdout, "\(a) 169.254.200.1 \(dir.file("policies/\(a).policy"))\n",
                        "refused requests changed nothing")
 
+        // The opener enters a sandbox's gateway namespace from /run/netns/NAME.gw only, even
+        // when its state file names another (here a's).
+        let stateFile = "/run/airlock/\(b)/state.json"
+        let state = try String(contentsOfFile: stateFile, encoding: .utf8)
+        let tampered = state.replacingOccurrences(of: "\(b).gw", with: "\(a).gw")
+        XCTAssertNotEqual(tampered, state)
+        try tampered.write(toFile: stateFile, atomically: true, encoding: .utf8)
+        let elsewhere = try Run.airlock(["gateway", "request", "serve", b])
+        try state.write(toFile: stateFile, atomically: true, encoding: .utf8)
+        XCTAssertEqual(elsewhere.stderr, "airlock: error: sandbox \(b): its gateway namespace is recorded at /run/netns/\(a).gw, not /run/netns/\(b).gw\n", "\(elsewhere)")
+
         // Stopping b left a serving; b comes back with the policy named in the request.
         XCTAssertEqual(try fetch(a, "a.test"), "host=a.test path=/p\n")
         XCTAssertNotEqual(try fetch(b, "b.test"), "host=b.test path=/p\n", "b is not served after stop")
