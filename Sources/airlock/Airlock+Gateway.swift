@@ -115,6 +115,8 @@ struct GatewayCommand: ParsableCommand {
                 }
             }
             _ = try options.flagPolicy()
+            // Read as root, like `gateway serve`'s; shared by every sandbox.
+            let upstreams = try GatewayRuntime.upstreams(options: options)
             // The one audit sink; each sandbox writes to it with its own denial budget.
             let audit = try options.openAuditLog(sandbox: "-")
             mkdir("/run/airlock", 0o755)
@@ -129,7 +131,8 @@ struct GatewayCommand: ParsableCommand {
             GatewayRuntime.raiseOpenFileLimit()
             let shared = try SharedServing.start()
             defer { shared.shutdown() }
-            let daemon = GatewayDaemon(opener: opener, shared: shared, options: options, policyDirectory: policyDir, audit: audit)
+            let daemon = GatewayDaemon(opener: opener, shared: shared, options: options, policyDirectory: policyDir, audit: audit,
+                                       upstreams: upstreams)
             for summary in PersistentSandbox().list() where summary.status == .complete {
                 do {
                     try daemon.serve(summary.name.rawValue, policy: nil)

@@ -35,6 +35,9 @@ final class GatewayDaemon: Sendable {
     private let options: GatewayOptions
     private let policyDirectory: String?
     private let audit: AuditLog
+    /// Made once: every sandbox has the same upstreams (the flags), and each TLS context
+    /// holds the system trust store.
+    private let upstreams: GatewayRuntime.Upstreams
     private let served = NIOLockedValueBox<[String: Served]>([:])
     /// Serialises serve and stop of the same names (the opener answers one at a time anyway).
     private let changes = NIOLock()
@@ -43,7 +46,10 @@ final class GatewayDaemon: Sendable {
     ///   - audit: the shared log; each sandbox gets `audit.forSandbox(NAME)`, with its own
     ///     denial budget.
     ///   - policyDirectory: `--policy-dir`: `DIR/NAME.policy` when present.
-    init(opener: SandboxOpener, shared: SharedServing, options: GatewayOptions, policyDirectory: String?, audit: AuditLog) {
+    ///   - upstreams: every sandbox's git upstreams and route trust (`GatewayRuntime.upstreams`).
+    init(opener: SandboxOpener, shared: SharedServing, options: GatewayOptions, policyDirectory: String?, audit: AuditLog,
+         upstreams: GatewayRuntime.Upstreams) {
+        self.upstreams = upstreams
         self.opener = opener
         self.shared = shared
         self.options = options
@@ -85,7 +91,7 @@ final class GatewayDaemon: Sendable {
             }
             let runtime = try GatewayRuntime(
                 sandbox: name.rawValue, gatewayAddress: gatewayAddress, options: sandboxOptions, policyFiles: policyFiles,
-                policyCheck: GatewayOptions.rootOnlyPaths, audit: audit.forSandbox(name.rawValue))
+                policyCheck: GatewayOptions.rootOnlyPaths, audit: audit.forSandbox(name.rawValue), upstreams: upstreams)
             var ports: [Int: CInt] = [:]
             for port in runtime.listenerPorts {
                 guard let number = UInt16(exactly: port) else { throw CLIError("port \(port) is out of range") }

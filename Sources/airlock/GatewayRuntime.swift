@@ -61,6 +61,9 @@ final class GatewayRuntime {
     ///   - audit: where audit lines go instead of `--audit-log` or stderr.
     ///   - tally: counts the refusals of the log opened from `--audit-log` or stderr (when
     ///     `audit` is given, that log carries its own).
+    ///   - upstreams: the git upstreams and route trust to use, made once for many sandboxes
+    ///     (the daemon: their TLS contexts hold the system trust store); nil makes this
+    ///     runtime's own from `options` and `extraGitHosts`.
     ///   - metrics: counts what the log opened from `--audit-log` or stderr records
     ///     (`gateway serve --metrics-…`); its gauges are read from this gateway.
     init(
@@ -69,7 +72,7 @@ final class GatewayRuntime {
         extraGitHosts: [String] = [], sessionLimits: SessionLimits = SessionLimits(),
         reloadPolicy: Bool = true, audit: AuditLog? = nil, tally: RefusalTally? = nil, metrics: GatewayMetrics? = nil,
         repositoriesGiven: Bool = true,
-        logLevel: Logger.Level = .info, secrets: [String: Secret] = [:]
+        logLevel: Logger.Level = .info, secrets: [String: Secret] = [:], upstreams: Upstreams? = nil
     ) throws {
         self.sandbox = sandbox
         self.gatewayAddress = gatewayAddress
@@ -83,14 +86,14 @@ final class GatewayRuntime {
             initialPolicy = flagPolicy
         }
         try initialPolicy.checkListenerPorts()
-        var mappings = try options.gitUpstreams().map { GitUpstreams.Mapping(gitHost: $0.key, url: $0.value) }
-        var wanted = Set(extraGitHosts.map { $0.lowercased() })
-        if mappings.isEmpty { wanted.insert("github.com") }
-        for host in wanted.subtracting(mappings.map(\.gitHost)).sorted() {
-            mappings.append(GitUpstreams.Mapping(gitHost: host, url: "https://\(host)"))
+        if let upstreams {
+            gitUpstreams = upstreams.git
+            routeTrust = upstreams.routes
+        } else {
+            let made = try Self.upstreams(options: options, extraGitHosts: extraGitHosts)
+            gitUpstreams = made.git
+            routeTrust = made.routes
         }
-        gitUpstreams = try GitUpstreams(mappings: mappings.sorted { $0.gitHost < $1.gitHost }, caFile: options.upstreamCA)
-        routeTrust = try RouteUpstreamTrust(caFile: options.upstreamCA)
         self.secrets = SecretStore(secrets)
         if let audit {
             self.audit = audit
@@ -102,6 +105,27 @@ final class GatewayRuntime {
         sessions = SessionStore(limits: sessionLimits, audit: self.audit)
         logger = Logger(label: "airlock.gateway")
         logger.logLevel = logLevel
+    }
+
+    /// The git upstreams and the route upstreams' trust: two TLS client contexts, each with
+    /// the system trust store loaded.
+    struct Upstreams: Sendable {
+        let git: GitUpstreams
+        let routes: RouteUpstreamTrust
+    }
+
+    /// The upstreams `options` ask for (`--git-upstream`, `--upstream-ca`), with `https://HOST`
+    /// for each of `extraGitHosts` not named, and github.com when nothing is.
+    /// - Throws: `GitUpstreams.ConfigurationError`, `CredentialRoute.Invalid`, each one line.
+    static func upstreams(options: GatewayOptions, extraGitHosts: [String] = []) throws -> Upstreams {
+        var mappings = try options.gitUpstreams().map { GitUpstreams.Mapping(gitHost: $0.key, url: $0.value) }
+        var wanted = Set(extraGitHosts.map { $0.lowercased() })
+        if mappings.isEmpty { wanted.insert("github.com") }
+        for host in wanted.subtracting(mappings.map(\.gitHost)).sorted() {
+            mappings.append(GitUpstreams.Mapping(gitHost: host, url: "https://\(host)"))
+        }
+        return Upstreams(git: try GitUpstreams(mappings: mappings.sorted { $0.gitHost < $1.gitHost }, caFile: options.upstreamCA),
+                         routes: try RouteUpstreamTrust(caFile: options.upstreamCA))
     }
 
     /// The policy's ports besides 80 and 443 at start: each gets a transparent listener.
