@@ -9,11 +9,11 @@ import Dispatch
 import Logging
 import ServiceLifecycle
 
-/// `airlock gateway`: serve the gateway of a persistent sandbox.
+/// `airlock gateway`: serve the gateways of persistent sandboxes, one or all in one daemon.
 struct GatewayCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "gateway",
-        abstract: "Serve the gateway of a persistent sandbox.",
+        abstract: "Serve the gateway of a persistent sandbox, or of all of them in one daemon (serve --all, managed with request).",
         subcommands: [Serve.self, Request.self]
     )
 
