@@ -293,7 +293,10 @@ extension GatewayCommand {
                 let request: DaemonRequest
                 switch (operation, name) {
                 case ("list", nil): request = .list
-                case ("serve", let name?): request = .serve(sandbox: name, policy: policy)
+                case ("serve", let name?):
+                    // The daemon runs elsewhere: a relative path is the caller's.
+                    let absolute = policy.map { path in path.hasPrefix("/") ? path : NetnsExec.currentDirectory().map { $0 + "/" + path } ?? path }
+                    request = .serve(sandbox: name, policy: absolute)
                 case ("stop", let name?): request = .stop(sandbox: name)
                 case ("reload", let name?): request = .reload(sandbox: name)
                 case ("list", _): throw CLIError("list takes no sandbox")

@@ -72,6 +72,7 @@ final class GatewayDaemon: Sendable {
     ///   nothing is left open then.
     func serve(_ rawName: String, policy: String?) throws {
         let name = try NamespaceName(rawName)
+        if let policy, !policy.hasPrefix("/") { throw CLIError("policy \(policy): expected an absolute path") }
         try changes.withLock {
             guard served.withLockedValue({ $0[name.rawValue] }) == nil else {
                 throw CLIError("sandbox \(name.rawValue) is served already; stop it first to serve it with another policy")
@@ -104,14 +105,13 @@ final class GatewayDaemon: Sendable {
             handedOver = true
             let restored = runtime.sessions.restore(from: journal)
             if restored > 0 { printNotice("airlock: \(name.rawValue): restored \(restored) live session\(restored == 1 ? "" : "s") from \(journal.path)") }
-            let listeners = GatewayListeners(ordered: opened.listeners, ports: [])
+            var listeners = GatewayListeners(ordered: opened.listeners, ports: [])
+            listeners.ports = ports
             let sandbox = name.rawValue
             let opener = self.opener
             let sandboxAudit = runtime.audit
             runtime.start(
-                listeners: GatewayListeners(
-                    dnsUDP: listeners.dnsUDP, dnsTCP: listeners.dnsTCP, http: listeners.http, tls: listeners.tls,
-                    proxy: listeners.proxy, ssh: listeners.ssh, ports: ports),
+                listeners: listeners,
                 extraServices: { [runtime] group in
                     [ControlServer(
                         socket: control,

@@ -149,7 +149,10 @@ final class GatewayDaemonTests: XCTestCase {
         XCTAssertEqual(try fetch(a, "a.test"), "host=a.test path=/p\n")
         XCTAssertNotEqual(try fetch(b, "b.test"), "host=b.test path=/p\n", "b is not served after stop")
         try writePolicy(dir.file("b-now.policy"), allowing: "b.test")
-        XCTAssertEqual(try Run.airlock(["gateway", "request", "serve", b, "--policy", dir.file("b-now.policy")]).status, 0)
+        // A relative --policy is the caller's: the client makes it absolute.
+        let relative = try Run.process(["/bin/sh", "-c", "cd \(dir.path) && exec \(TestPaths.airlock) gateway request serve \(b) --policy b-now.policy"])
+        XCTAssertEqual(relative.status, 0, "\(relative)")
+        XCTAssertTrue(try Run.airlock(["gateway", "request", "list"]).stdout.contains("\(b) 169.254.200.1 \(dir.file("b-now.policy"))\n"))
         XCTAssertEqual(try fetch(b, "b.test"), "host=b.test path=/p\n")
         XCTAssertEqual(try Run.airlock(["gateway", "request", "stop", "nosuch"]).status, 0, "stopping what is not served is done already")
 
