@@ -93,6 +93,13 @@ final class GatewayDaemonTests: XCTestCase {
         let denied = events.filter { $0["event"] as? String == "egress_deny" }
         XCTAssertEqual(Set(denied.map { "\($0["sandbox"] ?? "") \($0["host"] ?? "")" }), ["\(a) b.test", "\(b) a.test"], "\(denied)")
         XCTAssertEqual(events.first { $0["event"] as? String == "session_create" }?["sandbox"] as? String, a)
+
+        // SIGTERM drains every sandbox, then the daemon exits cleanly.
+        let stopped = daemon.stop()
+        XCTAssertEqual(stopped.status, 0, "\(stopped.stderr)")
+        XCTAssertTrue(stopped.stderr.contains("gateway for \(a): draining") && stopped.stderr.contains("gateway for \(b): draining"),
+                      stopped.stderr)
+        XCTAssertFalse(try fetch(a, "a.test").contains("host=a.test"), "nothing serves \(a) after the daemon stopped")
     }
 
     /// The daemon socket: stop leaves the other sandbox serving and the sandbox can be served
