@@ -112,3 +112,36 @@ int cnl_drop_process_privileges(uid_t uid, gid_t gid, const gid_t *groups, size_
 const char *cnl_libcap_version(void) {
     return CNL_STR(LIBCAP_MAJOR) "." CNL_STR(LIBCAP_MINOR);
 }
+
+int cnl_keep_only_caps(const int *values, size_t count) {
+    uint64_t keep = 0;
+    for (size_t i = 0; i < count; i++) {
+        if (values[i] >= 0 && values[i] < 64) keep |= (uint64_t)1 << values[i];
+    }
+    int last = cnl_cap_last_cap();
+    if (last < 0) last = 63;
+    for (int cap = 0; cap <= last && cap < 64; cap++) {
+        if (keep & ((uint64_t)1 << cap)) continue;
+        if (prctl(PR_CAPBSET_DROP, cap, 0, 0, 0) < 0 && errno != EINVAL) return -errno;
+    }
+    if (prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0) < 0 && errno != EINVAL) return -errno;
+    cap_t caps = cap_init();
+    if (caps == NULL) return -errno;
+    for (int cap = 0; cap <= last && cap < 64; cap++) {
+        if (!(keep & ((uint64_t)1 << cap))) continue;
+        cap_value_t value = cap;
+        if (cap_set_flag(caps, CAP_PERMITTED, 1, &value, CAP_SET) < 0 ||
+            cap_set_flag(caps, CAP_EFFECTIVE, 1, &value, CAP_SET) < 0) {
+            int e = errno;
+            cap_free(caps);
+            return -e;
+        }
+    }
+    int r = cap_set_proc(caps);
+    int e = errno;
+    cap_free(caps);
+    if (r < 0) return -e;
+    if (prctl(PR_SET_DUMPABLE, 0, 0, 0, 0) < 0) return -errno;
+    if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0) return -errno;
+    return 0;
+}

@@ -5,14 +5,16 @@ import ArgumentParser
 import Gateway
 import Netns
 import GatewayCore
+import Dispatch
+import Logging
 import ServiceLifecycle
 
-/// `airlock gateway`: serve the gateway of a persistent sandbox.
+/// `airlock gateway`: serve the gateways of persistent sandboxes, one or all in one daemon.
 struct GatewayCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "gateway",
-        abstract: "Serve the gateway of a persistent sandbox.",
-        subcommands: [Serve.self]
+        abstract: "Serve the gateway of a persistent sandbox, or of all of them in one daemon (serve --all, managed with request).",
+        subcommands: [Serve.self, Request.self]
     )
 
     /// `airlock gateway serve NAME`
@@ -36,11 +38,31 @@ struct GatewayCommand: ParsableCommand {
                 expired ones are not. Started by systemd with Type=notify, it reports \
                 READY=1 once every listener serves (sd_notify over $NOTIFY_SOCKET). Requires root (CAP_SYS_ADMIN, CAP_NET_BIND_SERVICE, \
                 CAP_SETUID, CAP_SETGID, CAP_SETPCAP).
+
+                With --all instead of NAME: one daemon serves every complete sandbox in \
+                /run/airlock, each as `gateway serve NAME` would (its own listeners, policy, \
+                sessions, control socket, limits and audit denial budget), on shared event \
+                loops and socket loops, so an added sandbox costs no thread. A sandbox's policy \
+                is --policy-dir DIR's DIR/NAME.policy when that file exists, else the default \
+                policy files. Audit lines of every sandbox go to the one log (--audit-log or \
+                stderr), each naming its sandbox. Root manages it through \
+                /run/airlock/gateway.sock (0600): `airlock gateway request serve NAME \
+                [--policy FILE]`, `stop NAME`, `reload NAME`, `list`; every request is audited \
+                (daemon_request) with the caller's uid and pid. SIGHUP reloads every policy; \
+                SIGTERM drains every sandbox. A helper forked before the drop (uid 0 with \
+                CAP_SYS_ADMIN and CAP_NET_BIND_SERVICE alone) opens a sandbox's listeners, \
+                control socket and session file by its name; see docs/deploy.md.
                 """
         )
 
-        @Argument(help: "The sandbox name, as given to `airlock netns create`.")
-        var name: String
+        @Argument(help: "The sandbox name, as given to `airlock netns create` (or --all).")
+        var name: String?
+
+        @Flag(name: .long, help: "Serve every sandbox made by `airlock netns create`, in one daemon.")
+        var all = false
+
+        @Option(name: .long, help: ArgumentHelp("With --all: the policy of sandbox NAME is DIR/NAME.policy when that file exists.", valueName: "dir"))
+        var policyDir: String?
 
         @OptionGroup var options: GatewayOptions
 
@@ -56,18 +78,91 @@ struct GatewayCommand: ParsableCommand {
         @Option(name: .long, help: ArgumentHelp("Seconds between writes of --metrics-textfile.", valueName: "seconds"))
         var metricsInterval: Int = 15
 
+        func validate() throws {
+            if all {
+                guard name == nil else { throw ValidationError("give a sandbox NAME or --all, not both") }
+                guard options.policy == nil else { throw ValidationError("--policy names one sandbox's policy; with --all use --policy-dir") }
+                guard metricsListen == nil, metricsTextfile == nil else { throw ValidationError("--metrics-listen and --metrics-textfile are not offered with --all") }
+            } else {
+                guard name != nil else { throw ValidationError("give a sandbox NAME, or --all") }
+                guard policyDir == nil else { throw ValidationError("--policy-dir goes with --all; for one sandbox use --policy") }
+            }
+        }
+
         func run() throws {
             try reportingErrors(exitCode: { error in
                 if case SandboxError.notFound = error { return ExitCodes.notFound }
                 if error is Privileges.PrivilegeError { return ExitCodes.permission }
                 return nil
             }) {
-                try serve()
+                if all {
+                    try serveAll()
+                } else {
+                    try serve()
+                }
             }
         }
 
+        private func serveAll() throws {
+            try Privileges.requireRoot(
+                for: "airlock gateway serve --all",
+                capabilities: [.sysAdmin, .netBindService, .setuid, .setgid, .setpcap])
+            let user = try Users.lookup(runAs)
+            if let policyDir {
+                guard policyDir.hasPrefix("/") else { throw CLIError("--policy-dir \(policyDir): expected an absolute path") }
+                if let weak = PathSafety.changeableByNonRoot(policyDir) {
+                    throw CLIError("--policy-dir \(policyDir): \(weak) can be changed by an account other than root; make it root-owned and not group- or world-writable")
+                }
+            }
+            _ = try options.flagPolicy()
+            // Read as root, like `gateway serve`'s; shared by every sandbox.
+            let upstreams = try GatewayRuntime.upstreams(options: options)
+            // The one audit sink; each sandbox writes to it with its own denial budget.
+            let audit = try options.openAuditLog(sandbox: "-")
+            mkdir("/run/airlock", 0o755)
+            let daemonSocket = try ControlSocket(path: DaemonRequest.socketPath)
+            // Forked while the process has one thread, before the drop.
+            let opener = try SandboxOpener.start()
+            defer { opener.stop() }
+            let notifier = try SystemdNotifier.fromEnvironment()
+            try Privileges.dropProcessPrivileges(to: user)
+
+            // Threads start only after the drop.
+            GatewayRuntime.raiseOpenFileLimit()
+            let shared = try SharedServing.start()
+            defer { shared.shutdown() }
+            let daemon = GatewayDaemon(opener: opener, shared: shared, options: options, policyDirectory: policyDir, audit: audit,
+                                       upstreams: upstreams)
+            for summary in PersistentSandbox().list() where summary.status == .complete {
+                do {
+                    try daemon.serve(summary.name.rawValue, policy: nil)
+                } catch {
+                    printNotice("airlock: \(summary.name.rawValue) not served: \(error)")
+                }
+            }
+            let served = daemon.list().count
+            print("airlock: gateway daemon ready on \(DaemonRequest.socketPath) (\(served) sandbox\(served == 1 ? "" : "es"))")
+            fflush(stdout)
+            notifier?.ready(status: "serving \(served) sandboxes")
+            let serviceGroup = ServiceGroup(
+                configuration: ServiceGroupConfiguration(
+                    services: [.init(service: DaemonServer(socket: daemonSocket, daemon: daemon, audit: audit, group: shared.group))],
+                    gracefulShutdownSignals: [.sigterm, .sigint],
+                    logger: Logger(label: "airlock.daemon")))
+            let finished = DispatchSemaphore(value: 0)
+            let failure = ErrorBox()
+            Task {
+                do { try await serviceGroup.run() } catch { failure.set(error) }
+                finished.signal()
+            }
+            finished.wait()
+            notifier?.stopping()
+            daemon.stopAll()
+            if let error = failure.get() { throw error }
+        }
+
         private func serve() throws {
-            let sandboxName = try NamespaceName(name)
+            let sandboxName = try NamespaceName(name ?? "")
             try Privileges.requireRoot(
                 for: "airlock gateway serve",
                 capabilities: [.sysAdmin, .netBindService, .setuid, .setgid, .setpcap])
@@ -161,6 +256,61 @@ struct GatewayCommand: ParsableCommand {
             defer { options.learnEndNotice.map(printNotice) }
             defer { notifier?.stopping() }
             try runtime.wait()
+        }
+    }
+}
+
+extension GatewayCommand {
+    /// `airlock gateway request serve|stop|reload|list`: one request to the gateway daemon.
+    struct Request: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            commandName: "request",
+            abstract: "Ask the gateway daemon (`gateway serve --all`) to serve, stop or reload a sandbox, or list them.",
+            discussion: """
+                Sends one request to /run/airlock/gateway.sock (root only) and prints the answer: \
+                nothing for serve, stop and reload, one line per sandbox for list (NAME ADDRESS \
+                POLICY). A refusal is printed on stderr as one line, exit 1.
+                """
+        )
+
+        @Argument(help: ArgumentHelp("serve, stop, reload or list.", valueName: "operation"))
+        var operation: String
+
+        @Argument(help: "The sandbox (not for list).")
+        var name: String?
+
+        @Option(name: .long, help: ArgumentHelp("serve: the sandbox's policy file (root's alone), instead of the daemon's default for it.", valueName: "file"))
+        var policy: String?
+
+        func run() throws {
+            try reportingErrors(exitCode: { error in
+                if let error = error as? ControlClientError {
+                    if error.notFound { return ExitCodes.notFound }
+                    if error.permission { return ExitCodes.permission }
+                }
+                return nil
+            }) {
+                let request: DaemonRequest
+                switch (operation, name) {
+                case ("list", nil): request = .list
+                case ("serve", let name?):
+                    // The daemon runs elsewhere: a relative path is the caller's.
+                    let absolute = policy.map { path in path.hasPrefix("/") ? path : NetnsExec.currentDirectory().map { $0 + "/" + path } ?? path }
+                    request = .serve(sandbox: name, policy: absolute)
+                case ("stop", let name?): request = .stop(sandbox: name)
+                case ("reload", let name?): request = .reload(sandbox: name)
+                case ("list", _): throw CLIError("list takes no sandbox")
+                case ("serve", nil), ("stop", nil), ("reload", nil): throw CLIError("\(operation) needs a sandbox name")
+                default: throw CLIError("unknown operation \(operation); expected serve, stop, reload or list")
+                }
+                if policy != nil, operation != "serve" { throw CLIError("--policy goes with serve") }
+                switch try ControlClient.send(request) {
+                case .done: break
+                case let .sandboxes(list):
+                    for one in list { print("\(one.sandbox) \(one.address) \(one.policy ?? "-")") }
+                case let .failure(message): throw CLIError(message)
+                }
+            }
         }
     }
 }

@@ -36,6 +36,8 @@ final class GatewayRuntime {
     private var logger: Logger
 
     private var policyStore: PolicyStore?
+    /// The event loops and thread pool this runtime started (and stops); nil when they are
+    /// shared (`gateway serve --all`).
     private var group: MultiThreadedEventLoopGroup?
     private var threadPool: NIOThreadPool?
     private var serviceGroup: ServiceGroup?
@@ -59,6 +61,9 @@ final class GatewayRuntime {
     ///   - audit: where audit lines go instead of `--audit-log` or stderr.
     ///   - tally: counts the refusals of the log opened from `--audit-log` or stderr (when
     ///     `audit` is given, that log carries its own).
+    ///   - upstreams: the git upstreams and route trust to use, made once for many sandboxes
+    ///     (the daemon: their TLS contexts hold the system trust store); nil makes this
+    ///     runtime's own from `options` and `extraGitHosts`.
     ///   - metrics: counts what the log opened from `--audit-log` or stderr records
     ///     (`gateway serve --metrics-…`); its gauges are read from this gateway.
     init(
@@ -67,7 +72,7 @@ final class GatewayRuntime {
         extraGitHosts: [String] = [], sessionLimits: SessionLimits = SessionLimits(),
         reloadPolicy: Bool = true, audit: AuditLog? = nil, tally: RefusalTally? = nil, metrics: GatewayMetrics? = nil,
         repositoriesGiven: Bool = true,
-        logLevel: Logger.Level = .info, secrets: [String: Secret] = [:]
+        logLevel: Logger.Level = .info, secrets: [String: Secret] = [:], upstreams: Upstreams? = nil
     ) throws {
         self.sandbox = sandbox
         self.gatewayAddress = gatewayAddress
@@ -81,14 +86,14 @@ final class GatewayRuntime {
             initialPolicy = flagPolicy
         }
         try initialPolicy.checkListenerPorts()
-        var mappings = try options.gitUpstreams().map { GitUpstreams.Mapping(gitHost: $0.key, url: $0.value) }
-        var wanted = Set(extraGitHosts.map { $0.lowercased() })
-        if mappings.isEmpty { wanted.insert("github.com") }
-        for host in wanted.subtracting(mappings.map(\.gitHost)).sorted() {
-            mappings.append(GitUpstreams.Mapping(gitHost: host, url: "https://\(host)"))
+        if let upstreams {
+            gitUpstreams = upstreams.git
+            routeTrust = upstreams.routes
+        } else {
+            let made = try Self.upstreams(options: options, extraGitHosts: extraGitHosts)
+            gitUpstreams = made.git
+            routeTrust = made.routes
         }
-        gitUpstreams = try GitUpstreams(mappings: mappings.sorted { $0.gitHost < $1.gitHost }, caFile: options.upstreamCA)
-        routeTrust = try RouteUpstreamTrust(caFile: options.upstreamCA)
         self.secrets = SecretStore(secrets)
         if let audit {
             self.audit = audit
@@ -100,6 +105,27 @@ final class GatewayRuntime {
         sessions = SessionStore(limits: sessionLimits, audit: self.audit)
         logger = Logger(label: "airlock.gateway")
         logger.logLevel = logLevel
+    }
+
+    /// The git upstreams and the route upstreams' trust: two TLS client contexts, each with
+    /// the system trust store loaded.
+    struct Upstreams: Sendable {
+        let git: GitUpstreams
+        let routes: RouteUpstreamTrust
+    }
+
+    /// The upstreams `options` ask for (`--git-upstream`, `--upstream-ca`), with `https://HOST`
+    /// for each of `extraGitHosts` not named, and github.com when nothing is.
+    /// - Throws: `GitUpstreams.ConfigurationError`, `CredentialRoute.Invalid`, each one line.
+    static func upstreams(options: GatewayOptions, extraGitHosts: [String] = []) throws -> Upstreams {
+        var mappings = try options.gitUpstreams().map { GitUpstreams.Mapping(gitHost: $0.key, url: $0.value) }
+        var wanted = Set(extraGitHosts.map { $0.lowercased() })
+        if mappings.isEmpty { wanted.insert("github.com") }
+        for host in wanted.subtracting(mappings.map(\.gitHost)).sorted() {
+            mappings.append(GitUpstreams.Mapping(gitHost: host, url: "https://\(host)"))
+        }
+        return Upstreams(git: try GitUpstreams(mappings: mappings.sorted { $0.gitHost < $1.gitHost }, caFile: options.upstreamCA),
+                         routes: try RouteUpstreamTrust(caFile: options.upstreamCA))
     }
 
     /// The policy's ports besides 80 and 443 at start: each gets a transparent listener.
@@ -124,24 +150,33 @@ final class GatewayRuntime {
     ///   - eventLoops: event loop threads (`run` needs fewer than a long-lived gateway).
     ///   - bindPort: binds a listener in G for a port a reload allows (`gateway serve`'s
     ///     `PortBinder`); without it such a port is reachable through the proxy only.
+    ///   - shared: event loops, thread pool and socket loops shared with other sandboxes
+    ///     (the daemon); nil starts this runtime's own, stopped by `wait`.
     ///   - ready: called once every listener is serving.
     func start(
         listeners: GatewayListeners, extraServices: (MultiThreadedEventLoopGroup) -> [any Service] = { _ in [] },
         shutdownSignals: [UnixSignal], eventLoops: Int = System.coreCount, bindPort: (@Sendable (Int) throws -> CInt)? = nil,
-        ready: @escaping @Sendable () -> Void = {}
+        shared: SharedServing? = nil, ready: @escaping @Sendable () -> Void = {}
     ) {
-        Self.raiseOpenFileLimit()
+        if shared == nil { Self.raiseOpenFileLimit() }
         let failure = self.failure
         let finished = self.finished
         let store = PolicyStore(
             initial: initialPolicy, files: reloadPolicy ? policyFiles : nil, check: policyCheck, extra: flagPolicy, audit: audit, logger: logger)
         store.startWatching()
         policyStore = store
-        let group = MultiThreadedEventLoopGroup(numberOfThreads: eventLoops)
-        self.group = group
-        let threadPool = NIOThreadPool(numberOfThreads: 2)
-        threadPool.start()
-        self.threadPool = threadPool
+        let group: MultiThreadedEventLoopGroup
+        let threadPool: NIOThreadPool
+        if let shared {
+            group = shared.group
+            threadPool = shared.threadPool
+        } else {
+            group = MultiThreadedEventLoopGroup(numberOfThreads: eventLoops)
+            self.group = group
+            threadPool = NIOThreadPool(numberOfThreads: 2)
+            threadPool.start()
+            self.threadPool = threadPool
+        }
 
         let configuration = GatewayConfiguration(
             sandbox: sandbox, gatewayAddress: gatewayAddress, policy: store, audit: audit,
@@ -156,7 +191,7 @@ final class GatewayRuntime {
         let readyOrStopped = self.readyOrStopped
         let server = GatewayServer(
             configuration: configuration, listeners: listeners, group: group, threadPool: threadPool,
-            ready: {
+            socketLoops: shared?.socketLoops, ready: {
                 failure.markReady()
                 readyOrStopped.signal()
                 ready()
@@ -226,6 +261,31 @@ final class GatewayRuntime {
         try? group?.syncShutdownGracefully()
         if let error = failure.get() { throw error }
         return true
+    }
+}
+
+/// What the sandboxes of one gateway daemon share: the event loops, the thread pool for
+/// name lookups, and the socket loops. Made once by `gateway serve --all`, stopped by it.
+struct SharedServing: Sendable {
+    let group: MultiThreadedEventLoopGroup
+    let threadPool: NIOThreadPool
+    let socketLoops: SharedSocketLoops
+
+    /// Starts the event loops (one per core), a thread pool of two and the socket loops.
+    /// - Throws: `SystemCallError` when the socket loops cannot start.
+    static func start() throws -> SharedServing {
+        let socketLoops = try SharedSocketLoops()
+        let threadPool = NIOThreadPool(numberOfThreads: 2)
+        threadPool.start()
+        return SharedServing(group: MultiThreadedEventLoopGroup(numberOfThreads: System.coreCount),
+                             threadPool: threadPool, socketLoops: socketLoops)
+    }
+
+    /// Stops everything (after every sandbox stopped).
+    func shutdown() {
+        socketLoops.shutdown()
+        try? threadPool.syncShutdownGracefully()
+        try? group.syncShutdownGracefully()
     }
 }
 

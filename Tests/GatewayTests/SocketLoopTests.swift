@@ -156,6 +156,45 @@ final class SocketLoopTests: XCTestCase {
         XCTAssertTrue(Wait.until { budget.bytes == 0 && loop.statistics.tunnels == 0 }, "closed tunnels give their bytes back: \(budget.bytes)")
     }
 
+    /// Loops shared by several sandboxes (the gateway daemon): each tunnel counts against its
+    /// own sandbox's budget, so a sandbox far over its budget loses its own stalled tunnels
+    /// and never another sandbox's, even one stalled for longer.
+    func testOnASharedLoopASandboxOverItsUnreadBudgetClosesOnlyItsOwnTunnels() throws {
+        let flooding = UnreadBudget(limit: 1 << 20)
+        let quiet = UnreadBudget(limit: 64 << 20)
+        let loop = try SocketLoop(pipeSize: 256 << 10)
+        try loop.start()
+        defer { loop.shutdown() }
+        func stall(_ budget: UnreadBudget) throws -> (client: LoopbackPair, upstream: LoopbackPair, ended: Ended) {
+            let client = try LoopbackPair()
+            let upstream = try LoopbackPair()
+            var size: CInt = 64 << 10
+            _ = setsockopt(client.inside, SOL_SOCKET, SO_SNDBUF, &size, socklen_t(MemoryLayout<CInt>.size))
+            let ended = Ended()
+            loop.splice(loop.makeHandle(), client: client.inside, upstream: upstream.inside, idleTimeout: .seconds(30), unread: budget) {
+                ended.record($0)
+            }
+            upstream.outside.sendUntilFull()
+            return (client, upstream, ended)
+        }
+        // The quiet sandbox's tunnel stalls first: it is the longest stalled on the loop.
+        let other = try stall(quiet)
+        Thread.sleep(forTimeInterval: 0.2)
+        let flood = try (0..<12).map { _ in try stall(flooding) }
+        Thread.sleep(forTimeInterval: 3.5)
+        let closed = flood.compactMap { $0.ended.wait(seconds: 0) }
+        XCTAssertFalse(closed.isEmpty, "the flooding sandbox's stalled tunnels are closed: \(flooding.bytes) bytes held")
+        XCTAssertTrue(closed.allSatisfy { $0.ending?.hasSuffix("unread past the sandbox's unread-tunnel budget (1 MiB)") == true }, "\(closed)")
+        XCTAssertNil(other.ended.wait(seconds: 0), "the other sandbox's tunnel stays open")
+        XCTAssertGreaterThan(quiet.bytes, 0, "and counts against its own budget")
+        XCTAssertLessThanOrEqual(flooding.bytes, flooding.limit)
+        for tunnel in flood + [other] {
+            tunnel.client.outside.close()
+            tunnel.upstream.outside.close()
+        }
+        XCTAssertTrue(Wait.until { flooding.bytes == 0 && quiet.bytes == 0 && loop.statistics.tunnels == 0 })
+    }
+
     func testAClientResettingMidTransferEndsOnlyItsTunnel() throws {
         let client = try LoopbackPair()
         let upstream = try LoopbackPair()
@@ -292,6 +331,22 @@ final class SocketLoopTests: XCTestCase {
         }
         loop.closeListeners()
         XCTAssertTrue(Wait.until { !TCP.canConnect(host: "127.0.0.1", port: listener.port) }, "closed listeners refuse connections")
+    }
+
+    /// Sandboxes sharing a loop: closing one owner's listeners leaves the other's accepting.
+    func testClosingOneOwnersListenersLeavesTheOthers() throws {
+        let (mine, theirs) = (try Listener(), try Listener())
+        let (me, them) = (SocketLoop.makeOwner(), SocketLoop.makeOwner())
+        XCTAssertNotEqual(me, them)
+        let accepted = NIOLockedValueBox(0)
+        loop.listen(mine.takeDescriptor(), owner: me) { fd in close(fd); accepted.withLockedValue { $0 += 1 } }
+        loop.listen(theirs.takeDescriptor(), owner: them) { fd in close(fd); accepted.withLockedValue { $0 += 1 } }
+        loop.closeListeners(owner: me)
+        XCTAssertTrue(Wait.until { !TCP.canConnect(host: "127.0.0.1", port: mine.port) }, "the closed owner's listener refuses")
+        let before = accepted.withLockedValue { $0 }
+        let client = try LoopbackPair.connect(port: theirs.port)
+        defer { close(client) }
+        XCTAssertTrue(Wait.until { accepted.withLockedValue { $0 } == before + 1 }, "the other owner's listener still accepts")
     }
 }
 

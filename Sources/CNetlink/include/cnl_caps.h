@@ -32,6 +32,11 @@ int cnl_cap_name(int value, char *buffer, size_t size);
 /// Returns 0 or -errno; `step` receives the failing step (enum cnl_spawn_step).
 int cnl_drop_process_privileges(uid_t uid, gid_t gid, const gid_t *groups, size_t count, int *step);
 
+/// Keeps only the capabilities `values` (permitted and effective; every other one leaves the
+/// bounding set, the ambient set is cleared), then PR_SET_DUMPABLE 0 and
+/// PR_SET_NO_NEW_PRIVS 1. The uid stays as it is. Returns 0 or -errno.
+int cnl_keep_only_caps(const int *values, size_t count);
+
 /// The libcap version this was built against ("2.66").
 const char *cnl_libcap_version(void);
 

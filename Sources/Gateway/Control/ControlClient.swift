@@ -70,9 +70,12 @@ package enum ControlClient {
         line.append(UInt8(ascii: "\n"))
         var offset = 0
         while offset < line.count {
-            let n = line[offset...].withUnsafeBytes { write(fd, $0.baseAddress!, $0.count) }
+            // MSG_NOSIGNAL: a server that refuses the caller answers and closes before
+            // reading the request; its answer is still there to read.
+            let n = line[offset...].withUnsafeBytes { Glibc.send(fd, $0.baseAddress!, $0.count, CInt(MSG_NOSIGNAL)) }
             if n < 0 {
                 if errno == EINTR { continue }
+                if errno == EPIPE || errno == ECONNRESET { break }
                 throw ControlClientError(description: "cannot write to \(path): \(String(cString: strerror(errno)))")
             }
             offset += n

@@ -25,6 +25,13 @@ package struct ControlSocket: Sendable {
         descriptor = try Self.bindSocket(path: path)
     }
 
+    /// A socket bound and listening at `path` by another process (the gateway daemon's
+    /// opener, which has the privileges to write `/run/airlock/NAME`); owned from here on.
+    package init(path: String, adopting descriptor: CInt) {
+        self.path = path
+        self.descriptor = descriptor
+    }
+
     /// `path` as a Unix socket address (for the server's bind and the client's connect);
     /// nil when it does not fit, terminator included.
     static func unixAddress(_ path: String) -> sockaddr_un? {

@@ -51,9 +51,10 @@ package struct GatewayPipelines: Sendable {
 
     /// The explicit proxy's `CONNECT` served on the socket loop (`LoopConnect`), with the
     /// router, limits and sandbox the proxy's pipeline has.
-    package func loopConnect(dialer: any TunnelSocketDialer, tracker: ConnectionTracker?, contextLoop: any EventLoop) -> LoopConnect {
+    package func loopConnect(dialer: any TunnelSocketDialer, tracker: ConnectionTracker?, contextLoop: any EventLoop,
+                             unread: UnreadBudget? = nil) -> LoopConnect {
         LoopConnect(router: proxyRouter, dialer: dialer, sandbox: configuration.sandbox, contextLoop: contextLoop, tracker: tracker,
-                    maxHeadBytes: configuration.limits.maxHeaderBytes, idleTimeout: configuration.limits.idleTimeout)
+                    maxHeadBytes: configuration.limits.maxHeaderBytes, idleTimeout: configuration.limits.idleTimeout, unread: unread)
     }
 
     /// Transparent TLS (port 443): routed by the ClientHello's server name; tunnels go to

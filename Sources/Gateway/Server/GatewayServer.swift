@@ -15,12 +15,23 @@ import SystemCalls
 /// `ServiceGroup`), then stops accepting, lets open connections finish for at most
 /// `limits.drainTimeout`, and closes the rest. Cancellation closes everything at once.
 /// The connection limit counts all TCP listeners of the sandbox together.
+///
+/// The socket loops are the server's own (one per core, at most four, started by `run` and
+/// stopped when it ends), or `SharedSocketLoops` given by a process that serves several
+/// sandboxes (`gateway serve --all`): then the server's listeners are its own on those
+/// loops (closed alone when it stops), its tunnels count against its own unread budget,
+/// and the loops outlive it.
 package final class GatewayServer: Service {
     private let configuration: GatewayConfiguration
     private let listeners: GatewayListeners
     private let group: any EventLoopGroup
     private let threadPool: NIOThreadPool
     private let tracker: ConnectionTracker
+    private let sharedLoops: SharedSocketLoops?
+    /// Names this server's listeners on the socket loops.
+    private let owner = SocketLoop.makeOwner()
+    /// What this sandbox's blocked tunnels may hold, whichever loop splices them.
+    private let unread: UnreadBudget
     private let ready: (@Sendable () -> Void)?
     private let serving = NIOLockedValueBox<[SocketLoop]>([])
     private let loopConnect = NIOLockedValueBox<LoopConnect?>(nil)
@@ -39,11 +50,14 @@ package final class GatewayServer: Service {
     ///   - listeners: bound sockets; the server owns them from here on.
     ///   - group: the event loops to serve on.
     ///   - threadPool: for name lookups (must be started).
+    ///   - socketLoops: loops shared with other sandboxes' servers; nil starts the server's own.
     ///   - ready: called once every listener is serving.
     package init(
         configuration: GatewayConfiguration, listeners: GatewayListeners, group: any EventLoopGroup,
-        threadPool: NIOThreadPool, ready: (@Sendable () -> Void)? = nil
+        threadPool: NIOThreadPool, socketLoops: SharedSocketLoops? = nil, ready: (@Sendable () -> Void)? = nil
     ) {
+        self.sharedLoops = socketLoops
+        self.unread = UnreadBudget(limit: configuration.limits.maxUnreadBytes)
         self.configuration = configuration
         self.listeners = listeners
         self.group = group
@@ -136,7 +150,8 @@ package final class GatewayServer: Service {
     /// Connections open now, and how many of them are tunnels the socket loops move.
     package var openConnectionsAndTunnels: (connections: Int, tunnels: Int) { tracker.counts }
 
-    /// What the socket loops have spliced, summed over the loops; zero when not serving.
+    /// What the socket loops have spliced, summed over the loops (over every sandbox that
+    /// shares them); zero when not serving.
     package var spliceStatistics: SocketLoop.Statistics {
         let loops = serving.withLockedValue { $0 }
         var total = SocketLoop.Statistics()
@@ -156,16 +171,24 @@ package final class GatewayServer: Service {
     ///   socket loop cannot start.
     package func run() async throws {
         // One socket loop per core, at most four: the first also accepts; connections are
-        // given to the loops in turn, so spliced tunnels spread over the cores.
-        var loops: [SocketLoop] = []
-        defer { for loop in loops { loop.shutdown() } }
-        let unread = UnreadBudget(limit: configuration.limits.maxUnreadBytes)
-        for _ in 0..<max(1, min(4, System.coreCount)) {
-            let loop = try SocketLoop(unread: unread)
-            try loop.start()
-            loops.append(loop)
+        // given to the loops in turn, so spliced tunnels spread over the cores. Shared
+        // loops are stopped by whoever made them.
+        var ownLoops: [SocketLoop] = []
+        defer { for loop in ownLoops { loop.shutdown() } }
+        let unread = self.unread
+        let loops: [SocketLoop]
+        if let sharedLoops {
+            loops = sharedLoops.loops
+        } else {
+            for _ in 0..<max(1, min(4, System.coreCount)) {
+                let loop = try SocketLoop(unread: unread)
+                try loop.start()
+                ownLoops.append(loop)
+            }
+            loops = ownLoops
         }
         let ring = SocketLoopRing(loops)
+        let owner = self.owner
         serving.withLockedValue { $0 = loops }
         let policyDialer = PolicyDialer(
             policy: configuration.policy, limits: configuration.limits,
@@ -190,7 +213,7 @@ package final class GatewayServer: Service {
                 }
             }
             if let fd = listeners.proxy {
-                let early = pipelines.loopConnect(dialer: tunnelDialer, tracker: tracker, contextLoop: group.next())
+                let early = pipelines.loopConnect(dialer: tunnelDialer, tracker: tracker, contextLoop: group.next(), unread: unread)
                 loopConnect.withLockedValue { $0 = early }
                 try serve(fd, name: "proxy", via: .proxy, loop: ring, dialer: tunnelDialer, early: early) { channel, tunnels in
                     try pipelines.configureProxy(channel, tunnels: tunnels)
@@ -241,7 +264,7 @@ package final class GatewayServer: Service {
             }
         } catch {
             portListeners.withLockedValue { $0 = PortListeners() }
-            ring.acceptor.closeListeners()
+            ring.acceptor.closeListeners(owner: owner)
             for channel in datagramChannels { try? await channel.close() }
             throw error
         }
@@ -252,14 +275,14 @@ package final class GatewayServer: Service {
             try await gracefulShutdown()
         } catch {
             // Cancelled: no draining.
-            ring.acceptor.closeListeners()
+            ring.acceptor.closeListeners(owner: owner)
             for channel in datagramChannels { try? await channel.close() }
             tracker.closeAll()
             pipelines.upstreamPool.closeAll()
             return
         }
         configuration.logger.info("gateway for \(configuration.sandbox): draining \(tracker.count) connection(s)")
-        ring.acceptor.closeListeners()
+        ring.acceptor.closeListeners(owner: owner)
         for channel in datagramChannels { try? await channel.close() }
         await drain()
         // Kept upstream connections go at once (see UpstreamPool.discard).
@@ -281,7 +304,8 @@ package final class GatewayServer: Service {
         let group = self.group
         let refusals = LimitRefusals(audit: configuration.audit, via: via, limit: limit)
         let acceptor = ring.acceptor
-        ring.acceptor.listen(fd) { connection in
+        let unread = self.unread
+        ring.acceptor.listen(fd, owner: owner) { connection in
             let splicer = ring.next()
             // NIO serves the connection: every listener but the proxy, and proxy connections
             // the socket loop does not serve itself (`LoopConnect`).
@@ -299,7 +323,8 @@ package final class GatewayServer: Service {
                         }
                         return channel.eventLoop.makeCompletedFuture {
                             let handoff = TunnelHandoff(
-                                descriptor: connection, loop: splicer, tracker: tracker, idleTimeout: idleTimeout, dialer: dialer)
+                                descriptor: connection, loop: splicer, tracker: tracker, idleTimeout: idleTimeout, dialer: dialer,
+                                unread: unread)
                             try configure(channel, handoff)
                         }
                     }
@@ -352,6 +377,36 @@ package enum GatewayServerError: Error, CustomStringConvertible {
         case .cannotBind: "this gateway binds its listeners only at start; restart it to listen on the port"
         case .stopped: "the gateway stopped"
         }
+    }
+}
+
+/// Socket loops started once and shared by the servers of several sandboxes (the gateway
+/// daemon), so that a sandbox added costs no thread: each server accepts on the first and
+/// deals its connections out over all of them, with its own listeners and unread budget.
+package final class SharedSocketLoops: Sendable {
+    /// The loops, started.
+    package let loops: [SocketLoop]
+
+    /// Starts `count` loops (at least one).
+    /// - Throws: `SystemCallError` when a loop cannot be made or started (those started are stopped).
+    package init(count: Int = max(1, min(4, System.coreCount))) throws {
+        var loops: [SocketLoop] = []
+        do {
+            for _ in 0..<max(1, count) {
+                let loop = try SocketLoop()
+                try loop.start()
+                loops.append(loop)
+            }
+        } catch {
+            for loop in loops { loop.shutdown() }
+            throw error
+        }
+        self.loops = loops
+    }
+
+    /// Stops every loop (what is still open on them is closed).
+    package func shutdown() {
+        for loop in loops { loop.shutdown() }
     }
 }
 

@@ -10,10 +10,13 @@ extension SocketLoop {
     /// A listening socket the loop accepts on.
     final class Listener {
         let fd: CInt
+        /// Whose listener it is (`closeListeners(owner:)`).
+        let owner: UInt64
         let onAccept: @Sendable (CInt) -> Void
         var pausedUntil: UInt64 = 0
-        init(fd: CInt, onAccept: @escaping @Sendable (CInt) -> Void) {
+        init(fd: CInt, owner: UInt64, onAccept: @escaping @Sendable (CInt) -> Void) {
             self.fd = fd
+            self.owner = owner
             self.onAccept = onAccept
         }
     }

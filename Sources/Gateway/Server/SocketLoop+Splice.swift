@@ -17,10 +17,12 @@ extension SocketLoop {
     ///     proxy's `200`); not counted.
     ///   - toUpstream: bytes written to the upstream before anything from the client (bytes
     ///     the client sent early, a replayed ClientHello); counted as the client's.
+    ///   - unread: the budget of the sandbox the tunnel belongs to; nil for the loop's own
+    ///     (`unread`). Loops that serve several sandboxes are given each tunnel's.
     ///   - completion: runs once on the loop thread when the tunnel is gone, with what it moved.
     package func splice(
         _ handle: Handle, client: CInt, upstream: CInt, toClient: [UInt8] = [], toUpstream: [UInt8] = [],
-        idleTimeout: TimeAmount, completion: @escaping @Sendable (Totals) -> Void
+        idleTimeout: TimeAmount, unread: UnreadBudget? = nil, completion: @escaping @Sendable (Totals) -> Void
     ) {
         // The first bytes go out from the caller's thread when the sockets take them (they
         // nearly always do: both connections are new), so the client has its answer without
@@ -31,7 +33,8 @@ extension SocketLoop {
         down.writePending(to: client)
         let tunnel = Tunnel(
             handle: handle, client: client, upstream: upstream, up: up, down: down,
-            idleNanos: UInt64(max(1, idleTimeout.nanoseconds)), now: Self.now(), completion: completion)
+            idleNanos: UInt64(max(1, idleTimeout.nanoseconds)), now: Self.now(), unread: unread ?? self.unread,
+            completion: completion)
         submit(.splice(tunnel))
     }
 
@@ -84,12 +87,15 @@ extension SocketLoop {
         let up: Direction
         let down: Direction
         let idleNanos: UInt64
+        /// The budget of the sandbox the tunnel belongs to.
+        let unread: UnreadBudget
         let completion: @Sendable (Totals) -> Void
         var lastActivity: UInt64
         var open = true
         init(handle: Handle, client: CInt, upstream: CInt, up: Direction, down: Direction, idleNanos: UInt64,
-             now: UInt64, completion: @escaping @Sendable (Totals) -> Void) {
+             now: UInt64, unread: UnreadBudget, completion: @escaping @Sendable (Totals) -> Void) {
             self.id = handle.id
+            self.unread = unread
             self.handle = handle
             self.client = client
             self.upstream = upstream
@@ -166,7 +172,7 @@ extension SocketLoop {
                 if direction.pending.count - direction.pendingOffset < left {
                     tunnel.lastActivity = Self.now()
                     direction.lastDrained = tunnel.lastActivity
-                    release(direction)
+                    release(direction, of: tunnel)
                 }
                 if code == EAGAIN {
                     direction.blocked = true
@@ -189,11 +195,11 @@ extension SocketLoop {
                 // is not idle.
                 tunnel.lastActivity = Self.now()
                 direction.lastDrained = tunnel.lastActivity
-                release(direction)
+                release(direction, of: tunnel)
                 continue
             }
             direction.blocked = false
-            release(direction)
+            release(direction, of: tunnel)
             if let pipe = direction.pipe {
                 direction.pipe = nil
                 pipes.release(pipe)
@@ -248,8 +254,8 @@ extension SocketLoop {
         // descriptors for them).
         close(tunnel.client)
         close(tunnel.upstream)
-        release(tunnel.up)
-        release(tunnel.down)
+        release(tunnel.up, of: tunnel)
+        release(tunnel.down, of: tunnel)
         for direction in [tunnel.up, tunnel.down] {
             if let pipe = direction.pipe {
                 // Bytes still in it are lost with the connection; the pipe is not reused.
@@ -265,48 +271,53 @@ extension SocketLoop {
     static let stalledNanos: UInt64 = 2_000_000_000
 
     /// Counts the directions whose reader stopped (blocked, nothing taken for
-    /// `stalledNanos`) against the unread budget with what they hold now, and closes the
-    /// longest stalled while the sandbox is over it. Runs from the once-a-second scan.
+    /// `stalledNanos`) against their sandbox's unread budget with what they hold now, and
+    /// closes the longest stalled of each sandbox over its budget. Runs from the
+    /// once-a-second scan. Each tunnel counts against its own sandbox's budget, so on loops
+    /// shared by several sandboxes one sandbox's stalled readers close only its own tunnels.
     func countUnread(now: UInt64) {
+        var over: [ObjectIdentifier: UnreadBudget] = [:]
         for tunnel in tunnels.values {
             for (direction, output) in [(tunnel.up, tunnel.upstream), (tunnel.down, tunnel.client)]
             where direction.blocked && now > direction.lastDrained && now - direction.lastDrained >= Self.stalledNanos {
-                hold(direction, output: output)
+                hold(direction, of: tunnel, output: output)
             }
+            if tunnel.unread.bytes > tunnel.unread.limit { over[ObjectIdentifier(tunnel.unread)] = tunnel.unread }
         }
-        if unread.bytes > unread.limit { closeLongestUnread() }
+        for budget in over.values { closeLongestUnread(of: budget) }
     }
 
     /// Counts what a blocked direction holds (its pipe, its pending bytes, its output
-    /// socket's unsent queue) against the unread budget.
-    func hold(_ direction: Direction, output: CInt) {
+    /// socket's unsent queue) against its tunnel's unread budget.
+    func hold(_ direction: Direction, of tunnel: Tunnel, output: CInt) {
         var queued: CInt = 0
         if ioctl(output, UInt(TIOCOUTQ), &queued) < 0 { queued = 0 }
         let held = direction.inPipe + (direction.pending.count - direction.pendingOffset) + Int(max(0, queued))
-        unread.add(held - direction.held)
+        tunnel.unread.add(held - direction.held)
         direction.held = held
     }
 
-    /// Takes a direction's bytes off the unread budget (it drained, or its tunnel closed).
-    func release(_ direction: Direction) {
+    /// Takes a direction's bytes off its tunnel's unread budget (it drained, or its tunnel closed).
+    func release(_ direction: Direction, of tunnel: Tunnel) {
         guard direction.held != 0 else { return }
-        unread.add(-direction.held)
+        tunnel.unread.add(-direction.held)
         direction.held = 0
     }
 
-    /// Closes this loop's tunnels whose reader has taken nothing for longest until the
-    /// sandbox is within its unread budget again (or this loop holds nothing more of it).
-    func closeLongestUnread() {
-        while unread.bytes > unread.limit {
+    /// Closes this loop's tunnels of `budget`'s sandbox whose reader has taken nothing for
+    /// longest until the sandbox is within its unread budget again (or this loop holds
+    /// nothing more of it).
+    func closeLongestUnread(of budget: UnreadBudget) {
+        while budget.bytes > budget.limit {
             var oldest: (tunnel: Tunnel, direction: Direction)?
-            for tunnel in tunnels.values {
+            for tunnel in tunnels.values where tunnel.unread === budget {
                 for direction in [tunnel.up, tunnel.down] where direction.held > 0 {
                     if oldest == nil || direction.lastDrained < oldest!.direction.lastDrained { oldest = (tunnel, direction) }
                 }
             }
             guard let (tunnel, direction) = oldest else { return }
             let reader = direction === tunnel.down ? "the client" : "the upstream"
-            closeTunnel(tunnel, ending: "\(reader) left \(direction.held >> 10) KiB unread past the sandbox's unread-tunnel budget (\(unread.limit >> 20) MiB)")
+            closeTunnel(tunnel, ending: "\(reader) left \(direction.held >> 10) KiB unread past the sandbox's unread-tunnel budget (\(budget.limit >> 20) MiB)")
         }
     }
 }

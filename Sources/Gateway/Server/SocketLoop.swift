@@ -60,7 +60,8 @@ package final class SocketLoop: @unchecked Sendable {
     package let pipeSize: Int
     /// Empty pipes kept beyond this many are closed.
     package let pipePoolLimit: Int
-    /// What blocked tunnels may hold, shared by the sandbox's loops.
+    /// What blocked tunnels may hold when their splice names no budget of its own (shared
+    /// by the sandbox's loops when the loops are the sandbox's own).
     package let unread: UnreadBudget
 
     let epoll: CInt
@@ -96,8 +97,8 @@ package final class SocketLoop: @unchecked Sendable {
     }
 
     enum Command {
-        case listen(UInt64, CInt, @Sendable (CInt) -> Void)
-        case closeListeners
+        case listen(UInt64, CInt, UInt64, @Sendable (CInt) -> Void)
+        case closeListeners(owner: UInt64?)
         case closeListener(CInt)
         case connect(PendingConnect)
         case splice(Tunnel)
@@ -197,15 +198,34 @@ package final class SocketLoop: @unchecked Sendable {
 
     /// Accepts connections on `listener` (a bound, listening TCP socket, owned from here
     /// on) and hands each new descriptor, non-blocking and close-on-exec, to `onAccept`.
-    package func listen(_ listener: CInt, onAccept: @escaping @Sendable (CInt) -> Void) {
-        submit(.listen(makeID(), listener, onAccept))
+    /// - Parameter owner: names the listeners `closeListeners(owner:)` closes together (one
+    ///   sandbox's, when sandboxes share the loop).
+    package func listen(_ listener: CInt, owner: UInt64 = 0, onAccept: @escaping @Sendable (CInt) -> Void) {
+        submit(.listen(makeID(), listener, owner, onAccept))
     }
 
     /// Closes every listener (new connections are refused by the kernel); open
     /// connections and tunnels carry on.
     package func closeListeners() {
-        submit(.closeListeners)
+        submit(.closeListeners(owner: nil))
     }
+
+    /// Closes the listeners `listen` was given with `owner`; other owners' listeners, and
+    /// open connections and tunnels, carry on.
+    package func closeListeners(owner: UInt64) {
+        submit(.closeListeners(owner: owner))
+    }
+
+    /// A number no other `listen` owner of this process has (a sandbox's listeners on
+    /// shared loops).
+    package static func makeOwner() -> UInt64 {
+        ownerCounter.withLockedValue { value in
+            value += 1
+            return value
+        }
+    }
+
+    private static let ownerCounter = NIOLockedValueBox<UInt64>(0)
 
     /// Closes the listener on `fd` (one `listen` gave it); open connections carry on.
     package func closeListener(_ fd: CInt) {
@@ -270,7 +290,7 @@ package final class SocketLoop: @unchecked Sendable {
     /// What a command gets when the loop is not running.
     func refuse(_ command: Command) {
         switch command {
-        case .listen(_, let fd, _):
+        case .listen(_, let fd, _, _):
             close(fd)
         case .connect(let pending):
             close(pending.fd)
@@ -332,8 +352,8 @@ package final class SocketLoop: @unchecked Sendable {
         var stop = false
         for command in queued {
             switch command {
-            case .listen(let id, let fd, let onAccept):
-                let listener = Listener(fd: fd, onAccept: onAccept)
+            case .listen(let id, let fd, let owner, let onAccept):
+                let listener = Listener(fd: fd, owner: owner, onAccept: onAccept)
                 // Accepting must never block the loop, whatever mode the socket came in.
                 let flags = fcntl(fd, F_GETFL)
                 if flags >= 0 { _ = fcntl(fd, F_SETFL, flags | O_NONBLOCK) }
@@ -343,8 +363,8 @@ package final class SocketLoop: @unchecked Sendable {
                 } else {
                     close(fd)
                 }
-            case .closeListeners:
-                closeListenersNow()
+            case .closeListeners(let owner):
+                closeListenersNow(owner: owner)
             case .closeListener(let fd):
                 // Only a listener the loop still holds: one closed already may share its
                 // number with a newer descriptor.
@@ -434,12 +454,13 @@ package final class SocketLoop: @unchecked Sendable {
         stats.withLockedValue { $0 = snapshot }
     }
 
-    func closeListenersNow() {
-        for (id, listener) in listeners {
+    /// Closes the listeners of `owner`, or every listener when nil.
+    func closeListenersNow(owner: UInt64? = nil) {
+        for (id, listener) in listeners where owner == nil || listener.owner == owner {
             entries[id] = nil
+            listeners[id] = nil
             close(listener.fd)
         }
-        listeners.removeAll()
     }
 
     func stopEverything() {

@@ -45,6 +45,7 @@ package final class LoopConnect: Sendable {
     private let maxHeadBytes: Int
     private let idleTimeout: TimeAmount
     private let firstBytesWait: UInt64
+    private let unread: UnreadBudget?
     private let counts = NIOLockedValueBox(Counters())
 
     /// - Parameters:
@@ -57,9 +58,11 @@ package final class LoopConnect: Sendable {
     ///   - idleTimeout: how long a tunnel may move no byte.
     ///   - firstBytesWait: how long the loop waits for the first bytes before passing the
     ///     connection on to NIO, which then applies its own header timeout.
+    ///   - unread: the sandbox's unread-tunnel budget; nil for the splicing loop's own.
     package init(router: any TunnelRouter, dialer: any TunnelSocketDialer, sandbox: String, contextLoop: any EventLoop,
                  tracker: ConnectionTracker?, maxHeadBytes: Int, idleTimeout: TimeAmount,
-                 firstBytesWait: TimeAmount = .milliseconds(200)) {
+                 firstBytesWait: TimeAmount = .milliseconds(200), unread: UnreadBudget? = nil) {
+        self.unread = unread
         self.router = router
         self.dialer = dialer
         self.sandbox = sandbox
@@ -157,7 +160,7 @@ package final class LoopConnect: Sendable {
                         return
                     }
                     counts.withLockedValue { $0.served += 1 }
-                    splicer.splice(handle, client: fd, upstream: upstream, toClient: Self.established[head.minorVersion], idleTimeout: idleTimeout) { totals in
+                    splicer.splice(handle, client: fd, upstream: upstream, toClient: Self.established[head.minorVersion], idleTimeout: idleTimeout, unread: unread) { totals in
                         tracker?.release(handle)
                         completion(ExchangeOutcome(status: 200, bytesUp: totals.up, bytesDown: totals.down,
                                                    milliseconds: started.millisecondsAgo, failure: totals.ending))

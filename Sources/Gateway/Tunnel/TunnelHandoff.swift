@@ -17,6 +17,7 @@ package final class TunnelHandoff: TunnelSink {
     private let tracker: ConnectionTracker?
     private let idleTimeout: TimeAmount
     private let dialer: any TunnelSocketDialer
+    private let unread: UnreadBudget?
     private var handedOff = false
 
     /// - Parameters:
@@ -25,8 +26,10 @@ package final class TunnelHandoff: TunnelSink {
     ///   - tracker: counts the tunnel in place of the channel, so limits and draining see it.
     ///   - idleTimeout: how long a spliced tunnel may move no byte at all.
     ///   - dialer: connects the tunnel's upstream socket.
+    ///   - unread: the sandbox's unread-tunnel budget; nil for the loop's own.
     package init(descriptor: CInt, loop: SocketLoop, tracker: ConnectionTracker?, idleTimeout: TimeAmount,
-                 dialer: any TunnelSocketDialer) {
+                 dialer: any TunnelSocketDialer, unread: UnreadBudget? = nil) {
+        self.unread = unread
         self.descriptor = descriptor
         self.loop = loop
         self.tracker = tracker
@@ -81,7 +84,7 @@ package final class TunnelHandoff: TunnelSink {
         tracker?.transfer(channel, to: handle)
         channel.close(promise: nil)
         loop.splice(handle, client: own, upstream: upstream, toClient: toClient, toUpstream: toUpstream,
-                    idleTimeout: idleTimeout) { totals in
+                    idleTimeout: idleTimeout, unread: unread) { totals in
             tracker?.release(handle)
             completion(totals)
         }

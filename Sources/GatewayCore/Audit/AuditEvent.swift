@@ -27,6 +27,9 @@ package struct AuditEvent: Sendable, Equatable {
         case portListen = "port_listen"
         /// A transparent listener closed after a reload removed its port.
         case portClose = "port_close"
+        /// A request on the gateway daemon's socket (`serve`, `stop`, `reload`, `list`), with
+        /// the caller's `uid` and `pid`, `ok`, and the reason of a refusal.
+        case daemonRequest = "daemon_request"
 
         /// The refusals, which share the sandbox's `DenialBudget`, in the order their
         /// dropped-line counts are written.
@@ -94,14 +97,23 @@ package struct AuditEvent: Sendable, Equatable {
     package var path: String?
     /// Secrets: the secret's name; never its value.
     package var secret: String?
+    /// Daemon requests: the operation (`serve`, `stop`, `reload`, `list`).
+    package var op: String?
+    /// Daemon requests: the caller's uid and pid (`SO_PEERCRED`).
+    package var uid: UInt32?
+    package var pid: Int32?
 
     package init(
         _ kind: Kind, sandbox: String? = nil, via: Via? = nil, host: String? = nil, port: Int? = nil,
         rule: String? = nil, reason: String? = nil, bytesUp: UInt64? = nil, bytesDown: UInt64? = nil,
         ms: Int? = nil, qtype: String? = nil, repo: String? = nil, service: String? = nil,
         status: Int? = nil, session: String? = nil, scope: [String]? = nil, ok: Bool? = nil,
-        file: String? = nil, route: String? = nil, method: String? = nil, path: String? = nil, secret: String? = nil
+        file: String? = nil, route: String? = nil, method: String? = nil, path: String? = nil, secret: String? = nil,
+        op: String? = nil, uid: UInt32? = nil, pid: Int32? = nil
     ) {
+        self.op = op
+        self.uid = uid
+        self.pid = pid
         self.kind = kind
         self.sandbox = sandbox
         self.via = via
@@ -149,6 +161,9 @@ package struct AuditEvent: Sendable, Equatable {
         json.field("method", method)
         json.field("path", path)
         json.field("secret", secret)
+        json.field("op", op)
+        json.field("uid", uid.map(Int.init))
+        json.field("pid", pid.map(Int.init))
         json.field("status", status)
         json.field("session", session)
         json.field("scope", scope)

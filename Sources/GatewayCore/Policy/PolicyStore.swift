@@ -82,11 +82,18 @@ package final class PolicyStore: @unchecked Sendable {
     /// - Returns: whether the new policy was taken.
     @discardableResult
     package func reload() -> Bool {
-        guard let files else { return true }
+        reloadRefusal() == nil
+    }
+
+    /// Re-reads the files as `reload` does.
+    /// - Returns: nil when the new policy was taken (or there are no files), else why not
+    ///   (one line, ending "; keeping the previous policy").
+    package func reloadRefusal() -> String? {
+        guard let files else { return nil }
         return reloadLock.withLock { _ in reload(files: files) }
     }
 
-    private func reload(files: PolicyFiles) -> Bool {
+    private func reload(files: PolicyFiles) -> String? {
         let stamp = files.stamp()
         let path = files.description
         do {
@@ -101,13 +108,13 @@ package final class PolicyStore: @unchecked Sendable {
             audit.record(AuditEvent(.policyReload, ok: true, file: path))
             logger?.info("policy reloaded", metadata: ["file": "\(path)", "rules": "\(fresh.ruleCount)"])
             for observer in observers { observer(fresh) }
-            return true
+            return nil
         } catch {
             lock.withLock { _ in fileStamp = stamp }
             let reason = "\(error); keeping the previous policy"
             audit.record(AuditEvent(.policyReload, reason: reason, ok: false, file: path))
             logger?.error("policy reload failed", metadata: ["file": "\(path)", "reason": "\(reason)"])
-            return false
+            return reason
         }
     }
 

@@ -84,6 +84,19 @@ package final class SessionJournal: @unchecked Sendable {
         }
     }
 
+    /// A session file opened (and vetted) by `init(path:owner:warn:)` in another process
+    /// (the gateway daemon's opener, which may write `/run/airlock/NAME`); `descriptor` is
+    /// owned from here on.
+    package init(path: String, adopting descriptor: CInt, warn: @escaping @Sendable (String) -> Void) {
+        self.path = path
+        self.descriptor = descriptor
+        self.warn = warn
+    }
+
+    /// The open file, for handing it to another process (the duplicate it gets stays
+    /// valid when this journal closes its own).
+    package var fileDescriptor: CInt { descriptor }
+
     deinit {
         close(descriptor)
     }
