@@ -131,7 +131,7 @@ final class CNIPluginTests: XCTestCase {
         XCTAssertEqual(try Run.process(["ip", "-n", pod, "-6", "route"]).stdout, "")
 
         // The daemon was asked to serve it with the pod's policy; netns list shows it.
-        XCTAssertEqual(daemon.requests, [#"{"op":"serve","policy":"\#(policies.replacingOccurrences(of: "/", with: "\\/"))\/web.policy","sandbox":"\#(name)"}"#])
+        XCTAssertEqual(try daemon.requests.map(request), [["op": "serve", "policy": policies + "/web.policy", "sandbox": name]])
         XCTAssertTrue(Pinning.isPinned("/run/netns/\(name).gw"))
         let state = try String(contentsOfFile: "/run/airlock/\(name)/state.json", encoding: .utf8)
         XCTAssertTrue(state.contains(#""containerID" : "\#(environment["CNI_CONTAINERID"]!)""#), state)
@@ -155,7 +155,7 @@ final class CNIPluginTests: XCTestCase {
         let deleted = try run("DEL", config: config(pod, prevResult: added.stdout), environment: environment)
         XCTAssertEqual(deleted.status, 0, "\(deleted)")
         XCTAssertEqual(deleted.stdout, "")
-        XCTAssertEqual(daemon.requests.last, #"{"op":"stop","sandbox":"\#(name)"}"#)
+        XCTAssertEqual(try daemon.requests.last.map(request), ["op": "stop", "sandbox": name])
         try assertNothingLeft(name, pod: pod)
 
         let again = try run("DEL", config: config(pod), environment: environment)
@@ -237,7 +237,7 @@ final class CNIPluginTests: XCTestCase {
 
         let deleted = try run("DEL", config: config(pod), environment: environment)
         XCTAssertEqual(deleted.status, 0, "\(deleted)")
-        XCTAssertEqual(daemon.requests.last, #"{"op":"stop","sandbox":"\#(name)"}"#)
+        XCTAssertEqual(try daemon.requests.last.map(request), ["op": "stop", "sandbox": name])
         try assertNothingLeft(name, pod: pod)
     }
 
@@ -301,7 +301,7 @@ final class CNIPluginTests: XCTestCase {
         let up = try run("STATUS", config: config(pod), environment: [:])
         XCTAssertEqual(up.status, 0, "\(up)")
         XCTAssertEqual(up.stdout, "")
-        XCTAssertEqual(daemon.requests, [#"{"op":"list"}"#])
+        XCTAssertEqual(try daemon.requests.map(request), [["op": "list"]])
     }
 
     // MARK: chained after Debian's ptp plugin
@@ -400,6 +400,11 @@ final class CNIPluginTests: XCTestCase {
         var environment = environment
         environment["CNI_COMMAND"] = command
         return try Run.process([plugin], environment: environment, stdin: config)
+    }
+
+    /// A daemon request line as its fields.
+    private func request(_ line: String) throws -> [String: String] {
+        try XCTUnwrap(try JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: String], line)
     }
 
     private func object(_ text: String, file: StaticString = #filePath, line: UInt = #line) throws -> [String: Any] {
