@@ -287,6 +287,27 @@ final class CNIPluginTests: XCTestCase {
         try assertNothingLeft(name, pod: pod)
     }
 
+    func testGCRemovesTheSandboxesOfContainersTheRuntimeNoLongerLists() throws {
+        let daemon = try FakeDaemon(path: daemonSocket)
+        defer { daemon.stop() }
+        let kept = try makePod(), stale = try makePod()
+        let keptEnvironment = podEnvironment(kept), staleEnvironment = podEnvironment(stale)
+        XCTAssertEqual(try run("ADD", config: config(kept), environment: keptEnvironment).status, 0)
+        XCTAssertEqual(try run("ADD", config: config(stale), environment: staleEnvironment).status, 0)
+        var gcConfig = config(kept, prevResult: nil)
+        gcConfig.removeLast()
+        gcConfig += #","cni.dev/valid-attachments":[{"containerID":"\#(keptEnvironment["CNI_CONTAINERID"]!)","ifname":"eth0"}]}"#
+        let collected = try run("GC", config: gcConfig.replacingOccurrences(of: "\"1.0.0\"", with: "\"1.1.0\""), environment: [:])
+        XCTAssertEqual(collected.status, 0, "\(collected)")
+        XCTAssertEqual(collected.stdout, "")
+        XCTAssertEqual(try daemon.requests.last.map(request), ["op": "stop", "sandbox": sandboxName(staleEnvironment)])
+        try assertNothingLeft(sandboxName(staleEnvironment), pod: stale)
+        XCTAssertTrue(Pinning.isPinned("/run/netns/\(sandboxName(keptEnvironment)).gw"), "GC removed a listed container's sandbox")
+        XCTAssertEqual(try routes(kept), "169.254.200.1 dev airlock0 proto static scope link src 169.254.200.2 \n")
+        XCTAssertEqual(try run("DEL", config: config(kept), environment: keptEnvironment).status, 0)
+        try assertNothingLeft(sandboxName(keptEnvironment), pod: kept)
+    }
+
     // MARK: STATUS
 
     func testStatusIsReadyOnlyWhenTheDaemonAnswers() throws {

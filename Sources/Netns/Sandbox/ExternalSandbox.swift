@@ -263,7 +263,13 @@ package enum SandboxRoutes {
                 let table = route.table == mainTable ? "" : " table \(route.table)"
                 found.append("\(destination)\(via)\(device)\(table)")
             }
-            for route in try socket.routes(ipv6: true) where route.table != localTable {
+            let ipv6Routes: [Route]
+            do {
+                ipv6Routes = try socket.routes(ipv6: true)
+            } catch let error as NetlinkError where error.code == EAFNOSUPPORT {
+                ipv6Routes = []  // IPv6 is not in this kernel at all.
+            }
+            for route in ipv6Routes where route.table != localTable {
                 let device = names[route.outputInterface].map { " dev \($0)" } ?? ""
                 found.append("an IPv6 route\(device)")
             }
