@@ -206,6 +206,21 @@ int cnl_build_route_add_host_v4(void *buf, size_t len, uint32_t seq, uint32_t po
     return finish(nlh);
 }
 
+int cnl_build_route_delete_v4(void *buf, size_t len, uint32_t seq, uint32_t portid,
+                              uint32_t table, uint32_t dst, uint8_t dst_len, uint32_t ifindex) {
+    struct nlmsghdr *nlh = put_header(buf, len, RTM_DELROUTE, NLM_F_REQUEST | NLM_F_ACK, seq, portid);
+    if (nlh == NULL) return -ENOSPC;
+    struct rtmsg *rtm = mnl_nlmsg_put_extra_header(nlh, sizeof(*rtm));
+    rtm->rtm_family = AF_INET;
+    rtm->rtm_dst_len = dst_len;
+    rtm->rtm_table = table < 256 ? (uint8_t)table : RT_TABLE_UNSPEC;
+    rtm->rtm_scope = RT_SCOPE_NOWHERE;
+    if (!mnl_attr_put_u32_check(nlh, len, RTA_TABLE, table)) return -ENOSPC;
+    if (dst_len > 0 && !mnl_attr_put_check(nlh, len, RTA_DST, sizeof(dst), &dst)) return -ENOSPC;
+    if (ifindex != 0 && !mnl_attr_put_u32_check(nlh, len, RTA_OIF, ifindex)) return -ENOSPC;
+    return finish(nlh);
+}
+
 int cnl_build_route_dump(void *buf, size_t len, uint32_t seq, uint32_t portid, uint8_t family) {
     struct nlmsghdr *nlh = put_header(buf, len, RTM_GETROUTE, NLM_F_REQUEST | NLM_F_DUMP, seq, portid);
     if (nlh == NULL) return -ENOSPC;

@@ -31,6 +31,7 @@ struct Airlock: ParsableCommand {
     /// swift-argument-parser's `main`, except that a usage error of `run` or `netns exec`
     /// exits 125 like their other failures, never 64, which the command might use itself.
     static func main() {
+        if CNIPlugin.isInvoked(as: CommandLine.arguments.first) { CNIPlugin.main() }
         let arguments = Array(CommandLine.arguments.dropFirst())
         do {
             var command = try parseAsRoot(arguments)

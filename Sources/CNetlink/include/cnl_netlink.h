@@ -74,6 +74,10 @@ int cnl_build_addr_dump(void *buf, size_t len, uint32_t seq, uint32_t portid, ui
 /// main, protocol static, preferred source `prefsrc`, NLM_F_CREATE|NLM_F_EXCL|NLM_F_ACK.
 int cnl_build_route_add_host_v4(void *buf, size_t len, uint32_t seq, uint32_t portid,
                                 uint32_t ifindex, uint32_t dst, uint32_t prefsrc);
+/// RTM_DELROUTE of the IPv4 route `dst`/`dst_len` in `table` through device `ifindex`
+/// (0: any device), any scope, type and protocol; NLM_F_ACK.
+int cnl_build_route_delete_v4(void *buf, size_t len, uint32_t seq, uint32_t portid,
+                              uint32_t table, uint32_t dst, uint8_t dst_len, uint32_t ifindex);
 /// RTM_GETROUTE dump of `family`.
 int cnl_build_route_dump(void *buf, size_t len, uint32_t seq, uint32_t portid, uint8_t family);
 /// RTM_GETLINK dump of every link.

@@ -56,6 +56,8 @@ package struct Route: Equatable, Sendable {
     package var preferredSource: IPv4Address?
     /// True when the route goes via a gateway.
     package var hasGateway: Bool
+    /// The gateway (IPv4 routes via one only).
+    package var gateway: IPv4Address? = nil
 
     /// True for routes in the main table, what `ip route` shows.
     package var isMainTable: Bool { table == 254 }
@@ -152,6 +154,7 @@ extension Route {
         let v6 = Int32(route.family) == AF_INET6
         self.init(isIPv6: v6, destination: v6 ? nil : ipv4Address(route.dst), destinationPrefix: route.dst_len,
                   table: route.table, scope: route.scope, type: route.type, outputInterface: route.oif,
-                  preferredSource: v6 ? nil : ipv4Address(route.prefsrc), hasGateway: route.has_gateway != 0)
+                  preferredSource: v6 ? nil : ipv4Address(route.prefsrc), hasGateway: route.has_gateway != 0,
+                  gateway: v6 || route.has_gateway == 0 ? nil : ipv4Address(route.gateway))
     }
 }

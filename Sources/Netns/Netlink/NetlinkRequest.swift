@@ -91,6 +91,18 @@ package struct NetlinkRequest: Sendable {
         }
     }
 
+    /// RTM_DELROUTE of the IPv4 route `destination`/`prefixLength` in `table` through the
+    /// link `index` (0: any link), whatever its scope, type and protocol.
+    /// - Throws: `NetlinkError` (ENOSPC) only if the request does not fit.
+    package static func deleteRoute(
+        to destination: IPv4Address, prefixLength: UInt8, table: UInt32, index: UInt32, label: String? = nil,
+        sequence: UInt32, portID: UInt32 = 0
+    ) throws -> NetlinkRequest {
+        try build("RTM_DELROUTE \(destination)/\(prefixLength) \(label ?? "dev \(index)")") {
+            cnl_build_route_delete_v4($0, $1, sequence, portID, table, destination.networkOrder, prefixLength, index)
+        }
+    }
+
     /// RTM_GETROUTE dump of IPv4 (`ipv6: false`) or IPv6 routes, all tables.
     /// - Throws: `NetlinkError` (ENOSPC) only if the request does not fit.
     package static func dumpRoutes(ipv6: Bool = false, sequence: UInt32, portID: UInt32 = 0) throws -> NetlinkRequest {

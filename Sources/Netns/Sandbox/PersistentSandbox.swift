@@ -60,7 +60,7 @@ package struct PersistentSandbox: Sendable {
     package func gatewayPin(_ name: NamespaceName) -> String { "\(pinDirectory)/\(name.gatewayPinName)" }
     /// The state directory of `name`.
     package func stateDirectory(_ name: NamespaceName) -> String { "\(stateDirectory)/\(name.rawValue)" }
-    private func stateFile(_ name: NamespaceName) -> String { stateDirectory(name) + "/state.json" }
+    func stateFile(_ name: NamespaceName) -> String { stateDirectory(name) + "/state.json" }
 
     // MARK: create
 
@@ -158,9 +158,20 @@ package struct PersistentSandbox: Sendable {
     }
 
     /// Removes both pins and the state directory of `name`; returns the paths that existed.
-    private func remove(_ name: NamespaceName) throws -> [String] {
+    ///
+    /// A sandbox whose S belongs to a container runtime (`SandboxState.external`) keeps S:
+    /// only the airlock end of the veth is deleted inside it, and G unpinned.
+    func remove(_ name: NamespaceName) throws -> [String] {
         var removed: [String] = []
-        for pin in [sandboxPin(name), gatewayPin(name)] where try Pinning.unpin(pin) {
+        let state = try? readState(name)
+        var pins = [sandboxPin(name), gatewayPin(name)]
+        if let state, state.external != nil {
+            pins = [gatewayPin(name)]
+            if try ExternalSandbox.deleteInterface(state.topology.sandboxInterface, in: state.sandboxPin) {
+                removed.append("\(state.topology.sandboxInterface) in \(state.sandboxPin)")
+            }
+        }
+        for pin in pins where try Pinning.unpin(pin) {
             removed.append(pin)
         }
         if Pinning.exists(stateDirectory(name)) {
@@ -223,12 +234,12 @@ package struct PersistentSandbox: Sendable {
 
     // MARK: files
 
-    private func existingState(_ name: NamespaceName) throws -> SandboxState {
+    func existingState(_ name: NamespaceName) throws -> SandboxState {
         guard let state = try? readState(name), state.complete else { throw SandboxError.halfMade(name) }
         return state
     }
 
-    private func readState(_ name: NamespaceName) throws -> SandboxState {
+    func readState(_ name: NamespaceName) throws -> SandboxState {
         let data = try Data(contentsOf: URL(fileURLWithPath: stateFile(name)))
         let decoder = JSONDecoder()
         decoder.dateDecodingStrategy = .iso8601
@@ -236,7 +247,7 @@ package struct PersistentSandbox: Sendable {
     }
 
     /// Writes the state atomically (temporary file, then rename).
-    private func write(_ state: SandboxState) throws {
+    func write(_ state: SandboxState) throws {
         let encoder = JSONEncoder()
         encoder.dateEncodingStrategy = .iso8601
         encoder.outputFormatting = [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]
@@ -252,7 +263,7 @@ package struct PersistentSandbox: Sendable {
         guard rename(temporary, path) == 0 else { throw SystemCallError.last("rename \(temporary)") }
     }
 
-    private func removeDirectory(_ path: String) throws {
+    func removeDirectory(_ path: String) throws {
         for entry in directoryEntries(path) {
             guard unlink(path + "/" + entry) == 0 || errno == ENOENT else { throw SystemCallError.last("unlink \(path)/\(entry)") }
         }
@@ -278,7 +289,7 @@ package struct PersistentSandbox: Sendable {
     }
 
     /// Runs `body` holding the exclusive lock on the state directory.
-    private func withLock<R>(_ body: () throws -> R) throws -> R {
+    func withLock<R>(_ body: () throws -> R) throws -> R {
         try Pinning.makeDirectories(stateDirectory)
         // `.airlock.lock` is 13 bytes: never a valid sandbox name.
         let path = stateDirectory + "/.airlock.lock"

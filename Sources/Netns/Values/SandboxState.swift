@@ -20,6 +20,9 @@ package struct SandboxState: Codable, Equatable, Sendable {
     package var gatewayPin: String
     /// True once create finished; written last.
     package var complete: Bool
+    /// Set when S belongs to a container runtime (the CNI plugin attached to it): airlock
+    /// never unpins or deletes S, only its own veth end inside it. Absent for `netns create`.
+    package var external: ExternalSandbox? = nil
 }
 
 /// How a sandbox looks in `airlock netns list`.
