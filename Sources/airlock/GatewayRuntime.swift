@@ -51,7 +51,7 @@ final class GatewayRuntime {
     ///   - extraGitHosts: git hosts that must have an upstream (`run --repo` hosts); each
     ///     gets `https://HOST` unless `--git-upstream` names it.
     ///   - secrets: the credential routes' secrets known at start (`run --secret`).
-    /// - Throws: `PolicyError`, `AuditLogError`, `GitUpstreams.ConfigurationError`, `CredentialRoute.Invalid`, each one line.
+    /// - Throws: `PolicyError`, `AuditLogError`, `GitUpstreams.ConfigurationError`, `UpstreamTLS.Invalid`, each one line.
     ///   - reloadPolicy: whether the policy files are re-read on change and SIGHUP (`run`
     ///     reads them once: its command may be able to change them).
     ///   - repositoriesGiven: false for a `run` without `--repo`: no session can exist, and
@@ -87,8 +87,10 @@ final class GatewayRuntime {
         for host in wanted.subtracting(mappings.map(\.gitHost)).sorted() {
             mappings.append(GitUpstreams.Mapping(gitHost: host, url: "https://\(host)"))
         }
-        gitUpstreams = try GitUpstreams(mappings: mappings.sorted { $0.gitHost < $1.gitHost }, caFile: options.upstreamCA)
-        routeTrust = try RouteUpstreamTrust(caFile: options.upstreamCA)
+        // One client context for git and route upstreams, made on the first HTTPS dial.
+        let upstreamTLS = try UpstreamTLS(caFile: options.upstreamCA)
+        gitUpstreams = try GitUpstreams(mappings: mappings.sorted { $0.gitHost < $1.gitHost }, tls: upstreamTLS)
+        routeTrust = RouteUpstreamTrust(context: upstreamTLS)
         self.secrets = SecretStore(secrets)
         if let audit {
             self.audit = audit
