@@ -111,7 +111,12 @@ let package = Package(
                 .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
                 .product(name: "UnixSignals", package: "swift-service-lifecycle"),
             ],
-            swiftSettings: swiftSettings
+            swiftSettings: swiftSettings,
+            // `--static-swift-stdlib` links with `-export-dynamic`, which put all 25,000
+            // symbols of airlock's own modules in the dynamic symbol table: 2.5 MB the loader
+            // maps and the runtime's `dladdr` at start-up searches. Nothing looks them up
+            // (see docs/architecture.md, "Decisions").
+            linkerSettings: [.unsafeFlags(["-Xlinker", "--no-export-dynamic"])]
         ),
         // Helpers shared by the test targets: the built binary, processes, fixture servers,
         // and the guard that keeps root-tier tests inside a throwaway namespace.

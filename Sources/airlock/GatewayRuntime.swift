@@ -53,7 +53,7 @@ final class GatewayRuntime {
     ///   - extraGitHosts: git hosts that must have an upstream (`run --repo` hosts); each
     ///     gets `https://HOST` unless `--git-upstream` names it.
     ///   - secrets: the credential routes' secrets known at start (`run --secret`).
-    /// - Throws: `PolicyError`, `AuditLogError`, `GitUpstreams.ConfigurationError`, `CredentialRoute.Invalid`, each one line.
+    /// - Throws: `PolicyError`, `AuditLogError`, `GitUpstreams.ConfigurationError`, `UpstreamTLS.Invalid`, each one line.
     ///   - reloadPolicy: whether the policy files are re-read on change and SIGHUP (`run`
     ///     reads them once: its command may be able to change them).
     ///   - repositoriesGiven: false for a `run` without `--repo`: no session can exist, and
@@ -124,8 +124,10 @@ final class GatewayRuntime {
         for host in wanted.subtracting(mappings.map(\.gitHost)).sorted() {
             mappings.append(GitUpstreams.Mapping(gitHost: host, url: "https://\(host)"))
         }
-        return Upstreams(git: try GitUpstreams(mappings: mappings.sorted { $0.gitHost < $1.gitHost }, caFile: options.upstreamCA),
-                         routes: try RouteUpstreamTrust(caFile: options.upstreamCA))
+        // One client context for git and route upstreams, made on the first HTTPS dial.
+        let upstreamTLS = try UpstreamTLS(caFile: options.upstreamCA)
+        return Upstreams(git: try GitUpstreams(mappings: mappings.sorted { $0.gitHost < $1.gitHost }, tls: upstreamTLS),
+                         routes: RouteUpstreamTrust(context: upstreamTLS))
     }
 
     /// The policy's ports besides 80 and 443 at start: each gets a transparent listener.

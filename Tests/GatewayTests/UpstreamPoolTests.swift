@@ -257,8 +257,8 @@ final class UpstreamPoolTests: XCTestCase {
     func testKeysSeparateTargetsTLSContextsAndGenerationsAndNameNoCredential() throws {
         let pool = UpstreamPool()
         let loop = EmbeddedEventLoop()
-        let context = try NIOSSLContext(configuration: .makeClientConfiguration())
-        let other = try NIOSSLContext(configuration: .makeClientConfiguration())
+        let context = try UpstreamTLS(caFile: nil)
+        let other = try UpstreamTLS(caFile: nil)
         let key = pool.key(for: UpstreamTarget(host: "git.test", port: 443, tls: context), on: loop)
         XCTAssertEqual(key, pool.key(for: UpstreamTarget(host: "git.test", port: 443, tls: context), on: loop))
         XCTAssertNotEqual(key, pool.key(for: UpstreamTarget(host: "git.test", port: 443, tls: other), on: loop), "another TLS context")

@@ -20,7 +20,7 @@ package struct GitUpstreams: Sendable {
         package let basePath: String
         /// Set when `host` is an IP literal: the address to connect to, no lookup.
         package let address: SocketAddress?
-        package let tls: NIOSSLContext
+        package let tls: UpstreamTLS
 
         /// The `Host` header value for upstream requests.
         package var hostHeader: String {
@@ -86,29 +86,18 @@ package struct GitUpstreams: Sendable {
     ///   - caFile: a PEM file of extra trusted CAs, added to the system trust store.
     /// - Throws: `ConfigurationError` for a bad URL, a duplicate host, or an unreadable CA file.
     package init(mappings: [Mapping], caFile: String? = nil) throws {
-        var tlsConfiguration = TLSConfiguration.makeClientConfiguration()
-        tlsConfiguration.certificateVerification = .fullVerification
-        // Kept connections are closed after idling; never wait long for the peer's goodbye.
-        tlsConfiguration.shutdownTimeout = UpstreamPool.tlsShutdownTimeout
-        if let caFile {
-            do {
-                let certificates = try NIOSSLCertificate.fromPEMFile(caFile)
-                guard !certificates.isEmpty else {
-                    throw ConfigurationError(description: "--upstream-ca \(caFile): no PEM certificate in the file")
-                }
-                tlsConfiguration.additionalTrustRoots = [.certificates(certificates)]
-            } catch let error as ConfigurationError {
-                throw error
-            } catch {
-                throw ConfigurationError(description: "--upstream-ca \(caFile): cannot read a PEM certificate (\(error))")
-            }
-        }
-        let context: NIOSSLContext
+        let tls: UpstreamTLS
         do {
-            context = try NIOSSLContext(configuration: tlsConfiguration)
-        } catch {
-            throw ConfigurationError(description: "cannot set up TLS for git upstreams: \(error)")
+            tls = try UpstreamTLS(caFile: caFile)
+        } catch let error as UpstreamTLS.Invalid {
+            throw ConfigurationError(description: error.description)
         }
+        try self.init(mappings: mappings, tls: tls)
+    }
+
+    /// Builds the upstreams over a TLS client context shared with other upstreams (routes).
+    /// - Throws: `ConfigurationError` for a bad URL or a duplicate host.
+    package init(mappings: [Mapping], tls context: UpstreamTLS) throws {
         let all = mappings.isEmpty ? [Mapping(gitHost: "github.com", url: "https://github.com")] : mappings
         var upstreams: [String: Upstream] = [:]
         for mapping in all {
@@ -120,7 +109,7 @@ package struct GitUpstreams: Sendable {
         self.upstreams = upstreams
     }
 
-    private static func parse(_ mapping: Mapping, tls: NIOSSLContext) throws -> Upstream {
+    private static func parse(_ mapping: Mapping, tls: UpstreamTLS) throws -> Upstream {
         let shown = "--git-upstream \(mapping.gitHost)=\(GitRepository.printable(mapping.url))"
         let parsed: HTTPSBaseURL
         do {

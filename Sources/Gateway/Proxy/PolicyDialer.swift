@@ -177,7 +177,7 @@ package struct PolicyDialer: UpstreamDialer {
             let serverName = HostLiteral.parse(host) == nil ? host : nil
             let waiter = HandshakeWaiter(promise: eventLoop.makePromise(of: Void.self))
             do {
-                let handler = try NIOSSLClientHandler(context: tls, serverHostname: serverName)
+                let handler = try NIOSSLClientHandler(context: tls.context(), serverHostname: serverName)
                 try channel.pipeline.syncOperations.addHandler(handler)
                 try channel.pipeline.syncOperations.addHandler(waiter)
             } catch {

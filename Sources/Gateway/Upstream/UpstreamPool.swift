@@ -67,7 +67,7 @@ package final class UpstreamPool: Sendable {
         /// The pinned address, if the target had one.
         package let address: SocketAddress?
         /// The TLS client context, compared by identity; `nil` for plain TCP.
-        package let tls: NIOSSLContext?
+        package let tls: UpstreamTLS?
         /// The TLS server name sent (none for an IP literal).
         package let serverName: String?
         /// The policy generation the connection was dialled under.

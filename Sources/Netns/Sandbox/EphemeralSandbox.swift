@@ -20,9 +20,9 @@ package struct EphemeralSandbox: ~Copyable {
     /// - Requires: CAP_SYS_ADMIN and CAP_NET_ADMIN.
     package static func build(_ topology: SandboxTopology, failAfter: TopologyStep? = nil) throws -> EphemeralSandbox {
         try CapabilityCheck.requireNamespaceAdmin(for: "an unnamed sandbox")
-        let sandbox = try NetworkNamespace.createUnnamed()
-        let gateway = try NetworkNamespace.createUnnamed()
-        try topology.build(sandbox: sandbox.descriptor, gateway: gateway.descriptor, failAfter: failAfter)
+        let sandbox = try NetworkNamespace.createUnnamed(prepare: SandboxTopology.prepareNamespace)
+        let gateway = try NetworkNamespace.createUnnamed(prepare: SandboxTopology.prepareNamespace)
+        try topology.build(sandbox: sandbox.descriptor, gateway: gateway.descriptor, failAfter: failAfter, namespacesPrepared: true)
         return EphemeralSandbox(sandbox: sandbox, gateway: gateway, topology: topology)
     }
 }

@@ -106,17 +106,18 @@ package struct PersistentSandbox: Sendable {
             try write(state)
             try done(.stateRecorded)
 
-            let sandbox = try NetworkNamespace.createUnnamed()
+            let sandbox = try NetworkNamespace.createUnnamed(prepare: SandboxTopology.prepareNamespace)
             try sandbox.pin(at: state.sandboxPin)
             madePins.append(state.sandboxPin)
             try done(.sandboxPinned)
 
-            let gateway = try NetworkNamespace.createUnnamed()
+            let gateway = try NetworkNamespace.createUnnamed(prepare: SandboxTopology.prepareNamespace)
             try gateway.pin(at: state.gatewayPin)
             madePins.append(state.gatewayPin)
             try done(.gatewayPinned)
 
-            try topology.build(sandbox: sandbox.descriptor, gateway: gateway.descriptor, failAfter: failAfter?.topologyStep)
+            try topology.build(sandbox: sandbox.descriptor, gateway: gateway.descriptor, failAfter: failAfter?.topologyStep,
+                               namespacesPrepared: true)
 
             state.complete = true
             try write(state)

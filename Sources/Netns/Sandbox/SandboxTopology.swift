@@ -148,18 +148,20 @@ extension SandboxTopology {
     /// placed directly in S or G; then each side is configured from a dedicated thread
     /// inside it. Leaves behind only what lives in S and G: closing (and unpinning) both
     /// frees everything. Not idempotent: a second build fails with EEXIST.
-    /// - Parameter failAfter: tests only: throw `InjectedFailure` after this step.
+    /// - Parameters:
+    ///   - failAfter: tests only: throw `InjectedFailure` after this step.
+    ///   - namespacesPrepared: both namespaces were made with `prepareNamespace` as
+    ///     `NetworkNamespace.createUnnamed(prepare:)`, so this step is done already.
     /// - Throws: `NetlinkError` with the kernel's text, `SystemCallError`, `InjectedFailure`.
     /// - Requires: CAP_NET_ADMIN and CAP_SYS_ADMIN.
-    package func build(sandbox: FileDescriptor, gateway: FileDescriptor, failAfter: TopologyStep? = nil) throws {
+    package func build(sandbox: FileDescriptor, gateway: FileDescriptor, failAfter: TopologyStep? = nil,
+                       namespacesPrepared: Bool = false) throws {
         func done(_ step: TopologyStep) throws {
             if step == failAfter { throw InjectedFailure(after: step.rawValue) }
         }
-        // New interfaces in S and G are born with IPv6 off: no link-local address, no
-        // router solicitation, ever.
-        for namespace in [sandbox, gateway] {
-            try NetworkNamespace.withNamespace(namespace) {
-                try SystemControl.write("1", to: "net/ipv6/conf/default/disable_ipv6", optional: true)
+        if !namespacesPrepared {
+            for namespace in [sandbox, gateway] {
+                try NetworkNamespace.withNamespace(namespace, Self.prepareNamespace)
             }
         }
         try done(.namespacesPrepared)
@@ -181,6 +183,13 @@ extension SandboxTopology {
             try configureSide(interface: sandboxInterface, local: sandboxAddress, peer: gatewayAddress.address, isGateway: false)
         }
         try done(.sandboxConfigured)
+    }
+
+    /// Run inside a fresh S or G before the veth exists: new interfaces there are born
+    /// with IPv6 off (no link-local address, no router solicitation, ever).
+    /// - Throws: `SystemCallError`.
+    package static func prepareNamespace() throws {
+        try SystemControl.write("1", to: "net/ipv6/conf/default/disable_ipv6", optional: true)
     }
 
     /// Configures one side from inside its namespace: IPv6 off on the veth end, lo up,

@@ -150,13 +150,15 @@ struct GatewayProcess {
 
     /// fork copies only the calling thread: nothing may run on another one. Threads used
     /// before (the namespace builders' dedicated threads) have been joined; the kernel
-    /// may take a moment to remove them from /proc/self/task.
+    /// may take a moment to remove them from /proc/self/task (tens of microseconds: a
+    /// joined thread is released just after it wakes the joiner), so the checks are
+    /// 50 µs apart, for at most about 200 ms.
     private static func waitUntilSingleThreaded() throws {
         var threads = 0
-        for _ in 0..<200 {
+        for _ in 0..<4000 {
             threads = taskCount()
             if threads == 1 { return }
-            usleep(1000)
+            usleep(50)
         }
         throw CLIError("start the gateway process: airlock runs \(threads) threads, and fork copies only one")
     }
