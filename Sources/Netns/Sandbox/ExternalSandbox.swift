@@ -159,20 +159,10 @@ extension PersistentSandbox {
             try done(.stateCompleted)
             return state
         } catch {
-            var rollbackErrors: [String] = []
-            do { _ = try ExternalSandbox.deleteInterface(topology.sandboxInterface, in: sandboxPath) } catch {
-                rollbackErrors.append(String(describing: error))
-            }
-            if madeGateway {
-                do { try Pinning.unpin(state.gatewayPin) } catch { rollbackErrors.append(String(describing: error)) }
-            }
-            if madeDirectory {
-                do { try removeDirectory(stateDirectory(name)) } catch { rollbackErrors.append(String(describing: error)) }
-            }
-            if !rollbackErrors.isEmpty {
-                throw SandboxError.rollbackFailed(cause: String(describing: error), rollback: rollbackErrors.joined(separator: "; "))
-            }
-            throw error
+            var undo: [() throws -> Void] = [{ _ = try ExternalSandbox.deleteInterface(topology.sandboxInterface, in: sandboxPath) }]
+            if madeGateway { undo.append { try Pinning.unpin(state.gatewayPin) } }
+            if madeDirectory { undo.append { try removeDirectory(stateDirectory(name)) } }
+            try SandboxError.rethrow(error, undoing: undo)
         }
     }
 

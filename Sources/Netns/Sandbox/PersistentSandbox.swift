@@ -126,17 +126,9 @@ package struct PersistentSandbox: Sendable {
         } catch {
             // Unpinning frees S and G (no process is in them), and with them the veth
             // pair, addresses and routes.
-            var rollbackErrors: [String] = []
-            for pin in madePins.reversed() {
-                do { try Pinning.unpin(pin) } catch { rollbackErrors.append(String(describing: error)) }
-            }
-            if madeDirectory {
-                do { try removeDirectory(stateDirectory(name)) } catch { rollbackErrors.append(String(describing: error)) }
-            }
-            if !rollbackErrors.isEmpty {
-                throw SandboxError.rollbackFailed(cause: String(describing: error), rollback: rollbackErrors.joined(separator: "; "))
-            }
-            throw error
+            var undo: [() throws -> Void] = madePins.reversed().map { pin in { try Pinning.unpin(pin) } }
+            if madeDirectory { undo.append { try removeDirectory(stateDirectory(name)) } }
+            try SandboxError.rethrow(error, undoing: undo)
         }
     }
 

@@ -30,3 +30,19 @@ package enum SandboxError: Error, CustomStringConvertible, Equatable {
         }
     }
 }
+
+extension SandboxError {
+    /// Undoes a failed create: runs every step of `undo` in order (each is tried even when
+    /// an earlier one failed), then rethrows `error`, or `rollbackFailed` naming it and
+    /// what could not be undone.
+    static func rethrow(_ error: any Error, undoing undo: [() throws -> Void]) throws -> Never {
+        var failures: [String] = []
+        for step in undo {
+            do { try step() } catch { failures.append(String(describing: error)) }
+        }
+        if !failures.isEmpty {
+            throw SandboxError.rollbackFailed(cause: String(describing: error), rollback: failures.joined(separator: "; "))
+        }
+        throw error
+    }
+}
