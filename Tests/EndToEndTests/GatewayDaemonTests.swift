@@ -42,7 +42,8 @@ final class GatewayDaemonTests: XCTestCase {
     }
 
     private func fetch(_ name: String, _ host: String) throws -> String {
-        let r = try Run.airlock(["netns", "exec", name, "--user", "nobody", "--", "/bin/sh", "-c",
+        // --cwd /: nobody may not be able to enter the directory the tests run from (a checkout under /root).
+        let r = try Run.airlock(["netns", "exec", name, "--user", "nobody", "--cwd", "/", "--", "/bin/sh", "-c",
                                  "curl -sS --max-time 10 -x http://169.254.200.1:3128 http://\(host)/p; echo"], timeout: 60)
         return r.stdout + r.stderr
     }
