@@ -69,6 +69,47 @@ final class ControlTests: XCTestCase {
         }
     }
 
+    /// The user socket's messages: every request and answer survives the wire; what cannot
+    /// be read is refused with a reason that never repeats the input (an environment or a
+    /// secret travels in them); only HUP, INT and TERM may be forwarded.
+    func testUserMessagesRoundTripAndRefuseWhatTheyCannotRead() throws {
+        let requests: [UserRequest] = [
+            .create(sandbox: "agent1", policy: "pypi.org\n"), .create(sandbox: "agent2", policy: nil),
+            .control(sandbox: "agent1", request: "{\"op\":\"list\"}"),
+            .exec(sandbox: "agent1", argv: ["./agent.sh", "--fast"], environment: ["LANG": "C.UTF-8"], options: ["--cwd", "/src"],
+                  session: "airlock_s_abc", ephemeral: true),
+            .exec(sandbox: "agent1", argv: ["true"], environment: [:], options: [], session: nil, ephemeral: false),
+            .signal(SIGTERM), .signal(SIGINT), .signal(SIGHUP), .destroy(sandbox: "agent1"), .list,
+        ]
+        for request in requests {
+            XCTAssertEqual(try UserRequest(json: Array(try request.json().utf8)), request)
+        }
+        XCTAssertEqual(try UserRequest.destroy(sandbox: "a").json(), "{\"op\":\"destroy\",\"sandbox\":\"a\"}")
+        let responses: [UserResponse] = [
+            .done, .control("{\"ok\":true}"), .sandboxes([UserSandbox(sandbox: "a", owner: 1000, address: "169.254.200.1")]),
+            .started(notices: ["airlock: masked /home/u/.ssh"]), .started(notices: []), .exited(0), .exited(130), .failure("no"),
+        ]
+        for response in responses {
+            XCTAssertEqual(try UserResponse(json: Array(try response.json().utf8)), response)
+        }
+        let refusals = [
+            ("{\"op\":\"exec\",\"sandbox\":\"a\",\"environment\":{\"K\":\"LEAKME\"}}", "exec needs `argv` (the command)"),
+            ("{\"op\":\"exec\",\"sandbox\":\"a\",\"argv\":[]}", "exec needs `argv` (the command)"),
+            ("{\"op\":\"signal\",\"signal\":9}", "signal: expected 1 (HUP), 2 (INT) or 15 (TERM)"),
+            ("{\"op\":\"signal\"}", "signal: expected 1 (HUP), 2 (INT) or 15 (TERM)"),
+            ("{\"op\":\"destroy\"}", "destroy needs `sandbox`"),
+            ("{\"op\":\"control\",\"sandbox\":\"a\"}", "control needs `request`"),
+            ("{\"op\":\"serve\",\"sandbox\":\"LEAKME\"}", "unknown operation; expected create, control, exec, signal, destroy or list"),
+            ("{\"op\":\"create\",\"policy\":\"LEAKME", "malformed request (expected one JSON object per message)"),
+        ]
+        for (text, reason) in refusals {
+            XCTAssertThrowsError(try UserRequest(json: Array(text.utf8))) {
+                XCTAssertEqual(($0 as? ControlProtocolError)?.description, reason)
+                XCTAssertFalse(String(describing: $0).contains("LEAKME"))
+            }
+        }
+    }
+
     func testMalformedRequestsNeverEchoTheInput() {
         let secretish = "{\"op\":\"create\",\"repos\":[\"o/r\"],\"upstream_token\":\"ghp_LEAKME\"" // unterminated
         for line in [secretish, "not json", "{\"op\":\"explode\",\"upstream_token\":\"ghp_LEAKME\"}", "{\"op\":\"create\",\"upstream_token\":\"ghp_LEAKME\"}"] {

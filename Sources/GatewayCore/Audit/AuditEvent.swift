@@ -30,6 +30,10 @@ package struct AuditEvent: Sendable, Equatable {
         /// A request on the gateway daemon's socket (`serve`, `stop`, `reload`, `list`), with
         /// the caller's `uid` and `pid`, `ok`, and the reason of a refusal.
         case daemonRequest = "daemon_request"
+        /// A request on the gateway daemon's user socket (`create`, `control`, `exec`,
+        /// `destroy`, `list`), with the caller's `uid` and `pid`, `ok`, and the reason of a
+        /// refusal.
+        case userRequest = "user_request"
 
         /// The refusals, which share the sandbox's `DenialBudget`, in the order their
         /// dropped-line counts are written.
