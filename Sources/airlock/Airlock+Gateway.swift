@@ -52,6 +52,14 @@ struct GatewayCommand: ParsableCommand {
                 SIGTERM drains every sandbox. A helper forked before the drop (uid 0 with \
                 CAP_SYS_ADMIN and CAP_NET_BIND_SERVICE alone) opens a sandbox's listeners, \
                 control socket and session file by its name; see docs/deploy.md.
+
+                With --users GROUP as well: members of GROUP make, use and destroy their own \
+                sandboxes without root through /run/airlock/users.sock (root:GROUP 0660) with \
+                `airlock sandbox create|exec|destroy|list`, and `airlock run` uses it where user \
+                namespaces are unavailable. A root helper forked before the drop serves it; \
+                each sandbox belongs to the uid that made it, commands run as their caller, \
+                and every request is audited (user_request) with the caller's uid and pid. \
+                See docs/user-access.md.
                 """
         )
 
@@ -63,6 +71,9 @@ struct GatewayCommand: ParsableCommand {
 
         @Option(name: .long, help: ArgumentHelp("With --all: the policy of sandbox NAME is DIR/NAME.policy when that file exists.", valueName: "dir"))
         var policyDir: String?
+
+        @Option(name: .long, help: ArgumentHelp("With --all: members of this group (name or gid) make and use their own sandboxes through /run/airlock/users.sock.", valueName: "group"))
+        var users: String?
 
         @OptionGroup var options: GatewayOptions
 
@@ -86,6 +97,7 @@ struct GatewayCommand: ParsableCommand {
             } else {
                 guard name != nil else { throw ValidationError("give a sandbox NAME, or --all") }
                 guard policyDir == nil else { throw ValidationError("--policy-dir goes with --all; for one sandbox use --policy") }
+                guard users == nil else { throw ValidationError("--users goes with --all: the daemon makes the sandboxes users ask for") }
             }
         }
 
@@ -120,6 +132,16 @@ struct GatewayCommand: ParsableCommand {
             // The one audit sink; each sandbox writes to it with its own denial budget.
             let audit = try options.openAuditLog(sandbox: "-")
             mkdir("/run/airlock", 0o755)
+            // Forked first, while the process has one thread and holds nothing but the audit
+            // log: the broker keeps its root; the daemon's own descriptors never reach it.
+            var broker: UserBroker?
+            if let users {
+                let group = try UserAccess.group(users)
+                let listening = try UserBroker.bindSocket(group: group.gid)
+                broker = try UserBroker.start(listening: listening, configuration: UserBroker.Configuration(
+                    group: group.gid, groupName: group.name, daemonGroup: user.gid, gitHosts: upstreams.git.hosts, audit: audit))
+            }
+            defer { broker?.stop() }
             let daemonSocket = try ControlSocket(path: DaemonRequest.socketPath)
             // Forked while the process has one thread, before the drop.
             let opener = try SandboxOpener.start()
@@ -141,7 +163,8 @@ struct GatewayCommand: ParsableCommand {
                 }
             }
             let served = daemon.list().count
-            print("airlock: gateway daemon ready on \(DaemonRequest.socketPath) (\(served) sandbox\(served == 1 ? "" : "es"))")
+            print("airlock: gateway daemon ready on \(DaemonRequest.socketPath) (\(served) sandbox\(served == 1 ? "" : "es"))"
+                  + (users.map { "; sandboxes for group \($0) on \(UserRequest.socketPath)" } ?? ""))
             fflush(stdout)
             notifier?.ready(status: "serving \(served) sandboxes")
             let serviceGroup = ServiceGroup(

@@ -120,7 +120,7 @@ struct NetnsExec: ParsableCommand {
     /// by the session id (derived from the token; the token never travels): git's rewrite
     /// is then per repository and beats the user's and the system's own rules. Without an
     /// answer the rewrite covers whole hosts only, which such a rule can beat; said on stderr.
-    static func sessionRepositories(token: Secret, sandbox: String) -> [GitRepository] {
+    static func sessionRepositories(token: Secret, sandbox: String, notice: (String) -> Void = printNotice) -> [GitRepository] {
         let id = SessionToken.digest(of: token).sessionID
         switch askGateway(.list, sandbox: sandbox, { response -> Result<[GitRepository], GatewayNoAnswer>? in
             guard case .sessions(let sessions) = response else { return nil }
@@ -132,7 +132,7 @@ struct NetnsExec: ParsableCommand {
         case .success(let repositories):
             return repositories
         case .failure(let failure):
-            printNotice("airlock: git rewrites cover whole hosts only (\(failure.why)); a user's or the system's own url.insteadOf rule for those hosts may win")
+            notice("airlock: git rewrites cover whole hosts only (\(failure.why)); a user's or the system's own url.insteadOf rule for those hosts may win")
             return []
         }
     }
@@ -140,7 +140,7 @@ struct NetnsExec: ParsableCommand {
     /// The credential-route presets in force at the sandbox's gateway, asked over its
     /// control socket. Without an answer (no gateway serving, an older one) there are none,
     /// said on stderr: the command then runs without the presets' variables.
-    static func routePresets(sandbox: String) -> [RoutePreset] {
+    static func routePresets(sandbox: String, notice: (String) -> Void = printNotice) -> [RoutePreset] {
         switch askGateway(.presets, sandbox: sandbox, { response -> Result<[RoutePreset], GatewayNoAnswer>? in
             guard case .presets(let names) = response else { return nil }
             return .success(names.compactMap { name in RoutePreset.all.first { $0.name == name } })
@@ -148,7 +148,7 @@ struct NetnsExec: ParsableCommand {
         case .success(let presets):
             return presets
         case .failure(let failure):
-            printNotice("airlock: the credential-route presets' variables are not set (\(failure.why))")
+            notice("airlock: the credential-route presets' variables are not set (\(failure.why))")
             return []
         }
     }

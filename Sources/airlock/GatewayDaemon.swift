@@ -60,6 +60,12 @@ final class GatewayDaemon: Sendable {
     /// The policy file a sandbox gets when none is named: `DIR/NAME.policy` under
     /// `--policy-dir` when it exists, else nil (the default policy files).
     func defaultPolicy(for name: String) -> String? {
+        // A sandbox made through the user socket keeps the policy its owner handed in.
+        if let named = try? NamespaceName(name) {
+            let kept = UserBrokerConnection.policyPath(named)
+            var info = stat()
+            if lstat(kept, &info) == 0, info.st_uid == 0 { return kept }
+        }
         guard let policyDirectory else { return nil }
         let path = "\(policyDirectory)/\(name).policy"
         var info = stat()
@@ -190,7 +196,7 @@ final class GatewayDaemon: Sendable {
             return Array(all.values)
         }
         for one in all { one.runtime.shutdown() }
-        for one in all { try? one.runtime.wait() }
+        for one in all { _ = try? one.runtime.wait() }
     }
 }
 
