@@ -46,9 +46,7 @@ struct SecretCommand: ParsableCommand {
                 guard !value.isEmpty else {
                     throw CLIError("the secret from standard input is empty; pipe it in (… < key.txt)", exitCode: ExitCodes.usage)
                 }
-                let response = try ControlClient.send(
-                    .setSecret(name: name, value: Secret(value)),
-                    path: ControlServer.socketPath(sandbox: sandbox.rawValue), sandbox: sandbox.rawValue)
+                let response = try sendControl(.setSecret(name: name, value: Secret(value)), sandbox: sandbox)
                 switch response {
                 case let .secretSet(name):
                     printNotice("airlock: secret \(name) set for \(sandbox)")

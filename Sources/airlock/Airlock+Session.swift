@@ -65,10 +65,8 @@ struct SessionCommand: ParsableCommand {
                 for repo in repos { _ = try ScopeEntry(parsing: repo) }
                 _ = try push.policy()
                 let token = try tokenFile.map(SessionCommand.readTokenFile) ?? SessionCommand.readTokenFromStandardInput()
-                let response = try ControlClient.send(
-                    .create(repos: repos, ttlSeconds: ttl.seconds, upstreamToken: token, protect: push.protect, pushRefs: push.pushRefs,
-                             allowForcePush: push.allowForcePush, maxPushSize: push.maxPushSize, pushRate: push.pushRate),
-                    path: ControlServer.socketPath(sandbox: sandbox.rawValue), sandbox: sandbox.rawValue)
+                let response = try sendControl(.create(repos: repos, ttlSeconds: ttl.seconds, upstreamToken: token, protect: push.protect, pushRefs: push.pushRefs,
+                             allowForcePush: push.allowForcePush, maxPushSize: push.maxPushSize, pushRate: push.pushRate), sandbox: sandbox)
                 switch response {
                 case let .created(sessionToken, summary):
                     sessionToken.withRevealed { print($0) }
@@ -96,7 +94,7 @@ struct SessionCommand: ParsableCommand {
         func run() throws {
             try reportingErrors(exitCode: SessionCommand.exitCode) {
                 let sandbox = try NamespaceName(name)
-                let response = try ControlClient.send(.list, path: ControlServer.socketPath(sandbox: sandbox.rawValue), sandbox: sandbox.rawValue)
+                let response = try sendControl(.list, sandbox: sandbox)
                 guard case let .sessions(sessions) = response else {
                     if case let .failure(message) = response { throw CLIError(message) }
                     throw CLIError("unexpected answer from the gateway of \(sandbox)")
@@ -137,7 +135,7 @@ struct SessionCommand: ParsableCommand {
                 guard id.utf8.count == 12, id.utf8.allSatisfy({ ($0 >= 48 && $0 <= 57) || ($0 >= 97 && $0 <= 102) }) else {
                     throw CLIError("invalid session id \(GitRepository.printable(id)): expected 12 lowercase hex digits (see `airlock session list \(sandbox)`)", exitCode: ExitCodes.usage)
                 }
-                let response = try ControlClient.send(.revoke(id: id), path: ControlServer.socketPath(sandbox: sandbox.rawValue), sandbox: sandbox.rawValue)
+                let response = try sendControl(.revoke(id: id), sandbox: sandbox)
                 switch response {
                 case let .revoked(summary):
                     print("revoked session \(summary.id) (\(summary.scope.joined(separator: ", ")))")

@@ -22,6 +22,7 @@ struct Airlock: ParsableCommand {
             GatewayCommand.self,
             SessionCommand.self,
             SecretCommand.self,
+            SandboxCommand.self,
             PolicyCommand.self,
             DoctorCommand.self,
             SandboxChild.self,
@@ -42,7 +43,7 @@ struct Airlock: ParsableCommand {
             if exitCode(for: error) == .validationFailure && wrapsACommand(arguments) {
                 var line = fullMessage(for: error).split(separator: "\n").first.map(String.init) ?? "\(error)"
                 if line.hasPrefix("Error: ") { line.removeFirst("Error: ".count) }
-                printError(line + " (see airlock \(arguments.first == "run" ? "run" : "netns exec") --help)")
+                printError(line + " (see airlock \(arguments.first == "run" ? "run" : "\(arguments.first ?? "netns") exec") --help)")
                 exit(withError: ExitCode(ExitCodes.wrapperFailure))
             }
             exit(withError: error)
@@ -52,6 +53,6 @@ struct Airlock: ParsableCommand {
     /// Whether `arguments` name `run` or `netns exec`, whose exit status is the command's.
     static func wrapsACommand(_ arguments: [String]) -> Bool {
         let words = arguments.prefix { $0 != "--" }.filter { !$0.hasPrefix("-") }
-        return words.first == "run" || Array(words.prefix(2)) == ["netns", "exec"]
+        return words.first == "run" || Array(words.prefix(2)) == ["netns", "exec"] || Array(words.prefix(2)) == ["sandbox", "exec"]
     }
 }
