@@ -30,6 +30,12 @@ struct RunCommand: ParsableCommand {
             airlock's own files (the token file, every policy file read, the audit log). The \
             policy is read once and never reloaded during a run.
 
+            Without user namespaces (blocked by AppArmor or a sysctl), where an admin runs \
+            `airlock gateway serve --all --users GROUP` and you are in GROUP, the run goes \
+            through that daemon, which says so on stderr: it makes the sandbox, runs CMD as \
+            you, and removes it afterwards (--via-daemon asks for this anywhere). See \
+            docs/user-access.md.
+
             Audit: with --audit-log FILE, lines go there; without it, they are held and written \
             to stderr once CMD has ended, never interleaved with CMD's own output.
 
@@ -78,6 +84,9 @@ struct RunCommand: ParsableCommand {
     @Flag(help: "When CMD exits, print a JSON summary line on stderr (exit status, decisions).")
     var json = false
 
+    @Flag(help: "Run through the gateway daemon's user socket (see docs/user-access.md) even where user namespaces work; without it, that happens only where they do not.")
+    var viaDaemon = false
+
     @OptionGroup var gateway: GatewayOptions
 
     @OptionGroup var routes: RouteOptions
@@ -95,8 +104,14 @@ struct RunCommand: ParsableCommand {
     }
 
     func run() throws {
-        let status = try reportingWrapperErrors {
-            try OneShotRun(plan: try RunPlan(command: self)).execute()
+        let status = try reportingWrapperErrors { () throws -> Int32 in
+            if let reason = try DelegatedRun.reason(
+                forced: viaDaemon, mode: RunPlan.defaultMode(), offered: UserBrokerClient.isOffered(), probe: RootlessLauncher.probe) {
+                // Refused before the plan, which would open what the daemon does not take.
+                if let refusal = DelegatedRun.refusal(of: self) { throw CLIError(refusal) }
+                return try DelegatedRun(command: self, plan: try RunPlan(command: self, mode: .rootless)).execute(reason: reason)
+            }
+            return try OneShotRun(plan: try RunPlan(command: self)).execute()
         }
         throw ExitCode(status)
     }

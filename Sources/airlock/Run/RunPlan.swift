@@ -48,12 +48,17 @@ struct RunPlan {
     /// The sandbox's name in audit lines: `run-<pid>`.
     let sandboxName: String
 
+    /// How this process builds a sandbox: root in the initial user namespace as root, else rootless.
+    static func defaultMode() -> Mode {
+        geteuid() == 0 && UserNamespace.isInitial() ? .root : .rootless
+    }
+
     /// - Parameter mode: how the sandbox is built; by default root in the initial user
     ///   namespace builds as root and everyone else rootless (tests plan either way).
     init(command options: RunCommand, environment inherited: [String: String] = ProcessInfoEnvironment.current, mode: Mode? = nil) throws {
         // uid 0 of a user namespace someone else made (unshare -Ur, a rootless container)
         // is not the host's root: it cannot build the veth pair, the rootless path can.
-        self.mode = mode ?? (geteuid() == 0 && UserNamespace.isInitial() ? .root : .rootless)
+        self.mode = mode ?? Self.defaultMode()
         let mode = self.mode
         command = options.command
         var gatewayOptions = options.gateway
