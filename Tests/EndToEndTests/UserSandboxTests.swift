@@ -164,6 +164,25 @@ final class UserSandboxTests: XCTestCase {
         XCTAssertTrue(refusals.contains { ($0["reason"] as? String)?.hasPrefix("permission denied: uid 65534 is not in group users") == true })
     }
 
+    /// Where user namespaces cannot be made (here: a user namespace whose
+    /// user.max_user_namespaces is 0, as inside a locked-down container), a plain `airlock
+    /// run` goes through the daemon on its own and says why; CMD runs as the caller's host
+    /// account, not as the namespace's root.
+    func testRunGoesThroughTheDaemonWhereUserNamespacesAreUnavailable() throws {
+        let policy = try writePolicy("run.policy", allowing: "a.test")
+        let script = "echo 0 > /proc/sys/user/max_user_namespaces && exec \(airlock) run --policy \(policy) -- /bin/sh -c "
+            + "'curl -sS --max-time 10 -x http://169.254.200.1:3128 http://a.test/p; echo; id -u; exit 6'"
+        let run = try Run.process(
+            ["/usr/bin/setpriv", "--reuid", "65534", "--regid", "65534", "--groups", group, "--",
+             "/usr/bin/unshare", "--user", "--map-root-user", "/bin/sh", "-c", script],
+            environment: ["PATH": "/usr/local/bin:/usr/bin:/bin", "HOME": dir.path], currentDirectory: dir.path, timeout: 60)
+        XCTAssertEqual(run.status, 6, "\(run)")
+        XCTAssertEqual(run.stdout, "host=a.test path=/p\n65534\n")
+        XCTAssertTrue(run.stderr.hasPrefix("airlock: user namespaces are unavailable here (sandbox setup: create user, network and mount namespaces: No space left on device); running through the gateway daemon (/run/airlock/users.sock) in sandbox run-"),
+                      "\(run)")
+        XCTAssertEqual(userRequests().filter { $0["op"] as? String == "exec" }.compactMap { $0["uid"] as? Int }, [65534])
+    }
+
     /// `airlock run --via-daemon`: the run goes through the daemon, says so, reaches what
     /// its --policy and --allow allow, exits with the command's status, and leaves no
     /// sandbox behind; options the daemon cannot honour are refused before anything is made.
