@@ -475,6 +475,12 @@ final class UserBrokerConnection: @unchecked Sendable {
         spec.extraEnvironment.merge(RoutePreset.environment(for: presets, sessionToken: sessionToken)) { _, route in route }
         // Spawned from this thread, which waits for it: the init dies with the thread.
         let namespace = try NetworkNamespace.open(path: state.sandboxPin)
+        // Still the caller's once open: NAME was not destroyed and made again by another
+        // account since the check above.
+        guard UserAccess.mayUse(owner: Self.owner(of: name), caller: peer.uid) else {
+            try? namespace.close()
+            throw CLIError(UserAccess.notYours(name.rawValue))
+        }
         spec.networkNamespace = namespace.descriptor.rawValue
         let spawned = Result { try SandboxProcess.spawn(spec) }
         // The init has joined the namespace by now.
