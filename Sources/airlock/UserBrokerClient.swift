@@ -59,7 +59,15 @@ enum UserBrokerClient {
 
     /// The next answer on `channel`; a refusal is thrown.
     static func next(on channel: DescriptorChannel) throws -> UserResponse {
-        guard let (message, fds) = try channel.receive() else {
+        let received: (message: String, descriptors: [CInt])?
+        do {
+            received = try channel.receive()
+        } catch DescriptorChannelError.system(_, ECONNRESET) {
+            // The daemon answered a caller it turned away and closed without reading the
+            // request: the kernel reports the reset first (once), the answer is still queued.
+            received = try channel.receive()
+        }
+        guard let (message, fds) = received else {
             throw CLIError("the gateway daemon closed the user socket without an answer")
         }
         fds.forEach { close($0) }

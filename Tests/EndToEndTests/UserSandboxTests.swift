@@ -158,6 +158,15 @@ final class UserSandboxTests: XCTestCase {
         XCTAssertEqual(taken.stderr, "airlock: error: sandbox \(admins) exists already; choose another name\n")
         XCTAssertFalse(try Run.airlock(["netns", "list"]).stdout.contains(spare), "nothing was made for the refused requests")
 
+        // Eight sandboxes an account; a ninth is refused, another account's count is its own.
+        let more = (1...7).map { "uk\(getpid() % 10000)\($0)" }
+        names += more + [spare]
+        for name in more { XCTAssertEqual(try asNobody(["sandbox", "create", name]).status, 0) }
+        let ninth = try asNobody(["sandbox", "create", spare])
+        XCTAssertEqual(ninth.stderr, "airlock: error: you have 8 sandboxes, the most one account may hold; destroy one first (`airlock sandbox destroy NAME`)\n")
+        XCTAssertFalse(try Run.airlock(["netns", "list"]).stdout.contains(spare))
+        XCTAssertEqual(try asUser(1, groups: [group], ["sandbox", "create", spare]).status, 0, "uid 1 has none yet")
+
         let refusals = userRequests().filter { $0["ok"] as? Bool == false }
         XCTAssertEqual(Set(refusals.compactMap { $0["uid"] as? Int }), [1, 65534])
         XCTAssertTrue(refusals.contains { $0["uid"] as? Int == 1 && $0["op"] as? String == "destroy" && $0["sandbox"] as? String == mine })
