@@ -178,29 +178,6 @@ final class UserBroker: Sendable {
     }
 }
 
-/// A thread of its own for work that outlives the caller; false when none can be made.
-enum DetachedThread {
-    private final class Work {
-        let run: () -> Void
-        init(_ run: @escaping () -> Void) { self.run = run }
-    }
-
-    static func start(_ body: @escaping () -> Void) -> Bool {
-        let argument = Unmanaged.passRetained(Work(body)).toOpaque()
-        var thread = pthread_t()
-        let created = pthread_create(&thread, nil, { argument in
-            Unmanaged<Work>.fromOpaque(argument!).takeRetainedValue().run()
-            return nil
-        }, argument)
-        guard created == 0 else {
-            Unmanaged<Work>.fromOpaque(argument).release()
-            return false
-        }
-        pthread_detach(thread)
-        return true
-    }
-}
-
 /// The caller of one connection, as the kernel reports it.
 struct UserPeer: Equatable {
     var uid: UInt32

@@ -9,30 +9,50 @@ import SystemCalls
 /// thread made for the purpose, which ends afterwards, means no shared or async thread
 /// ever runs in the wrong namespace.
 enum DedicatedThread {
-    private final class Work {
-        let run: () -> Void
-        init(_ run: @escaping () -> Void) { self.run = run }
-    }
-
     /// Runs `body` on a new thread and waits for it.
     /// - Throws: whatever `body` throws, or `SystemCallError` if no thread can be made.
     static func run<R>(_ body: () throws -> R) throws -> R {
         try withoutActuallyEscaping(body) { body in
             var result: Result<R, Error>?
-            let work = Work { result = Result { try body() } }
-            let argument = Unmanaged.passRetained(work).toOpaque()
-            var thread = pthread_t()
-            let created = pthread_create(&thread, nil, { argument in
-                Unmanaged<Work>.fromOpaque(argument!).takeRetainedValue().run()
-                return nil
-            }, argument)
-            guard created == 0 else {
-                Unmanaged<Work>.fromOpaque(argument).release()
-                throw SystemCallError("pthread_create", code: created)
+            let created = ThreadWork.start { result = Result { try body() } }
+            guard case let .success(thread) = created else {
+                if case let .failure(error) = created { throw error }
+                throw SystemCallError("pthread_create", code: EAGAIN)
             }
             pthread_join(thread, nil)
             guard let result else { throw SystemCallError("pthread_join", code: EINTR) }
             return try result.get()
         }
+    }
+}
+
+/// A thread of its own for work that outlives the caller (a connection's request, a
+/// signal forwarder).
+package enum DetachedThread {
+    /// Starts `body` on a new, detached thread; false when none can be made.
+    package static func start(_ body: @escaping () -> Void) -> Bool {
+        guard case let .success(thread) = ThreadWork.start(body) else { return false }
+        pthread_detach(thread)
+        return true
+    }
+}
+
+/// One closure on a new thread: what both kinds of thread above start.
+private final class ThreadWork {
+    let run: () -> Void
+    init(_ run: @escaping () -> Void) { self.run = run }
+
+    static func start(_ body: @escaping () -> Void) -> Result<pthread_t, SystemCallError> {
+        let argument = Unmanaged.passRetained(ThreadWork(body)).toOpaque()
+        var thread = pthread_t()
+        let created = pthread_create(&thread, nil, { argument in
+            Unmanaged<ThreadWork>.fromOpaque(argument!).takeRetainedValue().run()
+            return nil
+        }, argument)
+        guard created == 0 else {
+            Unmanaged<ThreadWork>.fromOpaque(argument).release()
+            return .failure(SystemCallError("pthread_create", code: created))
+        }
+        return .success(thread)
     }
 }
