@@ -85,6 +85,9 @@ package enum Doctor {
         /// This process's AppArmor confinement (`unconfined`, `airlock (unconfined)`); nil
         /// without AppArmor.
         package var apparmorLabel: String?
+        /// The gateway daemon's user socket (`gateway serve --all --users GROUP`) when one
+        /// is there; nil when there is none.
+        package var userSocket: UserSocket?
 
         package static func == (lhs: Facts, rhs: Facts) -> Bool {
             lhs.uid == rhs.uid && lhs.effective == rhs.effective && lhs.userNamespaceFailure == rhs.userNamespaceFailure
@@ -93,7 +96,7 @@ package enum Doctor {
                 && lhs.libmnl == rhs.libmnl && lhs.libcap == rhs.libcap && lhs.rootlessLaunch == rhs.rootlessLaunch
                 && lhs.unprivilegedUsernsClone == rhs.unprivilegedUsernsClone && lhs.seccomp == rhs.seccomp
                 && lhs.initialUserNamespace == rhs.initialUserNamespace && lhs.userNamespaceErrno == rhs.userNamespaceErrno
-                && lhs.chrooted == rhs.chrooted && lhs.apparmorLabel == rhs.apparmorLabel
+                && lhs.chrooted == rhs.chrooted && lhs.apparmorLabel == rhs.apparmorLabel && lhs.userSocket == rhs.userSocket
         }
 
         /// Facts with every field given (for tests and `examine`).
@@ -122,6 +125,50 @@ package enum Doctor {
             self.veth = veth
             self.runNetns = runNetns
             self.seccomp = seccomp
+        }
+    }
+
+    /// The gateway daemon's user socket, as this caller finds it.
+    package struct UserSocket: Equatable, Sendable {
+        package enum State: Equatable, Sendable {
+            /// A connection was accepted.
+            case usable
+            /// The socket's mode keeps this caller out (not in its group).
+            case notInGroup
+            /// Nothing listens (a daemon that was killed left it).
+            case stale
+        }
+
+        package var path: String
+        /// The socket's group, by name where it has one.
+        package var group: String
+        package var state: State
+
+        package init(path: String, group: String, state: State) {
+            self.path = path
+            self.group = group
+            self.state = state
+        }
+
+        /// The socket at `path` (a connection is tried and closed at once; the daemon
+        /// takes an empty connection as nothing), or nil when there is none.
+        static func examine(path: String) -> UserSocket? {
+            var info = stat()
+            guard lstat(path, &info) == 0, (info.st_mode & S_IFMT) == S_IFSOCK else { return nil }
+            let group = getgrgid(info.st_gid).map { String(cString: $0.pointee.gr_name) } ?? String(info.st_gid)
+            var address = sockaddr_un()
+            address.sun_family = sa_family_t(AF_UNIX)
+            let bytes = Array(path.utf8)
+            guard bytes.count < MemoryLayout.size(ofValue: address.sun_path) else { return nil }
+            withUnsafeMutableBytes(of: &address.sun_path) { $0.copyBytes(from: bytes) }
+            let fd = socket(AF_UNIX, CInt(SOCK_SEQPACKET.rawValue) | CInt(SOCK_CLOEXEC.rawValue), 0)
+            guard fd >= 0 else { return UserSocket(path: path, group: group, state: .stale) }
+            defer { close(fd) }
+            let connected = withUnsafePointer(to: &address) {
+                $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_un>.size)) }
+            }
+            if connected == 0 { return UserSocket(path: path, group: group, state: .usable) }
+            return UserSocket(path: path, group: group, state: errno == EACCES || errno == EPERM ? .notInGroup : .stale)
         }
     }
 
@@ -183,7 +230,8 @@ package enum Doctor {
     /// program's child report (`airlock doctor --child-report`), started through the
     /// rootless launcher to see what a rootless sandbox builder would hold. `files` are
     /// the /proc files read (a fake tree in tests).
-    package static func examine(launchSelf: [String]? = nil, files: SystemFiles = SystemFiles()) -> Facts {
+    /// - Parameter userSocket: where the gateway daemon's user socket would be.
+    package static func examine(launchSelf: [String]? = nil, files: SystemFiles = SystemFiles(), userSocket: String? = nil) -> Facts {
         let uid = geteuid()
         let effective = CapabilitySets.capabilities(in: (try? Privileges.current().effective) ?? 0)
         let probe = RootlessLauncher.probe()
@@ -194,7 +242,7 @@ package enum Doctor {
         let root = effective.contains(.netAdmin) && effective.contains(.sysAdmin)
         // Without root, the rootless child tries veth inside its own user namespace.
         let veth = root ? vethSupport(root: true) : (launch?.veth ?? vethSupport(root: false))
-        return Facts(
+        var facts = Facts(
             uid: uid, effective: effective,
             userNamespaceFailure: probe.map { $0.description },
             maxUserNamespaces: files.integer("/proc/sys/user/max_user_namespaces"),
@@ -210,6 +258,8 @@ package enum Doctor {
             userNamespaceErrno: probe?.code,
             chrooted: files.chrooted,
             apparmorLabel: files.apparmorLabel)
+        facts.userSocket = userSocket.flatMap(UserSocket.examine(path:))
+        return facts
     }
 
     /// The checks and verdicts for `facts`.
@@ -322,11 +372,26 @@ package enum Doctor {
         var persistent = asRoot
         if !facts.runNetns.ok { persistent.append("/run/netns: \(facts.runNetns.detail)") }
 
-        let verdicts = [
+        var verdicts = [
             Verdict(mode: "run (rootless)", ready: rootless.isEmpty, missing: rootless),
             Verdict(mode: "run (as root)", ready: asRoot.isEmpty, missing: asRoot),
             Verdict(mode: "persistent (netns create, gateway serve)", ready: persistent.isEmpty, missing: persistent),
         ]
+        // Only where a daemon offers sandboxes to users: the mode `run` falls back to.
+        if let socket = facts.userSocket {
+            let (ok, detail, fix): (Bool, String, String?) = switch socket.state {
+            case .usable: (true, "\(socket.path) (group \(socket.group)): a gateway daemon makes sandboxes for its members", nil)
+            case .notInGroup: (false, "\(socket.path) (group \(socket.group)): not open to this account",
+                               "ask an admin to add you to group \(socket.group), then log in again")
+            case .stale: (false, "\(socket.path): nothing listens (left by a daemon that stopped)",
+                          "an admin starts the daemon: airlock gateway serve --all --users \(socket.group)")
+            }
+            checks.append(Check(name: "user socket", ok: ok, detail: detail, fix: fix))
+            var delegated: [String] = []
+            if !ok { delegated.append("\(detail); fix: \(fix ?? "")") }
+            if isRoot { delegated.append("as root, run builds the sandbox itself (the daemon runs commands as their caller, never root)") }
+            verdicts.append(Verdict(mode: "run (through the gateway daemon)", ready: delegated.isEmpty, missing: delegated))
+        }
         return Report(checks: checks, verdicts: verdicts)
     }
 

@@ -3,6 +3,7 @@ import Glibc
 #endif
 import ArgumentParser
 import FoundationEssentials
+import Gateway
 import Netns
 
 /// `airlock doctor [--json]`: what this machine supports, with a verdict per mode.
@@ -18,7 +19,8 @@ struct DoctorCommand: ParsableCommand {
             (fixed by the profile the package installs, /etc/apparmor.d/airlock), libmnl and \
             libcap, the kernel, veth, seccomp and /run/netns. Every check that fails says how \
             to fix it. Then gives a verdict for each mode (run rootless, run as root, \
-            persistent). --json prints the same as {"checks": [{"name", "ok", "detail", \
+            persistent; and, where a gateway daemon offers sandboxes to users on \
+            /run/airlock/users.sock, run through it). --json prints the same as {"checks": [{"name", "ok", "detail", \
             "fix"}], "verdicts": [{"mode", "ready", "missing"}]} (docs/configuration.md). \
             Changes nothing on the machine. Exits 1 when no mode can run.
             """)
@@ -35,7 +37,7 @@ struct DoctorCommand: ParsableCommand {
             Doctor.writeChildReport(to: 3)
             return
         }
-        let facts = Doctor.examine(launchSelf: Self.selfPath().map { [$0, "doctor", "--child-report"] })
+        let facts = Doctor.examine(launchSelf: Self.selfPath().map { [$0, "doctor", "--child-report"] }, userSocket: UserRequest.socketPath)
         let report = Doctor.report(facts)
         if json {
             print(try Self.json(report))

@@ -190,6 +190,19 @@ final class UserSandboxTests: XCTestCase {
         XCTAssertTrue(run.stderr.hasPrefix("airlock: user namespaces are unavailable here (sandbox setup: create user, network and mount namespaces: No space left on device); running through the gateway daemon (/run/airlock/users.sock) in sandbox run-"),
                       "\(run)")
         XCTAssertEqual(userRequests().filter { $0["op"] as? String == "exec" }.compactMap { $0["uid"] as? Int }, [65534])
+
+        // doctor, in the same place, tells the same story.
+        let doctor = try Run.process(
+            ["/usr/bin/setpriv", "--reuid", "65534", "--regid", "65534", "--groups", group, "--",
+             "/usr/bin/unshare", "--user", "--map-root-user", "/bin/sh", "-c", "echo 0 > /proc/sys/user/max_user_namespaces && exec \(airlock) doctor"],
+            environment: ["PATH": "/usr/local/bin:/usr/bin:/bin", "HOME": dir.path], currentDirectory: dir.path, timeout: 60)
+        XCTAssertEqual(doctor.status, 0, "a mode is ready: \(doctor)")
+        XCTAssertTrue(doctor.stdout.contains("run (rootless): not ready\n"), doctor.stdout)
+        // (Inside the namespace the socket's group is not mapped: it shows as the overflow group.)
+        XCTAssertTrue(doctor.stdout.contains("ok   user socket: /run/airlock/users.sock (group "), doctor.stdout)
+        XCTAssertTrue(doctor.stdout.contains("run (through the gateway daemon): ready\n"), doctor.stdout)
+        let outside = try asUser(65534, groups: [], ["doctor"])
+        XCTAssertTrue(outside.stdout.contains("no   user socket: /run/airlock/users.sock (group users): not open to this account\n      fix: ask an admin to add you to group users, then log in again\n"), outside.stdout)
     }
 
     /// `airlock run --via-daemon`: the run goes through the daemon, says so, reaches what

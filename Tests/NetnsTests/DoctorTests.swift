@@ -30,6 +30,36 @@ final class DoctorTests: XCTestCase {
         XCTAssertEqual(verdict(report, "persistent")?.ready, false)
     }
 
+    /// Where user namespaces are blocked and a gateway daemon offers sandboxes to users,
+    /// doctor says run still works through it, or exactly why not.
+    func testTheGatewayDaemonsUserSocketIsAModeOfItsOwn() {
+        var blocked = facts(usernsFailure: "sandbox setup: create user, network and mount namespaces: Operation not permitted", apparmor: 1)
+        XCTAssertNil(verdict(Doctor.report(blocked), "run (through"), "no socket, no such mode")
+        XCTAssertNil(Doctor.report(blocked).checks.first { $0.name == "user socket" })
+
+        blocked.userSocket = Doctor.UserSocket(path: "/run/airlock/users.sock", group: "airlock", state: .usable)
+        var report = Doctor.report(blocked)
+        XCTAssertEqual(verdict(report, "run (rootless)")?.ready, false)
+        XCTAssertEqual(verdict(report, "run (through the gateway daemon)")?.ready, true)
+        XCTAssertEqual(verdict(report, "run (through the gateway daemon)")?.missing, [])
+        XCTAssertEqual(report.checks.first { $0.name == "user socket" },
+                       Doctor.Check(name: "user socket", ok: true, detail: "/run/airlock/users.sock (group airlock): a gateway daemon makes sandboxes for its members"))
+
+        blocked.userSocket?.state = .notInGroup
+        report = Doctor.report(blocked)
+        XCTAssertEqual(verdict(report, "run (through the gateway daemon)")?.missing,
+                       ["/run/airlock/users.sock (group airlock): not open to this account; fix: ask an admin to add you to group airlock, then log in again"])
+        blocked.userSocket?.state = .stale
+        report = Doctor.report(blocked)
+        XCTAssertEqual(report.checks.first { $0.name == "user socket" }?.fix, "an admin starts the daemon: airlock gateway serve --all --users airlock")
+        XCTAssertEqual(verdict(report, "run (through the gateway daemon)")?.ready, false)
+
+        var root = facts(uid: 0, effective: Doctor.rootCapabilities, runNetns: true)
+        root.userSocket = Doctor.UserSocket(path: "/run/airlock/users.sock", group: "airlock", state: .usable)
+        XCTAssertEqual(verdict(Doctor.report(root), "run (through the gateway daemon)")?.missing,
+                       ["as root, run builds the sandbox itself (the daemon runs commands as their caller, never root)"])
+    }
+
     func testAppArmorRestrictionGivesTheUbuntuFix() {
         let report = Doctor.report(facts(usernsFailure: "sandbox setup: write /proc/self/uid_map: Operation not permitted", apparmor: 1))
         let rootless = verdict(report, "run (rootless)")
