@@ -155,7 +155,8 @@ struct GatewayCommand: ParsableCommand {
             defer { shared.shutdown() }
             let daemon = GatewayDaemon(opener: opener, shared: shared, options: options, policyDirectory: policyDir, audit: audit,
                                        upstreams: upstreams)
-            for summary in PersistentSandbox().list() where summary.status == .complete {
+            // A run's sandbox left by a daemon that died is the broker's to remove, not to serve.
+            for summary in PersistentSandbox().list() where summary.status == .complete && !UserBrokerConnection.isLeftRun(summary.name) {
                 do {
                     try daemon.serve(summary.name.rawValue, policy: nil)
                 } catch {

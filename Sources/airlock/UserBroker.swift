@@ -118,6 +118,7 @@ final class UserBroker: Sendable {
             signal(SIGTERM, SIG_DFL)
             signal(SIGINT, SIG_DFL)
             signal(SIGPIPE, SIG_IGN)
+            removeLeftRuns()
             serve(listening: listening, lifeline: lifeline[0], configuration: configuration)
         }
         close(listening)
@@ -134,6 +135,22 @@ final class UserBroker: Sendable {
         close(stopped.lifeline)
         var status: Int32 = 0
         while waitpid(stopped.pid, &status, 0) < 0 && errno == EINTR {}
+    }
+
+    /// Removes the sandboxes of runs through the daemon (`exec` with `ephemeral`) that a
+    /// daemon which died left behind: their commands died with it, and nothing else would
+    /// remove them (they would count against their owner's sandboxes). The daemon does not
+    /// serve them at start (`isLeftRun`).
+    private static func removeLeftRuns() {
+        let store = PersistentSandbox()
+        for summary in store.list() where UserBrokerConnection.isLeftRun(summary.name) {
+            do {
+                try store.destroy(summary.name)
+                printNotice("airlock: removed \(summary.name.rawValue), left by a run through the daemon that ended with it")
+            } catch {
+                printNotice("airlock: cannot remove \(summary.name.rawValue), left by a run through the daemon: \(error)")
+            }
+        }
     }
 
     private static func serve(listening: CInt, lifeline: CInt, configuration: Configuration) -> Never {
@@ -302,6 +319,15 @@ final class UserBrokerConnection: @unchecked Sendable {
     static func ownerPath(_ name: NamespaceName) -> String { "\(PersistentSandbox().stateDirectory(name))/owner" }
     /// Where the policy a caller handed in is kept.
     static func policyPath(_ name: NamespaceName) -> String { "\(PersistentSandbox().stateDirectory(name))/policy" }
+    /// The mark of a sandbox that lives only as long as one command (`airlock run` through the daemon).
+    static func ephemeralPath(_ name: NamespaceName) -> String { "\(PersistentSandbox().stateDirectory(name))/ephemeral" }
+
+    /// Whether `name` is a run's sandbox (marked by root) whose command is no longer
+    /// running: at the daemon's start, every such one.
+    static func isLeftRun(_ name: NamespaceName) -> Bool {
+        var info = stat()
+        return lstat(ephemeralPath(name), &info) == 0 && info.st_uid == 0
+    }
 
     /// The uid recorded as `name`'s owner; nil when it has none (or an unreadable one).
     static func owner(of name: NamespaceName) -> UInt32? {
@@ -408,6 +434,8 @@ final class UserBrokerConnection: @unchecked Sendable {
         guard let peer else { return }
         let name = try owned(rawName)
         defer { if ephemeral { try? destroy(name) } }
+        // Marked first: if the daemon dies while the command runs, its next start removes it.
+        if ephemeral { try? Self.writeRecord([], to: Self.ephemeralPath(name), group: 0, mode: 0o644) }
         guard peer.uid != 0 else {
             throw CLIError("root runs commands in sandboxes with `airlock netns exec NAME --user USER -- CMD`")
         }

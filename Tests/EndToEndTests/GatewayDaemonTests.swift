@@ -182,6 +182,11 @@ final class GatewayDaemonTests: XCTestCase {
         XCTAssertEqual(nobody.stderr, "airlock: error: permission denied: uid 65534 may not use the gateway daemon (root only)\n", "\(nobody)")
         XCTAssertEqual(try fetch(a, "c.test"), "host=c.test path=/p\n", "the refused stop changed nothing")
 
+        // Lines the sandbox's own parts write without a name (policy reloads) are its.
+        let reloads = auditEvents(audit).filter { $0["event"] as? String == "policy_reload" }
+        XCTAssertEqual(reloads.map { $0["sandbox"] as? String }, [a, a], "\(reloads)")
+        XCTAssertEqual(reloads.map { $0["ok"] as? Bool }, [false, true])
+
         let requests = auditEvents(audit).filter { $0["event"] as? String == "daemon_request" }
         let refusedCaller = requests.first { $0["uid"] as? Int == 65534 }
         XCTAssertEqual(refusedCaller?["ok"] as? Bool, false)

@@ -205,6 +205,35 @@ final class UserSandboxTests: XCTestCase {
         XCTAssertTrue(outside.stdout.contains("no   user socket: /run/airlock/users.sock (group users): not open to this account\n      fix: ask an admin to add you to group users, then log in again\n"), outside.stdout)
     }
 
+    /// A daemon killed while a run through it is going takes the command with it (the
+    /// caller is told), and its next start removes the run's sandbox rather than serving it.
+    func testARunLeftByADaemonThatDiedIsRemovedAtTheNextStart() throws {
+        let client = try BackgroundProcess(
+            ["/usr/bin/setpriv", "--reuid", "65534", "--regid", "65534", "--groups", group, "--", airlock,
+             "run", "--via-daemon", "--allow", "a.test", "--", "/bin/sleep", "31.7"],
+            environment: ["PATH": "/usr/local/bin:/usr/bin:/bin", "HOME": dir.path], currentDirectory: dir.path)
+        // A duration no other process uses: the command is found by its command line alone.
+        let command = ["/usr/bin/pgrep", "-f", "^/bin/sleep 31.7$"]
+        XCTAssertTrue(Wait.until(timeout: 20) { (try? Run.process(command).status) == 0 }, "the command runs")
+        let runName = "run-\(client.pid)"
+        XCTAssertTrue(try Run.airlock(["netns", "list"]).stdout.contains(runName))
+
+        _ = daemon?.stop(signal: SIGKILL)
+        let ended = client.stop(signal: 0, timeout: 20)
+        XCTAssertEqual(ended.status, 125)
+        XCTAssertTrue(ended.stderr.hasSuffix("airlock: error: the gateway daemon went away while the command ran; it was stopped with it\n"), ended.stderr)
+        XCTAssertTrue(Wait.until(timeout: 10) { (try? Run.process(command).status) == 1 }, "the command died with it")
+        XCTAssertTrue(try Run.airlock(["netns", "list"]).stdout.contains(runName), "left until the next start")
+
+        let restarted = try BackgroundProcess([TestPaths.airlock, "gateway", "serve", "--all", "--users", "users", "--audit-log", auditPath])
+        daemon = restarted
+        XCTAssertTrue(Wait.until(timeout: 30) { (try? Run.airlock(["netns", "list"]).stdout.contains(runName)) == false },
+                      "the next start removes it")
+        XCTAssertFalse(try Run.airlock(["gateway", "request", "list"]).stdout.contains(runName), "and does not serve it")
+        let log = restarted.stop()
+        XCTAssertTrue(log.stderr.contains("airlock: removed \(runName), left by a run through the daemon that ended with it\n"), log.stderr)
+    }
+
     /// `airlock run --via-daemon`: the run goes through the daemon, says so, reaches what
     /// its --policy and --allow allow, exits with the command's status, and leaves no
     /// sandbox behind; options the daemon cannot honour are refused before anything is made.
