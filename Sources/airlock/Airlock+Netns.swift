@@ -36,7 +36,7 @@ extension NetnsCommand {
                 addresses are refused. If any step fails, everything made so far is removed. \
                 An existing /run/netns/NAME that airlock did not make is refused and left alone.
 
-                NAME: 1-12 bytes of A-Z a-z 0-9 _ . - (NAME.gw must fit an interface name). \
+                NAME: 1-12 bytes of A-Z a-z 0-9 _ . - (NAME.gw must fit an interface name), not ending in .gw or .sock. \
                 Addresses: same prefix (/8 to /31), same subnet, distinct, not the network or \
                 broadcast address.
 

@@ -27,6 +27,9 @@ final class ValueValidationTests: XCTestCase {
             ("a$b", "invalid sandbox name \"a$b\": \"$\" is not allowed (use A-Z a-z 0-9 _ . -)"),
             ("é", "invalid sandbox name \"é\": \"é\" is not allowed (use A-Z a-z 0-9 _ . -)"),
             ("-x", "invalid sandbox name \"-x\": starts with \"-\""),
+            ("agent.gw", "invalid sandbox name \"agent.gw\": ends in \".gw\" (reserved: gateway pins are NAME.gw)"),
+            ("gateway.sock", "invalid sandbox name \"gateway.sock\": ends in \".sock\" (reserved: airlock's sockets in /run/airlock)"),
+            ("users.sock", "invalid sandbox name \"users.sock\": ends in \".sock\" (reserved: airlock's sockets in /run/airlock)"),
             ("a\u{1}", "invalid sandbox name \"a\\u{01}\": \"\\u{01}\" is not allowed (use A-Z a-z 0-9 _ . -)"),
         ]
         for (name, message) in refusals {

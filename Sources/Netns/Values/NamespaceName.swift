@@ -2,7 +2,8 @@
 /// `/run/netns/NAME.gw` and the state directory `/run/airlock/NAME`.
 ///
 /// 1 to 12 bytes of `A-Z a-z 0-9 _ . -`, so that `NAME.gw` stays within an interface-sized
-/// name (15 bytes); never `.`, never containing `..` or `/`.
+/// name (15 bytes); never `.`, never containing `..` or `/`, never ending in `.gw` (the
+/// gateway pin of another name) or `.sock` (the daemon's sockets share `/run/airlock`).
 package struct NamespaceName: Hashable, Comparable, Codable, CustomStringConvertible, Sendable {
     /// The longest name: IFNAMSIZ - 1 minus the 3 bytes of the `.gw` suffix.
     package static let maximumLength = 12
@@ -27,6 +28,10 @@ package struct NamespaceName: Hashable, Comparable, Codable, CustomStringConvert
             throw InvalidValue("\(what): \(quoted(String(scalar))) is not allowed (use A-Z a-z 0-9 _ . -)")
         }
         if rawValue.hasPrefix("-") { throw InvalidValue("\(what): starts with \"-\"") }
+        // NAME.gw is another sandbox's gateway pin; /run/airlock/NAME.sock the daemon's sockets.
+        for suffix in [".gw", ".sock"] where rawValue.hasSuffix(suffix) {
+            throw InvalidValue("\(what): ends in \"\(suffix)\" (reserved: \(suffix == ".gw" ? "gateway pins are NAME.gw" : "airlock's sockets in /run/airlock"))")
+        }
         self.rawValue = rawValue
     }
 
