@@ -1,3 +1,6 @@
+#if canImport(Glibc)
+import Glibc
+#endif
 import ArgumentParser
 
 /// The `airlock` command: a network sandbox for untrusted code.
@@ -34,6 +37,12 @@ struct Airlock: ParsableCommand {
     static func main() {
         if CNIPlugin.isInvoked(as: CommandLine.arguments.first) { CNIPlugin.main() }
         let arguments = Array(CommandLine.arguments.dropFirst())
+        // The same line swift-argument-parser prints, without building and reflecting the
+        // whole command tree first (a quarter of the start's CPU, docs/benchmarks.md).
+        if arguments == ["--version"] {
+            print(AirlockVersion.description)
+            Glibc.exit(0)
+        }
         do {
             var command = try parseAsRoot(arguments)
             try command.run()

@@ -1,6 +1,8 @@
 import TestSupport
 import XCTest
 
+@testable import airlock
+
 /// What keeps every airlock process's start light (docs/architecture.md, "Decisions": a
 /// lighter process).
 final class LightBinaryTests: XCTestCase {
@@ -10,6 +12,19 @@ final class LightBinaryTests: XCTestCase {
     /// `dladdr`). Package.swift links with `--no-export-dynamic`. A debug build (dynamic
     /// standard library) exports nothing either way; the release build is the one this
     /// guards: `AIRLOCK_BINARY=.build/release/airlock swift test --filter LightBinaryTests`.
+    /// `airlock --version` answers before the command tree is built (the parser's
+    /// reflection over it was a quarter of the start), with the line the parser would print.
+    func testVersionIsTheParsersLineWithoutTheParser() throws {
+        let version = try Run.airlock(["--version"])
+        XCTAssertEqual(version.status, 0)
+        XCTAssertEqual(version.stdout, Airlock.configuration.version + "\n")
+        XCTAssertEqual(version.stdout, AirlockVersion.description + "\n")
+        XCTAssertEqual(version.stderr, "")
+        // With anything after it, the parser answers, and says the same.
+        let parsed = try Run.airlock(["--version", "run"])
+        XCTAssertEqual(parsed.stdout, version.stdout, "\(parsed)")
+    }
+
     func testTheBinaryExportsNoSymbolsOfItsOwn() throws {
         let binary = TestPaths.airlock
         let symbols = try Run.process(["readelf", "--dyn-syms", "-W", binary])
