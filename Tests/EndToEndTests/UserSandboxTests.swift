@@ -88,6 +88,9 @@ final class UserSandboxTests: XCTestCase {
         let identity = try asNobody(["sandbox", "exec", name, "--", "/bin/sh", "-c", "id -u; id -G; exit 3"])
         XCTAssertEqual(identity.status, 3, "the command's status comes back: \(identity)")
         XCTAssertEqual(identity.stdout, "65534\n65534\n", "runs as the caller, without the socket's group")
+        let piped = try asNobody(["sandbox", "exec", name, "--", "/bin/sh", "-c", "tr a-z A-Z; echo to-stderr >&2"], stdin: "from the caller\n")
+        XCTAssertEqual(piped.stdout, "FROM THE CALLER\n", "the caller's own standard input and output")
+        XCTAssertEqual(piped.stderr, "to-stderr\n")
 
         let fetch = ["sandbox", "exec", name, "--", "/bin/sh", "-c",
                      "curl -sS --max-time 10 -x http://169.254.200.1:3128 http://$0/p; echo"]
@@ -109,7 +112,7 @@ final class UserSandboxTests: XCTestCase {
 
         let requests = userRequests().filter { $0["uid"] as? Int == 65534 }
         XCTAssertEqual(requests.filter { $0["ok"] as? Bool == true }.compactMap { $0["op"] as? String },
-                       ["create", "list", "exec", "exec", "exec", "control", "control", "destroy", "list"], "\(requests)")
+                       ["create", "list", "exec", "exec", "exec", "exec", "control", "control", "destroy", "list"], "\(requests)")
         XCTAssertTrue(requests.allSatisfy { $0["pid"] is Int })
         let text = (try? String(contentsOfFile: auditPath, encoding: .utf8)) ?? ""
         XCTAssertFalse(text.contains("upstream-token"), "no token in the audit log")
