@@ -156,17 +156,11 @@ package enum Doctor {
             var info = stat()
             guard lstat(path, &info) == 0, (info.st_mode & S_IFMT) == S_IFSOCK else { return nil }
             let group = getgrgid(info.st_gid).map { String(cString: $0.pointee.gr_name) } ?? String(info.st_gid)
-            var address = sockaddr_un()
-            address.sun_family = sa_family_t(AF_UNIX)
-            let bytes = Array(path.utf8)
-            guard bytes.count < MemoryLayout.size(ofValue: address.sun_path) else { return nil }
-            withUnsafeMutableBytes(of: &address.sun_path) { $0.copyBytes(from: bytes) }
+            guard let address = UnixSocketAddress.make(path) else { return nil }
             let fd = socket(AF_UNIX, CInt(SOCK_SEQPACKET.rawValue) | CInt(SOCK_CLOEXEC.rawValue), 0)
             guard fd >= 0 else { return UserSocket(path: path, group: group, state: .stale) }
             defer { close(fd) }
-            let connected = withUnsafePointer(to: &address) {
-                $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_un>.size)) }
-            }
+            let connected = UnixSocketAddress.with(address) { connect(fd, $0, $1) }
             if connected == 0 { return UserSocket(path: path, group: group, state: .usable) }
             return UserSocket(path: path, group: group, state: errno == EACCES || errno == EPERM ? .notInGroup : .stale)
         }

@@ -63,11 +63,7 @@ final class UserBroker: Sendable {
         func failure(_ what: String) -> CLIError {
             CLIError("cannot open the user socket \(path): \(what)\(String(cString: strerror(errno)))")
         }
-        var address = sockaddr_un()
-        address.sun_family = sa_family_t(AF_UNIX)
-        let bytes = Array(path.utf8)
-        guard bytes.count < MemoryLayout.size(ofValue: address.sun_path) else { throw CLIError("user socket path too long: \(path)") }
-        withUnsafeMutableBytes(of: &address.sun_path) { $0.copyBytes(from: bytes) }
+        guard let address = UnixSocketAddress.make(path) else { throw CLIError("user socket path too long: \(path)") }
         var existing = stat()
         if lstat(path, &existing) == 0 {
             guard (existing.st_mode & S_IFMT) == S_IFSOCK else { throw CLIError("cannot open the user socket \(path): a file that is not a socket is in the way") }
@@ -77,9 +73,7 @@ final class UserBroker: Sendable {
         guard fd >= 0 else { throw failure("") }
         // Bound 0600 (umask), then handed to the group: never open to others in between.
         let previous = umask(0o177)
-        let bound = withUnsafePointer(to: &address) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_un>.size)) }
-        }
+        let bound = UnixSocketAddress.with(address) { bind(fd, $0, $1) }
         umask(previous)
         guard bound == 0 else {
             let error = failure("")

@@ -3,6 +3,7 @@ import Glibc
 #endif
 import Gateway
 import Netns
+import SystemCalls
 
 /// The caller's side of the gateway daemon's user socket (`UserBroker`): one connection per
 /// request, blocking.
@@ -22,14 +23,8 @@ enum UserBrokerClient {
         var size = CInt(DescriptorChannel.maxMessageBytes + 4096)
         _ = setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &size, socklen_t(MemoryLayout<CInt>.size))
         _ = setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &size, socklen_t(MemoryLayout<CInt>.size))
-        var address = sockaddr_un()
-        address.sun_family = sa_family_t(AF_UNIX)
-        let bytes = Array(path.utf8)
-        guard bytes.count < MemoryLayout.size(ofValue: address.sun_path) else { throw CLIError("user socket path too long: \(path)") }
-        withUnsafeMutableBytes(of: &address.sun_path) { $0.copyBytes(from: bytes) }
-        let connected = withUnsafePointer(to: &address) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { Glibc.connect(fd, $0, socklen_t(MemoryLayout<sockaddr_un>.size)) }
-        }
+        guard let address = UnixSocketAddress.make(path) else { throw CLIError("user socket path too long: \(path)") }
+        let connected = UnixSocketAddress.with(address) { Glibc.connect(fd, $0, $1) }
         guard connected == 0 else {
             switch errno {
             case ENOENT, ECONNREFUSED:

@@ -1,6 +1,7 @@
 #if canImport(Glibc)
 import Glibc
 #endif
+import SystemCalls
 
 /// Talks to a gateway's control socket: one request, one answer, blocking, bounded in
 /// time and size. Used by `airlock session …` and to reach the gateway daemon.
@@ -45,12 +46,10 @@ package enum ControlClient {
         setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
         setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
 
-        guard var address = ControlSocket.unixAddress(path) else {
+        guard let address = UnixSocketAddress.make(path) else {
             throw ControlClientError(description: "control socket path too long: \(path)")
         }
-        let connected = withUnsafePointer(to: &address) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_un>.size)) }
-        }
+        let connected = UnixSocketAddress.with(address) { connect(fd, $0, $1) }
         if connected != 0 {
             let code = errno
             switch code {

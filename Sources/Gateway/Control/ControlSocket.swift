@@ -1,6 +1,7 @@
 #if canImport(Glibc)
 import Glibc
 #endif
+import SystemCalls
 
 /// The control socket's listening descriptor, bound and listening, mode 0600.
 ///
@@ -32,22 +33,11 @@ package struct ControlSocket: Sendable {
         self.descriptor = descriptor
     }
 
-    /// `path` as a Unix socket address (for the server's bind and the client's connect);
-    /// nil when it does not fit, terminator included.
-    static func unixAddress(_ path: String) -> sockaddr_un? {
-        var address = sockaddr_un()
-        address.sun_family = sa_family_t(AF_UNIX)
-        let bytes = Array(path.utf8)
-        guard bytes.count < MemoryLayout.size(ofValue: address.sun_path) else { return nil }
-        withUnsafeMutableBytes(of: &address.sun_path) { $0.copyBytes(from: bytes) }
-        return address
-    }
-
     private static func bindSocket(path: String) throws -> CInt {
         func failure(_ what: String) -> ControlServerError {
             ControlServerError(description: "cannot open control socket \(path): \(what)\(String(cString: strerror(errno)))")
         }
-        guard var address = unixAddress(path) else {
+        guard let address = UnixSocketAddress.make(path) else {
             throw ControlServerError(description: "cannot open control socket \(path): path too long")
         }
         var existing = stat()
@@ -59,9 +49,7 @@ package struct ControlSocket: Sendable {
         }
         let fd = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
         guard fd >= 0 else { throw failure("") }
-        let bound = withUnsafePointer(to: &address) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_un>.size)) }
-        }
+        let bound = UnixSocketAddress.with(address) { bind(fd, $0, $1) }
         guard bound == 0 else {
             let error = failure("")
             close(fd)
