@@ -14,9 +14,10 @@ import SystemCalls
 /// (AppArmor's restriction on Ubuntu 24.04, hardened hosts) and `airlock run`'s rootless
 /// mode is unavailable.
 ///
-/// A helper process forked before the daemon drops its privileges, and kept root: making a
-/// sandbox needs netlink and namespaces, running a command in it needs `setns`, mounts and
-/// `setresuid`. It holds the listening socket (`UserRequest.socketPath`, root:GROUP 0660,
+/// A helper process forked before the daemon drops its privileges, and kept uid 0 (making
+/// a sandbox needs netlink and namespaces, running a command in it needs `setns`, mounts
+/// and `setresuid`), with only the capabilities that work needs (`capabilities`), no_new_privs.
+/// It holds the listening socket (`UserRequest.socketPath`, root:GROUP 0660,
 /// `SOCK_SEQPACKET`), the audit log and nothing else of the daemon's; it is not dumpable,
 /// and dies with the daemon (`PR_SET_PDEATHSIG`). Each connection gets a thread (at most
 /// `maxConnections`); the caller's uid, gid, pid and groups come from the kernel
@@ -89,25 +90,51 @@ final class UserBroker: Sendable {
         return fd
     }
 
-    /// Forks the broker serving `listening` (which it takes; the daemon closes its copy).
+    /// The capabilities the broker keeps: making sandboxes (`CAP_NET_ADMIN`,
+    /// `CAP_SYS_ADMIN`), running commands in them as their caller (`CAP_SETUID`,
+    /// `CAP_SETGID`, `CAP_SETPCAP` for the command's empty bounding set, `CAP_KILL` to
+    /// forward signals to an init that runs as the caller), the records it writes
+    /// (`CAP_CHOWN`, `CAP_FOWNER`) and the masks it mounts over paths in callers' homes
+    /// (`CAP_DAC_OVERRIDE`, `CAP_DAC_READ_SEARCH`). Nothing else stays in its bounding set.
+    static let capabilities: [CInt] = [12 /* CAP_NET_ADMIN */, 21 /* CAP_SYS_ADMIN */, 7 /* CAP_SETUID */, 6 /* CAP_SETGID */,
+                                       8 /* CAP_SETPCAP */, 5 /* CAP_KILL */, 0 /* CAP_CHOWN */, 3 /* CAP_FOWNER */,
+                                       1 /* CAP_DAC_OVERRIDE */, 2 /* CAP_DAC_READ_SEARCH */]
+
+    /// Forks the broker serving `listening` (which it takes; the daemon closes its copy);
+    /// returns once it has given up every capability but `capabilities`.
+    /// - Throws: `SystemCallError` naming the step that failed.
     /// - Requires: root, and one thread (fork copies only the caller).
     static func start(listening: CInt, configuration: Configuration) throws -> UserBroker {
         var lifeline: [CInt] = [-1, -1]
+        var status: [CInt] = [-1, -1]
         // One thread here: no other could fork between pipe and FD_CLOEXEC.
         guard pipe(&lifeline) == 0 else { throw SystemCallError.last("pipe for the user-socket broker") }
-        for fd in lifeline { _ = fcntl(fd, F_SETFD, FD_CLOEXEC) }
+        guard pipe(&status) == 0 else {
+            let error = SystemCallError.last("pipe for the user-socket broker")
+            lifeline.forEach { close($0) }
+            throw error
+        }
+        for fd in lifeline + status { _ = fcntl(fd, F_SETFD, FD_CLOEXEC) }
         let parent = getpid()
         let child = fork()
         if child < 0 {
             let error = SystemCallError.last("fork the user-socket broker")
-            close(lifeline[0])
-            close(lifeline[1])
+            (lifeline + status).forEach { close($0) }
             throw error
         }
         if child == 0 {
             close(lifeline[1])
-            if cnl_set_parent_death_signal(SIGKILL) < 0 || getppid() != parent { _exit(125) }
-            _ = cnl_set_dumpable(0)
+            close(status[0])
+            var result: CInt = 0
+            if cnl_set_parent_death_signal(SIGKILL) < 0 { result = errno } else if getppid() != parent { result = ESRCH }
+            if result == 0 {
+                // Not dumpable and no_new_privs too; on this, the only thread, before any other starts.
+                let kept = capabilities.withUnsafeBufferPointer { cnl_keep_only_caps($0.baseAddress, $0.count) }
+                if kept < 0 { result = -kept }
+            }
+            let sent = withUnsafeBytes(of: &result) { write(status[1], $0.baseAddress, $0.count) }
+            close(status[1])
+            if result != 0 || sent != MemoryLayout<CInt>.size { _exit(125) }
             // The daemon's handlers (SIGTERM, SIGINT for its service group) are not ours.
             signal(SIGTERM, SIG_DFL)
             signal(SIGINT, SIG_DFL)
@@ -117,6 +144,16 @@ final class UserBroker: Sendable {
         }
         close(listening)
         close(lifeline[0])
+        close(status[1])
+        var result: CInt = 0
+        let received = withUnsafeMutableBytes(of: &result) { buffer in retryingInterrupted { read(status[0], buffer.baseAddress, buffer.count) } }
+        close(status[0])
+        guard received == MemoryLayout<CInt>.size, result == 0 else {
+            close(lifeline[1])
+            var ignored: Int32 = 0
+            while waitpid(child, &ignored, 0) < 0 && errno == EINTR {}
+            throw SystemCallError("start the user-socket broker", code: received == MemoryLayout<CInt>.size ? result : ECHILD)
+        }
         return UserBroker(pid: child, lifeline: lifeline[1])
     }
 

@@ -67,6 +67,21 @@ final class UserSandboxTests: XCTestCase {
             .filter { $0["event"] as? String == "user_request" }
     }
 
+    /// The broker keeps root's uid but only the capabilities its work needs (none of, say,
+    /// CAP_SYS_MODULE or CAP_SYS_PTRACE), no_new_privs, and not dumpable; the daemon none.
+    func testTheBrokerKeepsOnlyTheCapabilitiesItNeeds() throws {
+        let daemonPID = try XCTUnwrap(daemon?.pid)
+        let children = try Run.process(["/usr/bin/pgrep", "-P", String(daemonPID)]).stdout.split(separator: "\n").map(String.init)
+        let statuses = try children.map { try String(contentsOfFile: "/proc/\($0)/status", encoding: .utf8) }
+        // The opener keeps CAP_SYS_ADMIN and CAP_NET_BIND_SERVICE; the broker the set below.
+        let broker = try XCTUnwrap(statuses.first { !$0.contains("CapEff:\t0000000000200400\n") }, "\(statuses)")
+        for line in ["Uid:\t0\t0\t0\t0", "CapEff:\t00000000002011ef", "CapPrm:\t00000000002011ef", "CapBnd:\t00000000002011ef",
+                     "CapAmb:\t0000000000000000", "NoNewPrivs:\t1"] {
+            XCTAssertTrue(broker.contains(line + "\n"), "\(line) in \(broker)")
+        }
+        XCTAssertEqual(statuses.count, 2, "the opener and the broker")
+    }
+
     /// nobody makes a sandbox with its own policy, runs commands in it as itself (not root,
     /// without the socket's group), reaches what the policy allows and nothing else, gets
     /// the command's status back, asks its gateway for a session through the daemon, and
