@@ -269,6 +269,14 @@ final class UserBrokerConnection: @unchecked Sendable {
         self.configuration = configuration
     }
 
+    /// Seconds a caller has to send its request once connected.
+    static let requestTimeoutSeconds = 10
+
+    private func setReceiveTimeout(seconds: Int) {
+        var timeout = timeval(tv_sec: seconds, tv_usec: 0)
+        _ = setsockopt(channel.fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
+    }
+
     /// Answers a connection over `maxConnections` and closes it.
     func refuseBusy() {
         try? channel.send((try? UserResponse.failure("the gateway daemon is serving \(UserBroker.maxConnections) user connections; try again shortly").json()) ?? "")
@@ -287,13 +295,17 @@ final class UserBrokerConnection: @unchecked Sendable {
             return
         }
         let message: (message: String, descriptors: [CInt])
+        // A caller that connects and says nothing does not keep one of the connections.
+        setReceiveTimeout(seconds: Self.requestTimeoutSeconds)
         do {
             guard let received = try channel.receive() else { return }
             message = received
         } catch {
-            answer(.failure("cannot read the request: \(error)"), op: nil, sandbox: nil)
+            answer(.failure("no request within \(Self.requestTimeoutSeconds) s, or it could not be read (\(error))"), op: nil, sandbox: nil)
             return
         }
+        // An exec's signals may come at any time.
+        setReceiveTimeout(seconds: 0)
         var descriptors = message.descriptors
         defer { descriptors.forEach { close($0) } }
         let request: UserRequest

@@ -48,6 +48,13 @@ final class UserSandboxTests: XCTestCase {
             currentDirectory: dir.path, timeout: 60)
     }
 
+    /// `argv` (not airlock) as `uid` with `groups`.
+    private func asUserRaw(_ uid: Int, groups: [String], _ argv: [String]) throws -> ProcessResult {
+        try Run.process(
+            ["/usr/bin/setpriv", "--reuid", String(uid), "--regid", String(uid), "--groups", groups.joined(separator: ","), "--"] + argv,
+            environment: ["PATH": "/usr/local/bin:/usr/bin:/bin", "HOME": dir.path], currentDirectory: dir.path, timeout: 60)
+    }
+
     private func asNobody(_ arguments: [String], stdin: String? = nil) throws -> ProcessResult {
         try asUser(65534, groups: [group], arguments, stdin: stdin)
     }
@@ -165,6 +172,12 @@ final class UserSandboxTests: XCTestCase {
         chmod("/run/airlock/users.sock", 0o660)
         XCTAssertEqual(past.stderr, "airlock: error: permission denied: uid 65534 is not in group users, which may use the gateway daemon's user socket; ask an admin to add you\n")
         XCTAssertEqual(past.status, 125)
+
+        // A member that connects and says nothing is answered and let go.
+        let silent = try asUserRaw(65534, groups: [group], ["/usr/bin/python3", "-c",
+            "import socket; s = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET); s.connect('/run/airlock/users.sock'); print(s.recv(65536).decode())"])
+        XCTAssertTrue(silent.stdout.contains("\"error\":\"no request within 10 s"), "\(silent)")
+        XCTAssertTrue(silent.stdout.contains("\"ok\":false"), "\(silent)")
 
         // Bad requests make nothing.
         try "a.test\nthis is not a rule\n".write(toFile: dir.file("bad.policy"), atomically: true, encoding: .utf8)
