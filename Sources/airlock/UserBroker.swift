@@ -37,6 +37,9 @@ import SystemCalls
 final class UserBroker: Sendable {
     /// Connections served at once; more are answered with a refusal and closed.
     static let maxConnections = 64
+    /// Connections one account (other than root) may hold at once, so that no member of
+    /// the group can take every connection from the others.
+    static let maxConnectionsPerCaller = 16
 
     struct Configuration: Sendable {
         /// The group whose members are served.
@@ -185,7 +188,8 @@ final class UserBroker: Sendable {
     }
 
     private static func serve(listening: CInt, lifeline: CInt, configuration: Configuration) -> Never {
-        let active = NIOLockedValueBox(0)
+        // Connections open: all, and per caller uid.
+        let active = NIOLockedValueBox((all: 0, byCaller: [UInt32: Int]()))
         while true {
             var watched = [pollfd(fd: listening, events: Int16(POLLIN), revents: 0), pollfd(fd: lifeline, events: Int16(POLLIN), revents: 0)]
             if poll(&watched, 2, -1) < 0 { continue }
@@ -204,23 +208,39 @@ final class UserBroker: Sendable {
                 usleep(100_000)
                 continue
             }
-            let admitted = active.withLockedValue { count -> Bool in
-                guard count < maxConnections else { return false }
-                count += 1
-                return true
+            // The caller's uid, read again (with its groups) by the connection.
+            let caller = UserPeer.of(fd)?.uid ?? UInt32.max
+            let refusal = active.withLockedValue { active -> String? in
+                guard active.all < maxConnections else {
+                    return "the gateway daemon is serving \(maxConnections) user connections; try again shortly"
+                }
+                let mine = active.byCaller[caller, default: 0]
+                guard caller == 0 || mine < maxConnectionsPerCaller else {
+                    return "you have \(mine) connections open to the gateway daemon's user socket, the most one account may hold; end some first"
+                }
+                active.all += 1
+                active.byCaller[caller] = mine + 1
+                return nil
             }
             let connection = UserBrokerConnection(fd: fd, configuration: configuration)
-            guard admitted else {
-                connection.refuseBusy()
+            if let refusal {
+                connection.refuse(refusal)
                 continue
+            }
+            let done = {
+                active.withLockedValue { active in
+                    active.all -= 1
+                    let left = active.byCaller[caller, default: 1] - 1
+                    active.byCaller[caller] = left > 0 ? left : nil
+                }
             }
             let started = DetachedThread.start {
                 connection.run()
-                active.withLockedValue { $0 -= 1 }
+                done()
             }
             if !started {
-                active.withLockedValue { $0 -= 1 }
-                connection.refuseBusy()
+                done()
+                connection.refuse("the gateway daemon cannot start a thread for this connection; try again shortly")
             }
         }
     }
@@ -277,9 +297,9 @@ final class UserBrokerConnection: @unchecked Sendable {
         _ = setsockopt(channel.fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
     }
 
-    /// Answers a connection over `maxConnections` and closes it.
-    func refuseBusy() {
-        try? channel.send((try? UserResponse.failure("the gateway daemon is serving \(UserBroker.maxConnections) user connections; try again shortly").json()) ?? "")
+    /// Answers a connection the broker will not serve, and closes it.
+    func refuse(_ reason: String) {
+        try? channel.send((try? UserResponse.failure(reason).json()) ?? "")
         channel.close()
     }
 

@@ -179,6 +179,25 @@ final class UserSandboxTests: XCTestCase {
         XCTAssertTrue(silent.stdout.contains("\"error\":\"no request within 10 s"), "\(silent)")
         XCTAssertTrue(silent.stdout.contains("\"ok\":false"), "\(silent)")
 
+        // One account holds at most 16 connections; another still gets in meanwhile.
+        let hog = try BackgroundProcess(
+            ["/usr/bin/setpriv", "--reuid", "65534", "--regid", "65534", "--groups", group, "--", "/usr/bin/python3", "-c", """
+            import socket, time
+            def connect():
+                s = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+                s.connect('/run/airlock/users.sock')
+                return s
+            held = [connect() for _ in range(16)]
+            time.sleep(0.5)
+            print(connect().recv(65536).decode(), flush=True)
+            time.sleep(5)
+            """], environment: ["PATH": "/usr/bin:/bin"], currentDirectory: dir.path)
+        XCTAssertTrue(Wait.until(timeout: 10) { hog.output.contains("\n") }, "the seventeenth is answered at once: \(hog.output)")
+        XCTAssertTrue(hog.output.contains("you have 16 connections open to the gateway daemon's user socket, the most one account may hold; end some first"),
+                      hog.output)
+        XCTAssertEqual(try asUser(1, groups: [group], ["sandbox", "list"]).stdout, "no sandboxes\n", "another account is served")
+        hog.stop()
+
         // Bad requests make nothing.
         try "a.test\nthis is not a rule\n".write(toFile: dir.file("bad.policy"), atomically: true, encoding: .utf8)
         chmod(dir.file("bad.policy"), 0o644)
