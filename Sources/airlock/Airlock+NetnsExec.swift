@@ -53,7 +53,12 @@ struct NetnsExec: ParsableCommand {
 
     func validate() throws {
         if command.isEmpty { throw ValidationError("missing the command to run: airlock netns exec NAME -- CMD [ARG…]") }
-        for entry in environment {
+        try Self.checkVariables(environment)
+    }
+
+    /// Refuses an `--env` entry that is not NAME=VALUE.
+    static func checkVariables(_ entries: [String]) throws {
+        for entry in entries {
             guard let equals = entry.firstIndex(of: "="), equals != entry.startIndex else {
                 throw ValidationError("--env '\(entry)' is not NAME=VALUE")
             }
@@ -70,42 +75,12 @@ struct NetnsExec: ParsableCommand {
             let namespace = try NetworkNamespace.open(path: state.sandboxPin)
             let gateway = state.topology.gatewayAddress.address.description
 
-            var extra: [String: String] = [:]
-            for entry in environment {
-                let equals = entry.firstIndex(of: "=")!
-                extra[String(entry[..<equals])] = String(entry[entry.index(after: equals)...])
-            }
-            let built = SandboxEnvironment.build(
-                from: ProcessInfoEnvironment.current, home: target.home, user: target.name,
-                gateway: gateway, extra: extra)
-            if !built.droppedNames.isEmpty {
-                printNotice("airlock: not passed to the sandbox (credential-looking): \(built.droppedNames.joined(separator: ", "))")
-            }
-            let workingDirectory = sandbox.workingDirectory()
-            let view = try sandbox.view(for: target, workingDirectory: workingDirectory)
-            view.notices.forEach(printNotice)
-
-            var spec = SandboxProcessSpec(
-                argv: command, environment: built.environment, user: target,
-                networkNamespace: namespace.descriptor.rawValue, gatewayAddress: gateway, masks: view.masks,
-                workingDirectory: workingDirectory)
-            sandbox.apply(to: &spec)
-            // git inside goes to the gateway with the session token (never the real one).
-            var sessionToken: Secret?
-            if let token = session ?? ProcessInfoEnvironment.current["AIRLOCK_SESSION_TOKEN"] {
-                guard SessionToken.isWellFormed(token) else {
-                    throw CLIError("--session: not an airlock session token (expected \(SessionToken.prefix)…, from `airlock session create`)")
-                }
-                sessionToken = Secret(token)
-                let hosts = gitHosts.isEmpty ? ["github.com"] : gitHosts.map { $0.lowercased() }
-                let repositories = Self.sessionRepositories(token: Secret(token), sandbox: sandboxName.rawValue)
-                spec.extraEnvironment = GitSandboxConfig.environment(hosts: hosts, repositories: repositories, token: Secret(token))
-            }
-            // As in `run`: the gateway's preset routes point the provider's tools at it, the
-            // key variable holds a placeholder, the GitHub API preset's token variables the
-            // session token.
-            let presets = Self.routePresets(sandbox: sandboxName.rawValue)
-            spec.extraEnvironment.merge(RoutePreset.environment(for: presets, sessionToken: sessionToken)) { _, route in route }
+            let hosts = gitHosts.isEmpty ? ["github.com"] : gitHosts.map { $0.lowercased() }
+            var spec = try Self.spec(
+                argv: command, inherited: ProcessInfoEnvironment.current, extra: Self.variables(environment), user: target,
+                options: sandbox, workingDirectory: sandbox.workingDirectory(), sandbox: sandboxName.rawValue, gateway: gateway,
+                session: session ?? ProcessInfoEnvironment.current["AIRLOCK_SESSION_TOKEN"], gitHosts: hosts, notice: printNotice)
+            spec.networkNamespace = namespace.descriptor.rawValue
             let process = try SandboxProcess.spawn(spec)
             // The init has joined the namespace by now; closing here also keeps it open until here.
             try? namespace.close()
@@ -114,6 +89,57 @@ struct NetnsExec: ParsableCommand {
             return process.wait()
         }
         throw ExitCode(status.shellCode)
+    }
+
+    /// `--env NAME=VALUE` entries (checked by `validate`) as variables.
+    static func variables(_ entries: [String]) -> [String: String] {
+        var variables: [String: String] = [:]
+        for entry in entries {
+            guard let equals = entry.firstIndex(of: "=") else { continue }
+            variables[String(entry[..<equals])] = String(entry[entry.index(after: equals)...])
+        }
+        return variables
+    }
+
+    /// What `netns exec` and the gateway daemon's user socket build before a command starts
+    /// in sandbox `sandbox`: its environment (from `inherited` and `extra`, credential-looking
+    /// names left out and listed), the view for `user` in `workingDirectory`, and the
+    /// variables the gateway calls for: git's rewrites to it for a `session` token (per
+    /// repository when the gateway names the session's) and the credential-route presets'.
+    /// The network namespace is the caller's to set. `notice` gets the lines for the
+    /// caller's standard error, in order.
+    /// - Throws: `CLIError` for a `session` that is not a token; the view's errors.
+    static func spec(
+        argv: [String], inherited: [String: String], extra: [String: String] = [:], user: SandboxUser, options: SandboxOptions,
+        workingDirectory: String?, sandbox: String, gateway: String, session: String?, gitHosts: [String],
+        notice: (String) -> Void
+    ) throws -> SandboxProcessSpec {
+        let built = SandboxEnvironment.build(from: inherited, home: user.home, user: user.name, gateway: gateway, extra: extra)
+        if !built.droppedNames.isEmpty {
+            notice("airlock: not passed to the sandbox (credential-looking): \(built.droppedNames.joined(separator: ", "))")
+        }
+        let view = try options.view(for: user, workingDirectory: workingDirectory)
+        view.notices.forEach(notice)
+        var spec = SandboxProcessSpec(
+            argv: argv, environment: built.environment, user: user, networkNamespace: -1, gatewayAddress: gateway,
+            masks: view.masks, workingDirectory: workingDirectory)
+        options.apply(to: &spec)
+        // git inside goes to the gateway with the session token (never the real one).
+        var sessionToken: Secret?
+        if let session {
+            guard SessionToken.isWellFormed(session) else {
+                throw CLIError("--session: not an airlock session token (expected \(SessionToken.prefix)…, from `airlock session create`)")
+            }
+            sessionToken = Secret(session)
+            let repositories = sessionRepositories(token: Secret(session), sandbox: sandbox, notice: notice)
+            spec.extraEnvironment = GitSandboxConfig.environment(hosts: gitHosts, repositories: repositories, token: Secret(session))
+        }
+        // As in `run`: the gateway's preset routes point the provider's tools at it, the
+        // key variable holds a placeholder, the GitHub API preset's token variables the
+        // session token.
+        let presets = routePresets(sandbox: sandbox, notice: notice)
+        spec.extraEnvironment.merge(RoutePreset.environment(for: presets, sessionToken: sessionToken)) { _, route in route }
+        return spec
     }
 
     /// The repositories of the session `token` stands for, asked of the sandbox's gateway

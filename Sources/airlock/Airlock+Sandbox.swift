@@ -24,42 +24,50 @@ struct SandboxCommand: ParsableCommand {
     )
 
     /// The text of the policy `create` hands the daemon: `--policy FILE` (read as the
-    /// caller) followed by one line per `--allow`.
+    /// caller) followed by one line per `--allow`; parsed here once, so a bad line is
+    /// refused with the parser's words before the daemon is asked.
     static func policyText(file: String?, allow: [String]) throws -> String? {
         guard file != nil || !allow.isEmpty else { return nil }
-        var text = ""
-        if let file {
-            let fd = open(file, O_RDONLY | O_CLOEXEC)
-            guard fd >= 0 else { throw CLIError("--policy \(file): \(String(cString: strerror(errno)))") }
-            defer { close(fd) }
-            var bytes: [UInt8] = []
-            var chunk = [UInt8](repeating: 0, count: 16384)
-            while true {
-                let n = read(fd, &chunk, chunk.count)
-                if n < 0 {
-                    if errno == EINTR { continue }
-                    throw CLIError("--policy \(file): \(String(cString: strerror(errno)))")
-                }
-                if n == 0 { break }
-                bytes += chunk[0..<n]
-                guard bytes.count <= UserRequest.maxBytes - 4096 else {
-                    throw CLIError("--policy \(file): longer than \(UserRequest.maxBytes - 4096) bytes")
-                }
-            }
-            text = String(decoding: bytes, as: UTF8.self)
-            if !text.isEmpty && !text.hasSuffix("\n") { text += "\n" }
-        }
+        var text = try file.map(readPolicyFile) ?? ""
         for host in allow {
             guard !host.contains(where: { $0 == "\n" || $0 == " " }) else { throw CLIError("--allow '\(host)': one host pattern, no spaces") }
             text += host + "\n"
         }
-        // Refused here with the parser's own line, before the daemon is asked.
+        try checkPolicy(text, source: file ?? "--allow")
+        return text
+    }
+
+    /// Refuses `text` with the parser's own line when it is not a policy.
+    static func checkPolicy(_ text: String, source: String) throws {
         do {
-            _ = try Policy.parse(text, source: file ?? "--allow")
+            _ = try Policy.parse(text, source: source)
         } catch {
             throw CLIError(String(describing: error))
         }
-        return text
+    }
+
+    /// A policy file's text as this process may read it, ending in a newline; at most what
+    /// one request to the daemon carries.
+    static func readPolicyFile(_ file: String) throws -> String {
+        let fd = open(file, O_RDONLY | O_CLOEXEC)
+        guard fd >= 0 else { throw CLIError("--policy \(file): \(String(cString: strerror(errno)))") }
+        defer { close(fd) }
+        var bytes: [UInt8] = []
+        var chunk = [UInt8](repeating: 0, count: 16384)
+        while true {
+            let n = read(fd, &chunk, chunk.count)
+            if n < 0 {
+                if errno == EINTR { continue }
+                throw CLIError("--policy \(file): \(String(cString: strerror(errno)))")
+            }
+            if n == 0 { break }
+            bytes += chunk[0..<n]
+            guard bytes.count <= UserRequest.maxBytes - 4096 else {
+                throw CLIError("--policy \(file): longer than \(UserRequest.maxBytes - 4096) bytes")
+            }
+        }
+        let text = String(decoding: bytes, as: UTF8.self)
+        return text.isEmpty || text.hasSuffix("\n") ? text : text + "\n"
     }
 
     struct Create: ParsableCommand {
@@ -118,19 +126,13 @@ struct SandboxCommand: ParsableCommand {
 
         func validate() throws {
             if command.isEmpty { throw ValidationError("missing the command to run: airlock sandbox exec NAME -- CMD [ARG…]") }
-            for entry in environment where entry.firstIndex(of: "=").map({ $0 == entry.startIndex }) ?? true {
-                throw ValidationError("--env '\(entry)' is not NAME=VALUE")
-            }
+            try NetnsExec.checkVariables(environment)
         }
 
         func run() throws {
             let status = try reportingWrapperErrors { () throws -> Int32 in
                 let name = try NamespaceName(name)
-                var variables = ProcessInfoEnvironment.current
-                for entry in environment {
-                    let equals = entry.firstIndex(of: "=")!
-                    variables[String(entry[..<equals])] = String(entry[entry.index(after: equals)...])
-                }
+                var variables = ProcessInfoEnvironment.current.merging(NetnsExec.variables(environment)) { _, given in given }
                 let token = session ?? variables["AIRLOCK_SESSION_TOKEN"]
                 variables["AIRLOCK_SESSION_TOKEN"] = nil
                 return try UserBrokerClient.exec(

@@ -62,7 +62,7 @@ final class GatewayDaemon: Sendable {
     func defaultPolicy(for name: String) -> String? {
         // A sandbox made through the user socket keeps the policy its owner handed in.
         if let named = try? NamespaceName(name) {
-            let kept = UserBrokerConnection.policyPath(named)
+            let kept = UserBrokerConnection.Record.policy.path(of: named)
             var info = stat()
             if lstat(kept, &info) == 0, info.st_uid == 0 { return kept }
         }

@@ -62,35 +62,9 @@ final class UserBroker: Sendable {
 
     /// Binds the user socket: root:`group`, mode 0660, `SOCK_SEQPACKET`. A stale socket at
     /// the path is replaced; any other file there is an error.
-    /// - Throws: `CLIError` naming the path and the system's reason.
+    /// - Throws: `ControlServerError` naming the path and the system's reason.
     static func bindSocket(group: gid_t, path: String = UserRequest.socketPath) throws -> CInt {
-        func failure(_ what: String) -> CLIError {
-            CLIError("cannot open the user socket \(path): \(what)\(String(cString: strerror(errno)))")
-        }
-        guard let address = UnixSocketAddress.make(path) else { throw CLIError("user socket path too long: \(path)") }
-        var existing = stat()
-        if lstat(path, &existing) == 0 {
-            guard (existing.st_mode & S_IFMT) == S_IFSOCK else { throw CLIError("cannot open the user socket \(path): a file that is not a socket is in the way") }
-            guard unlink(path) == 0 else { throw failure("removing the stale socket: ") }
-        }
-        let fd = socket(AF_UNIX, CInt(SOCK_SEQPACKET.rawValue) | CInt(SOCK_CLOEXEC.rawValue), 0)
-        guard fd >= 0 else { throw failure("") }
-        // Bound 0600 (umask), then handed to the group: never open to others in between.
-        let previous = umask(0o177)
-        let bound = UnixSocketAddress.with(address) { bind(fd, $0, $1) }
-        umask(previous)
-        guard bound == 0 else {
-            let error = failure("")
-            close(fd)
-            throw error
-        }
-        guard chown(path, 0, group) == 0, chmod(path, 0o660) == 0, listen(fd, 64) == 0 else {
-            let error = failure("")
-            close(fd)
-            unlink(path)
-            throw error
-        }
-        return fd
+        try ControlSocket.listening(at: path, type: CInt(SOCK_SEQPACKET.rawValue), group: group, mode: 0o660, backlog: 64, name: "the user socket")
     }
 
     /// The capabilities the broker keeps: making sandboxes (`CAP_NET_ADMIN`,
@@ -208,8 +182,8 @@ final class UserBroker: Sendable {
                 usleep(100_000)
                 continue
             }
-            // The caller's uid, read again (with its groups) by the connection.
-            let caller = UserPeer.of(fd)?.uid ?? UInt32.max
+            let peer = UserPeer.of(fd)
+            let caller = peer?.uid ?? UInt32.max
             let refusal = active.withLockedValue { active -> String? in
                 guard active.all < maxConnections else {
                     return "the gateway daemon is serving \(maxConnections) user connections; try again shortly"
@@ -222,7 +196,7 @@ final class UserBroker: Sendable {
                 active.byCaller[caller] = mine + 1
                 return nil
             }
-            let connection = UserBrokerConnection(fd: fd, configuration: configuration)
+            let connection = UserBrokerConnection(fd: fd, peer: peer, configuration: configuration)
             if let refusal {
                 connection.refuse(refusal)
                 continue
@@ -279,13 +253,15 @@ struct UserPeer: Equatable {
 final class UserBrokerConnection: @unchecked Sendable {
     private let channel: DescriptorChannel
     private let configuration: UserBroker.Configuration
-    private var peer: UserPeer?
+    /// The caller, as the kernel reported it at accept; nil when it could not be read.
+    private let peer: UserPeer?
     private let store = PersistentSandbox()
     /// Creations one at a time: the per-account count and the name check hold.
     private static let creating = NIOLock()
 
-    init(fd: CInt, configuration: UserBroker.Configuration) {
+    init(fd: CInt, peer: UserPeer?, configuration: UserBroker.Configuration) {
         channel = DescriptorChannel(adopting: fd)
+        self.peer = peer
         self.configuration = configuration
     }
 
@@ -305,11 +281,10 @@ final class UserBrokerConnection: @unchecked Sendable {
 
     func run() {
         defer { channel.close() }
-        guard let peer = UserPeer.of(channel.fd) else {
+        guard let peer else {
             answer(.failure("permission denied: cannot read the caller's credentials"), op: nil, sandbox: nil)
             return
         }
-        self.peer = peer
         guard UserAccess.admits(uid: peer.uid, gid: peer.gid, groups: peer.groups, group: configuration.group) else {
             answer(.failure(UserAccess.refusal(uid: peer.uid, groupName: configuration.groupName)), op: nil, sandbox: nil)
             return
@@ -378,23 +353,27 @@ final class UserBrokerConnection: @unchecked Sendable {
 
     // MARK: ownership
 
-    /// The owner file of sandbox `name`: the uid that made it through this socket.
-    static func ownerPath(_ name: NamespaceName) -> String { "\(PersistentSandbox().stateDirectory(name))/owner" }
-    /// Where the policy a caller handed in is kept.
-    static func policyPath(_ name: NamespaceName) -> String { "\(PersistentSandbox().stateDirectory(name))/policy" }
-    /// The mark of a sandbox that lives only as long as one command (`airlock run` through the daemon).
-    static func ephemeralPath(_ name: NamespaceName) -> String { "\(PersistentSandbox().stateDirectory(name))/ephemeral" }
+    /// The broker's records of a sandbox, root-owned files in its state directory (removed
+    /// with it): `owner`, the uid that made it through this socket; `policy`, the policy its
+    /// owner handed in; `ephemeral`, the mark of a sandbox that lives as long as one command
+    /// (`airlock run` through the daemon).
+    enum Record: String {
+        case owner, policy, ephemeral
+
+        func path(of name: NamespaceName) -> String { "\(PersistentSandbox().stateDirectory(name))/\(rawValue)" }
+    }
+
 
     /// Whether `name` is a run's sandbox (marked by root) whose command is no longer
     /// running: at the daemon's start, every such one.
     static func isLeftRun(_ name: NamespaceName) -> Bool {
         var info = stat()
-        return lstat(ephemeralPath(name), &info) == 0 && info.st_uid == 0
+        return lstat(Record.ephemeral.path(of: name), &info) == 0 && info.st_uid == 0
     }
 
     /// The uid recorded as `name`'s owner; nil when it has none (or an unreadable one).
     static func owner(of name: NamespaceName) -> UInt32? {
-        let fd = open(ownerPath(name), O_RDONLY | O_CLOEXEC | O_NOFOLLOW)
+        let fd = open(Record.owner.path(of: name), O_RDONLY | O_CLOEXEC | O_NOFOLLOW)
         guard fd >= 0 else { return nil }
         defer { close(fd) }
         var info = stat()
@@ -403,7 +382,7 @@ final class UserBrokerConnection: @unchecked Sendable {
         var bytes = [UInt8](repeating: 0, count: 16)
         let count = read(fd, &bytes, bytes.count)
         guard count > 0 else { return nil }
-        return UInt32(String(decoding: bytes[0..<count], as: UTF8.self).trimmingSpaces)
+        return UInt32(String(decoding: bytes[0..<count], as: UTF8.self).trimmingWhitespaceAndNewlines())
     }
 
     /// `name` when the caller may use it (`UserAccess.mayUse`).
@@ -440,10 +419,10 @@ final class UserBrokerConnection: @unchecked Sendable {
             throw CLIError("sandbox \(name.rawValue) exists already; choose another name")
         }
         do {
-            try Self.writeRecord(Array("\(peer.uid)\n".utf8), to: Self.ownerPath(name), group: 0, mode: 0o644)
+            try Self.writeRecord(Array("\(peer.uid)\n".utf8), to: Self.Record.owner.path(of: name), group: 0, mode: 0o644)
             var policyPath: String?
             if let policy {
-                policyPath = Self.policyPath(name)
+                policyPath = Self.Record.policy.path(of: name)
                 try Self.writeRecord(Array(policy.utf8), to: policyPath!, group: configuration.daemonGroup, mode: 0o640)
             }
             let response = try ControlClient.send(DaemonRequest.serve(sandbox: name.rawValue, policy: policyPath))
@@ -498,7 +477,7 @@ final class UserBrokerConnection: @unchecked Sendable {
         let name = try owned(rawName)
         defer { if ephemeral { try? destroy(name) } }
         // Marked first: if the daemon dies while the command runs, its next start removes it.
-        if ephemeral { try? Self.writeRecord([], to: Self.ephemeralPath(name), group: 0, mode: 0o644) }
+        if ephemeral { try? Self.writeRecord([], to: Self.Record.ephemeral.path(of: name), group: 0, mode: 0o644) }
         guard peer.uid != 0 else {
             throw CLIError("root runs commands in sandboxes with `airlock netns exec NAME --user USER -- CMD`")
         }
@@ -517,30 +496,12 @@ final class UserBrokerConnection: @unchecked Sendable {
             throw CLIError("exec needs --cwd with an absolute path (the caller's directory)")
         }
         let state = try store.load(name: name)
-        let gateway = state.topology.gatewayAddress.address.description
-        let built = SandboxEnvironment.build(from: environment, home: user.home, user: user.name, gateway: gateway)
         var notices: [String] = []
-        if !built.droppedNames.isEmpty {
-            notices.append("airlock: not passed to the sandbox (credential-looking): \(built.droppedNames.joined(separator: ", "))")
-        }
-        let view = try sandboxOptions.view(for: user, workingDirectory: workingDirectory)
-        notices += view.notices
-        var spec = SandboxProcessSpec(
-            argv: argv, environment: built.environment, user: user, networkNamespace: -1,
-            gatewayAddress: gateway, masks: view.masks, workingDirectory: workingDirectory)
-        sandboxOptions.apply(to: &spec)
+        var spec = try NetnsExec.spec(
+            argv: argv, inherited: environment, user: user, options: sandboxOptions, workingDirectory: workingDirectory,
+            sandbox: name.rawValue, gateway: state.topology.gatewayAddress.address.description, session: session,
+            gitHosts: configuration.gitHosts, notice: { notices.append($0) })
         spec.standardStreams = (streams[0], streams[1], streams[2])
-        var sessionToken: Secret?
-        if let session {
-            guard SessionToken.isWellFormed(session) else {
-                throw CLIError("--session: not an airlock session token (expected \(SessionToken.prefix)…, from `airlock session create`)")
-            }
-            sessionToken = Secret(session)
-            let repositories = NetnsExec.sessionRepositories(token: Secret(session), sandbox: name.rawValue, notice: { notices.append($0) })
-            spec.extraEnvironment = GitSandboxConfig.environment(hosts: configuration.gitHosts, repositories: repositories, token: Secret(session))
-        }
-        let presets = NetnsExec.routePresets(sandbox: name.rawValue, notice: { notices.append($0) })
-        spec.extraEnvironment.merge(RoutePreset.environment(for: presets, sessionToken: sessionToken)) { _, route in route }
         // Spawned from this thread, which waits for it: the init dies with the thread.
         let namespace = try NetworkNamespace.open(path: state.sandboxPin)
         // Still the caller's once open: NAME was not destroyed and made again by another
@@ -587,15 +548,5 @@ final class UserBrokerConnection: @unchecked Sendable {
         // only after, so the watcher never reads another connection's.
         shutdown(channel.fd, CInt(SHUT_RDWR))
         watcherDone.wait()
-    }
-}
-
-extension String {
-    /// Without leading and trailing spaces and newlines.
-    fileprivate var trimmingSpaces: String {
-        var view = Substring(self)
-        while let first = view.first, first == " " || first == "\n" || first == "\t" { view = view.dropFirst() }
-        while let last = view.last, last == " " || last == "\n" || last == "\t" { view = view.dropLast() }
-        return String(view)
     }
 }

@@ -93,7 +93,7 @@ enum UserBrokerClient {
     static func isUserSandbox(_ name: String) -> Bool {
         guard let name = try? NamespaceName(name) else { return false }
         var info = stat()
-        return lstat(UserBrokerConnection.ownerPath(name), &info) == 0
+        return lstat(UserBrokerConnection.Record.owner.path(of: name), &info) == 0
     }
 
     /// Runs `argv` in the caller's sandbox with this process's standard streams; forwards

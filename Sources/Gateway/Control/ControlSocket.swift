@@ -34,34 +34,44 @@ package struct ControlSocket: Sendable {
     }
 
     private static func bindSocket(path: String) throws -> CInt {
+        try listening(at: path, type: CInt(SOCK_STREAM.rawValue), mode: 0o600, backlog: 16, name: "control socket")
+    }
+
+    /// A Unix socket of `type` bound and listening at `path` with `mode` (and `group`, when
+    /// given; root otherwise owns it): the control sockets, the gateway daemon's and its
+    /// user socket. A stale socket at the path is replaced; any other file there is an
+    /// error. The mode is set on the socket before it is bound, so the path never appears
+    /// with more access than `mode` (whatever the umask), then set exactly.
+    /// - Throws: `ControlServerError` ("cannot open NAME PATH: …").
+    package static func listening(at path: String, type: CInt, group: gid_t? = nil, mode: mode_t, backlog: CInt, name: String) throws -> CInt {
         func failure(_ what: String) -> ControlServerError {
-            ControlServerError(description: "cannot open control socket \(path): \(what)\(String(cString: strerror(errno)))")
+            ControlServerError(description: "cannot open \(name) \(path): \(what)\(String(cString: strerror(errno)))")
         }
         guard let address = UnixSocketAddress.make(path) else {
-            throw ControlServerError(description: "cannot open control socket \(path): path too long")
+            throw ControlServerError(description: "cannot open \(name) \(path): path too long")
         }
         var existing = stat()
         if lstat(path, &existing) == 0 {
             guard (existing.st_mode & S_IFMT) == S_IFSOCK else {
-                throw ControlServerError(description: "cannot open control socket \(path): a file that is not a socket is in the way")
+                throw ControlServerError(description: "cannot open \(name) \(path): a file that is not a socket is in the way")
             }
             guard unlink(path) == 0 else { throw failure("removing the stale socket: ") }
         }
-        let fd = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
+        let fd = socket(AF_UNIX, type | CInt(SOCK_CLOEXEC.rawValue), 0)
         guard fd >= 0 else { throw failure("") }
-        let bound = UnixSocketAddress.with(address) { bind(fd, $0, $1) }
-        guard bound == 0 else {
+        // Linux makes the path from the socket's own mode, less the umask.
+        guard fchmod(fd, mode) == 0, UnixSocketAddress.with(address, { bind(fd, $0, $1) }) == 0 else {
             let error = failure("")
             close(fd)
             throw error
         }
-        guard chmod(path, 0o600) == 0 else {
-            let error = failure("setting mode 0600: ")
+        guard group.map({ chown(path, 0, $0) == 0 }) ?? true, chmod(path, mode) == 0 else {
+            let error = failure("setting owner and mode \(String(mode, radix: 8)): ")
             close(fd)
             unlink(path)
             throw error
         }
-        guard listen(fd, 16) == 0 else {
+        guard listen(fd, backlog) == 0 else {
             let error = failure("")
             close(fd)
             unlink(path)
@@ -69,5 +79,4 @@ package struct ControlSocket: Sendable {
         }
         return fd
     }
-
 }

@@ -56,10 +56,14 @@ struct DelegatedRun {
     /// The policy handed to the daemon: the policy files this run would read (read as the
     /// caller), then the command line's rules, one line each.
     static func policyText(files: PolicyFiles?, options: GatewayOptions) throws -> String {
+        // Each part parsed once, under its own name, so a bad line names where it is.
         var text = ""
         for file in try files?.listing().files ?? [] {
-            text += try SandboxCommand.policyText(file: file, allow: []) ?? ""
+            let part = try SandboxCommand.readPolicyFile(file)
+            try SandboxCommand.checkPolicy(part, source: file)
+            text += part
         }
+        var flags = ""
         var lines = options.allow
         for entry in options.allowPrivate {
             if let equals = entry.firstIndex(of: "=") {
@@ -72,14 +76,10 @@ struct DelegatedRun {
         lines += options.route.map { "route \($0)" }
         for line in lines {
             guard !line.contains("\n") else { throw CLIError("'\(line.prefix(60))': one rule per flag, no newlines") }
-            text += line + "\n"
+            flags += line + "\n"
         }
-        do {
-            _ = try Policy.parse(text, source: "the run's policy")
-        } catch {
-            throw CLIError(String(describing: error))
-        }
-        return text
+        try SandboxCommand.checkPolicy(flags, source: "command line")
+        return text + flags
     }
 
     /// Makes the sandbox, hands its gateway the session and secrets, runs CMD; returns its status.
