@@ -7,7 +7,9 @@ import Glibc
 /// gateway and the namespace layer spell the retry.
 ///
 ///     let n = retryingInterrupted { read(fd, &buffer, buffer.count) }
-@inline(__always)
+/// Inlinable, so each caller gets it specialised for its result type: it runs around
+/// every splice and accept of the socket loop.
+@inlinable @inline(__always)
 package func retryingInterrupted<Result: BinaryInteger>(_ call: () -> Result) -> Result {
     while true {
         let result = call()

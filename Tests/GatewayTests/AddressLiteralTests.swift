@@ -144,6 +144,29 @@ final class AddressLiteralTests: XCTestCase {
         }
     }
 
+    /// The one-pass reader every connection's host goes through agrees with the rule-by-rule
+    /// check on every name, and takes the usual ones itself.
+    func testTheFastHostNameReaderAgreesWithTheFullCheck() throws {
+        var generator = SystemRandomNumberGenerator()
+        let alphabet = Array("aZz09-_.x\u{e9} ")
+        var taken = 0
+        for round in 0..<20_000 {
+            let length = round % 7 == 0 ? Int.random(in: 240...260, using: &generator) : Int.random(in: 0...70, using: &generator)
+            let name = String((0..<length).map { _ in alphabet.randomElement(using: &generator)! })
+            let full = try? HostName.checked(name)
+            if let fast = HostName.plainName(name) {
+                XCTAssertEqual(fast, full, name)
+                taken += 1
+            } else if let full, let last = full.split(separator: ".").last, !last.first!.isNumber,
+                      name.unicodeScalars.allSatisfy(\.isASCII) {
+                XCTFail("a valid name went the slow way: \(name)")
+            }
+        }
+        XCTAssertGreaterThan(taken, 100)
+        XCTAssertEqual(HostName.plainName("Upstream.Test."), "upstream.test")
+        XCTAssertNil(HostName.plainName("example.123"))
+    }
+
     func testCIDRParsingAndContainment() throws {
         let net = try XCTUnwrap(CIDR("10.0.0.0/8"))
         XCTAssertTrue(net.contains(.v4(0x0A01_0203)))

@@ -22,7 +22,8 @@ package struct HostAndPort: Sendable, Equatable {
 
     /// Parses `host[:port]`, as in `CONNECT` targets and `Host` headers.
     package static func parseAuthority(_ text: String, defaultPort: Int = 443) -> Result<HostAndPort, Problem> {
-        let shown = String(text.prefix(100).filter { $0.isASCII && !$0.isNewline && $0 != "\r" })
+        // The text as a refusal shows it; made only for a refusal.
+        var shown: String { String(text.prefix(100).filter { $0.isASCII && !$0.isNewline && $0 != "\r" }) }
         guard !text.isEmpty, text.utf8.count <= 300 else {
             return .failure(Problem(description: "malformed request: missing or overlong host"))
         }

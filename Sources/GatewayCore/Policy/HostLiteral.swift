@@ -20,6 +20,16 @@ package enum HostLiteral {
             if let zone = text.firstIndex(of: "%") { text = text[..<zone] }
             return IPAddressText.ipv6(text)
         }
+        // Every IPv4 spelling is hex digits, `x` and dots: a name with any other byte (nearly
+        // every name) is not one, which one pass over its bytes tells.
+        let numeric = text.utf8.allSatisfy { byte in
+            switch byte {
+            case UInt8(ascii: "0")...UInt8(ascii: "9"), UInt8(ascii: "a")...UInt8(ascii: "f"),
+                 UInt8(ascii: "A")...UInt8(ascii: "F"), UInt8(ascii: "x"), UInt8(ascii: "X"), UInt8(ascii: "."): true
+            default: false
+            }
+        }
+        guard numeric else { return nil }
         while text.hasSuffix(".") { text = text.dropLast() }
         return numericIPv4(text)
     }
