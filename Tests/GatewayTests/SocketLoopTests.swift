@@ -101,6 +101,32 @@ final class SocketLoopTests: XCTestCase {
         XCTAssertGreaterThanOrEqual(loop.statistics.bytesTotal, UInt64(down + up))
     }
 
+    /// A tunnel's first bytes are copied, not spliced: when the client's socket is full the
+    /// rest waits in the gateway until the client reads again, and arrives intact and in order.
+    func testFirstBytesCopiedPastAFullClientArriveIntact() throws {
+        let client = try LoopbackPair()
+        let upstream = try LoopbackPair()
+        // Small buffers on the client's side, so the copied bytes do not all fit in them.
+        var small: CInt = 16384
+        XCTAssertEqual(setsockopt(client.inside, SOL_SOCKET, SO_SNDBUF, &small, socklen_t(MemoryLayout<CInt>.size)), 0)
+        XCTAssertEqual(setsockopt(client.outside.fd, SOL_SOCKET, SO_RCVBUF, &small, socklen_t(MemoryLayout<CInt>.size)), 0)
+        let ended = Ended()
+        loop.splice(loop.makeHandle(), client: client.inside, upstream: upstream.inside, idleTimeout: .seconds(30)) {
+            ended.record($0)
+        }
+        // Less than the copied share of a direction, so every byte takes the copying path.
+        let down = Int(SocketLoop.copiedBytes) - 1000
+        try upstream.outside.sendPattern(count: down, seed: 3)
+        upstream.outside.shutdownWrite()
+        Thread.sleep(forTimeInterval: 0.3)
+        XCTAssertEqual(loop.statistics.pipesInUse, 0, "copied bytes wait in the gateway without a pipe")
+        XCTAssertEqual(try client.outside.receivePattern(seed: 3), down, "every byte, in order, once the client reads")
+        client.outside.shutdownWrite()
+        let totals = try XCTUnwrap(ended.wait(seconds: 10))
+        XCTAssertEqual(totals.down, UInt64(down))
+        XCTAssertNil(totals.ending)
+    }
+
     /// Tunnels whose client stopped reading hold what the gateway read for them; past the
     /// sandbox's unread budget the one whose client took nothing for longest is closed, with
     /// the reason; a client that reads keeps its tunnel and gets every byte; closed tunnels
@@ -331,6 +357,40 @@ final class SocketLoopTests: XCTestCase {
         }
         loop.closeListeners()
         XCTAssertTrue(Wait.until { !TCP.canConnect(host: "127.0.0.1", port: listener.port) }, "closed listeners refuse connections")
+    }
+
+    /// One listening socket served by two loops (the proxy's, on every loop): each new
+    /// connection is accepted once, by either; the socket accepts until every loop has
+    /// closed its descriptor for it.
+    func testASharedListenerIsAcceptedOnceByEitherLoopUntilBothClose() throws {
+        let other = try SocketLoop()
+        try other.start()
+        defer { other.shutdown() }
+        let listener = try Listener()
+        let first = listener.takeDescriptor()
+        let second = fcntl(first, F_DUPFD_CLOEXEC, 0)
+        XCTAssertGreaterThanOrEqual(second, 0)
+        let accepted = NIOLockedValueBox<[Int: Int]>([:])
+        loop.listen(first, shared: true) { fd in close(fd); accepted.withLockedValue { $0[0, default: 0] += 1 } }
+        other.listen(second, shared: true) { fd in close(fd); accepted.withLockedValue { $0[1, default: 0] += 1 } }
+        var clients: [CInt] = []
+        defer { clients.forEach { close($0) } }
+        for _ in 0..<40 { clients.append(try LoopbackPair.connect(port: listener.port)) }
+        XCTAssertTrue(Wait.until { accepted.withLockedValue { $0.values.reduce(0, +) } == 40 }, "\(accepted.withLockedValue { $0 })")
+        Thread.sleep(forTimeInterval: 0.1)
+        XCTAssertEqual(accepted.withLockedValue { $0.values.reduce(0, +) }, 40, "each connection accepted exactly once")
+
+        loop.closeListeners()
+        let before = accepted.withLockedValue { $0[1, default: 0] }
+        // Connections made after the first loop let go reach the second.
+        var accepting = false
+        for _ in 0..<50 where !accepting {
+            clients.append(try LoopbackPair.connect(port: listener.port))
+            accepting = Wait.until(timeout: 0.2) { accepted.withLockedValue { $0[1, default: 0] } > before }
+        }
+        XCTAssertTrue(accepting, "the other loop still accepts on the shared socket")
+        other.closeListeners()
+        XCTAssertTrue(Wait.until { !TCP.canConnect(host: "127.0.0.1", port: listener.port) }, "closed on both loops, it refuses")
     }
 
     /// Sandboxes sharing a loop: closing one owner's listeners leaves the other's accepting.

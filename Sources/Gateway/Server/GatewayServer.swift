@@ -264,7 +264,7 @@ package final class GatewayServer: Service {
             }
         } catch {
             portListeners.withLockedValue { $0 = PortListeners() }
-            ring.acceptor.closeListeners(owner: owner)
+            ring.closeListeners(owner: owner)
             for channel in datagramChannels { try? await channel.close() }
             throw error
         }
@@ -275,14 +275,14 @@ package final class GatewayServer: Service {
             try await gracefulShutdown()
         } catch {
             // Cancelled: no draining.
-            ring.acceptor.closeListeners(owner: owner)
+            ring.closeListeners(owner: owner)
             for channel in datagramChannels { try? await channel.close() }
             tracker.closeAll()
             pipelines.upstreamPool.closeAll()
             return
         }
         configuration.logger.info("gateway for \(configuration.sandbox): draining \(tracker.count) connection(s)")
-        ring.acceptor.closeListeners(owner: owner)
+        ring.closeListeners(owner: owner)
         for channel in datagramChannels { try? await channel.close() }
         await drain()
         // Kept upstream connections go at once (see UpstreamPool.discard).
@@ -303,10 +303,24 @@ package final class GatewayServer: Service {
         let idleTimeout = configuration.limits.idleTimeout
         let group = self.group
         let refusals = LimitRefusals(audit: configuration.audit, via: via, limit: limit)
-        let acceptor = ring.acceptor
         let unread = self.unread
-        ring.acceptor.listen(fd, owner: owner) { connection in
-            let splicer = ring.next()
+        // The proxy's listener is accepted on by every loop, each serving and splicing the
+        // connections it accepts (`LoopConnect`): no hand-over between threads, and the
+        // kernel spreads new connections, so tunnels keep every core. The others are
+        // accepted by the first loop and their tunnels dealt out in turn.
+        let acceptors = early == nil ? [ring.acceptor] : ring.loops
+        var descriptors = [fd]
+        for _ in acceptors.dropFirst() {
+            let copy = fcntl(fd, F_DUPFD_CLOEXEC, 0)
+            guard copy >= 0 else {
+                let error = SystemCallError.last("fcntl(F_DUPFD_CLOEXEC) on the \(name) listener")
+                for descriptor in descriptors.dropFirst() { close(descriptor) }
+                throw error
+            }
+            descriptors.append(copy)
+        }
+        let accepted: @Sendable (CInt, SocketLoop) -> Void = { connection, acceptor in
+            let splicer = early == nil ? ring.next() : acceptor
             // NIO serves the connection: every listener but the proxy, and proxy connections
             // the socket loop does not serve itself (`LoopConnect`).
             let inNIO: @Sendable (CInt) -> Void = { connection in
@@ -338,6 +352,11 @@ package final class GatewayServer: Service {
                 early.accept(connection, on: acceptor, splicer: splicer, passOn: inNIO)
             } else {
                 inNIO(connection)
+            }
+        }
+        for (acceptor, descriptor) in zip(acceptors, descriptors) {
+            acceptor.listen(descriptor, owner: owner, shared: acceptors.count > 1) { connection in
+                accepted(connection, acceptor)
             }
         }
     }
@@ -420,6 +439,11 @@ private final class SocketLoopRing: @unchecked Sendable {
     }
 
     var acceptor: SocketLoop { loops[0] }
+
+    /// Closes `owner`'s listeners on every loop (the proxy's is on all of them).
+    func closeListeners(owner: UInt64) {
+        for loop in loops { loop.closeListeners(owner: owner) }
+    }
 
     func next() -> SocketLoop {
         counter.withLockedValue { count in

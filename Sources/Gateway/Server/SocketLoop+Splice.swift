@@ -19,10 +19,15 @@ extension SocketLoop {
     ///     the client sent early, a replayed ClientHello); counted as the client's.
     ///   - unread: the budget of the sandbox the tunnel belongs to; nil for the loop's own
     ///     (`unread`). Loops that serve several sandboxes are given each tunnel's.
+    ///   - onLoopThread: the caller runs on this loop's thread (an accept's completion):
+    ///     the tunnel starts at once, not through the command queue and the loop's wake-up.
+    ///   - nonBlocking: both sockets are known to be non-blocking already (accepted and
+    ///     dialed by a socket loop), so their flags need no look.
     ///   - completion: runs once on the loop thread when the tunnel is gone, with what it moved.
     package func splice(
         _ handle: Handle, client: CInt, upstream: CInt, toClient: [UInt8] = [], toUpstream: [UInt8] = [],
-        idleTimeout: TimeAmount, unread: UnreadBudget? = nil, completion: @escaping @Sendable (Totals) -> Void
+        idleTimeout: TimeAmount, unread: UnreadBudget? = nil, onLoopThread: Bool = false, nonBlocking: Bool = false,
+        completion: @escaping @Sendable (Totals) -> Void
     ) {
         // The first bytes go out from the caller's thread when the sockets take them (they
         // nearly always do: both connections are new), so the client has its answer without
@@ -35,7 +40,12 @@ extension SocketLoop {
             handle: handle, client: client, upstream: upstream, up: up, down: down,
             idleNanos: UInt64(max(1, idleTimeout.nanoseconds)), now: Self.now(), unread: unread ?? self.unread,
             completion: completion)
-        submit(.splice(tunnel))
+        tunnel.nonBlocking = nonBlocking
+        if onLoopThread {
+            startTunnel(tunnel)
+        } else {
+            submit(.splice(tunnel))
+        }
     }
 
     /// One direction of a tunnel: bytes the gateway still has to write, then the pipe.
@@ -92,6 +102,8 @@ extension SocketLoop {
         let completion: @Sendable (Totals) -> Void
         var lastActivity: UInt64
         var open = true
+        /// Both sockets are non-blocking already.
+        var nonBlocking = false
         init(handle: Handle, client: CInt, upstream: CInt, up: Direction, down: Direction, idleNanos: UInt64,
              now: UInt64, unread: UnreadBudget, completion: @escaping @Sendable (Totals) -> Void) {
             self.id = handle.id
@@ -111,7 +123,7 @@ extension SocketLoop {
 
     func startTunnel(_ tunnel: Tunnel) {
         // A blocking socket would stall every tunnel of the loop.
-        for fd in [tunnel.client, tunnel.upstream] {
+        for fd in [tunnel.client, tunnel.upstream] where !tunnel.nonBlocking {
             let flags = fcntl(fd, F_GETFL)
             if flags >= 0 && flags & O_NONBLOCK == 0 { _ = fcntl(fd, F_SETFL, flags | O_NONBLOCK) }
         }
@@ -213,6 +225,10 @@ extension SocketLoop {
             }
             if turns == Self.fairnessRounds { return .yield }
             turns += 1
+            if direction.bytes < Self.copiedBytes {
+                if let failure = copy(direction, of: tunnel, from: input, to: output) { return failure }
+                continue
+            }
             guard let pipe = pipes.acquire() else { return .failed(EMFILE) }
             let moved = retryingInterrupted { airlock_splice(input, pipe.write, pipes.capacity) }
             if moved > 0 {
@@ -232,6 +248,35 @@ extension SocketLoop {
             if code == EAGAIN { return .idle }
             return .failed(code)
         }
+    }
+
+    /// Copies what `input` holds (up to the scratch buffer) to `output`; what `output` does
+    /// not take now becomes the direction's pending bytes. Returns nil to go on pumping,
+    /// or how the pump ends: the input is empty, or a socket failed.
+    private func copy(_ direction: Direction, of tunnel: Tunnel, from input: CInt, to output: CInt) -> PumpResult? {
+        let received = retryingInterrupted { recv(input, scratch.baseAddress, scratch.count, CInt(MSG_DONTWAIT)) }
+        if received == 0 {
+            direction.inputEnded = true
+            return nil
+        }
+        if received < 0 {
+            let code = errno
+            return code == EAGAIN ? .idle : .failed(code)
+        }
+        direction.bytes += UInt64(received)
+        bytesTotal += UInt64(received)
+        tunnel.lastActivity = Self.now()
+        let sent = retryingInterrupted { send(output, scratch.baseAddress, received, CInt(MSG_DONTWAIT | MSG_NOSIGNAL)) }
+        if sent < 0 && errno != EAGAIN { return .failed(errno) }
+        let taken = max(0, sent)
+        if taken > 0 { direction.lastDrained = tunnel.lastActivity }
+        if taken < received {
+            // The output is full: the rest waits as pending bytes, written first when the
+            // output can take more (and counted against the unread budget while it waits).
+            direction.pending = Array(UnsafeRawBufferPointer(rebasing: scratch[taken..<received]))
+            direction.pendingOffset = 0
+        }
+        return nil
     }
 
     func runReady() {

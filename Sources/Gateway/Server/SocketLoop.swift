@@ -11,8 +11,9 @@ import SystemCalls
 /// - accepting on the TCP listeners, so the gateway knows every connection's descriptor
 ///   (NIO then serves the connection: `listen(_:onAccept:)`);
 /// - connecting to tunnel upstreams (a non-blocking connect bounded by a timeout);
-/// - moving the bytes of established tunnels with `splice(2)`, socket → pipe → socket,
-///   never through user space, with half-close, byte counts and an idle timeout.
+/// - moving the bytes of established tunnels, with half-close, byte counts and an idle
+///   timeout: the first bytes of each direction copied (`copiedBytes`), the rest with
+///   `splice(2)`, socket → pipe → socket, never through user space.
 ///
 /// Pipes come from a small pool and are held only while bytes are in flight (a direction
 /// whose output is full keeps its pipe until the bytes leave), so an idle tunnel costs its
@@ -87,6 +88,15 @@ package final class SocketLoop: @unchecked Sendable {
 
     /// Bytes one direction may move before other tunnels get their turn.
     static let fairnessRounds = 16
+
+    /// The first bytes of each direction of a tunnel are copied through `scratch` with
+    /// `recv`/`send`, the rest spliced. Handshakes and small exchanges come in packets
+    /// whose data sits in the socket buffer's head, which `splice` must first copy into a
+    /// page of its own and then move through a pipe: for them one copy out and one in is
+    /// less work. A bulk transfer is past this after a few reads and is spliced.
+    static let copiedBytes: UInt64 = 128 << 10
+    /// The loop thread's buffer for copied bytes.
+    let scratch = UnsafeMutableRawBufferPointer.allocate(byteCount: 64 << 10, alignment: 16)
     static let wakeToken: UInt64 = 0
 
     enum LifeState { case idle, running, stopping, stopped }
@@ -97,7 +107,7 @@ package final class SocketLoop: @unchecked Sendable {
     }
 
     enum Command {
-        case listen(UInt64, CInt, UInt64, @Sendable (CInt) -> Void)
+        case listen(UInt64, CInt, UInt64, Bool, @Sendable (CInt) -> Void)
         case closeListeners(owner: UInt64?)
         case closeListener(CInt)
         case connect(PendingConnect)
@@ -146,6 +156,7 @@ package final class SocketLoop: @unchecked Sendable {
     deinit {
         close(wakeFD)
         close(epoll)
+        scratch.deallocate()
     }
 
     // MARK: - Public interface (any thread)
@@ -198,10 +209,15 @@ package final class SocketLoop: @unchecked Sendable {
 
     /// Accepts connections on `listener` (a bound, listening TCP socket, owned from here
     /// on) and hands each new descriptor, non-blocking and close-on-exec, to `onAccept`.
-    /// - Parameter owner: names the listeners `closeListeners(owner:)` closes together (one
-    ///   sandbox's, when sandboxes share the loop).
-    package func listen(_ listener: CInt, owner: UInt64 = 0, onAccept: @escaping @Sendable (CInt) -> Void) {
-        submit(.listen(makeID(), listener, owner, onAccept))
+    /// - Parameters:
+    ///   - owner: names the listeners `closeListeners(owner:)` closes together (one
+    ///     sandbox's, when sandboxes share the loop).
+    ///   - shared: other loops accept on the same socket too (each given its own
+    ///     descriptor for it): the loop waits on it exclusively (`EPOLLEXCLUSIVE`), so the
+    ///     kernel wakes one of them per new connection, not all.
+    package func listen(_ listener: CInt, owner: UInt64 = 0, shared: Bool = false,
+                        onAccept: @escaping @Sendable (CInt) -> Void) {
+        submit(.listen(makeID(), listener, owner, shared, onAccept))
     }
 
     /// Closes every listener (new connections are refused by the kernel); open
@@ -290,7 +306,7 @@ package final class SocketLoop: @unchecked Sendable {
     /// What a command gets when the loop is not running.
     func refuse(_ command: Command) {
         switch command {
-        case .listen(_, let fd, _, _):
+        case .listen(_, let fd, _, _, _):
             close(fd)
         case .connect(let pending):
             close(pending.fd)
@@ -352,12 +368,12 @@ package final class SocketLoop: @unchecked Sendable {
         var stop = false
         for command in queued {
             switch command {
-            case .listen(let id, let fd, let owner, let onAccept):
-                let listener = Listener(fd: fd, owner: owner, onAccept: onAccept)
+            case .listen(let id, let fd, let owner, let shared, let onAccept):
+                let listener = Listener(fd: fd, owner: owner, shared: shared, onAccept: onAccept)
                 // Accepting must never block the loop, whatever mode the socket came in.
                 let flags = fcntl(fd, F_GETFL)
                 if flags >= 0 { _ = fcntl(fd, F_SETFL, flags | O_NONBLOCK) }
-                if register(fd, token: id, events: EPOLLIN.rawValue) {
+                if register(fd, token: id, events: listener.events) {
                     listeners[id] = listener
                     entries[id] = .listener(listener)
                 } else {
@@ -437,8 +453,7 @@ package final class SocketLoop: @unchecked Sendable {
         }
         for (id, listener) in listeners where listener.pausedUntil > 0 && listener.pausedUntil <= now {
             listener.pausedUntil = 0
-            var event = epoll_event(events: EPOLLIN.rawValue, data: epoll_data_t(u64: id))
-            _ = epoll_ctl(epoll, EPOLL_CTL_MOD, listener.fd, &event)
+            resume(listener, token: id)
         }
         guard now - lastIdleScan >= 1_000_000_000 || now < lastIdleScan else { return }
         lastIdleScan = now

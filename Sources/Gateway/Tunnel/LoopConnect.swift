@@ -160,7 +160,10 @@ package final class LoopConnect: Sendable {
                         return
                     }
                     counts.withLockedValue { $0.served += 1 }
-                    splicer.splice(handle, client: fd, upstream: upstream, toClient: Self.established[head.minorVersion], idleTimeout: idleTimeout, unread: unread) { totals in
+                    // Both sockets come from a socket loop (accepted, dialed), non-blocking.
+                    splicer.splice(handle, client: fd, upstream: upstream, toClient: Self.established[head.minorVersion],
+                                   idleTimeout: idleTimeout, unread: unread, onLoopThread: splicer === loop,
+                                   nonBlocking: true) { totals in
                         tracker?.release(handle)
                         completion(ExchangeOutcome(status: 200, bytesUp: totals.up, bytesDown: totals.down,
                                                    milliseconds: started.millisecondsAgo, failure: totals.ending))
