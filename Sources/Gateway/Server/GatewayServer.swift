@@ -320,7 +320,7 @@ package final class GatewayServer: Service {
             descriptors.append(copy)
         }
         let accepted: @Sendable (CInt, SocketLoop) -> Void = { connection, acceptor in
-            let splicer = early == nil ? ring.next() : acceptor
+            let splicer = early == nil ? ring.next() : ring.splicer(for: acceptor)
             // NIO serves the connection: every listener but the proxy, and proxy connections
             // the socket loop does not serve itself (`LoopConnect`).
             let inNIO: @Sendable (CInt) -> Void = { connection in
@@ -439,6 +439,25 @@ private final class SocketLoopRing: @unchecked Sendable {
     }
 
     var acceptor: SocketLoop { loops[0] }
+
+    /// The loop to splice a connection `acceptor` accepted (call on its thread): the
+    /// acceptor itself, unless it holds at least four tunnels more than the least busy loop,
+    /// then that one. The kernel wakes the first idle loop for each new connection, so a
+    /// burst of long transfers could otherwise pile up on one core.
+    func splicer(for acceptor: SocketLoop) -> SocketLoop {
+        guard loops.count > 1 else { return acceptor }
+        let own = acceptor.tunnels.count
+        var least = acceptor
+        var leastCount = own
+        for loop in loops where loop !== acceptor {
+            let count = loop.statistics.tunnels
+            if count < leastCount {
+                least = loop
+                leastCount = count
+            }
+        }
+        return own >= leastCount + 4 ? least : acceptor
+    }
 
     /// Closes `owner`'s listeners on every loop (the proxy's is on all of them).
     func closeListeners(owner: UInt64) {
