@@ -268,13 +268,6 @@ private final class DaemonConnectionHandler: ChannelInboundHandler {
         self.audit = audit
     }
 
-    /// `struct ucred`: pid, uid, gid.
-    private struct PeerCredentials {
-        var pid: Int32 = 0
-        var uid: UInt32 = 0
-        var gid: UInt32 = 0
-    }
-
     func channelActive(context: ChannelHandlerContext) {
         guard let provider = context.channel as? any SocketOptionProvider else {
             finish(context: context, .failure("permission denied: cannot read the caller's credentials"), op: nil, sandbox: nil)

@@ -228,17 +228,10 @@ struct UserPeer: Equatable {
     /// Supplementary groups at connect time.
     var groups: [UInt32]
 
-    /// `struct ucred`: pid, uid, gid.
-    private struct Credentials {
-        var pid: Int32 = 0
-        var uid: UInt32 = 0
-        var gid: UInt32 = 0
-    }
-
     /// `SO_PEERCRED` and `SO_PEERGROUPS` of a connected Unix socket; nil when unreadable.
     static func of(_ fd: CInt) -> UserPeer? {
-        var credentials = Credentials()
-        var length = socklen_t(MemoryLayout<Credentials>.size)
+        var credentials = PeerCredentials()
+        var length = socklen_t(MemoryLayout<PeerCredentials>.size)
         guard getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &credentials, &length) == 0 else { return nil }
         var groups = [gid_t](repeating: 0, count: 256)
         var size = socklen_t(groups.count * MemoryLayout<gid_t>.size)

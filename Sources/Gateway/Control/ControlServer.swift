@@ -129,14 +129,6 @@ final class ControlConnectionHandler: ChannelInboundHandler {
         return future.map { $0.uid }
     }
 
-    /// `struct ucred` from `<sys/socket.h>` (hidden behind `_GNU_SOURCE`, so spelled out here):
-    /// three 32-bit fields, pid, uid, gid.
-    struct PeerCredentials: Sendable {
-        var pid: Int32 = 0
-        var uid: UInt32 = 0
-        var gid: UInt32 = 0
-    }
-
     private func refuse(context: ChannelHandlerContext, reason: String) {
         audit.record(AuditEvent(.gitDeny, via: .control, reason: reason))
         let line = (try? ControlResponse.failure("permission denied: \(reason)").jsonLine()) ?? "{\"ok\":false}"
@@ -188,4 +180,15 @@ final class ControlConnectionHandler: ChannelInboundHandler {
     func errorCaught(context: ChannelHandlerContext, error: any Error) {
         context.close(promise: nil)
     }
+}
+
+/// `struct ucred` from `<sys/socket.h>` (hidden behind `_GNU_SOURCE`, so spelled out here):
+/// three 32-bit fields, pid, uid, gid; what `SO_PEERCRED` gives for a Unix socket's peer.
+/// The control sockets, the daemon's socket and the user socket read it.
+package struct PeerCredentials: Sendable {
+    package var pid: Int32 = 0
+    package var uid: UInt32 = 0
+    package var gid: UInt32 = 0
+
+    package init() {}
 }

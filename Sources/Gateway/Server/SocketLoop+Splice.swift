@@ -29,6 +29,13 @@ extension SocketLoop {
         idleTimeout: TimeAmount, unread: UnreadBudget? = nil, onLoopThread: Bool = false, nonBlocking: Bool = false,
         completion: @escaping @Sendable (Totals) -> Void
     ) {
+        // A blocking socket would stall every tunnel of the loop.
+        if !nonBlocking {
+            for fd in [client, upstream] {
+                let flags = fcntl(fd, F_GETFL)
+                if flags >= 0 && flags & O_NONBLOCK == 0 { _ = fcntl(fd, F_SETFL, flags | O_NONBLOCK) }
+            }
+        }
         // The first bytes go out from the caller's thread when the sockets take them (they
         // nearly always do: both connections are new), so the client has its answer without
         // waiting for the loop's thread to wake.
@@ -40,7 +47,6 @@ extension SocketLoop {
             handle: handle, client: client, upstream: upstream, up: up, down: down,
             idleNanos: UInt64(max(1, idleTimeout.nanoseconds)), now: Self.now(), unread: unread ?? self.unread,
             completion: completion)
-        tunnel.nonBlocking = nonBlocking
         if onLoopThread {
             startTunnel(tunnel)
         } else {
@@ -102,8 +108,6 @@ extension SocketLoop {
         let completion: @Sendable (Totals) -> Void
         var lastActivity: UInt64
         var open = true
-        /// Both sockets are non-blocking already.
-        var nonBlocking = false
         init(handle: Handle, client: CInt, upstream: CInt, up: Direction, down: Direction, idleNanos: UInt64,
              now: UInt64, unread: UnreadBudget, completion: @escaping @Sendable (Totals) -> Void) {
             self.id = handle.id
@@ -122,11 +126,6 @@ extension SocketLoop {
     }
 
     func startTunnel(_ tunnel: Tunnel) {
-        // A blocking socket would stall every tunnel of the loop.
-        for fd in [tunnel.client, tunnel.upstream] where !tunnel.nonBlocking {
-            let flags = fcntl(fd, F_GETFL)
-            if flags >= 0 && flags & O_NONBLOCK == 0 { _ = fcntl(fd, F_SETFL, flags | O_NONBLOCK) }
-        }
         let clientToken = tunnel.id << 1
         let upstreamToken = tunnel.id << 1 | 1
         let events = EPOLLIN.rawValue | EPOLLOUT.rawValue | EPOLLRDHUP.rawValue | EPOLLET.rawValue

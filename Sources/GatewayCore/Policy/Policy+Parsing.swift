@@ -107,19 +107,27 @@ extension Policy {
             }
             try add(host, flag: "--allow", line: host)
         }
+        for (flag, value, line) in flagLines(allow: [], allowPrivate: allowPrivate, resolve: resolve, routes: routes) {
+            try add(value, flag: flag, line: line)
+        }
+        return policy
+    }
+
+    /// The policy-file line each of these flags' values stands for, in order, with its
+    /// flag: what `rules` parses, and what a policy handed on as text carries.
+    package static func flagLines(allow hosts: [String], allowPrivate: [String], resolve: [String], routes: [String])
+        -> [(flag: String, value: String, line: String)]
+    {
+        var lines = hosts.map { (flag: "--allow", value: $0, line: $0) }
         for value in allowPrivate {
             // `CIDR=HOST` is the file's `allow-private CIDR for HOST`.
             let parts = value.split(separator: "=", maxSplits: 1, omittingEmptySubsequences: false)
             let line = parts.count == 2 ? "allow-private \(parts[0]) for \(parts[1])" : "allow-private " + value
-            try add(value, flag: "--allow-private", line: line)
+            lines.append((flag: "--allow-private", value: value, line: line))
         }
-        for pin in resolve {
-            try add(pin, flag: "--resolve", line: "resolve " + pin)
-        }
-        for route in routes {
-            try add(route, flag: "--route", line: "route " + route)
-        }
-        return policy
+        lines += resolve.map { (flag: "--resolve", value: $0, line: "resolve " + $0) }
+        lines += routes.map { (flag: "--route", value: $0, line: "route " + $0) }
+        return lines
     }
 
     /// `text` with control characters, line and paragraph separators and bidirectional

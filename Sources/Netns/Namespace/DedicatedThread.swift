@@ -14,11 +14,7 @@ enum DedicatedThread {
     static func run<R>(_ body: () throws -> R) throws -> R {
         try withoutActuallyEscaping(body) { body in
             var result: Result<R, Error>?
-            let created = ThreadWork.start { result = Result { try body() } }
-            guard case let .success(thread) = created else {
-                if case let .failure(error) = created { throw error }
-                throw SystemCallError("pthread_create", code: EAGAIN)
-            }
+            let thread = try ThreadWork.start { result = Result { try body() } }.get()
             pthread_join(thread, nil)
             guard let result else { throw SystemCallError("pthread_join", code: EINTR) }
             return try result.get()

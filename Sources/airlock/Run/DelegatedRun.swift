@@ -63,23 +63,17 @@ struct DelegatedRun {
             try SandboxCommand.checkPolicy(part, source: file)
             text += part
         }
-        var flags = ""
-        var lines = options.allow
-        for entry in options.allowPrivate {
-            if let equals = entry.firstIndex(of: "=") {
-                lines.append("allow-private \(entry[..<equals]) for \(entry[entry.index(after: equals)...])")
-            } else {
-                lines.append("allow-private \(entry)")
-            }
+        // The flags as the run itself reads them (a bad value is refused naming its flag),
+        // then as the lines they stand for.
+        do {
+            _ = try Policy.rules(allow: options.allow, allowPrivate: options.allowPrivate, resolve: options.resolve,
+                                 routes: options.route, source: "command line")
+        } catch {
+            throw CLIError(String(describing: error))
         }
-        lines += options.resolve.map { "resolve \($0)" }
-        lines += options.route.map { "route \($0)" }
-        for line in lines {
-            guard !line.contains("\n") else { throw CLIError("'\(line.prefix(60))': one rule per flag, no newlines") }
-            flags += line + "\n"
-        }
-        try SandboxCommand.checkPolicy(flags, source: "command line")
-        return text + flags
+        let flags = Policy.flagLines(allow: options.allow, allowPrivate: options.allowPrivate, resolve: options.resolve,
+                                     routes: options.route)
+        return text + flags.map { $0.line + "\n" }.joined()
     }
 
     /// Makes the sandbox, hands its gateway the session and secrets, runs CMD; returns its status.
