@@ -95,8 +95,17 @@ final class GitLFSTests: XCTestCase {
         }
     }
 
+    /// The last audit line of `event` containing `text`, waited for (at most 5 s): a line is
+    /// written when its exchange ends, and a client may move on before that. git-lfs reads
+    /// only the status of a verify answer and goes on to the push while the storage host's
+    /// body is still on its way, so the push can finish before the verify line is written.
     private func lastAudit(_ event: String, containing text: String) -> String? {
-        rig.auditLines.last { $0.contains("\"event\":\"\(event)\"") && $0.contains(text) }
+        var found: String?
+        _ = Wait.until(timeout: 5) {
+            found = rig.auditLines.last { $0.contains("\"event\":\"\(event)\"") && $0.contains(text) }
+            return found != nil
+        }
+        return found
     }
 
     /// Clone with LFS objects, then push new ones and use locks, with an rw session; the
@@ -157,7 +166,7 @@ final class GitLFSTests: XCTestCase {
                        storageRequests)
         XCTAssertEqual(storageLog.filter { $0.method == "POST" && $0.path == "/verify?oid=\(newOID)" }.count, 1, storageRequests)
         XCTAssertNotNil(lastAudit("git_allow", containing: "\"service\":\"lfs-upload\""))
-        XCTAssertNotNil(lastAudit("git_allow", containing: "\"service\":\"lfs-verify\""))
+        XCTAssertNotNil(lastAudit("git_allow", containing: "\"service\":\"lfs-verify\""), rig.auditLines.suffix(6).joined(separator: "\n"))
         XCTAssertEqual(try rig.git(["--git-dir", "\(rig.root)/owner/lfsrepo.git", "show", "agent/lfs:new.bin"]).stdout, Self.pointer(newContent))
 
         // Locks pass through.
