@@ -19,6 +19,30 @@ final class EnvironmentTests: XCTestCase {
         }
     }
 
+    /// The byte-wise reader of ASCII names agrees with the rules over the uppercased
+    /// `String` on names made of the rules' own fragments, in any case; a non-ASCII name
+    /// takes the `String` path (`ſ` uppercases to `S`).
+    func testTheByteWiseNameCheckAgreesWithTheStringRules() {
+        let fragments = ["TOKEN", "SECRET", "PASSWORD", "PASSWD", "CREDENTIAL", "APIKEY", "API_KEY", "PRIVATE_KEY", "SESSION_ID",
+                         "COOKIE", "_AUTH", "AUTH_", "AUTH", "_KEY", "KEY_", "KEY", "_PAT", "PAT", "AWS_", "AZURE_", "VAULT_",
+                         "SSH_AUTH_SOCK", "GH_TOKEN", "NETRC", "KUBECONFIG", "_CA_BUNDLE", "_CONFIG_FILE", "_", "A", "X", "PATH",
+                         "HOME", "TOKE", "SECRE", "1"]
+        var generator = SystemRandomNumberGenerator()
+        var dropped = 0
+        for _ in 0..<20_000 {
+            var name = (0..<Int.random(in: 1...4, using: &generator)).map { _ in fragments.randomElement(using: &generator)! }.joined()
+            if Bool.random(using: &generator) { name = name.lowercased() }
+            if Int.random(in: 0..<8, using: &generator) == 0 { name = name.prefix(1).lowercased() + name.dropFirst() }
+            let fast = SandboxEnvironment.isCredentialName(name)
+            XCTAssertEqual(fast, SandboxEnvironment.isCredentialNameUnicode(name), name)
+            if fast { dropped += 1 }
+        }
+        XCTAssertGreaterThan(dropped, 1_000, "the generated names exercise both answers")
+        XCTAssertLessThan(dropped, 19_000, "the generated names exercise both answers")
+        XCTAssertTrue(SandboxEnvironment.isCredentialName("ſecret_value"), "uppercased, ſ is S: SECRET_VALUE")
+        XCTAssertFalse(SandboxEnvironment.isCredentialName("ÜBER_PATH"))
+    }
+
     func testBuildDropsCredentialsAndReportsNamesOnly() {
         let inherited = ["PATH": "/usr/bin:/bin", "GH_TOKEN": "ghp_secretvalue", "AWS_SECRET_ACCESS_KEY": "abc123secret", "LANG": "C.UTF-8"]
         let built = SandboxEnvironment.build(from: inherited, home: "/home/ana", user: "ana", gateway: "169.254.200.1")

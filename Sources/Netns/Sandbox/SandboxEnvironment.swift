@@ -11,6 +11,20 @@ package enum SandboxEnvironment {
     /// `SSH_AUTH_SOCK`, `SSH_AGENT_PID`, `GPG_AGENT_INFO`, `NETRC`, `XAUTHORITY`, `KUBECONFIG`),
     /// case-insensitively. Path-valued `*_CA_BUNDLE` and `*_CONFIG_FILE` pass.
     package static func isCredentialName(_ name: String) -> Bool {
+        // Names are ASCII in practice: matched over their bytes, uppercased in place. A name
+        // with any other byte takes the Unicode path below, where `uppercased()` may turn a
+        // letter such as `ſ` into `S`.
+        var upper: [UInt8] = []
+        upper.reserveCapacity(name.utf8.count)
+        for byte in name.utf8 {
+            guard byte < 0x80 else { return isCredentialNameUnicode(name) }
+            upper.append(byte >= 0x61 && byte <= 0x7A ? byte - 0x20 : byte)
+        }
+        return upper.withUnsafeBufferPointer { CredentialName(upper: $0).matches }
+    }
+
+    /// `isCredentialName` for any name: the same rules over the uppercased `String`.
+    package static func isCredentialNameUnicode(_ name: String) -> Bool {
         let upper = name.uppercased()
         // Paths to CA bundles and config files are not credentials (`AWS_CA_BUNDLE`,
         // `REQUESTS_CA_BUNDLE`, `AWS_CONFIG_FILE`): tools need them to work.
@@ -24,6 +38,43 @@ package enum SandboxEnvironment {
         if prefixes.contains(where: { upper.hasPrefix($0) }) { return true }
         let exact = ["SSH_AUTH_SOCK", "SSH_AGENT_PID", "GPG_AGENT_INFO", "NETRC", "GH_TOKEN", "GITHUB_TOKEN", "XAUTHORITY", "KUBECONFIG"]
         return exact.contains(upper)
+    }
+
+    /// The rules of `isCredentialName` over an ASCII name's uppercased bytes.
+    private struct CredentialName {
+        let upper: UnsafeBufferPointer<UInt8>
+
+        static let contained: [[UInt8]] = ["TOKEN", "SECRET", "PASSWORD", "PASSWD", "CREDENTIAL", "APIKEY", "API_KEY", "PRIVATE_KEY",
+                                           "SESSION_ID", "COOKIE", "_AUTH_", "_KEY_"].map { Array($0.utf8) }
+        static let prefixes: [[UInt8]] = ["AUTH_", "AWS_", "AZURE_", "VAULT_"].map { Array($0.utf8) }
+        static let suffixes: [[UInt8]] = ["_AUTH", "_KEY", "_PAT"].map { Array($0.utf8) }
+        static let exact: [[UInt8]] = ["KEY", "SSH_AUTH_SOCK", "SSH_AGENT_PID", "GPG_AGENT_INFO", "NETRC", "GH_TOKEN", "GITHUB_TOKEN",
+                                       "XAUTHORITY", "KUBECONFIG"].map { Array($0.utf8) }
+        static let passing: [[UInt8]] = ["_CA_BUNDLE", "_CONFIG_FILE"].map { Array($0.utf8) }
+
+        var matches: Bool {
+            if Self.passing.contains(where: hasSuffix) { return false }
+            return Self.contained.contains(where: contains) || Self.prefixes.contains(where: hasPrefix)
+                || Self.suffixes.contains(where: hasSuffix) || Self.exact.contains { $0.elementsEqual(upper) }
+        }
+
+        func hasPrefix(_ word: [UInt8]) -> Bool {
+            word.count <= upper.count && upper.prefix(word.count).elementsEqual(word)
+        }
+
+        func hasSuffix(_ word: [UInt8]) -> Bool {
+            word.count <= upper.count && upper.suffix(word.count).elementsEqual(word)
+        }
+
+        func contains(_ word: [UInt8]) -> Bool {
+            guard word.count <= upper.count, let first = word.first else { return false }
+            var start = 0
+            while start + word.count <= upper.count {
+                if upper[start] == first && upper[start..<(start + word.count)].elementsEqual(word) { return true }
+                start += 1
+            }
+            return false
+        }
     }
 
     /// Names set by airlock itself; a caller's value is replaced.
