@@ -129,6 +129,10 @@ int cnl_binder_start(int netns_fd, uint32_t address_network_order, int backlog,
         return -e;
     }
     if (child == 0) {
+        // No signal blocked, whatever the caller holds (a fork keeps the mask).
+        sigset_t none;
+        sigemptyset(&none);
+        sigprocmask(SIG_SETMASK, &none, NULL);
         close(ends[0]);
         int32_t status = -binder_setup(ends[1], netns_fd, parent, uid, gid, groups, count);
         ssize_t sent = send(ends[1], &status, sizeof status, MSG_NOSIGNAL);

@@ -107,6 +107,8 @@ struct GatewayCommand: ParsableCommand {
                 if error is Privileges.PrivilegeError { return ExitCodes.permission }
                 return nil
             }) {
+                // Held before anything is bound: see ShutdownSignals.
+                ShutdownSignals.hold()
                 if all {
                     try serveAll()
                 } else {
@@ -144,7 +146,7 @@ struct GatewayCommand: ParsableCommand {
             defer { broker?.stop() }
             let daemonSocket = try ControlSocket(path: DaemonRequest.socketPath)
             // Forked while the process has one thread, before the drop.
-            let opener = try SandboxOpener.start()
+            let opener = try SandboxOpener.start(daemonSocket: DaemonRequest.socketPath)
             defer { opener.stop() }
             let notifier = try SystemdNotifier.fromEnvironment()
             try Privileges.dropProcessPrivileges(to: user)

@@ -28,7 +28,10 @@ import SystemPackage
 ///   does); the descriptors go back with the gateway address.
 /// - `port NAME PORT`: one TCP listener on that sandbox's gateway address inside its G.
 ///
-/// It exits when the daemon closes its end or dies (`PR_SET_PDEATHSIG`).
+/// It exits when the daemon closes its end or dies (`PR_SET_PDEATHSIG`). When the daemon
+/// closes its end (it is stopping), the helper first removes the daemon's socket, which the
+/// daemon, no longer root, cannot: only if the path is still the socket it was at the
+/// start (same device and inode), never a successor's.
 final class SandboxOpener: Sendable {
     /// What `open` hands back; the caller owns every descriptor.
     struct Opened {
@@ -52,9 +55,12 @@ final class SandboxOpener: Sendable {
     static let capabilities: [CInt] = [21 /* CAP_SYS_ADMIN */, 10 /* CAP_NET_BIND_SERVICE */]
 
     /// Forks the helper; returns once it has given up everything but its two capabilities.
+    /// `daemonSocket`, already bound, is removed by the helper when the daemon stops.
     /// - Throws: `SystemCallError` naming the step that failed.
     /// - Requires: root; call it while the process has one thread (fork copies only the caller).
-    static func start() throws -> SandboxOpener {
+    static func start(daemonSocket: String) throws -> SandboxOpener {
+        var bound = stat()
+        guard lstat(daemonSocket, &bound) == 0 else { throw SystemCallError.last("stat \(daemonSocket)") }
         var ends: [CInt] = [0, 0]
         guard socketpair(AF_UNIX, CInt(SOCK_SEQPACKET.rawValue) | CInt(SOCK_CLOEXEC.rawValue), 0, &ends) == 0 else {
             throw SystemCallError.last("socketpair for the sandbox opener")
@@ -68,11 +74,12 @@ final class SandboxOpener: Sendable {
             throw error
         }
         if child == 0 {
+            ShutdownSignals.clearInChild()
             close(ends[0])
             var status = Int32(setUp(socket: ends[1], parent: parent))
             let sent = send(ends[1], &status, 4, CInt(MSG_NOSIGNAL))
             if status != 0 || sent != 4 { _exit(125) }
-            serve(socket: ends[1])
+            serve(socket: ends[1], daemonSocket: (daemonSocket, bound.st_dev, bound.st_ino))
         }
         close(ends[1])
         var status: Int32 = 0
@@ -108,11 +115,18 @@ final class SandboxOpener: Sendable {
     // then the sandbox name. Answers: an int32 (0, or 1 for a refusal), then the gateway
     // address or the refusal's text, with the descriptors attached.
 
-    private static func serve(socket: CInt) -> Never {
+    private static func serve(socket: CInt, daemonSocket: (path: String, device: dev_t, inode: ino_t)) -> Never {
         var buffer = [UInt8](repeating: 0, count: 512)
         while true {
             let count = buffer.withUnsafeMutableBytes { raw in retryingInterrupted { recv(socket, raw.baseAddress, raw.count, 0) } }
-            if count <= 0 { _exit(0) }
+            if count <= 0 {
+                var now = stat()
+                if lstat(daemonSocket.path, &now) == 0, now.st_mode & S_IFMT == S_IFSOCK,
+                   now.st_dev == daemonSocket.device, now.st_ino == daemonSocket.inode {
+                    unlink(daemonSocket.path)
+                }
+                _exit(0)
+            }
             let request = Array(buffer[0..<count])
             var descriptors: [CInt] = []
             var answer: [UInt8]

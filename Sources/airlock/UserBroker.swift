@@ -100,6 +100,7 @@ final class UserBroker: Sendable {
             throw error
         }
         if child == 0 {
+            ShutdownSignals.clearInChild()
             close(lifeline[1])
             close(status[0])
             var result: CInt = 0

@@ -101,6 +101,28 @@ final class GatewayDaemonTests: XCTestCase {
         XCTAssertTrue(stopped.stderr.contains("gateway for \(a): draining") && stopped.stderr.contains("gateway for \(b): draining"),
                       stopped.stderr)
         XCTAssertFalse(try fetch(a, "a.test").contains("host=a.test"), "nothing serves \(a) after the daemon stopped")
+        XCTAssertFalse(FileManager.default.fileExists(atPath: "/run/airlock/gateway.sock"),
+                       "a daemon that stopped cleanly leaves no socket behind")
+    }
+
+    /// A SIGTERM the moment the daemon's socket appears (a service manager stopping a unit it
+    /// has just started) is taken once the daemon watches for it: a clean exit, status 0,
+    /// with its socket removed, never a death by the signal's default action.
+    func testAStopAsSoonAsTheSocketAppearsIsClean() throws {
+        mkdir(dir.file("policies"), 0o755)
+        for name in names { try writePolicy(dir.file("policies/\(name).policy"), allowing: "\(name).test") }
+        let socket = "/run/airlock/gateway.sock"
+        unlink(socket)
+        for round in 0..<3 {
+            let daemon = try BackgroundProcess([TestPaths.airlock, "gateway", "serve", "--all", "--policy-dir", dir.file("policies")])
+            let deadline = Date().addingTimeInterval(20)
+            while access(socket, F_OK) != 0 && daemon.isRunning && Date() < deadline { usleep(100) }
+            XCTAssertEqual(access(socket, F_OK), 0, "round \(round): the daemon made its socket")
+            let stopped = daemon.stop()
+            XCTAssertEqual(daemon.process.terminationReason, .exit, "round \(round): \(stopped)")
+            XCTAssertEqual(stopped.status, 0, "round \(round): \(stopped)")
+            XCTAssertFalse(FileManager.default.fileExists(atPath: socket), "round \(round): the socket was removed")
+        }
     }
 
     /// The daemon socket: stop leaves the other sandbox serving and the sandbox can be served
