@@ -3,6 +3,7 @@
 #include "cnl_netlink.h"
 
 #include <errno.h>
+#include <stdbool.h>
 #include <sched.h>
 #include <sys/vfs.h>
 #include <linux/magic.h>
@@ -135,6 +136,40 @@ int cnl_build_link_set_up(void *buf, size_t len, uint32_t seq, uint32_t portid,
     ifm->ifi_flags = up ? IFF_UP : 0;
     ifm->ifi_change = IFF_UP;
     return finish(nlh);
+}
+
+/// RTM_NEWLINK of `ifindex` carrying IFLA_AF_SPEC / `family` / (`outer`, if nonzero) /
+/// attribute `type` = `value` of `size` bytes (1 or 4).
+static int build_link_af_setting(void *buf, size_t len, uint32_t seq, uint32_t portid, uint32_t ifindex,
+                                 uint16_t family, uint16_t outer, uint16_t type, uint32_t value, int size) {
+    struct nlmsghdr *nlh = put_header(buf, len, RTM_NEWLINK, NLM_F_REQUEST | NLM_F_ACK, seq, portid);
+    if (nlh == NULL) return -ENOSPC;
+    struct ifinfomsg *ifm = mnl_nlmsg_put_extra_header(nlh, sizeof(*ifm));
+    ifm->ifi_family = AF_UNSPEC;
+    ifm->ifi_index = (int)ifindex;
+    struct nlattr *spec = mnl_attr_nest_start_check(nlh, len, IFLA_AF_SPEC);
+    if (spec == NULL) return -ENOSPC;
+    struct nlattr *af = mnl_attr_nest_start_check(nlh, len, family);
+    if (af == NULL) return -ENOSPC;
+    struct nlattr *inner = NULL;
+    if (outer != 0 && (inner = mnl_attr_nest_start_check(nlh, len, outer)) == NULL) return -ENOSPC;
+    bool put = size == 1 ? mnl_attr_put_u8_check(nlh, len, type, (uint8_t)value)
+                         : mnl_attr_put_u32_check(nlh, len, type, value);
+    if (!put) return -ENOSPC;
+    if (inner != NULL) mnl_attr_nest_end(nlh, inner);
+    mnl_attr_nest_end(nlh, af);
+    mnl_attr_nest_end(nlh, spec);
+    return finish(nlh);
+}
+
+int cnl_build_link_ipv6_addr_gen_none(void *buf, size_t len, uint32_t seq, uint32_t portid, uint32_t ifindex) {
+    return build_link_af_setting(buf, len, seq, portid, ifindex, AF_INET6, 0, IFLA_INET6_ADDR_GEN_MODE,
+                                 IN6_ADDR_GEN_MODE_NONE, 1);
+}
+
+int cnl_build_link_ipv4_forwarding(void *buf, size_t len, uint32_t seq, uint32_t portid, uint32_t ifindex, int on) {
+    // IPV4_DEVCONF_FORWARDING is 1 (linux/ip.h); the kernel's devconf array is 1-based.
+    return build_link_af_setting(buf, len, seq, portid, ifindex, AF_INET, IFLA_INET_CONF, 1, on ? 1 : 0, 4);
 }
 
 static int build_link_by_name(void *buf, size_t len, uint32_t seq, uint32_t portid,

@@ -176,12 +176,20 @@ package enum Doctor {
         package var failure: String?
         /// Whether the child could create a veth pair in a namespace of its own, and how it went.
         package var veth: (ok: Bool, detail: String)? = nil
+        /// Whether the child could mount a fresh /proc (in a PID namespace of its own), as a
+        /// sandbox does: 0, or the errno. nil when not reported.
+        package var freshProc: Int32? = nil
 
         package static func == (lhs: RootlessLaunchCheck, rhs: RootlessLaunchCheck) -> Bool {
             lhs.uid == rhs.uid && lhs.effective == rhs.effective && lhs.failure == rhs.failure
-                && lhs.veth?.ok == rhs.veth?.ok && lhs.veth?.detail == rhs.veth?.detail
+                && lhs.veth?.ok == rhs.veth?.ok && lhs.veth?.detail == rhs.veth?.detail && lhs.freshProc == rhs.freshProc
         }
     }
+
+    /// Why a user namespace may not mount a fresh /proc, and what to do (`SandboxSetupError`
+    /// gives the same when a rootless run fails at that step).
+    package static let freshProcReason = "parts of this /proc are mounted over (a container's masked paths), and a user namespace may not mount a /proc that shows more"
+    package static let freshProcFix = "start the container with its /proc unmasked (podman run --security-opt unmask=ALL, docker run --security-opt systempaths=unconfined), or run airlock as the host's root"
 
     /// The capabilities root mode and persistent sandboxes need.
     package static let rootCapabilities: [Capability] = [.setgid, .setuid, .setpcap, .netBindService, .netAdmin, .sysAdmin]
@@ -327,6 +335,13 @@ package enum Doctor {
                 detail = "child runs as uid \(launch.uid) with \(launch.effective.map(\.description).joined(separator: ", ")) in its namespace"
             }
             checks.append(Check(name: "rootless launch", ok: ok, detail: detail, fix: ok ? nil : usernsFix))
+            if let proc = launch.freshProc {
+                checks.append(Check(
+                    name: "fresh /proc", ok: proc == 0,
+                    detail: proc == 0 ? "a sandbox's own /proc can be mounted (in a user namespace)"
+                        : "mounting a sandbox's own /proc fails (\(String(cString: strerror(proc)))): \(freshProcReason)",
+                    fix: proc == 0 ? nil : freshProcFix))
+            }
         }
         checks.append(Check(name: "libmnl", ok: facts.libmnl != nil, detail: facts.libmnl ?? "not loaded", fix: facts.libmnl == nil ? "apt-get install libmnl0" : nil))
         checks.append(Check(
@@ -347,6 +362,9 @@ package enum Doctor {
             let missing = Privileges.missing(RootlessLauncher.sandboxBuilderCapabilities, effective: Set(launch.effective))
             if launch.failure == nil && !missing.isEmpty {
                 rootless.append("the launched child lacks \(missing.map(\.description).joined(separator: ", "))")
+            }
+            if let proc = launch.freshProc, proc != 0 {
+                rootless.append("no fresh /proc for the sandbox (\(String(cString: strerror(proc)))): \(freshProcReason); fix: \(freshProcFix)")
             }
         }
         if facts.libmnl == nil { rootless.append("libmnl is not loaded; fix: apt-get install libmnl0") }
@@ -428,11 +446,13 @@ package enum Doctor {
     }
 
     /// Writes the child report to `fd`: `uid=N eff=HEX` of the calling process, then
-    /// `veth=ok` or `veth=no`, then the veth detail on a line of its own.
+    /// `veth=ok` or `veth=no`, then `proc=ERRNO` (0: a fresh /proc can be mounted), then
+    /// the veth detail on a line of its own.
     package static func writeChildReport(to fd: Int32) {
         let effective = (try? Privileges.current().effective) ?? 0
         let veth = vethSupport(root: true)
-        let line = "uid=\(getuid()) eff=\(String(effective, radix: 16)) veth=\(veth.ok ? "ok" : "no")\n\(veth.detail)\n"
+        let proc = cnl_probe_fresh_proc()
+        let line = "uid=\(getuid()) eff=\(String(effective, radix: 16)) veth=\(veth.ok ? "ok" : "no") proc=\(proc)\n\(veth.detail)\n"
         _ = line.withCString { write(fd, $0, strlen($0)) }
     }
 
@@ -441,14 +461,16 @@ package enum Doctor {
         var uid: uid_t?
         var effective: UInt64?
         var vethOK: Bool?
+        var freshProc: Int32?
         let lines = text.split(separator: "\n", omittingEmptySubsequences: false)
         for field in (lines.first ?? "").split(separator: " ") {
+            if field.hasPrefix("proc=") { freshProc = Int32(field.dropFirst(5)) }
             if field.hasPrefix("uid=") { uid = uid_t(field.dropFirst(4)) }
             if field.hasPrefix("eff=") { effective = UInt64(field.dropFirst(4), radix: 16) }
             if field.hasPrefix("veth=") { vethOK = field.dropFirst(5) == "ok" }
         }
         guard let uid, let effective else { return nil }
-        var check = RootlessLaunchCheck(uid: uid, effective: CapabilitySets.capabilities(in: effective), failure: nil)
+        var check = RootlessLaunchCheck(uid: uid, effective: CapabilitySets.capabilities(in: effective), failure: nil, freshProc: freshProc)
         if let vethOK { check.veth = (vethOK, lines.count > 1 ? String(lines[1]) + " (in a user namespace)" : "") }
         return check
     }

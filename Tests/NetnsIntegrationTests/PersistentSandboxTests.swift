@@ -59,8 +59,13 @@ final class PersistentSandboxTests: XCTestCase {
         XCTAssertEqual(try sysctl("net/ipv4/ip_forward", in: gatewayNamespace), "0")
         XCTAssertEqual(try sysctl("net/ipv4/conf/all/forwarding", in: gatewayNamespace), "0")
         XCTAssertEqual(try sysctl("net/ipv6/conf/gw0/disable_ipv6", in: gatewayNamespace), "1")
+        // The same settings made over netlink, for namespaces whose /proc/sys is read-only:
+        // gw0 forwards nothing, and neither end ever generates an IPv6 address.
+        XCTAssertEqual(try sysctl("net/ipv4/conf/gw0/forwarding", in: gatewayNamespace), "0")
+        XCTAssertEqual(try sysctl("net/ipv6/conf/gw0/addr_gen_mode", in: gatewayNamespace), "1")
         let sandboxNamespace = try NetworkNamespace.open(path: state.sandboxPin)
         XCTAssertEqual(try sysctl("net/ipv6/conf/eth0/disable_ipv6", in: sandboxNamespace), "1")
+        XCTAssertEqual(try sysctl("net/ipv6/conf/eth0/addr_gen_mode", in: sandboxNamespace), "1")
 
         // The host (this test's namespace) gained no interface.
         let host = try RouteSocket().links().map(\.name)

@@ -60,6 +60,14 @@ int cnl_build_veth(void *buf, size_t len, uint32_t seq, uint32_t portid,
 /// (ifi_change = IFF_UP, so no other flag changes).
 int cnl_build_link_set_up(void *buf, size_t len, uint32_t seq, uint32_t portid,
                           uint32_t ifindex, int up);
+/// RTM_NEWLINK setting the IPv6 address generation mode of `ifindex` to none
+/// (IFLA_AF_SPEC / AF_INET6 / IFLA_INET6_ADDR_GEN_MODE = IN6_ADDR_GEN_MODE_NONE): the
+/// link never gets a link-local address, so IPv6 has no source address on it. The netlink
+/// form of keeping IPv6 off a link, for namespaces whose /proc/sys is read-only.
+int cnl_build_link_ipv6_addr_gen_none(void *buf, size_t len, uint32_t seq, uint32_t portid, uint32_t ifindex);
+/// RTM_NEWLINK setting the IPv4 `forwarding` of `ifindex` to `on`
+/// (IFLA_AF_SPEC / AF_INET / IFLA_INET_CONF / IPV4_DEVCONF_FORWARDING).
+int cnl_build_link_ipv4_forwarding(void *buf, size_t len, uint32_t seq, uint32_t portid, uint32_t ifindex, int on);
 /// RTM_DELLINK of the link called `name`.
 int cnl_build_link_delete(void *buf, size_t len, uint32_t seq, uint32_t portid, const char *name);
 /// RTM_GETLINK of the link called `name` (NLM_F_ACK, so the reply ends with an ACK).

@@ -11,4 +11,11 @@ int cnl_set_dumpable(int dumpable);
 /// PR_SET_PDEATHSIG: `signal` is delivered when the thread that created this process exits.
 int cnl_set_parent_death_signal(int signal);
 
+/// Whether a fresh procfs can be mounted here the way a sandbox mounts one: in a new PID
+/// namespace, a child makes `/` private and mounts proc on /proc. Call it in a process that
+/// has mount and user namespaces of its own (what it mounts stays there). Returns 0 when
+/// the mount works, else the errno (EPERM where parts of the current /proc are mounted
+/// over, as in a container, and this is not the host's user namespace).
+int cnl_probe_fresh_proc(void);
+
 #endif

@@ -7,13 +7,17 @@ import SystemCalls
 /// (`net/…` entries belong to the namespace of the thread that opens them).
 enum SystemControl {
     /// Writes `value` to `/proc/sys/<key>`.
-    /// - Parameter optional: a missing entry is fine (IPv6 compiled out or disabled).
+    /// - Parameters:
+    ///   - optional: a missing entry is fine (IPv6 compiled out or disabled).
+    ///   - backedByNetlink: a read-only `/proc/sys` (a container's) is fine, because the
+    ///     caller has made the same setting for the link over netlink.
     /// - Throws: `SystemCallError`.
-    static func write(_ value: String, to key: String, optional: Bool = false) throws {
+    static func write(_ value: String, to key: String, optional: Bool = false, backedByNetlink: Bool = false) throws {
         let path = "/proc/sys/" + key
         let fd = open(path, O_WRONLY | O_CLOEXEC)
         guard fd >= 0 else {
             if optional && errno == ENOENT { return }
+            if backedByNetlink && errno == EROFS { return }
             throw SystemCallError.last("open \(path)")
         }
         defer { close(fd) }

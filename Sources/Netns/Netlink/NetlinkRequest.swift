@@ -46,6 +46,23 @@ package struct NetlinkRequest: Sendable {
         }
     }
 
+    /// RTM_NEWLINK: no IPv6 address is ever generated on the link `index` (not even a
+    /// link-local one), which keeps IPv6 off it without `/proc/sys`.
+    /// - Throws: `NetlinkError` (ENOSPC) only if the request does not fit.
+    package static func disableIPv6AddressGeneration(index: UInt32, label: String? = nil, sequence: UInt32, portID: UInt32 = 0) throws -> NetlinkRequest {
+        try build("RTM_NEWLINK \(label ?? "dev \(index)") addrgenmode none") {
+            cnl_build_link_ipv6_addr_gen_none($0, $1, sequence, portID, index)
+        }
+    }
+
+    /// RTM_NEWLINK: IPv4 forwarding off (or on) for packets arriving on the link `index`.
+    /// - Throws: `NetlinkError` (ENOSPC) only if the request does not fit.
+    package static func setIPv4Forwarding(_ on: Bool, index: UInt32, label: String? = nil, sequence: UInt32, portID: UInt32 = 0) throws -> NetlinkRequest {
+        try build("RTM_NEWLINK \(label ?? "dev \(index)") forwarding \(on ? 1 : 0)") {
+            cnl_build_link_ipv4_forwarding($0, $1, sequence, portID, index, on ? 1 : 0)
+        }
+    }
+
     /// RTM_DELLINK of the link called `name`.
     /// - Throws: `NetlinkError` (ENOSPC) only if the request does not fit.
     package static func deleteLink(name: InterfaceName, sequence: UInt32, portID: UInt32 = 0) throws -> NetlinkRequest {

@@ -186,10 +186,12 @@ extension SandboxTopology {
     }
 
     /// Run inside a fresh S or G before the veth exists: new interfaces there are born
-    /// with IPv6 off (no link-local address, no router solicitation, ever).
+    /// with IPv6 off (no link-local address, no router solicitation, ever). Where
+    /// `/proc/sys` is read-only (inside a container) the veth end is kept off IPv6 over
+    /// netlink instead, in `configureSide`.
     /// - Throws: `SystemCallError`.
     package static func prepareNamespace() throws {
-        try SystemControl.write("1", to: "net/ipv6/conf/default/disable_ipv6", optional: true)
+        try SystemControl.write("1", to: "net/ipv6/conf/default/disable_ipv6", optional: true, backedByNetlink: true)
     }
 
     /// Configures one side from inside its namespace: IPv6 off on the veth end, lo up,
@@ -203,17 +205,38 @@ extension SandboxTopology {
         guard let end = try socket.link(named: interface) else {
             throw NetlinkError(operation: "RTM_GETLINK \(interface)", code: ENODEV)
         }
+        // Both settings twice: over netlink for the veth end, which works wherever the
+        // namespace is ours, and in /proc/sys for the whole namespace where it is writable
+        // (inside a container it is mounted read-only).
         if isGateway {
             // G never forwards: the gateway process serves connections itself.
-            try SystemControl.write("0", to: "net/ipv4/ip_forward")
-            try SystemControl.write("0", to: "net/ipv4/conf/all/forwarding")
+            try socket.perform { try .setIPv4Forwarding(false, index: end.index, label: "dev \(interface)", sequence: $0, portID: $1) }
+            try SystemControl.write("0", to: "net/ipv4/ip_forward", backedByNetlink: true)
+            try SystemControl.write("0", to: "net/ipv4/conf/all/forwarding", backedByNetlink: true)
         }
-        try SystemControl.write("1", to: "net/ipv6/conf/\(interface)/disable_ipv6", optional: true)
+        let ipv6 = try Self.keepIPv6Off(end.index, interface: interface, socket: socket)
+        try SystemControl.write("1", to: "net/ipv6/conf/\(interface)/disable_ipv6", optional: true, backedByNetlink: ipv6)
         try socket.perform { try .setLinkUp(index: lo.index, label: "lo", sequence: $0, portID: $1) }
         try socket.perform { try .addAddress(local, index: end.index, label: "dev \(interface)", sequence: $0, portID: $1) }
         try socket.perform { try .setLinkUp(index: end.index, label: interface.rawValue, sequence: $0, portID: $1) }
         try socket.perform {
             try .addHostRoute(to: peer, index: end.index, source: local.address, label: "dev \(interface)", sequence: $0, portID: $1)
+        }
+        // Up (with carrier once both ends are), a link IPv6 may use has its link-local
+        // address at once: there must be none.
+        if let stray = try socket.addresses().first(where: { $0.index == end.index && $0.isIPv6 }) {
+            throw NetlinkError(operation: "IPv6 off on \(interface) (it has an IPv6 address, /\(stray.prefixLength))", code: EEXIST)
+        }
+    }
+
+    /// Sets the link's IPv6 address generation to none; false when the kernel has no IPv6
+    /// (nothing to keep off), true when the setting is made.
+    private static func keepIPv6Off(_ index: UInt32, interface: InterfaceName, socket: RouteSocket) throws -> Bool {
+        do {
+            try socket.perform { try .disableIPv6AddressGeneration(index: index, label: "dev \(interface)", sequence: $0, portID: $1) }
+            return true
+        } catch let error as NetlinkError where error.code == EAFNOSUPPORT {
+            return false
         }
     }
 }

@@ -27,6 +27,10 @@ package struct SandboxSetupError: Error, Equatable, CustomStringConvertible {
     /// The fix for a working directory the command's user cannot enter (a checkout under
     /// root's 0700 home, run as another user).
     static func hint(_ failure: cnl_spawn_failure, user: SandboxUser?, cwd: String?) -> String? {
+        let step = cnl_spawn_step(rawValue: UInt32(bitPattern: failure.step))
+        if (step == CNL_STEP_MOUNT_PROC || step == CNL_STEP_MOUNT_SYS) && failure.error == EPERM {
+            return "\(Doctor.freshProcReason); \(Doctor.freshProcFix)"
+        }
         guard cnl_spawn_step(rawValue: UInt32(bitPattern: failure.step)) == CNL_STEP_CHDIR,
               failure.error == EACCES || failure.error == ENOENT, let user, let cwd else { return nil }
         guard failure.error == EACCES else { return "\(cwd) does not exist in the sandbox; pass --cwd DIR" }
