@@ -2,8 +2,9 @@
 import Glibc
 #endif
 
-/// The signals that stop a long-running gateway (`gateway serve`, `gateway serve --all`),
-/// held from the process's first moment until its service group watches them.
+/// The signals a long-running gateway (`gateway serve`, `gateway serve --all`) acts on,
+/// SIGTERM and SIGINT (stop) and SIGHUP (reload), held from the process's first moment
+/// until it watches them.
 ///
 /// The service group learns of SIGTERM and SIGINT through signal sources it registers only
 /// once it runs, after the sockets are bound, the helpers forked and the privileges dropped.
@@ -12,14 +13,19 @@ import Glibc
 /// start, such a signal stays pending and the service group's source takes it as soon as it
 /// is registered (dispatch reads signals through a `signalfd`, which sees blocked ones);
 /// every thread started later inherits the block, so no thread can die of it either.
+/// A SIGHUP held that way is dropped when the policy store starts watching (it sets SIGHUP
+/// to ignored, which discards a pending one): a reload asked for before the policy was
+/// being watched has nothing to add, since the store has just read the files and its
+/// watch sees any later change.
 enum ShutdownSignals {
-    /// Blocks SIGTERM and SIGINT on the calling thread: call it while the process has one
+    /// Blocks SIGTERM, SIGINT and SIGHUP on the calling thread: call it while the process has one
     /// thread, before anything another process can see (a socket, a ready line) exists.
     static func hold() {
         var signals = sigset_t()
         sigemptyset(&signals)
         sigaddset(&signals, SIGTERM)
         sigaddset(&signals, SIGINT)
+        sigaddset(&signals, SIGHUP)
         sigprocmask(SIG_BLOCK, &signals, nil)
     }
 

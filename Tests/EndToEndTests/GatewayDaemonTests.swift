@@ -107,7 +107,8 @@ final class GatewayDaemonTests: XCTestCase {
 
     /// A SIGTERM the moment the daemon's socket appears (a service manager stopping a unit it
     /// has just started) is taken once the daemon watches for it: a clean exit, status 0,
-    /// with its socket removed, never a death by the signal's default action.
+    /// with its socket removed, never a death by the signal's default action. A SIGHUP then
+    /// (a reload just after a start) does not kill it either.
     func testAStopAsSoonAsTheSocketAppearsIsClean() throws {
         mkdir(dir.file("policies"), 0o755)
         for name in names { try writePolicy(dir.file("policies/\(name).policy"), allowing: "\(name).test") }
@@ -123,6 +124,15 @@ final class GatewayDaemonTests: XCTestCase {
             XCTAssertEqual(stopped.status, 0, "round \(round): \(stopped)")
             XCTAssertFalse(FileManager.default.fileExists(atPath: socket), "round \(round): the socket was removed")
         }
+        let daemon = try BackgroundProcess([TestPaths.airlock, "gateway", "serve", "--all", "--policy-dir", dir.file("policies")])
+        let deadline = Date().addingTimeInterval(20)
+        while access(socket, F_OK) != 0 && daemon.isRunning && Date() < deadline { usleep(100) }
+        kill(daemon.pid, SIGHUP)
+        XCTAssertTrue(Wait.until(timeout: 30) { (try? Run.airlock(["gateway", "request", "list"]))?.stdout.split(separator: "\n").count == 2 },
+                      "the daemon lived through an early SIGHUP and serves both sandboxes")
+        let stopped = daemon.stop()
+        XCTAssertEqual(daemon.process.terminationReason, .exit, "\(stopped)")
+        XCTAssertEqual(stopped.status, 0, "\(stopped)")
     }
 
     /// The daemon socket: stop leaves the other sandbox serving and the sandbox can be served
