@@ -145,8 +145,10 @@ package struct PersistentSandbox: Sendable {
         try CapabilityCheck.requireNamespaceAdmin(for: "airlock netns destroy")
         return try withLock {
             guard Pinning.exists(stateDirectory(name)) else { throw SandboxError.notFound(name) }
-            let status = summary(name).status
-            return SandboxRemoval(name: name, status: status, removed: try remove(name))
+            // Read once: the status reported and what is removed come from the same state.
+            let state = try? readState(name)
+            let status = summary(name, state: state).status
+            return SandboxRemoval(name: name, status: status, removed: try remove(name, state: state))
         }
     }
 
@@ -154,9 +156,10 @@ package struct PersistentSandbox: Sendable {
     ///
     /// A sandbox whose S belongs to a container runtime (`SandboxState.external`) keeps S:
     /// only the airlock end of the veth is deleted inside it, and G unpinned.
-    func remove(_ name: NamespaceName) throws -> [String] {
+    /// - Parameter known: the state when the caller has read it (else it is read here).
+    func remove(_ name: NamespaceName, state known: SandboxState? = nil) throws -> [String] {
         var removed: [String] = []
-        let state = try? readState(name)
+        let state = known ?? (try? readState(name))
         var pins = [sandboxPin(name), gatewayPin(name)]
         if let state, state.external != nil {
             pins = [gatewayPin(name)]
@@ -217,7 +220,12 @@ package struct PersistentSandbox: Sendable {
     }
 
     private func summary(_ name: NamespaceName) -> SandboxSummary {
-        guard let state = try? readState(name), state.complete else {
+        summary(name, state: try? readState(name))
+    }
+
+    /// The summary of `name` from its `state` as read (nil: unreadable).
+    private func summary(_ name: NamespaceName, state: SandboxState?) -> SandboxSummary {
+        guard let state, state.complete else {
             return SandboxSummary(name: name, gatewayAddress: nil, sandboxAddress: nil, status: .halfMade)
         }
         let pinned = Pinning.isPinned(state.sandboxPin) && Pinning.isPinned(state.gatewayPin)
