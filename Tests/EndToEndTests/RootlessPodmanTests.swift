@@ -6,8 +6,8 @@ import XCTest
 /// an unprivileged account runs `podman run`, so uid 0 in the container is that account's
 /// mapped id, `/proc/sys` is read-only and parts of `/proc` are masked.
 ///
-/// The container's root filesystem is made here from the machine's own (`/usr` linked, not
-/// copied; `/etc` copied), so nothing is pulled. The container has no network of its own
+/// The container's root filesystem is made here from the machine's own (`/usr` and `/opt`
+/// bound read-only, `/etc` copied, the built binary copied), so nothing is pulled. The container has no network of its own
 /// (`--network none`): the sandbox's only peer is still the gateway airlock starts.
 ///
 /// By default Podman masks parts of `/proc`, and a user namespace may then not mount the
@@ -24,7 +24,6 @@ final class RootlessPodmanTests: XCTestCase {
         where !FileManager.default.isExecutableFile(atPath: tool) {
             throw Precondition.unmet("\(tool) is not installed (scripts/setup installs podman, runc, uidmap and catatonit)")
         }
-        // /var/tmp: on the same file system as /usr, whose files the root filesystem links.
         dir = try TemporaryDirectory(prefix: "airlock-podman", in: "/var/tmp")
         chmod(dir.path, 0o755)
         let account = Self.account
@@ -37,12 +36,13 @@ final class RootlessPodmanTests: XCTestCase {
             R=\(dir.file("rootfs"))
             mkdir -p "$R" \(dir.file("runtime"))
             cp -a /etc "$R/etc"
-            cp -al /usr "$R/usr"
-            if [ -d /opt/swift/usr/lib/swift/linux ]; then
-              mkdir -p "$R/opt/swift/usr/lib/swift"
-              cp -al /opt/swift/usr/lib/swift/linux "$R/opt/swift/usr/lib/swift/linux"
-            fi
-            cp \(TestPaths.airlock) "$R/usr/local/bin/airlock"
+            mkdir -p "$R/usr" "$R/opt"
+            mount --bind /usr "$R/usr"
+            mount -o remount,bind,ro "$R/usr"
+            mount --bind /opt "$R/opt"
+            mount -o remount,bind,ro "$R/opt"
+            mkdir -p "$R/airlock"
+            cp \(TestPaths.airlock) "$R/airlock/airlock"
             for l in bin lib lib64 sbin; do ln -sfn usr/$l "$R/$l"; done
             mkdir -p "$R/tmp" "$R/proc" "$R/sys" "$R/dev" "$R/run" "$R/root" "$R/home"
             chmod 1777 "$R/tmp"
@@ -59,8 +59,23 @@ final class RootlessPodmanTests: XCTestCase {
         if let dir, let text = try? String(contentsOfFile: pausePIDFile, encoding: .utf8), let pid = pid_t(text) {
             kill(pid, SIGKILL)
         }
-        // Podman leaves files of the account's mapped ids; the linked /usr goes link by link.
-        if let dir { _ = try? Run.process(["rm", "-rf", dir.path], timeout: 120) }
+        // The read-only views of /usr and /opt first; then what Podman left, files of the
+        // account's mapped ids among them.
+        // Nothing is removed while a view is still mounted (its files would be the machine's).
+        if let dir {
+            let unmounted = ["usr", "opt"].allSatisfy { view in
+                let path = dir.file("rootfs/\(view)")
+                if !isMountPoint(path) { return true }
+                return (try? Run.process(["umount", path], timeout: 30))?.status == 0 && !isMountPoint(path)
+            }
+            if unmounted { _ = try? Run.process(["rm", "-rf", dir.path], timeout: 120) }
+        }
+    }
+
+    /// Whether `path` is a mount point, by /proc/self/mountinfo.
+    private func isMountPoint(_ path: String) -> Bool {
+        let table = (try? String(contentsOfFile: "/proc/self/mountinfo", encoding: .utf8)) ?? ""
+        return table.split(separator: "\n").contains { $0.split(separator: " ").dropFirst(4).first.map(String.init) == path }
     }
 
     /// `podman run` as the account, with `options`, running `command` in the container.
@@ -75,7 +90,7 @@ final class RootlessPodmanTests: XCTestCase {
     }
 
     func testMaskedProcIsRefusedWithTheFixAndUnmaskedContainsTheCommand() throws {
-        let masked = try podman([], "airlock doctor; echo doctor=$?; airlock run -- /bin/true; echo run=$?")
+        let masked = try podman([], "/airlock/airlock doctor; echo doctor=$?; /airlock/airlock run -- /bin/true; echo run=$?")
         XCTAssertTrue(masked.stdout.contains("no   fresh /proc: mounting a sandbox's own /proc fails (Operation not permitted)"), "\(masked)")
         XCTAssertTrue(masked.stdout.contains("run (rootless): not ready\n  - no fresh /proc for the sandbox (Operation not permitted)"), "\(masked)")
         XCTAssertTrue(masked.stdout.contains("run=125"), "\(masked)")
@@ -85,8 +100,8 @@ final class RootlessPodmanTests: XCTestCase {
             + "with its /proc unmasked (podman run --security-opt unmask=ALL"), "\(masked)")
 
         let unmasked = try podman(["--security-opt", "unmask=ALL"], """
-            airlock doctor | grep -E '^(run \\(rootless\\)|ok   fresh /proc)'
-            airlock run -- /bin/sh -c "id -u; echo ipv6-on-eth0=\\$(grep -c eth0 /proc/net/if_inet6); \
+            /airlock/airlock doctor | grep -E '^(run \\(rootless\\)|ok   fresh /proc)'
+            /airlock/airlock run -- /bin/sh -c "id -u; echo ipv6-on-eth0=\\$(grep -c eth0 /proc/net/if_inet6); \
             grep '^Seccomp:' /proc/self/status; curl -sS --max-time 5 --noproxy '*' http://192.0.2.1/ 2>&1"
             echo run=$?
             """)
