@@ -408,6 +408,19 @@ final class SocketLoopTests: XCTestCase {
         defer { close(client) }
         XCTAssertTrue(Wait.until { accepted.withLockedValue { $0 } == before + 1 }, "the other owner's listener still accepts")
     }
+
+    /// A loop splices the tunnels it accepted unless it holds four or more than the least
+    /// busy loop; then the least busy one (the first of equals) takes the new one.
+    func testATunnelIsHandedOnOnlyPastTheImbalance() {
+        // `loads` lists every loop, the acceptor's own count among them.
+        XCTAssertNil(TunnelPlacement.handOn(own: 0, loads: [0]), "one loop keeps everything")
+        XCTAssertNil(TunnelPlacement.handOn(own: 0, loads: [0, 0]))
+        XCTAssertNil(TunnelPlacement.handOn(own: 3, loads: [3, 0, 0]), "three more is not enough")
+        XCTAssertEqual(TunnelPlacement.handOn(own: 4, loads: [4, 0, 0]), 1, "four more: the first least busy")
+        XCTAssertEqual(TunnelPlacement.handOn(own: 10, loads: [7, 10, 5, 6]), 2, "the least busy, not the next")
+        XCTAssertNil(TunnelPlacement.handOn(own: 10, loads: [10, 7, 7, 8]))
+        XCTAssertNil(TunnelPlacement.handOn(own: 2, loads: [9, 2, 9]), "busier loops never take one")
+    }
 }
 
 // MARK: - Helpers

@@ -430,6 +430,21 @@ package final class SharedSocketLoops: Sendable {
 }
 
 /// The server's socket loops: the first accepts; `next()` deals connections out in turn.
+/// Where an accepted tunnel is spliced.
+enum TunnelPlacement {
+    /// How many tunnels more than the least busy loop the accepting loop may hold before it
+    /// hands a new one on.
+    static let imbalance = 4
+
+    /// nil to keep the tunnel on the accepting loop (holding `own` tunnels), else the index
+    /// in `loads` (every loop's count, the acceptor's among them) of the least busy loop,
+    /// the first of equals: only when the acceptor holds at least `imbalance` tunnels more.
+    static func handOn<Loads: Collection>(own: Int, loads: Loads) -> Loads.Index? where Loads.Element == Int {
+        guard let least = loads.indices.min(by: { loads[$0] < loads[$1] }) else { return nil }
+        return own >= loads[least] + imbalance ? least : nil
+    }
+}
+
 private final class SocketLoopRing: @unchecked Sendable {
     let loops: [SocketLoop]
     private let counter = NIOLockedValueBox(0)
@@ -447,16 +462,9 @@ private final class SocketLoopRing: @unchecked Sendable {
     func splicer(for acceptor: SocketLoop) -> SocketLoop {
         guard loops.count > 1 else { return acceptor }
         let own = acceptor.tunnels.count
-        var least = acceptor
-        var leastCount = own
-        for loop in loops where loop !== acceptor {
-            let count = loop.statistics.tunnels
-            if count < leastCount {
-                least = loop
-                leastCount = count
-            }
-        }
-        return own >= leastCount + 4 ? least : acceptor
+        // Counted in place, without an array per accepted connection.
+        let loads = loops.lazy.map { $0 === acceptor ? own : $0.statistics.tunnels }
+        return TunnelPlacement.handOn(own: own, loads: loads).map { loops[$0] } ?? acceptor
     }
 
     /// Closes `owner`'s listeners on every loop (the proxy's is on all of them).
