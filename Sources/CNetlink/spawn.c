@@ -19,6 +19,7 @@
 #include <sys/capability.h>
 #include <sys/mount.h>
 #include <sys/prctl.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
@@ -250,7 +251,8 @@ static void run_command(const struct cnl_spawn_spec *spec, int setup_fd, const s
 
 // PID 1 of the sandbox: sets up the mount namespace, drops privileges, starts the
 // command, forwards signals to it, reaps every child, and exits when the command does.
-static void sandbox_init(const struct cnl_spawn_spec *spec, int setup_fd, int status_fd, const sigset_t *original_mask) {
+static void sandbox_init(const struct cnl_spawn_spec *spec, int setup_fd, int status_fd, int gate_fd,
+                         const sigset_t *original_mask) {
     // PID 1 of the sandbox is this clone of airlock, not airlock: say so in `ps`.
     (void)prctl(PR_SET_NAME, "sandbox-init", 0, 0, 0);
     if (spec->netns_fd >= 0 && setns(spec->netns_fd, CLONE_NEWNET) < 0) { report(setup_fd, CNL_STEP_SETNS, errno, -1); _exit(125); }
@@ -302,6 +304,16 @@ static void sandbox_init(const struct cnl_spawn_spec *spec, int setup_fd, int st
     int step = 0;
     if (drop_privileges(spec, &step) < 0) { report(setup_fd, step, errno, -1); _exit(125); }
 
+    // Gated: the sandbox is ready; the command starts only when the caller says so (its
+    // gateway serves). End of file means the caller gave up: nothing is started.
+    if (gate_fd >= 0) {
+        char go = 0;
+        ssize_t r;
+        do { r = read(gate_fd, &go, 1); } while (r < 0 && errno == EINTR);
+        if (r != 1) _exit(125);
+        close(gate_fd);
+    }
+
     // The forwarded signals and SIGCHLD stay blocked (inherited from the parent) and are
     // taken with sigwaitinfo; the command gets the original mask back before execve.
     pid_t command = raw_clone(0);
@@ -346,11 +358,18 @@ static int read_failure(int fd, struct cnl_spawn_failure *failure) {
     return r == (ssize_t)sizeof *failure;
 }
 
-int cnl_spawn(const struct cnl_spawn_spec *spec, pid_t *pid_out, int *status_fd_out,
-              struct cnl_spawn_failure *failure) {
-    int setup[2], status[2];
+// Clones the sandbox init; with `gate_fd_out`, the init waits at the gate (a socket pair,
+// so opening a gate whose init has died is an error, not a SIGPIPE).
+static int spawn_start(const struct cnl_spawn_spec *spec, pid_t *pid_out, int *setup_fd_out, int *status_fd_out,
+                       int *gate_fd_out, struct cnl_spawn_failure *failure) {
+    int setup[2], status[2], gate[2] = { -1, -1 };
     if (pipe2(setup, O_CLOEXEC) < 0) return -errno;
     if (pipe2(status, O_CLOEXEC) < 0) { int e = errno; close(setup[0]); close(setup[1]); return -e; }
+    if (gate_fd_out && socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, gate) < 0) {
+        int e = errno;
+        close(setup[0]); close(setup[1]); close(status[0]); close(status[1]);
+        return -e;
+    }
 
     sigset_t all, original;
     sigfillset(&all);
@@ -360,37 +379,82 @@ int cnl_spawn(const struct cnl_spawn_spec *spec, pid_t *pid_out, int *status_fd_
     if (pid == 0) {
         close(setup[0]);
         close(status[0]);
+        if (gate[1] >= 0) close(gate[1]);
         sigset_t blocked;
         sigemptyset(&blocked);
         int held[] = { SIGINT, SIGTERM, SIGHUP, SIGQUIT, SIGUSR1, SIGUSR2, SIGCHLD };
         for (size_t i = 0; i < sizeof held / sizeof held[0]; i++) sigaddset(&blocked, held[i]);
         reset_signals();
         sigprocmask(SIG_SETMASK, &blocked, NULL);
-        sandbox_init(spec, setup[1], status[1], &original);
+        sandbox_init(spec, setup[1], status[1], gate[0], &original);
         _exit(125);
     }
     int clone_error = errno;
     pthread_sigmask(SIG_SETMASK, &original, NULL);
     close(setup[1]);
     close(status[1]);
+    if (gate[0] >= 0) close(gate[0]);
     if (pid < 0) {
         close(setup[0]);
         close(status[0]);
+        if (gate[1] >= 0) close(gate[1]);
         failure->step = CNL_STEP_CLONE;
         failure->error = clone_error;
         failure->index = -1;
         return -clone_error;
     }
-    int failed = read_failure(setup[0], failure);
-    close(setup[0]);
+    *pid_out = pid;
+    *setup_fd_out = setup[0];
+    *status_fd_out = status[0];
+    if (gate_fd_out) *gate_fd_out = gate[1];
+    return 0;
+}
+
+// Waits until the command has been exec'd (the setup pipe closes) or the init reports a
+// failed step (then it is reaped).
+static int spawn_finish(pid_t pid, int setup_fd, int status_fd, struct cnl_spawn_failure *failure) {
+    int failed = read_failure(setup_fd, failure);
+    close(setup_fd);
     if (failed) {
         int ignored;
         while (waitpid(pid, &ignored, 0) < 0 && errno == EINTR) {}
-        close(status[0]);
+        close(status_fd);
         return 1;
     }
+    return 0;
+}
+
+int cnl_spawn(const struct cnl_spawn_spec *spec, pid_t *pid_out, int *status_fd_out,
+              struct cnl_spawn_failure *failure) {
+    pid_t pid = 0;
+    int setup_fd = -1, status_fd = -1;
+    int started = spawn_start(spec, &pid, &setup_fd, &status_fd, NULL, failure);
+    if (started != 0) return started;
+    if (spawn_finish(pid, setup_fd, status_fd, failure)) return 1;
     *pid_out = pid;
-    *status_fd_out = status[0];
+    *status_fd_out = status_fd;
+    return 0;
+}
+
+int cnl_spawn_gated(const struct cnl_spawn_spec *spec, pid_t *pid_out, int *setup_fd_out, int *status_fd_out,
+                    int *gate_fd_out, struct cnl_spawn_failure *failure) {
+    return spawn_start(spec, pid_out, setup_fd_out, status_fd_out, gate_fd_out, failure);
+}
+
+int cnl_spawn_open_gate(pid_t pid, int setup_fd, int gate_fd, struct cnl_spawn_failure *failure) {
+    // An init that failed its set-up has closed the gate: the send fails and the report
+    // is read below.
+    char go = 1;
+    ssize_t r;
+    do { r = send(gate_fd, &go, 1, MSG_NOSIGNAL); } while (r < 0 && errno == EINTR);
+    close(gate_fd);
+    int failed = read_failure(setup_fd, failure);
+    close(setup_fd);
+    if (failed) {
+        int ignored;
+        while (waitpid(pid, &ignored, 0) < 0 && errno == EINTR) {}
+        return 1;
+    }
     return 0;
 }
 

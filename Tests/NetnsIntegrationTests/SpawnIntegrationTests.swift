@@ -180,4 +180,84 @@ final class SpawnIntegrationTests: XCTestCase {
         XCTAssertEqual(outcome.status, .exited(0))
         XCTAssertEqual(outcome.output, "lo\n")
     }
+
+    // MARK: prepared (gated) sandboxes: `airlock run` sets the sandbox up while its gateway
+    // starts, and the command must not start before the gateway serves.
+
+    func testAPreparedSandboxStartsTheCommandOnlyWhenTold() throws {
+        let (pending, reader) = try prepare(["sh", "-c", "echo started"])
+        try waitAtTheGate(pending.pid)
+        // Set up, and waiting: no command yet.
+        XCTAssertEqual(children(of: pending.pid), [])
+        XCTAssertEqual(reader.snapshot(), "")
+        let process = try pending.start()
+        XCTAssertEqual(process.wait(), .exited(0))
+        XCTAssertEqual(reader.finish(), "started\n")
+    }
+
+    func testACancelledSandboxStartsNothingAndLeavesNothing() throws {
+        let (pending, reader) = try prepare(["sh", "-c", "echo started"])
+        let pid = pending.pid
+        try waitAtTheGate(pid)
+        pending.cancel()
+        XCTAssertEqual(reader.finish(), "", "the command ran although the run was given up")
+        XCTAssertEqual(kill(pid, 0), -1, "the sandbox init is still there")
+        XCTAssertEqual(errno, ESRCH)
+    }
+
+    func testAPreparedSandboxReportsItsSetUpFailureWhenStarted() throws {
+        // The init fails before the gate and is gone: opening the gate must not raise
+        // SIGPIPE (it would kill airlock), and the step is reported.
+        let devNull = open("/dev/null", O_RDONLY | O_CLOEXEC)
+        defer { close(devNull) }
+        let (pending, reader) = try prepare(["sh", "-c", "echo started"], networkNamespace: devNull)
+        let pid = pending.pid
+        XCTAssertTrue(Wait.until(timeout: 20) {
+            let stat = (try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8)) ?? ""
+            return stat.split(separator: ")").last?.hasPrefix(" Z") == true
+        }, "the init did not end at its failed step")
+        XCTAssertThrowsError(try pending.start()) { error in
+            XCTAssertEqual(String(describing: error), "sandbox setup: join the sandbox network namespace: Invalid argument")
+        }
+        XCTAssertEqual(reader.finish(), "")
+        // Failing after the gate (in the command's own set-up) is reported the same way.
+        let (late, lateReader) = try prepare(["true"], cwd: "/nonexistent-airlock-dir")
+        XCTAssertThrowsError(try late.start()) { error in
+            XCTAssertEqual(String(describing: error), "sandbox setup: change directory to /nonexistent-airlock-dir as \(self.user.name): No such file or directory; /nonexistent-airlock-dir does not exist in the sandbox; pass --cwd DIR")
+        }
+        XCTAssertEqual(lateReader.finish(), "")
+    }
+
+    private func prepare(_ argv: [String], cwd: String = "/", networkNamespace: Int32? = nil) throws -> (SandboxProcess.Pending, PipeReader) {
+        var fds: [Int32] = [0, 0]
+        XCTAssertEqual(pipe(&fds), 0)
+        for fd in fds { _ = fcntl(fd, F_SETFD, FD_CLOEXEC) }
+        var spec = SandboxProcessSpec(
+            argv: argv, environment: ["PATH": "/usr/bin:/bin"], user: user, networkNamespace: networkNamespace ?? namespace.descriptor,
+            gatewayAddress: "169.254.200.1", masks: [], workingDirectory: cwd)
+        spec.standardStreams = (-1, fds[1], fds[1])
+        defer { close(fds[1]) }
+        do {
+            return (try SandboxProcess.prepare(spec), PipeReader(fds[0]))
+        } catch {
+            close(fds[0])
+            throw error
+        }
+    }
+
+    /// Waits until the init is blocked reading its gate (`read`, syscall 0 on x86_64): its
+    /// set-up is done.
+    private func waitAtTheGate(_ pid: pid_t) throws {
+        var last = ""
+        let blocked = Wait.until(timeout: 20) {
+            last = (try? String(contentsOfFile: "/proc/\(pid)/syscall", encoding: .utf8)) ?? ""
+            return last.hasPrefix("0 ")
+        }
+        XCTAssertTrue(blocked, "the init is not waiting at the gate: /proc/\(pid)/syscall: \(last)")
+    }
+
+    private func children(of pid: pid_t) -> [String] {
+        let text = (try? String(contentsOfFile: "/proc/\(pid)/task/\(pid)/children", encoding: .utf8)) ?? "?"
+        return text.split(separator: " ").map(String.init)
+    }
 }

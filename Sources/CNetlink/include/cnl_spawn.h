@@ -101,6 +101,20 @@ struct cnl_spawn_spec {
 int cnl_spawn(const struct cnl_spawn_spec *spec, pid_t *pid_out, int *status_fd_out,
               struct cnl_spawn_failure *failure);
 
+/// `cnl_spawn` in two halves, so the caller can wait for something else (the gateway to
+/// serve) while the init sets up the sandbox. The init does everything up to starting the
+/// command, then waits for one byte on a gate: `cnl_spawn_open_gate` lets it start the
+/// command and reports the set-up as `cnl_spawn` does; closing the gate instead
+/// (`close(*gate_fd_out)`) makes the init exit without starting anything.
+/// Returns 0 or -errno (then nothing was started).
+int cnl_spawn_gated(const struct cnl_spawn_spec *spec, pid_t *pid_out, int *setup_fd_out, int *status_fd_out,
+                    int *gate_fd_out, struct cnl_spawn_failure *failure);
+
+/// Opens the gate of `cnl_spawn_gated` and waits until the command has been exec'd or the
+/// set-up failed; closes `setup_fd` and `gate_fd`. Returns 0, or 1 with `failure` filled
+/// and the init reaped.
+int cnl_spawn_open_gate(pid_t pid, int setup_fd, int gate_fd, struct cnl_spawn_failure *failure);
+
 /// Namespace flags for `cnl_launch_spec.unshare_flags` (the kernel's CLONE_NEW* values,
 /// which Swift cannot import from <sched.h> without _GNU_SOURCE).
 enum {

@@ -52,6 +52,21 @@ package final class SandboxProcess {
     /// - Throws: `SpawnError.setup` naming the step that failed.
     /// - Requires: CAP_SYS_ADMIN (namespaces, mounts, setns), CAP_SETUID, CAP_SETGID, CAP_SETPCAP.
     package static func spawn(_ spec: SandboxProcessSpec) throws -> SandboxProcess {
+        try prepare(spec, gated: false).start()
+    }
+
+    /// Sets the sandbox up without starting the command: the init builds everything and
+    /// waits at a gate, while the caller does what must come first (its gateway starts
+    /// serving). `Pending.start()` starts the command; `Pending.cancel()`, or dropping it,
+    /// ends the init with nothing started.
+    /// - Throws: `SpawnError` for a spec that cannot be started (the set-up's own failures
+    ///   are reported by `start()`).
+    /// - Requires: as `spawn`.
+    package static func prepare(_ spec: SandboxProcessSpec) throws -> Pending {
+        try prepare(spec, gated: true)
+    }
+
+    private static func prepare(_ spec: SandboxProcessSpec, gated: Bool) throws -> Pending {
         guard let command = spec.argv.first, !command.isEmpty else { throw SpawnError.emptyCommand }
         let environment = spec.finalEnvironment
         let entries = SandboxEnvironment.entries(environment)
@@ -89,7 +104,9 @@ package final class SandboxProcess {
         let keepGroups = RootlessLauncher.setgroupsDenied()
         var failure = cnl_spawn_failure(step: 0, error: 0, index: -1)
         var pid: pid_t = 0
+        var setupFD: Int32 = -1
         var statusFD: Int32 = -1
+        var gateFD: Int32 = -1
         let result = masks.withUnsafeMutableBufferPointer { maskBuffer in
             groups.withUnsafeMutableBufferPointer { groupBuffer in
                 var c = cnl_spawn_spec(
@@ -111,17 +128,72 @@ package final class SandboxProcess {
                     private_tmp: spec.privateTmp ? 1 : 0,
                     keep_directory: keptDirectory.map { strings.string($0) },
                     seccomp_instructions: filter.instructions, seccomp_count: filter.count)
-                return cnl_spawn(&c, &pid, &statusFD, &failure)
+                return gated
+                    ? cnl_spawn_gated(&c, &pid, &setupFD, &statusFD, &gateFD, &failure)
+                    : cnl_spawn(&c, &pid, &statusFD, &failure)
             }
         }
         withExtendedLifetime(strings) {}
         withExtendedLifetime(filter) {}
-        if result != 0 {
-            let step = SandboxSetupError.describe(failure, masks: spec.masks, user: spec.user, cwd: spec.workingDirectory)
-            let hint = SandboxSetupError.hint(failure, user: spec.user, cwd: spec.workingDirectory)
-            throw SpawnError.setup(SandboxSetupError(step: step, code: failure.error, hint: hint))
+        if result != 0 { throw setupError(failure, spec) }
+        let process = SandboxProcess(pid: pid, statusDescriptor: statusFD)
+        return Pending(process: process, setup: gated ? setupFD : -1, gate: gated ? gateFD : -1, spec: spec)
+    }
+
+    private static func setupError(_ failure: cnl_spawn_failure, _ spec: SandboxProcessSpec) -> SpawnError {
+        let step = SandboxSetupError.describe(failure, masks: spec.masks, user: spec.user, cwd: spec.workingDirectory)
+        let hint = SandboxSetupError.hint(failure, user: spec.user, cwd: spec.workingDirectory)
+        return SpawnError.setup(SandboxSetupError(step: step, code: failure.error, hint: hint))
+    }
+
+    /// A sandbox whose init waits at the gate (`prepare`), or a started one (`spawn`).
+    package final class Pending {
+        private let process: SandboxProcess
+        private let setup: Int32
+        private var gate: Int32
+        private let spec: SandboxProcessSpec
+
+        fileprivate init(process: SandboxProcess, setup: Int32, gate: Int32, spec: SandboxProcessSpec) {
+            self.process = process
+            self.setup = setup
+            self.gate = gate
+            self.spec = spec
         }
-        return SandboxProcess(pid: pid, statusDescriptor: statusFD)
+
+        /// The init's pid.
+        package var pid: pid_t { process.pid }
+
+        /// Starts the command; returns once it has been exec'd. Call once.
+        /// - Throws: `SpawnError.setup` naming the set-up step that failed (the init is reaped).
+        package func start() throws -> SandboxProcess {
+            guard gate >= 0 else { return process }
+            let gate = self.gate
+            self.gate = -1
+            var failure = cnl_spawn_failure(step: 0, error: 0, index: -1)
+            if cnl_spawn_open_gate(process.pid, setup, gate, &failure) != 0 {
+                process.reaped()
+                throw SandboxProcess.setupError(failure, spec)
+            }
+            return process
+        }
+
+        /// Ends the init without starting the command, and reaps it.
+        package func cancel() {
+            guard gate >= 0 else { return }
+            close(gate)
+            close(setup)
+            gate = -1
+            _ = process.wait()
+        }
+
+        deinit {
+            cancel()
+        }
+    }
+
+    /// The init was reaped without starting the command.
+    fileprivate func reaped() {
+        finished = .exited(125)
     }
 
     /// Waits until the command has ended and returns how; repeated calls return the same.
