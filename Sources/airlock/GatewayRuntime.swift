@@ -250,17 +250,22 @@ final class GatewayRuntime {
     }
 
     /// Waits until the gateway stopped (at most `timeout` seconds); rethrows what stopped it.
+    /// - Parameter stopThreads: also stop this runtime's event loops and thread pool (idle
+    ///   by then: every connection is closed and every audit line written). A process that
+    ///   exits right afterwards passes false: the exit ends them, without a join each.
     /// - Returns: false if it was still running when the time ran out.
     @discardableResult
-    func wait(timeout: Double? = nil) throws -> Bool {
+    func wait(timeout: Double? = nil, stopThreads: Bool = true) throws -> Bool {
         if let timeout {
             if finished.wait(timeout: .now() + timeout) == .timedOut { return false }
         } else {
             finished.wait()
         }
         policyStore?.stopWatching()
-        try? threadPool?.syncShutdownGracefully()
-        try? group?.syncShutdownGracefully()
+        if stopThreads {
+            try? threadPool?.syncShutdownGracefully()
+            try? group?.syncShutdownGracefully()
+        }
         if let error = failure.get() { throw error }
         return true
     }
@@ -273,13 +278,14 @@ struct SharedServing: Sendable {
     let threadPool: NIOThreadPool
     let socketLoops: SharedSocketLoops
 
-    /// Starts the event loops (one per core), a thread pool of two and the socket loops.
+    /// Starts the event loops (one per core unless told), a thread pool of two and the
+    /// socket loops.
     /// - Throws: `SystemCallError` when the socket loops cannot start.
-    static func start() throws -> SharedServing {
+    static func start(eventLoops: Int = System.coreCount) throws -> SharedServing {
         let socketLoops = try SharedSocketLoops()
         let threadPool = NIOThreadPool(numberOfThreads: 2)
         threadPool.start()
-        return SharedServing(group: MultiThreadedEventLoopGroup(numberOfThreads: System.coreCount),
+        return SharedServing(group: MultiThreadedEventLoopGroup(numberOfThreads: eventLoops),
                              threadPool: threadPool, socketLoops: socketLoops)
     }
 

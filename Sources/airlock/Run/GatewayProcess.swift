@@ -10,72 +10,113 @@ import GatewayCore
 /// The gateway of a root `airlock run`, in a process of its own that gives up root before
 /// it reads a byte from the sandbox.
 ///
-/// The parent keeps root for what needs it (starting the command inside the sandbox,
-/// forwarding signals, waiting) and never reads sandbox input. The child, forked before
-/// any thread exists, drops to an unprivileged account with no capabilities, serves until
-/// SIGTERM, releases the held audit lines, sends its count of refusals back over a pipe
-/// and exits. It dies with the parent (`PR_SET_PDEATHSIG`), so a SIGKILL of airlock still
-/// leaves nothing behind.
-struct GatewayProcess {
+/// The parent keeps root for what needs it (building the sandbox, starting the command
+/// inside it, forwarding signals, waiting) and never reads sandbox input. The child, forked
+/// before any thread exists, drops to an unprivileged account with no capabilities and
+/// starts its event loops, thread pool and socket loops while the parent builds the
+/// sandbox; it then takes the listening sockets the parent bound in G (`serve(listeners:)`),
+/// serves until SIGTERM, releases the held audit lines, sends its count of refusals back
+/// over a pipe and exits. It dies with the parent (`PR_SET_PDEATHSIG`), so a SIGKILL of
+/// airlock still leaves nothing behind.
+final class GatewayProcess {
     let pid: pid_t
     /// The read end of the pipe the child writes its `RefusalTally.Summary` to, as JSON.
-    let refusals: CInt
+    private let refusals: CInt
+    /// The read end of the pipe the child writes one byte to once every listener serves.
+    private let readyPipe: CInt
+    /// Carries the listeners to the child; nil once they are sent.
+    private var channel: DescriptorChannel?
+    private let readyTimeout: Double
+    private var stopped = false
+
+    private init(pid: pid_t, refusals: CInt, readyPipe: CInt, channel: DescriptorChannel, readyTimeout: Double) {
+        self.pid = pid
+        self.refusals = refusals
+        self.readyPipe = readyPipe
+        self.channel = channel
+        self.readyTimeout = readyTimeout
+    }
 
     /// The most the parent reads of the child's summary (a thousand entries are far less).
     static let summaryLimit = 4 << 20
 
-    /// Forks the gateway; returns once every listener serves.
+    /// The summary when nothing was refused (most runs): no JSON coder to start on either
+    /// side. Not a JSON object, so it cannot be mistaken for a summary.
+    private static let nothingRefused: [UInt8] = Array("0".utf8)
+
+    /// What the parent sends with the listening sockets.
+    private static let listenersMessage = "listeners"
+
+    /// Forks the gateway, which drops its privileges and starts its threads; it serves once
+    /// given its listeners (`serve(listeners:)`).
     /// - Parameters:
     ///   - user: the account the gateway drops to.
     ///   - heldAudit: audit lines to write to stderr when the gateway ends.
     ///   - tally: the runtime's count of refusals, sent back when the gateway ends.
-    /// - Throws: `CLIError` when the process cannot start or stops before it is ready.
+    /// - Throws: `CLIError` when the process cannot start.
     static func start(
-        runtime: GatewayRuntime, listeners: [CInt], user: SandboxUser, heldAudit: HeldAuditSink?, tally: RefusalTally,
-        readyTimeout: Double
+        runtime: GatewayRuntime, user: SandboxUser, heldAudit: HeldAuditSink?, tally: RefusalTally, readyTimeout: Double
     ) throws -> GatewayProcess {
         try waitUntilSingleThreaded()
+        let (channel, childChannel) = try DescriptorChannel.pair()
         var ends: [CInt] = [-1, -1]
         guard closeOnExecPipe(&ends) else {
-            throw CLIError("start the gateway process: pipe: \(String(cString: strerror(errno)))")
+            let code = errno
+            close(childChannel)
+            throw CLIError("start the gateway process: pipe: \(String(cString: strerror(code)))")
         }
         var summaryEnds: [CInt] = [-1, -1]
         guard closeOnExecPipe(&summaryEnds) else {
             let code = errno
-            close(ends[0])
-            close(ends[1])
+            for end in ends + [childChannel] { close(end) }
             throw CLIError("start the gateway process: pipe: \(String(cString: strerror(code)))")
         }
         let parent = getpid()
         let pid = fork()
         if pid < 0 {
             let code = errno
-            for end in ends + summaryEnds { close(end) }
+            for end in ends + summaryEnds + [childChannel] { close(end) }
             throw CLIError("start the gateway process: fork: \(String(cString: strerror(code)))")
         }
         if pid == 0 {
+            channel.close()
             close(ends[0])
             close(summaryEnds[0])
-            serve(runtime: runtime, listeners: listeners, user: user, heldAudit: heldAudit, tally: tally,
-                  readyTimeout: readyTimeout, readyPipe: ends[1], summaryPipe: summaryEnds[1], parent: parent)
+            serve(runtime: runtime, channel: DescriptorChannel(adopting: childChannel), user: user, heldAudit: heldAudit,
+                  tally: tally, readyTimeout: readyTimeout, readyPipe: ends[1], summaryPipe: summaryEnds[1], parent: parent)
         }
+        close(childChannel)
         close(ends[1])
         close(summaryEnds[1])
-        for listener in listeners { close(listener) }
-        var byte: UInt8 = 0
-        let count = retryingInterrupted { read(ends[0], &byte, 1) }
-        close(ends[0])
-        let process = GatewayProcess(pid: pid, refusals: summaryEnds[0])
-        guard count == 1 else {
-            _ = process.stop()
-            throw CLIError("the gateway stopped before it was ready")
-        }
-        return process
+        return GatewayProcess(pid: pid, refusals: summaryEnds[0], readyPipe: ends[0], channel: channel, readyTimeout: readyTimeout)
     }
 
-    /// The child: drop, serve, release the audit, exit. Never returns.
+    /// Hands the gateway its listening sockets (in `GatewaySockets.all` order); the caller
+    /// closes its own copies.
+    /// - Throws: `CLIError` when the gateway is gone.
+    func serve(listeners: [CInt]) throws {
+        guard let channel else { return }
+        self.channel = nil
+        defer { channel.close() }
+        do {
+            try channel.send(Self.listenersMessage, descriptors: listeners)
+        } catch {
+            throw CLIError("the gateway stopped before it was ready")
+        }
+    }
+
+    /// Returns once every listener serves.
+    /// - Throws: `CLIError` when the gateway stopped before it was ready.
+    func awaitReady() throws {
+        var byte: UInt8 = 0
+        let count = retryingInterrupted { read(readyPipe, &byte, 1) }
+        guard count == 1 else { throw CLIError("the gateway stopped before it was ready") }
+    }
+
+    /// The child: drop, start the threads, take the listeners, serve, release the audit,
+    /// exit. Never returns.
     private static func serve(
-        runtime: GatewayRuntime, listeners: [CInt], user: SandboxUser, heldAudit: HeldAuditSink?, tally: RefusalTally,
+        runtime: GatewayRuntime, channel: DescriptorChannel, user: SandboxUser, heldAudit: HeldAuditSink?, tally: RefusalTally,
         readyTimeout: Double, readyPipe: CInt, summaryPipe: CInt, parent: pid_t
     ) -> Never {
         guard ProcessControl.dieWithParent(expectedParent: parent, signal: SIGKILL) else { _exit(125) }
@@ -89,19 +130,31 @@ struct GatewayProcess {
             // Threads start only after the drop: setuid reaches every thread, capabilities
             // only the calling one.
             try Privileges.dropProcessPrivileges(to: user)
-            runtime.start(listeners: GatewayListeners(ordered: listeners, ports: runtime.listenerPorts), shutdownSignals: [.sigterm], eventLoops: 1)
+            GatewayRuntime.raiseOpenFileLimit()
+            // Started while the parent builds the sandbox: the event loop, thread pool and
+            // socket loops are ready when the listeners come.
+            let serving = try SharedServing.start(eventLoops: 1)
+            // No listeners: the parent gave up (it said why).
+            guard let (message, listeners) = try channel.receive(), message == listenersMessage,
+                  listeners.count == GatewayListeners.standardCount + runtime.listenerPorts.count
+            else { _exit(125) }
+            channel.close()
+            runtime.start(listeners: GatewayListeners(ordered: listeners, ports: runtime.listenerPorts), shutdownSignals: [.sigterm],
+                          shared: serving)
             try runtime.awaitReady(timeout: readyTimeout)
             var byte: UInt8 = 1
             _ = write(readyPipe, &byte, 1)
             close(readyPipe)
-            try runtime.wait()
+            // The process exits next: its threads end with it.
+            try runtime.wait(stopThreads: false)
         } catch {
             printError(String(describing: error))
             status = 125
         }
         heldAudit?.release(to: 2)
-        if let summary = try? JSONEncoder().encode(tally.summary) {
-            var bytes = [UInt8](summary)[...]
+        let summary = tally.summary
+        if let encoded = summary.isEmpty ? Self.nothingRefused : (try? JSONEncoder().encode(summary)).map({ [UInt8]($0) }) {
+            var bytes = encoded[...]
             while !bytes.isEmpty {
                 let n = retryingInterrupted { bytes.withUnsafeBytes { write(summaryPipe, $0.baseAddress, $0.count) } }
                 if n <= 0 { break }
@@ -114,8 +167,14 @@ struct GatewayProcess {
 
     /// Asks the gateway to drain and stop, and waits for it.
     /// - Returns: its count of refusals; nil if it ended without sending one.
+    /// Repeated calls return nil.
     @discardableResult
     func stop() -> RefusalTally.Summary? {
+        guard !stopped else { return nil }
+        stopped = true
+        channel?.close()
+        channel = nil
+        close(readyPipe)
         _ = kill(pid, SIGTERM)
         // Read before waiting: the child blocks on a full pipe until it is read.
         var data: [UInt8] = []
@@ -127,6 +186,7 @@ struct GatewayProcess {
         }
         close(refusals)
         _ = wait()
+        if data == Self.nothingRefused { return RefusalTally.Summary() }
         return try? JSONDecoder().decode(RefusalTally.Summary.self, from: Data(data))
     }
 

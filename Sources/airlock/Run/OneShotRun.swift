@@ -121,14 +121,21 @@ struct OneShotRun {
             for: "airlock run as root", capabilities: [.sysAdmin, .netAdmin, .netBindService, .setuid, .setgid, .setpcap])
         ProcessControl.forbidDumping()
         let gatewayUser = (try? Users.lookup("nobody")) ?? SandboxUser(uid: 65534, gid: 65534, groups: [], home: "/", name: "nobody")
-        let sandbox = try EphemeralSandbox.build(plan.topology)
-        let sockets = try GatewaySockets.bind(
-            in: sandbox.gateway.descriptor, address: plan.topology.gatewayAddress.address, ports: runtime.listenerPorts)
+        // The gateway starts its threads while the sandbox is built, and the sandbox's
+        // mounts are set up while the gateway starts serving; CMD starts once it serves.
         let gateway = try GatewayProcess.start(
-            runtime: runtime, listeners: sockets.all.map(\.descriptor.rawValue), user: gatewayUser,
-            heldAudit: heldAudit, tally: tally, readyTimeout: Self.readyTimeout)
+            runtime: runtime, user: gatewayUser, heldAudit: heldAudit, tally: tally, readyTimeout: Self.readyTimeout)
         defer { refusals = gateway.stop() }
-        let process = try SandboxProcess.spawn(spec.processSpec(networkNamespace: sandbox.sandbox.descriptor.rawValue))
+        let sandbox = try EphemeralSandbox.build(plan.topology)
+        do {
+            let sockets = try GatewaySockets.bind(
+                in: sandbox.gateway.descriptor, address: plan.topology.gatewayAddress.address, ports: runtime.listenerPorts)
+            defer { for socket in sockets.all { try? socket.descriptor.close() } }
+            try gateway.serve(listeners: sockets.all.map(\.descriptor.rawValue))
+        }
+        let pending = try SandboxProcess.prepare(spec.processSpec(networkNamespace: sandbox.sandbox.descriptor.rawValue))
+        try gateway.awaitReady()
+        let process = try pending.start()
         try SignalForwarding.start(to: process.pid)
         defer { SignalForwarding.stop() }
         return process.wait().shellCode
@@ -149,13 +156,15 @@ struct OneShotRun {
         // Only now: the launcher's child must stay dumpable to write its own uid_map.
         ProcessControl.forbidDumping()
         try channel.send(try spec.encoded())
+        // The gateway's threads start while the child builds the sandbox.
+        let serving = try SharedServing.start(eventLoops: 1)
         // The child answers with the gateway's listening sockets, or ends having said why.
         guard let (message, descriptors) = try channel.receive(), message == SandboxChild.listening,
               descriptors.count == GatewayListeners.standardCount + runtime.listenerPorts.count
         else {
             return Self.waitForExit(pid).shellCode
         }
-        try serve(runtime, sockets: descriptors)
+        try serve(runtime, sockets: descriptors, shared: serving)
         try channel.send(SandboxChild.ready)
         try SignalForwarding.start(to: pid)
         defer { SignalForwarding.stop() }
@@ -163,9 +172,10 @@ struct OneShotRun {
     }
 
     /// Starts the gateway on `sockets` (DNS UDP, DNS TCP, HTTP, TLS, proxy, SSH) and waits until
-    /// every listener serves.
-    private func serve(_ runtime: GatewayRuntime, sockets: [CInt]) throws {
-        runtime.start(listeners: GatewayListeners(ordered: sockets, ports: runtime.listenerPorts), shutdownSignals: [], eventLoops: 1)
+    /// every listener serves. `shared`'s threads end with the process.
+    private func serve(_ runtime: GatewayRuntime, sockets: [CInt], shared: SharedServing) throws {
+        GatewayRuntime.raiseOpenFileLimit()
+        runtime.start(listeners: GatewayListeners(ordered: sockets, ports: runtime.listenerPorts), shutdownSignals: [], shared: shared)
         try runtime.awaitReady(timeout: Self.readyTimeout)
     }
 

@@ -111,11 +111,14 @@ struct SandboxChild: ParsableCommand {
                 try channel.send(Self.listening, descriptors: sockets.all.map(\.descriptor.rawValue))
                 for socket in sockets.all { try? socket.descriptor.close() }
             }
+            // Set up while the gateway starts; CMD starts once it serves.
+            let pending = try SandboxProcess.prepare(try spec.processSpec(networkNamespace: sandbox.sandbox.descriptor.rawValue))
             guard let (answer, _) = try channel.receive(), answer == Self.ready else {
+                pending.cancel()
                 throw CLIError("sandbox builder: the gateway did not become ready")
             }
             channel.close()
-            let process = try SandboxProcess.spawn(try spec.processSpec(networkNamespace: sandbox.sandbox.descriptor.rawValue))
+            let process = try pending.start()
             try SignalForwarding.start(to: process.pid)
             return process.wait().shellCode
         }
