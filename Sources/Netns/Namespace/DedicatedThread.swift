@@ -22,6 +22,36 @@ enum DedicatedThread {
     }
 }
 
+extension DedicatedThread {
+    /// Runs `first` and `second` on two new threads at once and waits for both: work of
+    /// two namespaces that does not depend on each other (making S and G) overlaps.
+    /// - Returns: how each ended, so the caller can free what one made when the other failed.
+    /// - Throws: `SystemCallError` if no thread can be made (then neither ran).
+    static func runBoth<A, B>(_ first: () throws -> A, _ second: () throws -> B) throws -> (Result<A, Error>, Result<B, Error>) {
+        try withoutActuallyEscaping(first) { first in
+            try withoutActuallyEscaping(second) { second in
+                var firstResult: Result<A, Error>?
+                var secondResult: Result<B, Error>?
+                let firstThread = try ThreadWork.start { firstResult = Result { try first() } }.get()
+                let secondThread: pthread_t
+                switch ThreadWork.start({ secondResult = Result { try second() } }) {
+                case let .success(thread):
+                    secondThread = thread
+                case let .failure(error):
+                    pthread_join(firstThread, nil)
+                    // What the first made is freed by the caller's error path: hand it back.
+                    if case .success = firstResult { return (firstResult!, .failure(error)) }
+                    throw error
+                }
+                pthread_join(firstThread, nil)
+                pthread_join(secondThread, nil)
+                guard let firstResult, let secondResult else { throw SystemCallError("pthread_join", code: EINTR) }
+                return (firstResult, secondResult)
+            }
+        }
+    }
+}
+
 /// A thread of its own for work that outlives the caller (a connection's request, a
 /// signal forwarder).
 package enum DetachedThread {

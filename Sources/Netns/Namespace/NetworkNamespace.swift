@@ -5,6 +5,15 @@ import CNetlink
 import SystemPackage
 import SystemCalls
 
+/// Two namespaces made together (`NetworkNamespace.createUnnamedPair`), with what was
+/// prepared inside each.
+package struct NamespacePair<A, B>: ~Copyable {
+    package let first: NetworkNamespace
+    package let firstPrepared: A
+    package let second: NetworkNamespace
+    package let secondPrepared: B
+}
+
 /// A network namespace held by an open file descriptor; closing it (or dropping the value)
 /// frees the namespace unless a pin or a process still holds it.
 ///
@@ -44,20 +53,46 @@ package struct NetworkNamespace: ~Copyable {
     /// - Throws: `SystemCallError`, or what `prepare` throws.
     /// - Requires: CAP_SYS_ADMIN.
     package static func createUnnamed(prepare: () throws -> Void = {}) throws -> NetworkNamespace {
-        let fd: Int32 = try DedicatedThread.run {
-            let unshared = cnl_unshare_net()
-            guard unshared == 0 else { throw SystemCallError("unshare(CLONE_NEWNET)", code: -unshared) }
-            let fd = Glibc.open("/proc/thread-self/ns/net", O_RDONLY | O_CLOEXEC)
-            guard fd >= 0 else { throw SystemCallError.last("open /proc/thread-self/ns/net") }
-            do {
-                try prepare()
-            } catch {
-                Glibc.close(fd)
-                throw error
-            }
-            return fd
-        }
+        let fd: Int32 = try DedicatedThread.run { try unshareNew(prepare).fd }
         return NetworkNamespace(adopting: FileDescriptor(rawValue: fd))
+    }
+
+    /// Makes two unnamed namespaces at once, each on a thread of its own (the kernel's work
+    /// for each overlaps), and runs `prepareFirst` and `prepareSecond` inside them; what
+    /// they return (a netlink socket opened there, which keeps its namespace) comes back
+    /// with each. All or nothing: if either fails, both namespaces are freed.
+    /// - Throws: `SystemCallError`, or what a `prepare` throws (the first's first).
+    /// - Requires: CAP_SYS_ADMIN.
+    package static func createUnnamedPair<A, B>(
+        prepareFirst: () throws -> A, prepareSecond: () throws -> B
+    ) throws -> NamespacePair<A, B> {
+        let (first, second) = try DedicatedThread.runBoth({ try unshareNew(prepareFirst) }, { try unshareNew(prepareSecond) })
+        switch (first, second) {
+        case let (.success(a), .success(b)):
+            return NamespacePair(first: NetworkNamespace(adopting: FileDescriptor(rawValue: a.fd)), firstPrepared: a.prepared,
+                                 second: NetworkNamespace(adopting: FileDescriptor(rawValue: b.fd)), secondPrepared: b.prepared)
+        case let (.failure(error), other):
+            if case let .success(b) = other { Glibc.close(b.fd) }
+            throw error
+        case let (.success(a), .failure(error)):
+            Glibc.close(a.fd)
+            throw error
+        }
+    }
+
+    /// On the calling (dedicated) thread: a new namespace, its descriptor, and `prepare`
+    /// run inside it; the descriptor is closed if `prepare` throws.
+    private static func unshareNew<T>(_ prepare: () throws -> T) throws -> (fd: Int32, prepared: T) {
+        let unshared = cnl_unshare_net()
+        guard unshared == 0 else { throw SystemCallError("unshare(CLONE_NEWNET)", code: -unshared) }
+        let fd = Glibc.open("/proc/thread-self/ns/net", O_RDONLY | O_CLOEXEC)
+        guard fd >= 0 else { throw SystemCallError.last("open /proc/thread-self/ns/net") }
+        do {
+            return (fd, try prepare())
+        } catch {
+            Glibc.close(fd)
+            throw error
+        }
     }
 
     /// Opens the namespace at `path` (a pin such as `/run/netns/NAME`, or `/proc/PID/ns/net`).

@@ -20,9 +20,13 @@ package struct EphemeralSandbox: ~Copyable {
     /// - Requires: CAP_SYS_ADMIN and CAP_NET_ADMIN.
     package static func build(_ topology: SandboxTopology, failAfter: TopologyStep? = nil) throws -> EphemeralSandbox {
         try CapabilityCheck.requireNamespaceAdmin(for: "an unnamed sandbox")
-        let sandbox = try NetworkNamespace.createUnnamed(prepare: SandboxTopology.prepareNamespace)
-        let gateway = try NetworkNamespace.createUnnamed(prepare: SandboxTopology.prepareNamespace)
-        try topology.build(sandbox: sandbox.descriptor, gateway: gateway.descriptor, failAfter: failAfter, namespacesPrepared: true)
-        return EphemeralSandbox(sandbox: sandbox, gateway: gateway, topology: topology)
+        // S and G are made at once, each with a netlink socket opened inside it, through
+        // which the main thread configures it: no thread per step.
+        let made = try NetworkNamespace.createUnnamedPair(
+            prepareFirst: { try SandboxTopology.prepareNamespace(); return try RouteSocket() },
+            prepareSecond: { try SandboxTopology.prepareGatewayNamespace(); return try RouteSocket() })
+        try topology.build(sandbox: made.first.descriptor, gateway: made.second.descriptor, failAfter: failAfter, namespacesPrepared: true,
+                           routeSockets: (sandbox: made.firstPrepared, gateway: made.secondPrepared))
+        return EphemeralSandbox(sandbox: made.first, gateway: made.second, topology: topology)
     }
 }

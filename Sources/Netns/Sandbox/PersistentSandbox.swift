@@ -106,18 +106,21 @@ package struct PersistentSandbox: Sendable {
             try write(state)
             try done(.stateRecorded)
 
-            let sandbox = try NetworkNamespace.createUnnamed(prepare: SandboxTopology.prepareNamespace)
-            try sandbox.pin(at: state.sandboxPin)
+            // S and G at once, each with a netlink socket of its own for `build` (as in
+            // `EphemeralSandbox.build`); one not yet pinned is freed with its descriptor.
+            let made = try NetworkNamespace.createUnnamedPair(
+                prepareFirst: { try SandboxTopology.prepareNamespace(); return try RouteSocket() },
+                prepareSecond: { try SandboxTopology.prepareGatewayNamespace(); return try RouteSocket() })
+            try made.first.pin(at: state.sandboxPin)
             madePins.append(state.sandboxPin)
             try done(.sandboxPinned)
 
-            let gateway = try NetworkNamespace.createUnnamed(prepare: SandboxTopology.prepareNamespace)
-            try gateway.pin(at: state.gatewayPin)
+            try made.second.pin(at: state.gatewayPin)
             madePins.append(state.gatewayPin)
             try done(.gatewayPinned)
 
-            try topology.build(sandbox: sandbox.descriptor, gateway: gateway.descriptor, failAfter: failAfter?.topologyStep,
-                               namespacesPrepared: true)
+            try topology.build(sandbox: made.first.descriptor, gateway: made.second.descriptor, failAfter: failAfter?.topologyStep,
+                               namespacesPrepared: true, routeSockets: (sandbox: made.firstPrepared, gateway: made.secondPrepared))
 
             state.complete = true
             try write(state)

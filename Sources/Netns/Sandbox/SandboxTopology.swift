@@ -154,8 +154,11 @@ extension SandboxTopology {
     ///     `NetworkNamespace.createUnnamed(prepare:)`, so this step is done already.
     /// - Throws: `NetlinkError` with the kernel's text, `SystemCallError`, `InjectedFailure`.
     /// - Requires: CAP_NET_ADMIN and CAP_SYS_ADMIN.
+    ///   - routeSockets: netlink sockets opened inside S and G by `prepareNamespace` and
+    ///     `prepareGatewayNamespace` (which did the namespace-wide settings there): each
+    ///     side is configured through its socket, without entering the namespace again.
     package func build(sandbox: FileDescriptor, gateway: FileDescriptor, failAfter: TopologyStep? = nil,
-                       namespacesPrepared: Bool = false) throws {
+                       namespacesPrepared: Bool = false, routeSockets: (sandbox: RouteSocket, gateway: RouteSocket)? = nil) throws {
         func done(_ step: TopologyStep) throws {
             if step == failAfter { throw InjectedFailure(after: step.rawValue) }
         }
@@ -174,13 +177,25 @@ extension SandboxTopology {
         }
         try done(.vethCreated)
 
-        try NetworkNamespace.withNamespace(gateway) {
-            try configureSide(interface: gatewayInterface, local: gatewayAddress, peer: sandboxAddress.address, isGateway: true)
+        if let routeSockets {
+            try configureSide(interface: gatewayInterface, local: gatewayAddress, peer: sandboxAddress.address, isGateway: true,
+                              socket: routeSockets.gateway, inside: false)
+        } else {
+            try NetworkNamespace.withNamespace(gateway) {
+                try configureSide(interface: gatewayInterface, local: gatewayAddress, peer: sandboxAddress.address, isGateway: true,
+                                  socket: try RouteSocket(), inside: true)
+            }
         }
         try done(.gatewayConfigured)
 
-        try NetworkNamespace.withNamespace(sandbox) {
-            try configureSide(interface: sandboxInterface, local: sandboxAddress, peer: gatewayAddress.address, isGateway: false)
+        if let routeSockets {
+            try configureSide(interface: sandboxInterface, local: sandboxAddress, peer: gatewayAddress.address, isGateway: false,
+                              socket: routeSockets.sandbox, inside: false)
+        } else {
+            try NetworkNamespace.withNamespace(sandbox) {
+                try configureSide(interface: sandboxInterface, local: sandboxAddress, peer: gatewayAddress.address, isGateway: false,
+                                  socket: try RouteSocket(), inside: true)
+            }
         }
         try done(.sandboxConfigured)
     }
@@ -194,10 +209,21 @@ extension SandboxTopology {
         try SystemControl.write("1", to: "net/ipv6/conf/default/disable_ipv6", optional: true, backedByNetlink: true)
     }
 
-    /// Configures one side from inside its namespace: IPv6 off on the veth end, lo up,
-    /// the address (no prefix route), the end up, the one host route to the peer.
-    private func configureSide(interface: InterfaceName, local: IPv4CIDR, peer: IPv4Address, isGateway: Bool) throws {
-        let socket = try RouteSocket()
+    /// `prepareNamespace` for G, and G never forwards (the gateway process serves
+    /// connections itself): what `build` otherwise does from inside G once the veth exists.
+    package static func prepareGatewayNamespace() throws {
+        try prepareNamespace()
+        try SystemControl.write("0", to: "net/ipv4/ip_forward", backedByNetlink: true)
+        try SystemControl.write("0", to: "net/ipv4/conf/all/forwarding", backedByNetlink: true)
+    }
+
+    /// Configures one side through `socket`, a netlink socket of its namespace: IPv6 off on
+    /// the veth end, lo up, the address (no prefix route), the end up, the one host route
+    /// to the peer. `inside`: on a thread in that namespace, which also writes its
+    /// `/proc/sys` settings (else `prepareNamespace` and `prepareGatewayNamespace` did).
+    private func configureSide(
+        interface: InterfaceName, local: IPv4CIDR, peer: IPv4Address, isGateway: Bool, socket: RouteSocket, inside: Bool
+    ) throws {
         let loopback = try InterfaceName("lo")
         guard let lo = try socket.link(named: loopback) else {
             throw NetlinkError(operation: "RTM_GETLINK lo", code: ENODEV)
@@ -211,11 +237,16 @@ extension SandboxTopology {
         if isGateway {
             // G never forwards: the gateway process serves connections itself.
             try socket.perform { try .setIPv4Forwarding(false, index: end.index, label: "dev \(interface)", sequence: $0, portID: $1) }
-            try SystemControl.write("0", to: "net/ipv4/ip_forward", backedByNetlink: true)
-            try SystemControl.write("0", to: "net/ipv4/conf/all/forwarding", backedByNetlink: true)
+            if inside {
+                try SystemControl.write("0", to: "net/ipv4/ip_forward", backedByNetlink: true)
+                try SystemControl.write("0", to: "net/ipv4/conf/all/forwarding", backedByNetlink: true)
+            }
         }
         let ipv6 = try Self.keepIPv6Off(end.index, interface: interface, socket: socket)
-        try SystemControl.write("1", to: "net/ipv6/conf/\(interface)/disable_ipv6", optional: true, backedByNetlink: ipv6)
+        // A prepared namespace made the end with IPv6 off already (the default it was born with).
+        if inside {
+            try SystemControl.write("1", to: "net/ipv6/conf/\(interface)/disable_ipv6", optional: true, backedByNetlink: ipv6)
+        }
         try socket.perform { try .setLinkUp(index: lo.index, label: "lo", sequence: $0, portID: $1) }
         try socket.perform { try .addAddress(local, index: end.index, label: "dev \(interface)", sequence: $0, portID: $1) }
         try socket.perform { try .setLinkUp(index: end.index, label: interface.rawValue, sequence: $0, portID: $1) }
