@@ -172,7 +172,7 @@ struct GatewayCommand: ParsableCommand {
             notifier?.ready(status: "serving \(served) sandboxes")
             let serviceGroup = ServiceGroup(
                 configuration: ServiceGroupConfiguration(
-                    services: [.init(service: DaemonServer(socket: daemonSocket, daemon: daemon, audit: audit, group: shared.group))],
+                    services: [.init(service: DaemonServer(socket: daemonSocket, daemon: daemon, audit: audit, group: shared.group), serviceName: "DaemonServer")],
                     gracefulShutdownSignals: [.sigterm, .sigint],
                     logger: Logger(label: "airlock.daemon")))
             let finished = DispatchSemaphore(value: 0)

@@ -206,7 +206,11 @@ final class GatewayRuntime {
         let services: [any Service] = [server] + extraServices(group)
         let serviceGroup = ServiceGroup(
             configuration: ServiceGroupConfiguration(
-                services: services.map { ServiceGroupConfiguration.ServiceConfiguration(service: $0) },
+                // Named by type: without a name the configuration interpolates the service
+                // itself ("\(service)"), which reflects over the object at every start.
+                services: services.map {
+                    ServiceGroupConfiguration.ServiceConfiguration(service: $0, serviceName: _typeName(type(of: $0), qualified: false))
+                },
                 gracefulShutdownSignals: shutdownSignals,
                 logger: logger))
         self.serviceGroup = serviceGroup
