@@ -288,6 +288,32 @@ final class ContainmentTests: XCTestCase {
         XCTAssertTrue(result.stderr.contains("policy \(open)/policy: \(directory) can be changed by an account other than root"), "\(result)")
     }
 
+    /// The sandbox init (PID 1 inside) is a clone of airlock, with a copy of its memory (as
+    /// root, the upstream token too) and its descriptors: the command, under the same
+    /// account, can neither read it nor look at its descriptors.
+    func testTheSandboxInitCannotBeReadByTheCommand() throws {
+        for mode in Mode.allCases {
+            let rig = try rig
+            let work = try rig.workDirectory()
+            let token = work + "/token"
+            try "ghp_containment_init_value\n".write(toFile: token, atomically: true, encoding: .utf8)
+            chown(token, rig.uid, rig.gid)
+            chmod(token, 0o600)
+            let result = try airlockRun(mode, ["--repo", "owner/app", "--token-file", token], script: """
+                for f in environ maps mem; do cat /proc/1/$f > /dev/null 2> err || true; echo "$f: $(cat err)"; done
+                ls /proc/1/fd > /dev/null 2> err || true; echo "fd: $(cat err)"
+                """, cwd: work)
+            XCTAssertEqual(result.status, 0, "\(mode): \(result)")
+            XCTAssertEqual(result.stdout, """
+                environ: cat: /proc/1/environ: Permission denied
+                maps: cat: /proc/1/maps: Permission denied
+                mem: cat: /proc/1/mem: Permission denied
+                fd: ls: cannot open directory '/proc/1/fd': Permission denied
+
+                """, "\(mode): \(result)")
+        }
+    }
+
     // MARK: - The gateway as root
 
     /// During a root run, the process that serves the sandbox runs as nobody with no
