@@ -68,6 +68,40 @@ final class SandboxReachabilityTests: XCTestCase {
         XCTAssertEqual(try RouteSocket().links().map(\.name), ["lo"])
     }
 
+    /// S and G are made together, each prepared inside itself; when either half fails,
+    /// neither namespace stays open (a long-lived daemon would keep it alive otherwise).
+    func testMakingSAndGTogetherIsAllOrNothing() throws {
+        struct Refused: Error {}
+        let own = namespaceLink("/proc/thread-self/ns/net")
+        let before = openNamespaceDescriptors()
+        func failure(_ make: () throws -> Void) -> Error? {
+            do { try make() } catch { return error }
+            return nil
+        }
+        let secondFails = failure {
+            _ = try NetworkNamespace.createUnnamedPair(
+                prepareFirst: { namespaceLink("/proc/thread-self/ns/net") }, prepareSecond: { () throws -> String in throw Refused() })
+        }
+        XCTAssertTrue(secondFails is Refused, "\(String(describing: secondFails))")
+        XCTAssertEqual(openNamespaceDescriptors(), before, "the first half's namespace was left open")
+        let firstFails = failure {
+            _ = try NetworkNamespace.createUnnamedPair(
+                prepareFirst: { () throws -> String in throw Refused() }, prepareSecond: { namespaceLink("/proc/thread-self/ns/net") })
+        }
+        XCTAssertTrue(firstFails is Refused, "\(String(describing: firstFails))")
+        XCTAssertEqual(openNamespaceDescriptors(), before, "the second half's namespace was left open")
+
+        let pair = try NetworkNamespace.createUnnamedPair(
+            prepareFirst: { namespaceLink("/proc/thread-self/ns/net") }, prepareSecond: { namespaceLink("/proc/thread-self/ns/net") })
+        // Each prepare ran inside its own new namespace, the one returned with it; the
+        // caller's thread never moved.
+        XCTAssertEqual(pair.firstPrepared, namespaceLink("/proc/self/fd/\(pair.first.descriptor.rawValue)"))
+        XCTAssertEqual(pair.secondPrepared, namespaceLink("/proc/self/fd/\(pair.second.descriptor.rawValue)"))
+        XCTAssertNotEqual(pair.firstPrepared, pair.secondPrepared)
+        XCTAssertFalse([pair.firstPrepared, pair.secondPrepared].contains(own))
+        XCTAssertEqual(namespaceLink("/proc/thread-self/ns/net"), own)
+    }
+
     func testStandardGatewaySocketsAreBoundInG() throws {
         let sandbox = try EphemeralSandbox.build(try SandboxTopology())
         let sockets = try GatewaySockets.bind(in: sandbox.gateway.descriptor, address: sandbox.topology.gatewayAddress.address)
@@ -95,6 +129,17 @@ final class SandboxReachabilityTests: XCTestCase {
             XCTAssertEqual(String(describing: error), "bind tcp 192.0.2.1:80: Cannot assign requested address")
         }
     }
+}
+
+/// Where a namespace link (or a descriptor of a namespace) points: "net:[INODE]".
+func namespaceLink(_ path: String) -> String {
+    (try? FileManager.default.destinationOfSymbolicLink(atPath: path)) ?? "?"
+}
+
+/// This process's open descriptors of network namespaces.
+func openNamespaceDescriptors() -> [String] {
+    let fds = (try? FileManager.default.contentsOfDirectory(atPath: "/proc/self/fd")) ?? []
+    return fds.map { namespaceLink("/proc/self/fd/" + $0) }.filter { $0.hasPrefix("net:[") }.sorted()
 }
 
 /// Connects a TCP socket to `host`:`port` (IPv4 or IPv6 literal) with a 5 s bound;
