@@ -460,7 +460,8 @@ int cnl_spawn_open_gate(pid_t pid, int setup_fd, int gate_fd, struct cnl_spawn_f
 
 // The rootless launcher's child: a new user namespace with the caller's ids mapped to
 // themselves; the capabilities the sandbox builder needs kept as ambient across execve.
-static void launch_child(const struct cnl_launch_spec *spec, int setup_fd) {
+// The parent-death signal, the new namespaces and the id maps, in the launched child.
+static void enter_user_namespace(const struct cnl_launch_spec *spec, int setup_fd) {
     if (spec->parent_death_signal && prctl(PR_SET_PDEATHSIG, spec->parent_death_signal, 0, 0, 0) < 0) {
         report(setup_fd, CNL_STEP_PDEATHSIG, errno, -1); _exit(125);
     }
@@ -474,6 +475,10 @@ static void launch_child(const struct cnl_launch_spec *spec, int setup_fd) {
     fd = open("/proc/self/gid_map", O_WRONLY | O_CLOEXEC);
     if (fd < 0 || write_all(fd, spec->gid_map, text_length(spec->gid_map)) < 0) { report(setup_fd, CNL_STEP_GID_MAP, errno, -1); _exit(125); }
     close(fd);
+}
+
+static void launch_child(const struct cnl_launch_spec *spec, int setup_fd) {
+    enter_user_namespace(spec, setup_fd);
     if (!spec->path) _exit(0);
 
     if (cap_set_proc((cap_t)spec->caps) < 0) { report(setup_fd, CNL_STEP_CAPSET, errno, -1); _exit(125); }
@@ -520,6 +525,42 @@ int cnl_launch(const struct cnl_launch_spec *spec, pid_t *pid_out, struct cnl_sp
         close(setup[0]);
         launch_child(spec, setup[1]);
         _exit(125);
+    }
+    int clone_error = errno;
+    pthread_sigmask(SIG_SETMASK, &original, NULL);
+    close(setup[1]);
+    if (pid < 0) { close(setup[0]); return -clone_error; }
+    int failed = read_failure(setup[0], failure);
+    close(setup[0]);
+    if (failed) {
+        int ignored;
+        while (waitpid(pid, &ignored, 0) < 0 && errno == EINTR) {}
+        return 1;
+    }
+    *pid_out = pid;
+    return 0;
+}
+
+int cnl_launch_fork(const struct cnl_launch_spec *spec, pid_t *pid_out, struct cnl_spawn_failure *failure) {
+    int setup[2];
+    if (pipe2(setup, O_CLOEXEC) < 0) return -errno;
+    sigset_t all, original;
+    sigfillset(&all);
+    pthread_sigmask(SIG_SETMASK, &all, &original);
+    pid_t pid = raw_clone(0);
+    if (pid == 0) {
+        close(setup[0]);
+        enter_user_namespace(spec, setup[1]);
+        if (cap_set_proc((cap_t)spec->caps) < 0) { report(setup[1], CNL_STEP_CAPSET, errno, -1); _exit(125); }
+        // The maps are written (which needs the process dumpable); from here on nothing of
+        // this process (a copy of airlock's memory, credentials included) can be read or
+        // traced by an account without CAP_SYS_PTRACE on the host, nor by its clones.
+        if (prctl(PR_SET_DUMPABLE, 0, 0, 0, 0) < 0) { report(setup[1], CNL_STEP_DUMPABLE, errno, -1); _exit(125); }
+        reset_signals();
+        pthread_sigmask(SIG_SETMASK, &original, NULL);
+        close(setup[1]);
+        *pid_out = 0;
+        return 2;
     }
     int clone_error = errno;
     pthread_sigmask(SIG_SETMASK, &original, NULL);

@@ -28,7 +28,6 @@ struct Airlock: ParsableCommand {
             SandboxCommand.self,
             PolicyCommand.self,
             DoctorCommand.self,
-            SandboxChild.self,
         ]
     )
 
@@ -42,16 +41,6 @@ struct Airlock: ParsableCommand {
         if arguments == ["--version"] {
             print(AirlockVersion.description)
             Glibc.exit(0)
-        }
-        // The rootless sandbox builder (airlock re-executed by `run`) takes no arguments; its
-        // input is descriptor 3. Its start is on the run's path: no parser either.
-        if arguments == [SandboxChild.commandName] {
-            do {
-                try SandboxChild().run()
-            } catch {
-                exit(withError: error)
-            }
-            exit()
         }
         do {
             var command = try parseAsRoot(arguments)

@@ -314,6 +314,39 @@ final class ContainmentTests: XCTestCase {
         }
     }
 
+    /// Every process of a run that holds a copy of airlock's memory (the credentials among
+    /// it) is not dumpable: airlock itself, the root run's gateway, the rootless builder
+    /// (a fork) and the sandbox init. The kernel then gives their /proc files to root, so
+    /// no other process of the same account can read or trace them, and no core is written.
+    func testEveryProcessHoldingAirlocksMemoryIsNotDumpable() throws {
+        for mode in Mode.allCases {
+            let rig = try rig
+            let work = try rig.workDirectory()
+            let airlock = try BackgroundProcess(
+                runArgv(mode, rig) + ["--", "/bin/sh", "-c", "touch \(work)/started; sleep 30"],
+                environment: ["PATH": "/usr/bin:/bin"], currentDirectory: work)
+            defer { airlock.stop() }
+            XCTAssertTrue(Wait.until(timeout: 30) { FileManager.default.fileExists(atPath: work + "/started") }, "\(mode)")
+            // In root mode the parent is setpriv-free airlock; rootless, setpriv execs it.
+            var processes: [Int32] = [airlock.pid]
+            var index = 0
+            while index < processes.count {
+                let pid = processes[index]
+                index += 1
+                if ProcStatus.field("Name", of: pid) == "sandbox-init" { continue }
+                processes += ProcStatus.children(of: pid)
+            }
+            let names = processes.map { "\($0):\(ProcStatus.field("Name", of: $0) ?? "?")" }
+            let held = processes.filter { ["airlock", "sandbox-init"].contains(ProcStatus.field("Name", of: $0)) }
+            XCTAssertEqual(held.count, 3, "\(mode): airlock, its gateway or builder, and the sandbox init: \(names)")
+            for pid in held {
+                var info = stat()
+                XCTAssertEqual(stat("/proc/\(pid)/environ", &info), 0)
+                XCTAssertEqual(info.st_uid, 0, "\(mode): \(pid) (\(ProcStatus.field("Name", of: pid) ?? "?"), uid \(ProcStatus.field("Uid", of: pid) ?? "?")) is dumpable")
+            }
+        }
+    }
+
     // MARK: - The gateway as root
 
     /// During a root run, the process that serves the sandbox runs as nobody with no

@@ -54,6 +54,7 @@ enum cnl_spawn_step {
     CNL_STEP_PRIVATE_TMP = 32,
     CNL_STEP_KEEP_CWD = 33,
     CNL_STEP_PROC_READONLY = 34,
+    CNL_STEP_DUMPABLE = 35,
 };
 
 /// A set-up failure as the child reports it through the CLOEXEC pipe.
@@ -145,6 +146,13 @@ struct cnl_launch_spec {
 /// probing, exited), or -errno, or 1 with `failure` filled when the child reported a step
 /// that failed (the child has been reaped).
 int cnl_launch(const struct cnl_launch_spec *spec, pid_t *pid_out, struct cnl_spawn_failure *failure);
+
+/// `cnl_launch` without execve (`path`, `argv`, `envp`, `fds` and the ambient list are not
+/// used): the child sets up the same namespaces and maps, takes `caps` as its capabilities,
+/// makes itself not dumpable, and returns 2 to its caller. Call only while the process has
+/// one thread (the child goes on running the caller's code). In the parent: 0 and the
+/// child's pid, -errno, or 1 with `failure` filled (the child reaped), as `cnl_launch`.
+int cnl_launch_fork(const struct cnl_launch_spec *spec, pid_t *pid_out, struct cnl_spawn_failure *failure);
 
 /// Forwards SIGINT, SIGTERM and SIGHUP received by this process to `pid` (0 stops).
 /// Signals the kernel generates for the terminal (si_code SI_KERNEL) are not forwarded:

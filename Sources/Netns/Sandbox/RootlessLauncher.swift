@@ -68,6 +68,35 @@ package enum RootlessLauncher {
         try launch(executable: executable, arguments: arguments, environment: environment, fds: fds, capabilities: capabilities)
     }
 
+    /// `start` without execve: forks a child in new user, network and mount namespaces
+    /// (the caller's ids mapped to themselves, `capabilities` its own, not dumpable, dying
+    /// with the calling thread) that goes on running the caller's code. No second process
+    /// start, no parser, no plan to encode: the builder of a rootless `airlock run`.
+    /// - Returns: the child's pid in the parent; nil in the child.
+    /// - Throws: `LaunchError.setup` naming the step that failed.
+    /// - Requires: the process has one thread (the child runs Swift code after the fork).
+    package static func fork(capabilities: [Capability] = sandboxBuilderCapabilities) throws -> pid_t? {
+        let strings = CStringArena()
+        let uidMap = strings.string("\(getuid()) \(getuid()) 1\n")
+        let gidMap = strings.string("\(getgid()) \(getgid()) 1\n")
+        let values = capabilities.map(\.rawValue)
+        let caps = values.withUnsafeBufferPointer { cnl_cap_new_with($0.baseAddress, $0.count) }
+        guard let caps else { throw LaunchError.setup(SandboxSetupError(step: "prepare capabilities", code: errno)) }
+        defer { cnl_cap_free(caps) }
+        var failure = cnl_spawn_failure(step: 0, error: 0, index: -1)
+        var pid: pid_t = 0
+        var spec = cnl_launch_spec(
+            path: nil, argv: nil, envp: nil, uid_map: uidMap, gid_map: gidMap, fds: nil, fd_count: 0,
+            caps: caps, ambient: nil, ambient_count: 0,
+            unshare_flags: Int32(CNL_CLONE_NEWUSER | CNL_CLONE_NEWNET | CNL_CLONE_NEWNS), parent_death_signal: SIGKILL)
+        let result = cnl_launch_fork(&spec, &pid, &failure)
+        withExtendedLifetime(strings) {}
+        if result == 2 { return nil }
+        if result < 0 { throw LaunchError.setup(SandboxSetupError(step: "clone", code: -result)) }
+        if result > 0 { throw LaunchError.setup(SandboxSetupError(step: SandboxSetupError.describe(failure), code: failure.error)) }
+        return pid
+    }
+
     /// Whether the calling user can create a user namespace with its ids mapped, the way
     /// `start` does (tried in a child that exits at once). Returns nil, or the failure.
     package static func probe() -> SandboxSetupError? {

@@ -77,6 +77,7 @@ package struct SandboxSetupError: Error, Equatable, CustomStringConvertible {
         case CNL_STEP_AMBIENT_RAISE: return "raise ambient capability \(Capability.name(of: failure.index))"
         case CNL_STEP_DUP_FDS: return "pass descriptors"
         case CNL_STEP_EXEC: return "execute"
+        case CNL_STEP_DUMPABLE: return "make the sandbox builder not dumpable"
         default: return "step \(failure.step)"
         }
     }

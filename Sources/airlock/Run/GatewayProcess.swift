@@ -213,14 +213,14 @@ final class GatewayProcess {
     /// may take a moment to remove them from /proc/self/task (tens of microseconds: a
     /// joined thread is released just after it wakes the joiner), so the checks are
     /// 50 µs apart, for at most about 200 ms.
-    private static func waitUntilSingleThreaded() throws {
+    static func waitUntilSingleThreaded(toStart what: String = "the gateway process") throws {
         var threads = 0
         for _ in 0..<4000 {
             threads = taskCount()
             if threads == 1 { return }
             usleep(50)
         }
-        throw CLIError("start the gateway process: airlock runs \(threads) threads, and fork copies only one")
+        throw CLIError("start \(what): airlock runs \(threads) threads, and fork copies only one")
     }
 
     private static func taskCount() -> Int {

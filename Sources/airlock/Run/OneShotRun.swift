@@ -143,19 +143,26 @@ struct OneShotRun {
 
     private func runRootless(spec: SandboxChildSpec, runtime: GatewayRuntime) throws -> Int32 {
         let (channel, childEnd) = try DescriptorChannel.pair()
+        let gateway = getpid()
+        // The builder is forked, not re-executed (no second process start, no plan to
+        // send): it has the plan in memory. Forked while this process has one thread, with
+        // nothing buffered for it to write twice.
+        try GatewayProcess.waitUntilSingleThreaded(toStart: "the sandbox builder")
+        fflush(nil)
         let pid: pid_t
         do {
-            pid = try RootlessLauncher.start(
-                executable: "/proc/self/exe", arguments: [SandboxChild.commandName],
-                environment: ["PATH=/usr/sbin:/usr/bin:/sbin:/bin", "AIRLOCK_GATEWAY_PID=\(getpid())"], passing: [childEnd])
+            guard let child = try RootlessLauncher.fork() else {
+                channel.close()
+                SandboxChild.run(spec: spec, channel: DescriptorChannel(adopting: childEnd), gateway: gateway)
+            }
+            pid = child
         } catch let error as RootlessLauncher.LaunchError {
             close(childEnd)
             throw CLIError("\(error)\(Self.userNamespaceFix())")
         }
         close(childEnd)
-        // Only now: the launcher's child must stay dumpable to write its own uid_map.
+        // Only now: the child must stay dumpable until it has written its own uid_map.
         ProcessControl.forbidDumping()
-        try channel.send(try spec.encoded())
         // The gateway's threads start while the child builds the sandbox.
         let serving = try SharedServing.start(eventLoops: 1)
         // The child answers with the gateway's listening sockets, or ends having said why.

@@ -2,13 +2,12 @@
 import Glibc
 #endif
 import ArgumentParser
-import FoundationEssentials
 import Netns
 import GatewayCore
 
-/// What the rootless sandbox builder needs to know, sent by the gateway over the socket
-/// pair (never on the command line, where `/proc/PID/cmdline` would show it).
-struct SandboxChildSpec: Codable {
+/// What the sandbox builder needs to know: the rootless builder has it in the memory it
+/// was forked with; the root run spawns from it itself.
+struct SandboxChildSpec {
     var gatewayAddress: String
     var sandboxAddress: String
     var argv: [String]
@@ -46,14 +45,6 @@ struct SandboxChildSpec: Codable {
         userName = plan.user.name
     }
 
-    func encoded() throws -> String {
-        String(decoding: try JSONEncoder().encode(self), as: UTF8.self)
-    }
-
-    static func decode(_ text: String) throws -> SandboxChildSpec {
-        try JSONDecoder().decode(SandboxChildSpec.self, from: Data(text.utf8))
-    }
-
     func topology() throws -> SandboxTopology {
         try SandboxTopology(gatewayAddress: IPv4CIDR(gatewayAddress), sandboxAddress: IPv4CIDR(sandboxAddress))
     }
@@ -73,55 +64,55 @@ struct SandboxChildSpec: Codable {
     }
 }
 
-/// The rootless sandbox builder: `airlock run` starts it in a new user namespace (with
-/// its uid and gid mapped to themselves and the capabilities to build namespaces there).
+/// The rootless sandbox builder: `airlock run` forks it (`RootlessLauncher.fork`) into a
+/// new user namespace, with its uid and gid mapped to themselves and the capabilities to
+/// build namespaces there, not dumpable.
 ///
 /// It builds S and G, binds the gateway's listeners inside G, hands them to the gateway
-/// over descriptor 3, waits for "ready", then spawns CMD inside S and exits with CMD's
-/// status. Not for direct use.
-struct SandboxChild: ParsableCommand {
-    static let commandName = "__sandbox-child"
+/// over the socket pair, sets the sandbox up while the gateway starts, waits for "ready",
+/// then starts CMD inside S and exits with CMD's status.
+enum SandboxChild {
     static let listening = "listening"
     static let ready = "ready"
 
-    /// The gateway's pid, given in the environment by `airlock run` (`AIRLOCK_GATEWAY_PID`).
-    static var gatewayPID: pid_t {
-        ProcessInfoEnvironment.current["AIRLOCK_GATEWAY_PID"].flatMap { pid_t($0) } ?? 1
+    /// The builder, in the forked child: never returns.
+    /// - Parameters:
+    ///   - channel: its end of the pair with the gateway.
+    ///   - gateway: the gateway's pid (the parent), to die with.
+    static func run(spec: SandboxChildSpec, channel: DescriptorChannel, gateway: pid_t) -> Never {
+        var status = ExitCodes.wrapperFailure
+        // Die with the gateway: a SIGKILL of `airlock run` must leave nothing behind.
+        if ProcessControl.dieWithParent(expectedParent: gateway) {
+            do {
+                status = try reportingWrapperErrors { try build(spec: spec, channel: channel) }
+            } catch let exit as ExitCode {
+                status = exit.rawValue
+            } catch {
+                status = ExitCodes.wrapperFailure
+            }
+        }
+        // The parent's buffered output is not this process's to write: no exit(3).
+        _exit(status)
     }
 
-    static let configuration = CommandConfiguration(
-        commandName: commandName,
-        abstract: "Internal: the rootless sandbox builder of `airlock run`.",
-        shouldDisplay: false)
-
-    func run() throws {
-        // Die with the gateway: a SIGKILL of `airlock run` must leave nothing behind.
-        guard ProcessControl.dieWithParent(expectedParent: Self.gatewayPID) else { throw ExitCode(ExitCodes.wrapperFailure) }
-        let status = try reportingWrapperErrors { () throws -> Int32 in
-            let channel = DescriptorChannel(adopting: 3)
-            guard let (message, _) = try channel.receive() else {
-                throw CLIError("sandbox builder: the gateway went away before sending the plan")
-            }
-            let spec = try SandboxChildSpec.decode(message)
-            let topology = try spec.topology()
-            let sandbox = try EphemeralSandbox.build(topology)
-            do {
-                let sockets = try GatewaySockets.bind(
-                    in: sandbox.gateway.descriptor, address: topology.gatewayAddress.address, ports: spec.listenerPorts)
-                try channel.send(Self.listening, descriptors: sockets.all.map(\.descriptor.rawValue))
-                for socket in sockets.all { try? socket.descriptor.close() }
-            }
-            // Set up while the gateway starts; CMD starts once it serves.
-            let pending = try SandboxProcess.prepare(try spec.processSpec(networkNamespace: sandbox.sandbox.descriptor.rawValue))
-            guard let (answer, _) = try channel.receive(), answer == Self.ready else {
-                pending.cancel()
-                throw CLIError("sandbox builder: the gateway did not become ready")
-            }
-            channel.close()
-            let process = try pending.start()
-            try SignalForwarding.start(to: process.pid)
-            return process.wait().shellCode
+    private static func build(spec: SandboxChildSpec, channel: DescriptorChannel) throws -> Int32 {
+        let topology = try spec.topology()
+        let sandbox = try EphemeralSandbox.build(topology)
+        do {
+            let sockets = try GatewaySockets.bind(
+                in: sandbox.gateway.descriptor, address: topology.gatewayAddress.address, ports: spec.listenerPorts)
+            try channel.send(Self.listening, descriptors: sockets.all.map(\.descriptor.rawValue))
+            for socket in sockets.all { try? socket.descriptor.close() }
         }
-        throw ExitCode(status)
+        // Set up while the gateway starts; CMD starts once it serves.
+        let pending = try SandboxProcess.prepare(try spec.processSpec(networkNamespace: sandbox.sandbox.descriptor.rawValue))
+        guard let (answer, _) = try channel.receive(), answer == Self.ready else {
+            pending.cancel()
+            throw CLIError("sandbox builder: the gateway did not become ready")
+        }
+        channel.close()
+        let process = try pending.start()
+        try SignalForwarding.start(to: process.pid)
+        return process.wait().shellCode
     }
 }
