@@ -541,7 +541,7 @@ int cnl_launch(const struct cnl_launch_spec *spec, pid_t *pid_out, struct cnl_sp
     return 0;
 }
 
-int cnl_launch_fork(const struct cnl_launch_spec *spec, pid_t *pid_out, struct cnl_spawn_failure *failure) {
+int cnl_launch_fork(const struct cnl_launch_spec *spec, int keep_fd, pid_t *pid_out, struct cnl_spawn_failure *failure) {
     int setup[2];
     if (pipe2(setup, O_CLOEXEC) < 0) return -errno;
     sigset_t all, original;
@@ -559,6 +559,10 @@ int cnl_launch_fork(const struct cnl_launch_spec *spec, pid_t *pid_out, struct c
         reset_signals();
         pthread_sigmask(SIG_SETMASK, &original, NULL);
         close(setup[1]);
+        // Nothing of airlock's beyond the standard streams and `keep_fd` (what an execve
+        // with close-on-exec descriptors would have left): not the audit log, not files.
+        if (keep_fd > 3) (void)syscall(SYS_close_range, 3U, (unsigned)keep_fd - 1, 0U);
+        (void)syscall(SYS_close_range, (unsigned)(keep_fd >= 3 ? keep_fd + 1 : 3), ~0U, 0U);
         *pid_out = 0;
         return 2;
     }

@@ -347,6 +347,37 @@ final class ContainmentTests: XCTestCase {
         }
     }
 
+    /// The rootless builder is a fork of airlock: it keeps none of airlock's files (here the
+    /// audit log), only its end of the pair with the gateway, and neither does the sandbox
+    /// init cloned from it.
+    func testTheRootlessBuilderKeepsNoneOfAirlocksFiles() throws {
+        let rig = try rig
+        let work = try rig.workDirectory()
+        let log = work + "/audit.log"
+        let airlock = try BackgroundProcess(
+            runArgv(.rootless, rig) + ["--audit-log", log, "--", "/bin/sh", "-c", "touch \(work)/started; sleep 30"],
+            environment: ["PATH": "/usr/bin:/bin"], currentDirectory: work)
+        defer { airlock.stop() }
+        XCTAssertTrue(Wait.until(timeout: 30) { FileManager.default.fileExists(atPath: work + "/started") })
+        func files(of pid: Int32) -> [String] {
+            let fds = (try? FileManager.default.contentsOfDirectory(atPath: "/proc/\(pid)/fd")) ?? []
+            return fds.compactMap { try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/\(pid)/fd/\($0)") }
+        }
+        let real = URL(fileURLWithPath: log).resolvingSymlinksInPath().path
+        XCTAssertTrue(files(of: airlock.pid).contains(real), "airlock writes the audit log: \(files(of: airlock.pid))")
+        let builders = ProcStatus.children(of: airlock.pid)
+        XCTAssertEqual(builders.count, 1, "one builder")
+        for builder in builders {
+            let inits = ProcStatus.children(of: builder)
+            XCTAssertEqual(inits.map { ProcStatus.field("Name", of: $0) }, ["sandbox-init"])
+            for pid in [builder] + inits {
+                let held = files(of: pid)
+                XCTAssertFalse(held.contains(real), "\(pid) holds the audit log: \(held)")
+                XCTAssertFalse(held.contains { $0.hasPrefix("/") && !$0.hasPrefix("/dev/") }, "\(pid) holds a file: \(held)")
+            }
+        }
+    }
+
     // MARK: - The gateway as root
 
     /// During a root run, the process that serves the sandbox runs as nobody with no

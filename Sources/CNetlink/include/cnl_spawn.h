@@ -149,10 +149,11 @@ int cnl_launch(const struct cnl_launch_spec *spec, pid_t *pid_out, struct cnl_sp
 
 /// `cnl_launch` without execve (`path`, `argv`, `envp`, `fds` and the ambient list are not
 /// used): the child sets up the same namespaces and maps, takes `caps` as its capabilities,
-/// makes itself not dumpable, and returns 2 to its caller. Call only while the process has
-/// one thread (the child goes on running the caller's code). In the parent: 0 and the
-/// child's pid, -errno, or 1 with `failure` filled (the child reaped), as `cnl_launch`.
-int cnl_launch_fork(const struct cnl_launch_spec *spec, pid_t *pid_out, struct cnl_spawn_failure *failure);
+/// makes itself not dumpable, closes every descriptor but 0, 1, 2 and `keep_fd`, and
+/// returns 2 to its caller. Call only while the process has one thread (the child goes on
+/// running the caller's code). In the parent: 0 and the child's pid, -errno, or 1 with
+/// `failure` filled (the child reaped), as `cnl_launch`.
+int cnl_launch_fork(const struct cnl_launch_spec *spec, int keep_fd, pid_t *pid_out, struct cnl_spawn_failure *failure);
 
 /// Forwards SIGINT, SIGTERM and SIGHUP received by this process to `pid` (0 stops).
 /// Signals the kernel generates for the terminal (si_code SI_KERNEL) are not forwarded:

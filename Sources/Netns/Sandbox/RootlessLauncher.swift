@@ -70,12 +70,13 @@ package enum RootlessLauncher {
 
     /// `start` without execve: forks a child in new user, network and mount namespaces
     /// (the caller's ids mapped to themselves, `capabilities` its own, not dumpable, dying
-    /// with the calling thread) that goes on running the caller's code. No second process
-    /// start, no parser, no plan to encode: the builder of a rootless `airlock run`.
+    /// with the calling thread, no descriptor but 0, 1, 2 and `keeping`) that goes on
+    /// running the caller's code. No second process start, no parser, no plan to encode:
+    /// the builder of a rootless `airlock run`.
     /// - Returns: the child's pid in the parent; nil in the child.
     /// - Throws: `LaunchError.setup` naming the step that failed.
     /// - Requires: the process has one thread (the child runs Swift code after the fork).
-    package static func fork(capabilities: [Capability] = sandboxBuilderCapabilities) throws -> pid_t? {
+    package static func fork(keeping: CInt, capabilities: [Capability] = sandboxBuilderCapabilities) throws -> pid_t? {
         let strings = CStringArena()
         let uidMap = strings.string("\(getuid()) \(getuid()) 1\n")
         let gidMap = strings.string("\(getgid()) \(getgid()) 1\n")
@@ -89,7 +90,7 @@ package enum RootlessLauncher {
             path: nil, argv: nil, envp: nil, uid_map: uidMap, gid_map: gidMap, fds: nil, fd_count: 0,
             caps: caps, ambient: nil, ambient_count: 0,
             unshare_flags: Int32(CNL_CLONE_NEWUSER | CNL_CLONE_NEWNET | CNL_CLONE_NEWNS), parent_death_signal: SIGKILL)
-        let result = cnl_launch_fork(&spec, &pid, &failure)
+        let result = cnl_launch_fork(&spec, keeping, &pid, &failure)
         withExtendedLifetime(strings) {}
         if result == 2 { return nil }
         if result < 0 { throw LaunchError.setup(SandboxSetupError(step: "clone", code: -result)) }

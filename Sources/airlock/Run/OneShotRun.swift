@@ -151,8 +151,8 @@ struct OneShotRun {
         fflush(nil)
         let pid: pid_t
         do {
-            guard let child = try RootlessLauncher.fork() else {
-                channel.close()
+            guard let child = try RootlessLauncher.fork(keeping: childEnd) else {
+                // Closed by the fork already, with every descriptor but the builder's end.
                 SandboxChild.run(spec: spec, channel: DescriptorChannel(adopting: childEnd), gateway: gateway)
             }
             pid = child
