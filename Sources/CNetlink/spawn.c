@@ -304,15 +304,13 @@ static void sandbox_init(const struct cnl_spawn_spec *spec, int setup_fd, int st
     int step = 0;
     if (drop_privileges(spec, &step) < 0) { report(setup_fd, step, errno, -1); _exit(125); }
 
-    // Gated: the sandbox is ready; the command starts only when the caller says so (its
+    // The gate: the sandbox is ready; the command starts only when the caller says so (its
     // gateway serves). End of file means the caller gave up: nothing is started.
-    if (gate_fd >= 0) {
-        char go = 0;
-        ssize_t r;
-        do { r = read(gate_fd, &go, 1); } while (r < 0 && errno == EINTR);
-        if (r != 1) _exit(125);
-        close(gate_fd);
-    }
+    char go = 0;
+    ssize_t r;
+    do { r = read(gate_fd, &go, 1); } while (r < 0 && errno == EINTR);
+    if (r != 1) _exit(125);
+    close(gate_fd);
 
     // The forwarded signals and SIGCHLD stay blocked (inherited from the parent) and are
     // taken with sigwaitinfo; the command gets the original mask back before execve.
@@ -352,20 +350,27 @@ static void sandbox_init(const struct cnl_spawn_spec *spec, int setup_fd, int st
     }
 }
 
-static int read_failure(int fd, struct cnl_spawn_failure *failure) {
+// Waits on a child's set-up pipe: end of file (the child exec'd, or finished its set-up
+// and closed it) is success; a report means the step that failed, and the child, which
+// exits after reporting, is reaped. Closes `setup_fd`. Returns 0 or 1.
+static int await_setup(pid_t pid, int setup_fd, struct cnl_spawn_failure *failure) {
     ssize_t r;
-    do { r = read(fd, failure, sizeof *failure); } while (r < 0 && errno == EINTR);
-    return r == (ssize_t)sizeof *failure;
+    do { r = read(setup_fd, failure, sizeof *failure); } while (r < 0 && errno == EINTR);
+    close(setup_fd);
+    if (r != (ssize_t)sizeof *failure) return 0;
+    int ignored;
+    while (waitpid(pid, &ignored, 0) < 0 && errno == EINTR) {}
+    return 1;
 }
 
-// Clones the sandbox init; with `gate_fd_out`, the init waits at the gate (a socket pair,
-// so opening a gate whose init has died is an error, not a SIGPIPE).
-static int spawn_start(const struct cnl_spawn_spec *spec, pid_t *pid_out, int *setup_fd_out, int *status_fd_out,
-                       int *gate_fd_out, struct cnl_spawn_failure *failure) {
-    int setup[2], status[2], gate[2] = { -1, -1 };
+int cnl_spawn_gated(const struct cnl_spawn_spec *spec, pid_t *pid_out, int *setup_fd_out, int *status_fd_out,
+                    int *gate_fd_out, struct cnl_spawn_failure *failure) {
+    int setup[2], status[2], gate[2];
     if (pipe2(setup, O_CLOEXEC) < 0) return -errno;
     if (pipe2(status, O_CLOEXEC) < 0) { int e = errno; close(setup[0]); close(setup[1]); return -e; }
-    if (gate_fd_out && socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, gate) < 0) {
+    // A socket pair, so that opening the gate of an init that has died is an error, not
+    // a SIGPIPE.
+    if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, gate) < 0) {
         int e = errno;
         close(setup[0]); close(setup[1]); close(status[0]); close(status[1]);
         return -e;
@@ -379,7 +384,7 @@ static int spawn_start(const struct cnl_spawn_spec *spec, pid_t *pid_out, int *s
     if (pid == 0) {
         close(setup[0]);
         close(status[0]);
-        if (gate[1] >= 0) close(gate[1]);
+        close(gate[1]);
         sigset_t blocked;
         sigemptyset(&blocked);
         int held[] = { SIGINT, SIGTERM, SIGHUP, SIGQUIT, SIGUSR1, SIGUSR2, SIGCHLD };
@@ -393,11 +398,11 @@ static int spawn_start(const struct cnl_spawn_spec *spec, pid_t *pid_out, int *s
     pthread_sigmask(SIG_SETMASK, &original, NULL);
     close(setup[1]);
     close(status[1]);
-    if (gate[0] >= 0) close(gate[0]);
+    close(gate[0]);
     if (pid < 0) {
         close(setup[0]);
         close(status[0]);
-        if (gate[1] >= 0) close(gate[1]);
+        close(gate[1]);
         failure->step = CNL_STEP_CLONE;
         failure->error = clone_error;
         failure->index = -1;
@@ -406,39 +411,8 @@ static int spawn_start(const struct cnl_spawn_spec *spec, pid_t *pid_out, int *s
     *pid_out = pid;
     *setup_fd_out = setup[0];
     *status_fd_out = status[0];
-    if (gate_fd_out) *gate_fd_out = gate[1];
+    *gate_fd_out = gate[1];
     return 0;
-}
-
-// Waits until the command has been exec'd (the setup pipe closes) or the init reports a
-// failed step (then it is reaped).
-static int spawn_finish(pid_t pid, int setup_fd, int status_fd, struct cnl_spawn_failure *failure) {
-    int failed = read_failure(setup_fd, failure);
-    close(setup_fd);
-    if (failed) {
-        int ignored;
-        while (waitpid(pid, &ignored, 0) < 0 && errno == EINTR) {}
-        close(status_fd);
-        return 1;
-    }
-    return 0;
-}
-
-int cnl_spawn(const struct cnl_spawn_spec *spec, pid_t *pid_out, int *status_fd_out,
-              struct cnl_spawn_failure *failure) {
-    pid_t pid = 0;
-    int setup_fd = -1, status_fd = -1;
-    int started = spawn_start(spec, &pid, &setup_fd, &status_fd, NULL, failure);
-    if (started != 0) return started;
-    if (spawn_finish(pid, setup_fd, status_fd, failure)) return 1;
-    *pid_out = pid;
-    *status_fd_out = status_fd;
-    return 0;
-}
-
-int cnl_spawn_gated(const struct cnl_spawn_spec *spec, pid_t *pid_out, int *setup_fd_out, int *status_fd_out,
-                    int *gate_fd_out, struct cnl_spawn_failure *failure) {
-    return spawn_start(spec, pid_out, setup_fd_out, status_fd_out, gate_fd_out, failure);
 }
 
 int cnl_spawn_open_gate(pid_t pid, int setup_fd, int gate_fd, struct cnl_spawn_failure *failure) {
@@ -448,14 +422,7 @@ int cnl_spawn_open_gate(pid_t pid, int setup_fd, int gate_fd, struct cnl_spawn_f
     ssize_t r;
     do { r = send(gate_fd, &go, 1, MSG_NOSIGNAL); } while (r < 0 && errno == EINTR);
     close(gate_fd);
-    int failed = read_failure(setup_fd, failure);
-    close(setup_fd);
-    if (failed) {
-        int ignored;
-        while (waitpid(pid, &ignored, 0) < 0 && errno == EINTR) {}
-        return 1;
-    }
-    return 0;
+    return await_setup(pid, setup_fd, failure);
 }
 
 // The rootless launcher's child: a new user namespace with the caller's ids mapped to
@@ -513,35 +480,27 @@ static void launch_child(const struct cnl_launch_spec *spec, int setup_fd) {
     _exit(127);
 }
 
-int cnl_launch(const struct cnl_launch_spec *spec, pid_t *pid_out, struct cnl_spawn_failure *failure) {
-    if (spec->fd_count > 64) return -EINVAL;
-    int setup[2];
-    if (pipe2(setup, O_CLOEXEC) < 0) return -errno;
-    sigset_t all, original;
-    sigfillset(&all);
-    pthread_sigmask(SIG_SETMASK, &all, &original);
-    pid_t pid = raw_clone(0);
-    if (pid == 0) {
-        close(setup[0]);
-        launch_child(spec, setup[1]);
-        _exit(125);
-    }
-    int clone_error = errno;
-    pthread_sigmask(SIG_SETMASK, &original, NULL);
-    close(setup[1]);
-    if (pid < 0) { close(setup[0]); return -clone_error; }
-    int failed = read_failure(setup[0], failure);
-    close(setup[0]);
-    if (failed) {
-        int ignored;
-        while (waitpid(pid, &ignored, 0) < 0 && errno == EINTR) {}
-        return 1;
-    }
-    *pid_out = pid;
-    return 0;
+// The launcher's child without execve: the capability set, not dumpable, only 0, 1, 2
+// and `keep_fd` left open; then back to the caller's code.
+static void fork_child(const struct cnl_launch_spec *spec, int setup_fd, int keep_fd, const sigset_t *original) {
+    enter_user_namespace(spec, setup_fd);
+    if (cap_set_proc((cap_t)spec->caps) < 0) { report(setup_fd, CNL_STEP_CAPSET, errno, -1); _exit(125); }
+    // The maps are written (which needs the process dumpable); from here on nothing of
+    // this process (a copy of airlock's memory, credentials included) can be read or
+    // traced by an account without CAP_SYS_PTRACE on the host, nor by its clones.
+    if (prctl(PR_SET_DUMPABLE, 0, 0, 0, 0) < 0) { report(setup_fd, CNL_STEP_DUMPABLE, errno, -1); _exit(125); }
+    reset_signals();
+    pthread_sigmask(SIG_SETMASK, original, NULL);
+    close(setup_fd);
+    // Nothing of airlock's beyond the standard streams and `keep_fd` (what an execve
+    // with close-on-exec descriptors would have left): not the audit log, not files.
+    if (keep_fd > 3) (void)syscall(SYS_close_range, 3U, (unsigned)keep_fd - 1, 0U);
+    (void)syscall(SYS_close_range, (unsigned)(keep_fd >= 3 ? keep_fd + 1 : 3), ~0U, 0U);
 }
 
-int cnl_launch_fork(const struct cnl_launch_spec *spec, int keep_fd, pid_t *pid_out, struct cnl_spawn_failure *failure) {
+// Both launchers: `forked` continues in the child (returning 2 there) instead of execve.
+static int launch(const struct cnl_launch_spec *spec, int forked, int keep_fd, pid_t *pid_out,
+                  struct cnl_spawn_failure *failure) {
     int setup[2];
     if (pipe2(setup, O_CLOEXEC) < 0) return -errno;
     sigset_t all, original;
@@ -550,19 +509,11 @@ int cnl_launch_fork(const struct cnl_launch_spec *spec, int keep_fd, pid_t *pid_
     pid_t pid = raw_clone(0);
     if (pid == 0) {
         close(setup[0]);
-        enter_user_namespace(spec, setup[1]);
-        if (cap_set_proc((cap_t)spec->caps) < 0) { report(setup[1], CNL_STEP_CAPSET, errno, -1); _exit(125); }
-        // The maps are written (which needs the process dumpable); from here on nothing of
-        // this process (a copy of airlock's memory, credentials included) can be read or
-        // traced by an account without CAP_SYS_PTRACE on the host, nor by its clones.
-        if (prctl(PR_SET_DUMPABLE, 0, 0, 0, 0) < 0) { report(setup[1], CNL_STEP_DUMPABLE, errno, -1); _exit(125); }
-        reset_signals();
-        pthread_sigmask(SIG_SETMASK, &original, NULL);
-        close(setup[1]);
-        // Nothing of airlock's beyond the standard streams and `keep_fd` (what an execve
-        // with close-on-exec descriptors would have left): not the audit log, not files.
-        if (keep_fd > 3) (void)syscall(SYS_close_range, 3U, (unsigned)keep_fd - 1, 0U);
-        (void)syscall(SYS_close_range, (unsigned)(keep_fd >= 3 ? keep_fd + 1 : 3), ~0U, 0U);
+        if (!forked) {
+            launch_child(spec, setup[1]);
+            _exit(125);
+        }
+        fork_child(spec, setup[1], keep_fd, &original);
         *pid_out = 0;
         return 2;
     }
@@ -570,15 +521,18 @@ int cnl_launch_fork(const struct cnl_launch_spec *spec, int keep_fd, pid_t *pid_
     pthread_sigmask(SIG_SETMASK, &original, NULL);
     close(setup[1]);
     if (pid < 0) { close(setup[0]); return -clone_error; }
-    int failed = read_failure(setup[0], failure);
-    close(setup[0]);
-    if (failed) {
-        int ignored;
-        while (waitpid(pid, &ignored, 0) < 0 && errno == EINTR) {}
-        return 1;
-    }
+    if (await_setup(pid, setup[0], failure)) return 1;
     *pid_out = pid;
     return 0;
+}
+
+int cnl_launch(const struct cnl_launch_spec *spec, pid_t *pid_out, struct cnl_spawn_failure *failure) {
+    if (spec->fd_count > 64) return -EINVAL;
+    return launch(spec, 0, -1, pid_out, failure);
+}
+
+int cnl_launch_fork(const struct cnl_launch_spec *spec, int keep_fd, pid_t *pid_out, struct cnl_spawn_failure *failure) {
+    return launch(spec, 1, keep_fd, pid_out, failure);
 }
 
 static volatile sig_atomic_t forward_target = 0;

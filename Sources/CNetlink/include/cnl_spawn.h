@@ -94,20 +94,13 @@ struct cnl_spawn_spec {
 };
 
 /// Starts the sandbox: a child in new PID, mount and IPC namespaces (PID 1 of its namespace)
-/// that joins `netns_fd`, sets up mounts, drops to the user, and runs the command as its
-/// own child. Returns 0 and the init's pid, or -errno; on a set-up failure the failing
-/// step is written to `failure` and the init has been reaped.
+/// that joins `netns_fd`, sets up mounts, drops to the user, then waits at a gate before it
+/// runs the command as its own child, so the caller can wait for something else (its
+/// gateway to serve) meanwhile. `cnl_spawn_open_gate` lets it start the command; closing
+/// the gate instead (`close(*gate_fd_out)`) makes the init exit without starting anything.
 /// `status_fd_out` receives a pipe from which the init's final report (the command's raw
-/// wait status, an int) can be read after the init exits.
-int cnl_spawn(const struct cnl_spawn_spec *spec, pid_t *pid_out, int *status_fd_out,
-              struct cnl_spawn_failure *failure);
-
-/// `cnl_spawn` in two halves, so the caller can wait for something else (the gateway to
-/// serve) while the init sets up the sandbox. The init does everything up to starting the
-/// command, then waits for one byte on a gate: `cnl_spawn_open_gate` lets it start the
-/// command and reports the set-up as `cnl_spawn` does; closing the gate instead
-/// (`close(*gate_fd_out)`) makes the init exit without starting anything.
-/// Returns 0 or -errno (then nothing was started).
+/// wait status, an int) can be read after the init exits. Returns 0 or -errno (then
+/// nothing was started).
 int cnl_spawn_gated(const struct cnl_spawn_spec *spec, pid_t *pid_out, int *setup_fd_out, int *status_fd_out,
                     int *gate_fd_out, struct cnl_spawn_failure *failure);
 

@@ -77,25 +77,8 @@ package enum RootlessLauncher {
     /// - Throws: `LaunchError.setup` naming the step that failed.
     /// - Requires: the process has one thread (the child runs Swift code after the fork).
     package static func fork(keeping: CInt, capabilities: [Capability] = sandboxBuilderCapabilities) throws -> pid_t? {
-        let strings = CStringArena()
-        let uidMap = strings.string("\(getuid()) \(getuid()) 1\n")
-        let gidMap = strings.string("\(getgid()) \(getgid()) 1\n")
-        let values = capabilities.map(\.rawValue)
-        let caps = values.withUnsafeBufferPointer { cnl_cap_new_with($0.baseAddress, $0.count) }
-        guard let caps else { throw LaunchError.setup(SandboxSetupError(step: "prepare capabilities", code: errno)) }
-        defer { cnl_cap_free(caps) }
-        var failure = cnl_spawn_failure(step: 0, error: 0, index: -1)
-        var pid: pid_t = 0
-        var spec = cnl_launch_spec(
-            path: nil, argv: nil, envp: nil, uid_map: uidMap, gid_map: gidMap, fds: nil, fd_count: 0,
-            caps: caps, ambient: nil, ambient_count: 0,
-            unshare_flags: Int32(CNL_CLONE_NEWUSER | CNL_CLONE_NEWNET | CNL_CLONE_NEWNS), parent_death_signal: SIGKILL)
-        let result = cnl_launch_fork(&spec, keeping, &pid, &failure)
-        withExtendedLifetime(strings) {}
-        if result == 2 { return nil }
-        if result < 0 { throw LaunchError.setup(SandboxSetupError(step: "clone", code: -result)) }
-        if result > 0 { throw LaunchError.setup(SandboxSetupError(step: SandboxSetupError.describe(failure), code: failure.error)) }
-        return pid
+        let pid = try launch(executable: nil, arguments: [], environment: [], fds: [], capabilities: capabilities, forkKeeping: keeping)
+        return pid == 0 ? nil : pid
     }
 
     /// Whether the calling user can create a user namespace with its ids mapped, the way
@@ -123,8 +106,10 @@ package enum RootlessLauncher {
         return n >= 4 && String(decoding: buffer.prefix(4), as: UTF8.self) == "deny"
     }
 
+    /// `cnl_launch`, or with `forkKeeping` `cnl_launch_fork` (then 0 in the child).
     private static func launch(
-        executable: String?, arguments: [String], environment: [String], fds: [CInt], capabilities: [Capability]
+        executable: String?, arguments: [String], environment: [String], fds: [CInt], capabilities: [Capability],
+        forkKeeping: CInt? = nil
     ) throws -> pid_t {
         guard fds.count <= 64 else { throw LaunchError.tooManyDescriptors(fds.count) }
         for value in [executable ?? ""] + arguments + environment where value.contains("\0") {
@@ -150,10 +135,12 @@ package enum RootlessLauncher {
                     caps: caps, ambient: ambient.baseAddress, ambient_count: ambient.count,
                     unshare_flags: Int32(CNL_CLONE_NEWUSER | CNL_CLONE_NEWNET | CNL_CLONE_NEWNS),
                     parent_death_signal: SIGKILL)
+                if let forkKeeping { return cnl_launch_fork(&spec, forkKeeping, &pid, &failure) }
                 return cnl_launch(&spec, &pid, &failure)
             }
         }
         withExtendedLifetime(strings) {}
+        if result == 2 { return 0 }
         if result < 0 { throw LaunchError.setup(SandboxSetupError(step: "clone", code: -result)) }
         if result > 0 {
             let step = SandboxSetupError.describe(failure)

@@ -177,26 +177,23 @@ extension SandboxTopology {
         }
         try done(.vethCreated)
 
-        if let routeSockets {
-            try configureSide(interface: gatewayInterface, local: gatewayAddress, peer: sandboxAddress.address, isGateway: true,
-                              socket: routeSockets.gateway, inside: false)
-        } else {
-            try NetworkNamespace.withNamespace(gateway) {
-                try configureSide(interface: gatewayInterface, local: gatewayAddress, peer: sandboxAddress.address, isGateway: true,
-                                  socket: try RouteSocket(), inside: true)
+        // Through the socket `prepare…Namespace` opened inside, or from a thread that enters.
+        func configure(_ namespace: FileDescriptor, socket: RouteSocket?, interface: InterfaceName, local: IPv4CIDR,
+                       peer: IPv4Address, isGateway: Bool) throws {
+            if let socket {
+                try configureSide(interface: interface, local: local, peer: peer, isGateway: isGateway, socket: socket, inside: false)
+            } else {
+                try NetworkNamespace.withNamespace(namespace) {
+                    try configureSide(interface: interface, local: local, peer: peer, isGateway: isGateway, socket: try RouteSocket(), inside: true)
+                }
             }
         }
+        try configure(gateway, socket: routeSockets?.gateway, interface: gatewayInterface, local: gatewayAddress,
+                      peer: sandboxAddress.address, isGateway: true)
         try done(.gatewayConfigured)
 
-        if let routeSockets {
-            try configureSide(interface: sandboxInterface, local: sandboxAddress, peer: gatewayAddress.address, isGateway: false,
-                              socket: routeSockets.sandbox, inside: false)
-        } else {
-            try NetworkNamespace.withNamespace(sandbox) {
-                try configureSide(interface: sandboxInterface, local: sandboxAddress, peer: gatewayAddress.address, isGateway: false,
-                                  socket: try RouteSocket(), inside: true)
-            }
-        }
+        try configure(sandbox, socket: routeSockets?.sandbox, interface: sandboxInterface, local: sandboxAddress,
+                      peer: gatewayAddress.address, isGateway: false)
         try done(.sandboxConfigured)
     }
 
@@ -213,6 +210,12 @@ extension SandboxTopology {
     /// connections itself): what `build` otherwise does from inside G once the veth exists.
     package static func prepareGatewayNamespace() throws {
         try prepareNamespace()
+        try forwardingOff()
+    }
+
+    /// G's namespace-wide forwarding off, where `/proc/sys` is writable (the veth end's own
+    /// setting is made over netlink).
+    private static func forwardingOff() throws {
         try SystemControl.write("0", to: "net/ipv4/ip_forward", backedByNetlink: true)
         try SystemControl.write("0", to: "net/ipv4/conf/all/forwarding", backedByNetlink: true)
     }
@@ -237,10 +240,7 @@ extension SandboxTopology {
         if isGateway {
             // G never forwards: the gateway process serves connections itself.
             try socket.perform { try .setIPv4Forwarding(false, index: end.index, label: "dev \(interface)", sequence: $0, portID: $1) }
-            if inside {
-                try SystemControl.write("0", to: "net/ipv4/ip_forward", backedByNetlink: true)
-                try SystemControl.write("0", to: "net/ipv4/conf/all/forwarding", backedByNetlink: true)
-            }
+            if inside { try Self.forwardingOff() }
         }
         let ipv6 = try Self.keepIPv6Off(end.index, interface: interface, socket: socket)
         // A prepared namespace made the end with IPv6 off already (the default it was born with).

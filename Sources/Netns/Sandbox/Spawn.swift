@@ -52,7 +52,7 @@ package final class SandboxProcess {
     /// - Throws: `SpawnError.setup` naming the step that failed.
     /// - Requires: CAP_SYS_ADMIN (namespaces, mounts, setns), CAP_SETUID, CAP_SETGID, CAP_SETPCAP.
     package static func spawn(_ spec: SandboxProcessSpec) throws -> SandboxProcess {
-        try prepare(spec, gated: false).start()
+        try prepare(spec).start()
     }
 
     /// Sets the sandbox up without starting the command: the init builds everything and
@@ -63,10 +63,6 @@ package final class SandboxProcess {
     ///   are reported by `start()`).
     /// - Requires: as `spawn`.
     package static func prepare(_ spec: SandboxProcessSpec) throws -> Pending {
-        try prepare(spec, gated: true)
-    }
-
-    private static func prepare(_ spec: SandboxProcessSpec, gated: Bool) throws -> Pending {
         guard let command = spec.argv.first, !command.isEmpty else { throw SpawnError.emptyCommand }
         let environment = spec.finalEnvironment
         let entries = SandboxEnvironment.entries(environment)
@@ -128,16 +124,14 @@ package final class SandboxProcess {
                     private_tmp: spec.privateTmp ? 1 : 0,
                     keep_directory: keptDirectory.map { strings.string($0) },
                     seccomp_instructions: filter.instructions, seccomp_count: filter.count)
-                return gated
-                    ? cnl_spawn_gated(&c, &pid, &setupFD, &statusFD, &gateFD, &failure)
-                    : cnl_spawn(&c, &pid, &statusFD, &failure)
+                return cnl_spawn_gated(&c, &pid, &setupFD, &statusFD, &gateFD, &failure)
             }
         }
         withExtendedLifetime(strings) {}
         withExtendedLifetime(filter) {}
         if result != 0 { throw setupError(failure, spec) }
         let process = SandboxProcess(pid: pid, statusDescriptor: statusFD)
-        return Pending(process: process, setup: gated ? setupFD : -1, gate: gated ? gateFD : -1, spec: spec)
+        return Pending(process: process, setup: setupFD, gate: gateFD, spec: spec)
     }
 
     private static func setupError(_ failure: cnl_spawn_failure, _ spec: SandboxProcessSpec) -> SpawnError {
@@ -146,10 +140,11 @@ package final class SandboxProcess {
         return SpawnError.setup(SandboxSetupError(step: step, code: failure.error, hint: hint))
     }
 
-    /// A sandbox whose init waits at the gate (`prepare`), or a started one (`spawn`).
+    /// A sandbox whose init waits at the gate (`prepare`).
     package final class Pending {
         private let process: SandboxProcess
         private let setup: Int32
+        /// The gate; -1 once opened (`start`) or closed (`cancel`).
         private var gate: Int32
         private let spec: SandboxProcessSpec
 

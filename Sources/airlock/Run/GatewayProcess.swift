@@ -26,15 +26,13 @@ final class GatewayProcess {
     private let readyPipe: CInt
     /// Carries the listeners to the child; nil once they are sent.
     private var channel: DescriptorChannel?
-    private let readyTimeout: Double
     private var stopped = false
 
-    private init(pid: pid_t, refusals: CInt, readyPipe: CInt, channel: DescriptorChannel, readyTimeout: Double) {
+    private init(pid: pid_t, refusals: CInt, readyPipe: CInt, channel: DescriptorChannel) {
         self.pid = pid
         self.refusals = refusals
         self.readyPipe = readyPipe
         self.channel = channel
-        self.readyTimeout = readyTimeout
     }
 
     /// The most the parent reads of the child's summary (a thousand entries are far less).
@@ -57,7 +55,7 @@ final class GatewayProcess {
     static func start(
         runtime: GatewayRuntime, user: SandboxUser, heldAudit: HeldAuditSink?, tally: RefusalTally, readyTimeout: Double
     ) throws -> GatewayProcess {
-        try waitUntilSingleThreaded()
+        try ForkSafety.waitUntilSingleThreaded(toStart: "the gateway process")
         let (channel, childChannel) = try DescriptorChannel.pair()
         var ends: [CInt] = [-1, -1]
         guard closeOnExecPipe(&ends) else {
@@ -88,7 +86,7 @@ final class GatewayProcess {
         close(childChannel)
         close(ends[1])
         close(summaryEnds[1])
-        return GatewayProcess(pid: pid, refusals: summaryEnds[0], readyPipe: ends[0], channel: channel, readyTimeout: readyTimeout)
+        return GatewayProcess(pid: pid, refusals: summaryEnds[0], readyPipe: ends[0], channel: channel)
     }
 
     /// Hands the gateway its listening sockets (in `GatewaySockets.all` order); the caller
@@ -206,31 +204,5 @@ final class GatewayProcess {
             return false
         }
         return true
-    }
-
-    /// fork copies only the calling thread: nothing may run on another one. Threads used
-    /// before (the namespace builders' dedicated threads) have been joined; the kernel
-    /// may take a moment to remove them from /proc/self/task (tens of microseconds: a
-    /// joined thread is released just after it wakes the joiner), so the checks are
-    /// 50 µs apart, for at most about 200 ms.
-    static func waitUntilSingleThreaded(toStart what: String = "the gateway process") throws {
-        var threads = 0
-        for _ in 0..<4000 {
-            threads = taskCount()
-            if threads == 1 { return }
-            usleep(50)
-        }
-        throw CLIError("start \(what): airlock runs \(threads) threads, and fork copies only one")
-    }
-
-    private static func taskCount() -> Int {
-        guard let directory = opendir("/proc/self/task") else { return -1 }
-        defer { closedir(directory) }
-        var count = 0
-        while let entry = readdir(directory) {
-            let name = withUnsafeBytes(of: entry.pointee.d_name) { String(decoding: $0.prefix(while: { $0 != 0 }), as: UTF8.self) }
-            if name != "." && name != ".." { count += 1 }
-        }
-        return count
     }
 }

@@ -147,7 +147,7 @@ struct OneShotRun {
         // The builder is forked, not re-executed (no second process start, no plan to
         // send): it has the plan in memory. Forked while this process has one thread, with
         // nothing buffered for it to write twice.
-        try GatewayProcess.waitUntilSingleThreaded(toStart: "the sandbox builder")
+        try ForkSafety.waitUntilSingleThreaded(toStart: "the sandbox builder")
         fflush(nil)
         let pid: pid_t
         do {

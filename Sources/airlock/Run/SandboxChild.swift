@@ -8,58 +8,28 @@ import GatewayCore
 /// What the sandbox builder needs to know: the rootless builder has it in the memory it
 /// was forked with; the root run spawns from it itself.
 struct SandboxChildSpec {
-    var gatewayAddress: String
-    var sandboxAddress: String
-    var argv: [String]
-    var environment: [String: String]
-    var extraEnvironment: [String: String]
-    var maskedDirectories: [String]
-    var maskedFiles: [String]
-    var privateTmp: Bool
-    var allowNestedNamespaces: Bool
-    var workingDirectory: String?
-    var uid: UInt32
-    var gid: UInt32
-    var groups: [UInt32]
-    var home: String
-    var userName: String
+    let topology: SandboxTopology
     /// The policy's ports besides 80 and 443 (`Policy.listenerPorts`), each bound in G.
-    var listenerPorts: [Int]
+    let listenerPorts: [Int]
+    /// The spawn request, but for the namespace (S exists only once built).
+    private let process: SandboxProcessSpec
 
     init(plan: RunPlan, extraEnvironment: [String: String], listenerPorts: [Int]) {
+        topology = plan.topology
         self.listenerPorts = listenerPorts
-        gatewayAddress = plan.topology.gatewayAddress.description
-        sandboxAddress = plan.topology.sandboxAddress.description
-        argv = plan.command
-        environment = plan.environment
-        self.extraEnvironment = extraEnvironment
-        maskedDirectories = plan.view.masks.filter { $0.kind == .directory }.map(\.path)
-        maskedFiles = plan.view.masks.filter { $0.kind != .directory }.map(\.path)
-        privateTmp = !plan.sandboxOptions.shareTmp
-        allowNestedNamespaces = plan.sandboxOptions.allowNestedNamespaces
-        workingDirectory = plan.workingDirectory
-        uid = plan.user.uid
-        gid = plan.user.gid
-        groups = plan.user.groups
-        home = plan.user.home
-        userName = plan.user.name
-    }
-
-    func topology() throws -> SandboxTopology {
-        try SandboxTopology(gatewayAddress: IPv4CIDR(gatewayAddress), sandboxAddress: IPv4CIDR(sandboxAddress))
+        var process = SandboxProcessSpec(
+            argv: plan.command, environment: plan.environment, extraEnvironment: extraEnvironment, user: plan.user,
+            networkNamespace: -1, gatewayAddress: plan.topology.gatewayAddress.address.description,
+            masks: plan.view.masks, workingDirectory: plan.workingDirectory)
+        process.privateTmp = !plan.sandboxOptions.shareTmp
+        process.allowNestedNamespaces = plan.sandboxOptions.allowNestedNamespaces
+        self.process = process
     }
 
     /// The spawn request for CMD inside the sandbox namespace `networkNamespace`.
-    func processSpec(networkNamespace: CInt) throws -> SandboxProcessSpec {
-        let gateway = try IPv4CIDR(gatewayAddress).address.description
-        var spec = SandboxProcessSpec(
-            argv: argv, environment: environment, extraEnvironment: extraEnvironment,
-            user: SandboxUser(uid: uid, gid: gid, groups: groups, home: home, name: userName),
-            networkNamespace: networkNamespace, gatewayAddress: gateway,
-            masks: maskedDirectories.map { Mask(path: $0, kind: .directory) } + maskedFiles.map { Mask(path: $0, kind: .file) },
-            workingDirectory: workingDirectory)
-        spec.privateTmp = privateTmp
-        spec.allowNestedNamespaces = allowNestedNamespaces
+    func processSpec(networkNamespace: CInt) -> SandboxProcessSpec {
+        var spec = process
+        spec.networkNamespace = networkNamespace
         return spec
     }
 }
@@ -96,7 +66,7 @@ enum SandboxChild {
     }
 
     private static func build(spec: SandboxChildSpec, channel: DescriptorChannel) throws -> Int32 {
-        let topology = try spec.topology()
+        let topology = spec.topology
         let sandbox = try EphemeralSandbox.build(topology)
         do {
             let sockets = try GatewaySockets.bind(
@@ -105,7 +75,7 @@ enum SandboxChild {
             for socket in sockets.all { try? socket.descriptor.close() }
         }
         // Set up while the gateway starts; CMD starts once it serves.
-        let pending = try SandboxProcess.prepare(try spec.processSpec(networkNamespace: sandbox.sandbox.descriptor.rawValue))
+        let pending = try SandboxProcess.prepare(spec.processSpec(networkNamespace: sandbox.sandbox.descriptor.rawValue))
         guard let (answer, _) = try channel.receive(), answer == Self.ready else {
             pending.cancel()
             throw CLIError("sandbox builder: the gateway did not become ready")
