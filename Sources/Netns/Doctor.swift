@@ -251,7 +251,9 @@ package enum Doctor {
             unprivilegedUsernsClone: files.integer("/proc/sys/kernel/unprivileged_userns_clone"),
             apparmorRestrictsUserns: files.integer("/proc/sys/kernel/apparmor_restrict_unprivileged_userns"),
             rootlessLaunch: launch,
-            libmnl: loadedLibrary("libmnl.so"), libcap: loadedLibrary("libcap.so"),
+            // A release binary carries libcap (Package.swift, `lightStartLinking`): no shared
+            // library to find, and nothing to install.
+            libmnl: loadedLibrary("libmnl.so"), libcap: loadedLibrary("libcap.so") ?? "linked into airlock",
             kernel: kernelRelease(),
             veth: veth,
             runNetns: runNetnsState(),

@@ -5,7 +5,7 @@ airlock_build() {
   local log status
   log=$(mktemp)
   set +e
-  swift build "$@" 2>&1 | tee "$log" | awk '
+  swift build --disable-local-rpath "$@" 2>&1 | tee "$log" | awk '
     /^\[[0-9]+\/[0-9]+\]/ { split(substr($1, 2), step, "/"); if (step[1] - last >= 100) { print "  " $1; fflush(); last = step[1] } }
     /^Build / { print; fflush() }'
   status=${PIPESTATUS[0]}
