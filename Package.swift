@@ -29,6 +29,12 @@ let lightStartLinking = [
     "-use-ld=lld", "-Xlinker", "-z", "-Xlinker", "pack-relative-relocs",
     "-Xclang-linker", "-static-libgcc",
     "-L", Context.packageDirectory + "/.build/static-libs",
+    // The functions airlock's common paths run, laid out together (scripts/order-file made
+    // the list; release builds compile each function into its own section so the order
+    // applies to each): the idle gateway maps 8.2 MB of code instead of 11.5. Names the
+    // binary no longer has are skipped.
+    "-Xlinker", "--symbol-ordering-file=" + Context.packageDirectory + "/link/airlock.order",
+    "-Xlinker", "--no-warn-symbol-ordering",
 ]
 
 let package = Package(

@@ -17,3 +17,8 @@ airlock_build() {
   rm -f "$log"
   return "$status"
 }
+
+# How release binaries are built (scripts/install, scripts/bench): self-contained, and every
+# function in its own section, so the link can lay out by link/airlock.order (Package.swift).
+airlock_release_flags=(-c release --static-swift-stdlib -Xswiftc -Xfrontend -Xswiftc -function-sections
+                       -Xcc -ffunction-sections)
