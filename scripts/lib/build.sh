@@ -1,11 +1,13 @@
 # Sourced by the scripts: `airlock_build ARGS…` runs `swift build ARGS…` showing progress
 # every hundred steps (a first build takes minutes; it must not look stuck), and on failure
 # prints the errors and returns non-zero.
+# Every build: the loader searches only the system's directories (no `$ORIGIN` run path).
+airlock_build_flags=(--disable-local-rpath)
 airlock_build() {
   local log status
   log=$(mktemp)
   set +e
-  swift build --disable-local-rpath "$@" 2>&1 | tee "$log" | awk '
+  swift build "${airlock_build_flags[@]}" "$@" 2>&1 | tee "$log" | awk '
     /^\[[0-9]+\/[0-9]+\]/ { split(substr($1, 2), step, "/"); if (step[1] - last >= 100) { print "  " $1; fflush(); last = step[1] } }
     /^Build / { print; fflush() }'
   status=${PIPESTATUS[0]}
