@@ -169,12 +169,12 @@ private struct CreateReport: Encodable {
     var state: SandboxState
 }
 
-/// JSON output of the netns commands: sorted keys, ISO 8601 dates, slashes unescaped.
+/// JSON output of the netns commands: sorted keys, ISO 8601 dates (as state files write them), slashes unescaped.
 private enum NetnsJSON {
     static func encode(_ value: some Encodable) throws -> String {
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]
-        encoder.dateEncodingStrategy = .iso8601
+        encoder.dateEncodingStrategy = .custom(StateDate.encode)
         return String(decoding: try encoder.encode(value), as: UTF8.self)
     }
 }

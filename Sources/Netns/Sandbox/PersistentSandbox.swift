@@ -246,14 +246,14 @@ package struct PersistentSandbox: Sendable {
     func readState(_ name: NamespaceName) throws -> SandboxState {
         let data = try Data(contentsOf: URL(fileURLWithPath: stateFile(name)))
         let decoder = JSONDecoder()
-        decoder.dateDecodingStrategy = .iso8601
+        decoder.dateDecodingStrategy = .custom(StateDate.decode)
         return try decoder.decode(SandboxState.self, from: data)
     }
 
     /// Writes the state atomically (temporary file, then rename).
     func write(_ state: SandboxState) throws {
         let encoder = JSONEncoder()
-        encoder.dateEncodingStrategy = .iso8601
+        encoder.dateEncodingStrategy = .custom(StateDate.encode)
         encoder.outputFormatting = [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]
         let data = try encoder.encode(state)
         let path = stateFile(state.name)
