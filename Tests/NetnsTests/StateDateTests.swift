@@ -51,6 +51,14 @@ final class StateDateTests: XCTestCase {
         XCTAssertEqual(StateDate.format(Date(timeIntervalSince1970: -0.5)), "1969-12-31T23:59:59Z")
     }
 
+    func testDatesOutsideFourDigitYearsAreWrittenAsTheNearestOneInside() {
+        XCTAssertEqual(StateDate.format(Date(timeIntervalSince1970: .infinity)), "9999-12-31T23:59:59Z")
+        XCTAssertEqual(StateDate.format(Date(timeIntervalSince1970: -.infinity)), "0000-01-01T00:00:00Z")
+        XCTAssertEqual(StateDate.format(Date(timeIntervalSince1970: 1e15)), "9999-12-31T23:59:59Z")
+        XCTAssertEqual(StateDate.parse(StateDate.format(.distantFuture)), .distantFuture)
+        XCTAssertEqual(StateDate.parse("0000-01-01T00:00:00Z"), Date(timeIntervalSince1970: -62_167_219_200))
+    }
+
     func testItReadsOffsets() {
         XCTAssertEqual(StateDate.parse("2026-12-05T13:27:00+01:00"), Date(timeIntervalSince1970: 1_796_473_620))
         XCTAssertEqual(StateDate.parse("2026-12-05T07:57:00-04:30"), Date(timeIntervalSince1970: 1_796_473_620))

@@ -25,7 +25,7 @@
  *
  *   loadgen exec --timeout S -- PROGRAM ARG...
  *       Times one run of PROGRAM, from posix_spawn to the waitpid that reaps it:
- *       {"ms","status","stderr"} (stdin and stdout /dev/null, stderr's tail kept for the
+ *       {"ms","status","timed_out","stderr"} (stdin and stdout /dev/null, stderr's tail kept for the
  *       error). A command's own cost, without the timing language's spawn around it (a
  *       Python subprocess.run adds about a millisecond to every command it times). Killed
  *       (SIGKILL) after S seconds.
@@ -568,8 +568,12 @@ static int run_exec(int argc, char **argv) {
     posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETSIGMASK);
     pid_t pid;
     double start = now();
-    if (posix_spawnp(&pid, argv[first], &actions, &attr, argv + first, environ) != 0) die("posix_spawn failed");
-    int status = 0;
+    int failed = posix_spawnp(&pid, argv[first], &actions, &attr, argv + first, environ);
+    if (failed != 0) {
+        fprintf(stderr, "loadgen: cannot run %s: %s\n", argv[first], strerror(failed));
+        exit(2);
+    }
+    int status = 0, timed_out = 0;
     for (;;) {
         pid_t done = waitpid(pid, &status, WNOHANG);
         if (done == pid) break;
@@ -577,6 +581,7 @@ static int run_exec(int argc, char **argv) {
         if (left <= 0) {
             kill(pid, SIGKILL);
             waitpid(pid, &status, 0);
+            timed_out = 1;
             break;
         }
         struct timespec ts = {(time_t)left, (long)((left - (double)(time_t)left) * 1e9)};
@@ -588,7 +593,7 @@ static int run_exec(int argc, char **argv) {
     off_t from = size > (off_t)sizeof tail ? size - (off_t)sizeof tail : 0;
     ssize_t n = pread(err, tail, sizeof tail, from);
     int code = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
-    printf("{\"ms\": %.4f, \"status\": %d, \"stderr\": \"", ms, code);
+    printf("{\"ms\": %.4f, \"status\": %d, \"timed_out\": %s, \"stderr\": \"", ms, code, timed_out ? "true" : "false");
     json_string(tail, n > 0 ? (size_t)n : 0);
     printf("\"}\n");
     return 0;

@@ -7,9 +7,12 @@ import FoundationEssentials
 /// and reads the time-zone database (`/etc/localtime`) the first time it runs: a twentieth of
 /// the whole of a `netns destroy`, which reads one state file and needs no time zone at all.
 package enum StateDate {
-    /// `2026-12-05T12:27:00Z`; fractions of a second are dropped (state dates are whole seconds).
+    /// `2026-12-05T12:27:00Z`; fractions of a second are dropped (state dates are whole seconds),
+    /// and a date outside the years 0000 to 9999, which `parse` could not read back, is
+    /// written as the nearest one inside them.
     package static func format(_ date: Date) -> String {
-        let seconds = Int64(date.timeIntervalSince1970.rounded(.down))
+        let interval = date.timeIntervalSince1970
+        let seconds = interval.isNaN ? 0 : Int64(min(max(interval.rounded(.down), -62_167_219_200), 253_402_300_799))
         let days = seconds >= 0 ? seconds / 86_400 : (seconds - 86_399) / 86_400
         let secondOfDay = Int(seconds - days * 86_400)
         let (year, month, day) = civil(fromDays: days)
