@@ -24,3 +24,30 @@ airlock_build() {
 # function in its own section, so the link can lay out by link/airlock.order (Package.swift).
 airlock_release_flags=(-c release --static-swift-stdlib -Xswiftc -Xfrontend -Xswiftc -function-sections
                        -Xcc -ffunction-sections)
+
+# SwiftPM does not recompile when only -Xswiftc/-Xcc flags change: objects built without a
+# section per function would stay in .build, and the layout by link/airlock.order would
+# silently not apply (the executable links, most of its code in one section per object).
+# `airlock_release_prepare` therefore throws the release objects away when the compile flags
+# differ from the ones they were built with (recorded in the release directory itself).
+# Link-only flags (--static-swift-stdlib) do not count. Nor does SwiftPM relink when only
+# link/airlock.order changes (the link command does not name it as an input), so the
+# executable is removed when the order differs from the one it was linked with.
+# Run it before every release build.
+airlock_release_prepare() {
+  local dir stamp want order
+  dir=$(swift build -c release --show-bin-path) || return 1
+  stamp="$dir/.airlock-compile-flags"
+  want=$(printf '%s ' "${airlock_release_flags[@]}" | sed 's/--static-swift-stdlib //')
+  if [ -d "$dir" ] && [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
+    echo "  release objects were compiled with other flags: rebuilding them all (${want% })"
+    rm -rf "$dir"
+  fi
+  mkdir -p "$dir"
+  printf '%s' "$want" >"$stamp"
+  order=$(sha256sum link/airlock.order | cut -d' ' -f1)
+  if [ "$(cat "$dir/.airlock-link-order" 2>/dev/null)" != "$order" ]; then
+    rm -f "$dir/airlock"
+    printf '%s' "$order" >"$dir/.airlock-link-order"
+  fi
+}
