@@ -4,7 +4,10 @@
 # Every build: the loader searches only the system's directories (no `$ORIGIN` run path).
 airlock_build_flags=(--disable-local-rpath)
 airlock_build() {
-  local log status
+  local log status arg
+  for arg in "$@"; do
+    if [ "$arg" = release ]; then airlock_release_prepare || return 1; break; fi
+  done
   log=$(mktemp)
   set +e
   swift build "${airlock_build_flags[@]}" "$@" 2>&1 | tee "$log" | awk '
@@ -33,7 +36,7 @@ airlock_release_flags=(-c release --static-swift-stdlib -Xswiftc -Xfrontend -Xsw
 # Link-only flags (--static-swift-stdlib) do not count. Nor does SwiftPM relink when only
 # link/airlock.order changes (the link command does not name it as an input), so the
 # executable is removed when the order differs from the one it was linked with.
-# Run it before every release build.
+# `airlock_build` runs it for every release build (`-c release`).
 airlock_release_prepare() {
   local dir stamp want order
   dir=$(swift build -c release --show-bin-path) || return 1

@@ -6,6 +6,8 @@ import FoundationEssentials
 /// Converted here, by arithmetic, because Foundation's strategy builds a Gregorian calendar
 /// and reads the time-zone database (`/etc/localtime`) the first time it runs: a twentieth of
 /// the whole of a `netns destroy`, which reads one state file and needs no time zone at all.
+/// Not with the C library's `timegm` either: glibc's calls `tzset`, which reads
+/// `/etc/localtime` too.
 package enum StateDate {
     /// `2026-12-05T12:27:00Z`; fractions of a second are dropped (state dates are whole seconds),
     /// and a date outside the years 0000 to 9999, which `parse` could not read back, is
