@@ -584,17 +584,7 @@ package enum Doctor {
 
     /// The text of `path`, at most about `limit` bytes; nil when it cannot be opened.
     static func readText(_ path: String, limit: Int) -> String? {
-        let fd = open(path, O_RDONLY | O_CLOEXEC)
-        guard fd >= 0 else { return nil }
-        defer { close(fd) }
-        var bytes: [UInt8] = []
-        var buffer = [UInt8](repeating: 0, count: 65536)
-        while bytes.count < limit {
-            let n = retryingInterrupted { read(fd, &buffer, buffer.count) }
-            if n <= 0 { break }
-            bytes += buffer.prefix(n)
-        }
-        return String(decoding: bytes, as: UTF8.self)
+        (try? fileContents(path, limit: limit, truncating: true)).map { String(decoding: $0, as: UTF8.self) }
     }
 }
 

@@ -244,18 +244,12 @@ package struct PersistentSandbox: Sendable {
     }
 
     func readState(_ name: NamespaceName) throws -> SandboxState {
-        let data = try Data(contentsOf: URL(fileURLWithPath: stateFile(name)))
-        let decoder = JSONDecoder()
-        decoder.dateDecodingStrategy = .custom(StateDate.decode)
-        return try decoder.decode(SandboxState.self, from: data)
+        try SandboxState(fileText: try fileContents(stateFile(name), limit: 1 << 20))
     }
 
     /// Writes the state atomically (temporary file, then rename).
     func write(_ state: SandboxState) throws {
-        let encoder = JSONEncoder()
-        encoder.dateEncodingStrategy = .custom(StateDate.encode)
-        encoder.outputFormatting = [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]
-        let data = try encoder.encode(state)
+        let data = Array(state.fileText.utf8)
         let path = stateFile(state.name)
         let temporary = path + ".tmp"
         let fd = open(temporary, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o644)

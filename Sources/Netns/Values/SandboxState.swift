@@ -81,3 +81,96 @@ package enum CreateOutcome: Equatable, Sendable {
         }
     }
 }
+
+// MARK: the state file
+
+extension SandboxState {
+    /// The state file's text: the members `Codable` names, in `StateJSON`'s form (which is
+    /// `JSONEncoder`'s with sorted keys, pretty-printed, slashes unescaped); `external` and
+    /// its optional members are left out when nil, as `Codable` leaves them.
+    package var fileText: String {
+        var members: [String: StateJSON] = [
+            "name": .string(name.rawValue),
+            "topology": .object([
+                "gatewayAddress": .string(topology.gatewayAddress.description),
+                "sandboxAddress": .string(topology.sandboxAddress.description),
+                "sandboxInterface": .string(topology.sandboxInterface.rawValue),
+                "gatewayInterface": .string(topology.gatewayInterface.rawValue),
+            ]),
+            "createdAt": .string(StateDate.format(createdAt)),
+            "airlockVersion": .string(airlockVersion),
+            "sandboxPin": .string(sandboxPin),
+            "gatewayPin": .string(gatewayPin),
+            "complete": .bool(complete),
+        ]
+        if let external {
+            var fields: [String: StateJSON] = [
+                "owner": .string(external.owner), "containerID": .string(external.containerID), "network": .string(external.network),
+            ]
+            fields["pod"] = external.pod.map(StateJSON.string)
+            fields["policy"] = external.policy.map(StateJSON.string)
+            members["external"] = .object(fields)
+        }
+        return StateJSON.object(members).text
+    }
+
+    /// Reads a state file's text, as `JSONDecoder` read it: every member required but
+    /// `external` (and its `pod` and `policy`), null as absent for those, other members
+    /// ignored, each value checked as its type's initialiser checks it.
+    /// - Throws: `StateJSON.Malformed` naming the member and the reason.
+    package init(fileText bytes: [UInt8]) throws {
+        guard case .object(let members) = try StateJSON.parse(bytes) else { throw StateJSON.Malformed("the state is not an object") }
+        func string(_ key: String, in members: [String: StateJSON], optional: Bool = false) throws -> String? {
+            switch members[key] {
+            case .string(let text)?: return text
+            case nil, .null?: if optional { return nil }
+                throw StateJSON.Malformed("\(key): missing")
+            default: throw StateJSON.Malformed("\(key): not a string")
+            }
+        }
+        func required<T>(_ key: String, in members: [String: StateJSON] = members, _ make: (String) throws -> T) throws -> T {
+            let text = try string(key, in: members)!
+            do {
+                return try make(text)
+            } catch {
+                throw StateJSON.Malformed("\(key): \(error)")
+            }
+        }
+        guard case .object(let topology)? = members["topology"] else { throw StateJSON.Malformed("topology: missing or not an object") }
+        guard case .bool(let complete)? = members["complete"] else { throw StateJSON.Malformed("complete: missing or not true or false") }
+        var external: ExternalSandbox?
+        switch members["external"] {
+        case nil, .null?: external = nil
+        case .object(let fields)?:
+            external = ExternalSandbox(
+                owner: try required("owner", in: fields) { $0 }, containerID: try required("containerID", in: fields) { $0 },
+                network: try required("network", in: fields) { $0 },
+                pod: try string("pod", in: fields, optional: true), policy: try string("policy", in: fields, optional: true))
+        default: throw StateJSON.Malformed("external: not an object")
+        }
+        let builtTopology: SandboxTopology
+        do {
+            builtTopology = try SandboxTopology(
+                gatewayAddress: try required("gatewayAddress", in: topology, IPv4CIDR.init),
+                sandboxAddress: try required("sandboxAddress", in: topology, IPv4CIDR.init),
+                sandboxInterface: try required("sandboxInterface", in: topology, InterfaceName.init),
+                gatewayInterface: try required("gatewayInterface", in: topology, InterfaceName.init))
+        } catch let error as StateJSON.Malformed {
+            throw StateJSON.Malformed("topology.\(error)")
+        } catch {
+            throw StateJSON.Malformed("topology: \(error)")
+        }
+        self.init(
+            name: try required("name", NamespaceName.init),
+            topology: builtTopology,
+            createdAt: try required("createdAt") { text in
+                guard let date = StateDate.parse(text) else { throw StateJSON.Malformed("not an ISO 8601 date") }
+                return date
+            },
+            airlockVersion: try required("airlockVersion") { $0 },
+            sandboxPin: try required("sandboxPin") { $0 },
+            gatewayPin: try required("gatewayPin") { $0 },
+            complete: complete,
+            external: external)
+    }
+}
