@@ -46,7 +46,10 @@ struct Airlock: ParsableCommand {
             var command = try parseAsRoot(arguments)
             try command.run()
         } catch let status as ExitCode {
-            exit(withError: status)
+            // What `exit(withError:)` does for an exit code (it prints nothing), without
+            // first building the parser's message and help generator for it: a run's exit
+            // status is the command's, and every run ends here.
+            Glibc.exit(status.rawValue)
         } catch {
             if exitCode(for: error) == .validationFailure && wrapsACommand(arguments) {
                 var line = fullMessage(for: error).split(separator: "\n").first.map(String.init) ?? "\(error)"
