@@ -1,3 +1,5 @@
+import SystemCalls
+
 /// Which user namespace airlock runs in.
 package enum UserNamespace {
     /// Whether this process is in the host's initial user namespace, where uid 0 is the
@@ -9,8 +11,13 @@ package enum UserNamespace {
     /// other map is a namespace someone made. Unreadable means not initial (fail closed to
     /// the path that needs fewer privileges).
     package static func isInitial(uidMap path: String = "/proc/self/uid_map") -> Bool {
-        guard let text = try? String(contentsOfFile: path, encoding: .utf8) else { return false }
+        guard let text = mapText(path) else { return false }
         return isInitial(uidMapText: text)
+    }
+
+    /// The text of an id map (at most 340 lines of three numbers); nil when unreadable.
+    private static func mapText(_ path: String) -> String? {
+        (try? fileContents(path, limit: 1 << 16)).map { String(decoding: $0, as: UTF8.self) }
     }
 
     /// `isInitial` for the text of a `uid_map`.
@@ -37,8 +44,8 @@ package enum UserNamespace {
     package static func refuseRootMappedToRoot(
         uid: UInt32, gid: UInt32, uidMap: String = "/proc/self/uid_map", gidMap: String = "/proc/self/gid_map"
     ) throws {
-        let uidText = (try? String(contentsOfFile: uidMap, encoding: .utf8)) ?? ""
-        let gidText = (try? String(contentsOfFile: gidMap, encoding: .utf8)) ?? ""
+        let uidText = mapText(uidMap) ?? ""
+        let gidText = mapText(gidMap) ?? ""
         if outsideID(of: uid, mapText: uidText) == 0 { throw HostRootMapping(what: "uid \(uid)") }
         if outsideID(of: gid, mapText: gidText) == 0 { throw HostRootMapping(what: "gid \(gid)") }
     }
