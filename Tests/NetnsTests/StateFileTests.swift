@@ -67,6 +67,32 @@ final class StateFileTests: XCTestCase {
             """)
     }
 
+    func testItOrdersKeysAndWritesEmptyContainersAsJSONEncoderDoes() throws {
+        let keys = ["B", "a", "_x", "Ab", "ab", "a1", "a10", "a2", "é", "z"]
+        var members: [String: StateJSON] = [:]
+        for (position, key) in keys.enumerated() { members[key] = .number(String(position)) }
+        members["z"] = .object(["empty": .array([]), "none": .object([:]), "list": .array([.bool(false), .null])])
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]
+        struct Inner: Encodable { var empty: [Int] = []; var none: [String: Int] = [:]; var list: [Bool?] = [false, nil] }
+        struct Outer: Encodable {
+            var values: [String: Int]
+            func encode(to encoder: Encoder) throws {
+                var container = encoder.container(keyedBy: Key.self)
+                for (key, value) in values where key != "z" { try container.encode(value, forKey: Key(stringValue: key)) }
+                try container.encode(Inner(), forKey: Key(stringValue: "z"))
+            }
+        }
+        struct Key: CodingKey {
+            var stringValue: String
+            var intValue: Int? { nil }
+            init(stringValue: String) { self.stringValue = stringValue }
+            init?(intValue: Int) { nil }
+        }
+        let values = Dictionary(uniqueKeysWithValues: keys.enumerated().map { ($1, $0) })
+        XCTAssertEqual(StateJSON.object(members).text, String(decoding: try encoder.encode(Outer(values: values)), as: UTF8.self))
+    }
+
     func testItReadsAnyJSONOfTheSameMembers() throws {
         let expected = try state(external: ExternalSandbox(owner: "o", containerID: "c", network: "n", pod: nil, policy: "p/q"))
         // Compact, escaped slashes and letters, members in another order, null for absent

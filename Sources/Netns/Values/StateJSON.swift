@@ -260,11 +260,9 @@ package indirect enum StateJSON: Equatable, Sendable {
         }
     }
 
-    /// `JSONEncoder`'s `.sortedKeys` order for the keys state files have (ASCII letters):
-    /// by letter, case ignored, then by code unit.
+    /// `JSONEncoder`'s `.sortedKeys` order: by UTF-8 code unit (`Ab`, `B`, `_x`, `a`, `a10`, `a2`).
     private static func keyOrder(_ a: String, _ b: String) -> Bool {
-        let (la, lb) = (a.lowercased(), b.lowercased())
-        return la != lb ? la < lb : a < b
+        a.utf8.lexicographicallyPrecedes(b.utf8)
     }
 
     /// `text` quoted: `"` and `\` escaped, control characters as `\n`-style or `\u00XX`,
