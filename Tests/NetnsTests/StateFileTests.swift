@@ -139,7 +139,7 @@ final class StateFileTests: XCTestCase {
         var invalid = Array(#"{"name":"x"}"#.utf8)
         invalid[9] = 0xFF
         XCTAssertThrowsError(try SandboxState(fileText: invalid)) {
-            XCTAssertEqual("\($0)", "a string that is not UTF-8 before at byte 11")
+            XCTAssertEqual("\($0)", "a string that is not UTF-8 at byte 8")
         }
     }
 

@@ -152,6 +152,7 @@ package indirect enum StateJSON: Equatable, Sendable {
 
         /// A string from its opening quote; escapes decoded, UTF-8 checked.
         mutating func string() throws -> String {
+            let opening = index
             index += 1
             var out: [UInt8] = []
             while true {
@@ -160,7 +161,10 @@ package indirect enum StateJSON: Equatable, Sendable {
                 switch byte {
                 case UInt8(ascii: "\""):
                     index += 1
-                    guard let text = String(validating: out, as: UTF8.self) else { throw malformed("a string that is not UTF-8 before") }
+                    guard let text = String(validating: out, as: UTF8.self) else {
+                        index = opening
+                        throw malformed("a string that is not UTF-8")
+                    }
                     return text
                 case UInt8(ascii: "\\"):
                     index += 1
