@@ -128,6 +128,9 @@ final class StateFileTests: XCTestCase {
         let twice = good.replacingOccurrences(of: "\"sandboxPin\"", with: "\"name\"")
         let second = twice.utf8.count - twice.split(separator: "\"name\" : \"/run").last!.utf8.count - "\"name\" : \"/run".utf8.count
         XCTAssertEqual(refusal(twice), "key \"name\" given twice at byte \(second)")
+        let pod = try state(external: ExternalSandbox(owner: "o", containerID: "c", network: "n", pod: "p", policy: nil)).fileText
+        XCTAssertEqual(refusal(pod.replacingOccurrences(of: "\"network\" : \"n\"", with: "\"network\" : 7")), "external.network: not a string")
+        XCTAssertEqual(refusal(pod.replacingOccurrences(of: "\"pod\" : \"p\"", with: "\"pod\" : false")), "external.pod: not a string")
         XCTAssertEqual(refusal(#"{"name":"a\u0000"#), "unterminated string at byte 16")
         XCTAssertEqual(refusal(#"{"name":"\ud800x"}"#), "a lone surrogate at byte 15")
         XCTAssertEqual(refusal(#"{"name":"\q"}"#), "an unknown escape at byte 9")

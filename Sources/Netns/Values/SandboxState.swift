@@ -138,14 +138,18 @@ extension SandboxState {
         }
         guard case .object(let topology)? = members["topology"] else { throw StateJSON.Malformed("topology: missing or not an object") }
         guard case .bool(let complete)? = members["complete"] else { throw StateJSON.Malformed("complete: missing or not true or false") }
-        var external: ExternalSandbox?
+        let external: ExternalSandbox?
         switch members["external"] {
         case nil, .null?: external = nil
         case .object(let fields)?:
-            external = ExternalSandbox(
-                owner: try required("owner", in: fields) { $0 }, containerID: try required("containerID", in: fields) { $0 },
-                network: try required("network", in: fields) { $0 },
-                pod: try string("pod", in: fields, optional: true), policy: try string("policy", in: fields, optional: true))
+            do {
+                external = ExternalSandbox(
+                    owner: try required("owner", in: fields) { $0 }, containerID: try required("containerID", in: fields) { $0 },
+                    network: try required("network", in: fields) { $0 },
+                    pod: try string("pod", in: fields, optional: true), policy: try string("policy", in: fields, optional: true))
+            } catch {
+                throw StateJSON.Malformed("external.\(error)")
+            }
         default: throw StateJSON.Malformed("external: not an object")
         }
         let builtTopology: SandboxTopology
