@@ -6,6 +6,7 @@ import FoundationEssentials
 import Gateway
 import GatewayCore
 import Netns
+import SystemCalls
 
 /// `airlock sandbox …`: sandboxes for unprivileged users, made and run by the gateway daemon.
 struct SandboxCommand: ParsableCommand {
@@ -49,22 +50,12 @@ struct SandboxCommand: ParsableCommand {
     /// A policy file's text as this process may read it, ending in a newline; at most what
     /// one request to the daemon carries.
     static func readPolicyFile(_ file: String) throws -> String {
-        let fd = open(file, O_RDONLY | O_CLOEXEC)
-        guard fd >= 0 else { throw CLIError("--policy \(file): \(String(cString: strerror(errno)))") }
-        defer { close(fd) }
-        var bytes: [UInt8] = []
-        var chunk = [UInt8](repeating: 0, count: 16384)
-        while true {
-            let n = read(fd, &chunk, chunk.count)
-            if n < 0 {
-                if errno == EINTR { continue }
-                throw CLIError("--policy \(file): \(String(cString: strerror(errno)))")
-            }
-            if n == 0 { break }
-            bytes += chunk[0..<n]
-            guard bytes.count <= UserRequest.maxBytes - 4096 else {
-                throw CLIError("--policy \(file): longer than \(UserRequest.maxBytes - 4096) bytes")
-            }
+        let limit = UserRequest.maxBytes - 4096
+        let bytes: [UInt8]
+        do {
+            bytes = try fileContents(file, limit: limit)
+        } catch let error as SystemCallError {
+            throw CLIError("--policy \(file): " + (error.code == EFBIG ? "longer than \(limit) bytes" : String(cString: strerror(error.code))))
         }
         let text = String(decoding: bytes, as: UTF8.self)
         return text.isEmpty || text.hasSuffix("\n") ? text : text + "\n"
