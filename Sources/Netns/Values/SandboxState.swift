@@ -128,10 +128,13 @@ extension SandboxState {
             default: throw StateJSON.Malformed("\(key): not a string")
             }
         }
+        func text(_ key: String, in members: [String: StateJSON] = members) throws -> String {
+            try string(key, in: members)!
+        }
         func required<T>(_ key: String, in members: [String: StateJSON] = members, _ make: (String) throws -> T) throws -> T {
-            let text = try string(key, in: members)!
+            let value = try text(key, in: members)
             do {
-                return try make(text)
+                return try make(value)
             } catch {
                 throw StateJSON.Malformed("\(key): \(error)")
             }
@@ -144,8 +147,7 @@ extension SandboxState {
         case .object(let fields)?:
             do {
                 external = ExternalSandbox(
-                    owner: try required("owner", in: fields) { $0 }, containerID: try required("containerID", in: fields) { $0 },
-                    network: try required("network", in: fields) { $0 },
+                    owner: try text("owner", in: fields), containerID: try text("containerID", in: fields), network: try text("network", in: fields),
                     pod: try string("pod", in: fields, optional: true), policy: try string("policy", in: fields, optional: true))
             } catch {
                 throw StateJSON.Malformed("external.\(error)")
@@ -171,9 +173,9 @@ extension SandboxState {
                 guard let date = StateDate.parse(text) else { throw StateJSON.Malformed("not an ISO 8601 date") }
                 return date
             },
-            airlockVersion: try required("airlockVersion") { $0 },
-            sandboxPin: try required("sandboxPin") { $0 },
-            gatewayPin: try required("gatewayPin") { $0 },
+            airlockVersion: try text("airlockVersion"),
+            sandboxPin: try text("sandboxPin"),
+            gatewayPin: try text("gatewayPin"),
             complete: complete,
             external: external)
     }
