@@ -31,10 +31,14 @@ let lightStartLinking = [
     "-L", Context.packageDirectory + "/.build/static-libs",
     // The functions airlock's common paths run, laid out together (scripts/order-file made
     // the list; release builds compile each function into its own section so the order
-    // applies to each): the idle gateway maps 8.2 MB of code instead of 11.5. Names the
-    // binary no longer has are skipped.
+    // applies to each). Names the binary no longer has are skipped. The functions the
+    // compiler names only with local labels, which no order file can name, are gathered
+    // beside them by link/local-functions.ld. An idle gateway maps 4.5 MB of code; 9.2 MB
+    // with the order file alone, 11.5 with neither (docs/benchmarks.md, "Functions without
+    // a symbol").
     "-Xlinker", "--symbol-ordering-file=" + Context.packageDirectory + "/link/airlock.order",
     "-Xlinker", "--no-warn-symbol-ordering",
+    "-Xlinker", "-T", "-Xlinker", Context.packageDirectory + "/link/local-functions.ld",
 ]
 
 let package = Package(

@@ -34,8 +34,8 @@ airlock_release_flags=(-c release --static-swift-stdlib -Xswiftc -Xfrontend -Xsw
 # `airlock_release_prepare` therefore throws the release objects away when the compile flags
 # differ from the ones they were built with (recorded in the release directory itself).
 # Link-only flags (--static-swift-stdlib) do not count. Nor does SwiftPM relink when only
-# link/airlock.order changes (the link command does not name it as an input), so the
-# executable is removed when the order differs from the one it was linked with.
+# link/airlock.order or link/local-functions.ld changes (the link command names neither as
+# an input), so the executable is removed when they differ from the ones it was linked with.
 # `airlock_build` runs it for every release build (`-c release`).
 airlock_release_prepare() {
   local dir stamp want order
@@ -48,7 +48,7 @@ airlock_release_prepare() {
   fi
   mkdir -p "$dir"
   printf '%s' "$want" >"$stamp"
-  order=$(sha256sum link/airlock.order | cut -d' ' -f1)
+  order=$(cat link/airlock.order link/local-functions.ld | sha256sum | cut -d' ' -f1)
   if [ "$(cat "$dir/.airlock-link-order" 2>/dev/null)" != "$order" ]; then
     rm -f "$dir/airlock"
     printf '%s' "$order" >"$dir/.airlock-link-order"
