@@ -28,8 +28,8 @@ struct RouteOptions: ParsableArguments {
         var files: [String] = []
     }
 
-    /// The largest secret read from a file or standard input.
-    static let maximumSize = 64 * 1024
+    /// The largest secret read from standard input (files: `RunPlan.maximumSecretFileSize`).
+    static let maximumSize = RunPlan.maximumSecretFileSize
 
     /// `NAME=SOURCE` parsed.
     /// - Throws: `RunPlan.Invalid` naming the flag; never repeats a value.
@@ -73,16 +73,7 @@ struct RouteOptions: ParsableArguments {
                 value = found.trimmingWhitespaceAndNewlines()
                 loaded.variables.append(variable)
             case .file(let path):
-                let data: Data
-                do {
-                    data = try Data(contentsOf: URL(fileURLWithPath: path))
-                } catch {
-                    throw RunPlan.Invalid("--secret \(name)=file:\(path): cannot read it (\(String(cString: strerror(errno))))")
-                }
-                guard data.count <= Self.maximumSize else {
-                    throw RunPlan.Invalid("--secret \(name)=file:\(path): larger than \(Self.maximumSize) bytes")
-                }
-                value = String(decoding: data, as: UTF8.self).trimmingWhitespaceAndNewlines()
+                value = try RunPlan.readSecretFile(path, flag: "--secret \(name)=file:\(path)")
                 loaded.files.append(path)
             case .standardInput:
                 guard !usedStandardInput else {

@@ -55,6 +55,10 @@ final class RouteOptionsTests: XCTestCase {
             (["x=env:V", "x=env:V"], ["V": "v"], "--secret x: given twice"),
             (["x=-", "y=-"], [:], "--secret y=-: only one secret can come from standard input"),
             (["x=file:/nonexistent/key"], [:], "--secret x=file:/nonexistent/key: cannot read it (No such file or directory)"),
+            // The system's own reason, not a stale one; a device that never ends is refused at the
+            // limit instead of being read into memory.
+            (["x=file:/"], [:], "--secret x=file:/: cannot read it (Is a directory)"),
+            (["x=file:/dev/zero"], [:], "--secret x=file:/dev/zero: larger than 65536 bytes"),
             (["x=env:V"], ["V": "a\u{1}b"], "--secret x: expected one line without control characters"),
         ]
         for (secrets, environment, expected) in cases {

@@ -49,6 +49,31 @@ final class RunPlanTests: XCTestCase {
     /// `run` stops its gateway after the command and everything it started are gone: what is
     /// still open then is an upstream keeping a connection open, so the drain is 2 s, not
     /// `gateway serve`'s 30; a `--drain-timeout` given is kept.
+    /// `--token-file` is read to a limit, and a file it cannot use is refused with the system's
+    /// reason; the token, trimmed, is what reaches the plan.
+    func testTokenFileIsReadToALimitAndRefusedWithTheReason() throws {
+        func plan(_ file: String) throws -> RunPlan {
+            let user = geteuid() == 0 ? ["--user", "nobody"] : []
+            return try RunPlan(command: try RunCommand.parse(user + ["--repo", "owner/app", "--token-file", file, "--", "/bin/true"]),
+                               environment: [:])
+        }
+        let dir = NSTemporaryDirectory() + "airlock-token-\(UUID().uuidString)"
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        try ("  " + token + "\n").write(toFile: dir + "/token", atomically: true, encoding: .utf8)
+        XCTAssertEqual(try plan(dir + "/token").upstreamToken?.withRevealed { $0 }, token)
+        try "\n".write(toFile: dir + "/empty", atomically: true, encoding: .utf8)
+        let refusals = [
+            (dir + "/missing", "--token-file \(dir)/missing: cannot read it (No such file or directory)"),
+            (dir, "--token-file \(dir): cannot read it (Is a directory)"),
+            ("/dev/zero", "--token-file /dev/zero: larger than 65536 bytes"),
+            (dir + "/empty", "--token-file \(dir)/empty: the file is empty"),
+        ]
+        for (file, expected) in refusals {
+            XCTAssertThrowsError(try plan(file), file) { XCTAssertEqual(String(describing: $0), expected) }
+        }
+    }
+
     func testRunDrainsBrieflyUnlessTold() throws {
         let user = geteuid() == 0 ? ["--user", "nobody"] : []
         let plain = try RunPlan(command: try RunCommand.parse(user + ["--", "/bin/true"]), environment: [:])

@@ -5,6 +5,7 @@ import FoundationEssentials
 import Gateway
 import Netns
 import GatewayCore
+import SystemCalls
 
 /// Everything `airlock run` was asked to do, checked before anything is built: a bad
 /// `--repo`, an unset token variable, an unknown preset or a missing `--user` fails here
@@ -169,18 +170,30 @@ struct RunPlan {
             return Secret(token)
         }
         if let file {
-            let data: Data
-            do {
-                data = try Data(contentsOf: URL(fileURLWithPath: file))
-            } catch {
-                throw Invalid("--token-file \(file): cannot read it (\(String(cString: strerror(errno))))")
-            }
-            let token = String(decoding: data, as: UTF8.self).trimmingWhitespaceAndNewlines()
+            let token = try readSecretFile(file, flag: "--token-file \(file)")
             guard !token.isEmpty else { throw Invalid("--token-file \(file): the file is empty") }
             guard !token.contains("\n") else { throw Invalid("--token-file \(file): expected one line") }
             return Secret(token)
         }
         return nil
+    }
+
+    /// The largest token or secret read from a file (`--token-file`, `--secret NAME=file:`).
+    static let maximumSecretFileSize = 64 * 1024
+
+    /// A token or secret file's text, trimmed: read with `open`/`read` up to
+    /// `maximumSecretFileSize` (a device that never ends, such as `/dev/zero`, is refused at
+    /// the limit, never read into memory), or a refusal naming `flag` and the system's reason
+    /// ("Is a directory", "Permission denied"). A pipe (`file:/dev/fd/3`) is read to its end.
+    static func readSecretFile(_ path: String, flag: String) throws -> String {
+        let bytes: [UInt8]
+        do {
+            bytes = try fileContents(path, limit: maximumSecretFileSize)
+        } catch let error as SystemCallError {
+            if error.code == EFBIG { throw Invalid("\(flag): larger than \(maximumSecretFileSize) bytes") }
+            throw Invalid("\(flag): cannot read it (\(String(cString: strerror(error.code))))")
+        }
+        return String(decoding: bytes, as: UTF8.self).trimmingWhitespaceAndNewlines()
     }
 
     /// The git hosts of the scope.
