@@ -176,7 +176,7 @@ final class GatewayProcess {
         _ = kill(pid, SIGTERM)
         // Read before waiting: the child blocks on a full pipe until it is read.
         var data: [UInt8] = []
-        var buffer = [UInt8](repeating: 0, count: 65536)
+        var buffer = [UInt8](repeating: 0, count: 4096)  // the summary is a few bytes ("0") unless something was refused
         while data.count <= Self.summaryLimit {
             let n = retryingInterrupted { buffer.withUnsafeMutableBytes { read(refusals, $0.baseAddress, $0.count) } }
             if n <= 0 { break }
