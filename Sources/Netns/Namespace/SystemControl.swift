@@ -3,9 +3,9 @@ import Glibc
 #endif
 import SystemCalls
 
-/// Writes sysctls under `/proc/sys` for the network namespace of the calling thread
-/// (`net/…` entries belong to the namespace of the thread that opens them).
-enum SystemControl {
+/// Writes and reads sysctls under `/proc/sys`; `net/…` entries belong to the network
+/// namespace of the thread that opens them.
+package enum SystemControl {
     /// Writes `value` to `/proc/sys/<key>`.
     /// - Parameters:
     ///   - optional: a missing entry is fine (IPv6 compiled out or disabled).
@@ -27,7 +27,7 @@ enum SystemControl {
     }
 
     /// Reads `/proc/sys/<key>` without its trailing newline, or nil if it cannot be read.
-    static func read(_ key: String) -> String? {
+    package static func read(_ key: String) -> String? {
         let fd = open("/proc/sys/" + key, O_RDONLY | O_CLOEXEC)
         guard fd >= 0 else { return nil }
         defer { close(fd) }

@@ -194,27 +194,15 @@ struct OneShotRun {
 
     /// How to turn unprivileged user namespaces on, for the error message.
     static func userNamespaceFix() -> String {
-        if let value = sysctl("/proc/sys/kernel/apparmor_restrict_unprivileged_userns"),
-           value == "1"
-        {
+        if SystemControl.read("kernel/apparmor_restrict_unprivileged_userns") == "1" {
             return "; AppArmor restricts them (Ubuntu 24.04): run as root, or allow them with `sysctl kernel.apparmor_restrict_unprivileged_userns=0`"
         }
-        if let value = sysctl("/proc/sys/user/max_user_namespaces"),
-           value == "0"
-        {
+        if SystemControl.read("user/max_user_namespaces") == "0" {
             return "; turn them on with `sysctl user.max_user_namespaces=15000`, or run as root"
         }
-        if let value = sysctl("/proc/sys/kernel/unprivileged_userns_clone"),
-           value == "0"
-        {
+        if SystemControl.read("kernel/unprivileged_userns_clone") == "0" {
             return "; turn them on with `sysctl kernel.unprivileged_userns_clone=1`, or run as root"
         }
         return ""
-    }
-
-    /// A `/proc/sys` value, trimmed; nil when the file is missing or unreadable.
-    private static func sysctl(_ path: String) -> String? {
-        guard let bytes = try? fileContents(path, limit: 64, truncating: true) else { return nil }
-        return String(decoding: bytes, as: UTF8.self).trimmingWhitespaceAndNewlines()
     }
 }
