@@ -195,6 +195,29 @@ final class SpawnIntegrationTests: XCTestCase {
         XCTAssertEqual(reader.finish(), "started\n")
     }
 
+    /// `airlock run` learns how the command ended from the init's report, and reaps the
+    /// init (whose teardown of the sandbox overlaps the gateway's drain) only afterwards.
+    func testTheCommandStatusIsKnownBeforeTheInitIsReaped() throws {
+        let (pending, reader) = try prepare(["sh", "-c", "exit 7"])
+        let process = try pending.start()
+        XCTAssertEqual(process.commandStatus(), .exited(7))
+        XCTAssertEqual(kill(process.pid, 0), 0, "the init was reaped before wait()")
+        XCTAssertEqual(process.wait(), .exited(7))
+        XCTAssertEqual(kill(process.pid, 0), -1, "wait() did not reap the init")
+        XCTAssertEqual(errno, ESRCH)
+        XCTAssertEqual(process.commandStatus(), .exited(7))
+        XCTAssertEqual(reader.finish(), "")
+
+        // An init killed before it could report: its own status, once it is reaped.
+        let (second, secondReader) = try prepare(["sh", "-c", "echo ready; exec sleep 300"])
+        let killed = try second.start()
+        XCTAssertTrue(Wait.until(timeout: 20) { secondReader.snapshot().contains("ready") })
+        XCTAssertEqual(kill(killed.pid, SIGKILL), 0)
+        XCTAssertEqual(killed.commandStatus(), .signaled(SIGKILL))
+        XCTAssertEqual(kill(killed.pid, 0), -1, "an init that did not report is reaped")
+        _ = secondReader.finish()
+    }
+
     func testACancelledSandboxStartsNothingAndLeavesNothing() throws {
         let (pending, reader) = try prepare(["sh", "-c", "echo started"])
         let pid = pending.pid

@@ -37,6 +37,8 @@ package final class SandboxProcess {
     package let pid: pid_t
     private var statusDescriptor: Int32
     private var finished: ExitStatus?
+    /// The command's status, reported by the init that has not been reaped yet.
+    private var reported: ExitStatus?
 
     private init(pid: pid_t, statusDescriptor: Int32) {
         self.pid = pid
@@ -192,28 +194,48 @@ package final class SandboxProcess {
     }
 
     /// Waits until the command has ended and returns how; repeated calls return the same.
+    /// The init, which reports the command's status just before it exits, is not waited
+    /// for: its teardown of the sandbox (the command's leftovers killed, the namespaces and
+    /// mounts freed) overlaps what the caller does next, and `wait()` reaps it. Without a
+    /// report (the init itself was killed) this is `wait()`.
+    package func commandStatus() -> ExitStatus {
+        if let finished { return finished }
+        if let reported { return reported }
+        reported = readReport()
+        return reported ?? wait()
+    }
+
+    /// Waits until the command and the sandbox init have ended, reaps the init and returns
+    /// how the command ended; repeated calls return the same.
     package func wait() -> ExitStatus {
         if let finished { return finished }
         var status: Int32 = 0
         if retryingInterrupted({ waitpid(pid, &status, 0) }) < 0 { status = 0 }
-        var reported: Int32 = 0
-        let count = withUnsafeMutableBytes(of: &reported) { buffer in
-            read(statusDescriptor, buffer.baseAddress, buffer.count)
+        // The init reports the command's own wait status; without it (the init itself was
+        // killed) the init's status stands.
+        let result = reported ?? readReport() ?? ExitStatus(waitStatus: status)
+        finished = result
+        return result
+    }
+
+    /// The command's wait status as the init reports it; nil once the init has ended
+    /// without a report, and after the first call.
+    private func readReport() -> ExitStatus? {
+        guard statusDescriptor >= 0 else { return nil }
+        var raw: Int32 = 0
+        let count = withUnsafeMutableBytes(of: &raw) { buffer in
+            retryingInterrupted { read(statusDescriptor, buffer.baseAddress, buffer.count) }
         }
         close(statusDescriptor)
         statusDescriptor = -1
-        // The init reports the command's own wait status; without it (the init itself was
-        // killed) the init's status stands.
-        let result = count == MemoryLayout<Int32>.size ? ExitStatus(waitStatus: reported) : ExitStatus(waitStatus: status)
-        finished = result
-        return result
+        return count == MemoryLayout<Int32>.size ? ExitStatus(waitStatus: raw) : nil
     }
 
     /// Sends `signal` to the sandbox init, which forwards INT, TERM, HUP, QUIT, USR1 and
     /// USR2 to the command (KILL ends the whole sandbox).
     /// - Throws: `SandboxSetupError` when the init is gone.
     package func signal(_ signal: Int32) throws {
-        guard finished == nil else { return }
+        guard finished == nil, reported == nil else { return }
         if kill(pid, signal) < 0 { throw SandboxSetupError(step: "signal the sandbox", code: errno) }
     }
 }

@@ -125,7 +125,13 @@ struct OneShotRun {
         // mounts are set up while the gateway starts serving; CMD starts once it serves.
         let gateway = try GatewayProcess.start(
             runtime: runtime, user: gatewayUser, heldAudit: heldAudit, tally: tally, readyTimeout: Self.readyTimeout)
-        defer { refusals = gateway.stop() }
+        // The sandbox init is reaped after the gateway stopped: its teardown of the sandbox
+        // overlaps the gateway's drain (`SandboxProcess.commandStatus`).
+        var started: SandboxProcess?
+        defer {
+            refusals = gateway.stop()
+            _ = started?.wait()
+        }
         let sandbox = try EphemeralSandbox.build(plan.topology)
         do {
             let sockets = try GatewaySockets.bind(
@@ -136,9 +142,10 @@ struct OneShotRun {
         let pending = try SandboxProcess.prepare(spec.processSpec(networkNamespace: sandbox.sandbox.descriptor.rawValue))
         try gateway.awaitReady()
         let process = try pending.start()
+        started = process
         try SignalForwarding.start(to: process.pid)
         defer { SignalForwarding.stop() }
-        return process.wait().shellCode
+        return process.commandStatus().shellCode
     }
 
     private func runRootless(spec: SandboxChildSpec, runtime: GatewayRuntime) throws -> Int32 {
