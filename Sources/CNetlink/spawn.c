@@ -314,7 +314,9 @@ static void sandbox_init(const struct cnl_spawn_spec *spec, int setup_fd, int st
 
     // The forwarded signals and SIGCHLD stay blocked (inherited from the parent) and are
     // taken with sigwaitinfo; the command gets the original mask back before execve.
-    pid_t command = raw_clone(0);
+    // vfork: the command shares this init's memory until its execve instead of copying
+    // it (the init is a copy of all of airlock's), and this init waits until then.
+    pid_t command = vfork();
     if (command < 0) { report(setup_fd, CNL_STEP_FORK_COMMAND, errno, -1); _exit(125); }
     if (command == 0) {
         close(status_fd);
