@@ -6,12 +6,13 @@ import GatewayCore
 package enum DNSUDPListener {
     /// Starts serving `fd` (a bound UDP socket, owned from here on) on `group`; `gatewayNames`
     /// are answered with the gateway address whatever the policy.
-    /// - Returns: the channels serving it; closing them stops the listener.
-    package static func serve(
+    /// - Returns: the channels serving it once they are registered; closing them stops the
+    ///   listener.
+    package static func start(
         _ fd: CInt, group: any EventLoopGroup, policy: PolicyStore, gatewayAddress: IPAddress, audit: AuditLog,
         gatewayNames: [String] = []
-    ) async throws -> [any Channel] {
-        let channel = try await DatagramBootstrap(group: group)
+    ) -> EventLoopFuture<[any Channel]> {
+        DatagramBootstrap(group: group)
             .channelInitializer { channel in
                 channel.eventLoop.makeCompletedFuture {
                     try channel.pipeline.syncOperations.addHandler(
@@ -19,7 +20,6 @@ package enum DNSUDPListener {
                 }
             }
             .withBoundSocket(fd)
-            .get()
-        return [channel]
+            .map { [$0] }
     }
 }

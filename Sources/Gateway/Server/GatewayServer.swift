@@ -199,6 +199,12 @@ package final class GatewayServer: Service {
         let tunnelDialer = configuration.dialer as? any TunnelSocketDialer ?? policyDialer
         let pipelines = GatewayPipelines(configuration: configuration, dialer: dialer)
         var datagramChannels: [any Channel] = []
+        // DNS over UDP registers on its event loop while the TCP listeners are set up here.
+        let dnsUDP = listeners.dnsUDP.map {
+            DNSUDPListener.start(
+                $0, group: group, policy: configuration.policy, gatewayAddress: configuration.gatewayAddress,
+                audit: configuration.audit, gatewayNames: configuration.gatewayNames)
+        }
         do {
             // TCP listeners are accepted by the socket loop, so that every connection's
             // descriptor is known and established tunnels can be spliced.
@@ -256,15 +262,13 @@ package final class GatewayServer: Service {
                         DNSTCPHandler.handlers(policy: policy, gatewayAddress: address, audit: audit, gatewayNames: names))
                 }
             }
-            if let fd = listeners.dnsUDP {
-                datagramChannels.append(contentsOf: try await DNSUDPListener.serve(
-                    fd, group: group, policy: configuration.policy,
-                    gatewayAddress: configuration.gatewayAddress, audit: configuration.audit,
-                    gatewayNames: configuration.gatewayNames))
+            if let dnsUDP {
+                datagramChannels.append(contentsOf: try await dnsUDP.get())
             }
         } catch {
             portListeners.withLockedValue { $0 = PortListeners() }
             ring.closeListeners(owner: owner)
+            if datagramChannels.isEmpty, let started = try? await dnsUDP?.get() { datagramChannels = started }
             for channel in datagramChannels { try? await channel.close() }
             throw error
         }
