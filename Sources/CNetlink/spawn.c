@@ -249,6 +249,25 @@ static void run_command(const struct cnl_spawn_spec *spec, int setup_fd, const s
     _exit(127);
 }
 
+// Closes every descriptor but the `count` in `keep` (negative entries are ignored): what
+// the init inherited from airlock (the namespaces, the gateway's pipes and sockets, or a
+// rootless builder's channel to its gateway) is not held for the sandbox's lifetime.
+static void close_other_descriptors(const int *keep, size_t count) {
+    unsigned int next = 0;
+    for (;;) {
+        long lowest = -1;
+        for (size_t i = 0; i < count; i++) {
+            if (keep[i] >= 0 && (unsigned int)keep[i] >= next && (lowest < 0 || keep[i] < lowest)) lowest = keep[i];
+        }
+        if (lowest < 0) {
+            (void)syscall(SYS_close_range, next, ~0U, 0U);
+            return;
+        }
+        if ((unsigned int)lowest > next) (void)syscall(SYS_close_range, next, (unsigned int)lowest - 1, 0U);
+        next = (unsigned int)lowest + 1;
+    }
+}
+
 // PID 1 of the sandbox: sets up the mount namespace, drops privileges, starts the
 // command, forwards signals to it, reaps every child, and exits when the command does.
 static void sandbox_init(const struct cnl_spawn_spec *spec, int setup_fd, int status_fd, int gate_fd,
@@ -256,6 +275,8 @@ static void sandbox_init(const struct cnl_spawn_spec *spec, int setup_fd, int st
     // PID 1 of the sandbox is this clone of airlock, not airlock: say so in `ps`.
     (void)prctl(PR_SET_NAME, "sandbox-init", 0, 0, 0);
     if (spec->netns_fd >= 0 && setns(spec->netns_fd, CLONE_NEWNET) < 0) { report(setup_fd, CNL_STEP_SETNS, errno, -1); _exit(125); }
+    int keep[] = { 0, 1, 2, spec->stdio[0], spec->stdio[1], spec->stdio[2], setup_fd, status_fd, gate_fd };
+    close_other_descriptors(keep, sizeof keep / sizeof keep[0]);
     if (prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0) < 0) { report(setup_fd, CNL_STEP_PDEATHSIG, errno, -1); _exit(125); }
     if (mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) < 0) { report(setup_fd, CNL_STEP_MAKE_PRIVATE, errno, -1); _exit(125); }
     if (mount("tmpfs", "/run", "tmpfs", MS_NOSUID | MS_NODEV, "mode=0755,size=16m") < 0) { report(setup_fd, CNL_STEP_MOUNT_RUN, errno, -1); _exit(125); }

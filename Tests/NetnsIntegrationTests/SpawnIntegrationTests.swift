@@ -218,6 +218,28 @@ final class SpawnIntegrationTests: XCTestCase {
         _ = secondReader.finish()
     }
 
+    /// The init lives as long as the sandbox: it keeps its own pipes and the command's
+    /// standard streams, and nothing it inherited (the network namespace it joined, airlock's
+    /// sockets and pipes).
+    func testTheInitHoldsOnlyItsOwnDescriptors() throws {
+        let (pending, reader) = try prepare(["sh", "-c", "echo ready; exec sleep 30"])
+        let process = try pending.start()
+        defer {
+            try? process.signal(SIGKILL)
+            _ = process.wait()
+            _ = reader.finish()
+        }
+        XCTAssertTrue(Wait.until(timeout: 20) { reader.snapshot().contains("ready") })
+        let directory = "/proc/\(process.pid)/fd"
+        let held = try FileManager.default.contentsOfDirectory(atPath: directory).map {
+            (try? FileManager.default.destinationOfSymbolicLink(atPath: "\(directory)/\($0)")) ?? "gone"
+        }
+        XCTAssertFalse(held.isEmpty)
+        XCTAssertFalse(held.contains { $0.hasPrefix("net:[") || $0.hasPrefix("/run/netns/") }, "the init holds a network namespace: \(held)")
+        XCTAssertFalse(held.contains { $0.hasPrefix("socket:[") }, "the init holds a socket: \(held)")
+        XCTAssertLessThanOrEqual(held.count, 6, "stdio, the command's streams and the status pipe at most: \(held)")
+    }
+
     func testACancelledSandboxStartsNothingAndLeavesNothing() throws {
         let (pending, reader) = try prepare(["sh", "-c", "echo started"])
         let pid = pending.pid
