@@ -255,7 +255,15 @@ extension SandboxTopology {
         }
         // Up (with carrier once both ends are), a link IPv6 may use has its link-local
         // address at once: there must be none.
-        if let stray = try socket.addresses().first(where: { $0.index == end.index && $0.isIPv6 }) {
+        try Self.refuseIPv6(on: interface, index: end.index, socket: socket)
+    }
+
+    /// Throws when link `index` has an IPv6 address: the last check of a side's
+    /// configuration, which fails the build (and rolls it back) should every measure that
+    /// keeps IPv6 off a sandbox's veth end have missed.
+    /// - Throws: `NetlinkError` ("IPv6 off on IFACE (it has an IPv6 address, /PREFIX)", `EEXIST`).
+    static func refuseIPv6(on interface: InterfaceName, index: UInt32, socket: RouteSocket) throws {
+        if let stray = try socket.addresses().first(where: { $0.index == index && $0.isIPv6 }) {
             throw NetlinkError(operation: "IPv6 off on \(interface) (it has an IPv6 address, /\(stray.prefixLength))", code: EEXIST)
         }
     }
