@@ -142,9 +142,9 @@ struct OneShotRun {
         let pending = try SandboxProcess.prepare(spec.processSpec(networkNamespace: sandbox.sandbox.descriptor.rawValue))
         try gateway.awaitReady()
         let process = try pending.start()
-        started = process
         try SignalForwarding.start(to: process.pid)
         defer { SignalForwarding.stop() }
+        started = process
         return process.commandStatus().shellCode
     }
 
