@@ -377,8 +377,13 @@ package final class GatewayServer: Service {
     /// Waits for open connections to finish, up to the drain timeout, then closes them.
     private func drain() async {
         let deadline = NIODeadline.now() + configuration.limits.drainTimeout
+        // Most connections are already closing when the drain starts (a run's command has
+        // ended, and with it what it left behind): look again after 1 ms, then less and
+        // less often, up to every 100 ms.
+        var pause: UInt64 = 1_000_000
         while tracker.count > 0 && NIODeadline.now() < deadline {
-            try? await Task.sleep(nanoseconds: 100_000_000)
+            try? await Task.sleep(nanoseconds: pause)
+            pause = min(pause * 2, 100_000_000)
         }
         tracker.closeAll()
     }
