@@ -517,8 +517,8 @@ static void fork_child(const struct cnl_launch_spec *spec, int setup_fd, int kee
     close(setup_fd);
     // Nothing of airlock's beyond the standard streams and `keep_fd` (what an execve
     // with close-on-exec descriptors would have left): not the audit log, not files.
-    if (keep_fd > 3) (void)syscall(SYS_close_range, 3U, (unsigned)keep_fd - 1, 0U);
-    (void)syscall(SYS_close_range, (unsigned)(keep_fd >= 3 ? keep_fd + 1 : 3), ~0U, 0U);
+    int kept[] = { 0, 1, 2, keep_fd };
+    close_other_descriptors(kept, sizeof kept / sizeof kept[0]);
 }
 
 // Both launchers: `forked` continues in the child (returning 2 there) instead of execve.
