@@ -28,9 +28,6 @@ struct RouteOptions: ParsableArguments {
         var files: [String] = []
     }
 
-    /// The largest secret read from standard input (files: `RunPlan.maximumSecretFileSize`).
-    static let maximumSize = RunPlan.maximumSecretFileSize
-
     /// `NAME=SOURCE` parsed.
     /// - Throws: `RunPlan.Invalid` naming the flag; never repeats a value.
     static func parse(_ text: String) throws -> (name: String, source: Source) {
@@ -92,7 +89,7 @@ struct RouteOptions: ParsableArguments {
         return loaded
     }
 
-    /// Standard input to its end, at most `maximumSize` bytes.
+    /// Standard input to its end, at most `RunPlan.maximumSecretFileSize` bytes.
     /// - Throws: `RunPlan.Invalid` when it is larger or unreadable.
     static func readStandardInput() throws -> [UInt8] {
         var bytes: [UInt8] = []
@@ -105,8 +102,8 @@ struct RouteOptions: ParsableArguments {
             }
             if n == 0 { return bytes }
             bytes.append(contentsOf: chunk[0..<n])
-            guard bytes.count <= maximumSize else {
-                throw RunPlan.Invalid("--secret: standard input is larger than \(maximumSize) bytes")
+            guard bytes.count <= RunPlan.maximumSecretFileSize else {
+                throw RunPlan.Invalid("--secret: standard input is larger than \(RunPlan.maximumSecretFileSize) bytes")
             }
         }
     }

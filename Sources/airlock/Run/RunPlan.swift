@@ -178,7 +178,8 @@ struct RunPlan {
         return nil
     }
 
-    /// The largest token or secret read from a file (`--token-file`, `--secret NAME=file:`).
+    /// The largest token or secret read from a file or standard input (`--token-file`,
+    /// `--secret NAME=file:`, `--secret NAME=-`).
     static let maximumSecretFileSize = 64 * 1024
 
     /// A token or secret file's text, trimmed: read with `open`/`read` up to
