@@ -268,8 +268,7 @@ package final class GatewayServer: Service {
         } catch {
             portListeners.withLockedValue { $0 = PortListeners() }
             ring.closeListeners(owner: owner)
-            if datagramChannels.isEmpty, let started = try? await dnsUDP?.get() { datagramChannels = started }
-            for channel in datagramChannels { try? await channel.close() }
+            for channel in (try? await dnsUDP?.get()) ?? [] { try? await channel.close() }
             throw error
         }
         ready?()
