@@ -174,7 +174,8 @@ final class GatewayProcess {
         channel = nil
         close(readyPipe)
         _ = kill(pid, SIGTERM)
-        // Read before waiting: the child blocks on a full pipe until it is read.
+        // Read to the end: the child blocks on a full pipe until it is read, and closes it
+        // last, just before it exits.
         var data: [UInt8] = []
         var buffer = [UInt8](repeating: 0, count: 4096)  // the summary is a few bytes ("0") unless something was refused
         while data.count <= Self.summaryLimit {
