@@ -10,6 +10,7 @@ import Netns
 struct DoctorCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "doctor",
+        _superCommandName: "airlock",
         abstract: "Report what this machine supports.",
         discussion: """
             Checks whether airlock runs as root and holds each capability root mode needs (one \

@@ -21,6 +21,7 @@ struct GatewayCommand: ParsableCommand {
     struct Serve: ParsableCommand {
         static let configuration = CommandConfiguration(
             commandName: "serve",
+            _superCommandName: "airlock gateway",
             abstract: "Serve DNS, transparent HTTP/TLS and the proxy for a sandbox made by `airlock netns create`.",
             discussion: """
                 Binds the listeners inside the sandbox's gateway namespace (DNS 53 udp+tcp, HTTP 80, \
@@ -291,6 +292,7 @@ extension GatewayCommand {
     struct Request: ParsableCommand {
         static let configuration = CommandConfiguration(
             commandName: "request",
+            _superCommandName: "airlock gateway",
             abstract: "Ask the gateway daemon (`gateway serve --all`) to serve, stop or reload a sandbox, or list them.",
             discussion: """
                 Sends one request to /run/airlock/gateway.sock (root only) and prints the answer: \

@@ -24,6 +24,7 @@ extension NetnsCommand {
     struct Create: ParsableCommand {
         static let configuration = CommandConfiguration(
             commandName: "create",
+            _superCommandName: "airlock netns",
             abstract: "Create a persistent sandbox (idempotent).",
             discussion: """
                 Makes S (/run/netns/NAME) and G (/run/netns/NAME.gw), one veth pair made in a \
@@ -81,6 +82,7 @@ extension NetnsCommand {
     struct Destroy: ParsableCommand {
         static let configuration = CommandConfiguration(
             commandName: "destroy",
+            _superCommandName: "airlock netns",
             abstract: "Destroy a persistent sandbox.",
             discussion: """
                 Removes exactly what create made: both pins (detached, then deleted) and \
@@ -106,6 +108,7 @@ extension NetnsCommand {
     struct List: ParsableCommand {
         static let configuration = CommandConfiguration(
             commandName: "list",
+            _superCommandName: "airlock netns",
             abstract: "List persistent sandboxes.",
             discussion: """
                 One line per sandbox: name, status (complete, half-made, pins-missing, \
@@ -140,6 +143,7 @@ extension NetnsCommand {
     struct GC: ParsableCommand {
         static let configuration = CommandConfiguration(
             commandName: "gc",
+            _superCommandName: "airlock netns",
             abstract: "Remove half-made and orphaned sandboxes.",
             discussion: """
                 Removes half-made sandboxes (a create that did not finish), state whose pins \

@@ -10,6 +10,7 @@ import GatewayCore
 struct NetnsExec: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "exec",
+        _superCommandName: "airlock netns",
         abstract: "Run a command inside a persistent sandbox.",
         discussion: """
             CMD runs in the sandbox's network namespace, in new mount, PID and IPC namespaces: \

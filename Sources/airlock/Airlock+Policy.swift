@@ -37,6 +37,7 @@ struct PolicyCommand: ParsableCommand {
     struct Check: ParsableCommand {
         static let configuration = CommandConfiguration(
             commandName: "check",
+            _superCommandName: "airlock policy",
             abstract: "Parse a policy file (or the default policy files) and print its rule count and expanded presets.",
             discussion: """
                 Exits 1 with `FILE:LINE: problem` when a file does not parse. Without FILE, \
@@ -76,6 +77,7 @@ struct PolicyCommand: ParsableCommand {
     struct Suggest: ParsableCommand {
         static let configuration = CommandConfiguration(
             commandName: "suggest",
+            _superCommandName: "airlock policy",
             abstract: "Turn audit logs (of `run --learn`, or of enforced runs) into a policy file on stdout.",
             discussion: """
                 Every host used (or refused for want of a rule) becomes a rule: a preset where \
@@ -142,6 +144,7 @@ struct PolicyCommand: ParsableCommand {
     struct Explain: ParsableCommand {
         static let configuration = CommandConfiguration(
             commandName: "explain",
+            _superCommandName: "airlock policy",
             abstract: "Say whether a host and port would be allowed, by which rule, and why.",
             discussion: """
                 Without FILE, explains the default policy files (those `policy check` lists \

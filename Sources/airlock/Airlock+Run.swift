@@ -9,6 +9,7 @@ import Netns
 struct RunCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "run",
+        _superCommandName: "airlock",
         abstract: "Run a command with git access to named repositories, HTTP(S) to allowlisted hosts, and nothing else.",
         discussion: """
             Builds a sandbox network namespace whose only route is a veth link to a gateway \

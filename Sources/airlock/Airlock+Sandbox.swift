@@ -64,6 +64,7 @@ struct SandboxCommand: ParsableCommand {
     struct Create: ParsableCommand {
         static let configuration = CommandConfiguration(
             commandName: "create",
+            _superCommandName: "airlock sandbox",
             abstract: "Make a sandbox of yours, served by the gateway daemon.",
             discussion: """
                 The policy: --policy FILE (read as you) and one line per --allow, else the \
@@ -92,6 +93,7 @@ struct SandboxCommand: ParsableCommand {
     struct Exec: ParsableCommand {
         static let configuration = CommandConfiguration(
             commandName: "exec",
+            _superCommandName: "airlock sandbox",
             abstract: "Run a command in a sandbox of yours, as you.",
             discussion: """
                 As `airlock netns exec`: CMD runs in the sandbox's network namespace with its own \
@@ -136,7 +138,7 @@ struct SandboxCommand: ParsableCommand {
 
     struct Destroy: ParsableCommand {
         static let configuration = CommandConfiguration(
-            commandName: "destroy", abstract: "Stop serving a sandbox of yours and remove it.")
+            commandName: "destroy", _superCommandName: "airlock sandbox", abstract: "Stop serving a sandbox of yours and remove it.")
 
         @Argument(help: "The sandbox name.")
         var name: String
@@ -152,7 +154,7 @@ struct SandboxCommand: ParsableCommand {
 
     struct List: ParsableCommand {
         static let configuration = CommandConfiguration(
-            commandName: "list", abstract: "List your sandboxes (root: every sandbox made through the daemon's user socket).")
+            commandName: "list", _superCommandName: "airlock sandbox", abstract: "List your sandboxes (root: every sandbox made through the daemon's user socket).")
 
         @Flag(help: "One JSON object per line.")
         var json = false

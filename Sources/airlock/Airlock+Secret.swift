@@ -24,6 +24,7 @@ struct SecretCommand: ParsableCommand {
     struct Set: ParsableCommand {
         static let configuration = CommandConfiguration(
             commandName: "set",
+            _superCommandName: "airlock secret",
             abstract: "Set (or replace) a secret; the value is read from standard input.",
             discussion: """
                 Example: airlock secret set agent1 anthropic < ~/.config/anthropic.key

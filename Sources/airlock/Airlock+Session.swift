@@ -25,6 +25,7 @@ struct SessionCommand: ParsableCommand {
     struct Create: ParsableCommand {
         static let configuration = CommandConfiguration(
             commandName: "create",
+            _superCommandName: "airlock session",
             abstract: "Create a session and print its token.",
             discussion: """
                 The upstream token is read from standard input (never echoed), or from --token-file, \
@@ -83,6 +84,7 @@ struct SessionCommand: ParsableCommand {
     struct List: ParsableCommand {
         static let configuration = CommandConfiguration(
             commandName: "list",
+            _superCommandName: "airlock session",
             abstract: "List live sessions (ids, scopes, expiry; never tokens).")
 
         @Argument(help: "The sandbox whose sessions to list.")
@@ -121,6 +123,7 @@ struct SessionCommand: ParsableCommand {
     struct Revoke: ParsableCommand {
         static let configuration = CommandConfiguration(
             commandName: "revoke",
+            _superCommandName: "airlock session",
             abstract: "Revoke a session: its token is refused from now on.")
 
         @Argument(help: "The sandbox whose gateway holds the session.")

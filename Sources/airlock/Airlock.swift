@@ -43,7 +43,7 @@ struct Airlock: ParsableCommand {
             Glibc.exit(0)
         }
         do {
-            var command = try parseAsRoot(arguments)
+            var command = try parse(arguments)
             try command.run()
         } catch let status as ExitCode {
             // What `exit(withError:)` does for an exit code (it prints nothing), without
@@ -59,6 +59,32 @@ struct Airlock: ParsableCommand {
             }
             exit(withError: error)
         }
+    }
+
+    /// The command `arguments` ask for. A command without subcommands, named by the leading
+    /// words (`run`, `netns exec`), is parsed as the root of its own tree: below its parents,
+    /// swift-argument-parser reflects over all its options once more while the parent decides
+    /// whether it takes passthrough arguments, and each leaf's `_superCommandName` (its
+    /// parents' names) spares it the parser's probe for `--generate-completion-script`, which
+    /// parses the line twice more. Together a tenth of `run -- true` (docs/benchmarks.md).
+    /// Anything that parse does not turn into that command (a usage error, `--help`,
+    /// `--version`, a completion script) is parsed again from the top, so every message, help
+    /// text and script is the whole tree's. No parent command has options of its own, so what
+    /// the leaf accepts alone it accepts below its parents, with the same values
+    /// (`CommandParseTests`).
+    static func parse(_ arguments: [String]) throws -> ParsableCommand {
+        var leaf: ParsableCommand.Type = Airlock.self
+        var rest = arguments[...]
+        while let word = rest.first,
+              let next = leaf.configuration.subcommands.first(where: { $0.configuration.commandName == word }) {
+            leaf = next
+            rest = rest.dropFirst()
+        }
+        if leaf != Airlock.self, leaf.configuration.subcommands.isEmpty,
+           let command = try? leaf.parseAsRoot(Array(rest)), type(of: command) == leaf {
+            return command
+        }
+        return try parseAsRoot(arguments)
     }
 
     /// Whether `arguments` name `run` or `netns exec`, whose exit status is the command's.
