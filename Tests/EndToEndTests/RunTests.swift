@@ -384,6 +384,36 @@ print(rest[2:2 + rest[1]].decode())
         }
     }
 
+    /// A TERM sent to airlock's whole process group (a CI runner cancelling a job, `timeout`,
+    /// a terminal's job control) reaches the gateway process too. The gateway keeps serving
+    /// until the command has ended, so a command that cleans up on TERM can still use what
+    /// it was allowed.
+    func testATermToTheProcessGroupLeavesTheGatewayServingUntilTheCommandEnds() throws {
+        for mode in Mode.allCases {
+            let rig = try rig
+            let work = try rig.workDirectory()
+            var argv = runArgv(mode, rig) + standInFlags(rig) + ["--allow", "pypi.org"]
+            argv += ["--", "/bin/sh", "-c", """
+                trap 'curl -sS --max-time 20 http://pypi.org/plain; echo "after-term=$?"; exit 9' TERM
+                touch \(work)/ready; while :; do sleep 0.1; done
+                """]
+            let run = try BackgroundProcess(argv, environment: ["PATH": "/usr/bin:/bin"], currentDirectory: work)
+            XCTAssertTrue(Wait.until(timeout: 30) { FileManager.default.fileExists(atPath: work + "/ready") }, "\(mode)")
+            // Started as the leader of a process group of its own, which the test may signal.
+            let group = getpgid(run.pid)
+            guard group == run.pid, group != getpgrp() else {
+                XCTFail("\(mode): airlock does not lead a process group of its own (\(group))")
+                run.stop(signal: SIGKILL)
+                continue
+            }
+            kill(-group, SIGTERM)
+            let result = run.stop(signal: SIGCONT, timeout: 30)
+            XCTAssertEqual(result.status, 9, "\(mode): CMD's trap ran and its status came back: \(result)")
+            XCTAssertTrue(result.stdout.contains("after-term=0"), "\(mode): the gateway still served the trap's request: \(result)")
+            XCTAssertTrue(result.stdout.contains("pypi.org"), "\(mode): the stand-in's answer reached the trap: \(result)")
+        }
+    }
+
     func testSIGKILLLeavesNothingBehind() throws {
         for mode in Mode.allCases {
             let rig = try rig

@@ -15,8 +15,8 @@ import GatewayCore
 /// before any thread exists, drops to an unprivileged account with no capabilities and
 /// starts its event loops, thread pool and socket loops while the parent builds the
 /// sandbox; it then takes the listening sockets the parent bound in G (`serve(listeners:)`),
-/// serves until SIGTERM, releases the held audit lines, sends its count of refusals back
-/// over a pipe and exits. It dies with the parent (`PR_SET_PDEATHSIG`), so a SIGKILL of
+/// serves until the parent closes its end of the stop pipe, drains, releases the held audit
+/// lines, sends its count of refusals back over a pipe and exits. It dies with the parent (`PR_SET_PDEATHSIG`), so a SIGKILL of
 /// airlock still leaves nothing behind.
 final class GatewayProcess {
     let pid: pid_t
@@ -24,14 +24,17 @@ final class GatewayProcess {
     private let refusals: CInt
     /// The read end of the pipe the child writes one byte to once every listener serves.
     private let readyPipe: CInt
+    /// The write end of the pipe whose closing tells the child to drain and stop.
+    private let stopPipe: CInt
     /// Carries the listeners to the child; nil once they are sent.
     private var channel: DescriptorChannel?
     private var stopped = false
 
-    private init(pid: pid_t, refusals: CInt, readyPipe: CInt, channel: DescriptorChannel) {
+    private init(pid: pid_t, refusals: CInt, readyPipe: CInt, stopPipe: CInt, channel: DescriptorChannel) {
         self.pid = pid
         self.refusals = refusals
         self.readyPipe = readyPipe
+        self.stopPipe = stopPipe
         self.channel = channel
     }
 
@@ -69,24 +72,33 @@ final class GatewayProcess {
             for end in ends + [childChannel] { close(end) }
             throw CLIError("start the gateway process: pipe: \(String(cString: strerror(code)))")
         }
+        var stopEnds: [CInt] = [-1, -1]
+        guard closeOnExecPipe(&stopEnds) else {
+            let code = errno
+            for end in ends + summaryEnds + [childChannel] { close(end) }
+            throw CLIError("start the gateway process: pipe: \(String(cString: strerror(code)))")
+        }
         let parent = getpid()
         let pid = fork()
         if pid < 0 {
             let code = errno
-            for end in ends + summaryEnds + [childChannel] { close(end) }
+            for end in ends + summaryEnds + stopEnds + [childChannel] { close(end) }
             throw CLIError("start the gateway process: fork: \(String(cString: strerror(code)))")
         }
         if pid == 0 {
             channel.close()
             close(ends[0])
             close(summaryEnds[0])
+            close(stopEnds[1])
             serve(runtime: runtime, channel: DescriptorChannel(adopting: childChannel), user: user, heldAudit: heldAudit,
-                  tally: tally, readyTimeout: readyTimeout, readyPipe: ends[1], summaryPipe: summaryEnds[1], parent: parent)
+                  tally: tally, readyTimeout: readyTimeout, readyPipe: ends[1], summaryPipe: summaryEnds[1],
+                  stopPipe: stopEnds[0], parent: parent)
         }
         close(childChannel)
         close(ends[1])
         close(summaryEnds[1])
-        return GatewayProcess(pid: pid, refusals: summaryEnds[0], readyPipe: ends[0], channel: channel)
+        close(stopEnds[0])
+        return GatewayProcess(pid: pid, refusals: summaryEnds[0], readyPipe: ends[0], stopPipe: stopEnds[1], channel: channel)
     }
 
     /// Hands the gateway its listening sockets (in `GatewaySockets.all` order); the caller
@@ -115,14 +127,16 @@ final class GatewayProcess {
     /// exit. Never returns.
     private static func serve(
         runtime: GatewayRuntime, channel: DescriptorChannel, user: SandboxUser, heldAudit: HeldAuditSink?, tally: RefusalTally,
-        readyTimeout: Double, readyPipe: CInt, summaryPipe: CInt, parent: pid_t
+        readyTimeout: Double, readyPipe: CInt, summaryPipe: CInt, stopPipe: CInt, parent: pid_t
     ) -> Never {
         guard ProcessControl.dieWithParent(expectedParent: parent, signal: SIGKILL) else { _exit(125) }
-        // The terminal's signals reach the whole process group; the command gets them, the
-        // gateway drains when the parent says so.
+        // The terminal's signals, and a TERM sent to airlock's process group, reach the
+        // gateway too; the command gets them (the parent forwards them), and the gateway
+        // drains only when the parent says so, by closing the stop pipe.
         signal(SIGINT, SIG_IGN)
         signal(SIGQUIT, SIG_IGN)
         signal(SIGHUP, SIG_IGN)
+        signal(SIGTERM, SIG_IGN)
         var status: Int32 = 0
         do {
             // Threads start only after the drop: setuid reaches every thread, capabilities
@@ -137,12 +151,22 @@ final class GatewayProcess {
                   listeners.count == GatewayListeners.standardCount + runtime.listenerPorts.count
             else { _exit(125) }
             channel.close()
-            runtime.start(listeners: GatewayListeners(ordered: listeners, ports: runtime.listenerPorts), shutdownSignals: [.sigterm],
+            // No signal sources: a stop pipe read by a thread of its own costs less to
+            // start than the dispatch sources that would watch for TERM.
+            runtime.start(listeners: GatewayListeners(ordered: listeners, ports: runtime.listenerPorts), shutdownSignals: [],
                           shared: serving)
             try runtime.awaitReady(timeout: readyTimeout)
             var byte: UInt8 = 1
             _ = write(readyPipe, &byte, 1)
             close(readyPipe)
+            // Its end of file (the parent's `stop`, or its death) starts the drain.
+            guard DetachedThread.start({
+                var byte: UInt8 = 0
+                while retryingInterrupted({ read(stopPipe, &byte, 1) }) > 0 {}
+                runtime.shutdown()
+            }) else {
+                throw CLIError("the gateway could not start the thread that waits for its stop")
+            }
             // The process exits next: its threads end with it.
             try runtime.wait(stopThreads: false)
         } catch {
@@ -163,7 +187,7 @@ final class GatewayProcess {
         _exit(status)
     }
 
-    /// Asks the gateway to drain and stop, and waits for its summary.
+    /// Asks the gateway to drain and stop (closes the stop pipe), and waits for its summary.
     /// - Returns: its count of refusals; nil if it ended without sending one.
     /// Repeated calls return nil.
     @discardableResult
@@ -173,7 +197,7 @@ final class GatewayProcess {
         channel?.close()
         channel = nil
         close(readyPipe)
-        _ = kill(pid, SIGTERM)
+        close(stopPipe)
         // Read to the end: the child blocks on a full pipe until it is read, and closes it
         // last, just before it exits.
         var data: [UInt8] = []
