@@ -71,7 +71,8 @@ struct Airlock: ParsableCommand {
     /// `--version`, a completion script) is parsed again from the top, so every message, help
     /// text and script is the whole tree's. No parent command has options of its own, so what
     /// the leaf accepts alone it accepts below its parents, with the same values
-    /// (`CommandParseTests`).
+    /// (`CommandParseTests`); a refused line is validated twice, which is why `validate()`
+    /// only ever checks values.
     static func parse(_ arguments: [String]) throws -> ParsableCommand {
         var leaf: ParsableCommand.Type = Airlock.self
         var rest = arguments[...]
