@@ -156,10 +156,9 @@ final class GatewayProcess {
             runtime.start(listeners: GatewayListeners(ordered: listeners, ports: runtime.listenerPorts), shutdownSignals: [],
                           shared: serving)
             try runtime.awaitReady(timeout: readyTimeout)
-            var byte: UInt8 = 1
-            _ = write(readyPipe, &byte, 1)
-            close(readyPipe)
-            // Its end of file (the parent's `stop`, or its death) starts the drain.
+            // The stop pipe's end of file (the parent's `stop`, or its death) starts the
+            // drain. Watched before the gateway says it is ready: without the watch it
+            // fails now, before the command starts.
             guard DetachedThread.start({
                 var byte: UInt8 = 0
                 while retryingInterrupted({ read(stopPipe, &byte, 1) }) > 0 {}
@@ -167,6 +166,9 @@ final class GatewayProcess {
             }) else {
                 throw CLIError("the gateway could not start the thread that waits for its stop")
             }
+            var byte: UInt8 = 1
+            _ = write(readyPipe, &byte, 1)
+            close(readyPipe)
             // The process exits next: its threads end with it.
             try runtime.wait(stopThreads: false)
         } catch {
