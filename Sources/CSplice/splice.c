@@ -23,6 +23,6 @@ int airlock_accept(int listener) {
     return accept4(listener, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
 }
 
-void airlock_name_thread(const char *name) {
-    (void)pthread_setname_np(pthread_self(), name);
+void airlock_name_thread(pthread_t thread, const char *name) {
+    (void)pthread_setname_np(thread, name);
 }

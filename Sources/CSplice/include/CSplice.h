@@ -2,6 +2,7 @@
 #define AIRLOCK_CSPLICE_H
 
 #include <stddef.h>
+#include <pthread.h>
 #include <sys/types.h>
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
@@ -24,7 +25,7 @@ int airlock_set_pipe_size(int fd, int size);
 /* accept4(2) with SOCK_NONBLOCK | SOCK_CLOEXEC, peer address not returned. */
 int airlock_accept(int listener);
 
-/* Names the calling thread (at most 15 bytes are kept), as top -H and perf show it. */
-void airlock_name_thread(const char *name);
+/* Names a thread of this process (at most 15 bytes are kept), as top -H and perf show it. */
+void airlock_name_thread(pthread_t thread, const char *name);
 
 #endif

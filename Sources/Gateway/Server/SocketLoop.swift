@@ -174,9 +174,6 @@ package final class SocketLoop: @unchecked Sendable {
         var thread = pthread_t()
         let result = pthread_create(&thread, nil, { argument in
             let loop = Unmanaged<SocketLoop>.fromOpaque(argument!).takeRetainedValue()
-            // Named for `top -H` and perf: a new thread otherwise keeps its creator's name
-            // (a Swift concurrency worker's, "…user-initiated-qos").
-            airlock_name_thread("airlock-splice")
             loop.run()
             return nil
         }, box.toOpaque())
@@ -185,6 +182,10 @@ package final class SocketLoop: @unchecked Sendable {
             inbox.withLockedValue { $0.state = .stopped }
             throw SystemCallError("pthread_create", code: result)
         }
+        // Named for `top -H` and perf (a new thread otherwise keeps its creator's name, a
+        // Swift concurrency worker's "…user-initiated-qos"), by the creator: named once
+        // `start` returns, not whenever the thread gets to run.
+        airlock_name_thread(thread, "airlock-splice")
         self.thread = thread
     }
 
