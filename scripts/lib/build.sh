@@ -3,8 +3,10 @@
 # prints the errors and returns non-zero.
 # Every build: the loader searches only the system's directories (no `$ORIGIN` run path).
 airlock_build_flags=(--disable-local-rpath)
+airlock_root=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 airlock_build() {
   local log status arg
+  airlock_static_libs
   for arg in "$@"; do
     if [ "$arg" = release ]; then airlock_release_prepare || return 1; break; fi
   done
@@ -23,6 +25,26 @@ airlock_build() {
   return "$status"
 }
 
+# The archives the airlock binary links in place of shared libraries (Package.swift,
+# lightStartLinking): .build/static-libs holds only archives, so the linker takes them over
+# the shared libraries next to them in the system's directories. Made by every build, not
+# only by scripts/setup: a `.build` removed and rebuilt without them links the shared
+# libraries, and starts every process slower (0.55 ms of `--version`), silently. libmnl has
+# no archive on Debian and stays shared.
+airlock_static_libs() {
+  local dir="$airlock_root/.build/static-libs" archive path
+  mkdir -p "$dir"
+  for archive in libstdc++.a libz.a libcap.a libseccomp.a; do
+    path=$(clang -print-file-name="$archive" 2>/dev/null || true)
+    if [ "${path#/}" != "$path" ] && [ -f "$path" ]; then
+      [ "$(readlink "$dir/$archive" 2>/dev/null)" = "$path" ] || ln -sfn "$path" "$dir/$archive"
+    else
+      rm -f "$dir/$archive"
+      echo "build: no $archive on this machine; airlock links its shared library instead" >&2
+    fi
+  done
+}
+
 # How release binaries are built (scripts/install, scripts/bench): self-contained, and every
 # function in its own section, so the link can lay out by link/airlock.order (Package.swift).
 airlock_release_flags=(-c release --static-swift-stdlib -Xswiftc -Xfrontend -Xswiftc -function-sections
@@ -35,7 +57,8 @@ airlock_release_flags=(-c release --static-swift-stdlib -Xswiftc -Xfrontend -Xsw
 # differ from the ones they were built with (recorded in the release directory itself).
 # Link-only flags (--static-swift-stdlib) do not count. Nor does SwiftPM relink when only
 # link/airlock.order or link/local-functions.ld changes (the link command names neither as
-# an input), so the executable is removed when they differ from the ones it was linked with.
+# an input), so the executable is removed when they, or the archives in .build/static-libs,
+# differ from the ones it was linked with.
 # `airlock_build` runs it for every release build (`-c release`).
 airlock_release_prepare() {
   local dir stamp want order
@@ -48,7 +71,8 @@ airlock_release_prepare() {
   fi
   mkdir -p "$dir"
   printf '%s' "$want" >"$stamp"
-  order=$(cat link/airlock.order link/local-functions.ld | sha256sum | cut -d' ' -f1)
+  # The archives count too: a binary linked before they were there is linked again.
+  order=$( (cat link/airlock.order link/local-functions.ld; ls "$airlock_root/.build/static-libs") | sha256sum | cut -d' ' -f1)
   if [ "$(cat "$dir/.airlock-link-order" 2>/dev/null)" != "$order" ]; then
     rm -f "$dir/airlock"
     printf '%s' "$order" >"$dir/.airlock-link-order"
