@@ -7,7 +7,10 @@
 #include <linux/personality.h>
 #include <sched.h>
 #include <seccomp.h>
+#include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
+#include <linux/filter.h>
 #include <sys/ioctl.h>
 #include <sys/mman.h>
 #include <sys/prctl.h>
@@ -80,7 +83,7 @@ static int add_rules(scmp_filter_ctx ctx, int allow_nested) {
     return 0;
 }
 
-int cnl_seccomp_build(int allow_nested_namespaces, struct cnl_seccomp_program *out) {
+int cnl_seccomp_compile(int allow_nested_namespaces, struct cnl_seccomp_program *out) {
     out->instructions = NULL;
     out->count = 0;
     scmp_filter_ctx ctx = seccomp_init(SCMP_ACT_ALLOW);
@@ -120,6 +123,51 @@ int cnl_seccomp_build(int allow_nested_namespaces, struct cnl_seccomp_program *o
 done:
     seccomp_release(ctx);
     return r;
+}
+
+// The programs cnl_seccomp_compile makes from the rules above, generated at development
+// time by scripts/seccomp-programs for x86-64: compiling them with libseccomp took a tenth
+// of a run's instructions in the parent (docs/benchmarks.md), every run, for a program
+// that depends only on the architecture and on allow_nested_namespaces. SeccompTests
+// compiles both again and requires the same bytes, so the rules and the programs cannot
+// drift apart. Other architectures compile at run time.
+#include "seccomp_programs.h"
+
+int cnl_seccomp_build(int allow_nested_namespaces, struct cnl_seccomp_program *out) {
+#if defined(CNL_SECCOMP_PRECOMPILED)
+    int nested = allow_nested_namespaces != 0;
+    const struct sock_filter *program = nested ? cnl_seccomp_nested_program : cnl_seccomp_default_program;
+    size_t size = nested ? sizeof cnl_seccomp_nested_program : sizeof cnl_seccomp_default_program;
+    out->instructions = malloc(size);
+    if (!out->instructions) { out->count = 0; return -ENOMEM; }
+    memcpy(out->instructions, program, size);
+    out->count = (unsigned short)(size / sizeof program[0]);
+    return 0;
+#else
+    return cnl_seccomp_compile(allow_nested_namespaces, out);
+#endif
+}
+
+int cnl_seccomp_precompiled(void) {
+#if defined(CNL_SECCOMP_PRECOMPILED)
+    return 1;
+#else
+    return 0;
+#endif
+}
+
+const char *cnl_seccomp_precompiled_with(void) {
+#if defined(CNL_SECCOMP_PRECOMPILED)
+    return CNL_SECCOMP_PROGRAMS_LIBSECCOMP;
+#else
+    return "";
+#endif
+}
+
+void cnl_seccomp_library_version(char *buffer, size_t size) {
+    const struct scmp_version *v = seccomp_version();
+    if (v) snprintf(buffer, size, "%u.%u.%u", v->major, v->minor, v->micro);
+    else if (size) buffer[0] = 0;
 }
 
 void cnl_seccomp_free(struct cnl_seccomp_program *program) {

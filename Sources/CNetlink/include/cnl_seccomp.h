@@ -24,10 +24,23 @@ struct cnl_seccomp_program {
 /// and a few obsolete or host-wide calls (acct, swapon, reboot, syslog, …). Refused calls
 /// fail with EPERM; nothing is killed. With `allow_nested_namespaces` the user-namespace
 /// rules are left out (for tools that build their own sandbox: browsers, bwrap).
-/// Returns 0, or -errno.
+/// On x86-64 the program is the one `cnl_seccomp_compile` made when the rules last changed
+/// (seccomp_programs.h); elsewhere it is compiled now. Returns 0, or -errno.
 int cnl_seccomp_build(int allow_nested_namespaces, struct cnl_seccomp_program *out);
 
-/// Frees a program made by cnl_seccomp_build.
+/// The same filter compiled from the rules by libseccomp now. Returns 0, or -errno.
+int cnl_seccomp_compile(int allow_nested_namespaces, struct cnl_seccomp_program *out);
+
+/// 1 when cnl_seccomp_build gives a program compiled ahead of time, else 0.
+int cnl_seccomp_precompiled(void);
+
+/// The libseccomp version that compiled those programs ("" without them).
+const char *cnl_seccomp_precompiled_with(void);
+
+/// The libseccomp version linked into this build ("2.5.4"), written into `buffer`.
+void cnl_seccomp_library_version(char *buffer, size_t size);
+
+/// Frees a program made by cnl_seccomp_build or cnl_seccomp_compile.
 void cnl_seccomp_free(struct cnl_seccomp_program *program);
 
 /// Whether this kernel can load seccomp filters: 1 yes, 0 no.

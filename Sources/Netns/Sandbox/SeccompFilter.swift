@@ -3,8 +3,11 @@ import Glibc
 #endif
 import CNetlink
 
-/// The sandboxed command's seccomp filter, compiled to BPF in the parent and loaded by the
-/// command's own process right before `execve` (see `cnl_seccomp.h` for the rules).
+/// The sandboxed command's seccomp filter, a BPF program made in the parent and loaded by
+/// the command's own process right before `execve` (see `cnl_seccomp.h` for the rules). On
+/// x86-64 the program was compiled from the rules ahead of time (`scripts/seccomp-programs`;
+/// `SeccompTests` holds it to what libseccomp compiles now); elsewhere libseccomp compiles
+/// it for each run.
 ///
 /// Modelled on Docker's default profile: no new user namespaces, bpf, keyrings, io_uring,
 /// userfaultfd, perf events, kexec, modules, mounts, `open_by_handle_at`, odd
@@ -21,13 +24,23 @@ package final class SeccompFilter {
 
     private var program: cnl_seccomp_program
 
-    /// Compiles the filter.
+    /// The filter a sandbox loads.
     /// - Parameter allowNestedNamespaces: leave new user namespaces allowed.
     /// - Throws: `BuildError` when libseccomp fails or the kernel has no seccomp filters.
-    package init(allowNestedNamespaces: Bool) throws {
+    package convenience init(allowNestedNamespaces: Bool) throws {
+        try self.init(allowNestedNamespaces: allowNestedNamespaces, compileNow: false)
+    }
+
+    /// The same filter compiled from its rules by libseccomp now, whatever `init` would give.
+    package static func compiledNow(allowNestedNamespaces: Bool) throws -> SeccompFilter {
+        try SeccompFilter(allowNestedNamespaces: allowNestedNamespaces, compileNow: true)
+    }
+
+    private init(allowNestedNamespaces: Bool, compileNow: Bool) throws {
         guard cnl_seccomp_available() == 1 else { throw BuildError(code: ENOSYS) }
         program = cnl_seccomp_program(instructions: nil, count: 0)
-        let r = cnl_seccomp_build(allowNestedNamespaces ? 1 : 0, &program)
+        let nested: Int32 = allowNestedNamespaces ? 1 : 0
+        let r = compileNow ? cnl_seccomp_compile(nested, &program) : cnl_seccomp_build(nested, &program)
         if r < 0 { throw BuildError(code: -r) }
     }
 
@@ -37,6 +50,24 @@ package final class SeccompFilter {
     var instructions: UnsafeRawPointer? { UnsafeRawPointer(program.instructions) }
     /// How many instructions.
     var count: UInt16 { program.count }
+
+    /// The program's bytes (`struct sock_filter`, eight each).
+    package var bytes: [UInt8] {
+        guard let instructions = program.instructions else { return [] }
+        return Array(UnsafeRawBufferPointer(start: instructions, count: Int(program.count) * 8))
+    }
+
+    /// The libseccomp version that compiled the ahead-of-time programs; nil where there are none.
+    package static var precompiledWith: String? {
+        cnl_seccomp_precompiled() == 1 ? String(cString: cnl_seccomp_precompiled_with()) : nil
+    }
+
+    /// The libseccomp version this build links.
+    package static var libseccompVersion: String {
+        var buffer = [CChar](repeating: 0, count: 32)
+        cnl_seccomp_library_version(&buffer, buffer.count)
+        return String(cString: buffer)
+    }
 
     /// Whether this kernel loads seccomp filters.
     package static var isAvailable: Bool { cnl_seccomp_available() == 1 }
