@@ -29,6 +29,17 @@ final class SandboxViewTests: XCTestCase {
             ["/dev/mqueue", "/srv/build root/sys", "/srv/chroot/proc", "/tmp/x/proc"])
     }
 
+    /// A mount's source is whatever its maker named it: one that begins with a combining
+    /// mark would join the space before it into one character, and a parse by characters
+    /// would miss the file system type, and leave that mount uncovered.
+    func testAKernelMountIsFoundWhateverItsSourceIsNamed() {
+        let mountinfo = "22 1 8:1 / / rw - ext4 /dev/sda1 rw\n"
+            + "40 22 0:31 / /srv/other/proc rw - proc \u{301}proc rw\n"
+            + "41 22 0:32 / /srv/ünïcode/sys rw - sysfs sÿs rw\n"
+        XCTAssertEqual(
+            SandboxView.kernelMountPoints(mountinfo: mountinfo, fresh: fresh), ["/srv/other/proc", "/srv/ünïcode/sys"])
+    }
+
     func testPathSocketsOutsideFreshDirectoriesAreListed() {
         let unix = """
             Num       RefCount Protocol Flags    Type St Inode Path
