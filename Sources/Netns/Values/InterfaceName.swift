@@ -10,7 +10,7 @@ package struct InterfaceName: Hashable, Codable, CustomStringConvertible, Sendab
     /// Validates `rawValue`.
     /// - Throws: `InvalidValue` naming the value and the rule it breaks.
     package init(_ rawValue: String) throws {
-        let what = "invalid interface name \(quoted(rawValue))"
+        var what: String { "invalid interface name \(quoted(rawValue))" }  // built only to refuse
         let count = rawValue.utf8.count
         if count == 0 { throw InvalidValue("\(what): empty") }
         if count > Self.maximumLength { throw InvalidValue("\(what): \(count) bytes, at most \(Self.maximumLength)") }

@@ -14,7 +14,7 @@ package struct NamespaceName: Hashable, Comparable, Codable, CustomStringConvert
     /// Validates `rawValue`.
     /// - Throws: `InvalidValue` naming the value and the rule it breaks.
     package init(_ rawValue: String) throws {
-        let what = "invalid sandbox name \(quoted(rawValue))"
+        var what: String { "invalid sandbox name \(quoted(rawValue))" }  // built only to refuse
         let bytes = Array(rawValue.utf8)
         if bytes.isEmpty { throw InvalidValue("\(what): empty") }
         if bytes.count > Self.maximumLength {
