@@ -60,7 +60,7 @@ package final class ReceivePackInspector: RequestBodyInspector {
     ///   - refuse: makes (and audits) the answer to a refused push.
     package init(
         limits: PackReader.Limits = PackReader.Limits(),
-        checks: @escaping @Sendable (RefUpdate) -> Bool = PushHistory.isChecked,
+        checks: @escaping @Sendable (RefUpdate) -> Bool = { PushHistory.isChecked($0) },
         ask: AncestryAsker? = nil,
         passed: (@Sendable (Proof) -> Void)? = nil,
         defaultBranch: DefaultBranchAsker? = nil,
