@@ -55,7 +55,8 @@ struct SandboxCommand: ParsableCommand {
         do {
             bytes = try fileContents(file, limit: limit)
         } catch let error as SystemCallError {
-            throw CLIError("--policy \(file): " + (error.code == EFBIG ? "longer than \(limit) bytes" : String(cString: strerror(error.code))))
+            // Worded as --token-file and --secret refuse a file they cannot read.
+            throw CLIError("--policy \(file): " + (error.code == EFBIG ? "longer than \(limit) bytes" : "cannot read it (\(String(cString: strerror(error.code))))"))
         }
         let text = String(decoding: bytes, as: UTF8.self)
         return text.isEmpty || text.hasSuffix("\n") ? text : text + "\n"

@@ -24,8 +24,8 @@ final class PolicyFileReadTests: XCTestCase {
         XCTAssertTrue(FileManagerFree.write(dir + "/big", String(repeating: "#", count: limit + 1)))
         XCTAssertEqual(refusal(dir + "/ok"), "read: allow example.com\n")
         XCTAssertEqual(refusal(dir + "/big"), "--policy \(dir)/big: longer than \(limit) bytes")
-        XCTAssertEqual(refusal(dir + "/none"), "--policy \(dir)/none: No such file or directory")
-        XCTAssertEqual(refusal(dir), "--policy \(dir): Is a directory")
+        XCTAssertEqual(refusal(dir + "/none"), "--policy \(dir)/none: cannot read it (No such file or directory)")
+        XCTAssertEqual(refusal(dir), "--policy \(dir): cannot read it (Is a directory)")
     }
 }
 
