@@ -60,7 +60,7 @@ struct NetnsExec: ParsableCommand {
     /// Refuses an `--env` entry that is not NAME=VALUE.
     static func checkVariables(_ entries: [String]) throws {
         for entry in entries {
-            guard let equals = entry.firstIndex(of: "="), equals != entry.startIndex else {
+            guard let (name, _) = ProcessInfoEnvironment.assignment(entry), !name.isEmpty else {
                 throw ValidationError("--env '\(entry)' is not NAME=VALUE")
             }
         }
@@ -96,8 +96,7 @@ struct NetnsExec: ParsableCommand {
     static func variables(_ entries: [String]) -> [String: String] {
         var variables: [String: String] = [:]
         for entry in entries {
-            guard let equals = entry.firstIndex(of: "=") else { continue }
-            variables[String(entry[..<equals])] = String(entry[entry.index(after: equals)...])
+            if let (name, value) = ProcessInfoEnvironment.assignment(entry) { variables[name] = value }
         }
         return variables
     }
@@ -227,15 +226,19 @@ enum ProcessInfoEnvironment {
         var result: [String: String] = [:]
         var pointer = environ
         while let entry = pointer.pointee {
-            // Split at the first "=" byte: a `String` would first break the entry into
-            // characters, and an "=" followed by a combining mark is no "=" character.
-            let bytes = UnsafeBufferPointer(start: UnsafeRawPointer(entry).assumingMemoryBound(to: UInt8.self), count: strlen(entry))
-            if let equals = bytes.firstIndex(of: UInt8(ascii: "=")) {
-                result[String(decoding: bytes[..<equals], as: UTF8.self)] = String(decoding: bytes[(equals + 1)...], as: UTF8.self)
-            }
+            if let (name, value) = assignment(String(cString: entry)) { result[name] = value }
             pointer += 1
         }
         return result
+    }
+
+    /// `NAME=VALUE` split at its first "=" byte; nil without one. Split as bytes: a `String`
+    /// split by characters first breaks the text into grapheme clusters, and an "=" followed
+    /// by a combining mark is no "=" character (such an entry was lost, or refused).
+    static func assignment(_ text: String) -> (name: String, value: String)? {
+        let utf8 = text.utf8
+        guard let equals = utf8.firstIndex(of: UInt8(ascii: "=")) else { return nil }
+        return (String(decoding: utf8[..<equals], as: UTF8.self), String(decoding: utf8[utf8.index(after: equals)...], as: UTF8.self))
     }
 }
 
