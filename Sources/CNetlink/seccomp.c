@@ -148,14 +148,6 @@ int cnl_seccomp_build(int allow_nested_namespaces, struct cnl_seccomp_program *o
 #endif
 }
 
-int cnl_seccomp_precompiled(void) {
-#if defined(CNL_SECCOMP_PRECOMPILED)
-    return 1;
-#else
-    return 0;
-#endif
-}
-
 const char *cnl_seccomp_precompiled_with(void) {
 #if defined(CNL_SECCOMP_PRECOMPILED)
     return CNL_SECCOMP_PROGRAMS_LIBSECCOMP;

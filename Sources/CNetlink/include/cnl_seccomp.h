@@ -31,10 +31,8 @@ int cnl_seccomp_build(int allow_nested_namespaces, struct cnl_seccomp_program *o
 /// The same filter compiled from the rules by libseccomp now. Returns 0, or -errno.
 int cnl_seccomp_compile(int allow_nested_namespaces, struct cnl_seccomp_program *out);
 
-/// 1 when cnl_seccomp_build gives a program compiled ahead of time, else 0.
-int cnl_seccomp_precompiled(void);
-
-/// The libseccomp version that compiled those programs ("" without them).
+/// The libseccomp version that compiled the programs cnl_seccomp_build gives; "" where it
+/// compiles them at run time.
 const char *cnl_seccomp_precompiled_with(void);
 
 /// The libseccomp version linked into this build ("2.5.4"), written into `buffer`.

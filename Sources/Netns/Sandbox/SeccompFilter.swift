@@ -59,7 +59,8 @@ package final class SeccompFilter {
 
     /// The libseccomp version that compiled the ahead-of-time programs; nil where there are none.
     package static var precompiledWith: String? {
-        cnl_seccomp_precompiled() == 1 ? String(cString: cnl_seccomp_precompiled_with()) : nil
+        let version = String(cString: cnl_seccomp_precompiled_with())
+        return version.isEmpty ? nil : version
     }
 
     /// The libseccomp version this build links.

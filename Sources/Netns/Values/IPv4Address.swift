@@ -40,16 +40,9 @@ package struct IPv4Address: Hashable, Comparable, Codable, CustomStringConvertib
         self.value = octets.reduce(0) { $0 << 8 | UInt32($1) }
     }
 
-    package var description: String {
-        // Dotted quad written directly (`map` and `joined` made four strings and an array).
-        var text = ""
-        text.reserveCapacity(15)
-        for shift in stride(from: 24, through: 0, by: -8) {
-            if shift != 24 { text.append(".") }
-            text += String(UInt8(truncatingIfNeeded: value >> UInt32(shift)))
-        }
-        return text
-    }
+    /// Interpolated, not `octets.map(String.init).joined`: that made an array and five strings
+    /// for each address a run writes.
+    package var description: String { "\(value >> 24).\(value >> 16 & 0xff).\(value >> 8 & 0xff).\(value & 0xff)" }
 
     package static func < (lhs: Self, rhs: Self) -> Bool { lhs.value < rhs.value }
 
