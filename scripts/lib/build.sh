@@ -71,8 +71,11 @@ airlock_release_prepare() {
   fi
   mkdir -p "$dir"
   printf '%s' "$want" >"$stamp"
-  # The archives count too: a binary linked before they were there is linked again.
-  order=$( (cat link/airlock.order link/local-functions.ld; ls "$airlock_root/.build/static-libs") | sha256sum | cut -d' ' -f1)
+  # The archives count too, by where they point: a binary linked before they were there, or
+  # against other ones, is linked again.
+  order=$( (cat link/airlock.order link/local-functions.ld
+            for archive in "$airlock_root"/.build/static-libs/*.a; do echo "$archive -> $(readlink "$archive")"; done) |
+           sha256sum | cut -d' ' -f1)
   if [ "$(cat "$dir/.airlock-link-order" 2>/dev/null)" != "$order" ]; then
     rm -f "$dir/airlock"
     printf '%s' "$order" >"$dir/.airlock-link-order"
