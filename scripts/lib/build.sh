@@ -47,7 +47,12 @@ airlock_static_libs() {
 
 # How release binaries are built (scripts/install, scripts/bench): self-contained, and every
 # function in its own section, so the link can lay out by link/airlock.order (Package.swift).
+# Generic types are made by their metadata accessors, not from mangled names: the compiler's
+# default (smaller code) has the runtime demangle `Option<Int>` or `EventLoopFuture<Void>`
+# at its first use and check each generic requirement by walking all 6,000 protocol
+# conformance records; a fifth of the instructions of `run -- true` (docs/benchmarks.md).
 airlock_release_flags=(-c release --static-swift-stdlib -Xswiftc -Xfrontend -Xswiftc -function-sections
+                       -Xswiftc -Xfrontend -Xswiftc -disable-concrete-type-metadata-mangled-name-accessors
                        -Xcc -ffunction-sections)
 
 # SwiftPM does not recompile when only -Xswiftc/-Xcc flags change: objects built without a
