@@ -50,6 +50,25 @@ final class SpawnTests: XCTestCase {
         }
     }
 
+    /// What the kernel would cut or split differently is refused before anything starts: a
+    /// NUL in an argument or a variable, an `=` in a variable's name, even when a combining
+    /// mark follows it and makes one character of the two.
+    func testStringsTheKernelWouldReadOtherwiseAreRefused() {
+        let user = SandboxUser(uid: 65534, gid: 65534, groups: [], home: "/nonexistent", name: "nobody")
+        let cases: [([String], [String: String], String)] = [
+            (["true", "a\0b"], [:], "argument 'a\0b'"),
+            (["true"], ["A": "x\0y"], "environment variable 'A'"),
+            (["true"], ["A\0B": "x"], "environment variable 'A\0B'"),
+            (["true"], ["A=\u{301}B": "x"], "environment variable 'A=\u{301}B'"),
+        ]
+        for (argv, environment, what) in cases {
+            let spec = SandboxProcessSpec(argv: argv, environment: environment, user: user, networkNamespace: -1, gatewayAddress: "169.254.200.1", masks: [])
+            XCTAssertThrowsError(try SandboxProcess.spawn(spec), "\(argv) \(environment)") { error in
+                XCTAssertEqual(error as? SandboxProcess.SpawnError, .invalidString(what))
+            }
+        }
+    }
+
     func testExtraEnvironmentIsMergedLast() {
         let user = SandboxUser(uid: 1000, gid: 1000, groups: [], home: "/home/u", name: "u")
         var spec = SandboxProcessSpec(argv: ["true"], environment: ["A": "1", "B": "2"], user: user, networkNamespace: -1, gatewayAddress: "169.254.200.1", masks: [])

@@ -112,7 +112,7 @@ package enum RootlessLauncher {
         forkKeeping: CInt? = nil
     ) throws -> pid_t {
         guard fds.count <= 64 else { throw LaunchError.tooManyDescriptors(fds.count) }
-        for value in [executable ?? ""] + arguments + environment where value.contains("\0") {
+        for value in [executable ?? ""] + arguments + environment where value.utf8.contains(0) {
             throw LaunchError.invalidString("argument or environment entry '\(value.prefix(40))'")
         }
         let strings = CStringArena()

@@ -68,8 +68,10 @@ package final class SandboxProcess {
         guard let command = spec.argv.first, !command.isEmpty else { throw SpawnError.emptyCommand }
         let environment = spec.finalEnvironment
         let entries = SandboxEnvironment.entries(environment)
-        if let bad = spec.argv.first(where: { $0.contains("\0") }) { throw SpawnError.invalidString("argument '\(bad.prefix(40))'") }
-        if let bad = environment.first(where: { $0.key.contains("\0") || $0.value.contains("\0") || $0.key.contains("=") }) {
+        // By bytes, as the kernel reads them: a character-wise search missed an `=` followed by
+        // a combining mark (one character), and walked every character of every variable.
+        if let bad = spec.argv.first(where: { $0.utf8.contains(0) }) { throw SpawnError.invalidString("argument '\(bad.prefix(40))'") }
+        if let bad = environment.first(where: { $0.key.utf8.contains(0) || $0.value.utf8.contains(0) || $0.key.utf8.contains(UInt8(ascii: "=")) }) {
             throw SpawnError.invalidString("environment variable '\(bad.key.prefix(40))'")
         }
         let candidates = ExecutableSearch.candidates(for: command, path: environment["PATH"])
