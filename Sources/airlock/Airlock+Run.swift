@@ -6,7 +6,7 @@ import Gateway
 import Netns
 
 /// `airlock run [options] -- CMD [ARG…]`: the one-command sandbox.
-struct RunCommand: ParsableCommand {
+struct RunCommand: PlainCommand {
     static let configuration = CommandConfiguration(
         commandName: "run",
         _superCommandName: "airlock",
@@ -94,6 +94,17 @@ struct RunCommand: ParsableCommand {
 
     @Argument(parsing: .postTerminator, help: "The command and its arguments.")
     var command: [String] = []
+
+    static let plainOptions: [PlainOption<Self>] = [
+        .values("repo") { $0.repos = $1 }, .value("token-env") { $0.tokenEnv = $1 },
+        .value("token-file") { $0.tokenFile = $1 }, .value("user") { $0.user = $1 },
+        .flag("json") { $0.json = $1 }, .flag("via-daemon") { $0.viaDaemon = $1 },
+    ]
+    static let plainGroups: [PlainGroup<Self>] = [
+        .init(SandboxOptions.self) { $0.sandbox = $1 }, .init(PushOptions.self) { $0.push = $1 },
+        .init(GatewayOptions.self) { $0.gateway = $1 }, .init(RouteOptions.self) { $0.routes = $1 },
+    ]
+    static let plainTerminated: (inout Self, [String]) -> Void = { $0.command = $1 }
 
     func validate() throws {
         if command.isEmpty {

@@ -72,7 +72,8 @@ struct Airlock: ParsableCommand {
     /// text and script is the whole tree's. No parent command has options of its own, so what
     /// the leaf accepts alone it accepts below its parents, with the same values
     /// (`CommandParseTests`); a refused line is validated twice, which is why `validate()`
-    /// only ever checks values.
+    /// only ever checks values. `run`'s plain lines, the common ones, are read without the
+    /// parser's reflection (`PlainLine`), with the same values.
     static func parse(_ arguments: [String]) throws -> ParsableCommand {
         var leaf: ParsableCommand.Type = Airlock.self
         var rest = arguments[...]
@@ -80,6 +81,9 @@ struct Airlock: ParsableCommand {
               let next = leaf.configuration.subcommands.first(where: { $0.configuration.commandName == word }) {
             leaf = next
             rest = rest.dropFirst()
+        }
+        if leaf == RunCommand.self, let command = PlainLine.read(rest, as: RunCommand.self) {
+            return command
         }
         if leaf != Airlock.self, leaf.configuration.subcommands.isEmpty,
            let command = try? leaf.parseAsRoot(Array(rest)), type(of: command) == leaf {

@@ -9,7 +9,7 @@ import GatewayCore
 
 /// Flags shared by `airlock gateway serve` and `airlock run`: the policy, the audit log,
 /// the limits, the git upstreams and credential routes.
-struct GatewayOptions: ParsableArguments {
+struct GatewayOptions: PlainOptions {
     /// Where the policy comes from when `--policy` is not given, one sentence for every
     /// command's help (docs/configuration.md and docs/policy.md say the same).
     static let policyLocationsHelp = "Without --policy: as root /etc/airlock/policy and /etc/airlock/policy.d/*.conf, otherwise $XDG_CONFIG_HOME/airlock/policy (default ~/.config/airlock/policy) and its policy.d/*.conf; drop-ins are read after the main file in bytewise name order, other names are ignored, missing files are fine. With --policy FILE, only FILE."
@@ -36,28 +36,28 @@ struct GatewayOptions: ParsableArguments {
     var learn: String?
 
     @Option(name: .long, help: ArgumentHelp("Largest request head accepted, in bytes.", valueName: "bytes"))
-    var maxHeaderBytes: Int = GatewayLimits().maxHeaderBytes
+    var maxHeaderBytes: Int = Defaults.maxHeaderBytes
 
     @Option(name: .long, help: ArgumentHelp("Open connections allowed per sandbox.", valueName: "count"))
-    var maxConnections: Int = GatewayLimits().maxConnections
+    var maxConnections: Int = Defaults.maxConnections
 
     @Option(name: .long, help: ArgumentHelp("Bytes the sandbox's tunnels may hold for readers that stopped reading; past it the tunnel whose reader took nothing for longest is closed.", valueName: "bytes"))
-    var maxUnreadBytes: Int = GatewayLimits().maxUnreadBytes
+    var maxUnreadBytes: Int = Defaults.maxUnreadBytes
 
     @Option(name: .long, help: ArgumentHelp("Seconds to connect to an upstream.", valueName: "seconds"))
-    var connectTimeout: Int = 10
+    var connectTimeout: Int = Defaults.connectTimeout
 
     @Option(name: .long, help: ArgumentHelp("Seconds for a TLS handshake (upstream, and the sandbox's ClientHello on 443).", valueName: "seconds"))
-    var handshakeTimeout: Int = 10
+    var handshakeTimeout: Int = Defaults.handshakeTimeout
 
     @Option(name: .long, help: ArgumentHelp("Seconds a client has to send a complete request head.", valueName: "seconds"))
-    var headerTimeout: Int = 10
+    var headerTimeout: Int = Defaults.headerTimeout
 
     @Option(name: .long, help: ArgumentHelp("Seconds without a byte in either direction before a connection is closed.", valueName: "seconds"))
-    var idleTimeout: Int = 300
+    var idleTimeout: Int = Defaults.idleTimeout
 
     @Option(name: .long, help: ArgumentHelp("Seconds a kept-alive HTTP connection may wait for its next request before it is closed.", valueName: "seconds"))
-    var keepaliveTimeout: Int = 15
+    var keepaliveTimeout: Int = Defaults.keepaliveTimeout
 
     @Option(name: .long, help: ArgumentHelp("On shutdown, seconds open connections may finish before they are closed (0 closes them at once). Default: 30 for gateway serve; 2 for run, whose sandbox has no process left once the command exited.", valueName: "seconds"))
     var drainTimeout: Int?
@@ -75,6 +75,36 @@ struct GatewayOptions: ParsableArguments {
 
     @Option(name: .long, help: ArgumentHelp("Extra CA certificates (PEM) trusted for git upstreams and route upstreams.", valueName: "file"))
     var upstreamCA: String?
+
+    /// The defaults of the options above that have one (named once, for the declarations
+    /// and `plainOptions`).
+    enum Defaults {
+        static let maxHeaderBytes = GatewayLimits().maxHeaderBytes
+        static let maxConnections = GatewayLimits().maxConnections
+        static let maxUnreadBytes = GatewayLimits().maxUnreadBytes
+        static let connectTimeout = 10
+        static let handshakeTimeout = 10
+        static let headerTimeout = 10
+        static let idleTimeout = 300
+        static let keepaliveTimeout = 15
+    }
+
+    /// The options above, for a plain line of `run` (PlainLine).
+    static let plainOptions: [PlainOption<Self>] = [
+        .value("policy") { $0.policy = $1 }, .values("allow") { $0.allow = $1 },
+        .values("allow-private") { $0.allowPrivate = $1 }, .values("resolve") { $0.resolve = $1 },
+        .values("route") { $0.route = $1 }, .value("audit-log") { $0.auditLog = $1 }, .value("learn") { $0.learn = $1 },
+        .value("max-header-bytes", default: Defaults.maxHeaderBytes) { $0.maxHeaderBytes = $1 },
+        .value("max-connections", default: Defaults.maxConnections) { $0.maxConnections = $1 },
+        .value("max-unread-bytes", default: Defaults.maxUnreadBytes) { $0.maxUnreadBytes = $1 },
+        .value("connect-timeout", default: Defaults.connectTimeout) { $0.connectTimeout = $1 },
+        .value("handshake-timeout", default: Defaults.handshakeTimeout) { $0.handshakeTimeout = $1 },
+        .value("header-timeout", default: Defaults.headerTimeout) { $0.headerTimeout = $1 },
+        .value("idle-timeout", default: Defaults.idleTimeout) { $0.idleTimeout = $1 },
+        .value("keepalive-timeout", default: Defaults.keepaliveTimeout) { $0.keepaliveTimeout = $1 },
+        .value("drain-timeout") { $0.drainTimeout = $1 }, .values("git-upstream") { $0.gitUpstream = $1 },
+        .value("upstream-ca") { $0.upstreamCA = $1 },
+    ]
 
     func validate() throws {
         if let learn, auditLog != nil {

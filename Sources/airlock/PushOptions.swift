@@ -3,7 +3,7 @@ import Gateway
 import GatewayCore
 
 /// The push policy flags of `airlock run` and `airlock session create`.
-struct PushOptions: ParsableArguments {
+struct PushOptions: PlainOptions {
     @Option(name: .customLong("protect"), help: ArgumentHelp("A branch (or refs/… pattern, * allowed) pushes may not update; repeatable; replaces the defaults main, master, release/*. The upstream's default branch is protected too; `none` protects nothing, that branch included.", valueName: "pattern"))
     var protect: [String] = []
 
@@ -18,6 +18,13 @@ struct PushOptions: ParsableArguments {
 
     @Option(name: .customLong("push-rate"), help: ArgumentHelp("Pushes allowed per minute per session (30 or 30/min); default 30. More are refused (HTTP 429 with Retry-After).", valueName: "n/min"))
     var pushRate: String?
+
+    /// The options above, for a plain line of `run` (PlainLine).
+    static let plainOptions: [PlainOption<Self>] = [
+        .values("protect") { $0.protect = $1 }, .values("push-refs") { $0.pushRefs = $1 },
+        .values("allow-force-push") { $0.allowForcePush = $1 }, .value("max-push-size") { $0.maxPushSize = $1 },
+        .value("push-rate") { $0.pushRate = $1 },
+    ]
 
     func validate() throws {
         do {

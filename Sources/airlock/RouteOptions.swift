@@ -8,9 +8,12 @@ import GatewayCore
 
 /// The secret flags of `airlock run`: where the credential routes' secrets come from.
 /// Values are never taken from the command line, where `ps` would show them.
-struct RouteOptions: ParsableArguments {
+struct RouteOptions: PlainOptions {
     @Option(name: .customLong("secret"), help: ArgumentHelp("A secret for credential routes: NAME=env:VAR (the variable is removed from CMD's environment), NAME=file:PATH or NAME=- (standard input); repeatable.", valueName: "name=source"))
     var secrets: [String] = []
+
+    /// The option above, for a plain line of `run` (PlainLine).
+    static let plainOptions: [PlainOption<Self>] = [.values("secret") { $0.secrets = $1 }]
 
     /// Where one secret comes from.
     enum Source: Equatable {

@@ -3,7 +3,7 @@ import Netns
 
 /// Flags shared by `airlock run` and `airlock netns exec`: what the command sees of the
 /// host's filesystem and which kernel features it keeps.
-struct SandboxOptions: ParsableArguments {
+struct SandboxOptions: PlainOptions {
     @Option(name: .customLong("mask"), help: ArgumentHelp("Also hide this path inside the sandbox (an empty directory, or /dev/null over a file); repeatable.", valueName: "path"))
     var masks: [String] = []
 
@@ -15,6 +15,12 @@ struct SandboxOptions: ParsableArguments {
 
     @Flag(help: "Let the command create user namespaces (for tools that build their own sandbox: browsers, bwrap). Every other seccomp rule stays.")
     var allowNestedNamespaces = false
+
+    /// The options above, for a plain line of `run` (PlainLine).
+    static let plainOptions: [PlainOption<Self>] = [
+        .values("mask") { $0.masks = $1 }, .flag("share-tmp") { $0.shareTmp = $1 }, .value("cwd") { $0.cwd = $1 },
+        .flag("allow-nested-namespaces") { $0.allowNestedNamespaces = $1 },
+    ]
 
     /// The command's working directory: `--cwd` made absolute, else the current directory.
     func workingDirectory() -> String? {

@@ -1,4 +1,5 @@
 import ArgumentParser
+import Foundation
 import XCTest
 @testable import airlock
 
@@ -109,6 +110,115 @@ final class CommandParseTests: XCTestCase {
             }
         }
         visit(Airlock.self, path: [])
+    }
+
+    // MARK: run's plain lines (PlainLine)
+
+    /// `run`'s options as swift-argument-parser itself lists them (`--experimental-dump-help`):
+    /// long name → (takes a value, repeatable). The parser's own help and version flags are
+    /// left out: a plain line never names them.
+    private func parsersOptionsOfRun() throws -> [String: (takesValue: Bool, repeats: Bool)] {
+        var dump = ""
+        do {
+            _ = try Airlock.parseAsRoot(["run", "--experimental-dump-help"])
+            XCTFail("--experimental-dump-help parsed as a command")
+        } catch {
+            dump = Airlock.fullMessage(for: error)
+        }
+        let tool = try XCTUnwrap(try JSONSerialization.jsonObject(with: Data(dump.utf8)) as? [String: Any], dump)
+        let command = try XCTUnwrap(tool["command"] as? [String: Any])
+        let arguments = try XCTUnwrap(command["arguments"] as? [[String: Any]])
+        var options: [String: (takesValue: Bool, repeats: Bool)] = [:]
+        for argument in arguments {
+            let kind = try XCTUnwrap(argument["kind"] as? String)
+            guard kind != "positional" else { continue }
+            let names = (argument["names"] as? [[String: Any]] ?? []).filter { $0["kind"] as? String == "long" }
+            let long = try XCTUnwrap(names.first?["name"] as? String, "\(argument)")
+            guard !["help", "version"].contains(long) else { continue }
+            XCTAssertEqual(names.count, 1, "--\(long) has one long name")
+            options[long] = (kind == "option", argument["isRepeating"] as? Bool ?? false)
+        }
+        return options
+    }
+
+    /// The plain reading knows exactly the options the parser knows, with the same arity: an
+    /// option added to `run` or one of its groups without its `plainOptions` entry fails here.
+    func testRunsPlainTableIsTheParsersListOfOptions() throws {
+        let parsers = try parsersOptionsOfRun()
+        XCTAssertGreaterThan(parsers.count, 30, "the dump lists run's options")
+        let plain = PlainLine.options(of: RunCommand.self)
+        XCTAssertEqual(Set(plain.map(\.name)).count, plain.count, "each name once")
+        XCTAssertEqual(Set(plain.map(\.name)), Set(parsers.keys), "the plain table and the parser's options")
+        for option in plain {
+            guard let declared = parsers[option.name] else { continue }
+            XCTAssertEqual(option.takesValue, declared.takesValue, "--\(option.name) takes a value")
+            XCTAssertEqual(option.repeats, declared.repeats, "--\(option.name) repeats")
+        }
+    }
+
+    /// Every option of `run`, in every form a user writes it and in the malformed ones: where
+    /// the plain reading takes the line, its values are the parser's; where it does not, the
+    /// answer is the parser's own.
+    func testRunsPlainLinesMeanWhatTheParserMakesOfThem() throws {
+        let parsers = try parsersOptionsOfRun()
+        let integers: Set<String> = ["max-header-bytes", "max-connections", "max-unread-bytes", "connect-timeout",
+                                     "handshake-timeout", "header-timeout", "idle-timeout", "keepalive-timeout",
+                                     "drain-timeout"]
+        var lines: [[String]] = [["run", "--", "true"], ["run", "--", "--", "-x"], ["run", "--"], ["run", "--json"]]
+        for (name, declared) in parsers.sorted(by: { $0.key < $1.key }) {
+            let flag = "--\(name)"
+            guard declared.takesValue else {
+                lines += [["run", flag, "--", "true"], ["run", flag, flag, "--", "true"], ["run", "\(flag)=true", "--", "true"],
+                          ["run", "-\(name)", "--", "true"], ["run", "\(flag)x", "--", "true"]]
+                continue
+            }
+            let good = integers.contains(name) ? "2048" : "value"
+            lines += [["run", flag, good, "--", "true"], ["run", "\(flag)=\(good)", "--", "true"],
+                      ["run", flag, good, flag, good, "--", "true"], ["run", flag, "--", "true"], ["run", flag, "", "--", "true"],
+                      ["run", "\(flag)=", "--", "true"]]
+            // Values the parser may read otherwise, for one option of each kind (the parse of
+            // a value does not depend on which option of its kind takes it).
+            guard ["user", "allow", "max-connections"].contains(name) else { continue }
+            for value in ["-", "-1", "--", "+7", "1e3", "a=b", " spaced ", "é", "-x=y"] {
+                lines += [["run", flag, value, "--", "true"], ["run", "\(flag)=\(value)", "--", "true"]]
+            }
+            lines += [["run", "--", "true", flag, good], ["run", flag], ["run", flag, good], ["run", "\(flag)=", good, "--", "true"],
+                      ["run", "--json", flag, good, "--via-daemon", "--", "true"]]
+        }
+        var read = 0
+        for line in lines {
+            if PlainLine.read(line.dropFirst(), as: RunCommand.self) != nil { read += 1 }
+            assertSameAsTree(line)
+        }
+        XCTAssertGreaterThan(read, parsers.count * 2, "the plain reading takes most well-formed lines")
+    }
+
+    /// The lines `run` is given every day are read plainly; the rest go to the parser.
+    func testRunsCommonLinesAreReadPlainly() throws {
+        let taken: [[String]] = [
+            ["--", "true"],
+            ["--user", "nobody", "--", "/bin/true"],
+            ["--repo", "octo/app:rw", "--token-env", "GH_TOKEN", "--allow", "@pypi", "--", "./agent.sh", "--help"],
+            ["--allow=@anthropic-api", "--secret", "anthropic-api=env:ANTHROPIC_API_KEY", "--json", "--", "claude"],
+        ]
+        for arguments in taken {
+            let command = try XCTUnwrap(PlainLine.read(arguments[...], as: RunCommand.self), "\(arguments)")
+            XCTAssertEqual(command.command, Array(arguments[(arguments.firstIndex(of: "--")! + 1)...]))
+        }
+        let plain = try XCTUnwrap(PlainLine.read(["--repo", "a/b", "--repo=c/d", "--max-connections", "9", "--", "x"], as: RunCommand.self))
+        XCTAssertEqual(plain.repos, ["a/b", "c/d"])
+        XCTAssertEqual(plain.gateway.maxConnections, 9)
+        XCTAssertEqual(plain.gateway.idleTimeout, GatewayOptions.Defaults.idleTimeout)
+        let refused: [[String]] = [
+            [], ["true"], ["--help"], ["-h"], ["--version"], ["--user"], ["--user", "--", "true"], ["--user", "-x", "--", "true"],
+            ["--json", "--json", "--", "true"], ["--user", "a", "--user", "b", "--", "true"], ["--json=yes", "--", "true"],
+            ["--max-connections", "many", "--", "true"], ["--max-connections", "0", "--", "true"],
+            ["--token-env", "A", "--token-file", "B", "--", "true"], ["--protect", "bad pattern[", "--", "true"],
+            ["--repo", "a/b"], ["--", ], ["--experimental-dump-help"], ["--generate-completion-script", "bash"],
+        ]
+        for arguments in refused {
+            XCTAssertNil(PlainLine.read(arguments[...], as: RunCommand.self), "\(arguments)")
+        }
     }
 
     /// A completion script asked of a command parsed on its own is the whole tree's script.
