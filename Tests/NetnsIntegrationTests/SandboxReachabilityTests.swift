@@ -123,6 +123,51 @@ final class SandboxReachabilityTests: XCTestCase {
         XCTAssertEqual(result.error, 0)
     }
 
+    /// `airlock run` binds the gateway's listeners in G as soon as G exists, before it has
+    /// its veth end or address, and hands them over while the rest is built: once built,
+    /// they take the sandbox's connections like sockets bound afterwards.
+    func testListenersBoundBeforeGHasItsAddressServeOnceItHasIt() throws {
+        var kept: [Int32] = []
+        defer { kept.forEach { close($0) } }
+        let sandbox = try EphemeralSandbox.build(try SandboxTopology(), listeners: .init(ports: [8080]) { sockets in
+            XCTAssertEqual(sockets.all.map(\.port), [53, 53, 80, 443, 3128, 22, 8080])
+            XCTAssertEqual(sockets.all.map(\.transport), [.udp, .tcp, .tcp, .tcp, .tcp, .tcp, .tcp])
+            // Copies, as the gateway process gets: the build closes its own after this.
+            kept = sockets.all.map { dup($0.descriptor.rawValue) }
+        })
+        XCTAssertEqual(kept.count, 7)
+        XCTAssertFalse(kept.contains(-1))
+        for fd in kept {
+            var address = sockaddr_in()
+            var length = socklen_t(MemoryLayout<sockaddr_in>.size)
+            _ = withUnsafeMutablePointer(to: &address) {
+                $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(fd, $0, &length) }
+            }
+            XCTAssertEqual(IPv4Address(UInt32(bigEndian: address.sin_addr.s_addr)), sandbox.topology.gatewayAddress.address)
+        }
+        let result = try sandbox.sandbox.withNamespace { connectTCP(to: "169.254.200.1", port: 8080) }
+        defer { if result.fd >= 0 { close(result.fd) } }
+        XCTAssertEqual(result.error, 0, "connect from S to the early listener: \(String(cString: strerror(result.error)))")
+        let accepted = accept(kept[6], nil, nil)
+        XCTAssertGreaterThanOrEqual(accepted, 0)
+        if accepted >= 0 { close(accepted) }
+    }
+
+    /// A hand-over that fails fails the build: both namespaces and every socket are freed.
+    func testAFailedHandOverOfTheListenersLeavesNothing() throws {
+        struct Refused: Error {}
+        let namespacesBefore = openNamespaceDescriptors()
+        let descriptorsBefore = try FileManager.default.contentsOfDirectory(atPath: "/proc/self/fd").count
+        do {
+            _ = try EphemeralSandbox.build(try SandboxTopology(), listeners: .init(ports: []) { _ in throw Refused() })
+            XCTFail("the build went on after the hand-over failed")
+        } catch {
+            XCTAssertTrue(error is Refused, "\(error)")
+        }
+        XCTAssertEqual(openNamespaceDescriptors(), namespacesBefore)
+        XCTAssertEqual(try FileManager.default.contentsOfDirectory(atPath: "/proc/self/fd").count, descriptorsBefore)
+    }
+
     func testBindingAnAddressOutsideGFailsAndClosesEverything() throws {
         let sandbox = try EphemeralSandbox.build(try SandboxTopology())
         XCTAssertThrowsError(try ListenerSockets.bind(in: sandbox.gateway.descriptor, address: try IPv4Address("192.0.2.1"), tcpPorts: [80], udpPorts: [])) { error in

@@ -39,19 +39,29 @@ package enum ListenerSockets {
         in gatewayNamespace: FileDescriptor, address: IPv4Address, tcpPorts: [UInt16], udpPorts: [UInt16]
     ) throws -> [BoundSocket] {
         try NetworkNamespace.withNamespace(gatewayNamespace) {
-            var sockets: [BoundSocket] = []
-            do {
-                for port in tcpPorts { sockets.append(try makeSocket(.tcp, address: address, port: port)) }
-                for port in udpPorts { sockets.append(try makeSocket(.udp, address: address, port: port)) }
-            } catch {
-                for socket in sockets { try? socket.descriptor.close() }
-                throw error
-            }
-            return sockets
+            try bindHere(address: address, tcpPorts: tcpPorts, udpPorts: udpPorts, beforeTheAddress: false)
         }
     }
 
-    private static func makeSocket(_ transport: TransportProtocol, address: IPv4Address, port: UInt16) throws -> BoundSocket {
+    /// `bind` on the calling thread, which is inside G already.
+    /// - Parameter beforeTheAddress: G has no `address` yet (its veth end is made and
+    ///   addressed next): the sockets are bound with IP_FREEBIND, and take connections once
+    ///   the address exists. Without it a missing address is `EADDRNOTAVAIL`.
+    package static func bindHere(
+        address: IPv4Address, tcpPorts: [UInt16], udpPorts: [UInt16], beforeTheAddress: Bool
+    ) throws -> [BoundSocket] {
+        var sockets: [BoundSocket] = []
+        do {
+            for port in tcpPorts { sockets.append(try makeSocket(.tcp, address: address, port: port, freeBind: beforeTheAddress)) }
+            for port in udpPorts { sockets.append(try makeSocket(.udp, address: address, port: port, freeBind: beforeTheAddress)) }
+        } catch {
+            for socket in sockets { try? socket.descriptor.close() }
+            throw error
+        }
+        return sockets
+    }
+
+    private static func makeSocket(_ transport: TransportProtocol, address: IPv4Address, port: UInt16, freeBind: Bool) throws -> BoundSocket {
         let what = "\(transport.rawValue) \(address):\(port)"
         let type = transport == .tcp ? Int32(SOCK_STREAM.rawValue) : Int32(SOCK_DGRAM.rawValue)
         let fd = socket(AF_INET, type | Int32(SOCK_CLOEXEC.rawValue), 0)
@@ -63,6 +73,11 @@ package enum ListenerSockets {
         socketAddress.sin_addr = in_addr(s_addr: address.networkOrder)
         if setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, socklen_t(MemoryLayout<Int32>.size)) != 0 {
             let error = SystemCallError.last("setsockopt SO_REUSEADDR \(what)")
+            close(fd)
+            throw error
+        }
+        if freeBind, setsockopt(fd, Int32(IPPROTO_IP), IP_FREEBIND, &one, socklen_t(MemoryLayout<Int32>.size)) != 0 {
+            let error = SystemCallError.last("setsockopt IP_FREEBIND \(what)")
             close(fd)
             throw error
         }
@@ -108,9 +123,14 @@ package struct GatewaySockets: Sendable {
     /// - Throws: `SystemCallError` naming the socket that failed; none is left open then.
     /// - Requires: CAP_SYS_ADMIN and CAP_NET_BIND_SERVICE.
     package static func bind(in gatewayNamespace: FileDescriptor, address: IPv4Address, ports: [Int] = []) throws -> GatewaySockets {
+        try NetworkNamespace.withNamespace(gatewayNamespace) { try bindHere(address: address, ports: ports, beforeTheAddress: false) }
+    }
+
+    /// `bind` on the calling thread, which is inside G already (`ListenerSockets.bindHere`).
+    package static func bindHere(address: IPv4Address, ports: [Int] = [], beforeTheAddress: Bool) throws -> GatewaySockets {
         let extra = ports.compactMap { UInt16(exactly: $0) }
-        let sockets = try ListenerSockets.bind(
-            in: gatewayNamespace, address: address, tcpPorts: [53, 80, 443, 3128, 22] + extra, udpPorts: [53])
+        let sockets = try ListenerSockets.bindHere(
+            address: address, tcpPorts: [53, 80, 443, 3128, 22] + extra, udpPorts: [53], beforeTheAddress: beforeTheAddress)
         return GatewaySockets(dnsUDP: sockets[sockets.count - 1], dnsTCP: sockets[0], http: sockets[1], tls: sockets[2], proxy: sockets[3],
                               ssh: sockets[4], ports: Array(sockets[5..<(sockets.count - 1)]))
     }

@@ -132,13 +132,11 @@ struct OneShotRun {
             refusals = gateway.stop()
             _ = started?.wait()
         }
-        let sandbox = try EphemeralSandbox.build(plan.topology)
-        do {
-            let sockets = try GatewaySockets.bind(
-                in: sandbox.gateway.descriptor, address: plan.topology.gatewayAddress.address, ports: runtime.listenerPorts)
-            defer { for socket in sockets.all { try? socket.descriptor.close() } }
+        // The listeners are bound in G as soon as it exists, and the gateway starts serving
+        // on them while S, the veth pair and the addresses are made.
+        let sandbox = try EphemeralSandbox.build(plan.topology, listeners: .init(ports: runtime.listenerPorts) { sockets in
             try gateway.serve(listeners: sockets.all.map(\.descriptor.rawValue))
-        }
+        })
         let pending = try SandboxProcess.prepare(spec.processSpec(networkNamespace: sandbox.sandbox.descriptor.rawValue))
         try gateway.awaitReady()
         let process = try pending.start()
