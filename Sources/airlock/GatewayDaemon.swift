@@ -13,7 +13,7 @@ import ServiceLifecycle
 /// The sandboxes one gateway daemon (`airlock gateway serve --all`) serves, each exactly as
 /// `gateway serve NAME` serves it: its own listeners in its G, policy, sessions and session
 /// file, control socket, connection limit, unread-tunnel budget and audit denial budget.
-/// What they share: the event loops, the thread pool, the socket loops and the audit sink.
+/// What they share: the event loops, the name lookup threads, the socket loops and the audit sink.
 ///
 /// Everything a sandbox needs from root (its listeners, control socket and session file)
 /// comes from the `SandboxOpener` forked before the privilege drop.

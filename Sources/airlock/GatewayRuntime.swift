@@ -36,10 +36,10 @@ final class GatewayRuntime {
     private var logger: Logger
 
     private var policyStore: PolicyStore?
-    /// The event loops and thread pool this runtime started (and stops); nil when they are
+    /// The event loops and lookup threads this runtime started (and stops); nil when they are
     /// shared (`gateway serve --all`).
     private var group: MultiThreadedEventLoopGroup?
-    private var threadPool: NIOThreadPool?
+    private var lookups: LookupThreads?
     private var serviceGroup: ServiceGroup?
     private let finished = DispatchSemaphore(value: 0)
     private let readyOrStopped = DispatchSemaphore(value: 0)
@@ -152,7 +152,7 @@ final class GatewayRuntime {
     ///   - eventLoops: event loop threads (`run` needs fewer than a long-lived gateway).
     ///   - bindPort: binds a listener in G for a port a reload allows (`gateway serve`'s
     ///     `PortBinder`); without it such a port is reachable through the proxy only.
-    ///   - shared: event loops, thread pool and socket loops shared with other sandboxes
+    ///   - shared: event loops, lookup threads and socket loops shared with other sandboxes
     ///     (the daemon); nil starts this runtime's own, stopped by `wait`.
     ///   - ready: called once every listener is serving.
     func start(
@@ -168,16 +168,15 @@ final class GatewayRuntime {
         store.startWatching()
         policyStore = store
         let group: MultiThreadedEventLoopGroup
-        let threadPool: NIOThreadPool
+        let lookups: LookupThreads
         if let shared {
             group = shared.group
-            threadPool = shared.threadPool
+            lookups = shared.lookups
         } else {
             group = MultiThreadedEventLoopGroup(numberOfThreads: eventLoops)
             self.group = group
-            threadPool = NIOThreadPool(numberOfThreads: 2)
-            threadPool.start()
-            self.threadPool = threadPool
+            lookups = LookupThreads()
+            self.lookups = lookups
         }
 
         let configuration = GatewayConfiguration(
@@ -192,7 +191,7 @@ final class GatewayRuntime {
             gatewayNames: gitUpstreams.hosts, logger: logger, bindPort: bindPort)
         let readyOrStopped = self.readyOrStopped
         let server = GatewayServer(
-            configuration: configuration, listeners: listeners, group: group, threadPool: threadPool,
+            configuration: configuration, listeners: listeners, group: group, lookups: lookups,
             socketLoops: shared?.socketLoops, ready: {
                 failure.markReady()
                 readyOrStopped.signal()
@@ -254,7 +253,7 @@ final class GatewayRuntime {
     }
 
     /// Waits until the gateway stopped (at most `timeout` seconds); rethrows what stopped it.
-    /// - Parameter stopThreads: also stop this runtime's event loops and thread pool (idle
+    /// - Parameter stopThreads: also stop this runtime's event loops and lookup threads (idle
     ///   by then: every connection is closed and every audit line written). A process that
     ///   exits right afterwards passes false: the exit ends them, without a join each.
     /// - Returns: false if it was still running when the time ran out.
@@ -267,7 +266,7 @@ final class GatewayRuntime {
         }
         policyStore?.stopWatching()
         if stopThreads {
-            try? threadPool?.syncShutdownGracefully()
+            lookups?.shutdown()
             try? group?.syncShutdownGracefully()
         }
         if let error = failure.get() { throw error }
@@ -275,28 +274,26 @@ final class GatewayRuntime {
     }
 }
 
-/// What the sandboxes of one gateway daemon share: the event loops, the thread pool for
-/// name lookups, and the socket loops. Made once by `gateway serve --all`, stopped by it.
+/// What the sandboxes of one gateway daemon share: the event loops, the threads for name
+/// lookups, and the socket loops. Made once by `gateway serve --all`, stopped by it.
 struct SharedServing: Sendable {
     let group: MultiThreadedEventLoopGroup
-    let threadPool: NIOThreadPool
+    let lookups: LookupThreads
     let socketLoops: SharedSocketLoops
 
-    /// Starts the event loops (one per core unless told), a thread pool of two and the
-    /// socket loops.
+    /// Starts the event loops (one per core unless told) and the socket loops; the two
+    /// name lookup threads start with the first lookup (`LookupThreads`).
     /// - Throws: `SystemCallError` when the socket loops cannot start.
     static func start(eventLoops: Int = System.coreCount) throws -> SharedServing {
         let socketLoops = try SharedSocketLoops()
-        let threadPool = NIOThreadPool(numberOfThreads: 2)
-        threadPool.start()
         return SharedServing(group: MultiThreadedEventLoopGroup(numberOfThreads: eventLoops),
-                             threadPool: threadPool, socketLoops: socketLoops)
+                             lookups: LookupThreads(), socketLoops: socketLoops)
     }
 
     /// Stops everything (after every sandbox stopped).
     func shutdown() {
         socketLoops.shutdown()
-        try? threadPool.syncShutdownGracefully()
+        lookups.shutdown()
         try? group.syncShutdownGracefully()
     }
 }

@@ -26,23 +26,22 @@ final class RecordingResolver: NameResolver {
 /// before a connect.
 final class DialerTests: XCTestCase {
     private var group: MultiThreadedEventLoopGroup!
-    private var pool: NIOThreadPool!
+    private var pool: LookupThreads!
 
     override func setUp() {
         group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
-        pool = NIOThreadPool(numberOfThreads: 1)
-        pool.start()
+        pool = LookupThreads(numberOfThreads: 1)
     }
 
     override func tearDown() {
         try? group.syncShutdownGracefully()
-        try? pool.syncShutdownGracefully()
+        pool.shutdown()
     }
 
     private func dialer(_ policy: String, _ resolver: RecordingResolver, cache: ResolutionCache = .resolverAnswers()) throws -> PolicyDialer {
         let audit = AuditLog(sink: MemoryAuditSink())
         let store = PolicyStore(initial: try Policy.parse(policy, source: "/test/policy"), path: nil, extra: nil, audit: audit)
-        return PolicyDialer(policy: store, limits: GatewayLimits(), forbidden: [], threadPool: pool, resolver: resolver, cache: cache)
+        return PolicyDialer(policy: store, limits: GatewayLimits(), forbidden: [], lookups: pool, resolver: resolver, cache: cache)
     }
 
     private func refusal(_ dialer: PolicyDialer, _ host: String, file: StaticString = #filePath, line: UInt = #line) -> DialError? {

@@ -46,8 +46,7 @@ final class PortListenerReloadTests: XCTestCase {
         let audit = AuditLog(sink: sink, sandbox: "srv")
         let store = PolicyStore(initial: try Policy.parse("a.test:\(first)\n", source: file), path: file, extra: nil, audit: audit)
         let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
-        let pool = NIOThreadPool(numberOfThreads: 1)
-        pool.start()
+        let pool = LookupThreads(numberOfThreads: 1)
         // The binder refuses one port, as a port in use elsewhere would be.
         let bindPort: @Sendable (Int) throws -> CInt = { port in
             if port == refused { throw SystemCallError("bind tcp 127.0.0.1:\(port)", code: EACCES) }
@@ -56,7 +55,7 @@ final class PortListenerReloadTests: XCTestCase {
         let server = GatewayServer(
             configuration: GatewayConfiguration(sandbox: "srv", gatewayAddress: IPAddress("169.254.200.1")!, policy: store,
                                                 audit: audit, bindPort: bindPort),
-            listeners: GatewayListeners(ports: [first: try Self.bindLoopback(first)]), group: group, threadPool: pool)
+            listeners: GatewayListeners(ports: [first: try Self.bindLoopback(first)]), group: group, lookups: pool)
         let serviceGroup = ServiceGroup(services: [server], logger: Logger(label: "test"))
         let running = Task { try await serviceGroup.run() }
         XCTAssertTrue(Wait.until { server.servedPorts == [first] }, "serving the first port")
@@ -85,7 +84,7 @@ final class PortListenerReloadTests: XCTestCase {
         try await running.value
         XCTAssertFalse(TCP.canConnect(host: "127.0.0.1", port: UInt16(second)), "closed at shutdown")
         try await group.shutdownGracefully()
-        try await pool.shutdownGracefully()
+        pool.shutdown()
     }
 
     /// A gateway that cannot bind after start (no binder) says so and keeps the proxy path.
@@ -95,13 +94,12 @@ final class PortListenerReloadTests: XCTestCase {
         let audit = AuditLog(sink: sink, sandbox: "srv")
         let store = PolicyStore(initial: try Policy.parse("a.test\n", source: "p"), path: nil, extra: nil, audit: audit)
         let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
-        let pool = NIOThreadPool(numberOfThreads: 1)
-        pool.start()
+        let pool = LookupThreads(numberOfThreads: 1)
         let (proxy, _) = try ServerTests.listeningSocket()
         let ready = DispatchSemaphore(value: 0)
         let server = GatewayServer(
             configuration: GatewayConfiguration(sandbox: "srv", gatewayAddress: IPAddress("169.254.200.1")!, policy: store, audit: audit),
-            listeners: GatewayListeners(proxy: proxy), group: group, threadPool: pool, ready: { ready.signal() })
+            listeners: GatewayListeners(proxy: proxy), group: group, lookups: pool, ready: { ready.signal() })
         let serviceGroup = ServiceGroup(services: [server], logger: Logger(label: "test"))
         let running = Task { try await serviceGroup.run() }
         XCTAssertEqual(ready.wait(timeout: .now() + 10), .success, "serving")
@@ -113,6 +111,6 @@ final class PortListenerReloadTests: XCTestCase {
         await serviceGroup.triggerGracefulShutdown()
         try await running.value
         try await group.shutdownGracefully()
-        try await pool.shutdownGracefully()
+        pool.shutdown()
     }
 }

@@ -250,9 +250,8 @@ final class ServerTests: XCTestCase {
         let policy = try Policy.parse("web.test\nresolve web.test=127.0.0.1\n", source: "/test/policy")
         let store = PolicyStore(initial: policy, path: nil, extra: nil, audit: audit)
         let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
-        let pool = NIOThreadPool(numberOfThreads: 1)
-        pool.start()
-        let dialer = PolicyDialer(policy: store, limits: GatewayLimits(), forbidden: [], threadPool: pool)
+        let pool = LookupThreads(numberOfThreads: 1)
+        let dialer = PolicyDialer(policy: store, limits: GatewayLimits(), forbidden: [], lookups: pool)
         do {
             _ = try await dialer.dial(UpstreamTarget(host: "web.test", port: 80), on: group.next()).get()
             XCTFail("dialled a loopback address without an allow-private rule")
@@ -263,7 +262,7 @@ final class ServerTests: XCTestCase {
             XCTAssertTrue(reason.contains("allow-private"), reason)
             XCTAssertEqual(error.status.code, 403)
         }
-        let gateway = PolicyDialer(policy: store, limits: GatewayLimits(), forbidden: [IPAddress("127.0.0.1")!], threadPool: pool)
+        let gateway = PolicyDialer(policy: store, limits: GatewayLimits(), forbidden: [IPAddress("127.0.0.1")!], lookups: pool)
         do {
             _ = try await gateway.dial(UpstreamTarget(host: "web.test", port: 80), on: group.next()).get()
             XCTFail("dialled the gateway's own address")
@@ -271,7 +270,7 @@ final class ServerTests: XCTestCase {
             XCTAssertTrue(error.description.contains("the gateway itself"), error.description)
         }
         try await group.shutdownGracefully()
-        try await pool.shutdownGracefully()
+        pool.shutdown()
     }
 }
 
@@ -283,7 +282,7 @@ final class ServedProxy {
     let port: UInt16
     private let sink = MemoryAuditSink()
     private let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
-    private let pool = NIOThreadPool(numberOfThreads: 1)
+    private let pool = LookupThreads(numberOfThreads: 1)
     private let serviceGroup: ServiceGroup
     private let running: Task<Void, Error>
 
@@ -292,11 +291,10 @@ final class ServedProxy {
         let store = PolicyStore(initial: try Policy.parse(text, source: "/test/policy"), path: nil, extra: nil, audit: audit)
         let (fd, port) = try ServerTests.listeningSocket()
         self.port = port
-        pool.start()
         server = GatewayServer(
             configuration: GatewayConfiguration(sandbox: "srv", gatewayAddress: IPAddress("169.254.200.1")!, policy: store,
                                                 audit: audit, limits: limits),
-            listeners: GatewayListeners(proxy: fd), group: group, threadPool: pool)
+            listeners: GatewayListeners(proxy: fd), group: group, lookups: pool)
         let serviceGroup = ServiceGroup(services: [server], logger: Logger(label: "test"))
         self.serviceGroup = serviceGroup
         running = Task { try await serviceGroup.run() }
@@ -308,11 +306,11 @@ final class ServedProxy {
     /// The audit lines written so far.
     var auditLines: [String] { sink.lines }
 
-    /// Graceful shutdown (drain included), then the event loops and the thread pool.
+    /// Graceful shutdown (drain included), then the event loops and the lookup threads.
     func stop() async throws {
         await serviceGroup.triggerGracefulShutdown()
         try await running.value
         try await group.shutdownGracefully()
-        try await pool.shutdownGracefully()
+        pool.shutdown()
     }
 }

@@ -63,7 +63,7 @@ private final class ServedSandbox {
     let port: UInt16
     private let sink = MemoryAuditSink()
     private let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
-    private let pool = NIOThreadPool(numberOfThreads: 1)
+    private let pool = LookupThreads(numberOfThreads: 1)
     private let serviceGroup: ServiceGroup
     private let running: Task<Void, Error>
 
@@ -73,12 +73,11 @@ private final class ServedSandbox {
         let policy = PolicyStore(initial: Policy.denyAll, path: nil, extra: nil, audit: audit)
         let (fd, port) = try ServerTests.listeningSocket()
         self.port = port
-        pool.start()
         let server = GatewayServer(
             configuration: GatewayConfiguration(
                 sandbox: name, gatewayAddress: IPAddress("169.254.200.1")!, policy: policy, audit: audit,
                 internalRouter: GitRouter(upstreams: upstreams, sessions: sessions, audit: audit)),
-            listeners: GatewayListeners(http: fd), group: group, threadPool: pool)
+            listeners: GatewayListeners(http: fd), group: group, lookups: pool)
         let serviceGroup = ServiceGroup(services: [server], logger: Logger(label: "test"))
         self.serviceGroup = serviceGroup
         running = Task { try await serviceGroup.run() }
@@ -102,6 +101,6 @@ private final class ServedSandbox {
         await serviceGroup.triggerGracefulShutdown()
         try await running.value
         try await group.shutdownGracefully()
-        try await pool.shutdownGracefully()
+        pool.shutdown()
     }
 }

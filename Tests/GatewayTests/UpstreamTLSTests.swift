@@ -42,14 +42,13 @@ final class UpstreamTLSTests: XCTestCase {
         defer { web.stop() }
         let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
         defer { try? group.syncShutdownGracefully() }
-        let pool = NIOThreadPool(numberOfThreads: 1)
-        pool.start()
-        defer { try? pool.syncShutdownGracefully() }
+        let pool = LookupThreads(numberOfThreads: 1)
+        defer { pool.shutdown() }
         let loopback = IPAddress("127.0.0.1")!
         let resolver = RecordingResolver(["web.test.": [loopback], "other.test.": [loopback]])
         let policy = try Policy.parse("web.test:\(web.port)\nother.test:\(web.port)\nallow-private 127.0.0.0/8\n", source: "/test/policy")
         let store = PolicyStore(initial: policy, path: nil, extra: nil, audit: AuditLog(sink: MemoryAuditSink()))
-        let dialer = PolicyDialer(policy: store, limits: GatewayLimits(), forbidden: [], threadPool: pool, resolver: resolver,
+        let dialer = PolicyDialer(policy: store, limits: GatewayLimits(), forbidden: [], lookups: pool, resolver: resolver,
                                   cache: .resolverAnswers())
         func dial(_ host: String, _ tls: UpstreamTLS) throws -> any Channel {
             try dialer.dial(UpstreamTarget(host: host, port: Int(web.port), tls: tls), on: group.next()).wait()

@@ -25,7 +25,7 @@ package struct PolicyDialer: UpstreamDialer {
     private let policy: PolicyStore
     private let limits: GatewayLimits
     private let forbidden: Set<IPAddress>
-    private let threadPool: NIOThreadPool
+    private let lookups: LookupThreads
     private let resolver: any NameResolver
     private let cache: ResolutionCache
     private let metrics: GatewayMetrics?
@@ -34,18 +34,18 @@ package struct PolicyDialer: UpstreamDialer {
     ///   - policy: the sandbox's policy, read per dial.
     ///   - limits: connect and TLS handshake timeouts.
     ///   - forbidden: the gateway's own addresses; never dialled, whatever the policy says.
-    ///   - threadPool: where blocking name lookups run.
+    ///   - lookups: where blocking name lookups run.
     ///   - resolver: looks names up; the host's resolver unless a test passes its own.
     ///   - cache: keeps the resolver's answers for a short while.
     ///   - metrics: records how long each successful dial took.
-    package init(policy: PolicyStore, limits: GatewayLimits, forbidden: Set<IPAddress>, threadPool: NIOThreadPool,
+    package init(policy: PolicyStore, limits: GatewayLimits, forbidden: Set<IPAddress>, lookups: LookupThreads,
                  resolver: any NameResolver = SystemResolver(), cache: ResolutionCache = .resolverAnswers(),
                  metrics: GatewayMetrics? = nil) {
         self.metrics = metrics
         self.policy = policy
         self.limits = limits
         self.forbidden = forbidden
-        self.threadPool = threadPool
+        self.lookups = lookups
         self.resolver = resolver
         self.cache = cache
     }
@@ -130,7 +130,7 @@ package struct PolicyDialer: UpstreamDialer {
         let resolver = self.resolver
         let cache = self.cache
         let absolute = Self.absoluteName(name)
-        return threadPool.runIfActive(eventLoop: eventLoop) {
+        return lookups.run(on: eventLoop) {
             let addresses = try resolver.addresses(of: absolute)
             if !addresses.isEmpty { cache.store(addresses, for: absolute) }
             return addresses

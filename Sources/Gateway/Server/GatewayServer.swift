@@ -25,7 +25,7 @@ package final class GatewayServer: Service {
     private let configuration: GatewayConfiguration
     private let listeners: GatewayListeners
     private let group: any EventLoopGroup
-    private let threadPool: NIOThreadPool
+    private let lookups: LookupThreads
     private let tracker: ConnectionTracker
     private let sharedLoops: SharedSocketLoops?
     /// Names this server's listeners on the socket loops.
@@ -49,19 +49,19 @@ package final class GatewayServer: Service {
     ///   - configuration: the sandbox's gateway configuration.
     ///   - listeners: bound sockets; the server owns them from here on.
     ///   - group: the event loops to serve on.
-    ///   - threadPool: for name lookups (must be started).
+    ///   - lookups: the threads name lookups run on (started by the first).
     ///   - socketLoops: loops shared with other sandboxes' servers; nil starts the server's own.
     ///   - ready: called once every listener is serving.
     package init(
         configuration: GatewayConfiguration, listeners: GatewayListeners, group: any EventLoopGroup,
-        threadPool: NIOThreadPool, socketLoops: SharedSocketLoops? = nil, ready: (@Sendable () -> Void)? = nil
+        lookups: LookupThreads, socketLoops: SharedSocketLoops? = nil, ready: (@Sendable () -> Void)? = nil
     ) {
         self.sharedLoops = socketLoops
         self.unread = UnreadBudget(limit: configuration.limits.maxUnreadBytes)
         self.configuration = configuration
         self.listeners = listeners
         self.group = group
-        self.threadPool = threadPool
+        self.lookups = lookups
         self.tracker = ConnectionTracker(limit: configuration.limits.maxConnections)
         self.ready = ready
     }
@@ -192,7 +192,7 @@ package final class GatewayServer: Service {
         serving.withLockedValue { $0 = loops }
         let policyDialer = PolicyDialer(
             policy: configuration.policy, limits: configuration.limits,
-            forbidden: [configuration.gatewayAddress], threadPool: threadPool, metrics: configuration.audit.metrics)
+            forbidden: [configuration.gatewayAddress], lookups: lookups, metrics: configuration.audit.metrics)
         let dialer = configuration.dialer ?? policyDialer
         // Tunnels need bare sockets for the socket loop: a configured dialer that cannot
         // make them leaves tunnels to the policy's own dialer.

@@ -13,7 +13,7 @@ import GatewayCore
 /// The parent keeps root for what needs it (building the sandbox, starting the command
 /// inside it, forwarding signals, waiting) and never reads sandbox input. The child, forked
 /// before any thread exists, drops to an unprivileged account with no capabilities and
-/// starts its event loops, thread pool and socket loops while the parent builds the
+/// starts its event loop and socket loops while the parent builds the
 /// sandbox; it then takes the listening sockets the parent bound in G (`serve(listeners:)`),
 /// serves until the parent closes its end of the stop pipe, drains, releases the held audit
 /// lines, sends its count of refusals back over a pipe and exits. It dies with the parent (`PR_SET_PDEATHSIG`), so a SIGKILL of
@@ -143,8 +143,8 @@ final class GatewayProcess {
             // only the calling one.
             try Privileges.dropProcessPrivileges(to: user)
             GatewayRuntime.raiseOpenFileLimit()
-            // Started while the parent builds the sandbox: the event loop, thread pool and
-            // socket loops are ready when the listeners come.
+            // Started while the parent builds the sandbox: the event loop and socket loops
+            // are ready when the listeners come.
             let serving = try SharedServing.start(eventLoops: 1)
             // No listeners: the parent gave up (it said why).
             guard let (message, listeners) = try channel.receive(), message == listenersMessage,
