@@ -16,17 +16,15 @@ import NIOSSL
 /// Compared by identity: connections dialled through the same instance may be reused for
 /// each other (`UpstreamPool.Key`).
 package final class UpstreamTLS: Sendable {
-    private let configuration: TLSConfiguration
+    /// The CAs of `--upstream-ca`, trusted besides the system store.
+    private let extraRoots: [NIOSSLCertificate]
     private let made: NIOLockedValueBox<NIOSSLContext?>
 
     /// A context with full verification (chain and host name, or IP address for an
     /// IP-literal upstream) against the system trust store plus the CAs in `caFile`.
     /// - Throws: `UpstreamTLS.Invalid` for an unreadable CA file or one without a certificate.
     package init(caFile: String?) throws {
-        var configuration = TLSConfiguration.makeClientConfiguration()
-        configuration.certificateVerification = .fullVerification
-        // Kept connections are closed after idling; never wait long for the peer's goodbye.
-        configuration.shutdownTimeout = UpstreamPool.tlsShutdownTimeout
+        var extraRoots: [NIOSSLCertificate] = []
         if let caFile {
             let certificates: [NIOSSLCertificate]
             do {
@@ -37,15 +35,15 @@ package final class UpstreamTLS: Sendable {
             guard !certificates.isEmpty else {
                 throw Invalid(description: "--upstream-ca \(caFile): no PEM certificate in the file")
             }
-            configuration.additionalTrustRoots = [.certificates(certificates)]
+            extraRoots = certificates
         }
-        self.configuration = configuration
+        self.extraRoots = extraRoots
         made = NIOLockedValueBox(nil)
     }
 
     /// Wraps a context that is already made (tests, and callers with their own configuration).
     package init(context: NIOSSLContext) {
-        configuration = TLSConfiguration.makeClientConfiguration()
+        extraRoots = []
         made = NIOLockedValueBox(context)
     }
 
@@ -57,6 +55,13 @@ package final class UpstreamTLS: Sendable {
     package func context() throws -> NIOSSLContext {
         try made.withLockedValue { made in
             if let made { return made }
+            // The configuration too is made here: NIOSSL's defaults (the cipher list joined
+            // into a string) are a tenth of the instructions `run` spends before it forks.
+            var configuration = TLSConfiguration.makeClientConfiguration()
+            configuration.certificateVerification = .fullVerification
+            // Kept connections are closed after idling; never wait long for the peer's goodbye.
+            configuration.shutdownTimeout = UpstreamPool.tlsShutdownTimeout
+            if !extraRoots.isEmpty { configuration.additionalTrustRoots = [.certificates(extraRoots)] }
             let context = try NIOSSLContext(configuration: configuration)
             made = context
             return context
