@@ -36,24 +36,23 @@ struct PlainOption<Root> {
     }
 
     static func value<Value: ExpressibleByArgument>(_ name: String, _ set: @escaping (inout Root, Value?) -> Void) -> Self {
-        Self(name: name, takesValue: true, repeats: false) { root, given in
-            guard let text = given.last else {
-                set(&root, nil)
-                return true
-            }
-            guard let value = Value(argument: text) else { return false }
-            set(&root, value)
-            return true
-        }
+        single(name, initial: nil, parse: { Value(argument: $0).map(Optional.some) }, set)
     }
 
     static func value<Value: ExpressibleByArgument>(_ name: String, default initial: Value, _ set: @escaping (inout Root, Value) -> Void) -> Self {
+        single(name, initial: initial, parse: Value.init(argument:), set)
+    }
+
+    /// An option given at most once: its last value, else `initial`.
+    private static func single<Stored>(
+        _ name: String, initial: Stored, parse: @escaping (String) -> Stored?, _ set: @escaping (inout Root, Stored) -> Void
+    ) -> Self {
         Self(name: name, takesValue: true, repeats: false) { root, given in
             guard let text = given.last else {
                 set(&root, initial)
                 return true
             }
-            guard let value = Value(argument: text) else { return false }
+            guard let value = parse(text) else { return false }
             set(&root, value)
             return true
         }
@@ -81,7 +80,7 @@ protocol PlainOptions: ParsableArguments {
 /// An options group held by a command: made from the values its options were given and
 /// validated, as swift-argument-parser validates each group it decodes, then set whole.
 struct PlainGroup<Command> {
-    /// The group's options, by name and arity.
+    /// The group's options, by name and arity (the group's `assign` sets them, not theirs).
     let options: [PlainOption<Command>]
     let assign: (inout Command, ArraySlice<[String]>) throws -> Bool
 
