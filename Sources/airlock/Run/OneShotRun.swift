@@ -177,7 +177,13 @@ struct OneShotRun {
             return Self.waitForExit(pid).shellCode
         }
         try serve(runtime, sockets: descriptors, shared: serving)
-        try channel.send(SandboxChild.ready)
+        // A builder that failed after it sent the listeners (the rest of the topology, the
+        // init's set-up) has said why and ended: its status is the run's.
+        do {
+            try channel.send(SandboxChild.ready)
+        } catch {
+            return Self.waitForExit(pid).shellCode
+        }
         try SignalForwarding.start(to: pid)
         defer { SignalForwarding.stop() }
         return Self.waitForExit(pid).shellCode

@@ -38,9 +38,9 @@ struct SandboxChildSpec {
 /// new user namespace, with its uid and gid mapped to themselves and the capabilities to
 /// build namespaces there, not dumpable.
 ///
-/// It builds S and G, binds the gateway's listeners inside G, hands them to the gateway
-/// over the socket pair, sets the sandbox up while the gateway starts, waits for "ready",
-/// then starts CMD inside S and exits with CMD's status.
+/// It makes S and G, binds the gateway's listeners inside G and hands them to the gateway
+/// over the socket pair at once, builds the rest and sets the sandbox up while the gateway
+/// starts, waits for "ready", then starts CMD inside S and exits with CMD's status.
 enum SandboxChild {
     static let listening = "listening"
     static let ready = "ready"
@@ -67,13 +67,11 @@ enum SandboxChild {
 
     private static func build(spec: SandboxChildSpec, channel: DescriptorChannel) throws -> Int32 {
         let topology = spec.topology
-        let sandbox = try EphemeralSandbox.build(topology)
-        do {
-            let sockets = try GatewaySockets.bind(
-                in: sandbox.gateway.descriptor, address: topology.gatewayAddress.address, ports: spec.listenerPorts)
+        // The listeners go to the gateway as soon as G exists; it starts serving while S, the
+        // veth pair and the addresses are made.
+        let sandbox = try EphemeralSandbox.build(topology, listeners: .init(ports: spec.listenerPorts) { sockets in
             try channel.send(Self.listening, descriptors: sockets.all.map(\.descriptor.rawValue))
-            for socket in sockets.all { try? socket.descriptor.close() }
-        }
+        })
         // Set up while the gateway starts; CMD starts once it serves.
         let pending = try SandboxProcess.prepare(spec.processSpec(networkNamespace: sandbox.sandbox.descriptor.rawValue))
         guard let (answer, _) = try channel.receive(), answer == Self.ready else {
