@@ -53,11 +53,44 @@ final class SandboxViewTests: XCTestCase {
             0000000000000000: 00000002 00000000 00010000 0001 01 20008 /var/lib/docker.sock
             """
         XCTAssertEqual(
-            SandboxView.socketPaths(procNetUnix: unix, fresh: fresh),
+            SandboxView.socketPaths(bound: UnixSocketPaths.fromProcNetUnix(unix), fresh: fresh),
             ["/home/ana/.gnupg/S.gpg agent", "/var/lib/docker.sock"])
         XCTAssertEqual(
-            SandboxView.socketPaths(procNetUnix: unix, fresh: SandboxView.freshRoots(privateTmp: false)),
+            SandboxView.socketPaths(bound: UnixSocketPaths.fromProcNetUnix(unix), fresh: SandboxView.freshRoots(privateTmp: false)),
             ["/home/ana/.gnupg/S.gpg agent", "/tmp/tmux-1000/default", "/var/lib/docker.sock"])
+    }
+
+    /// A socket whose path holds a newline is found whole, over sock_diag, and covered:
+    /// `/proc/net/unix` writes the path as it is, which cut it in two there.
+    func testASocketPathWithANewlineIsCoveredWhole() throws {
+        let base = (NSTemporaryDirectory() as NSString).appendingPathComponent("airlock-socketpath-\(getpid())")
+        try FileManager.default.createDirectory(atPath: base, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: base) }
+        // Read as /proc/net/unix lines: "…/agent", then a made-up socket at "/decoy.sock".
+        let directory = base + "/agent\n0000000000000000: 00000002 00000000 00010000 0001 01 1 "
+        try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+        let path = directory + "/decoy.sock"
+        let fd = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue), 0)
+        XCTAssertGreaterThanOrEqual(fd, 0)
+        defer { close(fd) }
+        var address = sockaddr_un()
+        address.sun_family = sa_family_t(AF_UNIX)
+        let bytes = Array(path.utf8)
+        XCTAssertLessThan(bytes.count, MemoryLayout.size(ofValue: address.sun_path))
+        withUnsafeMutableBytes(of: &address.sun_path) { $0.copyBytes(from: bytes) }
+        let bound = withUnsafePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_un>.size)) }
+        }
+        XCTAssertEqual(bound, 0, String(cString: strerror(errno)))
+
+        let found = try XCTUnwrap(try UnixSocketPaths.fromSocketDiagnostics(), "this kernel has unix_diag")
+        XCTAssertTrue(found.contains(path), "\(found)")
+        let text = try String(contentsOfFile: "/proc/net/unix", encoding: .utf8)
+        XCTAssertFalse(UnixSocketPaths.fromProcNetUnix(text).contains(path), "/proc/net/unix cuts it")
+        XCTAssertTrue(UnixSocketPaths.fromProcNetUnix(text).contains("/decoy.sock"), "and reads its tail as a socket of its own")
+
+        let view = try SandboxView.build(home: "/nonexistent", extraMasks: [], protectedFiles: [], privateTmp: false, workingDirectory: nil)
+        XCTAssertTrue(view.sockets.contains(Mask(path: path, kind: .file)), "\(view.sockets)")
     }
 
     func testChangeablePathsHonourOwnersModesAndStickyDirectories() throws {

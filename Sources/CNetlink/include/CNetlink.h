@@ -8,7 +8,8 @@
 // - libcap calls (cnl_caps.h);
 // - the sandbox's seccomp filter over libseccomp (cnl_seccomp.h);
 // - the port binder, a forked helper that binds listeners in G for a gateway that has
-//   dropped its privileges (cnl_binder.h).
+//   dropped its privileges (cnl_binder.h);
+// - the unix sockets bound to paths, over sock_diag (cnl_unixdiag.h).
 //
 // Conventions: every symbol is prefixed `cnl_`; functions return 0 or a value >= 0 on
 // success and -errno on failure; Swift turns that into one error type.
@@ -22,5 +23,6 @@
 #include "cnl_binder.h"
 #include "cnl_process.h"
 #include "cnl_seccomp.h"
+#include "cnl_unixdiag.h"
 
 #endif

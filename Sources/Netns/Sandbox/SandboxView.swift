@@ -9,9 +9,9 @@ import SystemCalls
 ///
 /// - credential stores (`Masks`) and airlock's own files (the token file, the policy, the
 ///   audit log) are covered so they can be neither read nor written;
-/// - every host path socket still visible (the host namespace's `/proc/net/unix` names
-///   them: tmux, ssh-agent, an IDE's IPC, a user-run docker) gets `/dev/null` over it, so
-///   `connect` fails;
+/// - every host path socket still visible (the host namespace's sockets, over sock_diag
+///   or from `/proc/net/unix`: tmux, ssh-agent, an IDE's IPC, a user-run docker) gets
+///   `/dev/null` over it, so `connect` fails;
 /// - every other mount of a kernel filesystem (a procfs in a chroot or build root, sysfs,
 ///   debugfs, tracefs, bpf, cgroup, securityfs, configfs, …) is covered by an empty tmpfs.
 ///
@@ -77,8 +77,10 @@ package struct SandboxView: Equatable, Sendable {
         let kept = privateTmp ? workingDirectory.flatMap(underPrivateTmp) : nil
         let mountinfo = Doctor.readText("/proc/self/mountinfo", limit: 64 << 20) ?? ""
         let mounts = kernelMountPoints(mountinfo: mountinfo, fresh: fresh, kept: kept).filter { !seen.contains($0) }
-        let unix = Doctor.readText("/proc/net/unix", limit: 64 << 20) ?? ""
-        let socketPaths = socketPaths(procNetUnix: unix, fresh: fresh, kept: kept).filter { path in
+        // Over sock_diag, exact; where the kernel lacks it, or it fails, /proc/net/unix.
+        let bound = (try? UnixSocketPaths.fromSocketDiagnostics()).flatMap { $0 }
+            ?? UnixSocketPaths.fromProcNetUnix(Doctor.readText("/proc/net/unix", limit: 64 << 20) ?? "")
+        let socketPaths = socketPaths(bound: bound, fresh: fresh, kept: kept).filter { path in
             !mounts.contains(where: { isWithin(path, $0) })
         }
         let sockets = socketPaths.compactMap { path -> Mask? in
@@ -141,22 +143,14 @@ package struct SandboxView: Equatable, Sendable {
         return points.filter { point in !points.contains(where: { $0 != point && isWithin(point, $0) }) }
     }
 
-    /// The path sockets named in `/proc/net/unix` text that the sandbox would see
-    /// (abstract ones, `@…`, live in the network namespace and are the sandbox's own).
-    package static func socketPaths(procNetUnix: String, fresh: [String], kept: String? = nil) -> [String] {
+    /// Of the paths unix sockets are bound to (`UnixSocketPaths`), those the sandbox would
+    /// see (abstract ones, `@…`, live in the network namespace and are the sandbox's own).
+    package static func socketPaths(bound: [String], fresh: [String], kept: String? = nil) -> [String] {
         var paths = Set<String>()
-        for line in procNetUnix.split(separator: "\n").dropFirst() {
-            // Num RefCount Protocol Flags Type St Inode Path (the path may hold spaces).
-            var rest = Substring(line)
-            var skipped = 0
-            while skipped < 7, let space = rest.firstIndex(of: " ") {
-                rest = rest[rest.index(after: space)...].drop(while: { $0 == " " })
-                skipped += 1
-            }
-            // A socket bound by a relative name cannot be located from here.
-            guard skipped == 7, rest.hasPrefix("/") else { continue }
+        // A socket bound by a relative name cannot be located from here.
+        for bound in bound where bound.hasPrefix("/") {
             // The path as the binder spelled it (`/tmp//a/./b.sock`); links resolved, as the mount will.
-            let path = realPath(String(rest)) ?? String(rest)
+            let path = realPath(bound) ?? bound
             if !isHostView(path, fresh: fresh, kept: kept) { continue }
             paths.insert(path)
         }
