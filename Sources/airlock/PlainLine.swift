@@ -19,14 +19,16 @@ import ArgumentParser
 /// parser makes of it: `CommandParseTests` compares every option, in every form, with the
 /// parser's result, and the table with the parser's own list of the command's options.
 struct PlainOption<Root> {
-    /// The long name, without its dashes.
-    let name: String
-    let takesValue: Bool
-    let repeats: Bool
+    let spelling: PlainSpelling
     /// Sets the option from the values the line gave it (none: its default), through the
     /// property's setter: a parsable property not yet set cannot be read, so nothing here
     /// reads one. False when the option's type refuses a value.
     let assign: (inout Root, [String]) -> Bool
+
+    private init(name: String, takesValue: Bool, repeats: Bool, assign: @escaping (inout Root, [String]) -> Bool) {
+        spelling = PlainSpelling(name: name, takesValue: takesValue, repeats: repeats)
+        self.assign = assign
+    }
 
     static func flag(_ name: String, _ set: @escaping (inout Root, Bool) -> Void) -> Self {
         Self(name: name, takesValue: false, repeats: false) { root, given in
@@ -71,6 +73,14 @@ struct PlainOption<Root> {
     }
 }
 
+/// How a line names an option.
+struct PlainSpelling {
+    /// The long name, without its dashes.
+    let name: String
+    let takesValue: Bool
+    let repeats: Bool
+}
+
 /// An options group (`@OptionGroup`) whose options a plain line reads.
 protocol PlainOptions: ParsableArguments {
     /// Every option of the group, as declared.
@@ -80,13 +90,14 @@ protocol PlainOptions: ParsableArguments {
 /// An options group held by a command: made from the values its options were given and
 /// validated, as swift-argument-parser validates each group it decodes, then set whole.
 struct PlainGroup<Command> {
-    /// The group's options, by name and arity (the group's `assign` sets them, not theirs).
-    let options: [PlainOption<Command>]
+    /// How a line names the group's options.
+    let spellings: [PlainSpelling]
+    /// Sets the group from the values the line gave its options, in `spellings` order.
     let assign: (inout Command, ArraySlice<[String]>) throws -> Bool
 
     init<Group: PlainOptions>(_: Group.Type, _ set: @escaping (inout Command, Group) -> Void) {
         let declared = Group.plainOptions
-        options = declared.map { PlainOption<Command>(name: $0.name, takesValue: $0.takesValue, repeats: $0.repeats) { _, _ in false } }
+        spellings = declared.map(\.spelling)
         assign = { command, given in
             var group = Group()
             for (option, values) in zip(declared, given) {
@@ -110,8 +121,8 @@ protocol PlainCommand: ParsableCommand {
 
 enum PlainLine {
     /// Every option a plain line of `Command` may name: its own, then its groups', in order.
-    static func options<Command: PlainCommand>(of _: Command.Type) -> [PlainOption<Command>] {
-        Command.plainOptions + Command.plainGroups.flatMap(\.options)
+    static func options<Command: PlainCommand>(of _: Command.Type) -> [PlainSpelling] {
+        Command.plainOptions.map(\.spelling) + Command.plainGroups.flatMap(\.spellings)
     }
 
     /// `arguments` (the words after the command's name) read as swift-argument-parser would
@@ -161,8 +172,8 @@ enum PlainLine {
                 position += 1
             }
             for group in Command.plainGroups {
-                guard try group.assign(&command, given[position ..< position + group.options.count]) else { return nil }
-                position += group.options.count
+                guard try group.assign(&command, given[position ..< position + group.spellings.count]) else { return nil }
+                position += group.spellings.count
             }
             Command.plainTerminated(&command, Array(terminated))
             try command.validate()
