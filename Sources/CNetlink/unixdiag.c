@@ -2,6 +2,7 @@
 // /proc/net/unix writes each path as is, so a newline in a path breaks its lines.
 #define _GNU_SOURCE
 #include "cnl_unixdiag.h"
+#include "cnl_netlink.h"
 
 #include <errno.h>
 #include <stdlib.h>
@@ -73,9 +74,8 @@ int cnl_unix_socket_paths(void (*each)(void *context, const char *path, size_t l
         // Bounded: a namespace's sockets are a few thousand datagrams at most.
         result = -EOVERFLOW;
         for (int datagrams = 0; datagrams < 100000; datagrams++) {
-            ssize_t n;
-            do { n = mnl_socket_recvfrom(nl, buf, size); } while (n < 0 && errno == EINTR);
-            if (n < 0) { result = -errno; break; }
+            ssize_t n = cnl_socket_recv(nl, buf, size);
+            if (n < 0) { result = (int)n; break; }
             errno = 0;
             int ret = mnl_cb_run(buf, (size_t)n, 1, portid, socket_message, &paths);
             if (ret < 0) { result = errno != 0 ? -errno : -EPROTO; break; }
